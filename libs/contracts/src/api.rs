@@ -1,0 +1,145 @@
+//! Request and response bodies that one service sends to another over HTTP. Each
+//! service's own OpenAPI document describes them for users; these types keep the
+//! caller and the callee compiled against the same shape.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::money::Money;
+
+/// The body of every 4xx and 5xx answer: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable, machine-readable: `validation_failed`, `not_found`, `insufficient_stock`...
+    #[schema(example = "validation_failed")]
+    pub code: String,
+    /// For people: says what is wrong and, where it can, how to fix it.
+    #[schema(example = "quantity must be at least 1")]
+    pub message: String,
+    /// Structured detail where the code has some (e.g. which items lack stock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}
+
+/// Catalogue types (product service).
+pub mod catalogue {
+    use super::*;
+
+    /// A product in the catalogue.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    pub struct Product {
+        #[schema(example = 1)]
+        pub id: i64,
+        #[schema(example = "SKU-ABC")]
+        pub sku: String,
+        #[schema(example = "Espresso beans 1 kg")]
+        pub name: String,
+        pub description: String,
+        pub price: Money,
+        pub created_at: DateTime<Utc>,
+        pub updated_at: DateTime<Utc>,
+    }
+}
+
+/// Stock and reservation types (inventory service).
+pub mod stock {
+    use super::*;
+
+    /// Stock of one item. `available = on_hand - reserved`.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    pub struct StockLevel {
+        #[schema(example = "SKU-ABC")]
+        pub sku: String,
+        pub product_id: Option<i64>,
+        /// Units in the warehouse, including reserved ones.
+        pub on_hand: i32,
+        /// Units held by reservations that are not yet sold or released.
+        pub reserved: i32,
+        /// Units that can still be reserved.
+        pub available: i32,
+        pub updated_at: DateTime<Utc>,
+    }
+
+    /// One item to reserve.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    pub struct ReservationLine {
+        #[schema(example = "SKU-ABC")]
+        pub sku: String,
+        #[schema(example = 2)]
+        pub quantity: i32,
+    }
+
+    /// Reserve stock for an order: all items or none.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    pub struct ReserveStock {
+        /// The order the stock is for. Reserving twice for one order returns the
+        /// first reservation, so callers may retry. Without one, the reservation
+        /// belongs to nobody and expires unless committed or released.
+        #[serde(default)]
+        pub order_id: Option<i64>,
+        pub items: Vec<ReservationLine>,
+    }
+
+    /// Where a reservation is in its life.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum ReservationStatus {
+        /// Made, but no order has claimed it yet; expires at `expires_at`.
+        Pending,
+        /// Claimed by a placed order (`update-stock`); held until paid or cancelled.
+        Held,
+        /// The order was paid: the units left the warehouse.
+        Committed,
+        /// Given back to stock (cancelled, declined, or expired).
+        Released,
+    }
+
+    impl ReservationStatus {
+        pub fn as_str(self) -> &'static str {
+            match self {
+                ReservationStatus::Pending => "pending",
+                ReservationStatus::Held => "held",
+                ReservationStatus::Committed => "committed",
+                ReservationStatus::Released => "released",
+            }
+        }
+
+        pub fn parse(s: &str) -> Option<Self> {
+            [
+                ReservationStatus::Pending,
+                ReservationStatus::Held,
+                ReservationStatus::Committed,
+                ReservationStatus::Released,
+            ]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+        }
+    }
+
+    /// A reservation of stock.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    pub struct Reservation {
+        pub reservation_id: i64,
+        pub order_id: Option<i64>,
+        pub status: ReservationStatus,
+        pub items: Vec<ReservationLine>,
+        /// A pending reservation is released by itself at this time.
+        pub expires_at: Option<DateTime<Utc>>,
+        pub created_at: DateTime<Utc>,
+        pub updated_at: DateTime<Utc>,
+    }
+
+    /// One item that could not be reserved, in the `details` of a 409.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    pub struct Shortage {
+        pub sku: String,
+        pub requested: i32,
+        pub available: i32,
+    }
+}

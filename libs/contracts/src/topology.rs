@@ -1,0 +1,130 @@
+//! The broker topology, in one place: one durable topic exchange, and one durable
+//! queue per consuming service and message type, each with its retry queues and its
+//! dead-letter queue.
+//!
+//! ```text
+//! sales.events (topic) --create-order--> notification.create-order
+//!                      --update-stock--> inventory.update-stock
+//!                      ...
+//! inventory.update-stock.retry-1 (TTL 1 s)   --expires--> inventory.update-stock
+//! inventory.update-stock.retry-2 (TTL 10 s)  --expires--> inventory.update-stock
+//! inventory.update-stock.retry-3 (TTL 60 s)  --expires--> inventory.update-stock
+//! inventory.update-stock.dead   (parked until listed and replayed)
+//! ```
+//!
+//! Every name can carry a prefix (`AMQP_PREFIX`) so several systems, or tests, can
+//! share one broker without seeing each other's messages.
+
+use std::time::Duration;
+
+use crate::events::MessageType;
+
+/// The exchange every event is published to, with its type as the routing key.
+pub const EXCHANGE: &str = "sales.events";
+
+/// How long a failed message waits before its next attempt. After the last one it
+/// is parked in the dead-letter queue.
+pub const RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(10),
+    Duration::from_secs(60),
+];
+
+/// A service's subscription to one message type; it owns one queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    pub service: &'static str,
+    pub message_type: MessageType,
+}
+
+const fn sub(service: &'static str, message_type: MessageType) -> Subscription {
+    Subscription {
+        service,
+        message_type,
+    }
+}
+
+/// Every queue in the system: who consumes what.
+pub const SUBSCRIPTIONS: &[Subscription] = &[
+    sub("inventory", MessageType::ProductCreated),
+    sub("inventory", MessageType::UpdateStock),
+    sub("inventory", MessageType::PaidOrder),
+    sub("inventory", MessageType::RestoreCanceledItem),
+    sub("notification", MessageType::CreateOrder),
+    sub("notification", MessageType::PaidOrder),
+    sub("notification", MessageType::CancelOrder),
+];
+
+/// The subscriptions of one service.
+pub fn subscriptions_of(service: &str) -> impl Iterator<Item = Subscription> + '_ {
+    SUBSCRIPTIONS
+        .iter()
+        .copied()
+        .filter(move |s| s.service == service)
+}
+
+/// Names of the exchange and queues under an optional prefix.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Topology {
+    prefix: String,
+}
+
+impl Topology {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Topology {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn exchange(&self) -> String {
+        format!("{}{EXCHANGE}", self.prefix)
+    }
+
+    /// The queue a subscription consumes from: `inventory.update-stock`.
+    pub fn queue(&self, subscription: Subscription) -> String {
+        format!(
+            "{}{}.{}",
+            self.prefix,
+            subscription.service,
+            subscription.message_type.as_str()
+        )
+    }
+
+    /// Retry queue `tier` (0-based) of a queue: `inventory.update-stock.retry-1`.
+    pub fn retry_queue(&self, subscription: Subscription, tier: usize) -> String {
+        format!("{}.retry-{}", self.queue(subscription), tier + 1)
+    }
+
+    /// Where messages that failed every attempt, or could not be read, are parked.
+    pub fn dead_letter_queue(&self, subscription: Subscription) -> String {
+        format!("{}.dead", self.queue(subscription))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let t = Topology::new("t1.");
+        let s = sub("inventory", MessageType::UpdateStock);
+        assert_eq!(t.exchange(), "t1.sales.events");
+        assert_eq!(t.queue(s), "t1.inventory.update-stock");
+        assert_eq!(t.retry_queue(s, 0), "t1.inventory.update-stock.retry-1");
+        assert_eq!(t.dead_letter_queue(s), "t1.inventory.update-stock.dead");
+    }
+
+    #[test]
+    fn every_subscription_is_unique() {
+        let t = Topology::default();
+        let mut names: Vec<String> = SUBSCRIPTIONS.iter().map(|s| t.queue(*s)).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), SUBSCRIPTIONS.len());
+    }
+}

@@ -1,0 +1,442 @@
+//! RabbitMQ: one connection per service process, kept up by a supervisor task that
+//! reconnects with back-off after the broker restarts or the network drops, and a
+//! publisher that waits for the broker's confirm of every message.
+//!
+//! On every (re)connect the whole topology of [`sales_contracts::topology`] is
+//! declared (idempotently), by every service: a queue exists, and keeps messages, from
+//! the moment any service has started, whether or not its consumer runs yet.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use sales_contracts::topology::{RETRY_DELAYS, SUBSCRIPTIONS, Topology};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::{Mutex, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// Header carrying how many times a message has been attempted and failed.
+pub const ATTEMPT_HEADER: &str = "x-attempt";
+/// Header saying why a message was dead-lettered.
+pub const DEATH_REASON_HEADER: &str = "x-death-reason";
+/// Header naming the queue a dead-lettered message came from.
+pub const ORIGIN_QUEUE_HEADER: &str = "x-origin-queue";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("RabbitMQ is not connected")]
+    NotConnected,
+    #[error("RabbitMQ refused the message (negative confirm)")]
+    Nacked,
+    #[error("RabbitMQ: {0}")]
+    Amqp(#[from] lapin::Error),
+}
+
+/// A handle on the broker connection; cheap to clone.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    topology: Topology,
+    connection: watch::Receiver<Option<Arc<Connection>>>,
+    publish_channel: Mutex<Option<Channel>>,
+    metrics: Metrics,
+}
+
+impl Broker {
+    /// Start the supervisor that connects, declares the topology and reconnects.
+    /// Returns at once; use [`Broker::wait_connected`] to wait for the first connection.
+    pub fn start(
+        service: &str,
+        url: SecretString,
+        topology: Topology,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+    ) -> Broker {
+        let (tx, rx) = watch::channel(None);
+        let broker = Broker {
+            inner: Arc::new(Inner {
+                topology: topology.clone(),
+                connection: rx,
+                publish_channel: Mutex::new(None),
+                metrics: metrics.clone(),
+            }),
+        };
+        let name = format!(
+            "{service}@{}",
+            hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        tokio::spawn(supervise(name, url, topology, metrics, tx, shutdown));
+        broker
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.inner.topology
+    }
+
+    /// The live connection, if there is one.
+    pub fn connection(&self) -> Option<Arc<Connection>> {
+        self.inner
+            .connection
+            .borrow()
+            .clone()
+            .filter(|c| c.status().connected())
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connection().is_some()
+    }
+
+    /// Wait until connected (topology declared), or until `timeout` passes.
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<Arc<Connection>, BrokerError> {
+        let mut rx = self.inner.connection.clone();
+        let wait = async {
+            loop {
+                if let Some(conn) = rx.borrow_and_update().clone()
+                    && conn.status().connected()
+                {
+                    return Ok(conn);
+                }
+                if rx.changed().await.is_err() {
+                    return Err(BrokerError::NotConnected);
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .unwrap_or(Err(BrokerError::NotConnected))
+    }
+
+    /// Publish `body` and wait for the broker's confirm. `exchange` "" with a queue
+    /// name as `routing_key` sends straight to that queue.
+    pub async fn publish(&self, message: OutgoingMessage<'_>) -> Result<(), BrokerError> {
+        let channel = self.publish_channel().await?;
+        let result = async {
+            let confirm = channel
+                .basic_publish(
+                    message.exchange.into(),
+                    message.routing_key.into(),
+                    BasicPublishOptions::default(),
+                    message.body,
+                    message.properties(),
+                )
+                .await?
+                .await?;
+            if confirm.is_nack() {
+                Err(BrokerError::Nacked)
+            } else {
+                Ok(())
+            }
+        }
+        .await;
+        if matches!(result, Err(BrokerError::Amqp(_))) {
+            // The channel may be dead; the next publish opens a fresh one.
+            *self.inner.publish_channel.lock().await = None;
+        }
+        result
+    }
+
+    /// Publish several messages, then wait for all confirms (pipelined). Returns how
+    /// many from the start of `messages` were confirmed before the first failure.
+    pub async fn publish_batch(
+        &self,
+        messages: &[OutgoingMessage<'_>],
+    ) -> (usize, Option<BrokerError>) {
+        let channel = match self.publish_channel().await {
+            Ok(c) => c,
+            Err(e) => return (0, Some(e)),
+        };
+        let mut confirms = Vec::with_capacity(messages.len());
+        let mut failure = None;
+        for message in messages {
+            match channel
+                .basic_publish(
+                    message.exchange.into(),
+                    message.routing_key.into(),
+                    BasicPublishOptions::default(),
+                    message.body,
+                    message.properties(),
+                )
+                .await
+            {
+                Ok(confirm) => confirms.push(confirm),
+                Err(e) => {
+                    failure = Some(BrokerError::Amqp(e));
+                    break;
+                }
+            }
+        }
+        let mut confirmed = 0;
+        for confirm in confirms {
+            match confirm.await {
+                Ok(c) if c.is_ack() => confirmed += 1,
+                Ok(_) => {
+                    failure.get_or_insert(BrokerError::Nacked);
+                    break;
+                }
+                Err(e) => {
+                    failure.get_or_insert(BrokerError::Amqp(e));
+                    break;
+                }
+            }
+        }
+        if matches!(failure, Some(BrokerError::Amqp(_))) {
+            *self.inner.publish_channel.lock().await = None;
+        }
+        (confirmed, failure)
+    }
+
+    async fn publish_channel(&self) -> Result<Channel, BrokerError> {
+        let mut slot = self.inner.publish_channel.lock().await;
+        if let Some(channel) = slot.as_ref()
+            && channel.status().connected()
+        {
+            return Ok(channel.clone());
+        }
+        let conn = self.connection().ok_or(BrokerError::NotConnected)?;
+        let channel = conn.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        *slot = Some(channel.clone());
+        Ok(channel)
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+}
+
+/// A message to publish: persistent, JSON, with its id, type and headers.
+pub struct OutgoingMessage<'a> {
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub body: &'a [u8],
+    pub message_id: Option<String>,
+    pub message_type: Option<String>,
+    pub headers: BTreeMap<String, AmqpHeader>,
+}
+
+/// A header value we put on messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AmqpHeader {
+    Text(String),
+    Int(i64),
+}
+
+impl OutgoingMessage<'_> {
+    fn properties(&self) -> BasicProperties {
+        let mut headers = FieldTable::default();
+        for (k, v) in &self.headers {
+            let Ok(key) = ShortString::try_new(k.clone()) else {
+                continue;
+            };
+            let value = match v {
+                AmqpHeader::Text(s) => AMQPValue::LongString(LongString::from(s.as_bytes())),
+                AmqpHeader::Int(i) => AMQPValue::LongLongInt(*i),
+            };
+            headers.insert(key, value);
+        }
+        let mut props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_headers(headers)
+            .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64);
+        if let Some(id) = self.message_id.as_ref().and_then(|s| ShortString::try_new(s.clone()).ok()) {
+            props = props.with_message_id(id);
+        }
+        if let Some(t) = self.message_type.as_ref().and_then(|s| ShortString::try_new(s.clone()).ok()) {
+            props = props.with_type(t);
+        }
+        props
+    }
+}
+
+/// Headers of a received message as strings/integers (others are skipped).
+pub fn read_headers(props: &BasicProperties) -> HashMap<String, AmqpHeader> {
+    let mut out = HashMap::new();
+    if let Some(table) = props.headers() {
+        for (k, v) in table {
+            let value = match v {
+                AMQPValue::LongString(s) => {
+                    AmqpHeader::Text(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                }
+                AMQPValue::ShortString(s) => AmqpHeader::Text(s.as_str().to_owned()),
+                AMQPValue::LongLongInt(i) => AmqpHeader::Int(*i),
+                AMQPValue::LongInt(i) => AmqpHeader::Int(i64::from(*i)),
+                AMQPValue::LongUInt(i) => AmqpHeader::Int(i64::from(*i)),
+                AMQPValue::ShortInt(i) => AmqpHeader::Int(i64::from(*i)),
+                AMQPValue::ShortUInt(i) => AmqpHeader::Int(i64::from(*i)),
+                _ => continue,
+            };
+            out.insert(k.as_str().to_owned(), value);
+        }
+    }
+    out
+}
+
+/// Just the text headers, e.g. to read W3C trace context.
+pub fn text_headers(headers: &HashMap<String, AmqpHeader>) -> HashMap<String, String> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| match v {
+            AmqpHeader::Text(s) => Some((k.clone(), s.clone())),
+            AmqpHeader::Int(_) => None,
+        })
+        .collect()
+}
+
+async fn supervise(
+    name: String,
+    url: SecretString,
+    topology: Topology,
+    metrics: Metrics,
+    tx: watch::Sender<Option<Arc<Connection>>>,
+    shutdown: CancellationToken,
+) {
+    let mut delay = Duration::from_millis(200);
+    while !shutdown.is_cancelled() {
+        let props = ConnectionProperties::default().with_connection_name(name.clone().into());
+        let attempt = async {
+            let conn = Connection::connect(url.expose_secret(), props).await?;
+            declare_topology(&conn, &topology).await?;
+            Ok::<_, lapin::Error>(conn)
+        };
+        let conn = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = attempt => r,
+        };
+        match conn {
+            Ok(conn) => {
+                delay = Duration::from_millis(200);
+                let conn = Arc::new(conn);
+                let mut events = conn.events_listener();
+                metrics.broker_connected.set(1);
+                metrics.broker_connections.inc();
+                tracing::info!(connection = %name, "connected to RabbitMQ");
+                tx.send_replace(Some(conn.clone()));
+                let lost = async {
+                    loop {
+                        match events.next().await {
+                            Some(lapin::Event::Error(e)) => break e.to_string(),
+                            Some(_) => {
+                                if !conn.status().connected() {
+                                    break "connection closed".to_owned();
+                                }
+                            }
+                            None => break "connection closed".to_owned(),
+                        }
+                    }
+                };
+                // Also poll the status: not every way of losing a connection emits an event.
+                let polled = async {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        if !conn.status().connected() {
+                            break "connection closed".to_owned();
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        tx.send_replace(None);
+                        metrics.broker_connected.set(0);
+                        // Consumers close their channels first; give them the grace they need.
+                        let _ = conn.close(200, "service shutting down".into()).await;
+                        return;
+                    }
+                    reason = lost => tracing::warn!(%reason, "lost the RabbitMQ connection; reconnecting"),
+                    reason = polled => tracing::warn!(%reason, "lost the RabbitMQ connection; reconnecting"),
+                }
+                tx.send_replace(None);
+                metrics.broker_connected.set(0);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in = ?delay, "cannot connect to RabbitMQ");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    tx.send_replace(None);
+    metrics.broker_connected.set(0);
+}
+
+/// Declare the exchange and every queue with its retry and dead-letter queues.
+pub async fn declare_topology(conn: &Connection, topology: &Topology) -> Result<(), lapin::Error> {
+    let channel = conn.create_channel().await?;
+    let exchange = topology.exchange();
+    channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    for sub in SUBSCRIPTIONS {
+        let queue = topology.queue(*sub);
+        channel
+            .queue_declare(queue.as_str().into(), durable, FieldTable::default())
+            .await?;
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.as_str().into(),
+                sub.message_type.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        for (tier, delay) in RETRY_DELAYS.iter().enumerate() {
+            let mut args = FieldTable::default();
+            args.insert(
+                "x-message-ttl".into(),
+                AMQPValue::LongLongInt(delay.as_millis() as i64),
+            );
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString("".into()),
+            );
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                AMQPValue::LongString(queue.as_str().into()),
+            );
+            channel
+                .queue_declare(topology.retry_queue(*sub, tier).as_str().into(), durable, args)
+                .await?;
+        }
+        channel
+            .queue_declare(
+                topology.dead_letter_queue(*sub).as_str().into(),
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    let _ = channel.close(200, "topology declared".into()).await;
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! Calling another service over HTTP: a timeout on every call, the W3C trace context
+//! and the request id passed on, and errors that say which service failed and how.
+
+use std::time::Duration;
+
+use http::HeaderMap;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use reqwest::{Method, StatusCode};
+use sales_contracts::api::ErrorResponse;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::telemetry::HeaderInjector;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The service did not answer (down, refused, timed out).
+    #[error("{service} is unavailable: {reason}")]
+    Unavailable { service: &'static str, reason: String },
+    /// The service answered with an error status.
+    #[error("{service} answered {status}: {}", body.as_ref().map(|b| b.error.message.as_str()).unwrap_or("(no error body)"))]
+    Status {
+        service: &'static str,
+        status: StatusCode,
+        body: Option<ErrorResponse>,
+    },
+    /// The service answered 2xx with a body we could not read.
+    #[error("{service} sent an unreadable answer: {reason}")]
+    BadAnswer { service: &'static str, reason: String },
+}
+
+impl CallError {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            CallError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn error_body(&self) -> Option<&ErrorResponse> {
+        match self {
+            CallError::Status { body, .. } => body.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// A client for one peer service.
+#[derive(Clone, Debug)]
+pub struct ServiceClient {
+    service: &'static str,
+    base_url: String,
+    http: reqwest::Client,
+}
+
+impl ServiceClient {
+    pub fn new(service: &'static str, base_url: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(2)))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(ServiceClient {
+            service,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {
+        self.call::<(), T>(Method::GET, path, None).await
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, CallError> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, CallError> {
+        let span = tracing::info_span!(
+            "http.client",
+            otel.kind = "client",
+            otel.name = format!("{method} {}", self.service),
+            peer.service = self.service,
+            http.request.method = %method,
+            url.path = path,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let mut headers = HeaderMap::new();
+        TraceContextPropagator::new().inject_context(&span.context(), &mut HeaderInjector(&mut headers));
+        let url = format!("{}{}", self.base_url, path);
+        let mut request = self.http.request(method, url).headers(headers);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        async {
+            let response = request.send().await.map_err(|e| CallError::Unavailable {
+                service: self.service,
+                reason: if e.is_timeout() {
+                    "no answer in time".to_owned()
+                } else {
+                    e.to_string()
+                },
+            })?;
+            let status = response.status();
+            tracing::Span::current().record("http.response.status_code", status.as_u16());
+            let bytes = response.bytes().await.map_err(|e| CallError::Unavailable {
+                service: self.service,
+                reason: e.to_string(),
+            })?;
+            if !status.is_success() {
+                return Err(CallError::Status {
+                    service: self.service,
+                    status,
+                    body: serde_json::from_slice(&bytes).ok(),
+                });
+            }
+            serde_json::from_slice(&bytes).map_err(|e| CallError::BadAnswer {
+                service: self.service,
+                reason: e.to_string(),
+            })
+        }
+        .instrument(span)
+        .await
+    }
+}

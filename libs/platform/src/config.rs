@@ -1,0 +1,74 @@
+//! Configuration groups every service flattens into its own `clap` struct, so each
+//! setting can be given as a flag or as an environment variable (12-factor).
+//! Secrets are [`SecretString`]s: they print as `[REDACTED]` in logs and `--help`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+use secrecy::SecretString;
+
+/// Where the service listens.
+#[derive(Args, Clone, Debug)]
+pub struct HttpArgs {
+    /// Address of the public API (and `/health`, `/ready`).
+    #[arg(long, env = "HTTP_ADDR")]
+    pub http_addr: SocketAddr,
+    /// Address of the admin endpoints: `/metrics`, `/health`, `/ready`, dead letters.
+    #[arg(long, env = "ADMIN_ADDR")]
+    pub admin_addr: SocketAddr,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// How long in-flight requests and messages may take to finish after SIGTERM.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// The service's own PostgreSQL database.
+#[derive(Args, Clone, Debug)]
+pub struct DatabaseArgs {
+    /// `postgres://user:password@host:port/database`
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: SecretString,
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    pub database_max_connections: u32,
+    /// How long a request waits for a free connection before failing.
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub database_acquire_timeout: Duration,
+}
+
+/// The RabbitMQ broker.
+#[derive(Args, Clone, Debug)]
+pub struct BrokerArgs {
+    /// `amqp://user:password@host:port/vhost` (vhost `/` is `%2f`).
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    pub amqp_url: SecretString,
+    /// Prefix for the exchange and every queue name, so several systems can share a broker.
+    #[arg(long, env = "AMQP_PREFIX", default_value = "")]
+    pub amqp_prefix: String,
+    /// How many unacknowledged messages each consumer holds at once.
+    #[arg(long, env = "AMQP_PREFETCH", default_value_t = 16)]
+    pub amqp_prefetch: u16,
+}
+
+/// Logs and traces.
+#[derive(Args, Clone, Debug)]
+pub struct TelemetryArgs {
+    /// OTLP/HTTP endpoint traces are sent to, e.g. `http://otel-collector:4318`.
+    /// Unset: traces are still made (ids in logs, context propagated) but not exported.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// `json` (one JSON object per line, for log collectors) or `text` (for people).
+    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
+    pub log_format: LogFormat,
+    /// Filter in `tracing` syntax, e.g. `info,sqlx=warn`.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}

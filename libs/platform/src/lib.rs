@@ -1,0 +1,28 @@
+//! What every sales service runs on. A service's `lib.rs` builds its router and
+//! handlers and hands them to a [`service::ServiceBuilder`]; this crate does the rest:
+//!
+//! - [`config`]: flag/env groups (HTTP, database, broker, telemetry), secrets typed;
+//! - [`telemetry`]: JSON logs with trace ids, OpenTelemetry traces over OTLP, W3C context;
+//! - [`metrics`]: the Prometheus registry and the shared metric families;
+//! - [`http`]: common layers, `/health`, `/ready`, `/metrics`, Swagger UI;
+//! - [`error`]: the JSON error answer and extractors that reject bad input clearly;
+//! - [`db`]: the PostgreSQL pool and migrations;
+//! - [`broker`]: the RabbitMQ connection, topology and confirmed publishing;
+//! - [`outbox`] and [`consumer`]: events out at least once, handled exactly once;
+//! - [`client`]: calls to other services;
+//! - [`service`]: start-up and graceful shutdown.
+
+pub mod broker;
+pub mod client;
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod outbox;
+pub mod service;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use error::{ApiError, Json, Path, Query};

@@ -1,0 +1,210 @@
+//! Prometheus metrics every service exports, on one registry per service instance
+//! (so tests can run several services in one process). Services register their
+//! business counters on [`Metrics::registry`]. Every series carries a `service` label.
+//!
+//! The names here are the ones the Grafana dashboards and alert rules use; renaming
+//! one is a breaking change for them.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const LAG_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+];
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `http_requests_total{method, route, status}`
+    pub http_requests: IntCounterVec,
+    /// `http_request_duration_seconds{method, route}`
+    pub http_duration: HistogramVec,
+    /// `http_requests_in_flight`
+    pub http_in_flight: IntGauge,
+    /// `messages_consumed_total{queue, outcome}`; outcome: processed, duplicate,
+    /// retried, dead_lettered.
+    pub messages_consumed: IntCounterVec,
+    /// `message_processing_duration_seconds{queue}`
+    pub message_duration: HistogramVec,
+    /// `message_lag_seconds{queue}`: from when the event happened to when it was handled.
+    pub message_lag: HistogramVec,
+    /// `messages_published_total{message_type}`: confirmed by the broker.
+    pub messages_published: IntCounterVec,
+    /// `outbox_pending_messages`: events committed but not yet confirmed by the broker.
+    pub outbox_pending: IntGauge,
+    /// `outbox_oldest_pending_seconds`: age of the oldest of them.
+    pub outbox_oldest_pending_seconds: prometheus::Gauge,
+    /// `outbox_publish_failures_total`
+    pub outbox_publish_failures: IntCounter,
+    /// `broker_connected`: 1 while connected to RabbitMQ.
+    pub broker_connected: IntGauge,
+    /// `broker_connections_total`: successful connects; more than one means reconnects.
+    pub broker_connections: IntCounter,
+    /// `consumers_active{queue}`: 1 while a consumer is attached to the queue.
+    pub consumers_active: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new(service: &str) -> Self {
+        let labels = std::collections::HashMap::from([("service".to_owned(), service.to_owned())]);
+        // Only fails on an invalid label name, which "service" is not.
+        let registry = Registry::new_custom(None, Some(labels)).unwrap_or_default();
+        let m = Metrics {
+            http_requests: IntCounterVec::new(
+                Opts::new("http_requests_total", "HTTP requests answered"),
+                &["method", "route", "status"],
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            http_duration: HistogramVec::new(
+                HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                &["method", "route"],
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            http_in_flight: IntGauge::new("http_requests_in_flight", "HTTP requests being served")
+                .unwrap_or_else(|e| unreachable_metric(e)),
+            messages_consumed: IntCounterVec::new(
+                Opts::new("messages_consumed_total", "Messages taken from a queue, by outcome"),
+                &["queue", "outcome"],
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            message_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "message_processing_duration_seconds",
+                    "Time to handle one message",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["queue"],
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            message_lag: HistogramVec::new(
+                HistogramOpts::new(
+                    "message_lag_seconds",
+                    "Time from an event happening to its handling",
+                )
+                .buckets(LAG_BUCKETS.to_vec()),
+                &["queue"],
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            messages_published: IntCounterVec::new(
+                Opts::new(
+                    "messages_published_total",
+                    "Messages published and confirmed by the broker",
+                ),
+                &["message_type"],
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            outbox_pending: IntGauge::new(
+                "outbox_pending_messages",
+                "Events committed to the outbox and not yet confirmed by the broker",
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            outbox_oldest_pending_seconds: prometheus::Gauge::new(
+                "outbox_oldest_pending_seconds",
+                "Age of the oldest event waiting in the outbox",
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            outbox_publish_failures: IntCounter::new(
+                "outbox_publish_failures_total",
+                "Attempts to relay outbox events that failed",
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            broker_connected: IntGauge::new("broker_connected", "1 while connected to RabbitMQ")
+                .unwrap_or_else(|e| unreachable_metric(e)),
+            broker_connections: IntCounter::new(
+                "broker_connections_total",
+                "Connections made to RabbitMQ (more than one means reconnects)",
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            consumers_active: IntGaugeVec::new(
+                Opts::new("consumers_active", "1 while a consumer is attached to the queue"),
+                &["queue"],
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            registry,
+        };
+        m.register(Box::new(m.http_requests.clone()));
+        m.register(Box::new(m.http_duration.clone()));
+        m.register(Box::new(m.http_in_flight.clone()));
+        m.register(Box::new(m.messages_consumed.clone()));
+        m.register(Box::new(m.message_duration.clone()));
+        m.register(Box::new(m.message_lag.clone()));
+        m.register(Box::new(m.messages_published.clone()));
+        m.register(Box::new(m.outbox_pending.clone()));
+        m.register(Box::new(m.outbox_oldest_pending_seconds.clone()));
+        m.register(Box::new(m.outbox_publish_failures.clone()));
+        m.register(Box::new(m.broker_connected.clone()));
+        m.register(Box::new(m.broker_connections.clone()));
+        m.register(Box::new(m.consumers_active.clone()));
+        m
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Register a service's own collector (business counters).
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        if let Err(err) = self.registry.register(collector) {
+            tracing::error!(error = %err, "metric registered twice; it is exported once");
+        }
+    }
+
+    /// A counter vector registered on this service's registry.
+    pub fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        let c = IntCounterVec::new(Opts::new(name, help), labels)
+            .unwrap_or_else(|e| unreachable_metric(e));
+        self.register(Box::new(c.clone()));
+        c
+    }
+
+    /// A histogram registered on this service's registry.
+    pub fn histogram(&self, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+        let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+            .unwrap_or_else(|e| unreachable_metric(e));
+        self.register(Box::new(h.clone()));
+        h
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %err, "could not encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Metric definitions are constants; an invalid one is a programming error caught by
+/// the tests that render every metric, so failing loudly at start-up is right.
+#[allow(clippy::panic)]
+fn unreachable_metric<T>(err: prometheus::Error) -> T {
+    panic!("invalid metric definition: {err}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_with_service_label() {
+        let m = Metrics::new("order");
+        m.http_requests
+            .with_label_values(&["GET", "/orders", "200"])
+            .inc();
+        m.counter_vec("orders_total", "orders", &["status"])
+            .with_label_values(&["unpaid"])
+            .inc();
+        let text = m.render();
+        assert!(text.contains(
+            r#"http_requests_total{method="GET",route="/orders",status="200",service="order"} 1"#
+        ));
+        assert!(text.contains(r#"orders_total{status="unpaid",service="order"} 1"#));
+    }
+}

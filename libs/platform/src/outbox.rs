@@ -1,0 +1,213 @@
+//! The transactional outbox: an event is written to the `outbox` table in the same
+//! transaction as the change it announces, and the relay publishes it to RabbitMQ,
+//! deleting the row only after the broker confirms. If the broker or the service dies
+//! between commit and publish, the event waits in the table and goes out later: at
+//! least once, never lost. Consumers drop the duplicates (see [`crate::consumer`]).
+//!
+//! Several replicas can relay at once: each batch is claimed with
+//! `for update skip locked`. Events of one batch go out in commit order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use sales_contracts::{Envelope, Event};
+use sqlx::postgres::PgListener;
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::broker::{AmqpHeader, Broker, OutgoingMessage};
+use crate::telemetry;
+
+const NOTIFY_CHANNEL: &str = "outbox";
+const BATCH: i64 = 200;
+/// Relays wake on `NOTIFY`; this is the fallback if a notification is missed.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// Write `event` to the outbox inside `tx`. It is published after `tx` commits.
+pub async fn enqueue<E: Event>(
+    tx: &mut Transaction<'_, Postgres>,
+    producer: &str,
+    event: E,
+) -> Result<Envelope, sqlx::Error> {
+    let envelope = Envelope::new(producer, event).into_json();
+    enqueue_envelope(tx, &envelope).await?;
+    Ok(envelope)
+}
+
+/// Write an already built envelope to the outbox inside `tx`.
+pub async fn enqueue_envelope(
+    tx: &mut Transaction<'_, Postgres>,
+    envelope: &Envelope,
+) -> Result<(), sqlx::Error> {
+    let trace_headers = telemetry::current_trace_headers();
+    sqlx::query(
+        "insert into outbox (message_id, message_type, envelope, trace_headers)
+         values ($1, $2, $3, $4)",
+    )
+    .bind(envelope.message_id)
+    .bind(envelope.message_type.as_str())
+    .bind(sqlx::types::Json(envelope))
+    .bind(sqlx::types::Json(&trace_headers))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("select pg_notify($1, '')")
+        .bind(NOTIFY_CHANNEL)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct PendingEvent {
+    id: i64,
+    message_id: uuid::Uuid,
+    message_type: String,
+    envelope: sqlx::types::Json<serde_json::Value>,
+    trace_headers: sqlx::types::Json<HashMap<String, String>>,
+}
+
+/// Publishes outbox events until `shutdown`; run one per service process.
+pub async fn run_relay(pool: PgPool, broker: Broker, shutdown: CancellationToken) {
+    let mut listener: Option<PgListener> = None;
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        match relay_pending(&pool, &broker).await {
+            Ok(_) => backoff = Duration::from_millis(100),
+            Err(err) => {
+                broker.metrics().outbox_publish_failures.inc();
+                tracing::warn!(error = %err, retry_in = ?backoff, "outbox relay could not publish");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        }
+        update_backlog_metrics(&pool, &broker).await;
+        if listener.is_none() {
+            listener = listen(&pool).await;
+        }
+        let woken = async {
+            match listener.as_mut() {
+                Some(l) => l.recv().await.map(|_| ()),
+                None => {
+                    tokio::time::sleep(POLL_EVERY).await;
+                    Ok(())
+                }
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = woken => if r.is_err() { listener = None },
+            _ = tokio::time::sleep(POLL_EVERY) => {}
+        }
+    }
+    // Last pass so events committed during shutdown go out if the broker is there.
+    if let Err(err) = relay_pending(&pool, &broker).await {
+        tracing::info!(error = %err, "outbox events left for the next start");
+    }
+}
+
+async fn listen(pool: &PgPool) -> Option<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await.ok()?;
+    listener.listen(NOTIFY_CHANNEL).await.ok()?;
+    Some(listener)
+}
+
+/// Publish every pending event, batch by batch. Returns how many were published.
+pub async fn relay_pending(pool: &PgPool, broker: &Broker) -> anyhow::Result<usize> {
+    let mut total = 0;
+    loop {
+        let published = relay_batch(pool, broker).await?;
+        total += published;
+        if published < BATCH as usize {
+            return Ok(total);
+        }
+    }
+}
+
+async fn relay_batch(pool: &PgPool, broker: &Broker) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let batch: Vec<PendingEvent> = sqlx::query_as(
+        "select id, message_id, message_type, envelope, trace_headers
+         from outbox order by id limit $1 for update skip locked",
+    )
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    if !broker.is_connected() {
+        anyhow::bail!("RabbitMQ is not connected");
+    }
+    let exchange = broker.topology().exchange();
+    let bodies: Vec<Vec<u8>> = batch
+        .iter()
+        .map(|e| serde_json::to_vec(&e.envelope.0))
+        .collect::<Result<_, _>>()?;
+    let messages: Vec<OutgoingMessage<'_>> = batch
+        .iter()
+        .zip(&bodies)
+        .map(|(event, body)| OutgoingMessage {
+            exchange: &exchange,
+            routing_key: &event.message_type,
+            body,
+            message_id: Some(event.message_id.to_string()),
+            message_type: Some(event.message_type.clone()),
+            headers: event
+                .trace_headers
+                .0
+                .iter()
+                .map(|(k, v)| (k.clone(), AmqpHeader::Text(v.clone())))
+                .collect::<BTreeMap<_, _>>(),
+        })
+        .collect();
+    let span = tracing::info_span!("outbox.relay", batch = batch.len());
+    let (confirmed, failure) = broker.publish_batch(&messages).instrument(span).await;
+    let published: Vec<i64> = batch[..confirmed].iter().map(|e| e.id).collect();
+    sqlx::query("delete from outbox where id = any($1)")
+        .bind(&published)
+        .execute(&mut *tx)
+        .await?;
+    if let Some(err) = &failure {
+        let failed: Vec<i64> = batch[confirmed..].iter().map(|e| e.id).collect();
+        sqlx::query(
+            "update outbox set attempts = attempts + 1, last_error = $2, updated_at = now()
+             where id = any($1)",
+        )
+        .bind(&failed)
+        .bind(err.to_string())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    for event in &batch[..confirmed] {
+        broker
+            .metrics()
+            .messages_published
+            .with_label_values(&[event.message_type.as_str()])
+            .inc();
+    }
+    match failure {
+        Some(err) => Err(err.into()),
+        None => Ok(confirmed),
+    }
+}
+
+async fn update_backlog_metrics(pool: &PgPool, broker: &Broker) {
+    let row: Result<(i64, Option<f64>), _> = sqlx::query_as(
+        "select count(*), extract(epoch from now() - min(created_at))::float8 from outbox",
+    )
+    .fetch_one(pool)
+    .await;
+    if let Ok((count, oldest)) = row {
+        broker.metrics().outbox_pending.set(count);
+        broker
+            .metrics()
+            .outbox_oldest_pending_seconds
+            .set(oldest.unwrap_or(0.0));
+    }
+}

@@ -1,0 +1,267 @@
+//! Running a service: binds the public and admin ports at once (so `/health`
+//! answers while dependencies are still coming up), applies migrations when the
+//! database is reachable, then starts the background workers (outbox relay,
+//! consumers, timers). On shutdown: stop accepting, drain in-flight requests and
+//! messages within the grace period, then close the broker connection and the pool.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use sales_contracts::topology::{Subscription, Topology};
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use utoipa::openapi::OpenApi;
+
+use crate::broker::Broker;
+use crate::config::{BrokerArgs, DatabaseArgs, HttpArgs};
+use crate::consumer::{ConsumerContext, MessageHandler, run_consumer};
+use crate::http::{Readiness, admin_router, public_router};
+use crate::metrics::Metrics;
+use crate::{db, outbox};
+
+type Worker = (String, Pin<Box<dyn Future<Output = ()> + Send>>);
+
+/// Assembles a service's runtime. See the module docs for the order of events.
+pub struct ServiceBuilder {
+    name: &'static str,
+    http: HttpArgs,
+    metrics: Metrics,
+    /// Cancelled on SIGTERM: stop accepting, finish what is in hand.
+    shutdown: CancellationToken,
+    /// Cancelled after the workers have finished: close the broker connection.
+    infrastructure: CancellationToken,
+    pool: Option<PgPool>,
+    migrations: Option<Migrator>,
+    broker: Option<Broker>,
+    prefetch: u16,
+    workers: Vec<Worker>,
+}
+
+impl ServiceBuilder {
+    pub fn new(name: &'static str, http: &HttpArgs) -> Self {
+        ServiceBuilder {
+            name,
+            http: http.clone(),
+            metrics: Metrics::new(name),
+            shutdown: CancellationToken::new(),
+            infrastructure: CancellationToken::new(),
+            pool: None,
+            migrations: None,
+            broker: None,
+            prefetch: 16,
+            workers: Vec::new(),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Cancelled when the service is asked to stop; workers watch it.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The service's database: a lazy pool now, migrations once it answers.
+    pub fn database(&mut self, args: &DatabaseArgs, migrations: Migrator) -> anyhow::Result<PgPool> {
+        let pool = db::pool(args, self.name)?;
+        self.pool = Some(pool.clone());
+        self.migrations = Some(migrations);
+        Ok(pool)
+    }
+
+    /// Connect to RabbitMQ (in the background, reconnecting as needed).
+    pub fn broker(&mut self, args: &BrokerArgs) -> Broker {
+        let broker = Broker::start(
+            self.name,
+            args.amqp_url.clone(),
+            Topology::new(args.amqp_prefix.clone()),
+            self.metrics.clone(),
+            self.infrastructure.clone(),
+        );
+        self.prefetch = args.amqp_prefetch;
+        self.broker = Some(broker.clone());
+        broker
+    }
+
+    /// A background task started after migrations; it must end soon after
+    /// [`ServiceBuilder::shutdown_token`] is cancelled.
+    pub fn worker(&mut self, name: &str, task: impl Future<Output = ()> + Send + 'static) {
+        self.workers.push((name.to_owned(), Box::pin(task)));
+    }
+
+    /// Relay this service's outbox to the broker.
+    pub fn outbox_relay(&mut self) -> anyhow::Result<()> {
+        let (pool, broker) = self.pool_and_broker("the outbox relay")?;
+        let shutdown = self.shutdown.clone();
+        self.worker("outbox-relay", outbox::run_relay(pool, broker, shutdown));
+        Ok(())
+    }
+
+    /// Consume `subscription`'s queue with `handler`.
+    pub fn consumer<H: MessageHandler>(
+        &mut self,
+        subscription: Subscription,
+        handler: Arc<H>,
+    ) -> anyhow::Result<()> {
+        let (pool, broker) = self.pool_and_broker("a consumer")?;
+        let ctx = ConsumerContext {
+            pool,
+            broker,
+            metrics: self.metrics.clone(),
+            prefetch: self.prefetch,
+        };
+        let shutdown = self.shutdown.clone();
+        let name = format!("consumer {}.{}", subscription.service, subscription.message_type);
+        self.worker(&name, run_consumer(ctx, subscription, handler, shutdown));
+        Ok(())
+    }
+
+    fn pool_and_broker(&self, what: &str) -> anyhow::Result<(PgPool, Broker)> {
+        match (&self.pool, &self.broker) {
+            (Some(p), Some(b)) => Ok((p.clone(), b.clone())),
+            _ => anyhow::bail!("{what} needs the database and the broker configured first"),
+        }
+    }
+
+    /// Bind both ports and run until shut down. Returns once the ports are bound.
+    pub async fn serve(self, api: Router, openapi: OpenApi) -> anyhow::Result<RunningService> {
+        let public = TcpListener::bind(self.http.http_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", self.http.http_addr))?;
+        let admin = TcpListener::bind(self.http.admin_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", self.http.admin_addr))?;
+        let http_addr = public.local_addr()?;
+        let admin_addr = admin.local_addr()?;
+
+        let readiness = Readiness::new(self.pool.clone(), self.broker.clone());
+        let public_app = public_router(
+            api,
+            openapi,
+            readiness.clone(),
+            self.metrics.clone(),
+            self.http.max_body_bytes,
+        );
+        let admin_app = admin_router(self.metrics.clone(), readiness.clone());
+
+        let tracker = TaskTracker::new();
+        let shutdown = self.shutdown.clone();
+        for (listener, app) in [(public, public_app), (admin, admin_app)] {
+            let shutdown = shutdown.clone();
+            tracker.spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                    .await;
+                if let Err(err) = served {
+                    tracing::error!(error = %err, "HTTP server failed");
+                }
+            });
+        }
+
+        // Migrations first, then the workers that need the schema.
+        let start_workers = {
+            let tracker = tracker.clone();
+            let shutdown = shutdown.clone();
+            let pool = self.pool.clone();
+            let migrations = self.migrations;
+            let workers = self.workers;
+            let readiness = readiness.clone();
+            async move {
+                if let (Some(pool), Some(migrations)) = (pool, migrations) {
+                    if let Err(err) = db::migrate(&pool, migrations, &shutdown).await {
+                        tracing::error!(error = format!("{err:#}"), "cannot migrate the database; stopping");
+                        shutdown.cancel();
+                        return;
+                    }
+                    readiness.set_migrated();
+                    tracing::info!("database migrated");
+                }
+                for (name, task) in workers {
+                    tracing::debug!(worker = %name, "starting");
+                    tracker.spawn(task);
+                }
+            }
+        };
+        tracker.spawn(start_workers);
+        tracker.close();
+
+        tracing::info!(service = self.name, %http_addr, %admin_addr, "serving");
+        let grace = self.http.shutdown_grace;
+        let infrastructure = self.infrastructure.clone();
+        let pool = self.pool.clone();
+        let name = self.name;
+        let done = tokio::spawn(async move {
+            shutdown.cancelled().await;
+            tracing::info!(service = name, "shutting down: draining requests and messages");
+            if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+                tracing::warn!(?grace, "work still running after the grace period; stopping anyway");
+            }
+            infrastructure.cancel();
+            // Give the broker supervisor a moment to close the connection politely.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Some(pool) = pool {
+                pool.close().await;
+            }
+            tracing::info!(service = name, "stopped");
+        });
+
+        Ok(RunningService {
+            http_addr,
+            admin_addr,
+            shutdown: self.shutdown,
+            done,
+        })
+    }
+}
+
+/// A service that is serving. Dropping it does not stop it; call [`RunningService::stop`].
+pub struct RunningService {
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    shutdown: CancellationToken,
+    done: JoinHandle<()>,
+}
+
+impl RunningService {
+    /// `http://127.0.0.1:PORT` of the public API.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_addr.port())
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_addr.port())
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Ask the service to stop and wait until it has.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.done.await;
+    }
+
+    /// Stop on SIGTERM or Ctrl-C, and wait until stopped. For `main`.
+    pub async fn run_until_signal(self) {
+        let token = self.shutdown.clone();
+        tokio::spawn(async move {
+            crate::shutdown::signal().await;
+            token.cancel();
+        });
+        let _ = self.done.await;
+    }
+}

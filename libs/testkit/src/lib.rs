@@ -1,0 +1,229 @@
+//! Test support for the sales services. Tests talk to real servers: PostgreSQL,
+//! RabbitMQ and Redis at the URLs `cargo xtask test` exports (`SALES_POSTGRES_URL`,
+//! `SALES_AMQP_URL`, `SALES_REDIS_URL`), or the standard local ports when unset.
+//! Each test gets its own database and its own broker namespace (a name prefix), and
+//! removes them when done.
+
+use std::time::Duration;
+
+use sales_contracts::topology::{RETRY_DELAYS, SUBSCRIPTIONS, Topology};
+use sales_platform::config::{BrokerArgs, DatabaseArgs, HttpArgs};
+use secrecy::SecretString;
+use sqlx::{Connection, PgConnection, PgPool};
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("SALES_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+pub fn amqp_url() -> String {
+    std::env::var("SALES_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("SALES_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Logs to the test's output when `TEST_LOG` is set.
+pub fn init_test_logging() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".to_owned()),
+            )
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// A database created for one test.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create(label: &str) -> TestDatabase {
+        let name = format!("t_{label}_{}", short_id());
+        let admin = postgres_admin_url();
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin}: {e}; run `cargo xtask test` or set SALES_POSTGRES_URL"));
+        sqlx::query(&format!("create database \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+        let _ = conn.close().await;
+        let url = replace_database(&admin, &name);
+        TestDatabase { name, url }
+    }
+
+    pub fn args(&self) -> DatabaseArgs {
+        DatabaseArgs {
+            database_url: SecretString::from(self.url.clone()),
+            database_max_connections: 10,
+            database_acquire_timeout: Duration::from_secs(5),
+        }
+    }
+
+    pub async fn pool(&self) -> PgPool {
+        PgPool::connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.name))
+    }
+
+    /// Drop the database (connections still open are terminated).
+    pub async fn drop_database(self) {
+        if let Ok(mut conn) = PgConnection::connect(&postgres_admin_url()).await {
+            let _ = sqlx::query(&format!("drop database if exists \"{}\" with (force)", self.name))
+                .execute(&mut conn)
+                .await;
+            let _ = conn.close().await;
+        }
+    }
+}
+
+/// `postgres://u@h:p/old?x` with the database name replaced.
+pub fn replace_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{database}?{q}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+/// A private namespace on the shared broker: every exchange and queue name of the
+/// system prefixed with a unique string.
+pub struct TestBroker {
+    pub prefix: String,
+}
+
+impl TestBroker {
+    pub fn new() -> TestBroker {
+        TestBroker {
+            prefix: format!("t{}.", short_id()),
+        }
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology::new(self.prefix.clone())
+    }
+
+    pub fn args(&self) -> BrokerArgs {
+        BrokerArgs {
+            amqp_url: SecretString::from(amqp_url()),
+            amqp_prefix: self.prefix.clone(),
+            amqp_prefetch: 16,
+        }
+    }
+
+    pub async fn connect(&self) -> lapin::Connection {
+        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach RabbitMQ at {}: {e}; run `cargo xtask test` or set SALES_AMQP_URL", amqp_url()))
+    }
+
+    /// Delete this namespace's exchange and queues.
+    pub async fn delete(self) {
+        let topology = self.topology();
+        let conn = self.connect().await;
+        let Ok(channel) = conn.create_channel().await else {
+            return;
+        };
+        for sub in SUBSCRIPTIONS {
+            let mut names = vec![topology.queue(*sub), topology.dead_letter_queue(*sub)];
+            names.extend((0..RETRY_DELAYS.len()).map(|t| topology.retry_queue(*sub, t)));
+            for name in names {
+                let _ = channel
+                    .queue_delete(name.as_str().into(), Default::default())
+                    .await;
+            }
+        }
+        let _ = channel
+            .exchange_delete(topology.exchange().as_str().into(), Default::default())
+            .await;
+        let _ = conn.close(200, "test done".into()).await;
+    }
+}
+
+impl Default for TestBroker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Listen on any free port on loopback.
+pub fn http_args() -> HttpArgs {
+    HttpArgs {
+        http_addr: ([127, 0, 0, 1], 0).into(),
+        admin_addr: ([127, 0, 0, 1], 0).into(),
+        max_body_bytes: 64 * 1024,
+        shutdown_grace: Duration::from_secs(10),
+    }
+}
+
+/// Poll `url` until it answers 200 or `timeout` passes.
+pub async fn wait_ready(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("{url} not ready after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Poll `check` until it returns `Some`, or panic after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_database;
+
+    #[test]
+    fn replaces_database_name() {
+        assert_eq!(
+            replace_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            replace_database("postgres://u:p@h/db?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(replace_database("postgres://h:1", "x"), "postgres://h:1/x");
+    }
+}

@@ -1,0 +1,68 @@
+//! The inventory service: stock per item and reservations that never oversell.
+//!
+//! - [`reservations`]: reserve, hold, commit, release, expire — where stock is reserved;
+//! - [`stock`]: stock levels and counts;
+//! - [`consumers`]: `product-created`, `update-stock`, `paid-order`, `restore-canceled-item`;
+//! - [`http`]: the API.
+
+#![forbid(unsafe_code)]
+
+pub mod consumers;
+pub mod error;
+pub mod http;
+pub mod reservations;
+pub mod stock;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use sales_contracts::topology::subscriptions_of;
+use sales_platform::config::{BrokerArgs, DatabaseArgs, HttpArgs, TelemetryArgs};
+use sales_platform::service::{RunningService, ServiceBuilder};
+
+pub const SERVICE: &str = "inventory";
+
+#[derive(Parser, Clone, Debug)]
+#[command(name = "inventory-service", about = "Stock and reservations", version)]
+pub struct Config {
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+    /// How long stock reserved for an order that was never placed stays reserved.
+    #[arg(long, env = "RESERVATION_HOLD", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub reservation_hold: Duration,
+    /// How often expired reservations are looked for.
+    #[arg(long, env = "RESERVATION_SWEEP_EVERY", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub reservation_sweep_every: Duration,
+}
+
+/// Start the service: bind its ports, then migrate, consume and sweep in the background.
+pub async fn build(config: Config) -> anyhow::Result<RunningService> {
+    let mut service = ServiceBuilder::new(SERVICE, &config.http);
+    let pool = service.database(&config.database, sqlx::migrate!())?;
+    service.broker(&config.broker);
+    let consumer = Arc::new(consumers::InventoryConsumer);
+    for subscription in subscriptions_of(SERVICE) {
+        service.consumer(subscription, consumer.clone())?;
+    }
+    service.worker(
+        "reservation-expiry",
+        reservations::run_expiry(
+            pool.clone(),
+            config.reservation_sweep_every,
+            service.shutdown_token(),
+        ),
+    );
+    let state = http::AppState {
+        pool,
+        reservation_hold: config.reservation_hold,
+    };
+    let (router, openapi) = http::router(state).split_for_parts();
+    service.serve(router, openapi).await
+}

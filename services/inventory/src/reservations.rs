@@ -1,0 +1,420 @@
+//! Reservations: stock held for an order between placing it and paying for it.
+//!
+//! ```text
+//! reserve ──> pending ──update-stock──> held ──paid-order──> committed
+//!                │                        │                     │
+//!                └─expires / release──> released <──cancel──────┘ (restocked)
+//! ```
+//!
+//! Reserving is all-or-nothing and never oversells: the stock rows of every item are
+//! locked in SKU order (so concurrent reservations queue instead of deadlocking),
+//! availability is checked for all of them, and only then is anything changed. The
+//! table's checks (`reserved <= on_hand`) back this up in the database itself.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sales_contracts::api::stock::{Reservation, ReservationLine, ReservationStatus, Shortage};
+use sqlx::{PgConnection, PgPool};
+
+use crate::error::{InventoryError, Result};
+use crate::stock::validate_sku;
+
+#[derive(sqlx::FromRow)]
+struct ReservationRow {
+    id: i64,
+    order_id: Option<i64>,
+    status: String,
+    expires_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl ReservationRow {
+    fn status(&self) -> ReservationStatus {
+        // The table's check constraint allows only the four known values.
+        ReservationStatus::parse(&self.status).unwrap_or(ReservationStatus::Released)
+    }
+}
+
+/// Merge duplicate SKUs and check every line.
+pub fn normalise_lines(lines: &[ReservationLine]) -> Result<Vec<ReservationLine>> {
+    if lines.is_empty() {
+        return Err(InventoryError::Validation(
+            "items must contain at least one item".into(),
+        ));
+    }
+    let mut merged: BTreeMap<&str, i64> = BTreeMap::new();
+    for line in lines {
+        validate_sku(&line.sku)?;
+        if line.quantity < 1 {
+            return Err(InventoryError::Validation(format!(
+                "quantity of {} must be at least 1, got {}",
+                line.sku, line.quantity
+            )));
+        }
+        *merged.entry(line.sku.as_str()).or_default() += i64::from(line.quantity);
+    }
+    merged
+        .into_iter()
+        .map(|(sku, quantity)| {
+            let quantity = i32::try_from(quantity).map_err(|_| {
+                InventoryError::Validation(format!("quantity of {sku} is too large"))
+            })?;
+            Ok(ReservationLine {
+                sku: sku.to_owned(),
+                quantity,
+            })
+        })
+        .collect()
+}
+
+/// Reserve `lines` for `order_id` (or for nobody), all or nothing, in one transaction.
+/// Reserving again for the same order returns the first reservation (`false`).
+pub async fn reserve_stock(
+    pool: &PgPool,
+    order_id: Option<i64>,
+    lines: &[ReservationLine],
+    hold: Duration,
+) -> Result<(Reservation, bool)> {
+    let lines = normalise_lines(lines)?;
+    if let Some(order_id) = order_id
+        && let Some(existing) = find_for_order(&mut *pool.acquire().await?, order_id).await?
+    {
+        return Ok((existing, false));
+    }
+    let mut tx = pool.begin().await?;
+    match reserve_in(&mut tx, order_id, &lines, ReservationStatus::Pending, Some(hold)).await {
+        Ok(reservation) => {
+            tx.commit().await?;
+            Ok((reservation, true))
+        }
+        // Another request reserved for the same order at the same moment: return its work.
+        Err(InventoryError::Database(sqlx::Error::Database(db)))
+            if db.is_unique_violation() && order_id.is_some() =>
+        {
+            drop(tx);
+            let order_id = order_id.unwrap_or_default();
+            let existing = find_for_order(&mut *pool.acquire().await?, order_id)
+                .await?
+                .ok_or(InventoryError::NoReservationForOrder(order_id))?;
+            Ok((existing, false))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The reserving itself, inside the caller's transaction.
+async fn reserve_in(
+    conn: &mut PgConnection,
+    order_id: Option<i64>,
+    lines: &[ReservationLine],
+    status: ReservationStatus,
+    hold: Option<Duration>,
+) -> Result<Reservation> {
+    take_stock(conn, lines).await?;
+    let expires_at = hold.map(|h| Utc::now() + chrono::Duration::from_std(h).unwrap_or_default());
+    let row: ReservationRow = sqlx::query_as(
+        "insert into reservations (order_id, status, expires_at) values ($1, $2, $3)
+         returning id, order_id, status, expires_at, created_at, updated_at",
+    )
+    .bind(order_id)
+    .bind(status.as_str())
+    .bind(expires_at)
+    .fetch_one(&mut *conn)
+    .await?;
+    let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
+    let quantities: Vec<i32> = lines.iter().map(|l| l.quantity).collect();
+    sqlx::query(
+        "insert into reservation_lines (reservation_id, sku, quantity)
+         select $1, sku, quantity from unnest($2::text[], $3::int[]) as l(sku, quantity)",
+    )
+    .bind(row.id)
+    .bind(&skus)
+    .bind(&quantities)
+    .execute(&mut *conn)
+    .await?;
+    Ok(to_reservation(row, lines.to_vec()))
+}
+
+/// Lock the items in SKU order, check every one, then move the units to `reserved`.
+async fn take_stock(conn: &mut PgConnection, lines: &[ReservationLine]) -> Result<()> {
+    let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
+    let stock: Vec<(String, i32, i32)> = sqlx::query_as(
+        "select sku, on_hand, reserved from stock_items where sku = any($1) order by sku for update",
+    )
+    .bind(&skus)
+    .fetch_all(&mut *conn)
+    .await?;
+    let unknown: Vec<String> = lines
+        .iter()
+        .filter(|l| !stock.iter().any(|(sku, _, _)| *sku == l.sku))
+        .map(|l| l.sku.clone())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(InventoryError::UnknownItems(unknown));
+    }
+    let shortages: Vec<Shortage> = lines
+        .iter()
+        .filter_map(|l| {
+            let (_, on_hand, reserved) = stock.iter().find(|(sku, _, _)| *sku == l.sku)?;
+            let available = on_hand - reserved;
+            (available < l.quantity).then(|| Shortage {
+                sku: l.sku.clone(),
+                requested: l.quantity,
+                available,
+            })
+        })
+        .collect();
+    if !shortages.is_empty() {
+        return Err(InventoryError::InsufficientStock(shortages));
+    }
+    let quantities: Vec<i32> = lines.iter().map(|l| l.quantity).collect();
+    sqlx::query(
+        "update stock_items s set reserved = s.reserved + l.quantity, updated_at = now()
+         from unnest($1::text[], $2::int[]) as l(sku, quantity) where s.sku = l.sku",
+    )
+    .bind(&skus)
+    .bind(&quantities)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_reservation(conn: &mut PgConnection, id: i64) -> Result<Reservation> {
+    let row: ReservationRow = sqlx::query_as(
+        "select id, order_id, status, expires_at, created_at, updated_at from reservations where id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(InventoryError::ReservationNotFound(id))?;
+    let lines = load_lines(conn, id).await?;
+    Ok(to_reservation(row, lines))
+}
+
+pub async fn find_for_order(conn: &mut PgConnection, order_id: i64) -> Result<Option<Reservation>> {
+    let row: Option<ReservationRow> = sqlx::query_as(
+        "select id, order_id, status, expires_at, created_at, updated_at from reservations where order_id = $1",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(row) => {
+            let lines = load_lines(conn, row.id).await?;
+            Ok(Some(to_reservation(row, lines)))
+        }
+        None => Ok(None),
+    }
+}
+
+async fn load_lines(conn: &mut PgConnection, id: i64) -> Result<Vec<ReservationLine>> {
+    let lines: Vec<(String, i32)> = sqlx::query_as(
+        "select sku, quantity from reservation_lines where reservation_id = $1 order by sku",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?;
+    Ok(lines
+        .into_iter()
+        .map(|(sku, quantity)| ReservationLine { sku, quantity })
+        .collect())
+}
+
+fn to_reservation(row: ReservationRow, items: Vec<ReservationLine>) -> Reservation {
+    Reservation {
+        reservation_id: row.id,
+        order_id: row.order_id,
+        status: row.status(),
+        items,
+        expires_at: row.expires_at,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+/// Lock a reservation row (and learn its status).
+async fn lock(conn: &mut PgConnection, id: i64) -> Result<ReservationRow> {
+    sqlx::query_as(
+        "select id, order_id, status, expires_at, created_at, updated_at
+         from reservations where id = $1 for update",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(InventoryError::ReservationNotFound(id))
+}
+
+/// Lock the reservation's stock rows in SKU order, then apply `update` to them.
+async fn adjust_stock(conn: &mut PgConnection, id: i64, update: &str) -> Result<()> {
+    sqlx::query(
+        "select 1 from stock_items where sku in
+            (select sku from reservation_lines where reservation_id = $1)
+         order by sku for update",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(&format!(
+        "update stock_items s set {update}, updated_at = now()
+         from reservation_lines l where l.reservation_id = $1 and s.sku = l.sku"
+    ))
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn set_status(conn: &mut PgConnection, id: i64, status: ReservationStatus) -> Result<()> {
+    sqlx::query(
+        "update reservations set status = $2, expires_at = null, updated_at = now() where id = $1",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Give a pending or held reservation's units back to stock.
+pub async fn release_reservation(conn: &mut PgConnection, id: i64) -> Result<Reservation> {
+    let row = lock(conn, id).await?;
+    match row.status() {
+        ReservationStatus::Pending | ReservationStatus::Held => {
+            adjust_stock(conn, id, "reserved = s.reserved - l.quantity").await?;
+            set_status(conn, id, ReservationStatus::Released).await?;
+            get_reservation(conn, id).await
+        }
+        status => Err(InventoryError::InvalidTransition {
+            reservation_id: id,
+            status,
+            action: "released",
+        }),
+    }
+}
+
+/// The order was paid: the reserved units leave the warehouse. Committing twice is
+/// a no-op.
+pub async fn commit_reservation(conn: &mut PgConnection, id: i64) -> Result<Reservation> {
+    let row = lock(conn, id).await?;
+    match row.status() {
+        ReservationStatus::Pending | ReservationStatus::Held => {
+            adjust_stock(
+                conn,
+                id,
+                "on_hand = s.on_hand - l.quantity, reserved = s.reserved - l.quantity",
+            )
+            .await?;
+            set_status(conn, id, ReservationStatus::Committed).await?;
+            get_reservation(conn, id).await
+        }
+        ReservationStatus::Committed => get_reservation(conn, id).await,
+        status => Err(InventoryError::InvalidTransition {
+            reservation_id: id,
+            status,
+            action: "committed",
+        }),
+    }
+}
+
+/// `update-stock`: the order was placed, so its stock stays held until it is paid or
+/// cancelled (no more expiry). If the order reserved nothing beforehand (a producer
+/// that only sends `update-stock`, as seed 000's did), or its reservation expired
+/// before this message came, the stock is taken now, if there is enough.
+pub async fn hold_for_order(
+    conn: &mut PgConnection,
+    order_id: i64,
+    lines: &[ReservationLine],
+) -> Result<Reservation> {
+    let existing = find_for_order(conn, order_id).await?;
+    match existing {
+        None => {
+            let lines = normalise_lines(lines)?;
+            reserve_in(conn, Some(order_id), &lines, ReservationStatus::Held, None).await
+        }
+        Some(r) => {
+            let row = lock(conn, r.reservation_id).await?;
+            match row.status() {
+                ReservationStatus::Pending => {
+                    set_status(conn, r.reservation_id, ReservationStatus::Held).await?;
+                }
+                ReservationStatus::Held | ReservationStatus::Committed => {}
+                ReservationStatus::Released => {
+                    tracing::warn!(order_id, "reservation expired before the order was placed; reserving again");
+                    take_stock(conn, &r.items).await?;
+                    set_status(conn, r.reservation_id, ReservationStatus::Held).await?;
+                }
+            }
+            get_reservation(conn, r.reservation_id).await
+        }
+    }
+}
+
+/// `paid-order`: commit the order's reservation.
+pub async fn commit_for_order(conn: &mut PgConnection, order_id: i64) -> Result<Reservation> {
+    let r = find_for_order(conn, order_id)
+        .await?
+        .ok_or(InventoryError::NoReservationForOrder(order_id))?;
+    commit_reservation(conn, r.reservation_id).await
+}
+
+/// `restore-canceled-item`: the order's units go back to stock, whether they were
+/// still reserved or already sold. Restoring twice, or an order that reserved
+/// nothing, is a no-op.
+pub async fn restore_for_order(conn: &mut PgConnection, order_id: i64) -> Result<Option<Reservation>> {
+    let Some(r) = find_for_order(conn, order_id).await? else {
+        tracing::info!(order_id, "no reservation to restore");
+        return Ok(None);
+    };
+    let row = lock(conn, r.reservation_id).await?;
+    match row.status() {
+        ReservationStatus::Pending | ReservationStatus::Held => {
+            release_reservation(conn, r.reservation_id).await.map(Some)
+        }
+        ReservationStatus::Committed => {
+            adjust_stock(conn, r.reservation_id, "on_hand = s.on_hand + l.quantity").await?;
+            set_status(conn, r.reservation_id, ReservationStatus::Released).await?;
+            get_reservation(conn, r.reservation_id).await.map(Some)
+        }
+        ReservationStatus::Released => Ok(Some(r)),
+    }
+}
+
+/// Release pending reservations whose time is up. Safe to run on every replica:
+/// each claims different rows. Returns how many were released.
+pub async fn expire_pending(pool: &PgPool) -> Result<usize> {
+    let mut released = 0;
+    loop {
+        let mut tx = pool.begin().await?;
+        let due: Vec<i64> = sqlx::query_scalar(
+            "select id from reservations where status = 'pending' and expires_at <= now()
+             order by expires_at limit 100 for update skip locked",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        if due.is_empty() {
+            return Ok(released);
+        }
+        for id in &due {
+            release_reservation(&mut tx, *id).await?;
+        }
+        tx.commit().await?;
+        released += due.len();
+        tracing::info!(count = due.len(), "released expired reservations");
+    }
+}
+
+/// Run [`expire_pending`] every `every` until shut down.
+pub async fn run_expiry(pool: PgPool, every: Duration, shutdown: tokio_util::sync::CancellationToken) {
+    while !shutdown.is_cancelled() {
+        if let Err(err) = expire_pending(&pool).await {
+            tracing::warn!(error = %err, "could not expire reservations");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Stock levels: what is on hand, what is reserved, what is available.
+
+use chrono::{DateTime, Utc};
+use sales_contracts::api::stock::StockLevel;
+use sqlx::PgConnection;
+
+use crate::error::{InventoryError, Result};
+
+#[derive(sqlx::FromRow)]
+struct StockRow {
+    sku: String,
+    product_id: Option<i64>,
+    on_hand: i32,
+    reserved: i32,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<StockRow> for StockLevel {
+    fn from(r: StockRow) -> Self {
+        StockLevel {
+            sku: r.sku,
+            product_id: r.product_id,
+            on_hand: r.on_hand,
+            reserved: r.reserved,
+            available: r.on_hand - r.reserved,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+const COLUMNS: &str = "sku, product_id, on_hand, reserved, updated_at";
+
+/// Every item, by SKU; or only those of the given products.
+pub async fn list_stock(
+    conn: &mut PgConnection,
+    product_ids: Option<&[i64]>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<StockLevel>> {
+    let rows: Vec<StockRow> = match product_ids {
+        Some(ids) => {
+            sqlx::query_as(&format!(
+                "select {COLUMNS} from stock_items where product_id = any($1) order by sku limit $2 offset $3"
+            ))
+            .bind(ids)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(conn)
+            .await?
+        }
+        None => {
+            sqlx::query_as(&format!(
+                "select {COLUMNS} from stock_items order by sku limit $1 offset $2"
+            ))
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(conn)
+            .await?
+        }
+    };
+    Ok(rows.into_iter().map(StockLevel::from).collect())
+}
+
+pub async fn get_stock(conn: &mut PgConnection, sku: &str) -> Result<StockLevel> {
+    sqlx::query_as::<_, StockRow>(&format!("select {COLUMNS} from stock_items where sku = $1"))
+        .bind(sku)
+        .fetch_optional(conn)
+        .await?
+        .map(StockLevel::from)
+        .ok_or_else(|| InventoryError::UnknownItems(vec![sku.to_owned()]))
+}
+
+/// Set the units on hand of an item, creating it if new (a stock count, a delivery).
+/// On hand can never go below what is reserved.
+pub async fn set_on_hand(
+    conn: &mut PgConnection,
+    sku: &str,
+    on_hand: i32,
+    product_id: Option<i64>,
+) -> Result<(StockLevel, bool)> {
+    validate_sku(sku)?;
+    if on_hand < 0 {
+        return Err(InventoryError::Validation(
+            "quantity on hand cannot be negative".into(),
+        ));
+    }
+    let existing: Option<(i32, Option<i64>)> =
+        sqlx::query_as("select reserved, product_id from stock_items where sku = $1 for update")
+            .bind(sku)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let created = existing.is_none();
+    if let Some((reserved, linked)) = existing {
+        if on_hand < reserved {
+            return Err(InventoryError::OnHandBelowReserved {
+                sku: sku.to_owned(),
+                reserved,
+            });
+        }
+        if let (Some(existing), Some(wanted)) = (linked, product_id)
+            && existing != wanted
+        {
+            return Err(InventoryError::ProductMismatch {
+                sku: sku.to_owned(),
+                existing,
+            });
+        }
+    }
+    let row: StockRow = sqlx::query_as(&format!(
+        "insert into stock_items (sku, product_id, on_hand) values ($1, $2, $3)
+         on conflict (sku) do update
+            set on_hand = excluded.on_hand,
+                product_id = coalesce(stock_items.product_id, excluded.product_id),
+                updated_at = now()
+         returning {COLUMNS}"
+    ))
+    .bind(sku)
+    .bind(product_id)
+    .bind(on_hand)
+    .fetch_one(conn)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => InventoryError::Validation(format!(
+            "product {} already has another SKU",
+            product_id.unwrap_or_default()
+        )),
+        _ => InventoryError::Database(e),
+    })?;
+    Ok((row.into(), created))
+}
+
+/// A product joined the catalogue: open its stock item. An item that already exists
+/// under that SKU (made through the stock API) is linked to the product and keeps
+/// its count.
+pub async fn open_item_for_product(
+    conn: &mut PgConnection,
+    product_id: i64,
+    sku: &str,
+    initial_stock: i32,
+) -> Result<()> {
+    sqlx::query(
+        "insert into stock_items (sku, product_id, on_hand) values ($1, $2, $3)
+         on conflict (sku) do update
+            set product_id = coalesce(stock_items.product_id, excluded.product_id),
+                updated_at = now()",
+    )
+    .bind(sku)
+    .bind(product_id)
+    .bind(initial_stock.max(0))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub fn validate_sku(sku: &str) -> Result<()> {
+    if sku.trim().is_empty() {
+        return Err(InventoryError::Validation("sku must not be empty".into()));
+    }
+    if sku.len() > 64 {
+        return Err(InventoryError::Validation(
+            "sku must be at most 64 characters".into(),
+        ));
+    }
+    Ok(())
+}
