@@ -1,0 +1,106 @@
+//! `cargo xtask`: developer tasks for the sales system.
+
+mod infra;
+mod test;
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Developer tasks for the sales system"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build everything, start the infrastructure and every service locally.
+    Up,
+    /// Local PostgreSQL, RabbitMQ and Redis (private instances under target/sales-infra,
+    /// unless SALES_POSTGRES_URL / SALES_AMQP_URL / SALES_REDIS_URL are set).
+    Infra {
+        #[command(subcommand)]
+        action: InfraCmd,
+    },
+    /// Ensure the infrastructure, build all binaries, run every test (nextest if installed).
+    Test {
+        /// Passed to `cargo nextest run` / `cargo test` (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum InfraCmd {
+    /// Start (or reuse) the infrastructure and print `export SALES_...=...` lines.
+    Up,
+    /// Stop the private instances (never servers given by URL).
+    Down,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            // Not anyhow's Debug output: a backtrace (RUST_BACKTRACE) would bury the message.
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let root = workspace_root()?;
+    match cli.command {
+        Cmd::Up => bail!("`cargo xtask up` is not yet implemented"),
+        Cmd::Infra {
+            action: InfraCmd::Up,
+        } => {
+            let infra = infra::ensure_infra(&root).await?;
+            for (name, value) in infra.env() {
+                println!("export {name}={}", shell_quote(&value));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Infra {
+            action: InfraCmd::Down,
+        } => {
+            infra::stop_private_infra(&root)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Test { args } => test::run(&root, &args).await,
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn workspace_root() -> Result<PathBuf> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask's manifest directory has no parent")
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&b))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}

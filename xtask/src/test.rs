@@ -1,0 +1,99 @@
+//! `cargo xtask test`: infrastructure, build, then every test of the workspace.
+
+use std::{
+    ffi::OsString,
+    path::Path,
+    process::{ExitCode, ExitStatus, Stdio},
+};
+
+use anyhow::{Context as _, Result};
+use tokio::process::Command;
+
+use crate::infra;
+
+/// Ensures the infrastructure, builds every binary (system tests start them), then runs
+/// `cargo nextest run` (or `cargo test` without nextest) with the infrastructure's
+/// `SALES_*` variables. `extra` goes to the test runner. Returns the failing step's status.
+pub async fn run(workspace_root: &Path, extra: &[String]) -> Result<ExitCode> {
+    let infra = infra::ensure_infra(workspace_root).await?;
+    let env = infra.env();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let cargo_cmd = |args: &[&str]| {
+        let mut cmd = Command::new(&cargo);
+        cmd.args(args)
+            .current_dir(workspace_root)
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        cmd
+    };
+
+    let status = step(
+        cargo_cmd(&["build", "--workspace", "--bins"]),
+        "cargo build",
+    )
+    .await?;
+    if !status.success() {
+        return Ok(exit_code(status));
+    }
+
+    let nextest = cargo_cmd(&["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success());
+    let mut tests = if nextest {
+        let mut cmd = cargo_cmd(&["nextest", "run", "--workspace", "--no-fail-fast"]);
+        // A workspace (or filter) without tests is not a failure unless asked for.
+        if !extra.iter().any(|a| a.starts_with("--no-tests")) {
+            cmd.arg("--no-tests=warn");
+        }
+        cmd
+    } else {
+        eprintln!("xtask: cargo-nextest not installed; using cargo test");
+        cargo_cmd(&["test", "--workspace", "--no-fail-fast"])
+    };
+    tests.args(extra);
+    let status = step(
+        tests,
+        if nextest {
+            "cargo nextest"
+        } else {
+            "cargo test"
+        },
+    )
+    .await?;
+    Ok(exit_code(status))
+}
+
+async fn step(mut cmd: Command, what: &str) -> Result<ExitStatus> {
+    let shown = {
+        let std = cmd.as_std();
+        std::iter::once(std.get_program())
+            .chain(std.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    eprintln!("xtask: {shown}");
+    let status = cmd
+        .status()
+        .await
+        .with_context(|| format!("could not run {what}"))?;
+    if !status.success() {
+        eprintln!("xtask: {what} failed ({status})");
+    }
+    Ok(status)
+}
+
+/// The child's exit code (128 + signal when killed), clamped to what a process can return.
+fn exit_code(status: ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt as _;
+    if status.success() {
+        return ExitCode::SUCCESS;
+    }
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1);
+    ExitCode::from(u8::try_from(code).ok().filter(|c| *c != 0).unwrap_or(1))
+}
