@@ -255,10 +255,18 @@ impl OutgoingMessage<'_> {
             .with_content_type("application/json".into())
             .with_headers(headers)
             .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64);
-        if let Some(id) = self.message_id.as_ref().and_then(|s| ShortString::try_new(s.clone()).ok()) {
+        if let Some(id) = self
+            .message_id
+            .as_ref()
+            .and_then(|s| ShortString::try_new(s.clone()).ok())
+        {
             props = props.with_message_id(id);
         }
-        if let Some(t) = self.message_type.as_ref().and_then(|s| ShortString::try_new(s.clone()).ok()) {
+        if let Some(t) = self
+            .message_type
+            .as_ref()
+            .and_then(|s| ShortString::try_new(s.clone()).ok())
+        {
             props = props.with_type(t);
         }
         props
@@ -426,7 +434,11 @@ pub async fn declare_topology(conn: &Connection, topology: &Topology) -> Result<
                 AMQPValue::LongString(queue.as_str().into()),
             );
             channel
-                .queue_declare(topology.retry_queue(*sub, tier).as_str().into(), durable, args)
+                .queue_declare(
+                    topology.retry_queue(*sub, tier).as_str().into(),
+                    durable,
+                    args,
+                )
                 .await?;
         }
         channel

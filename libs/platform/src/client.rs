@@ -19,7 +19,10 @@ use crate::telemetry::HeaderInjector;
 pub enum CallError {
     /// The service did not answer (down, refused, timed out).
     #[error("{service} is unavailable: {reason}")]
-    Unavailable { service: &'static str, reason: String },
+    Unavailable {
+        service: &'static str,
+        reason: String,
+    },
     /// The service answered with an error status.
     #[error("{service} answered {status}: {}", body.as_ref().map(|b| b.error.message.as_str()).unwrap_or("(no error body)"))]
     Status {
@@ -29,7 +32,10 @@ pub enum CallError {
     },
     /// The service answered 2xx with a body we could not read.
     #[error("{service} sent an unreadable answer: {reason}")]
-    BadAnswer { service: &'static str, reason: String },
+    BadAnswer {
+        service: &'static str,
+        reason: String,
+    },
 }
 
 impl CallError {
@@ -98,7 +104,8 @@ impl ServiceClient {
             http.response.status_code = tracing::field::Empty,
         );
         let mut headers = HeaderMap::new();
-        TraceContextPropagator::new().inject_context(&span.context(), &mut HeaderInjector(&mut headers));
+        TraceContextPropagator::new()
+            .inject_context(&span.context(), &mut HeaderInjector(&mut headers));
         let url = format!("{}{}", self.base_url, path);
         let mut request = self.http.request(method, url).headers(headers);
         if let Some(body) = body {

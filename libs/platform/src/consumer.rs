@@ -22,9 +22,9 @@ use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
 };
 use lapin::types::FieldTable;
+use sales_contracts::Envelope;
 use sales_contracts::events::DecodeError;
 use sales_contracts::topology::{RETRY_DELAYS, Subscription, Topology};
-use sales_contracts::Envelope;
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -145,7 +145,9 @@ impl<H: MessageHandler> QueueConsumer<H> {
             active.set(1);
             match self.consume(&conn, &shutdown).await {
                 Ok(()) => {}
-                Err(err) => tracing::warn!(queue = %self.queue, error = %err, "consumer lost its channel; resuming"),
+                Err(err) => {
+                    tracing::warn!(queue = %self.queue, error = %err, "consumer lost its channel; resuming")
+                }
             }
             active.set(0);
             if !shutdown.is_cancelled() {
@@ -282,8 +284,14 @@ impl<H: MessageHandler> QueueConsumer<H> {
             Ok(outcome) => outcome,
             Err(HandlerError::Rejected(reason)) => {
                 tracing::error!(%reason, "message rejected; parking it in the dead-letter queue");
-                self.forward(delivery, headers, &self.dead_letter_queue, None, Some(&reason))
-                    .await?;
+                self.forward(
+                    delivery,
+                    headers,
+                    &self.dead_letter_queue,
+                    None,
+                    Some(&reason),
+                )
+                .await?;
                 Outcome::DeadLettered
             }
             Err(HandlerError::Transient(err)) => {
@@ -292,15 +300,25 @@ impl<H: MessageHandler> QueueConsumer<H> {
                     _ => 0,
                 };
                 if let Some(retry_queue) = self.retry_queues.get(attempt) {
-                    tracing::warn!(error = format!("{err:#}"), attempt = attempt + 1, "handler failed; will retry");
+                    tracing::warn!(
+                        error = format!("{err:#}"),
+                        attempt = attempt + 1,
+                        "handler failed; will retry"
+                    );
                     self.forward(delivery, headers, retry_queue, Some(attempt + 1), None)
                         .await?;
                     Outcome::Retried
                 } else {
                     let reason = format!("failed {} times, last: {err:#}", attempt + 1);
                     tracing::error!(%reason, "giving up; parking the message in the dead-letter queue");
-                    self.forward(delivery, headers, &self.dead_letter_queue, Some(attempt + 1), Some(&reason))
-                        .await?;
+                    self.forward(
+                        delivery,
+                        headers,
+                        &self.dead_letter_queue,
+                        Some(attempt + 1),
+                        Some(&reason),
+                    )
+                    .await?;
                     Outcome::DeadLettered
                 }
             }
@@ -322,20 +340,32 @@ impl<H: MessageHandler> QueueConsumer<H> {
         attempt: Option<usize>,
         death_reason: Option<&str>,
     ) -> Option<()> {
-        let mut out: BTreeMap<String, AmqpHeader> =
-            headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut out: BTreeMap<String, AmqpHeader> = headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         if let Some(n) = attempt {
             out.insert(ATTEMPT_HEADER.into(), AmqpHeader::Int(n as i64));
         }
         if let Some(reason) = death_reason {
-            out.insert(DEATH_REASON_HEADER.into(), AmqpHeader::Text(reason.to_owned()));
-            out.insert(ORIGIN_QUEUE_HEADER.into(), AmqpHeader::Text(self.queue.clone()));
+            out.insert(
+                DEATH_REASON_HEADER.into(),
+                AmqpHeader::Text(reason.to_owned()),
+            );
+            out.insert(
+                ORIGIN_QUEUE_HEADER.into(),
+                AmqpHeader::Text(self.queue.clone()),
+            );
         }
         let message = OutgoingMessage {
             exchange: "",
             routing_key: queue,
             body: &delivery.data,
-            message_id: delivery.properties.message_id().as_ref().map(|s| s.to_string()),
+            message_id: delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|s| s.to_string()),
             message_type: delivery.properties.kind().as_ref().map(|s| s.to_string()),
             headers: out,
         };

@@ -88,7 +88,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -193,7 +199,11 @@ where
                 "invalid_path",
                 format!("invalid path parameter: {}", e.body_text()),
             )),
-            Err(other) => Err(ApiError::new(other.status(), "invalid_path", other.body_text())),
+            Err(other) => Err(ApiError::new(
+                other.status(),
+                "invalid_path",
+                other.body_text(),
+            )),
         }
     }
 }
@@ -217,7 +227,11 @@ where
                 "invalid_query",
                 format!("invalid query string: {}", innermost(&e)),
             )),
-            Err(other) => Err(ApiError::new(other.status(), "invalid_query", other.body_text())),
+            Err(other) => Err(ApiError::new(
+                other.status(),
+                "invalid_query",
+                other.body_text(),
+            )),
         }
     }
 }

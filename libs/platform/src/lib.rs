@@ -13,12 +13,14 @@
 //! - [`service`]: start-up and graceful shutdown.
 
 pub mod broker;
+pub mod caller;
 pub mod client;
 pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod listing;
 pub mod metrics;
 pub mod outbox;
 pub mod service;

@@ -59,20 +59,23 @@ impl Metrics {
                 Opts::new("http_requests_total", "HTTP requests answered"),
                 &["method", "route", "status"],
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             http_duration: HistogramVec::new(
                 HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
                     .buckets(LATENCY_BUCKETS.to_vec()),
                 &["method", "route"],
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             http_in_flight: IntGauge::new("http_requests_in_flight", "HTTP requests being served")
-                .unwrap_or_else(|e| unreachable_metric(e)),
+                .unwrap_or_else(unreachable_metric),
             messages_consumed: IntCounterVec::new(
-                Opts::new("messages_consumed_total", "Messages taken from a queue, by outcome"),
+                Opts::new(
+                    "messages_consumed_total",
+                    "Messages taken from a queue, by outcome",
+                ),
                 &["queue", "outcome"],
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             message_duration: HistogramVec::new(
                 HistogramOpts::new(
                     "message_processing_duration_seconds",
@@ -81,7 +84,7 @@ impl Metrics {
                 .buckets(LATENCY_BUCKETS.to_vec()),
                 &["queue"],
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             message_lag: HistogramVec::new(
                 HistogramOpts::new(
                     "message_lag_seconds",
@@ -90,7 +93,7 @@ impl Metrics {
                 .buckets(LAG_BUCKETS.to_vec()),
                 &["queue"],
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             messages_published: IntCounterVec::new(
                 Opts::new(
                     "messages_published_total",
@@ -98,34 +101,37 @@ impl Metrics {
                 ),
                 &["message_type"],
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             outbox_pending: IntGauge::new(
                 "outbox_pending_messages",
                 "Events committed to the outbox and not yet confirmed by the broker",
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             outbox_oldest_pending_seconds: prometheus::Gauge::new(
                 "outbox_oldest_pending_seconds",
                 "Age of the oldest event waiting in the outbox",
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             outbox_publish_failures: IntCounter::new(
                 "outbox_publish_failures_total",
                 "Attempts to relay outbox events that failed",
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             broker_connected: IntGauge::new("broker_connected", "1 while connected to RabbitMQ")
-                .unwrap_or_else(|e| unreachable_metric(e)),
+                .unwrap_or_else(unreachable_metric),
             broker_connections: IntCounter::new(
                 "broker_connections_total",
                 "Connections made to RabbitMQ (more than one means reconnects)",
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             consumers_active: IntGaugeVec::new(
-                Opts::new("consumers_active", "1 while a consumer is attached to the queue"),
+                Opts::new(
+                    "consumers_active",
+                    "1 while a consumer is attached to the queue",
+                ),
                 &["queue"],
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             registry,
         };
         m.register(Box::new(m.http_requests.clone()));
@@ -157,8 +163,8 @@ impl Metrics {
 
     /// A counter vector registered on this service's registry.
     pub fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-        let c = IntCounterVec::new(Opts::new(name, help), labels)
-            .unwrap_or_else(|e| unreachable_metric(e));
+        let c =
+            IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(unreachable_metric);
         self.register(Box::new(c.clone()));
         c
     }
@@ -166,7 +172,7 @@ impl Metrics {
     /// A histogram registered on this service's registry.
     pub fn histogram(&self, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
         let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-            .unwrap_or_else(|e| unreachable_metric(e));
+            .unwrap_or_else(unreachable_metric);
         self.register(Box::new(h.clone()));
         h
     }

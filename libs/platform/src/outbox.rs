@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sales_contracts::{Envelope, Event};
 use sqlx::postgres::PgListener;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -24,9 +24,10 @@ const BATCH: i64 = 200;
 /// Relays wake on `NOTIFY`; this is the fallback if a notification is missed.
 const POLL_EVERY: Duration = Duration::from_secs(1);
 
-/// Write `event` to the outbox inside `tx`. It is published after `tx` commits.
+/// Write `event` to the outbox. Call it inside the transaction that makes the change
+/// the event announces: it is published after that transaction commits.
 pub async fn enqueue<E: Event>(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     producer: &str,
     event: E,
 ) -> Result<Envelope, sqlx::Error> {
@@ -35,9 +36,9 @@ pub async fn enqueue<E: Event>(
     Ok(envelope)
 }
 
-/// Write an already built envelope to the outbox inside `tx`.
+/// Write an already built envelope to the outbox (inside the caller's transaction).
 pub async fn enqueue_envelope(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     envelope: &Envelope,
 ) -> Result<(), sqlx::Error> {
     let trace_headers = telemetry::current_trace_headers();
@@ -49,11 +50,11 @@ pub async fn enqueue_envelope(
     .bind(envelope.message_type.as_str())
     .bind(sqlx::types::Json(envelope))
     .bind(sqlx::types::Json(&trace_headers))
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     sqlx::query("select pg_notify($1, '')")
         .bind(NOTIFY_CHANNEL)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }

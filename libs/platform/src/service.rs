@@ -75,7 +75,11 @@ impl ServiceBuilder {
     }
 
     /// The service's database: a lazy pool now, migrations once it answers.
-    pub fn database(&mut self, args: &DatabaseArgs, migrations: Migrator) -> anyhow::Result<PgPool> {
+    pub fn database(
+        &mut self,
+        args: &DatabaseArgs,
+        migrations: Migrator,
+    ) -> anyhow::Result<PgPool> {
         let pool = db::pool(args, self.name)?;
         self.pool = Some(pool.clone());
         self.migrations = Some(migrations);
@@ -124,7 +128,10 @@ impl ServiceBuilder {
             prefetch: self.prefetch,
         };
         let shutdown = self.shutdown.clone();
-        let name = format!("consumer {}.{}", subscription.service, subscription.message_type);
+        let name = format!(
+            "consumer {}.{}",
+            subscription.service, subscription.message_type
+        );
         self.worker(&name, run_consumer(ctx, subscription, handler, shutdown));
         Ok(())
     }
@@ -182,7 +189,10 @@ impl ServiceBuilder {
             async move {
                 if let (Some(pool), Some(migrations)) = (pool, migrations) {
                     if let Err(err) = db::migrate(&pool, migrations, &shutdown).await {
-                        tracing::error!(error = format!("{err:#}"), "cannot migrate the database; stopping");
+                        tracing::error!(
+                            error = format!("{err:#}"),
+                            "cannot migrate the database; stopping"
+                        );
                         shutdown.cancel();
                         return;
                     }
@@ -205,9 +215,15 @@ impl ServiceBuilder {
         let name = self.name;
         let done = tokio::spawn(async move {
             shutdown.cancelled().await;
-            tracing::info!(service = name, "shutting down: draining requests and messages");
+            tracing::info!(
+                service = name,
+                "shutting down: draining requests and messages"
+            );
             if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-                tracing::warn!(?grace, "work still running after the grace period; stopping anyway");
+                tracing::warn!(
+                    ?grace,
+                    "work still running after the grace period; stopping anyway"
+                );
             }
             infrastructure.cancel();
             // Give the broker supervisor a moment to close the connection politely.

@@ -38,8 +38,9 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> anyhow::Result<Telem
     let tracer = provider.tracer(service);
     opentelemetry::global::set_tracer_provider(provider.clone());
 
-    let filter = EnvFilter::try_new(&args.log_filter)
-        .map_err(|e| anyhow::anyhow!("RUST_LOG {:?} is not a valid filter: {e}", args.log_filter))?;
+    let filter = EnvFilter::try_new(&args.log_filter).map_err(|e| {
+        anyhow::anyhow!("RUST_LOG {:?} is not a valid filter: {e}", args.log_filter)
+    })?;
     let logs = match args.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()

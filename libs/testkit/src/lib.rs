@@ -80,9 +80,12 @@ impl TestDatabase {
     /// Drop the database (connections still open are terminated).
     pub async fn drop_database(self) {
         if let Ok(mut conn) = PgConnection::connect(&postgres_admin_url()).await {
-            let _ = sqlx::query(&format!("drop database if exists \"{}\" with (force)", self.name))
-                .execute(&mut conn)
-                .await;
+            let _ = sqlx::query(&format!(
+                "drop database if exists \"{}\" with (force)",
+                self.name
+            ))
+            .execute(&mut conn)
+            .await;
             let _ = conn.close().await;
         }
     }

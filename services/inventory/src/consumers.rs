@@ -2,7 +2,9 @@
 
 use sales_contracts::Envelope;
 use sales_contracts::api::stock::ReservationLine;
-use sales_contracts::events::{MessageType, PaidOrder, ProductCreated, RestoreCanceledItem, UpdateStock};
+use sales_contracts::events::{
+    MessageType, PaidOrder, ProductCreated, RestoreCanceledItem, UpdateStock,
+};
 use sales_platform::consumer::{HandlerError, MessageHandler};
 use sqlx::{Postgres, Transaction};
 
@@ -22,9 +24,14 @@ impl MessageHandler for InventoryConsumer {
         match envelope.message_type {
             MessageType::ProductCreated => {
                 let product: ProductCreated = envelope.decode()?;
-                stock::open_item_for_product(tx, product.product_id, &product.sku, product.initial_stock)
-                    .await
-                    .map_err(handler_error)?;
+                stock::open_item_for_product(
+                    tx,
+                    product.product_id,
+                    &product.sku,
+                    product.initial_stock,
+                )
+                .await
+                .map_err(handler_error)?;
                 tracing::info!(product_id = product.product_id, sku = %product.sku, "stock item opened");
             }
             MessageType::UpdateStock => {
@@ -40,14 +47,22 @@ impl MessageHandler for InventoryConsumer {
                 let r = reservations::hold_for_order(tx, update.order_id, &lines)
                     .await
                     .map_err(handler_error)?;
-                tracing::info!(order_id = update.order_id, reservation_id = r.reservation_id, "stock held for order");
+                tracing::info!(
+                    order_id = update.order_id,
+                    reservation_id = r.reservation_id,
+                    "stock held for order"
+                );
             }
             MessageType::PaidOrder => {
                 let paid: PaidOrder = envelope.decode()?;
                 let r = reservations::commit_for_order(tx, paid.order_id)
                     .await
                     .map_err(handler_error)?;
-                tracing::info!(order_id = paid.order_id, reservation_id = r.reservation_id, "stock sold");
+                tracing::info!(
+                    order_id = paid.order_id,
+                    reservation_id = r.reservation_id,
+                    "stock sold"
+                );
             }
             MessageType::RestoreCanceledItem => {
                 let restore: RestoreCanceledItem = envelope.decode()?;

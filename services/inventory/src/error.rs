@@ -36,7 +36,12 @@ pub enum InventoryError {
 fn describe_shortages(shortages: &[Shortage]) -> String {
     shortages
         .iter()
-        .map(|s| format!("{} (requested {}, available {})", s.sku, s.requested, s.available))
+        .map(|s| {
+            format!(
+                "{} (requested {}, available {})",
+                s.sku, s.requested, s.available
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -64,7 +69,9 @@ impl From<InventoryError> for ApiError {
             InventoryError::OnHandBelowReserved { .. } => {
                 ApiError::conflict("stock_reserved", message)
             }
-            InventoryError::ProductMismatch { .. } => ApiError::conflict("product_mismatch", message),
+            InventoryError::ProductMismatch { .. } => {
+                ApiError::conflict("product_mismatch", message)
+            }
             InventoryError::Database(e) => ApiError::from(e),
         }
     }

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use sales_contracts::api::ErrorResponse;
 use sales_contracts::api::stock::{Reservation, ReserveStock, StockLevel};
+use sales_platform::listing::{Page, parse_id_list};
 use sales_platform::{ApiError, Json, Path, Query};
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -46,44 +47,29 @@ pub fn router(state: AppState) -> OpenApiRouter {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListItems {
+pub struct ItemFilter {
     /// Only the items of these products: comma-separated ids, e.g. `1,2,3`.
     product_ids: Option<String>,
-    /// At most this many items (1-500, default 100).
-    limit: Option<i64>,
-    /// Skip this many items.
-    offset: Option<i64>,
 }
 
-fn parse_ids(raw: &str) -> Result<Vec<i64>, ApiError> {
-    raw.split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            s.trim().parse::<i64>().map_err(|_| {
-                ApiError::validation(format!("product_ids must be comma-separated integers, got {s:?}"))
-            })
-        })
-        .collect()
-}
-
-/// List stock levels.
-#[utoipa::path(get, path = "/api/v1/inventory/items", tag = "stock", params(ListItems),
+/// List stock levels, by SKU.
+#[utoipa::path(get, path = "/api/v1/inventory/items", tag = "stock", params(ItemFilter, Page),
     responses((status = 200, body = [StockLevel]), (status = 400, body = ErrorResponse)))]
 async fn list_items(
     State(state): State<AppState>,
-    Query(query): Query<ListItems>,
+    Query(filter): Query<ItemFilter>,
+    Query(page): Query<Page>,
 ) -> Result<Json<Vec<StockLevel>>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::validation("limit must be between 1 and 500"));
-    }
-    let offset = query.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(ApiError::validation("offset cannot be negative"));
-    }
-    let ids = query.product_ids.as_deref().map(parse_ids).transpose()?;
+    let (limit, offset) = page.bounds()?;
+    let ids = filter
+        .product_ids
+        .as_deref()
+        .map(|raw| parse_id_list(raw, "product_ids"))
+        .transpose()?;
     let mut conn = state.pool.acquire().await?;
-    Ok(Json(stock::list_stock(&mut conn, ids.as_deref(), limit, offset).await?))
+    Ok(Json(
+        stock::list_stock(&mut conn, ids.as_deref(), limit, offset).await?,
+    ))
 }
 
 /// Stock level of one item.
@@ -124,7 +110,11 @@ async fn set_item(
     let mut tx = state.pool.begin().await?;
     let (level, created) = stock::set_on_hand(&mut tx, &sku, body.on_hand, body.product_id).await?;
     tx.commit().await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(level)))
 }
 
@@ -141,10 +131,18 @@ async fn reserve(
     State(state): State<AppState>,
     Json(body): Json<ReserveStock>,
 ) -> Result<(StatusCode, Json<Reservation>), InventoryError> {
-    let (reservation, created) =
-        reservations::reserve_stock(&state.pool, body.order_id, &body.items, state.reservation_hold)
-            .await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let (reservation, created) = reservations::reserve_stock(
+        &state.pool,
+        body.order_id,
+        &body.items,
+        state.reservation_hold,
+    )
+    .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(reservation)))
 }
 

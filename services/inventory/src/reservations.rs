@@ -85,7 +85,15 @@ pub async fn reserve_stock(
         return Ok((existing, false));
     }
     let mut tx = pool.begin().await?;
-    match reserve_in(&mut tx, order_id, &lines, ReservationStatus::Pending, Some(hold)).await {
+    match reserve_in(
+        &mut tx,
+        order_id,
+        &lines,
+        ReservationStatus::Pending,
+        Some(hold),
+    )
+    .await
+    {
         Ok(reservation) => {
             tx.commit().await?;
             Ok((reservation, true))
@@ -342,7 +350,10 @@ pub async fn hold_for_order(
                 }
                 ReservationStatus::Held | ReservationStatus::Committed => {}
                 ReservationStatus::Released => {
-                    tracing::warn!(order_id, "reservation expired before the order was placed; reserving again");
+                    tracing::warn!(
+                        order_id,
+                        "reservation expired before the order was placed; reserving again"
+                    );
                     take_stock(conn, &r.items).await?;
                     set_status(conn, r.reservation_id, ReservationStatus::Held).await?;
                 }
@@ -363,7 +374,10 @@ pub async fn commit_for_order(conn: &mut PgConnection, order_id: i64) -> Result<
 /// `restore-canceled-item`: the order's units go back to stock, whether they were
 /// still reserved or already sold. Restoring twice, or an order that reserved
 /// nothing, is a no-op.
-pub async fn restore_for_order(conn: &mut PgConnection, order_id: i64) -> Result<Option<Reservation>> {
+pub async fn restore_for_order(
+    conn: &mut PgConnection,
+    order_id: i64,
+) -> Result<Option<Reservation>> {
     let Some(r) = find_for_order(conn, order_id).await? else {
         tracing::info!(order_id, "no reservation to restore");
         return Ok(None);
@@ -407,7 +421,11 @@ pub async fn expire_pending(pool: &PgPool) -> Result<usize> {
 }
 
 /// Run [`expire_pending`] every `every` until shut down.
-pub async fn run_expiry(pool: PgPool, every: Duration, shutdown: tokio_util::sync::CancellationToken) {
+pub async fn run_expiry(
+    pool: PgPool,
+    every: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     while !shutdown.is_cancelled() {
         if let Err(err) = expire_pending(&pool).await {
             tracing::warn!(error = %err, "could not expire reservations");

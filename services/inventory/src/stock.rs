@@ -120,10 +120,12 @@ pub async fn set_on_hand(
     .fetch_one(conn)
     .await
     .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => InventoryError::Validation(format!(
-            "product {} already has another SKU",
-            product_id.unwrap_or_default()
-        )),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            InventoryError::Validation(format!(
+                "product {} already has another SKU",
+                product_id.unwrap_or_default()
+            ))
+        }
         _ => InventoryError::Database(e),
     })?;
     Ok((row.into(), created))

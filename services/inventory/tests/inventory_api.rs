@@ -28,8 +28,14 @@ async fn fifty_concurrent_orders_for_the_last_ten_units_reserve_exactly_ten() {
         }
     });
     let statuses = futures::future::join_all(attempts).await;
-    let reserved = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
-    let refused = statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count();
+    let reserved = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
     assert_eq!((reserved, refused), (10, 40), "statuses: {statuses:?}");
 
     let (_, level) = inv.get("/api/v1/inventory/items/LAST-TEN").await;
@@ -97,18 +103,30 @@ async fn reservation_life_cycle_and_illegal_moves() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again["reservation_id"], id);
-    assert_eq!(inv.get("/api/v1/inventory/items/SKU-1").await.1["reserved"], 3);
+    assert_eq!(
+        inv.get("/api/v1/inventory/items/SKU-1").await.1["reserved"],
+        3
+    );
 
     let (status, committed) = inv
-        .post(&format!("/api/v1/inventory/reservations/{id}/commit"), json!({}))
+        .post(
+            &format!("/api/v1/inventory/reservations/{id}/commit"),
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(committed["status"], "committed");
     let level = inv.get("/api/v1/inventory/items/SKU-1").await.1;
-    assert_eq!((level["on_hand"].as_i64(), level["reserved"].as_i64()), (Some(5), Some(0)));
+    assert_eq!(
+        (level["on_hand"].as_i64(), level["reserved"].as_i64()),
+        (Some(5), Some(0))
+    );
 
     let (status, body) = inv
-        .post(&format!("/api/v1/inventory/reservations/{id}/release"), json!({}))
+        .post(
+            &format!("/api/v1/inventory/reservations/{id}/release"),
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"]["code"], "invalid_transition");
@@ -121,15 +139,27 @@ async fn reservation_life_cycle_and_illegal_moves() {
         )
         .await;
     let id2 = r2["reservation_id"].as_i64().unwrap();
-    assert_eq!(inv.get("/api/v1/inventory/items/SKU-1").await.1["available"], 0);
+    assert_eq!(
+        inv.get("/api/v1/inventory/items/SKU-1").await.1["available"],
+        0
+    );
     let (status, released) = inv
-        .post(&format!("/api/v1/inventory/reservations/{id2}/release"), json!({}))
+        .post(
+            &format!("/api/v1/inventory/reservations/{id2}/release"),
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(released["status"], "released");
-    assert_eq!(inv.get("/api/v1/inventory/items/SKU-1").await.1["available"], 5);
+    assert_eq!(
+        inv.get("/api/v1/inventory/items/SKU-1").await.1["available"],
+        5
+    );
     let (status, _) = inv
-        .post(&format!("/api/v1/inventory/reservations/{id2}/release"), json!({}))
+        .post(
+            &format!("/api/v1/inventory/reservations/{id2}/release"),
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
 
@@ -160,14 +190,26 @@ async fn unclaimed_reservations_expire_and_give_stock_back() {
             json!({"items": [{"sku": "EXP", "quantity": 4}]}),
         )
         .await;
-    assert_eq!(inv.get("/api/v1/inventory/items/EXP").await.1["available"], 0);
+    assert_eq!(
+        inv.get("/api/v1/inventory/items/EXP").await.1["available"],
+        0
+    );
     let id = r["reservation_id"].as_i64().unwrap();
-    sales_testkit::eventually("the reservation to expire", Duration::from_secs(10), || async {
-        let (_, r) = inv.get(&format!("/api/v1/inventory/reservations/{id}")).await;
-        (r["status"] == "released").then_some(())
-    })
+    sales_testkit::eventually(
+        "the reservation to expire",
+        Duration::from_secs(10),
+        || async {
+            let (_, r) = inv
+                .get(&format!("/api/v1/inventory/reservations/{id}"))
+                .await;
+            (r["status"] == "released").then_some(())
+        },
+    )
     .await;
-    assert_eq!(inv.get("/api/v1/inventory/items/EXP").await.1["available"], 4);
+    assert_eq!(
+        inv.get("/api/v1/inventory/items/EXP").await.1["available"],
+        4
+    );
     inv.stop().await;
 }
 
@@ -176,19 +218,57 @@ async fn bad_input_gets_a_clear_4xx() {
     let inv = Inventory::start().await;
     inv.set_stock("OK", 1).await;
     let cases: Vec<(&str, Value, StatusCode, &str)> = vec![
-        ("missing items", json!({"order_id": 1}), StatusCode::BAD_REQUEST, "missing field `items`"),
-        ("empty items", json!({"items": []}), StatusCode::BAD_REQUEST, "at least one item"),
-        ("zero quantity", json!({"items": [{"sku": "OK", "quantity": 0}]}), StatusCode::BAD_REQUEST, "at least 1"),
-        ("negative quantity", json!({"items": [{"sku": "OK", "quantity": -2}]}), StatusCode::BAD_REQUEST, "at least 1"),
-        ("quantity not a number", json!({"items": [{"sku": "OK", "quantity": "two"}]}), StatusCode::BAD_REQUEST, "invalid type"),
-        ("empty sku", json!({"items": [{"sku": " ", "quantity": 1}]}), StatusCode::BAD_REQUEST, "sku must not be empty"),
-        ("unknown sku", json!({"items": [{"sku": "ZZZ", "quantity": 1}]}), StatusCode::NOT_FOUND, "unknown item"),
+        (
+            "missing items",
+            json!({"order_id": 1}),
+            StatusCode::BAD_REQUEST,
+            "missing field `items`",
+        ),
+        (
+            "empty items",
+            json!({"items": []}),
+            StatusCode::BAD_REQUEST,
+            "at least one item",
+        ),
+        (
+            "zero quantity",
+            json!({"items": [{"sku": "OK", "quantity": 0}]}),
+            StatusCode::BAD_REQUEST,
+            "at least 1",
+        ),
+        (
+            "negative quantity",
+            json!({"items": [{"sku": "OK", "quantity": -2}]}),
+            StatusCode::BAD_REQUEST,
+            "at least 1",
+        ),
+        (
+            "quantity not a number",
+            json!({"items": [{"sku": "OK", "quantity": "two"}]}),
+            StatusCode::BAD_REQUEST,
+            "invalid type",
+        ),
+        (
+            "empty sku",
+            json!({"items": [{"sku": " ", "quantity": 1}]}),
+            StatusCode::BAD_REQUEST,
+            "sku must not be empty",
+        ),
+        (
+            "unknown sku",
+            json!({"items": [{"sku": "ZZZ", "quantity": 1}]}),
+            StatusCode::NOT_FOUND,
+            "unknown item",
+        ),
     ];
     for (name, body, want, text) in cases {
         let (status, answer) = inv.post("/api/v1/inventory/reservations", body).await;
         assert_eq!(status, want, "{name}: {answer}");
         let message = answer["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains(text), "{name}: {message:?} should mention {text:?}");
+        assert!(
+            message.contains(text),
+            "{name}: {message:?} should mention {text:?}"
+        );
     }
 
     let client = reqwest::Client::new();
@@ -201,12 +281,18 @@ async fn bad_input_gets_a_clear_4xx() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "malformed_json");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "malformed_json"
+    );
 
     let r = client.post(&url).body("{}").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
-    let huge = format!("{{\"items\": [{}]}}", vec!["{\"sku\":\"OK\",\"quantity\":1}"; 5000].join(","));
+    let huge = format!(
+        "{{\"items\": [{}]}}",
+        vec!["{\"sku\":\"OK\",\"quantity\":1}"; 5000].join(",")
+    );
     let r = client
         .post(&url)
         .header("content-type", "application/json")
@@ -215,7 +301,10 @@ async fn bad_input_gets_a_clear_4xx() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "payload_too_large");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "payload_too_large"
+    );
 
     let (status, body) = inv.get("/api/v1/inventory/reservations/abc").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -228,9 +317,13 @@ async fn bad_input_gets_a_clear_4xx() {
     let (status, body) = inv.get("/no/such/route").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
-    let (status, body) = inv.put("/api/v1/inventory/items/OK", json!({"on_hand": -1})).await;
+    let (status, body) = inv
+        .put("/api/v1/inventory/items/OK", json!({"on_hand": -1}))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, body) = inv.put("/api/v1/inventory/items/OK", json!({"onhand": 1})).await;
+    let (status, body) = inv
+        .put("/api/v1/inventory/items/OK", json!({"onhand": 1}))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     inv.stop().await;
 }
@@ -250,12 +343,20 @@ async fn probes_docs_and_metrics_are_served() {
         "/api/v1/inventory/reservations",
         "/api/v1/inventory/reservations/{id}/release",
     ] {
-        assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
     }
     let docs = reqwest::get(format!("{}/docs/", inv.base)).await.unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(docs.text().await.unwrap().contains("swagger"));
-    let metrics = reqwest::get(format!("{}/metrics", inv.admin)).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", inv.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains(r#"http_requests_total{method="GET",route="/openapi.json",status="200",service="inventory"} 1"#), "{metrics}");
     inv.stop().await;
 }

@@ -57,7 +57,12 @@ impl Inventory {
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let r = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         let status = r.status();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -88,7 +93,10 @@ impl Inventory {
 
     pub async fn set_stock(&self, sku: &str, on_hand: i32) {
         let (status, body) = self
-            .put(&format!("/api/v1/inventory/items/{sku}"), serde_json::json!({"on_hand": on_hand}))
+            .put(
+                &format!("/api/v1/inventory/items/{sku}"),
+                serde_json::json!({"on_hand": on_hand}),
+            )
             .await;
         assert!(status.is_success(), "set stock of {sku}: {status} {body}");
     }

@@ -1,0 +1,48 @@
+//! The order service's business metrics (the "orders" and "revenue" panels of the
+//! Grafana dashboards read these).
+
+use prometheus::IntCounterVec;
+use sales_contracts::Money;
+use sales_platform::metrics::Metrics;
+
+use crate::order_status::OrderStatus;
+
+#[derive(Clone)]
+pub struct OrderMetrics {
+    /// `orders_total{status}`: orders entering each status.
+    pub orders: IntCounterVec,
+    /// `orders_refused_total{reason}`: orders not made (`unavailable`).
+    pub orders_refused: IntCounterVec,
+    /// `order_revenue_minor_units_total{currency}`: paid order totals.
+    pub revenue: IntCounterVec,
+}
+
+impl OrderMetrics {
+    pub fn new(metrics: &Metrics) -> Self {
+        OrderMetrics {
+            orders: metrics.counter_vec("orders_total", "Orders entering each status", &["status"]),
+            orders_refused: metrics.counter_vec(
+                "orders_refused_total",
+                "Orders refused before they were made, by reason",
+                &["reason"],
+            ),
+            revenue: metrics.counter_vec(
+                "order_revenue_minor_units_total",
+                "Totals of paid orders, in minor units of the currency",
+                &["currency"],
+            ),
+        }
+    }
+
+    pub fn status_entered(&self, status: OrderStatus) {
+        self.orders.with_label_values(&[status.as_str()]).inc();
+    }
+
+    pub fn revenue(&self, total: Money) {
+        if let Ok(amount) = u64::try_from(total.amount) {
+            self.revenue
+                .with_label_values(&[total.currency.as_str()])
+                .inc_by(amount);
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Orders as stored, and the queries that read and change them.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sales_contracts::{Currency, Money};
+use serde::Serialize;
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+
+use crate::error::{OrderError, Result};
+use crate::order_status::{OrderStatus, PaymentStatus};
+
+/// An order, as the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct Order {
+    #[schema(example = 1)]
+    pub order_id: i64,
+    pub status: OrderStatus,
+    pub payment_status: PaymentStatus,
+    /// Who placed it (set by the gateway from the customer's token).
+    pub customer_id: Option<i64>,
+    pub items: Vec<OrderLine>,
+    pub total: Money,
+    /// Stock reservation held for the order in the inventory.
+    pub reservation_id: Option<i64>,
+    /// An unpaid order is cancelled at this time.
+    pub pay_by: DateTime<Utc>,
+    /// `customer` or `unpaid-timeout` for a cancelled order.
+    pub cancel_reason: Option<String>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One product in an order, at the price it had when ordered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct OrderLine {
+    pub product_id: i64,
+    pub sku: String,
+    pub name: String,
+    pub quantity: i32,
+    pub unit_price: Money,
+}
+
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    id: i64,
+    customer_id: Option<i64>,
+    status: String,
+    payment_status: String,
+    total_amount: i64,
+    currency: String,
+    reservation_id: Option<i64>,
+    pay_by: DateTime<Utc>,
+    cancel_reason: Option<String>,
+    paid_at: Option<DateTime<Utc>>,
+    cancelled_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct LineRow {
+    order_id: i64,
+    product_id: i64,
+    sku: String,
+    name: String,
+    quantity: i32,
+    unit_amount: i64,
+}
+
+const COLUMNS: &str = "id, customer_id, status, payment_status, total_amount, currency, \
+    reservation_id, pay_by, cancel_reason, paid_at, cancelled_at, created_at, updated_at";
+
+fn currency(code: &str) -> Currency {
+    // The column only ever holds codes that parsed when the order was written.
+    code.parse().unwrap_or(Currency::USD)
+}
+
+fn assemble(row: OrderRow, lines: Vec<LineRow>) -> Order {
+    let currency = currency(&row.currency);
+    Order {
+        order_id: row.id,
+        status: OrderStatus::parse(&row.status).unwrap_or(OrderStatus::Pending),
+        payment_status: PaymentStatus::parse(&row.payment_status).unwrap_or(PaymentStatus::Pending),
+        customer_id: row.customer_id,
+        items: lines
+            .into_iter()
+            .map(|l| OrderLine {
+                product_id: l.product_id,
+                sku: l.sku,
+                name: l.name,
+                quantity: l.quantity,
+                unit_price: Money::new(l.unit_amount, currency),
+            })
+            .collect(),
+        total: Money::new(row.total_amount, currency),
+        reservation_id: row.reservation_id,
+        pay_by: row.pay_by,
+        cancel_reason: row.cancel_reason,
+        paid_at: row.paid_at,
+        cancelled_at: row.cancelled_at,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+async fn with_lines(conn: &mut PgConnection, rows: Vec<OrderRow>) -> Result<Vec<Order>> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let lines: Vec<LineRow> = sqlx::query_as(
+        "select order_id, product_id, sku, name, quantity, unit_amount
+         from order_lines where order_id = any($1) order by order_id, line_no",
+    )
+    .bind(&ids)
+    .fetch_all(conn)
+    .await?;
+    let mut by_order: HashMap<i64, Vec<LineRow>> = HashMap::new();
+    for line in lines {
+        by_order.entry(line.order_id).or_default().push(line);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let lines = by_order.remove(&row.id).unwrap_or_default();
+            assemble(row, lines)
+        })
+        .collect())
+}
+
+/// Read an order.
+pub async fn load(conn: &mut PgConnection, id: i64) -> Result<Order> {
+    fetch_one(conn, id, "").await
+}
+
+/// Read an order and lock it until the transaction ends.
+pub async fn lock(conn: &mut PgConnection, id: i64) -> Result<Order> {
+    fetch_one(conn, id, " for update").await
+}
+
+async fn fetch_one(conn: &mut PgConnection, id: i64, suffix: &str) -> Result<Order> {
+    let row: OrderRow = sqlx::query_as(&format!(
+        "select {COLUMNS} from orders where id = $1{suffix}"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(OrderError::NotFound(id))?;
+    let mut orders = with_lines(conn, vec![row]).await?;
+    orders.pop().ok_or(OrderError::NotFound(id))
+}
+
+/// The order made with an idempotency key, and what its request looked like.
+pub async fn find_by_idempotency_key(
+    conn: &mut PgConnection,
+    key: &str,
+) -> Result<Option<(Order, Option<String>)>> {
+    let found: Option<(i64, Option<String>)> =
+        sqlx::query_as("select id, request_fingerprint from orders where idempotency_key = $1")
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match found {
+        Some((id, fingerprint)) => Ok(Some((load(conn, id).await?, fingerprint))),
+        None => Ok(None),
+    }
+}
+
+/// Which orders to list.
+#[derive(Debug, Default, Clone)]
+pub struct OrderFilter {
+    pub customer_id: Option<i64>,
+    pub status: Option<OrderStatus>,
+    pub product_id: Option<i64>,
+}
+
+/// Orders matching `filter`, newest first.
+pub async fn list(
+    conn: &mut PgConnection,
+    filter: &OrderFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Order>> {
+    let rows: Vec<OrderRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from orders o
+         where ($1::bigint is null or customer_id = $1)
+           and ($2::text is null or status = $2)
+           and ($3::bigint is null or exists
+                 (select 1 from order_lines l where l.order_id = o.id and l.product_id = $3))
+         order by id desc limit $4 offset $5"
+    ))
+    .bind(filter.customer_id)
+    .bind(filter.status.map(OrderStatus::as_str))
+    .bind(filter.product_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&mut *conn)
+    .await?;
+    with_lines(conn, rows).await
+}
+
+/// Store a new order with its lines.
+pub async fn insert(
+    conn: &mut PgConnection,
+    order: &Order,
+    idempotency_key: Option<&str>,
+    fingerprint: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into orders (id, customer_id, status, payment_status, total_amount, currency,
+             idempotency_key, request_fingerprint, reservation_id, pay_by, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+    )
+    .bind(order.order_id)
+    .bind(order.customer_id)
+    .bind(order.status.as_str())
+    .bind(order.payment_status.as_str())
+    .bind(order.total.amount)
+    .bind(order.total.currency.as_str())
+    .bind(idempotency_key)
+    .bind(fingerprint)
+    .bind(order.reservation_id)
+    .bind(order.pay_by)
+    .bind(order.created_at)
+    .execute(&mut *conn)
+    .await?;
+    for (line_no, line) in order.items.iter().enumerate() {
+        sqlx::query(
+            "insert into order_lines (order_id, line_no, product_id, sku, name, quantity, unit_amount)
+             values ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(order.order_id)
+        .bind(line_no as i32 + 1)
+        .bind(line.product_id)
+        .bind(&line.sku)
+        .bind(&line.name)
+        .bind(line.quantity)
+        .bind(line.unit_price.amount)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A fresh order id, taken before stock is reserved for it.
+pub async fn next_id(conn: &mut PgConnection) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("select nextval(pg_get_serial_sequence('orders', 'id'))")
+            .fetch_one(conn)
+            .await?,
+    )
+}

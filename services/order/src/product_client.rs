@@ -1,0 +1,30 @@
+//! Looking products up in the catalogue (product service) when an order is placed.
+
+use std::collections::HashMap;
+
+use sales_contracts::api::catalogue::Product;
+use sales_platform::client::ServiceClient;
+
+use crate::error::{OrderError, Result};
+
+/// The products with these ids; an id the catalogue does not know is an error.
+pub async fn fetch_products(client: &ServiceClient, ids: &[i64]) -> Result<HashMap<i64, Product>> {
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let products: Vec<Product> = client
+        .get(&format!("/api/v1/products?limit=500&ids={list}"))
+        .await
+        .map_err(OrderError::Upstream)?;
+    let found: HashMap<i64, Product> = products.into_iter().map(|p| (p.id, p)).collect();
+    let mut unknown: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !found.contains_key(id))
+        .collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    if unknown.is_empty() {
+        Ok(found)
+    } else {
+        Err(OrderError::UnknownProducts(unknown))
+    }
+}

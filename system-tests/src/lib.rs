@@ -1,0 +1,322 @@
+//! The whole system as real processes: each service binary started on free ports
+//! with its own fresh database, all sharing a private namespace on the broker.
+//! Tests drive it through HTTP, as users do.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use sales_testkit::{TestBroker, TestDatabase};
+use serde_json::Value;
+
+/// A service of the system: its binary and the database it owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Service {
+    Product,
+    Inventory,
+    Order,
+    Notification,
+}
+
+impl Service {
+    pub const ALL: [Service; 4] = [
+        Service::Product,
+        Service::Inventory,
+        Service::Order,
+        Service::Notification,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Product => "product",
+            Service::Inventory => "inventory",
+            Service::Order => "order",
+            Service::Notification => "notification",
+        }
+    }
+
+    pub fn binary(self) -> String {
+        format!("{}-service", self.name())
+    }
+}
+
+/// Where cargo put this test's binaries (`target/debug`).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/debug/deps/system_tests-... -> target/debug
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/debug"))
+}
+
+/// Build the service binaries once per test process, unless the caller (cargo
+/// xtask test) has just done so.
+fn ensure_binaries() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        if std::env::var_os("SALES_BINARIES_BUILT").is_some() {
+            return;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet"]);
+        for s in Service::ALL {
+            cmd.args(["--package", &s.binary(), "--bin", &s.binary()]);
+        }
+        if bin_dir().ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo build: {e}"));
+        assert!(status.success(), "building the service binaries failed");
+    });
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// One running service process.
+pub struct Process {
+    pub service: Service,
+    pub child: Child,
+    pub base_url: String,
+    pub admin_url: String,
+}
+
+impl Process {
+    /// Send SIGTERM and wait for the process to exit.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..300 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+}
+
+/// Settings a test may change before the system starts.
+#[derive(Clone, Debug)]
+pub struct SystemOptions {
+    pub unpaid_order_timeout: String,
+    pub reservation_hold: String,
+    /// Extra environment per service.
+    pub env: HashMap<Service, Vec<(String, String)>>,
+}
+
+impl Default for SystemOptions {
+    fn default() -> Self {
+        SystemOptions {
+            unpaid_order_timeout: "30m".into(),
+            reservation_hold: "15m".into(),
+            env: HashMap::new(),
+        }
+    }
+}
+
+/// The running system.
+pub struct System {
+    pub processes: HashMap<Service, Process>,
+    databases: Vec<TestDatabase>,
+    pub database_urls: HashMap<Service, String>,
+    broker: Option<TestBroker>,
+    pub prefix: String,
+    client: reqwest::Client,
+}
+
+impl System {
+    pub async fn start() -> System {
+        Self::start_with(SystemOptions::default()).await
+    }
+
+    pub async fn start_with(options: SystemOptions) -> System {
+        ensure_binaries();
+        let broker = TestBroker::new();
+        let ports: HashMap<Service, (u16, u16)> = Service::ALL
+            .iter()
+            .map(|s| (*s, (free_port(), free_port())))
+            .collect();
+        let url = |s: Service| format!("http://127.0.0.1:{}", ports[&s].0);
+        let mut databases = Vec::new();
+        let mut database_urls = HashMap::new();
+        let mut processes = HashMap::new();
+        for service in Service::ALL {
+            let db = TestDatabase::create(service.name()).await;
+            database_urls.insert(service, db.url.clone());
+            let (http, admin) = ports[&service];
+            let mut env: Vec<(String, String)> = vec![
+                ("HTTP_ADDR".into(), format!("127.0.0.1:{http}")),
+                ("ADMIN_ADDR".into(), format!("127.0.0.1:{admin}")),
+                ("DATABASE_URL".into(), db.url.clone()),
+                ("AMQP_URL".into(), sales_testkit::amqp_url()),
+                ("AMQP_PREFIX".into(), broker.prefix.clone()),
+                ("LOG_FORMAT".into(), "json".into()),
+                (
+                    "RUST_LOG".into(),
+                    std::env::var("SERVICE_LOG").unwrap_or_else(|_| "warn".into()),
+                ),
+                ("PRODUCT_SERVICE_URL".into(), url(Service::Product)),
+                ("INVENTORY_SERVICE_URL".into(), url(Service::Inventory)),
+                (
+                    "UNPAID_ORDER_TIMEOUT".into(),
+                    options.unpaid_order_timeout.clone(),
+                ),
+                ("UNPAID_ORDER_SWEEP_EVERY".into(), "200ms".into()),
+                ("RESERVATION_HOLD".into(), options.reservation_hold.clone()),
+                ("RESERVATION_SWEEP_EVERY".into(), "200ms".into()),
+                ("SHUTDOWN_GRACE".into(), "10s".into()),
+            ];
+            env.extend(options.env.get(&service).cloned().unwrap_or_default());
+            let child = Command::new(bin_dir().join(service.binary()))
+                .envs(env)
+                .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", service.binary()));
+            processes.insert(
+                service,
+                Process {
+                    service,
+                    child,
+                    base_url: format!("http://127.0.0.1:{http}"),
+                    admin_url: format!("http://127.0.0.1:{admin}"),
+                },
+            );
+            databases.push(db);
+        }
+        let system = System {
+            processes,
+            databases,
+            database_urls,
+            prefix: broker.prefix.clone(),
+            broker: Some(broker),
+            client: reqwest::Client::new(),
+        };
+        for p in system.processes.values() {
+            sales_testkit::wait_ready(&format!("{}/ready", p.base_url), Duration::from_secs(60))
+                .await
+                .unwrap_or_else(|e| panic!("{} did not become ready: {e}", p.service.binary()));
+        }
+        system
+    }
+
+    pub fn url(&self, service: Service) -> &str {
+        &self.processes[&service].base_url
+    }
+
+    pub async fn get(&self, service: Service, path: &str) -> (StatusCode, Value) {
+        self.request(reqwest::Method::GET, service, path, None, &[])
+            .await
+    }
+
+    pub async fn post(&self, service: Service, path: &str, body: Value) -> (StatusCode, Value) {
+        self.request(reqwest::Method::POST, service, path, Some(body), &[])
+            .await
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        service: Service,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.url(service)));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Add a product with opening stock and wait until the inventory has it.
+    pub async fn add_product(&self, sku: &str, price_cents: i64, stock: i32) -> i64 {
+        let (status, product) = self
+            .post(
+                Service::Product,
+                "/api/v1/products",
+                serde_json::json!({
+                    "sku": sku, "name": format!("Product {sku}"), "description": "test",
+                    "price": {"amount": price_cents, "currency": "USD"}, "initial_stock": stock
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "add product: {product}");
+        let id = product["id"].as_i64().unwrap_or_default();
+        sales_testkit::eventually(
+            &format!("inventory to open stock for {sku}"),
+            Duration::from_secs(15),
+            || async {
+                let (s, _) = self
+                    .get(
+                        Service::Inventory,
+                        &format!("/api/v1/inventory/items/{sku}"),
+                    )
+                    .await;
+                (s == StatusCode::OK).then_some(())
+            },
+        )
+        .await;
+        id
+    }
+
+    /// `(on_hand, reserved, available)` of a SKU.
+    pub async fn stock(&self, sku: &str) -> (i64, i64, i64) {
+        let (_, s) = self
+            .get(
+                Service::Inventory,
+                &format!("/api/v1/inventory/items/{sku}"),
+            )
+            .await;
+        (
+            s["on_hand"].as_i64().unwrap_or(-1),
+            s["reserved"].as_i64().unwrap_or(-1),
+            s["available"].as_i64().unwrap_or(-1),
+        )
+    }
+
+    /// Stop every process (SIGTERM) and remove the databases and broker namespace.
+    pub async fn stop(mut self) {
+        for p in self.processes.values_mut() {
+            p.terminate();
+        }
+        if let Some(b) = self.broker.take() {
+            b.delete().await;
+        }
+        for db in self.databases.drain(..) {
+            db.drop_database().await;
+        }
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        // A failed test still must not leave processes behind.
+        for p in self.processes.values_mut() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
+}
