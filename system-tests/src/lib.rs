@@ -5,47 +5,18 @@
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use reqwest::StatusCode;
+pub use sales_testkit::launch::Service;
+use sales_testkit::launch::{Process, Wiring};
 use sales_testkit::{TestBroker, TestDatabase};
 use serde_json::Value;
 
-/// A service of the system: its binary and the database it owns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Service {
-    Product,
-    Inventory,
-    Order,
-    Notification,
-}
-
-impl Service {
-    pub const ALL: [Service; 4] = [
-        Service::Product,
-        Service::Inventory,
-        Service::Order,
-        Service::Notification,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::Product => "product",
-            Service::Inventory => "inventory",
-            Service::Order => "order",
-            Service::Notification => "notification",
-        }
-    }
-
-    pub fn binary(self) -> String {
-        format!("{}-service", self.name())
-    }
-}
-
 /// Where cargo put this test's binaries (`target/debug`).
-fn bin_dir() -> PathBuf {
+pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     // target/debug/deps/system_tests-... -> target/debug
     exe.parent()
@@ -54,8 +25,8 @@ fn bin_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/debug"))
 }
 
-/// Build the service binaries once per test process, unless the caller (cargo
-/// xtask test) has just done so.
+/// Build the service binaries once per test process, unless the caller (`cargo
+/// xtask test`) has just done so: a stale binary would test old code.
 fn ensure_binaries() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -85,31 +56,6 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
-/// One running service process.
-pub struct Process {
-    pub service: Service,
-    pub child: Child,
-    pub base_url: String,
-    pub admin_url: String,
-}
-
-impl Process {
-    /// Send SIGTERM and wait for the process to exit.
-    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        for _ in 0..300 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        self.child.wait().ok()
-    }
-}
-
 /// Settings a test may change before the system starts.
 #[derive(Clone, Debug)]
 pub struct SystemOptions {
@@ -132,10 +78,9 @@ impl Default for SystemOptions {
 /// The running system.
 pub struct System {
     pub processes: HashMap<Service, Process>,
+    pub wiring: Wiring,
     databases: Vec<TestDatabase>,
-    pub database_urls: HashMap<Service, String>,
     broker: Option<TestBroker>,
-    pub prefix: String,
     client: reqwest::Client,
 }
 
@@ -147,31 +92,24 @@ impl System {
     pub async fn start_with(options: SystemOptions) -> System {
         ensure_binaries();
         let broker = TestBroker::new();
-        let ports: HashMap<Service, (u16, u16)> = Service::ALL
-            .iter()
-            .map(|s| (*s, (free_port(), free_port())))
-            .collect();
-        let url = |s: Service| format!("http://127.0.0.1:{}", ports[&s].0);
         let mut databases = Vec::new();
         let mut database_urls = HashMap::new();
-        let mut processes = HashMap::new();
         for service in Service::ALL {
             let db = TestDatabase::create(service.name()).await;
             database_urls.insert(service, db.url.clone());
-            let (http, admin) = ports[&service];
-            let mut env: Vec<(String, String)> = vec![
-                ("HTTP_ADDR".into(), format!("127.0.0.1:{http}")),
-                ("ADMIN_ADDR".into(), format!("127.0.0.1:{admin}")),
-                ("DATABASE_URL".into(), db.url.clone()),
-                ("AMQP_URL".into(), sales_testkit::amqp_url()),
-                ("AMQP_PREFIX".into(), broker.prefix.clone()),
-                ("LOG_FORMAT".into(), "json".into()),
-                (
-                    "RUST_LOG".into(),
-                    std::env::var("SERVICE_LOG").unwrap_or_else(|_| "warn".into()),
-                ),
-                ("PRODUCT_SERVICE_URL".into(), url(Service::Product)),
-                ("INVENTORY_SERVICE_URL".into(), url(Service::Inventory)),
+            databases.push(db);
+        }
+        let wiring = Wiring {
+            ports: Service::ALL
+                .iter()
+                .map(|s| (*s, (free_port(), free_port())))
+                .collect(),
+            database_urls,
+            amqp_url: sales_testkit::amqp_url(),
+            amqp_prefix: broker.prefix.clone(),
+            log_format: "json".into(),
+            log_filter: std::env::var("SERVICE_LOG").unwrap_or_else(|_| "warn".into()),
+            env: vec![
                 (
                     "UNPAID_ORDER_TIMEOUT".into(),
                     options.unpaid_order_timeout.clone(),
@@ -180,43 +118,46 @@ impl System {
                 ("RESERVATION_HOLD".into(), options.reservation_hold.clone()),
                 ("RESERVATION_SWEEP_EVERY".into(), "200ms".into()),
                 ("SHUTDOWN_GRACE".into(), "10s".into()),
-            ];
-            env.extend(options.env.get(&service).cloned().unwrap_or_default());
-            let child = Command::new(bin_dir().join(service.binary()))
-                .envs(env)
-                .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", service.binary()));
-            processes.insert(
+                ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), String::new()),
+            ],
+            service_env: options.env.clone(),
+        };
+        let mut processes = HashMap::new();
+        for service in Service::ALL {
+            let process = Process::spawn(
                 service,
-                Process {
-                    service,
-                    child,
-                    base_url: format!("http://127.0.0.1:{http}"),
-                    admin_url: format!("http://127.0.0.1:{admin}"),
-                },
-            );
-            databases.push(db);
+                &bin_dir(),
+                &wiring,
+                Stdio::inherit(),
+                Stdio::inherit(),
+            )
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", service.binary()));
+            processes.insert(service, process);
         }
         let system = System {
             processes,
+            wiring,
             databases,
-            database_urls,
-            prefix: broker.prefix.clone(),
             broker: Some(broker),
             client: reqwest::Client::new(),
         };
-        for p in system.processes.values() {
-            sales_testkit::wait_ready(&format!("{}/ready", p.base_url), Duration::from_secs(60))
-                .await
-                .unwrap_or_else(|e| panic!("{} did not become ready: {e}", p.service.binary()));
+        for service in Service::ALL {
+            sales_testkit::wait_ready(
+                &format!("{}/ready", system.url(service)),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{} did not become ready: {e}", service.binary()));
         }
         system
     }
 
-    pub fn url(&self, service: Service) -> &str {
-        &self.processes[&service].base_url
+    pub fn url(&self, service: Service) -> String {
+        self.wiring.base_url(service)
+    }
+
+    pub fn admin_url(&self, service: Service) -> String {
+        self.wiring.admin_url(service)
     }
 
     pub async fn get(&self, service: Service, path: &str) -> (StatusCode, Value) {
@@ -300,7 +241,7 @@ impl System {
     /// Stop every process (SIGTERM) and remove the databases and broker namespace.
     pub async fn stop(mut self) {
         for p in self.processes.values_mut() {
-            p.terminate();
+            p.terminate(Duration::from_secs(15));
         }
         if let Some(b) = self.broker.take() {
             b.delete().await;

@@ -2,13 +2,14 @@
 
 mod infra;
 mod test;
+mod up;
 
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -67,7 +68,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let root = workspace_root()?;
     match cli.command {
-        Cmd::Up => bail!("`cargo xtask up` is not yet implemented"),
+        Cmd::Up => up::run(&root).await,
         Cmd::Infra {
             action: InfraCmd::Up,
         } => {

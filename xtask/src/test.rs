@@ -11,7 +11,8 @@ use tokio::process::Command;
 
 use crate::infra;
 
-/// Ensures the infrastructure, builds every binary (system tests start them), then runs
+/// Ensures the infrastructure, checks formatting and clippy lints, builds every binary
+/// (system tests start them), then runs
 /// `cargo nextest run` (or `cargo test` without nextest) with the infrastructure's
 /// `SALES_*` variables. `extra` goes to the test runner. Returns the failing step's status.
 pub async fn run(workspace_root: &Path, extra: &[String]) -> Result<ExitCode> {
@@ -25,6 +26,28 @@ pub async fn run(workspace_root: &Path, extra: &[String]) -> Result<ExitCode> {
             .envs(env.iter().map(|(k, v)| (k, v)));
         cmd
     };
+
+    // Style and lints first: they are the cheapest to fail.
+    let lints: [(&[&str], &str); 2] = [
+        (&["fmt", "--all", "--check"], "cargo fmt"),
+        (
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            "cargo clippy",
+        ),
+    ];
+    for (args, what) in lints {
+        let status = step(cargo_cmd(args), what).await?;
+        if !status.success() {
+            return Ok(exit_code(status));
+        }
+    }
 
     let status = step(
         cargo_cmd(&["build", "--workspace", "--bins"]),
@@ -52,7 +75,8 @@ pub async fn run(workspace_root: &Path, extra: &[String]) -> Result<ExitCode> {
         eprintln!("xtask: cargo-nextest not installed; using cargo test");
         cargo_cmd(&["test", "--workspace", "--no-fail-fast"])
     };
-    tests.args(extra);
+    // The end-to-end tests start the binaries just built; they need not build them again.
+    tests.env("SALES_BINARIES_BUILT", "1").args(extra);
     let status = step(
         tests,
         if nextest {

@@ -34,7 +34,11 @@ impl Drop for TelemetryGuard {
 
 /// Install the global subscriber for a service. Call once, first thing in `main`.
 pub fn init(service: &'static str, args: &TelemetryArgs) -> anyhow::Result<TelemetryGuard> {
-    let provider = tracer_provider(service, args.otlp_endpoint.as_deref())?;
+    let endpoint = args
+        .otlp_endpoint
+        .as_deref()
+        .filter(|e| !e.trim().is_empty());
+    let provider = tracer_provider(service, endpoint)?;
     let tracer = provider.tracer(service);
     opentelemetry::global::set_tracer_provider(provider.clone());
 
@@ -49,7 +53,10 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> anyhow::Result<Telem
             .with_span_list(false)
             .with_target(true)
             .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_target(true).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_target(true)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .boxed(),
     };
     tracing_subscriber::registry()
         .with(filter)

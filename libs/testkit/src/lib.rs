@@ -4,6 +4,8 @@
 //! Each test gets its own database and its own broker namespace (a name prefix), and
 //! removes them when done.
 
+pub mod launch;
+
 use std::time::Duration;
 
 use sales_contracts::topology::{RETRY_DELAYS, SUBSCRIPTIONS, Topology};

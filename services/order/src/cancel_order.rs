@@ -14,7 +14,7 @@ use crate::orders::{self, Order};
 use crate::{OrderContext, SERVICE};
 
 /// The customer (or an admin) cancels an order.
-#[tracing::instrument(skip(ctx), fields(customer_id = caller.customer_id))]
+#[tracing::instrument(skip(ctx, caller), fields(customer_id = caller.customer_id))]
 pub async fn cancel_order(ctx: &OrderContext, caller: &Caller, order_id: i64) -> Result<Order> {
     let mut tx = ctx.pool.begin().await?;
     let order = orders::lock(&mut tx, order_id).await?;

@@ -13,7 +13,7 @@ use crate::{OrderContext, SERVICE};
 
 /// Pay `order_id`. Only the customer who placed it may (another customer gets 404,
 /// as if it did not exist). Paying an order that is not `PENDING` is a 409.
-#[tracing::instrument(skip(ctx), fields(customer_id = caller.customer_id))]
+#[tracing::instrument(skip(ctx, caller), fields(customer_id = caller.customer_id))]
 pub async fn pay_order(ctx: &OrderContext, caller: &Caller, order_id: i64) -> Result<Order> {
     let mut tx = ctx.pool.begin().await?;
     let order = orders::lock(&mut tx, order_id).await?;

@@ -1,0 +1,153 @@
+//! Launching the services as processes, for the end-to-end tests and for
+//! `cargo xtask up`: which services exist, the ports they use locally, and the
+//! environment each one needs to find its database, the broker and its peers.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A service of the system: its binary and the database it owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Service {
+    Product,
+    Order,
+    Inventory,
+    Notification,
+}
+
+impl Service {
+    pub const ALL: [Service; 4] = [
+        Service::Product,
+        Service::Order,
+        Service::Inventory,
+        Service::Notification,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Product => "product",
+            Service::Order => "order",
+            Service::Inventory => "inventory",
+            Service::Notification => "notification",
+        }
+    }
+
+    /// The binary (and cargo package) name.
+    pub fn binary(self) -> String {
+        format!("{}-service", self.name())
+    }
+
+    /// The service's own database, locally (one per service).
+    pub fn database(self) -> &'static str {
+        match self {
+            Service::Product => "products",
+            Service::Order => "orders",
+            Service::Inventory => "inventory",
+            Service::Notification => "notifications",
+        }
+    }
+
+    /// Ports of `cargo xtask up`: seed 002's table (product 8001, order 8002,
+    /// inventory 8005), notification 8007; the admin port is 1000 above.
+    pub fn local_port(self) -> u16 {
+        match self {
+            Service::Product => 8001,
+            Service::Order => 8002,
+            Service::Inventory => 8005,
+            Service::Notification => 8007,
+        }
+    }
+}
+
+/// How the services of one system find everything.
+#[derive(Clone, Debug)]
+pub struct Wiring {
+    /// `(http, admin)` port per service.
+    pub ports: HashMap<Service, (u16, u16)>,
+    pub database_urls: HashMap<Service, String>,
+    pub amqp_url: String,
+    pub amqp_prefix: String,
+    pub log_format: String,
+    pub log_filter: String,
+    /// Extra variables for every service (later ones win).
+    pub env: Vec<(String, String)>,
+    /// Extra variables per service.
+    pub service_env: HashMap<Service, Vec<(String, String)>>,
+}
+
+impl Wiring {
+    pub fn base_url(&self, service: Service) -> String {
+        format!("http://127.0.0.1:{}", self.ports[&service].0)
+    }
+
+    pub fn admin_url(&self, service: Service) -> String {
+        format!("http://127.0.0.1:{}", self.ports[&service].1)
+    }
+
+    /// The environment `service` is started with.
+    pub fn env_for(&self, service: Service) -> Vec<(String, String)> {
+        let (http, admin) = self.ports[&service];
+        let mut env: Vec<(String, String)> = vec![
+            ("HTTP_ADDR".into(), format!("127.0.0.1:{http}")),
+            ("ADMIN_ADDR".into(), format!("127.0.0.1:{admin}")),
+            ("DATABASE_URL".into(), self.database_urls[&service].clone()),
+            ("AMQP_URL".into(), self.amqp_url.clone()),
+            ("AMQP_PREFIX".into(), self.amqp_prefix.clone()),
+            ("LOG_FORMAT".into(), self.log_format.clone()),
+            ("RUST_LOG".into(), self.log_filter.clone()),
+            (
+                "PRODUCT_SERVICE_URL".into(),
+                self.base_url(Service::Product),
+            ),
+            (
+                "INVENTORY_SERVICE_URL".into(),
+                self.base_url(Service::Inventory),
+            ),
+        ];
+        env.extend(self.env.iter().cloned());
+        env.extend(self.service_env.get(&service).cloned().unwrap_or_default());
+        env
+    }
+}
+
+/// One running service process.
+pub struct Process {
+    pub service: Service,
+    pub child: Child,
+}
+
+impl Process {
+    /// Start `service`'s binary from `bin_dir`. Output goes where `stdout`/`stderr` say.
+    pub fn spawn(
+        service: Service,
+        bin_dir: &Path,
+        wiring: &Wiring,
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> std::io::Result<Process> {
+        let child = Command::new(bin_dir.join(service.binary()))
+            .envs(wiring.env_for(service))
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()?;
+        Ok(Process { service, child })
+    }
+
+    /// Send SIGTERM and wait (up to `grace`) for the process to exit; then kill it.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+}

@@ -1,0 +1,301 @@
+//! `cargo xtask up`: the whole system locally, with demo data.
+//!
+//! Infrastructure (private or from `SALES_*_URL`), a database per service
+//! (`sales_products`, `sales_orders`, ...), every service binary on the ports of
+//! seed 002's table, demo products with stock, the URLs printed; Ctrl-C stops the
+//! services gracefully (the infrastructure keeps running: `cargo xtask infra down`).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use sales_testkit::launch::{Process, Service, Wiring};
+use serde_json::{Value, json};
+use sqlx::{Connection as _, PgConnection};
+use tokio::process::Command;
+
+use crate::infra::{self, Infra};
+
+/// Products loaded into an empty catalogue: (sku, name, description, price in cents, stock).
+const DEMO_PRODUCTS: &[(&str, &str, &str, i64, i32)] = &[
+    (
+        "ESPRESSO-1KG",
+        "Espresso beans, 1 kg",
+        "Dark roast, whole beans",
+        2490,
+        50,
+    ),
+    (
+        "MUG-CERAMIC",
+        "Ceramic mug",
+        "350 ml, dishwasher safe",
+        1200,
+        30,
+    ),
+    (
+        "GRINDER-HAND",
+        "Hand grinder",
+        "Conical burrs, 40 g hopper",
+        5900,
+        10,
+    ),
+    ("FILTER-100", "Paper filters (100)", "Size 02", 450, 200),
+    (
+        "KETTLE-GOOSENECK",
+        "Gooseneck kettle",
+        "1 l, stovetop",
+        7900,
+        5,
+    ),
+];
+
+pub async fn run(root: &Path) -> Result<ExitCode> {
+    let infra = infra::ensure_infra(root).await?;
+
+    eprintln!("xtask: building the services");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(&cargo);
+    build
+        .current_dir(root)
+        .args(["build", "--workspace", "--bins"]);
+    if !build
+        .status()
+        .await
+        .context("cannot run cargo build")?
+        .success()
+    {
+        bail!("cargo build failed");
+    }
+
+    let wiring = wiring(&infra).await?;
+    let logs = root.join("target/sales-up/logs");
+    std::fs::create_dir_all(&logs)?;
+    for service in Service::ALL {
+        let (http, admin) = wiring.ports[&service];
+        for port in [http, admin] {
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+                bail!(
+                    "port {port} (for the {} service) is in use; stop what uses it (an earlier `cargo xtask up`?) and try again",
+                    service.name()
+                );
+            }
+        }
+    }
+
+    let bin_dir = root.join("target/debug");
+    let mut processes: Vec<Process> = Vec::new();
+    for service in Service::ALL {
+        let log = File::create(logs.join(format!("{}.log", service.name())))?;
+        let process = Process::spawn(
+            service,
+            &bin_dir,
+            &wiring,
+            Stdio::from(log.try_clone()?),
+            Stdio::from(log),
+        )
+        .with_context(|| format!("cannot start {}", service.binary()))?;
+        processes.push(process);
+    }
+
+    let started = async {
+        for service in Service::ALL {
+            sales_testkit::wait_ready(
+                &format!("{}/ready", wiring.base_url(service)),
+                Duration::from_secs(60),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "the {} service did not become ready; see {}",
+                    service.name(),
+                    logs.join(format!("{}.log", service.name())).display()
+                )
+            })?;
+        }
+        load_demo_data(&wiring).await
+    };
+    if let Err(err) = started.await {
+        stop(&mut processes);
+        return Err(err);
+    }
+
+    print_welcome(&wiring, &infra, &logs);
+
+    // Run until Ctrl-C, or until a service dies on its own.
+    let outcome = loop {
+        tokio::select! {
+            _ = stop_requested() => break Ok(ExitCode::SUCCESS),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                let exited = processes
+                    .iter_mut()
+                    .find_map(|p| matches!(p.child.try_wait(), Ok(Some(_))).then_some(p.service));
+                if let Some(service) = exited {
+                    break Err(anyhow::anyhow!(
+                        "the {} service stopped on its own; see {}",
+                        service.name(),
+                        logs.join(format!("{}.log", service.name())).display()
+                    ));
+                }
+            }
+        }
+    };
+    eprintln!(
+        "\nxtask: stopping the services (the infrastructure keeps running; `cargo xtask infra down` stops it)"
+    );
+    stop(&mut processes);
+    outcome
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_requested() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn stop(processes: &mut [Process]) {
+    for p in processes.iter_mut() {
+        p.terminate(Duration::from_secs(25));
+    }
+}
+
+/// Ports, one database per service (created when missing), the broker.
+async fn wiring(infra: &Infra) -> Result<Wiring> {
+    let mut admin = PgConnection::connect(&infra.postgres_url)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    let mut database_urls = HashMap::new();
+    for service in Service::ALL {
+        let name = format!("sales_{}", service.database());
+        let exists: bool =
+            sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+                .bind(&name)
+                .fetch_one(&mut admin)
+                .await?;
+        if !exists {
+            sqlx::query(&format!("create database \"{name}\""))
+                .execute(&mut admin)
+                .await
+                .with_context(|| format!("cannot create database {name}"))?;
+        }
+        database_urls.insert(
+            service,
+            sales_testkit::replace_database(&infra.postgres_url, &name),
+        );
+    }
+    let _ = admin.close().await;
+    Ok(Wiring {
+        ports: Service::ALL
+            .iter()
+            .map(|s| (*s, (s.local_port(), s.local_port() + 1000)))
+            .collect(),
+        database_urls,
+        amqp_url: infra.amqp_url.clone(),
+        amqp_prefix: String::new(),
+        log_format: "text".into(),
+        log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
+        env: Vec::new(),
+        service_env: HashMap::new(),
+    })
+}
+
+/// Demo products, when the catalogue is empty; waits until the inventory has their stock.
+async fn load_demo_data(wiring: &Wiring) -> Result<()> {
+    let client = reqwest::Client::new();
+    let products = wiring.base_url(Service::Product);
+    let existing: Vec<Value> = client
+        .get(format!("{products}/api/v1/products?limit=1"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    if !existing.is_empty() {
+        eprintln!("xtask: the catalogue already has products; no demo data loaded");
+        return Ok(());
+    }
+    for (sku, name, description, cents, stock) in DEMO_PRODUCTS {
+        let r = client
+            .post(format!("{products}/api/v1/products"))
+            .json(&json!({
+                "sku": sku, "name": name, "description": description,
+                "price": {"amount": cents, "currency": "USD"}, "initial_stock": stock
+            }))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("loading demo product {sku} failed: {}", r.text().await?);
+        }
+    }
+    let inventory = wiring.base_url(Service::Inventory);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let items: Vec<Value> = client
+            .get(format!("{inventory}/api/v1/inventory/items"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if items.len() >= DEMO_PRODUCTS.len() {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the inventory did not receive the demo products' stock in 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "xtask: loaded {} demo products with stock",
+        DEMO_PRODUCTS.len()
+    );
+    Ok(())
+}
+
+fn print_welcome(wiring: &Wiring, infra: &Infra, logs: &Path) {
+    let order = wiring.base_url(Service::Order);
+    let product = wiring.base_url(Service::Product);
+    println!("\nsales-system is up.\n");
+    println!(
+        "  {:<13} {:<23} {:<29} metrics",
+        "service", "API", "Swagger UI"
+    );
+    for service in Service::ALL {
+        let base = wiring.base_url(service);
+        println!(
+            "  {:<13} {:<23} {:<29} {}/metrics",
+            service.name(),
+            base,
+            format!("{base}/docs"),
+            wiring.admin_url(service)
+        );
+    }
+    if let Some(management) = &infra.rabbitmq_management_url {
+        println!("\n  RabbitMQ management: {}", infra::redact(management));
+    }
+    println!("\nTry (seed 000's flow):");
+    println!("  curl {product}/products");
+    println!(
+        "  curl -X POST {order}/orders/order -H 'content-type: application/json' -d '{{\"items\": [{{\"product_id\": 1, \"quantity\": 2}}]}}'"
+    );
+    println!(
+        "  curl -X POST {order}/orders/paid -H 'content-type: application/json' -d '{{\"order_id\": 1}}'"
+    );
+    println!(
+        "  curl {}/api/v1/notifications",
+        wiring.base_url(Service::Notification)
+    );
+    println!(
+        "\nLogs: {}/*.log. Ctrl-C stops the services.",
+        logs.display()
+    );
+}
