@@ -73,12 +73,16 @@ impl Broker {
                 metrics: metrics.clone(),
             }),
         };
-        let name = format!(
+        // Shown in RabbitMQ's management UI: which service, where, which namespace.
+        let mut name = format!(
             "{service}@{}",
             hostname::get()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default()
         );
+        if !topology.prefix().is_empty() {
+            name = format!("{name}/{}", topology.prefix().trim_end_matches('.'));
+        }
         tokio::spawn(supervise(name, url, topology, metrics, tx, shutdown));
         broker
     }

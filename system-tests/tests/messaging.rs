@@ -1,0 +1,477 @@
+//! The platform's messaging against a real RabbitMQ and PostgreSQL: a redelivered
+//! message has one effect, a malformed one is parked without stopping the consumer,
+//! a failing one is retried, outbox events wait for the broker, and connections
+//! come back after the broker drops them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use lapin::BasicProperties;
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use sales_contracts::events::{CancelOrder, CancelReason, MessageType};
+use sales_contracts::topology::Subscription;
+use sales_contracts::{Envelope, Event};
+use sales_platform::config::BrokerArgs;
+use sales_platform::consumer::{HandlerError, MessageHandler};
+use sales_platform::outbox;
+use sales_platform::service::{RunningService, ServiceBuilder};
+use sales_testkit::{TestBroker, TestDatabase, eventually};
+use sqlx::{PgPool, Postgres, Transaction};
+
+const SUBSCRIPTION: Subscription = Subscription {
+    service: "notification",
+    message_type: MessageType::CancelOrder,
+};
+
+/// Order 13 fails once (transiently); order 66 can never be handled.
+#[derive(Default)]
+struct RecordingHandler {
+    failures: AtomicUsize,
+}
+
+impl MessageHandler for RecordingHandler {
+    async fn handle(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        envelope: &Envelope,
+    ) -> Result<(), HandlerError> {
+        let event: CancelOrder = envelope.decode()?;
+        if event.order_id == 66 {
+            return Err(HandlerError::Rejected("order 66 is never handled".into()));
+        }
+        if event.order_id == 13 && self.failures.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(HandlerError::Transient(anyhow::anyhow!("first try fails")));
+        }
+        sqlx::query("insert into effects (message_id, order_id) values ($1, $2)")
+            .bind(envelope.message_id)
+            .bind(event.order_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+struct Harness {
+    service: Option<RunningService>,
+    db: TestDatabase,
+    broker: TestBroker,
+    pool: PgPool,
+}
+
+async fn start_service(
+    db: &TestDatabase,
+    broker_args: &BrokerArgs,
+    consume: bool,
+) -> RunningService {
+    let mut builder = ServiceBuilder::new("messaging-test", &sales_testkit::http_args());
+    builder
+        .database(&db.args(), sqlx::migrate!("tests/migrations"))
+        .unwrap();
+    builder.broker(broker_args);
+    builder.outbox_relay().unwrap();
+    if consume {
+        builder
+            .consumer(SUBSCRIPTION, Arc::new(RecordingHandler::default()))
+            .unwrap();
+    }
+    builder
+        .serve(Router::new(), utoipa::openapi::OpenApi::default())
+        .await
+        .unwrap()
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        sales_testkit::init_test_logging();
+        let db = TestDatabase::create("messaging").await;
+        let broker = TestBroker::new();
+        let service = start_service(&db, &broker.args(), true).await;
+        sales_testkit::wait_ready(
+            &format!("{}/ready", service.base_url()),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        let pool = db.pool().await;
+        Harness {
+            service: Some(service),
+            db,
+            broker,
+            pool,
+        }
+    }
+
+    fn envelope(order_id: i64) -> Envelope {
+        Envelope::new(
+            "test",
+            CancelOrder {
+                order_id,
+                customer_id: None,
+                reason: CancelReason::Customer,
+                cancelled_at: chrono::Utc::now(),
+            },
+        )
+        .into_json()
+    }
+
+    async fn publish_raw(&self, body: &[u8]) {
+        let conn = self.broker.connect().await;
+        let channel = conn.create_channel().await.unwrap();
+        channel.confirm_select(Default::default()).await.unwrap();
+        channel
+            .basic_publish(
+                self.broker.topology().exchange().as_str().into(),
+                CancelOrder::TYPE.as_str().into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let _ = conn.close(200, "done".into()).await;
+    }
+
+    async fn publish(&self, envelope: &Envelope) {
+        self.publish_raw(&serde_json::to_vec(envelope).unwrap())
+            .await;
+    }
+
+    async fn effects(&self, order_id: i64) -> i64 {
+        sqlx::query_scalar("select count(*) from effects where order_id = $1")
+            .bind(order_id)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// The value of the series `name` that has all of `labels`.
+    async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let admin = self.service.as_ref()?.admin_url();
+        let text = reqwest::get(format!("{admin}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .find(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    async fn consumed(&self, outcome: &str) -> f64 {
+        self.metric(
+            "messages_consumed_total",
+            &[("queue", "notification.cancel-order"), ("outcome", outcome)],
+        )
+        .await
+        .unwrap_or(0.0)
+    }
+
+    /// Messages waiting in the dead-letter queue, and the first one's reason header.
+    async fn dead_letters(&self) -> (u32, Option<String>) {
+        let conn = self.broker.connect().await;
+        let channel = conn.create_channel().await.unwrap();
+        let name = self.broker.topology().dead_letter_queue(SUBSCRIPTION);
+        let queue = channel
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let count = queue.message_count();
+        let reason = match channel
+            .basic_get(name.as_str().into(), BasicGetOptions { no_ack: false })
+            .await
+            .unwrap()
+        {
+            Some(message) => {
+                let headers = sales_platform::broker::read_headers(&message.delivery.properties);
+                // Leave it where it was.
+                let _ = message
+                    .delivery
+                    .nack(lapin::options::BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await;
+                match headers.get(sales_platform::broker::DEATH_REASON_HEADER) {
+                    Some(sales_platform::broker::AmqpHeader::Text(t)) => Some(t.clone()),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        let _ = conn.close(200, "done".into()).await;
+        (count, reason)
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.service.take() {
+            s.stop().await;
+        }
+        self.pool.close().await;
+        self.broker.delete().await;
+        self.db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_message_delivered_twice_has_one_effect() {
+    let h = Harness::start().await;
+    let message = Harness::envelope(1);
+    h.publish(&message).await;
+    h.publish(&message).await;
+    eventually(
+        "the redelivery to be recognised",
+        Duration::from_secs(10),
+        || async { (h.consumed("duplicate").await == 1.0).then_some(()) },
+    )
+    .await;
+    assert_eq!(h.consumed("processed").await, 1.0);
+    assert_eq!(h.effects(1).await, 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_message_is_parked_and_the_consumer_keeps_going() {
+    let h = Harness::start().await;
+    h.publish_raw(b"this is not an envelope").await;
+    let mut wrong_payload = serde_json::to_value(Harness::envelope(2)).unwrap();
+    wrong_payload["data"] = serde_json::json!({"order_id": "two"});
+    h.publish_raw(&serde_json::to_vec(&wrong_payload).unwrap())
+        .await;
+    h.publish(&Harness::envelope(66)).await;
+    h.publish(&Harness::envelope(3)).await;
+
+    eventually(
+        "the good message after the bad ones",
+        Duration::from_secs(10),
+        || async { (h.effects(3).await == 1).then_some(()) },
+    )
+    .await;
+    eventually("three dead letters", Duration::from_secs(10), || async {
+        (h.consumed("dead_lettered").await == 3.0).then_some(())
+    })
+    .await;
+    let (count, reason) = h.dead_letters().await;
+    assert_eq!(count, 3);
+    let reason = reason.unwrap();
+    assert!(reason.contains("not a JSON envelope"), "{reason}");
+    assert_eq!(h.effects(2).await + h.effects(66).await, 0);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_message_is_retried_then_handled_once() {
+    let h = Harness::start().await;
+    h.publish(&Harness::envelope(13)).await;
+    eventually("the retry to succeed", Duration::from_secs(15), || async {
+        (h.effects(13).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(h.consumed("retried").await, 1.0);
+    assert_eq!(h.consumed("processed").await, 1.0);
+    assert_eq!(h.dead_letters().await.0, 0);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn outbox_events_wait_for_the_broker_and_are_not_lost() {
+    sales_testkit::init_test_logging();
+    let db = TestDatabase::create("outbox").await;
+    let broker = TestBroker::new();
+    // First the service runs with a broker that is not there.
+    let mut unreachable = broker.args();
+    unreachable.amqp_url =
+        secrecy::SecretString::from("amqp://guest:guest@127.0.0.1:1/%2f".to_owned());
+    let service = start_service(&db, &unreachable, false).await;
+    let base = service.base_url();
+    let pool = db.pool().await;
+    eventually("migrations", Duration::from_secs(10), || async {
+        let r = reqwest::get(format!("{base}/ready")).await.ok()?;
+        let body: serde_json::Value = r.json().await.ok()?;
+        let problems = body["problems"].to_string();
+        (problems.contains("broker") && !problems.contains("migrations")).then_some(())
+    })
+    .await;
+
+    let mut tx = pool.begin().await.unwrap();
+    outbox::enqueue(
+        &mut tx,
+        "test",
+        CancelOrder {
+            order_id: 77,
+            customer_id: None,
+            reason: CancelReason::UnpaidTimeout,
+            cancelled_at: chrono::Utc::now(),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let waiting: i64 = sqlx::query_scalar("select count(*) from outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        waiting, 1,
+        "the event stays in the outbox while the broker is away"
+    );
+    service.stop().await;
+
+    // The service comes back with the broker: the event goes out and is consumed.
+    let service = start_service(&db, &broker.args(), true).await;
+    eventually(
+        "the event to be published and handled",
+        Duration::from_secs(15),
+        || async {
+            let n: i64 = sqlx::query_scalar("select count(*) from effects where order_id = 77")
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+    let left: i64 = sqlx::query_scalar("select count(*) from outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    service.stop().await;
+    pool.close().await;
+    broker.delete().await;
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn consumers_and_the_relay_come_back_after_the_broker_drops_the_connection() {
+    let management = std::env::var("SALES_RABBITMQ_MANAGEMENT_URL").expect(
+        "this test closes connections through RabbitMQ's management API: run it with \
+         `cargo xtask test`, or set SALES_RABBITMQ_MANAGEMENT_URL",
+    );
+    let h = Harness::start().await;
+    h.publish(&Harness::envelope(100)).await;
+    eventually("the first message", Duration::from_secs(10), || async {
+        (h.effects(100).await == 1).then_some(())
+    })
+    .await;
+
+    // Close every connection of this test's namespace from the broker's side.
+    let (base, user, password) = split_credentials(&management);
+    let client = reqwest::Client::new();
+    let namespace = h.broker.prefix.trim_end_matches('.').to_owned();
+    let closed = eventually(
+        "the service's connection to show up",
+        Duration::from_secs(15),
+        || async {
+            let connections: Vec<serde_json::Value> = client
+                .get(format!("{base}/api/connections"))
+                .basic_auth(&user, Some(&password))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let ours: Vec<String> = connections
+                .iter()
+                .filter(|c| {
+                    c["client_properties"]["connection_name"]
+                        .as_str()
+                        .is_some_and(|n| n.ends_with(&namespace))
+                })
+                .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                .collect();
+            (!ours.is_empty()).then_some(ours)
+        },
+    )
+    .await;
+    for name in &closed {
+        let encoded: String = name
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let r = client
+            .delete(format!("{base}/api/connections/{encoded}"))
+            .basic_auth(&user, Some(&password))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "closing {name}: {}", r.status());
+    }
+    eventually("a reconnect", Duration::from_secs(15), || async {
+        let n = h.metric("broker_connections_total", &[]).await?;
+        (n >= 2.0).then_some(())
+    })
+    .await;
+
+    // The consumer consumes again, and the relay publishes again.
+    h.publish(&Harness::envelope(101)).await;
+    let mut tx = h.pool.begin().await.unwrap();
+    outbox::enqueue(
+        &mut tx,
+        "test",
+        CancelOrder {
+            order_id: 102,
+            customer_id: None,
+            reason: CancelReason::Customer,
+            cancelled_at: chrono::Utc::now(),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    eventually(
+        "messages after the reconnect",
+        Duration::from_secs(20),
+        || async { (h.effects(101).await == 1 && h.effects(102).await == 1).then_some(()) },
+    )
+    .await;
+    h.stop().await;
+}
+
+/// `http://user:pass@host:port` -> (`http://host:port`, user, pass).
+fn split_credentials(url: &str) -> (String, String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    match rest.split_once('@') {
+        Some((creds, host)) => {
+            let (user, pass) = creds.split_once(':').unwrap_or((creds, ""));
+            (
+                format!("{scheme}://{}", host.trim_end_matches('/')),
+                user.into(),
+                pass.into(),
+            )
+        }
+        None => (
+            url.trim_end_matches('/').into(),
+            "guest".into(),
+            "guest".into(),
+        ),
+    }
+}
