@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -28,10 +28,11 @@ const SUBSCRIPTION: Subscription = Subscription {
     message_type: MessageType::CancelOrder,
 };
 
-/// Order 13 fails once (transiently); order 66 can never be handled.
+/// Order 13 fails once (transiently); order 66 is rejected until `accept_66` is set.
 #[derive(Default)]
 struct RecordingHandler {
     failures: AtomicUsize,
+    accept_66: AtomicBool,
 }
 
 impl MessageHandler for RecordingHandler {
@@ -41,7 +42,7 @@ impl MessageHandler for RecordingHandler {
         envelope: &Envelope,
     ) -> Result<(), HandlerError> {
         let event: CancelOrder = envelope.decode()?;
-        if event.order_id == 66 {
+        if event.order_id == 66 && !self.accept_66.load(Ordering::SeqCst) {
             return Err(HandlerError::Rejected("order 66 is never handled".into()));
         }
         if event.order_id == 13 && self.failures.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -57,6 +58,7 @@ impl MessageHandler for RecordingHandler {
 }
 
 struct Harness {
+    handler: Arc<RecordingHandler>,
     service: Option<RunningService>,
     db: TestDatabase,
     broker: TestBroker,
@@ -66,7 +68,7 @@ struct Harness {
 async fn start_service(
     db: &TestDatabase,
     broker_args: &BrokerArgs,
-    consume: bool,
+    handler: Option<Arc<RecordingHandler>>,
 ) -> RunningService {
     let mut builder = ServiceBuilder::new("messaging-test", &sales_testkit::http_args());
     builder
@@ -74,10 +76,8 @@ async fn start_service(
         .unwrap();
     builder.broker(broker_args);
     builder.outbox_relay().unwrap();
-    if consume {
-        builder
-            .consumer(SUBSCRIPTION, Arc::new(RecordingHandler::default()))
-            .unwrap();
+    if let Some(handler) = handler {
+        builder.consumer(SUBSCRIPTION, handler).unwrap();
     }
     builder
         .serve(Router::new(), utoipa::openapi::OpenApi::default())
@@ -90,7 +90,8 @@ impl Harness {
         sales_testkit::init_test_logging();
         let db = TestDatabase::create("messaging").await;
         let broker = TestBroker::new();
-        let service = start_service(&db, &broker.args(), true).await;
+        let handler = Arc::new(RecordingHandler::default());
+        let service = start_service(&db, &broker.args(), Some(handler.clone())).await;
         sales_testkit::wait_ready(
             &format!("{}/ready", service.base_url()),
             Duration::from_secs(30),
@@ -99,6 +100,7 @@ impl Harness {
         .unwrap();
         let pool = db.pool().await;
         Harness {
+            handler,
             service: Some(service),
             db,
             broker,
@@ -276,6 +278,67 @@ async fn a_malformed_message_is_parked_and_the_consumer_keeps_going() {
     let reason = reason.unwrap();
     assert!(reason.contains("not a JSON envelope"), "{reason}");
     assert_eq!(h.effects(2).await + h.effects(66).await, 0);
+
+    // The admin port lists them, shows them, and replays them once the cause is fixed.
+    let admin = h.service.as_ref().unwrap().admin_url();
+    let summary: serde_json::Value = reqwest::get(format!("{admin}/admin/dead-letters"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        summary,
+        serde_json::json!([{"queue": "notification.cancel-order", "dead_letters": 3}])
+    );
+    let parked: serde_json::Value = reqwest::get(format!(
+        "{admin}/admin/dead-letters/notification.cancel-order"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let parked = parked.as_array().unwrap();
+    assert_eq!(parked.len(), 3);
+    assert_eq!(parked[0]["body"], "this is not an envelope");
+    assert!(
+        parked[2]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("order 66 is never handled")
+    );
+    assert_eq!(h.dead_letters().await.0, 3, "peeking leaves them parked");
+
+    h.handler.accept_66.store(true, Ordering::SeqCst);
+    let replayed: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{admin}/admin/dead-letters/notification.cancel-order/replay"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replayed["replayed"], 3);
+    eventually(
+        "order 66 to be handled after the replay",
+        Duration::from_secs(10),
+        || async { (h.effects(66).await == 1).then_some(()) },
+    )
+    .await;
+    eventually(
+        "the two malformed ones to be parked again",
+        Duration::from_secs(10),
+        || async { (h.consumed("dead_lettered").await == 5.0).then_some(()) },
+    )
+    .await;
+    assert_eq!(h.dead_letters().await.0, 2);
+    let missing = reqwest::get(format!("{admin}/admin/dead-letters/inventory.update-stock"))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
     h.stop().await;
 }
 
@@ -302,7 +365,7 @@ async fn outbox_events_wait_for_the_broker_and_are_not_lost() {
     let mut unreachable = broker.args();
     unreachable.amqp_url =
         secrecy::SecretString::from("amqp://guest:guest@127.0.0.1:1/%2f".to_owned());
-    let service = start_service(&db, &unreachable, false).await;
+    let service = start_service(&db, &unreachable, None).await;
     let base = service.base_url();
     let pool = db.pool().await;
     eventually("migrations", Duration::from_secs(10), || async {
@@ -339,7 +402,7 @@ async fn outbox_events_wait_for_the_broker_and_are_not_lost() {
     service.stop().await;
 
     // The service comes back with the broker: the event goes out and is consumed.
-    let service = start_service(&db, &broker.args(), true).await;
+    let service = start_service(&db, &broker.args(), Some(Arc::default())).await;
     eventually(
         "the event to be published and handled",
         Duration::from_secs(15),

@@ -98,9 +98,9 @@ pub fn probe_routes(readiness: Readiness) -> Router {
         .with_state(readiness)
 }
 
-/// The admin router: probes and `/metrics`.
-pub fn admin_router(metrics: Metrics, readiness: Readiness) -> Router {
-    Router::new()
+/// The admin router: probes, `/metrics`, and `extra` (the dead-letter routes).
+pub fn admin_router(metrics: Metrics, readiness: Readiness, extra: Router) -> Router {
+    extra
         .route(
             "/metrics",
             get(move || {

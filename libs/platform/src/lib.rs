@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod dead_letters;
 pub mod error;
 pub mod http;
 pub mod listing;

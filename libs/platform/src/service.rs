@@ -42,6 +42,7 @@ pub struct ServiceBuilder {
     migrations: Option<Migrator>,
     broker: Option<Broker>,
     prefetch: u16,
+    subscriptions: Vec<Subscription>,
     workers: Vec<Worker>,
 }
 
@@ -57,6 +58,7 @@ impl ServiceBuilder {
             migrations: None,
             broker: None,
             prefetch: 16,
+            subscriptions: Vec::new(),
             workers: Vec::new(),
         }
     }
@@ -128,6 +130,7 @@ impl ServiceBuilder {
             prefetch: self.prefetch,
         };
         let shutdown = self.shutdown.clone();
+        self.subscriptions.push(subscription);
         let name = format!(
             "consumer {}.{}",
             subscription.service, subscription.message_type
@@ -162,7 +165,11 @@ impl ServiceBuilder {
             self.metrics.clone(),
             self.http.max_body_bytes,
         );
-        let admin_app = admin_router(self.metrics.clone(), readiness.clone());
+        let dead_letters = match &self.broker {
+            Some(broker) => crate::dead_letters::router(broker.clone(), self.subscriptions.clone()),
+            None => Router::new(),
+        };
+        let admin_app = admin_router(self.metrics.clone(), readiness.clone(), dead_letters);
 
         let tracker = TaskTracker::new();
         let shutdown = self.shutdown.clone();
