@@ -875,6 +875,15 @@ async fn private_postgres(dirs: &Dirs, bin: &PgBin, root: bool) -> Result<(Strin
         ));
     }
 
+    // A server of ours already answers on the port (another checkout's private one):
+    // share it rather than fail to bind a second.
+    if check_postgres(&url).await.is_ok() {
+        return Ok((
+            url.clone(),
+            format!("reusing the server already answering at {url}"),
+        ));
+    }
+
     hand_over(dir, user).await?;
 
     let mut initialized = false;
