@@ -143,3 +143,84 @@ pub mod stock {
         pub available: i32,
     }
 }
+
+/// Authentication (customer service issues tokens, the gateway verifies them).
+pub mod auth {
+    use super::*;
+
+    /// Who may do what: customers act on their own orders; admins manage the
+    /// catalogue, stock, payments and shipments.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Role {
+        Customer,
+        Admin,
+    }
+
+    impl Role {
+        pub fn as_str(self) -> &'static str {
+            match self {
+                Role::Customer => "customer",
+                Role::Admin => "admin",
+            }
+        }
+    }
+
+    /// The issuer every token names.
+    pub const ISSUER: &str = "sales-system";
+
+    /// The claims of a customer's JWT (HS256, signed with the shared `JWT_SECRET`).
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Claims {
+        /// The customer id, as a string (RFC 7519).
+        pub sub: String,
+        pub name: String,
+        pub email: String,
+        pub role: Role,
+        /// Issued at, seconds since the epoch.
+        pub iat: i64,
+        /// Expires at, seconds since the epoch.
+        pub exp: i64,
+        pub iss: String,
+    }
+}
+
+/// Payments (payment service), as the order service calls them.
+pub mod payments {
+    use super::*;
+
+    /// Where a payment stands.
+    ///
+    /// `pending` (created, seed 002) -> `authorized` or `declined` -> `confirmed`
+    /// (captured) -> `refunded`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum PaymentStatus {
+        Pending,
+        Authorized,
+        Declined,
+        Confirmed,
+        Refunded,
+    }
+
+    /// Charge an order: authorize and capture in one step. One payment per order:
+    /// charging an order again returns its payment, so callers may retry.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    pub struct ChargeOrder {
+        pub order_id: i64,
+        pub amount: Money,
+    }
+
+    /// A payment.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    pub struct Payment {
+        pub payment_id: i64,
+        pub order_id: i64,
+        pub amount: Money,
+        pub status: PaymentStatus,
+        /// Why it was declined, when it was.
+        pub decline_reason: Option<String>,
+        pub created_at: DateTime<Utc>,
+        pub updated_at: DateTime<Utc>,
+    }
+}

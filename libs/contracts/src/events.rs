@@ -34,6 +34,15 @@ pub enum MessageType {
     /// A product was added to the catalogue, with its opening stock.
     #[serde(rename = "product-created")]
     ProductCreated,
+    /// The payment for an order was declined; the order failed and its stock went back.
+    #[serde(rename = "order-failed")]
+    OrderFailed,
+    /// A shipment left the warehouse.
+    #[serde(rename = "shipment-shipped")]
+    ShipmentShipped,
+    /// A shipment arrived.
+    #[serde(rename = "shipment-delivered")]
+    ShipmentDelivered,
 }
 
 impl MessageType {
@@ -44,6 +53,9 @@ impl MessageType {
         MessageType::CancelOrder,
         MessageType::RestoreCanceledItem,
         MessageType::ProductCreated,
+        MessageType::OrderFailed,
+        MessageType::ShipmentShipped,
+        MessageType::ShipmentDelivered,
     ];
 
     /// The name on the wire: the envelope's `type` and the routing key.
@@ -55,6 +67,9 @@ impl MessageType {
             MessageType::CancelOrder => "cancel-order",
             MessageType::RestoreCanceledItem => "restore-canceled-item",
             MessageType::ProductCreated => "product-created",
+            MessageType::OrderFailed => "order-failed",
+            MessageType::ShipmentShipped => "shipment-shipped",
+            MessageType::ShipmentDelivered => "shipment-delivered",
         }
     }
 
@@ -309,6 +324,56 @@ impl Event for ProductCreated {
     const TYPE: MessageType = MessageType::ProductCreated;
     fn correlation_id(&self) -> String {
         self.product_id.to_string()
+    }
+}
+
+/// `order-failed`: the order's payment was declined. The order is `FAILED`; its stock
+/// goes back through `restore-canceled-item`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderFailed {
+    pub order_id: i64,
+    pub customer_id: Option<i64>,
+    /// Why the payment was declined, for the customer.
+    pub reason: String,
+    pub failed_at: DateTime<Utc>,
+}
+
+impl Event for OrderFailed {
+    const TYPE: MessageType = MessageType::OrderFailed;
+    fn correlation_id(&self) -> String {
+        self.order_id.to_string()
+    }
+}
+
+/// `shipment-shipped`: the order's shipment left the warehouse.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipmentShipped {
+    pub shipment_id: i64,
+    pub order_id: i64,
+    pub customer_id: Option<i64>,
+    pub shipped_at: DateTime<Utc>,
+}
+
+impl Event for ShipmentShipped {
+    const TYPE: MessageType = MessageType::ShipmentShipped;
+    fn correlation_id(&self) -> String {
+        self.order_id.to_string()
+    }
+}
+
+/// `shipment-delivered`: the order's shipment arrived.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipmentDelivered {
+    pub shipment_id: i64,
+    pub order_id: i64,
+    pub customer_id: Option<i64>,
+    pub delivered_at: DateTime<Utc>,
+}
+
+impl Event for ShipmentDelivered {
+    const TYPE: MessageType = MessageType::ShipmentDelivered;
+    fn correlation_id(&self) -> String {
+        self.order_id.to_string()
     }
 }
 

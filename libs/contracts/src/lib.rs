@@ -11,4 +11,4 @@ pub mod money;
 pub mod topology;
 
 pub use events::{Envelope, Event, MessageType};
-pub use money::{Currency, Money};
+pub use money::{Currency, DecimalAmount, Money};

@@ -152,9 +152,182 @@ impl fmt::Display for Money {
     }
 }
 
+/// An amount in major units as seed 004's clients send it: a JSON number such as
+/// `200.50` (or a string `"200.50"`). It is read from the number's exact text, never
+/// through a float, and turned into minor units for a given currency.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecimalAmount(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecimalError {
+    #[error("amount must be a decimal number such as 200.50, got {0:?}")]
+    NotANumber(String),
+    #[error("amount {amount} has more decimal places than {currency} allows ({digits})")]
+    TooPrecise {
+        amount: String,
+        currency: Currency,
+        digits: u32,
+    },
+    #[error("amount {0} is too large")]
+    TooLarge(String),
+}
+
+impl DecimalAmount {
+    pub fn new(text: impl Into<String>) -> Self {
+        DecimalAmount(text.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The amount in `currency`'s minor units: `200.5` USD is 20050.
+    pub fn to_minor(&self, currency: Currency) -> Result<Money, DecimalError> {
+        let text = self.0.trim();
+        let not_a_number = || DecimalError::NotANumber(self.0.clone());
+        let (negative, digits) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(not_a_number());
+        }
+        if !fraction.bytes().all(|b| b.is_ascii_digit()) || digits.ends_with('.') {
+            return Err(not_a_number());
+        }
+        let places = currency.minor_unit_digits();
+        let fraction = fraction.trim_end_matches('0');
+        if fraction.len() > places as usize {
+            return Err(DecimalError::TooPrecise {
+                amount: self.0.clone(),
+                currency,
+                digits: places,
+            });
+        }
+        let too_large = || DecimalError::TooLarge(self.0.clone());
+        let whole: i64 = whole.parse().map_err(|_| too_large())?;
+        let mut frac: i64 = if fraction.is_empty() {
+            0
+        } else {
+            fraction.parse().map_err(|_| too_large())?
+        };
+        frac *= 10i64.pow(places - fraction.len() as u32);
+        let minor = whole
+            .checked_mul(10i64.pow(places))
+            .and_then(|w| w.checked_add(frac))
+            .ok_or_else(too_large)?;
+        Ok(Money::new(if negative { -minor } else { minor }, currency))
+    }
+
+    /// Major units of `money` as exact decimal text: 20050 USD cents is `200.5`,
+    /// 20000 is `200`.
+    pub fn from_money(money: Money) -> Self {
+        let places = money.currency.minor_unit_digits();
+        let scale = 10u64.pow(places);
+        let abs = money.amount.unsigned_abs();
+        let sign = if money.amount < 0 { "-" } else { "" };
+        let whole = abs / scale;
+        let frac = abs % scale;
+        if frac == 0 {
+            return DecimalAmount(format!("{sign}{whole}"));
+        }
+        let frac = format!("{frac:0width$}", width = places as usize);
+        DecimalAmount(format!("{sign}{whole}.{}", frac.trim_end_matches('0')))
+    }
+}
+
+impl Serialize for DecimalAmount {
+    /// As a JSON number written from the exact text (no float on the way).
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match serde_json::value::RawValue::from_string(self.0.clone()) {
+            Ok(raw) => raw.serialize(s),
+            Err(_) => s.serialize_str(&self.0),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DecimalAmount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        let text = raw.get().trim();
+        let text = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            Some(inner) => inner,
+            None => text,
+        };
+        if text.contains(['e', 'E'])
+            || text.is_empty()
+            || text.starts_with(['{', '[', 'n', 't', 'f'])
+        {
+            return Err(serde::de::Error::custom(format!(
+                "amount must be a decimal number such as 200.50, got {text}"
+            )));
+        }
+        Ok(DecimalAmount(text.to_owned()))
+    }
+}
+
+impl utoipa::PartialSchema for DecimalAmount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Number)
+            .description(Some(
+                "Amount in major units (200.50 is two hundred dollars and fifty cents); read exactly, never as a float",
+            ))
+            .examples([serde_json::json!(200.5)])
+            .into()
+    }
+}
+
+impl ToSchema for DecimalAmount {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_amounts_are_exact() {
+        let usd = Currency::USD;
+        let parse =
+            |json: &str| serde_json::from_str::<DecimalAmount>(json).map(|d| d.to_minor(usd));
+        assert_eq!(parse("200.50").unwrap().unwrap().amount, 20050);
+        assert_eq!(parse("200").unwrap().unwrap().amount, 20000);
+        assert_eq!(parse("0.1").unwrap().unwrap().amount, 10);
+        assert_eq!(parse("\"19.99\"").unwrap().unwrap().amount, 1999);
+        assert_eq!(parse("1.230").unwrap().unwrap().amount, 123);
+        assert!(matches!(
+            parse("1.234").unwrap(),
+            Err(DecimalError::TooPrecise { .. })
+        ));
+        assert!(parse("1e3").is_err());
+        assert!(parse("true").is_err());
+        assert!(matches!(
+            parse("\"12a\"").unwrap(),
+            Err(DecimalError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse("99999999999999999999").unwrap(),
+            Err(DecimalError::TooLarge(_))
+        ));
+        let jpy: Currency = "JPY".parse().unwrap();
+        assert!(DecimalAmount::new("1.5").to_minor(jpy).is_err());
+        assert_eq!(DecimalAmount::new("150").to_minor(jpy).unwrap().amount, 150);
+    }
+
+    #[test]
+    fn decimal_amounts_print_as_json_numbers() {
+        let show = |cents| {
+            serde_json::to_string(&DecimalAmount::from_money(Money::new(cents, Currency::USD)))
+                .unwrap()
+        };
+        assert_eq!(show(20050), "200.5");
+        assert_eq!(show(20000), "200");
+        assert_eq!(show(5), "0.05");
+        assert_eq!(show(-150), "-1.5");
+        let v: serde_json::Value =
+            serde_json::from_str(&format!("{{\"amount\": {}}}", show(20050))).unwrap();
+        assert_eq!(v["amount"], serde_json::json!(200.5));
+    }
 
     #[test]
     fn currency_parses_and_normalises() {

@@ -53,6 +53,12 @@ pub const SUBSCRIPTIONS: &[Subscription] = &[
     sub("notification", MessageType::CreateOrder),
     sub("notification", MessageType::PaidOrder),
     sub("notification", MessageType::CancelOrder),
+    sub("notification", MessageType::OrderFailed),
+    sub("notification", MessageType::ShipmentShipped),
+    sub("notification", MessageType::ShipmentDelivered),
+    sub("shipping", MessageType::PaidOrder),
+    sub("order", MessageType::ShipmentShipped),
+    sub("order", MessageType::ShipmentDelivered),
 ];
 
 /// The subscriptions of one service.
