@@ -121,6 +121,8 @@ impl System {
                 ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), String::new()),
             ],
             service_env: options.env.clone(),
+            redis_url: sales_testkit::redis_url(),
+            redis_prefix: broker.prefix.clone(),
         };
         let mut processes = HashMap::new();
         for service in Service::ALL {

@@ -207,6 +207,8 @@ async fn wiring(infra: &Infra) -> Result<Wiring> {
         log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
         env: Vec::new(),
         service_env: HashMap::new(),
+        redis_url: infra.redis_url.clone(),
+        redis_prefix: "sales:".into(),
     })
 }
 

@@ -72,3 +72,34 @@ pub enum LogFormat {
     Json,
     Text,
 }
+
+/// The Redis cache (optional: without `REDIS_URL` every read goes to the database).
+#[derive(Args, Clone, Debug)]
+pub struct CacheArgs {
+    /// `redis://host:port`; unset disables the cache.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<SecretString>,
+    /// How long a cached entry lives (seed 003: 10 minutes).
+    #[arg(long, env = "CACHE_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub cache_ttl: Duration,
+    /// Prefix of every cache key, so systems (or tests) can share a Redis.
+    #[arg(long, env = "CACHE_PREFIX", default_value = "sales:")]
+    pub cache_prefix: String,
+}
+
+impl CacheArgs {
+    /// The cache these settings describe (disabled without a URL).
+    pub fn cache(&self, metrics: &crate::metrics::Metrics) -> anyhow::Result<crate::cache::Cache> {
+        use secrecy::ExposeSecret;
+        match self
+            .redis_url
+            .as_ref()
+            .map(|u| u.expose_secret().to_owned())
+        {
+            Some(url) if !url.trim().is_empty() => {
+                crate::cache::Cache::new(&url, &self.cache_prefix, self.cache_ttl, metrics)
+            }
+            _ => Ok(crate::cache::Cache::disabled()),
+        }
+    }
+}

@@ -68,6 +68,13 @@ pub trait MessageHandler: Send + Sync + 'static {
         tx: &mut Transaction<'static, Postgres>,
         envelope: &Envelope,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Runs after the handler's transaction committed (to invalidate a cache, say).
+    /// It cannot undo the effect, so it has no error to return.
+    fn after_commit(&self, envelope: &Envelope) -> impl Future<Output = ()> + Send {
+        let _ = envelope;
+        async {}
+    }
 }
 
 /// Everything a consumer needs besides its handler.
@@ -269,6 +276,7 @@ impl<H: MessageHandler> QueueConsumer<H> {
         }
         self.handler.handle(&mut tx, &envelope).await?;
         tx.commit().await?;
+        self.handler.after_commit(&envelope).await;
         Ok(Outcome::Processed)
     }
 

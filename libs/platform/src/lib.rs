@@ -13,6 +13,7 @@
 //! - [`service`]: start-up and graceful shutdown.
 
 pub mod broker;
+pub mod cache;
 pub mod caller;
 pub mod client;
 pub mod config;

@@ -12,15 +12,19 @@ use std::time::Duration;
 pub enum Service {
     Product,
     Order,
+    Payment,
     Inventory,
+    Shipping,
     Notification,
 }
 
 impl Service {
-    pub const ALL: [Service; 4] = [
+    pub const ALL: [Service; 6] = [
         Service::Product,
         Service::Order,
+        Service::Payment,
         Service::Inventory,
+        Service::Shipping,
         Service::Notification,
     ];
 
@@ -28,7 +32,9 @@ impl Service {
         match self {
             Service::Product => "product",
             Service::Order => "order",
+            Service::Payment => "payment",
             Service::Inventory => "inventory",
+            Service::Shipping => "shipping",
             Service::Notification => "notification",
         }
     }
@@ -43,18 +49,23 @@ impl Service {
         match self {
             Service::Product => "products",
             Service::Order => "orders",
+            Service::Payment => "payments",
             Service::Inventory => "inventory",
+            Service::Shipping => "shipping",
             Service::Notification => "notifications",
         }
     }
 
     /// Ports of `cargo xtask up`: seed 002's table (product 8001, order 8002,
-    /// inventory 8005), notification 8007; the admin port is 1000 above.
+    /// customer 8003, payment 8004, inventory 8005, shipping 8006, gateway 8080),
+    /// notification 8007; the admin port is 1000 above.
     pub fn local_port(self) -> u16 {
         match self {
             Service::Product => 8001,
             Service::Order => 8002,
+            Service::Payment => 8004,
             Service::Inventory => 8005,
+            Service::Shipping => 8006,
             Service::Notification => 8007,
         }
     }
@@ -74,6 +85,10 @@ pub struct Wiring {
     pub env: Vec<(String, String)>,
     /// Extra variables per service.
     pub service_env: HashMap<Service, Vec<(String, String)>>,
+    /// Redis, for the caches (and the gateway's rate limits).
+    pub redis_url: String,
+    /// Prefix of every Redis key of this system.
+    pub redis_prefix: String,
 }
 
 impl Wiring {
@@ -96,15 +111,18 @@ impl Wiring {
             ("AMQP_PREFIX".into(), self.amqp_prefix.clone()),
             ("LOG_FORMAT".into(), self.log_format.clone()),
             ("RUST_LOG".into(), self.log_filter.clone()),
+            ("REDIS_URL".into(), self.redis_url.clone()),
             (
-                "PRODUCT_SERVICE_URL".into(),
-                self.base_url(Service::Product),
-            ),
-            (
-                "INVENTORY_SERVICE_URL".into(),
-                self.base_url(Service::Inventory),
+                "CACHE_PREFIX".into(),
+                format!("{}cache:", self.redis_prefix),
             ),
         ];
+        for peer in Service::ALL {
+            env.push((
+                format!("{}_SERVICE_URL", peer.name().to_uppercase()),
+                self.base_url(peer),
+            ));
+        }
         env.extend(self.env.iter().cloned());
         env.extend(self.service_env.get(&service).cloned().unwrap_or_default());
         env

@@ -165,3 +165,68 @@ pub fn validate_sku(sku: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Take units out of the warehouse directly (seed 002's stock update): only if that
+/// many are available (not reserved). Returns the new level.
+pub async fn take_out(
+    conn: &mut PgConnection,
+    product_id: i64,
+    quantity: i32,
+) -> Result<Option<StockLevel>> {
+    if quantity < 1 {
+        return Err(InventoryError::Validation(format!(
+            "quantity must be at least 1, got {quantity}"
+        )));
+    }
+    let row: Option<StockRow> = sqlx::query_as(&format!(
+        "update stock_items set on_hand = on_hand - $2, updated_at = now()
+         where product_id = $1 and on_hand - reserved >= $2
+         returning {COLUMNS}"
+    ))
+    .bind(product_id)
+    .bind(quantity)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(StockLevel::from))
+}
+
+/// The stock item of a product.
+pub async fn get_stock_of_product(
+    conn: &mut PgConnection,
+    product_id: i64,
+) -> Result<Option<StockLevel>> {
+    let row: Option<StockRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from stock_items where product_id = $1"
+    ))
+    .bind(product_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(StockLevel::from))
+}
+
+/// Make `available` units orderable (seed 004's "add or update a stock item", whose
+/// quantity is what can still be reserved): on hand becomes `available` plus what
+/// is reserved now.
+pub async fn set_available(
+    conn: &mut PgConnection,
+    sku: &str,
+    available: i32,
+) -> Result<StockLevel> {
+    validate_sku(sku)?;
+    if available < 0 {
+        return Err(InventoryError::Validation(
+            "quantity cannot be negative".into(),
+        ));
+    }
+    let row: StockRow = sqlx::query_as(&format!(
+        "insert into stock_items (sku, on_hand) values ($1, $2)
+         on conflict (sku) do update
+            set on_hand = stock_items.reserved + excluded.on_hand, updated_at = now()
+         returning {COLUMNS}"
+    ))
+    .bind(sku)
+    .bind(available)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.into())
+}

@@ -2,7 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use sales_contracts::Envelope;
-use sales_contracts::events::{CancelOrder, CancelReason, CreateOrder, MessageType, PaidOrder};
+use sales_contracts::events::{
+    CancelOrder, CancelReason, CreateOrder, MessageType, OrderFailed, PaidOrder, ShipmentDelivered,
+    ShipmentShipped,
+};
 use sales_platform::consumer::{HandlerError, MessageHandler};
 use serde::Serialize;
 use sqlx::{PgConnection, Postgres, Transaction};
@@ -62,6 +65,39 @@ pub fn describe(
                 e.customer_id,
                 "CANCELLED",
                 format!("Order {} was cancelled {why}.", e.order_id),
+            )
+        }
+        MessageType::OrderFailed => {
+            let e: OrderFailed = envelope.decode()?;
+            (
+                e.order_id,
+                e.customer_id,
+                "FAILED",
+                format!(
+                    "Payment for order {} was declined ({}); the order was not placed.",
+                    e.order_id, e.reason
+                ),
+            )
+        }
+        MessageType::ShipmentShipped => {
+            let e: ShipmentShipped = envelope.decode()?;
+            (
+                e.order_id,
+                e.customer_id,
+                "SHIPPED",
+                format!(
+                    "Order {} has shipped (shipment {}).",
+                    e.order_id, e.shipment_id
+                ),
+            )
+        }
+        MessageType::ShipmentDelivered => {
+            let e: ShipmentDelivered = envelope.decode()?;
+            (
+                e.order_id,
+                e.customer_id,
+                "DELIVERED",
+                format!("Order {} was delivered.", e.order_id),
             )
         }
         other => {

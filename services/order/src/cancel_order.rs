@@ -24,6 +24,7 @@ pub async fn cancel_order(ctx: &OrderContext, caller: &Caller, order_id: i64) ->
     let order = cancel_locked(&mut tx, order, CancelReason::Customer).await?;
     tx.commit().await?;
     ctx.metrics.status_entered(OrderStatus::Cancelled);
+    ctx.invalidate_order_caches(&order).await;
     tracing::info!(order_id, "order cancelled by the customer");
     Ok(order)
 }
@@ -65,22 +66,22 @@ pub async fn cancel_locked(
         },
     )
     .await?;
-    outbox::enqueue(
-        conn,
-        SERVICE,
-        RestoreCanceledItem {
-            items: order
-                .items
-                .iter()
-                .map(|l| CanceledItem {
-                    order_id,
-                    product_id: l.product_id,
-                    sku: l.sku.clone(),
-                    quantity: l.quantity,
-                })
-                .collect(),
-        },
-    )
-    .await?;
+    outbox::enqueue(conn, SERVICE, restore_stock_event(&order)).await?;
     orders::load(conn, order_id).await
+}
+
+/// `restore-canceled-item` for every line of `order`: its stock goes back.
+pub fn restore_stock_event(order: &Order) -> RestoreCanceledItem {
+    RestoreCanceledItem {
+        items: order
+            .items
+            .iter()
+            .map(|l| CanceledItem {
+                order_id: order.order_id,
+                product_id: l.product_id.unwrap_or_default(),
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+            })
+            .collect(),
+    }
 }

@@ -28,6 +28,12 @@ pub enum OrderError {
     },
     #[error("this idempotency key was used for a different request; use a new key for a new order")]
     IdempotencyKeyReused,
+    #[error("the amount {given} does not match the order's total {total} at catalogue prices")]
+    AmountMismatch { given: String, total: String },
+    #[error(
+        "payment for order {order_id} was declined: {reason}; the order failed and its stock was released"
+    )]
+    PaymentDeclined { order_id: i64, reason: String },
     #[error("{0}")]
     Upstream(CallError),
     #[error(transparent)]
@@ -71,6 +77,10 @@ impl From<OrderError> for ApiError {
             OrderError::IllegalTransition { source, .. } => {
                 ApiError::conflict("invalid_transition", message)
                     .with_details(serde_json::json!({ "status": source.from }))
+            }
+            OrderError::AmountMismatch { .. } => ApiError::conflict("amount_mismatch", message),
+            OrderError::PaymentDeclined { .. } => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, "payment_declined", message)
             }
             OrderError::IdempotencyKeyReused => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

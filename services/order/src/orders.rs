@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sales_contracts::{Currency, Money};
+use sales_contracts::{Currency, DecimalAmount, Money};
 use serde::Serialize;
 use sqlx::PgConnection;
 use utoipa::ToSchema;
@@ -28,16 +28,32 @@ pub struct Order {
     pub pay_by: DateTime<Utc>,
     /// `customer` or `unpaid-timeout` for a cancelled order.
     pub cancel_reason: Option<String>,
+    /// The payment in the payment service, once the order was charged.
+    pub payment_id: Option<i64>,
+    /// Why the payment was declined, for a `FAILED` order.
+    pub failure_reason: Option<String>,
     pub paid_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    pub shipped_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Seed 004's flat view: the SKU of a one-item order (null for several items).
+    pub item_sku: Option<String>,
+    /// Seed 004's flat view: units ordered, all items together.
+    pub quantity: i64,
+    /// Seed 004's flat view: the total in major units (`200.5` is 200.50).
+    #[schema(value_type = f64, example = 200.5)]
+    pub amount: DecimalAmount,
+    /// Seed 004's flat view: the total's currency.
+    pub currency: Currency,
 }
 
 /// One product in an order, at the price it had when ordered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct OrderLine {
-    pub product_id: i64,
+    /// The catalogue product; none for a SKU the catalogue does not know (seed 004).
+    pub product_id: Option<i64>,
     pub sku: String,
     pub name: String,
     pub quantity: i32,
@@ -55,8 +71,12 @@ struct OrderRow {
     reservation_id: Option<i64>,
     pay_by: DateTime<Utc>,
     cancel_reason: Option<String>,
+    payment_id: Option<i64>,
+    failure_reason: Option<String>,
     paid_at: Option<DateTime<Utc>>,
     cancelled_at: Option<DateTime<Utc>>,
+    shipped_at: Option<DateTime<Utc>>,
+    delivered_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -64,7 +84,7 @@ struct OrderRow {
 #[derive(sqlx::FromRow)]
 struct LineRow {
     order_id: i64,
-    product_id: i64,
+    product_id: Option<i64>,
     sku: String,
     name: String,
     quantity: i32,
@@ -72,7 +92,8 @@ struct LineRow {
 }
 
 const COLUMNS: &str = "id, customer_id, status, payment_status, total_amount, currency, \
-    reservation_id, pay_by, cancel_reason, paid_at, cancelled_at, created_at, updated_at";
+    reservation_id, pay_by, cancel_reason, payment_id, failure_reason, paid_at, cancelled_at, \
+    shipped_at, delivered_at, created_at, updated_at";
 
 fn currency(code: &str) -> Currency {
     // The column only ever holds codes that parsed when the order was written.
@@ -81,7 +102,8 @@ fn currency(code: &str) -> Currency {
 
 fn assemble(row: OrderRow, lines: Vec<LineRow>) -> Order {
     let currency = currency(&row.currency);
-    Order {
+    let total = Money::new(row.total_amount, currency);
+    Order::new(OrderParts {
         order_id: row.id,
         status: OrderStatus::parse(&row.status).unwrap_or(OrderStatus::Pending),
         payment_status: PaymentStatus::parse(&row.payment_status).unwrap_or(PaymentStatus::Pending),
@@ -96,14 +118,80 @@ fn assemble(row: OrderRow, lines: Vec<LineRow>) -> Order {
                 unit_price: Money::new(l.unit_amount, currency),
             })
             .collect(),
-        total: Money::new(row.total_amount, currency),
+        total,
         reservation_id: row.reservation_id,
         pay_by: row.pay_by,
         cancel_reason: row.cancel_reason,
+        payment_id: row.payment_id,
+        failure_reason: row.failure_reason,
         paid_at: row.paid_at,
         cancelled_at: row.cancelled_at,
+        shipped_at: row.shipped_at,
+        delivered_at: row.delivered_at,
         created_at: row.created_at,
         updated_at: row.updated_at,
+    })
+}
+
+/// Everything an [`Order`] is made of; the flat seed 004 view is derived from it.
+pub struct OrderParts {
+    pub order_id: i64,
+    pub status: OrderStatus,
+    pub payment_status: PaymentStatus,
+    pub customer_id: Option<i64>,
+    pub items: Vec<OrderLine>,
+    pub total: Money,
+    pub reservation_id: Option<i64>,
+    pub pay_by: DateTime<Utc>,
+    pub cancel_reason: Option<String>,
+    pub payment_id: Option<i64>,
+    pub failure_reason: Option<String>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub shipped_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Order {
+    pub fn new(p: OrderParts) -> Order {
+        let item_sku = match p.items.as_slice() {
+            [only] => Some(only.sku.clone()),
+            _ => None,
+        };
+        let quantity = p.items.iter().map(|l| i64::from(l.quantity)).sum();
+        Order {
+            order_id: p.order_id,
+            status: p.status,
+            payment_status: p.payment_status,
+            customer_id: p.customer_id,
+            item_sku,
+            quantity,
+            amount: DecimalAmount::from_money(p.total),
+            currency: p.total.currency,
+            items: p.items,
+            total: p.total,
+            reservation_id: p.reservation_id,
+            pay_by: p.pay_by,
+            cancel_reason: p.cancel_reason,
+            payment_id: p.payment_id,
+            failure_reason: p.failure_reason,
+            paid_at: p.paid_at,
+            cancelled_at: p.cancelled_at,
+            shipped_at: p.shipped_at,
+            delivered_at: p.delivered_at,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+
+    /// The catalogue products in the order (for cache invalidation).
+    pub fn product_ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.items.iter().filter_map(|l| l.product_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 }
 

@@ -1,37 +1,93 @@
-//! Paying for an order: `PENDING -> CONFIRMED`, and the `paid-order` event that
-//! makes the inventory turn the reservation into a sale.
+//! Paying for an order: the payment service charges it, then the order becomes
+//! `CONFIRMED` (`paid-order`: the inventory sells the reserved stock, shipping opens
+//! a shipment) or, if the payment is declined, `FAILED` (`order-failed`, and the
+//! stock goes back).
+//!
+//! The charge happens outside the order's transaction (it is a call to another
+//! service); the outcome is then applied to the order under a row lock. If the
+//! order stopped waiting for payment in between (cancelled, timed out), the charge
+//! is refunded: the customer never pays for an order they do not get.
 
 use chrono::Utc;
-use sales_contracts::events::PaidOrder;
+use sales_contracts::api::payments::{Payment, PaymentStatus as ChargeStatus};
+use sales_contracts::events::{OrderFailed, PaidOrder};
 use sales_platform::caller::Caller;
+use sales_platform::client::CallError;
 use sales_platform::outbox;
 
+use crate::cancel_order::restore_stock_event;
 use crate::error::{OrderError, Result};
-use crate::order_status::{OrderEvent, PaymentStatus};
+use crate::order_status::{OrderEvent, OrderStatus, PaymentStatus};
 use crate::orders::{self, Order};
-use crate::{OrderContext, SERVICE};
+use crate::{OrderContext, SERVICE, inventory_client, payment_client};
 
 /// Pay `order_id`. Only the customer who placed it may (another customer gets 404,
-/// as if it did not exist). Paying an order that is not `PENDING` is a 409.
+/// as if it did not exist). Paying an order that is not `PENDING` is a 409; a
+/// declined payment is a 402 and leaves the order `FAILED`.
 #[tracing::instrument(skip(ctx, caller), fields(customer_id = caller.customer_id))]
 pub async fn pay_order(ctx: &OrderContext, caller: &Caller, order_id: i64) -> Result<Order> {
-    let mut tx = ctx.pool.begin().await?;
-    let order = orders::lock(&mut tx, order_id).await?;
+    let order = orders::load(&mut *ctx.pool.acquire().await?, order_id).await?;
     if !caller.may_see(order.customer_id) {
         return Err(OrderError::NotFound(order_id));
     }
-    let next = order
+    order
         .status
         .on(OrderEvent::Pay)
         .map_err(|source| OrderError::IllegalTransition { order_id, source })?;
+    let order = charge_and_settle(ctx, order).await?;
+    if order.status == OrderStatus::Failed {
+        return Err(OrderError::PaymentDeclined {
+            order_id,
+            reason: order.failure_reason.unwrap_or_default(),
+        });
+    }
+    Ok(order)
+}
+
+/// Charge the order's total and apply the outcome.
+pub async fn charge_and_settle(ctx: &OrderContext, order: Order) -> Result<Order> {
+    let payment = payment_client::charge(&ctx.payments, order.order_id, order.total).await?;
+    match payment.status {
+        ChargeStatus::Confirmed => confirm(ctx, order.order_id, &payment).await,
+        ChargeStatus::Declined => fail(ctx, order.order_id, &payment).await,
+        other => Err(OrderError::Upstream(CallError::BadAnswer {
+            service: "payment",
+            reason: format!("a charge ended {other:?}, neither confirmed nor declined"),
+        })),
+    }
+}
+
+async fn confirm(ctx: &OrderContext, order_id: i64, payment: &Payment) -> Result<Order> {
+    let mut tx = ctx.pool.begin().await?;
+    let order = orders::lock(&mut tx, order_id).await?;
+    let next = match order.status.on(OrderEvent::Pay) {
+        Ok(next) => next,
+        Err(source) => {
+            drop(tx);
+            // Paid twice at once: the other request recorded this same payment.
+            if order.payment_id != Some(payment.payment_id) {
+                tracing::warn!(
+                    order_id,
+                    status = order.status.as_str(),
+                    "order stopped waiting for payment while it was charged; refunding"
+                );
+                if let Err(err) = payment_client::refund(&ctx.payments, payment.payment_id).await {
+                    tracing::error!(order_id, payment_id = payment.payment_id, error = %err, "refund failed; needs a person");
+                }
+            }
+            return Err(OrderError::IllegalTransition { order_id, source });
+        }
+    };
     let paid_at = Utc::now();
     sqlx::query(
-        "update orders set status = $2, payment_status = $3, paid_at = $4, updated_at = $4
+        "update orders set status = $2, payment_status = $3, payment_id = $4, paid_at = $5,
+                updated_at = $5
          where id = $1",
     )
     .bind(order_id)
     .bind(next.as_str())
     .bind(PaymentStatus::Succeeded.as_str())
+    .bind(payment.payment_id)
     .bind(paid_at)
     .execute(&mut *tx)
     .await?;
@@ -51,6 +107,57 @@ pub async fn pay_order(ctx: &OrderContext, caller: &Caller, order_id: i64) -> Re
     tx.commit().await?;
     ctx.metrics.status_entered(next);
     ctx.metrics.revenue(order.total);
+    ctx.invalidate_order_caches(&order).await;
     tracing::info!(order_id, total = %order.total, "order paid");
+    Ok(order)
+}
+
+async fn fail(ctx: &OrderContext, order_id: i64, payment: &Payment) -> Result<Order> {
+    let mut tx = ctx.pool.begin().await?;
+    let order = orders::lock(&mut tx, order_id).await?;
+    let next = order
+        .status
+        .on(OrderEvent::DeclinePayment)
+        .map_err(|source| OrderError::IllegalTransition { order_id, source })?;
+    let reason = payment
+        .decline_reason
+        .clone()
+        .unwrap_or_else(|| "declined by the payment service".into());
+    let now = Utc::now();
+    sqlx::query(
+        "update orders set status = $2, payment_status = $3, payment_id = $4, failure_reason = $5,
+                updated_at = $6
+         where id = $1",
+    )
+    .bind(order_id)
+    .bind(next.as_str())
+    .bind(PaymentStatus::Failed.as_str())
+    .bind(payment.payment_id)
+    .bind(&reason)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    outbox::enqueue(
+        &mut tx,
+        SERVICE,
+        OrderFailed {
+            order_id,
+            customer_id: order.customer_id,
+            reason: reason.clone(),
+            failed_at: now,
+        },
+    )
+    .await?;
+    outbox::enqueue(&mut tx, SERVICE, restore_stock_event(&order)).await?;
+    let order = orders::load(&mut tx, order_id).await?;
+    tx.commit().await?;
+    // The event restores the stock too; releasing now makes it visible at once
+    // (seed 004's clients check the stock right after a declined order).
+    if let Some(reservation_id) = order.reservation_id {
+        inventory_client::release(&ctx.inventory, reservation_id).await;
+    }
+    ctx.metrics.status_entered(next);
+    ctx.invalidate_order_caches(&order).await;
+    tracing::info!(order_id, %reason, "payment declined; order failed");
     Ok(order)
 }

@@ -140,32 +140,78 @@ pub async fn get_product(conn: &mut PgConnection, id: i64) -> Result<Product> {
         .ok_or(CatalogueError::NotFound(id))
 }
 
-/// Products by id (those that exist), or every product, oldest first.
+/// Which products to list.
+#[derive(Clone, Debug, Default)]
+pub struct ProductFilter {
+    pub ids: Option<Vec<i64>>,
+    pub skus: Option<Vec<String>>,
+}
+
+/// Products matching `filter` (those that exist), oldest first.
 pub async fn list_products(
     conn: &mut PgConnection,
-    ids: Option<&[i64]>,
+    filter: &ProductFilter,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Product>> {
-    let rows: Vec<ProductRow> =
-        match ids {
-            Some(ids) => sqlx::query_as(&format!(
-                "select {COLUMNS} from products where id = any($1) order by id limit $2 offset $3"
-            ))
-            .bind(ids)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(conn)
-            .await?,
-            None => {
-                sqlx::query_as(&format!(
-                    "select {COLUMNS} from products order by id limit $1 offset $2"
-                ))
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(conn)
-                .await?
-            }
-        };
+    let rows: Vec<ProductRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from products
+         where ($1::bigint[] is null or id = any($1)) and ($2::text[] is null or sku = any($2))
+         order by id limit $3 offset $4"
+    ))
+    .bind(filter.ids.as_deref())
+    .bind(filter.skus.as_deref())
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(conn)
+    .await?;
     Ok(rows.into_iter().map(Product::from).collect())
+}
+
+/// What may change about a product (its SKU may not: stock and orders refer to it).
+#[derive(Clone, Debug, Default)]
+pub struct ProductChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub price: Option<Money>,
+}
+
+/// Change a product. The caller invalidates its cache entry after this returns.
+pub async fn update_product(pool: &PgPool, id: i64, changes: ProductChanges) -> Result<Product> {
+    if let Some(name) = &changes.name
+        && (name.trim().is_empty() || name.len() > 200)
+    {
+        return Err(CatalogueError::Validation(
+            "name must be 1 to 200 characters".into(),
+        ));
+    }
+    if changes.price.is_some_and(|p| p.amount < 0) {
+        return Err(CatalogueError::Validation(
+            "price cannot be negative".into(),
+        ));
+    }
+    if changes.description.as_ref().is_some_and(|d| d.len() > 5000) {
+        return Err(CatalogueError::Validation(
+            "description must be at most 5000 characters".into(),
+        ));
+    }
+    let row: ProductRow = sqlx::query_as(&format!(
+        "update products set
+            name = coalesce($2, name),
+            description = coalesce($3, description),
+            price_amount = coalesce($4, price_amount),
+            currency = coalesce($5, currency),
+            updated_at = now()
+         where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(changes.name.as_deref().map(str::trim))
+    .bind(changes.description.as_deref())
+    .bind(changes.price.map(|p| p.amount))
+    .bind(changes.price.map(|p| p.currency.to_string()))
+    .fetch_optional(pool)
+    .await?
+    .ok_or(CatalogueError::NotFound(id))?;
+    tracing::info!(product_id = id, "product changed");
+    Ok(row.into())
 }

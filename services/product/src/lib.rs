@@ -9,12 +9,14 @@
 pub mod catalogue;
 pub mod error;
 pub mod http;
+pub mod inventory_client;
 
 use std::time::Duration;
 
 use clap::Parser;
+use sales_contracts::Currency;
 use sales_platform::client::ServiceClient;
-use sales_platform::config::{BrokerArgs, DatabaseArgs, HttpArgs, TelemetryArgs};
+use sales_platform::config::{BrokerArgs, CacheArgs, DatabaseArgs, HttpArgs, TelemetryArgs};
 use sales_platform::service::{RunningService, ServiceBuilder};
 
 pub const SERVICE: &str = "product";
@@ -30,6 +32,11 @@ pub struct Config {
     pub broker: BrokerArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Currency of prices given as plain numbers (seed 002's `POST /products`).
+    #[arg(long, env = "DEFAULT_CURRENCY", default_value = "USD")]
+    pub default_currency: Currency,
     /// Base URL of the inventory service (for the stock shown by `GET /products`).
     #[arg(long, env = "INVENTORY_SERVICE_URL")]
     pub inventory_url: String,
@@ -47,6 +54,8 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let state = http::AppState {
         pool,
         inventory: ServiceClient::new("inventory", &config.inventory_url, config.upstream_timeout)?,
+        cache: config.cache.cache(service.metrics())?,
+        default_currency: config.default_currency,
     };
     let (router, openapi) = http::router(state).split_for_parts();
     service.serve(router, openapi).await

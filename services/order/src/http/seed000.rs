@@ -90,6 +90,7 @@ pub async fn create_order(
             customer_id: caller.customer_id,
             items: body.items.iter().map(RequestedItem::from).collect(),
             idempotency_key: key,
+            payment: None,
         },
     )
     .await;

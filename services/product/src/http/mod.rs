@@ -1,13 +1,16 @@
-//! The product service's HTTP API: the canonical catalogue under `/api/v1/products`
-//! and seed 000's `GET /products` ([`seed000`]).
+//! The product service's HTTP API: the canonical catalogue under `/api/v1/products`,
+//! seed 000's `GET /products` ([`seed000`]) and seed 002's `POST /products` and
+//! `GET /products/{id}` ([`seed002`]).
 
 pub mod seed000;
+pub mod seed002;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use sales_contracts::Money;
 use sales_contracts::api::ErrorResponse;
 use sales_contracts::api::catalogue::Product;
+use sales_contracts::{Currency, Money};
+use sales_platform::cache::Cache;
 use sales_platform::client::ServiceClient;
 use sales_platform::listing::{Page, parse_id_list};
 use sales_platform::{ApiError, Json, Path, Query};
@@ -17,14 +20,18 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::catalogue::{self, NewProduct};
+use crate::catalogue::{self, NewProduct, ProductChanges, ProductFilter};
 use crate::error::CatalogueError;
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
-    /// The inventory, for the stock levels seed 000's product list shows.
+    /// The inventory, for the stock levels the seed routes show.
     pub inventory: ServiceClient,
+    /// `product:{id}` entries (seed 003's cache-aside, never stale after a change).
+    pub cache: Cache,
+    /// Currency of seed 002's plain-number prices.
+    pub default_currency: Currency,
 }
 
 #[derive(OpenApi)]
@@ -40,9 +47,24 @@ struct ApiDoc;
 pub fn router(state: AppState) -> OpenApiRouter {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(list_products, create_product))
-        .routes(routes!(get_product))
-        .routes(routes!(seed000::list_products_with_stock))
+        .routes(routes!(get_product, update_product))
+        .routes(routes!(
+            seed000::list_products_with_stock,
+            seed002::create_product
+        ))
+        .routes(routes!(seed002::get_product))
         .with_state(state)
+}
+
+/// A product, from the cache when it is there.
+pub async fn cached_product(state: &AppState, id: i64) -> Result<Product, CatalogueError> {
+    state
+        .cache
+        .get_or_load("product", &format!("product:{id}"), || async {
+            let mut conn = state.pool.acquire().await?;
+            catalogue::get_product(&mut conn, id).await
+        })
+        .await
 }
 
 /// A product to add to the catalogue.
@@ -87,32 +109,43 @@ async fn create_product(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ProductFilter {
+pub struct ListFilter {
     /// Only these products: comma-separated ids, e.g. `1,2,3`.
     ids: Option<String>,
+    /// Only these SKUs: comma-separated, e.g. `SKU-ABC,SKU-XYZ`.
+    skus: Option<String>,
 }
 
 /// List products, oldest first.
-#[utoipa::path(get, path = "/api/v1/products", tag = "products", params(ProductFilter, Page),
+#[utoipa::path(get, path = "/api/v1/products", tag = "products", params(ListFilter, Page),
     responses((status = 200, body = [Product]), (status = 400, body = ErrorResponse)))]
 async fn list_products(
     State(state): State<AppState>,
-    Query(filter): Query<ProductFilter>,
+    Query(query): Query<ListFilter>,
     Query(page): Query<Page>,
 ) -> Result<Json<Vec<Product>>, ApiError> {
     let (limit, offset) = page.bounds()?;
-    let ids = filter
-        .ids
-        .as_deref()
-        .map(|raw| parse_id_list(raw, "ids"))
-        .transpose()?;
+    let filter = ProductFilter {
+        ids: query
+            .ids
+            .as_deref()
+            .map(|raw| parse_id_list(raw, "ids"))
+            .transpose()?,
+        skus: query.skus.as_deref().map(|raw| {
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }),
+    };
     let mut conn = state.pool.acquire().await?;
     Ok(Json(
-        catalogue::list_products(&mut conn, ids.as_deref(), limit, offset).await?,
+        catalogue::list_products(&mut conn, &filter, limit, offset).await?,
     ))
 }
 
-/// One product.
+/// One product (cached; a change is visible as soon as it is acknowledged).
 #[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products",
     params(("id" = i64, Path)),
     responses((status = 200, body = Product), (status = 404, body = ErrorResponse)))]
@@ -120,6 +153,38 @@ async fn get_product(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<Product>, CatalogueError> {
-    let mut conn = state.pool.acquire().await?;
-    Ok(Json(catalogue::get_product(&mut conn, id).await?))
+    Ok(Json(cached_product(&state, id).await?))
+}
+
+/// What to change about a product; fields left out stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProduct {
+    name: Option<String>,
+    description: Option<String>,
+    price: Option<Money>,
+}
+
+/// Change a product's name, description or price.
+#[utoipa::path(put, path = "/api/v1/products/{id}", tag = "products",
+    params(("id" = i64, Path)), request_body = UpdateProduct,
+    responses((status = 200, body = Product), (status = 400, body = ErrorResponse),
+               (status = 404, body = ErrorResponse)))]
+async fn update_product(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Json(body): Json<UpdateProduct>,
+) -> Result<Json<Product>, CatalogueError> {
+    let product = catalogue::update_product(
+        &state.pool,
+        id,
+        ProductChanges {
+            name: body.name,
+            description: body.description,
+            price: body.price,
+        },
+    )
+    .await?;
+    state.cache.invalidate(&format!("product:{id}")).await;
+    Ok(Json(product))
 }

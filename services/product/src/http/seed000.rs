@@ -2,18 +2,15 @@
 //! `GET /products` -> `{"success": true, "data": [{"product_id", "stocks", "name", "price"}]}`.
 //! `price` is in minor units (cents for USD); `stocks` is what can still be ordered.
 
-use std::collections::HashMap;
-
 use axum::extract::State;
-use sales_contracts::api::stock::StockLevel;
 use sales_platform::listing::Page;
 use sales_platform::{ApiError, Json, Query};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::catalogue;
-use crate::error::CatalogueError;
+use crate::catalogue::{self, ProductFilter};
+use crate::inventory_client::available_stock;
 
 /// Seed 000's answer envelope.
 #[derive(Debug, Serialize, ToSchema)]
@@ -44,25 +41,11 @@ pub async fn list_products_with_stock(
 ) -> Result<Json<Seed000Products>, ApiError> {
     let (limit, offset) = page.bounds()?;
     let mut conn = state.pool.acquire().await?;
-    let products = catalogue::list_products(&mut conn, None, limit, offset).await?;
+    let products =
+        catalogue::list_products(&mut conn, &ProductFilter::default(), limit, offset).await?;
     drop(conn);
-    let ids: Vec<String> = products.iter().map(|p| p.id.to_string()).collect();
-    let stock: Vec<StockLevel> = if ids.is_empty() {
-        Vec::new()
-    } else {
-        state
-            .inventory
-            .get(&format!(
-                "/api/v1/inventory/items?limit=500&product_ids={}",
-                ids.join(",")
-            ))
-            .await
-            .map_err(CatalogueError::StockUnavailable)?
-    };
-    let available: HashMap<i64, i32> = stock
-        .into_iter()
-        .filter_map(|s| Some((s.product_id?, s.available)))
-        .collect();
+    let ids: Vec<i64> = products.iter().map(|p| p.id).collect();
+    let available = available_stock(&state.inventory, &ids).await?;
     Ok(Json(Seed000Products {
         success: true,
         data: products

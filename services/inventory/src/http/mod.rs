@@ -1,4 +1,8 @@
-//! The inventory's HTTP API (canonical, under `/api/v1/inventory`).
+//! The inventory's HTTP API: canonical under `/api/v1/inventory`, seed 004's stock
+//! API under `/api/v1/stock` ([`seed004`]) and seed 002's `/inventory/stock` ([`seed002`]).
+
+pub mod seed002;
+pub mod seed004;
 
 use std::time::Duration;
 
@@ -42,6 +46,13 @@ pub fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(get_reservation))
         .routes(routes!(release))
         .routes(routes!(commit))
+        .routes(routes!(seed004::upsert_item))
+        .routes(routes!(seed004::list_items))
+        .routes(routes!(seed004::get_item))
+        .routes(routes!(seed004::reserve))
+        .routes(routes!(seed004::release))
+        .routes(routes!(seed002::take_out))
+        .routes(routes!(seed002::get_stock))
         .with_state(state)
 }
 

@@ -1,0 +1,133 @@
+//! Seed 000's account routes, with its request and answer shapes:
+//!
+//! - `POST /users/user/register {"email", "password", "name"}` -> 201
+//!   `{"success": true, "data": {"token"}, "error_message": null}`; an email already
+//!   registered -> 409 `{"success": false, "data": null, "error_message": "..."}`.
+//! - `POST /users/user/login {"email", "password"}` -> 200
+//!   `{"success": true, "data": {"token"}, "error_message": null}`.
+//!
+//! Every error keeps that envelope, with the status the canonical API would use.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use sales_platform::{ApiError, Json};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::profiles::ProfileDetails;
+use crate::registration::{NewAccount, register as register_account};
+use crate::{CustomerContext, SignedIn, login};
+
+/// Seed 000's answer envelope.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Seed000TokenAnswer {
+    success: bool,
+    data: Option<Seed000Token>,
+    error_message: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Seed000Token {
+    /// An HS256 JWT: sub (the customer id), name, email, role, iat, exp, iss.
+    token: String,
+}
+
+fn ok(status: StatusCode, signed_in: SignedIn) -> Response {
+    (
+        status,
+        axum::Json(Seed000TokenAnswer {
+            success: true,
+            data: Some(Seed000Token {
+                token: signed_in.token.token,
+            }),
+            error_message: None,
+        }),
+    )
+        .into_response()
+}
+
+/// Any error in seed 000's envelope, with the status the canonical API would use.
+fn failed(err: impl Into<ApiError>) -> Response {
+    let err = err.into();
+    (
+        err.status,
+        axum::Json(Seed000TokenAnswer {
+            success: false,
+            data: None,
+            error_message: Some(err.message),
+        }),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Seed000Register {
+    #[schema(example = "ada@example.com")]
+    email: String,
+    /// At least 8 characters.
+    #[schema(value_type = String, format = Password, min_length = 8)]
+    password: SecretString,
+    /// Seed 000's schema also calls it `fullname`.
+    #[serde(alias = "fullname")]
+    #[schema(example = "Ada Lovelace")]
+    name: String,
+}
+
+/// Seed 000: register and get a token.
+#[utoipa::path(post, path = "/users/user/register", tag = "seed 000",
+    request_body = Seed000Register,
+    responses((status = 201, body = Seed000TokenAnswer),
+               (status = 400, body = Seed000TokenAnswer),
+               (status = 409, description = "Email already registered", body = Seed000TokenAnswer)))]
+pub async fn register(
+    State(ctx): State<CustomerContext>,
+    body: Result<Json<Seed000Register>, ApiError>,
+) -> Response {
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(e) => return failed(e),
+    };
+    let details = match ProfileDetails::new(&body.name, None, None) {
+        Ok(d) => d,
+        Err(e) => return failed(e),
+    };
+    let account = NewAccount {
+        email: body.email,
+        password: body.password,
+        details,
+    };
+    match register_account(&ctx, account).await {
+        Ok(signed_in) => ok(StatusCode::CREATED, signed_in),
+        Err(e) => failed(e),
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Seed000Login {
+    #[schema(example = "ada@example.com")]
+    email: String,
+    #[schema(value_type = String, format = Password)]
+    password: SecretString,
+}
+
+/// Seed 000: log in for a token. A wrong email and a wrong password get the same 401.
+#[utoipa::path(post, path = "/users/user/login", tag = "seed 000",
+    request_body = Seed000Login,
+    responses((status = 200, body = Seed000TokenAnswer),
+               (status = 400, body = Seed000TokenAnswer),
+               (status = 401, description = "Wrong email or password", body = Seed000TokenAnswer)))]
+pub async fn log_in(
+    State(ctx): State<CustomerContext>,
+    body: Result<Json<Seed000Login>, ApiError>,
+) -> Response {
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(e) => return failed(e),
+    };
+    match login::log_in(&ctx, &body.email, body.password).await {
+        Ok(signed_in) => ok(StatusCode::OK, signed_in),
+        Err(e) => failed(e),
+    }
+}

@@ -1,0 +1,84 @@
+//! Seed 002's customer routes, with its shapes: `POST /customers {"name", "address",
+//! "contact"}` -> 201 with the stored row `{"id", "name", "address", "contact",
+//! "created_at"}`, and `GET /customers/{id}` -> the same row (404 if unknown). These
+//! profiles have no login credentials; a registered account's profile reads the same.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use sales_contracts::api::ErrorResponse;
+use sales_platform::caller::Caller;
+use sales_platform::{Json, Path};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::CustomerContext;
+use crate::error::CustomerError;
+use crate::profiles::{self, Customer, ProfileDetails};
+
+/// A customer row as seed 002 answers it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Seed002Customer {
+    #[schema(example = 1)]
+    id: i64,
+    #[schema(example = "Ada Lovelace")]
+    name: String,
+    #[schema(example = "12 St James's Square, London")]
+    address: Option<String>,
+    #[schema(example = "+44 20 7946 0000")]
+    contact: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<Customer> for Seed002Customer {
+    fn from(c: Customer) -> Self {
+        Seed002Customer {
+            id: c.customer_id,
+            name: c.name,
+            address: c.address,
+            contact: c.contact,
+            created_at: c.created_at,
+        }
+    }
+}
+
+/// A customer's details (seed 002). The name is required.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Seed002CreateCustomer {
+    #[schema(example = "Ada Lovelace")]
+    name: String,
+    #[schema(example = "12 St James's Square, London")]
+    address: Option<String>,
+    #[schema(example = "+44 20 7946 0000")]
+    contact: Option<String>,
+}
+
+/// Seed 002: record a customer (a profile without login credentials).
+#[utoipa::path(post, path = "/customers", tag = "seed 002", request_body = Seed002CreateCustomer,
+    responses((status = 201, body = Seed002Customer), (status = 400, body = ErrorResponse)))]
+pub async fn create_customer(
+    State(ctx): State<CustomerContext>,
+    Json(body): Json<Seed002CreateCustomer>,
+) -> Result<(StatusCode, Json<Seed002Customer>), CustomerError> {
+    let details =
+        ProfileDetails::new(&body.name, body.address.as_deref(), body.contact.as_deref())?;
+    let mut conn = ctx.pool.acquire().await?;
+    let customer = profiles::create_profile(&mut conn, &details).await?;
+    Ok((StatusCode::CREATED, Json(customer.into())))
+}
+
+/// Seed 002: one customer. A customer sees only their own: another id is a 404.
+#[utoipa::path(get, path = "/customers/{id}", tag = "seed 002", params(("id" = i64, Path)),
+    responses((status = 200, body = Seed002Customer), (status = 400, body = ErrorResponse),
+               (status = 404, body = ErrorResponse)))]
+pub async fn get_customer(
+    State(ctx): State<CustomerContext>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<Seed002Customer>, CustomerError> {
+    if !caller.may_see(Some(id)) {
+        return Err(CustomerError::NotFound(id));
+    }
+    let mut conn = ctx.pool.acquire().await?;
+    Ok(Json(profiles::load(&mut conn, id).await?.into()))
+}

@@ -1,0 +1,166 @@
+//! Registering an account: email (unique whatever its case), password (hashed with
+//! argon2id, never stored), name, and optionally address and contact.
+
+use sales_contracts::api::auth::Role;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::{CustomerError, Result};
+use crate::passwords::hash_password;
+use crate::profiles::ProfileDetails;
+use crate::tokens::TokenSubject;
+use crate::{CustomerContext, SignedIn};
+
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Long enough for any passphrase, short enough that hashing stays cheap to refuse.
+pub const MAX_PASSWORD_CHARS: usize = 256;
+pub const MAX_EMAIL_CHARS: usize = 254;
+
+/// An account to open.
+#[derive(Debug)]
+pub struct NewAccount {
+    pub email: String,
+    pub password: SecretString,
+    pub details: ProfileDetails,
+}
+
+/// Open an account and sign the customer in.
+#[tracing::instrument(skip_all)]
+pub async fn register(ctx: &CustomerContext, account: NewAccount) -> Result<SignedIn> {
+    let email = validate_email(&account.email)?;
+    validate_password(&account.password)?;
+
+    // Answer a taken email at once rather than after hashing; the unique index still
+    // decides between two registrations racing.
+    let taken: bool = sqlx::query_scalar(
+        "select exists (select 1 from customers where lower(email) = lower($1))",
+    )
+    .bind(&email)
+    .fetch_one(&ctx.pool)
+    .await
+    .map_err(CustomerError::from)?;
+    if taken {
+        return Err(CustomerError::EmailTaken);
+    }
+
+    let hash = hash_password(account.password).await?;
+    let details = account.details;
+    let customer_id: i64 = sqlx::query_scalar(
+        "insert into customers (email, password_hash, name, address, contact, role)
+         values ($1, $2, $3, $4, $5, 'customer') returning id",
+    )
+    .bind(&email)
+    .bind(&hash)
+    .bind(&details.name)
+    .bind(&details.address)
+    .bind(&details.contact)
+    .fetch_one(&ctx.pool)
+    .await?;
+    ctx.metrics.registrations.inc();
+    tracing::info!(customer_id, "customer registered");
+
+    ctx.sign_in(&TokenSubject {
+        customer_id,
+        name: details.name,
+        email,
+        role: Role::Customer,
+    })
+}
+
+/// The email, trimmed, if it looks like one: `local@domain.tld`, no spaces.
+pub fn validate_email(raw: &str) -> Result<String> {
+    let email = raw.trim();
+    let invalid = |why: &str| CustomerError::Validation(format!("email is invalid: {why}"));
+    if email.is_empty() {
+        return Err(CustomerError::Validation("email must not be empty".into()));
+    }
+    if email.chars().count() > MAX_EMAIL_CHARS {
+        return Err(invalid("longer than 254 characters"));
+    }
+    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("it contains spaces"));
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return Err(invalid("it has no @"));
+    };
+    if local.is_empty() || local.contains('@') || local.len() > 64 {
+        return Err(invalid(
+            "the part before @ must be 1 to 64 characters, without @",
+        ));
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err(invalid("misplaced dot before @"));
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2 {
+        return Err(invalid("the domain needs a dot, e.g. example.com"));
+    }
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+    };
+    if !labels.iter().all(label_ok) {
+        return Err(invalid("the domain is not a valid host name"));
+    }
+    if labels.last().is_some_and(|tld| tld.chars().count() < 2) {
+        return Err(invalid("the domain's last part is too short"));
+    }
+    Ok(email.to_owned())
+}
+
+/// A new password: 8 to 256 characters.
+pub fn validate_password(password: &SecretString) -> Result<()> {
+    let chars = password.expose_secret().chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(CustomerError::Validation(format!(
+            "password must be at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    if chars > MAX_PASSWORD_CHARS {
+        return Err(CustomerError::Validation(format!(
+            "password must be at most {MAX_PASSWORD_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            validate_email(" Ada@Example.com ").unwrap(),
+            "Ada@Example.com"
+        );
+        assert!(validate_email("a.b+tag@mail.example.co.uk").is_ok());
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "ada@@example.com",
+            "a da@example.com",
+            "ada@exa_mple.com",
+            "ada@-example.com",
+            "ada@example.c",
+            ".ada@example.com",
+            "ada@example..com",
+        ] {
+            assert!(validate_email(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_email(&format!("{}@example.com", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn passwords() {
+        assert!(validate_password(&SecretString::from("1234567")).is_err());
+        assert!(validate_password(&SecretString::from("12345678")).is_ok());
+        assert!(validate_password(&SecretString::from("éééééééé")).is_ok());
+        assert!(validate_password(&SecretString::from("x".repeat(257))).is_err());
+    }
+}

@@ -1,0 +1,183 @@
+//! Seed 004's stock API, with its shapes. Its `quantity` is what can still be
+//! reserved (our `available`); its reservations belong to no order and, unlike
+//! seed 004's, are released by themselves after `RESERVATION_HOLD` unless committed.
+//!
+//! - `POST /api/v1/stock/items {item_sku, quantity}` -> 201 `{item_sku, quantity}`
+//! - `GET /api/v1/stock/` -> `[{item_sku, quantity}]`; `GET /api/v1/stock/{sku}`
+//! - `POST /api/v1/stock/reserve {item_sku, quantity}` ->
+//!   `{reservation_id, item_sku, quantity, remaining_quantity}`; 400 when short, 404 unknown
+//! - `POST /api/v1/stock/release {reservation_id}` ->
+//!   `{released: true, reservation_id, item_sku}`; 404 unknown, 400 if already released
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use sales_contracts::api::ErrorResponse;
+use sales_contracts::api::stock::{ReservationLine, ReservationStatus};
+use sales_platform::listing::Page;
+use sales_platform::{ApiError, Json, Path, Query};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use crate::error::InventoryError;
+use crate::{reservations, stock};
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StockItem {
+    #[schema(example = "SKU-ABC")]
+    item_sku: String,
+    #[schema(example = 10)]
+    quantity: i32,
+}
+
+/// Seed 004 answers "not enough" with 400 where the canonical API says 409.
+fn seed004_error(err: InventoryError) -> ApiError {
+    match err {
+        InventoryError::InsufficientStock(_) => {
+            let mut e = ApiError::from(err);
+            e.status = StatusCode::BAD_REQUEST;
+            e
+        }
+        InventoryError::InvalidTransition {
+            status: ReservationStatus::Released,
+            reservation_id,
+            ..
+        } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "already_released",
+            format!("reservation {reservation_id} is already released"),
+        ),
+        other => other.into(),
+    }
+}
+
+/// Seed 004: add or update a stock item.
+#[utoipa::path(post, path = "/api/v1/stock/items", tag = "seed 004", request_body = StockItem,
+    responses((status = 201, body = StockItem), (status = 400, body = ErrorResponse)))]
+pub async fn upsert_item(
+    State(state): State<AppState>,
+    Json(body): Json<StockItem>,
+) -> Result<(StatusCode, Json<StockItem>), ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let level = stock::set_available(&mut conn, &body.item_sku, body.quantity)
+        .await
+        .map_err(seed004_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(StockItem {
+            item_sku: level.sku,
+            quantity: level.available,
+        }),
+    ))
+}
+
+/// Seed 004: every stock item.
+#[utoipa::path(get, path = "/api/v1/stock/", tag = "seed 004", params(Page),
+    responses((status = 200, body = [StockItem])))]
+pub async fn list_items(
+    State(state): State<AppState>,
+    Query(page): Query<Page>,
+) -> Result<Json<Vec<StockItem>>, ApiError> {
+    let (limit, offset) = page.bounds()?;
+    let mut conn = state.pool.acquire().await?;
+    let levels = stock::list_stock(&mut conn, None, limit, offset)
+        .await
+        .map_err(seed004_error)?;
+    Ok(Json(
+        levels
+            .into_iter()
+            .map(|l| StockItem {
+                item_sku: l.sku,
+                quantity: l.available,
+            })
+            .collect(),
+    ))
+}
+
+/// Seed 004: one stock item.
+#[utoipa::path(get, path = "/api/v1/stock/{sku}", tag = "seed 004",
+    params(("sku" = String, Path)),
+    responses((status = 200, body = StockItem), (status = 404, body = ErrorResponse)))]
+pub async fn get_item(
+    State(state): State<AppState>,
+    Path(sku): Path<String>,
+) -> Result<Json<StockItem>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let level = stock::get_stock(&mut conn, &sku)
+        .await
+        .map_err(seed004_error)?;
+    Ok(Json(StockItem {
+        item_sku: level.sku,
+        quantity: level.available,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Seed004Reservation {
+    reservation_id: i64,
+    item_sku: String,
+    quantity: i32,
+    remaining_quantity: i32,
+}
+
+/// Seed 004: reserve units of one item.
+#[utoipa::path(post, path = "/api/v1/stock/reserve", tag = "seed 004", request_body = StockItem,
+    responses((status = 200, body = Seed004Reservation),
+               (status = 400, description = "Not enough stock, or bad input", body = ErrorResponse),
+               (status = 404, body = ErrorResponse)))]
+pub async fn reserve(
+    State(state): State<AppState>,
+    Json(body): Json<StockItem>,
+) -> Result<Json<Seed004Reservation>, ApiError> {
+    let line = ReservationLine {
+        sku: body.item_sku.clone(),
+        quantity: body.quantity,
+    };
+    let (reservation, _) =
+        reservations::reserve_stock(&state.pool, None, &[line], state.reservation_hold)
+            .await
+            .map_err(seed004_error)?;
+    let mut conn = state.pool.acquire().await?;
+    let level = stock::get_stock(&mut conn, &body.item_sku)
+        .await
+        .map_err(seed004_error)?;
+    Ok(Json(Seed004Reservation {
+        reservation_id: reservation.reservation_id,
+        item_sku: level.sku,
+        quantity: body.quantity,
+        remaining_quantity: level.available,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Release {
+    reservation_id: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Released {
+    released: bool,
+    reservation_id: i64,
+    item_sku: String,
+}
+
+/// Seed 004: release a reservation.
+#[utoipa::path(post, path = "/api/v1/stock/release", tag = "seed 004", request_body = Release,
+    responses((status = 200, body = Released),
+               (status = 400, description = "Already released", body = ErrorResponse),
+               (status = 404, body = ErrorResponse)))]
+pub async fn release(
+    State(state): State<AppState>,
+    Json(body): Json<Release>,
+) -> Result<Json<Released>, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let r = reservations::release_reservation(&mut tx, body.reservation_id)
+        .await
+        .map_err(seed004_error)?;
+    tx.commit().await?;
+    Ok(Json(Released {
+        released: true,
+        reservation_id: r.reservation_id,
+        item_sku: r.items.first().map(|l| l.sku.clone()).unwrap_or_default(),
+    }))
+}

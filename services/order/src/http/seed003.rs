@@ -1,0 +1,158 @@
+//! Seed 002's and seed 003's order routes, with their shapes:
+//!
+//! - `POST /orders {product_id, quantity}` (seed 003; `product_id` may be a string
+//!   such as `"1"`) or `{customer_id, product_id, quantity}` (seed 002) -> 201 with
+//!   the order row in both seeds' field names: `{id, productId, product_id,
+//!   customer_id, quantity, totalPrice (price x quantity), status: "pending",
+//!   createdAt, created_at}`; 400 on validation.
+//! - `GET /orders/product/{productId}`: the orders of a product, newest first, from
+//!   the Redis cache when there (`orders:product:{id}`, seed 003), never stale after
+//!   an order has changed.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use sales_contracts::DecimalAmount;
+use sales_contracts::api::ErrorResponse;
+use sales_platform::caller::Caller;
+use sales_platform::listing::Page;
+use sales_platform::{ApiError, Json, Path, Query};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::OrderContext;
+use crate::create_order::{PlaceOrder, Placed, RequestedItem, place_order};
+use crate::error::OrderError;
+use crate::orders::{self, Order, OrderFilter};
+
+/// A product id as a number or as a string of digits (seed 003 sends `"1"`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ProductIdText {
+    Number(i64),
+    Text(String),
+}
+
+impl ProductIdText {
+    fn id(&self) -> Result<i64, ApiError> {
+        match self {
+            ProductIdText::Number(n) => Ok(*n),
+            ProductIdText::Text(t) => t.trim().parse().map_err(|_| {
+                ApiError::validation(format!("product_id must be an integer, got {t:?}"))
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LegacyCreateOrder {
+    /// Seed 002's customer; the caller's own id (from the gateway) wins.
+    customer_id: Option<i64>,
+    product_id: ProductIdText,
+    quantity: i32,
+}
+
+/// An order as seed 002 and seed 003 showed it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LegacyOrderRow {
+    id: i64,
+    #[serde(rename = "productId")]
+    product_id_camel: Option<i64>,
+    product_id: Option<i64>,
+    customer_id: Option<i64>,
+    quantity: i32,
+    /// Price x quantity, in major units.
+    #[serde(rename = "totalPrice")]
+    #[schema(value_type = f64)]
+    total_price: DecimalAmount,
+    currency: String,
+    /// Lower case: `pending`, `confirmed`, ...
+    status: String,
+    #[serde(rename = "createdAt")]
+    created_at_camel: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+}
+
+/// The row for `order`, showing the line of `product_id` (or its first line).
+fn row(order: &Order, product_id: Option<i64>) -> LegacyOrderRow {
+    let line = order
+        .items
+        .iter()
+        .find(|l| product_id.is_some() && l.product_id == product_id)
+        .or(order.items.first());
+    LegacyOrderRow {
+        id: order.order_id,
+        product_id_camel: line.and_then(|l| l.product_id),
+        product_id: line.and_then(|l| l.product_id),
+        customer_id: order.customer_id,
+        quantity: line.map(|l| l.quantity).unwrap_or_default(),
+        total_price: order.amount.clone(),
+        currency: order.currency.to_string(),
+        status: order.status.as_str().to_lowercase(),
+        created_at_camel: order.created_at,
+        created_at: order.created_at,
+    }
+}
+
+/// Seeds 002 and 003: place an order for one product.
+#[utoipa::path(post, path = "/orders", tag = "seed 002/003", request_body = LegacyCreateOrder,
+    responses((status = 201, body = LegacyOrderRow), (status = 400, body = ErrorResponse),
+               (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+pub async fn create_order(
+    State(ctx): State<OrderContext>,
+    caller: Caller,
+    Json(body): Json<LegacyCreateOrder>,
+) -> Result<(StatusCode, Json<LegacyOrderRow>), ApiError> {
+    let product_id = body.product_id.id()?;
+    let placed = place_order(
+        &ctx,
+        PlaceOrder {
+            customer_id: caller.customer_id.or(body.customer_id),
+            items: vec![RequestedItem::product(product_id, body.quantity)],
+            idempotency_key: None,
+            payment: None,
+        },
+    )
+    .await?;
+    let (status, order) = match placed {
+        Placed::New(o) => (StatusCode::CREATED, o),
+        Placed::Replayed(o) => (StatusCode::OK, o),
+    };
+    Ok((status, Json(row(&order, Some(product_id)))))
+}
+
+/// Seed 003: the orders of a product, newest first (cached).
+#[utoipa::path(get, path = "/orders/product/{product_id}", tag = "seed 002/003",
+    params(("product_id" = i64, Path), Page),
+    responses((status = 200, body = [LegacyOrderRow]), (status = 400, body = ErrorResponse)))]
+pub async fn orders_of_product(
+    State(ctx): State<OrderContext>,
+    caller: Caller,
+    Path(product_id): Path<i64>,
+    Query(page): Query<Page>,
+) -> Result<Json<Vec<LegacyOrderRow>>, ApiError> {
+    let (limit, offset) = page.bounds()?;
+    let filter = OrderFilter {
+        customer_id: caller.listing_scope(),
+        status: None,
+        product_id: Some(product_id),
+    };
+    let load = || async {
+        let mut conn = ctx.pool.acquire().await?;
+        let found = orders::list(&mut conn, &filter, limit, offset).await?;
+        Ok::<_, OrderError>(found.iter().map(|o| row(o, Some(product_id))).collect())
+    };
+    // Only the unscoped first page is shared through the cache.
+    let rows = if filter.customer_id.is_none() && offset == 0 && limit == 100 {
+        ctx.cache
+            .get_or_load(
+                "orders_by_product",
+                &format!("orders:product:{product_id}"),
+                load,
+            )
+            .await?
+    } else {
+        load().await?
+    };
+    Ok(Json(rows))
+}

@@ -1,0 +1,30 @@
+//! Charging an order in the payment service, and refunding a charge the order could
+//! not keep.
+
+use axum::http::Method;
+use sales_contracts::Money;
+use sales_contracts::api::payments::{ChargeOrder, Payment};
+use sales_platform::client::ServiceClient;
+
+use crate::error::{OrderError, Result};
+
+/// Authorize and capture `amount` for `order_id`. Safe to retry: the payment service
+/// keeps one payment per order and returns it again.
+pub async fn charge(client: &ServiceClient, order_id: i64, amount: Money) -> Result<Payment> {
+    client
+        .post("/api/v1/payments/charge", &ChargeOrder { order_id, amount })
+        .await
+        .map_err(OrderError::Upstream)
+}
+
+/// Give the money back (the order was cancelled while its payment went through).
+pub async fn refund(client: &ServiceClient, payment_id: i64) -> Result<Payment> {
+    client
+        .call::<(), Payment>(
+            Method::POST,
+            &format!("/api/v1/payments/{payment_id}/refund"),
+            None,
+        )
+        .await
+        .map_err(OrderError::Upstream)
+}

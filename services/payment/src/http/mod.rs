@@ -1,0 +1,214 @@
+//! The payment service's HTTP API: the canonical payments API under
+//! `/api/v1/payments`, seed 002's `POST /payments` and `PUT /payments/{id}/confirm|refund`
+//! ([`seed002`]) and seed 004's `POST /api/v1/payments/authorize` ([`seed004`]).
+//!
+//! Customers (a caller the gateway names in `x-customer-id`, not an admin) may only
+//! read; every change needs an admin or an internal caller (no customer header).
+
+pub mod seed002;
+pub mod seed004;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use sales_contracts::Currency;
+use sales_contracts::Money;
+use sales_contracts::api::ErrorResponse;
+use sales_contracts::api::payments::{ChargeOrder, Payment, PaymentStatus};
+use sales_platform::caller::Caller;
+use sales_platform::listing::Page;
+use sales_platform::{ApiError, Json, Path, Query};
+use serde::Deserialize;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::PaymentError;
+use crate::payments::{Payments, Stored};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub payments: Payments,
+    /// The currency of seed 002's amounts, which name none.
+    pub default_currency: Currency,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Payment service",
+        description = "Payments, one per order, through a simulated authorizer (no money moves): \
+            an amount at or above `DECLINE_AT` (1000 by default, in major units of any currency) \
+            is declined.\n\n\
+            Statuses: pending -> authorized | declined; authorized -> confirmed (captured); \
+            confirmed -> refunded. Making a payment for an order that has one returns it (200) \
+            when the amount matches and is refused (409 `payment_exists`) when it differs.\n\n\
+            Customers may only read; changes need an admin or an internal caller."
+    ),
+    components(schemas(ErrorResponse, PaymentStatus))
+)]
+struct ApiDoc;
+
+pub fn router(state: AppState) -> OpenApiRouter {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(charge))
+        .routes(routes!(create_payment, list_payments))
+        .routes(routes!(get_payment))
+        .routes(routes!(authorize))
+        .routes(routes!(confirm))
+        .routes(routes!(refund))
+        .routes(routes!(seed004::authorize))
+        .routes(routes!(seed002::create_payment))
+        .routes(routes!(seed002::confirm_payment))
+        .routes(routes!(seed002::refund_payment))
+        .with_state(state)
+}
+
+/// Changes are for admins and internal callers; a customer gets 403.
+pub fn require_writer(caller: &Caller) -> Result<(), PaymentError> {
+    let customer = !caller.is_admin()
+        && (caller.customer_id.is_some() || caller.role.as_deref() == Some("customer"));
+    if customer {
+        Err(PaymentError::Forbidden(
+            "customers may only read payments; creating, authorizing, confirming and refunding need an admin or an internal caller",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn created_or_found(stored: Stored) -> (StatusCode, Json<Payment>) {
+    let status = if stored.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(stored.payment))
+}
+
+/// Charge an order: authorize and capture in one step. The payment ends `confirmed`,
+/// or `declined` (with `decline_reason`) when the authorizer declines. Charging the
+/// same order again returns its payment (200), so callers may retry.
+#[utoipa::path(post, path = "/api/v1/payments/charge", tag = "payments", request_body = ChargeOrder,
+    responses((status = 201, description = "Charged: confirmed or declined", body = Payment),
+               (status = 200, description = "The order's payment, made earlier", body = Payment),
+               (status = 400, body = ErrorResponse), (status = 403, body = ErrorResponse),
+               (status = 409, description = "The order has a payment for another amount", body = ErrorResponse)))]
+async fn charge(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<ChargeOrder>,
+) -> Result<(StatusCode, Json<Payment>), PaymentError> {
+    require_writer(&caller)?;
+    let stored = state.payments.charge(body.order_id, body.amount).await?;
+    Ok(created_or_found(stored))
+}
+
+/// A payment to open for an order.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePayment {
+    #[schema(example = 1)]
+    pub order_id: i64,
+    /// Integer minor units: `{"amount": 20050, "currency": "USD"}` is 200.50 USD.
+    pub amount: Money,
+}
+
+/// Open a `pending` payment for an order. Opening one again for the same order returns
+/// it (200) when the amount is the same.
+#[utoipa::path(post, path = "/api/v1/payments", tag = "payments", request_body = CreatePayment,
+    responses((status = 201, description = "Opened", body = Payment),
+               (status = 200, description = "The order's payment, made earlier", body = Payment),
+               (status = 400, body = ErrorResponse), (status = 403, body = ErrorResponse),
+               (status = 409, description = "The order has a payment for another amount", body = ErrorResponse)))]
+async fn create_payment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreatePayment>,
+) -> Result<(StatusCode, Json<Payment>), PaymentError> {
+    require_writer(&caller)?;
+    let stored = state.payments.open(body.order_id, body.amount).await?;
+    Ok(created_or_found(stored))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PaymentFilter {
+    /// Only the payment of this order.
+    order_id: Option<i64>,
+}
+
+/// List payments, oldest first; `?order_id=` finds an order's payment.
+#[utoipa::path(get, path = "/api/v1/payments", tag = "payments", params(PaymentFilter, Page),
+    responses((status = 200, body = [Payment]), (status = 400, body = ErrorResponse)))]
+async fn list_payments(
+    State(state): State<AppState>,
+    _reader: Caller,
+    Query(filter): Query<PaymentFilter>,
+    Query(page): Query<Page>,
+) -> Result<Json<Vec<Payment>>, ApiError> {
+    let (limit, offset) = page.bounds()?;
+    Ok(Json(
+        state.payments.list(filter.order_id, limit, offset).await?,
+    ))
+}
+
+/// One payment.
+#[utoipa::path(get, path = "/api/v1/payments/{id}", tag = "payments",
+    params(("id" = i64, Path, description = "The payment id")),
+    responses((status = 200, body = Payment), (status = 400, body = ErrorResponse),
+               (status = 404, body = ErrorResponse)))]
+async fn get_payment(
+    State(state): State<AppState>,
+    _reader: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<Payment>, PaymentError> {
+    Ok(Json(state.payments.get(id).await?))
+}
+
+/// Authorize a pending payment: `authorized`, or `declined` (with `decline_reason`)
+/// when the authorizer declines.
+#[utoipa::path(post, path = "/api/v1/payments/{id}/authorize", tag = "payments",
+    params(("id" = i64, Path, description = "The payment id")),
+    responses((status = 200, description = "Authorized or declined", body = Payment),
+               (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
+               (status = 409, description = "Not pending", body = ErrorResponse)))]
+async fn authorize(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<Payment>, PaymentError> {
+    require_writer(&caller)?;
+    Ok(Json(state.payments.authorize(id).await?))
+}
+
+/// Confirm (capture) an authorized payment. A pending payment is authorized first and
+/// ends `declined` if the authorizer declines.
+#[utoipa::path(post, path = "/api/v1/payments/{id}/confirm", tag = "payments",
+    params(("id" = i64, Path, description = "The payment id")),
+    responses((status = 200, description = "Confirmed, or declined by the authorizer", body = Payment),
+               (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
+               (status = 409, description = "Declined, confirmed or refunded already", body = ErrorResponse)))]
+async fn confirm(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<Payment>, PaymentError> {
+    require_writer(&caller)?;
+    Ok(Json(state.payments.confirm(id, false).await?))
+}
+
+/// Refund a confirmed payment. Admins and internal callers only.
+#[utoipa::path(post, path = "/api/v1/payments/{id}/refund", tag = "payments",
+    params(("id" = i64, Path, description = "The payment id")),
+    responses((status = 200, description = "Refunded", body = Payment),
+               (status = 403, description = "Customers may not refund", body = ErrorResponse),
+               (status = 404, body = ErrorResponse),
+               (status = 409, description = "Not confirmed", body = ErrorResponse)))]
+async fn refund(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<Payment>, PaymentError> {
+    require_writer(&caller)?;
+    Ok(Json(state.payments.refund(id, false).await?))
+}

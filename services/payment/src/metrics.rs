@@ -1,0 +1,45 @@
+//! The payment service's business metrics.
+
+use prometheus::IntCounterVec;
+use sales_contracts::Money;
+use sales_platform::metrics::Metrics;
+
+use crate::payment_status::{PaymentStatus, as_str};
+
+#[derive(Clone)]
+pub struct PaymentMetrics {
+    /// `payments_total{status}`: payments entering each status.
+    pub payments: IntCounterVec,
+    /// `payment_amount_minor_units_total{currency, status}`: amounts confirmed
+    /// (taken) and refunded (given back), in minor units of the currency.
+    pub amounts: IntCounterVec,
+}
+
+impl PaymentMetrics {
+    pub fn new(metrics: &Metrics) -> Self {
+        PaymentMetrics {
+            payments: metrics.counter_vec(
+                "payments_total",
+                "Payments entering each status",
+                &["status"],
+            ),
+            amounts: metrics.counter_vec(
+                "payment_amount_minor_units_total",
+                "Amounts of payments confirmed and refunded, in minor units of the currency",
+                &["currency", "status"],
+            ),
+        }
+    }
+
+    /// A payment of `amount` entered `status`.
+    pub fn entered(&self, status: PaymentStatus, amount: Money) {
+        self.payments.with_label_values(&[as_str(status)]).inc();
+        if matches!(status, PaymentStatus::Confirmed | PaymentStatus::Refunded)
+            && let Ok(minor) = u64::try_from(amount.amount)
+        {
+            self.amounts
+                .with_label_values(&[amount.currency.as_str(), as_str(status)])
+                .inc_by(minor);
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! A running shipping service on a fresh database and broker namespace, with
+//! helpers to call it, publish `paid-order` events to it and read what it publishes.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use clap::Parser;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, ExchangeKind};
+use reqwest::{Method, StatusCode};
+use sales_contracts::events::PaidOrder;
+use sales_contracts::{Currency, Envelope, Event, MessageType, Money};
+use sales_platform::service::RunningService;
+use sales_testkit::{TestBroker, TestDatabase};
+use serde_json::Value;
+use shipping_service::{Config, build};
+
+pub struct Shipping {
+    pub service: Option<RunningService>,
+    pub db: TestDatabase,
+    pub broker: TestBroker,
+    pub base: String,
+    pub admin: String,
+    client: reqwest::Client,
+}
+
+/// Who is calling: the headers the gateway would set.
+#[derive(Clone, Copy, Debug)]
+pub enum As {
+    /// Another service, or a local run: no headers.
+    Internal,
+    Admin,
+    Customer(i64),
+}
+
+impl As {
+    fn apply(self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            As::Internal => request,
+            As::Admin => request
+                .header("x-customer-id", "1000")
+                .header("x-customer-role", "admin"),
+            As::Customer(id) => request
+                .header("x-customer-id", id.to_string())
+                .header("x-customer-role", "customer"),
+        }
+    }
+}
+
+/// A request body.
+pub enum Body {
+    None,
+    Json(Value),
+    /// Sent as is, with `Content-Type: application/json`.
+    Raw(Vec<u8>),
+    /// Sent as is, without a content type.
+    Untyped(Vec<u8>),
+}
+
+impl Shipping {
+    pub async fn start() -> Shipping {
+        sales_testkit::init_test_logging();
+        let db = TestDatabase::create("shipping").await;
+        let broker = TestBroker::new();
+        let mut config = Config::parse_from([
+            "shipping-service",
+            "--http-addr=127.0.0.1:0",
+            "--admin-addr=127.0.0.1:0",
+            "--database-url=postgres://unused",
+            "--amqp-url=amqp://unused",
+            "--log-format=text",
+        ]);
+        config.database = db.args();
+        config.broker = broker.args();
+        let service = build(config).await.expect("shipping starts");
+        let base = service.base_url();
+        let admin = service.admin_url();
+        sales_testkit::wait_ready(&format!("{base}/ready"), Duration::from_secs(30))
+            .await
+            .expect("shipping ready");
+        Shipping {
+            service: Some(service),
+            db,
+            broker,
+            base,
+            admin,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        who: As,
+        body: Body,
+    ) -> (StatusCode, Value) {
+        let mut request = who.apply(self.client.request(method, format!("{}{path}", self.base)));
+        request = match body {
+            Body::None => request,
+            Body::Json(v) => request.json(&v),
+            Body::Raw(bytes) => request
+                .header("content-type", "application/json")
+                .body(bytes),
+            Body::Untyped(bytes) => request.body(bytes),
+        };
+        let r = request.send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, As::Internal, Body::None).await
+    }
+
+    pub async fn get_as(&self, path: &str, who: As) -> (StatusCode, Value) {
+        self.call(Method::GET, path, who, Body::None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, As::Internal, Body::Json(body))
+            .await
+    }
+
+    pub async fn post_as(&self, path: &str, who: As, body: Body) -> (StatusCode, Value) {
+        self.call(Method::POST, path, who, body).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, As::Internal, Body::Json(body))
+            .await
+    }
+
+    /// Open a shipment through the canonical API; returns its id.
+    pub async fn open(&self, order_id: i64) -> i64 {
+        let (status, body) = self
+            .post(
+                "/api/v1/shipments",
+                serde_json::json!({"order_id": order_id}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    /// A `paid-order` envelope, as the order service would publish it.
+    pub fn paid_order(order_id: i64, customer_id: Option<i64>) -> Envelope {
+        Envelope::new(
+            "test",
+            PaidOrder {
+                order_id,
+                customer_id,
+                status: "CONFIRMED".into(),
+                total: Money::new(1999, Currency::USD),
+                paid_at: chrono::Utc::now(),
+            },
+        )
+        .into_json()
+    }
+
+    /// Publish `envelope` to this namespace's exchange with its type as routing key.
+    pub async fn publish(&self, envelope: &Envelope) {
+        let conn = self.broker.connect().await;
+        let channel = conn.create_channel().await.unwrap();
+        channel.confirm_select(Default::default()).await.unwrap();
+        channel
+            .basic_publish(
+                self.broker.topology().exchange().as_str().into(),
+                envelope.message_type.as_str().into(),
+                BasicPublishOptions::default(),
+                &serde_json::to_vec(envelope).unwrap(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let _ = conn.close(200, "done".into()).await;
+    }
+
+    /// Publish a `paid-order` and wait until the order's shipment is there.
+    pub async fn pay(&self, order_id: i64, customer_id: Option<i64>) -> Value {
+        self.publish(&Self::paid_order(order_id, customer_id)).await;
+        self.wait_for_shipment_of(order_id).await
+    }
+
+    pub async fn wait_for_shipment_of(&self, order_id: i64) -> Value {
+        sales_testkit::eventually(
+            &format!("the shipment of order {order_id}"),
+            Duration::from_secs(15),
+            || async {
+                let (_, list) = self
+                    .get(&format!("/api/v1/shipments?order_id={order_id}"))
+                    .await;
+                list.as_array().and_then(|l| l.first().cloned())
+            },
+        )
+        .await
+    }
+
+    /// The value of the series `name` that has all of `labels`.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let text = reqwest::get(format!("{}/metrics", self.admin))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .find(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// `paid-order` messages consumed with `outcome` (`processed`, `duplicate`...).
+    pub async fn consumed(&self, outcome: &str) -> f64 {
+        self.metric(
+            "messages_consumed_total",
+            &[("queue", "shipping.paid-order"), ("outcome", outcome)],
+        )
+        .await
+        .unwrap_or(0.0)
+    }
+
+    /// A private queue bound to this namespace's exchange for `types`.
+    pub async fn listen(&self, types: &[MessageType]) -> Listener {
+        let conn = self.broker.connect().await;
+        let channel = conn.create_channel().await.unwrap();
+        let exchange = self.broker.topology().exchange();
+        channel
+            .exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        for t in types {
+            channel
+                .queue_bind(
+                    queue.name().as_str().into(),
+                    exchange.as_str().into(),
+                    t.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+        }
+        let consumer = channel
+            .basic_consume(
+                queue.name().as_str().into(),
+                "shipping-test".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        Listener {
+            _conn: conn,
+            consumer,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.service.take() {
+            s.stop().await;
+        }
+        self.broker.delete().await;
+        self.db.drop_database().await;
+    }
+}
+
+/// Messages arriving on a private queue (deleted when the connection closes).
+pub struct Listener {
+    _conn: lapin::Connection,
+    consumer: lapin::Consumer,
+}
+
+impl Listener {
+    /// The next message's envelope, or a panic after `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Envelope {
+        let delivery = tokio::time::timeout(timeout, self.consumer.next())
+            .await
+            .expect("a message within the timeout")
+            .expect("the consumer is open")
+            .expect("a delivery");
+        delivery.ack(BasicAckOptions::default()).await.unwrap();
+        Envelope::from_slice(&delivery.data).unwrap()
+    }
+
+    /// Decode the next message as `E`.
+    pub async fn next_event<E: Event>(&mut self, timeout: Duration) -> (Envelope, E) {
+        let envelope = self.next(timeout).await;
+        let event = envelope.decode::<E>().unwrap();
+        (envelope, event)
+    }
+
+    /// Nothing more arrives within `wait`.
+    pub async fn assert_quiet(&mut self, wait: Duration) {
+        if let Ok(Some(Ok(delivery))) = tokio::time::timeout(wait, self.consumer.next()).await {
+            panic!(
+                "unexpected message: {}",
+                String::from_utf8_lossy(&delivery.data)
+            );
+        }
+    }
+}
