@@ -56,11 +56,21 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
+/// Signs and checks tokens in the tests' systems.
+pub const TEST_JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
+/// The admin account every test system has.
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "admin-password";
+
 /// Settings a test may change before the system starts.
 #[derive(Clone, Debug)]
 pub struct SystemOptions {
     pub unpaid_order_timeout: String,
     pub reservation_hold: String,
+    /// The gateway's `SEED_COMPAT_OPEN`: the seeds' routes open without a token.
+    pub seed_compat_open: bool,
+    /// The gateway's requests per client per window.
+    pub rate_limit: u32,
     /// Extra environment per service.
     pub env: HashMap<Service, Vec<(String, String)>>,
 }
@@ -70,6 +80,8 @@ impl Default for SystemOptions {
         SystemOptions {
             unpaid_order_timeout: "30m".into(),
             reservation_hold: "15m".into(),
+            seed_compat_open: true,
+            rate_limit: 100_000,
             env: HashMap::new(),
         }
     }
@@ -95,9 +107,11 @@ impl System {
         let mut databases = Vec::new();
         let mut database_urls = HashMap::new();
         for service in Service::ALL {
-            let db = TestDatabase::create(service.name()).await;
-            database_urls.insert(service, db.url.clone());
-            databases.push(db);
+            if service.database().is_some() {
+                let db = TestDatabase::create(service.name()).await;
+                database_urls.insert(service, db.url.clone());
+                databases.push(db);
+            }
         }
         let wiring = Wiring {
             ports: Service::ALL
@@ -119,10 +133,19 @@ impl System {
                 ("RESERVATION_SWEEP_EVERY".into(), "200ms".into()),
                 ("SHUTDOWN_GRACE".into(), "10s".into()),
                 ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), String::new()),
+                (
+                    "SEED_COMPAT_OPEN".into(),
+                    options.seed_compat_open.to_string(),
+                ),
+                ("RATE_LIMIT_REQUESTS".into(), options.rate_limit.to_string()),
+                ("UPSTREAM_RETRIES".into(), "1".into()),
+                ("RETRY_BACKOFF".into(), "100ms".into()),
             ],
             service_env: options.env.clone(),
             redis_url: sales_testkit::redis_url(),
             redis_prefix: broker.prefix.clone(),
+            jwt_secret: TEST_JWT_SECRET.into(),
+            admin: Some((ADMIN_EMAIL.into(), ADMIN_PASSWORD.into())),
         };
         let mut processes = HashMap::new();
         for service in Service::ALL {

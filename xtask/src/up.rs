@@ -70,7 +70,8 @@ pub async fn run(root: &Path) -> Result<ExitCode> {
         bail!("cargo build failed");
     }
 
-    let wiring = wiring(&infra).await?;
+    let secrets = LocalSecrets::load_or_make(&root.join("target/sales-up"))?;
+    let wiring = wiring(&infra, &secrets).await?;
     let logs = root.join("target/sales-up/logs");
     std::fs::create_dir_all(&logs)?;
     for service in Service::ALL {
@@ -122,7 +123,7 @@ pub async fn run(root: &Path) -> Result<ExitCode> {
         return Err(err);
     }
 
-    print_welcome(&wiring, &infra, &logs);
+    print_welcome(&wiring, &infra, &logs, &secrets);
 
     // Run until Ctrl-C, or until a service dies on its own.
     let outcome = loop {
@@ -170,14 +171,49 @@ fn stop(processes: &mut [Process]) {
     }
 }
 
+/// The local run's token secret and admin password: made once, kept in
+/// `target/sales-up/` so tokens and the admin login survive restarts.
+struct LocalSecrets {
+    jwt_secret: String,
+    admin_email: String,
+    admin_password: String,
+}
+
+impl LocalSecrets {
+    fn load_or_make(dir: &Path) -> Result<LocalSecrets> {
+        std::fs::create_dir_all(dir)?;
+        let read_or_make = |name: &str| -> Result<String> {
+            let path = dir.join(name);
+            if let Ok(existing) = std::fs::read_to_string(&path)
+                && !existing.trim().is_empty()
+            {
+                return Ok(existing.trim().to_owned());
+            }
+            let mut bytes = [0u8; 24];
+            std::io::Read::read_exact(&mut File::open("/dev/urandom")?, &mut bytes)?;
+            let made: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            std::fs::write(&path, &made)?;
+            Ok(made)
+        };
+        Ok(LocalSecrets {
+            jwt_secret: read_or_make("jwt-secret")?,
+            admin_email: "admin@sales.local".into(),
+            admin_password: read_or_make("admin-password")?,
+        })
+    }
+}
+
 /// Ports, one database per service (created when missing), the broker.
-async fn wiring(infra: &Infra) -> Result<Wiring> {
+async fn wiring(infra: &Infra, secrets: &LocalSecrets) -> Result<Wiring> {
     let mut admin = PgConnection::connect(&infra.postgres_url)
         .await
         .context("cannot connect to PostgreSQL")?;
     let mut database_urls = HashMap::new();
     for service in Service::ALL {
-        let name = format!("sales_{}", service.database());
+        let Some(database) = service.database() else {
+            continue;
+        };
+        let name = format!("sales_{database}");
         let exists: bool =
             sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
                 .bind(&name)
@@ -205,10 +241,18 @@ async fn wiring(infra: &Infra) -> Result<Wiring> {
         amqp_prefix: String::new(),
         log_format: "text".into(),
         log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
-        env: Vec::new(),
+        // The local run keeps the seeds' open routes open, and is generous with
+        // the rate limit (production keeps seed 002's 100 per 15 minutes).
+        env: vec![
+            ("SEED_COMPAT_OPEN".into(), "true".into()),
+            ("RATE_LIMIT_REQUESTS".into(), "600".into()),
+            ("RATE_LIMIT_WINDOW".into(), "1m".into()),
+        ],
         service_env: HashMap::new(),
         redis_url: infra.redis_url.clone(),
         redis_prefix: "sales:".into(),
+        jwt_secret: secrets.jwt_secret.clone(),
+        admin: Some((secrets.admin_email.clone(), secrets.admin_password.clone())),
     })
 }
 
@@ -263,38 +307,35 @@ async fn load_demo_data(wiring: &Wiring) -> Result<()> {
     Ok(())
 }
 
-fn print_welcome(wiring: &Wiring, infra: &Infra, logs: &Path) {
-    let order = wiring.base_url(Service::Order);
-    let product = wiring.base_url(Service::Product);
-    println!("\nsales-system is up.\n");
+fn print_welcome(wiring: &Wiring, infra: &Infra, logs: &Path, secrets: &LocalSecrets) {
+    let gateway = wiring.base_url(Service::Gateway);
+    println!("\nsales-system is up. Everything is reached through the gateway:\n");
+    println!("  API           {gateway}");
+    println!("  Swagger UI    {gateway}/docs   (every service's API; \"Authorize\" takes a token)");
     println!(
-        "  {:<13} {:<23} {:<29} metrics",
-        "service", "API", "Swagger UI"
+        "  admin login   {} / {}",
+        secrets.admin_email, secrets.admin_password
     );
+    println!("\nEach service also listens on its own port (for debugging):\n");
+    println!("  {:<13} {:<23} metrics", "service", "API");
     for service in Service::ALL {
-        let base = wiring.base_url(service);
         println!(
-            "  {:<13} {:<23} {:<29} {}/metrics",
+            "  {:<13} {:<23} {}/metrics",
             service.name(),
-            base,
-            format!("{base}/docs"),
+            wiring.base_url(service),
             wiring.admin_url(service)
         );
     }
     if let Some(management) = &infra.rabbitmq_management_url {
         println!("\n  RabbitMQ management: {}", infra::redact(management));
     }
-    println!("\nTry (seed 000's flow):");
-    println!("  curl {product}/products");
+    println!("\nTry seed 000's flow (README.md has more):");
     println!(
-        "  curl -X POST {order}/orders/order -H 'content-type: application/json' -d '{{\"items\": [{{\"product_id\": 1, \"quantity\": 2}}]}}'"
+        "  TOKEN=$(curl -s -X POST {gateway}/users/user/register -H 'content-type: application/json' \\\n      -d '{{\"email\": \"ann@example.com\", \"password\": \"secret-pass\", \"name\": \"Ann\"}}' | sed 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')"
     );
+    println!("  curl -s {gateway}/products");
     println!(
-        "  curl -X POST {order}/orders/paid -H 'content-type: application/json' -d '{{\"order_id\": 1}}'"
-    );
-    println!(
-        "  curl {}/api/v1/notifications",
-        wiring.base_url(Service::Notification)
+        "  curl -s -X POST {gateway}/orders/order -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n      -d '{{\"items\": [{{\"product_id\": 1, \"quantity\": 2}}]}}'"
     );
     println!(
         "\nLogs: {}/*.log. Ctrl-C stops the services.",

@@ -34,7 +34,8 @@ pub struct RequestId(pub String);
 /// What `/ready` checks.
 #[derive(Clone)]
 pub struct Readiness {
-    migrated: Arc<AtomicBool>,
+    /// Migrations and start-up steps are done.
+    started: Arc<AtomicBool>,
     pool: Option<PgPool>,
     broker: Option<Broker>,
 }
@@ -42,25 +43,26 @@ pub struct Readiness {
 impl Readiness {
     pub fn new(pool: Option<PgPool>, broker: Option<Broker>) -> Self {
         Readiness {
-            migrated: Arc::new(AtomicBool::new(pool.is_none())),
+            started: Arc::new(AtomicBool::new(false)),
             pool,
             broker,
         }
     }
 
-    pub fn set_migrated(&self) {
-        self.migrated.store(true, Ordering::Release);
+    pub fn set_started(&self) {
+        self.started.store(true, Ordering::Release);
     }
 
     /// `Ok` when every dependency answers; otherwise what is missing.
     pub async fn check(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
-        if let Some(pool) = &self.pool {
-            if let Err(e) = crate::db::ping(pool).await {
-                problems.push(e);
-            } else if !self.migrated.load(Ordering::Acquire) {
-                problems.push("database: migrations not applied yet".into());
-            }
+        if let Some(pool) = &self.pool
+            && let Err(e) = crate::db::ping(pool).await
+        {
+            problems.push(e);
+        }
+        if !self.started.load(Ordering::Acquire) {
+            problems.push("starting: migrations or start-up steps not done yet".into());
         }
         if let Some(broker) = &self.broker
             && !broker.is_connected()

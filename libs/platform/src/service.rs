@@ -43,6 +43,7 @@ pub struct ServiceBuilder {
     broker: Option<Broker>,
     prefetch: u16,
     subscriptions: Vec<Subscription>,
+    startup_steps: Vec<Worker>,
     workers: Vec<Worker>,
 }
 
@@ -59,6 +60,7 @@ impl ServiceBuilder {
             broker: None,
             prefetch: 16,
             subscriptions: Vec::new(),
+            startup_steps: Vec::new(),
             workers: Vec::new(),
         }
     }
@@ -106,6 +108,13 @@ impl ServiceBuilder {
     /// [`ServiceBuilder::shutdown_token`] is cancelled.
     pub fn worker(&mut self, name: &str, task: impl Future<Output = ()> + Send + 'static) {
         self.workers.push((name.to_owned(), Box::pin(task)));
+    }
+
+    /// A task that must finish, after migrations, before the service reports ready
+    /// (seeding an account, say). Steps run one after the other; each should retry
+    /// what may pass and end when [`ServiceBuilder::shutdown_token`] is cancelled.
+    pub fn startup_step(&mut self, name: &str, task: impl Future<Output = ()> + Send + 'static) {
+        self.startup_steps.push((name.to_owned(), Box::pin(task)));
     }
 
     /// Relay this service's outbox to the broker.
@@ -176,9 +185,12 @@ impl ServiceBuilder {
         for (listener, app) in [(public, public_app), (admin, admin_app)] {
             let shutdown = shutdown.clone();
             tracker.spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                    .await;
+                let served = axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
                 if let Err(err) = served {
                     tracing::error!(error = %err, "HTTP server failed");
                 }
@@ -192,6 +204,7 @@ impl ServiceBuilder {
             let pool = self.pool.clone();
             let migrations = self.migrations;
             let workers = self.workers;
+            let startup_steps = self.startup_steps;
             let readiness = readiness.clone();
             async move {
                 if let (Some(pool), Some(migrations)) = (pool, migrations) {
@@ -203,9 +216,16 @@ impl ServiceBuilder {
                         shutdown.cancel();
                         return;
                     }
-                    readiness.set_migrated();
                     tracing::info!("database migrated");
                 }
+                for (name, step) in startup_steps {
+                    tracing::debug!(step = %name, "start-up step");
+                    step.await;
+                    if shutdown.is_cancelled() {
+                        return;
+                    }
+                }
+                readiness.set_started();
                 for (name, task) in workers {
                     tracing::debug!(worker = %name, "starting");
                     tracker.spawn(task);

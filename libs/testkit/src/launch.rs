@@ -12,30 +12,36 @@ use std::time::Duration;
 pub enum Service {
     Product,
     Order,
+    Customer,
     Payment,
     Inventory,
     Shipping,
     Notification,
+    Gateway,
 }
 
 impl Service {
-    pub const ALL: [Service; 6] = [
+    pub const ALL: [Service; 8] = [
         Service::Product,
         Service::Order,
+        Service::Customer,
         Service::Payment,
         Service::Inventory,
         Service::Shipping,
         Service::Notification,
+        Service::Gateway,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             Service::Product => "product",
             Service::Order => "order",
+            Service::Customer => "customer",
             Service::Payment => "payment",
             Service::Inventory => "inventory",
             Service::Shipping => "shipping",
             Service::Notification => "notification",
+            Service::Gateway => "gateway",
         }
     }
 
@@ -44,16 +50,18 @@ impl Service {
         format!("{}-service", self.name())
     }
 
-    /// The service's own database, locally (one per service).
-    pub fn database(self) -> &'static str {
-        match self {
+    /// The service's own database (one per service); the gateway has none.
+    pub fn database(self) -> Option<&'static str> {
+        Some(match self {
             Service::Product => "products",
             Service::Order => "orders",
+            Service::Customer => "customers",
             Service::Payment => "payments",
             Service::Inventory => "inventory",
             Service::Shipping => "shipping",
             Service::Notification => "notifications",
-        }
+            Service::Gateway => return None,
+        })
     }
 
     /// Ports of `cargo xtask up`: seed 002's table (product 8001, order 8002,
@@ -63,10 +71,12 @@ impl Service {
         match self {
             Service::Product => 8001,
             Service::Order => 8002,
+            Service::Customer => 8003,
             Service::Payment => 8004,
             Service::Inventory => 8005,
             Service::Shipping => 8006,
             Service::Notification => 8007,
+            Service::Gateway => 8080,
         }
     }
 }
@@ -89,6 +99,10 @@ pub struct Wiring {
     pub redis_url: String,
     /// Prefix of every Redis key of this system.
     pub redis_prefix: String,
+    /// Signs customers' tokens (customer service) and checks them (gateway).
+    pub jwt_secret: String,
+    /// The admin account the customer service creates, if any.
+    pub admin: Option<(String, String)>,
 }
 
 impl Wiring {
@@ -106,7 +120,13 @@ impl Wiring {
         let mut env: Vec<(String, String)> = vec![
             ("HTTP_ADDR".into(), format!("127.0.0.1:{http}")),
             ("ADMIN_ADDR".into(), format!("127.0.0.1:{admin}")),
-            ("DATABASE_URL".into(), self.database_urls[&service].clone()),
+            (
+                "DATABASE_URL".into(),
+                self.database_urls
+                    .get(&service)
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
             ("AMQP_URL".into(), self.amqp_url.clone()),
             ("AMQP_PREFIX".into(), self.amqp_prefix.clone()),
             ("LOG_FORMAT".into(), self.log_format.clone()),
@@ -116,7 +136,16 @@ impl Wiring {
                 "CACHE_PREFIX".into(),
                 format!("{}cache:", self.redis_prefix),
             ),
+            (
+                "RATE_LIMIT_PREFIX".into(),
+                format!("{}ratelimit:", self.redis_prefix),
+            ),
+            ("JWT_SECRET".into(), self.jwt_secret.clone()),
         ];
+        if let Some((email, password)) = &self.admin {
+            env.push(("ADMIN_EMAIL".into(), email.clone()));
+            env.push(("ADMIN_PASSWORD".into(), password.clone()));
+        }
         for peer in Service::ALL {
             env.push((
                 format!("{}_SERVICE_URL", peer.name().to_uppercase()),

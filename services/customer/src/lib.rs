@@ -24,7 +24,7 @@ pub mod tokens;
 use std::time::Duration;
 
 use clap::Parser;
-use sales_platform::config::{BrokerArgs, DatabaseArgs, HttpArgs, TelemetryArgs};
+use sales_platform::config::{DatabaseArgs, HttpArgs, TelemetryArgs};
 use sales_platform::service::{RunningService, ServiceBuilder};
 use secrecy::SecretString;
 use sqlx::PgPool;
@@ -45,9 +45,6 @@ pub struct Config {
     pub http: HttpArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
-    /// Not used yet: the service publishes and consumes no messages.
-    #[command(flatten)]
-    pub broker: BrokerArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
     /// Secret that signs customer tokens (HS256); at least 32 bytes. The API gateway
@@ -106,7 +103,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let pool = service.database(&config.database, sqlx::migrate!())?;
     let metrics = CustomerMetrics::new(service.metrics());
     service.worker("password-warm-up", passwords::warm_up());
-    service.worker(
+    service.startup_step(
         "admin-account",
         admin_account::run(pool.clone(), admin, service.shutdown_token()),
     );

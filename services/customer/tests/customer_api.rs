@@ -378,7 +378,6 @@ async fn a_bad_configuration_refuses_to_start() {
             "--http-addr=127.0.0.1:0",
             "--admin-addr=127.0.0.1:0",
             "--database-url=postgres://unused",
-            "--amqp-url=amqp://unused",
         ])
         .unwrap_err()
         .to_string();

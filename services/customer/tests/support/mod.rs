@@ -32,7 +32,6 @@ pub fn config() -> Config {
         "--http-addr=127.0.0.1:0",
         "--admin-addr=127.0.0.1:0",
         "--database-url=postgres://unused",
-        "--amqp-url=amqp://unused",
         "--log-format=text",
         &format!("--jwt-secret={SECRET}"),
     ])

@@ -1,0 +1,236 @@
+//! Swagger UI over every service: `/openapi/{service}.json` is the service's own
+//! document, fetched from its `/openapi.json` when asked for (with a bearer-token
+//! security scheme added, so "Authorize" in Swagger UI works through the gateway),
+//! and `/docs` lists them all next to the gateway's own `/openapi.json`.
+//!
+//! The platform serves Swagger UI's files at `/docs` for the gateway's own document;
+//! the gateway answers `/docs/swagger-initializer.js` itself, with a configuration
+//! whose drop-down lists every service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sales_contracts::api::ErrorResponse;
+use sales_platform::ApiError;
+use serde_json::{Value, json};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::{Config, Url};
+
+use crate::AppState;
+use crate::routes::Upstream;
+
+/// The name of the security scheme in every document served.
+pub const BEARER: &str = "bearer_token";
+
+/// The documents in Swagger UI's drop-down: the gateway's first, then every service.
+pub const DOCUMENTS: [(&str, &str); 8] = [
+    ("gateway", "/openapi.json"),
+    ("product", "/openapi/product.json"),
+    ("order", "/openapi/order.json"),
+    ("customer", "/openapi/customer.json"),
+    ("payment", "/openapi/payment.json"),
+    ("inventory", "/openapi/inventory.json"),
+    ("shipping", "/openapi/shipping.json"),
+    ("notification", "/openapi/notification.json"),
+];
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "API gateway",
+        description = "The one public entry of the sales system. Paths are forwarded unchanged \
+to the service that owns them (`/api/v1/products`, `/products` -> product; `/api/v1/orders`, \
+`/orders` -> order; `/api/v1/customers`, `/customers`, `/users` -> customer; `/api/v1/payments`, \
+`/payments` -> payment; `/api/v1/inventory`, `/api/v1/stock`, `/inventory` -> inventory; \
+`/api/v1/shipments`, `/shipping` -> shipping; `/api/v1/notifications` -> notification): pick a \
+service in the drop-down above for its API. Send `Authorization: Bearer <token>` (from \
+`POST /api/v1/customers/login`); registering, logging in and reading the catalogue need no token. \
+Errors of the gateway itself: 401 `unauthenticated` / `invalid_token`, 403 `forbidden`, \
+404 `not_found`, 413 `payload_too_large`, 429 `rate_limited` (with `Retry-After`), \
+503 `upstream_unavailable`, 504 `upstream_timeout`."
+    ),
+    paths(service_document),
+    components(schemas(ErrorResponse)),
+    modifiers(&BearerScheme)
+)]
+pub struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document of one service, as that service publishes it.
+#[utoipa::path(
+    get,
+    path = "/openapi/{service}.json",
+    tag = "docs",
+    params(("service" = String, Path, description = "product, order, customer, payment, inventory, shipping or notification")),
+    responses(
+        (status = 200, description = "The service's OpenAPI document", content_type = "application/json"),
+        (status = 404, body = ErrorResponse, description = "No such service"),
+        (status = 503, body = ErrorResponse, description = "The service did not answer")
+    )
+)]
+pub async fn service_document(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+) -> Result<Response, ApiError> {
+    let upstream = file
+        .strip_suffix(".json")
+        .and_then(Upstream::from_name)
+        .ok_or_else(|| ApiError::not_found(format!("no service document /openapi/{file}")))?;
+    let base = state
+        .upstreams
+        .base_url(upstream)
+        .ok_or_else(|| ApiError::not_found(format!("no {upstream} service configured")))?;
+    let unavailable = |why: String| {
+        tracing::warn!(upstream = upstream.name(), reason = %why, "cannot fetch the OpenAPI document");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream_unavailable",
+            format!("the {upstream} service did not send its API document; try again shortly"),
+        )
+    };
+    let fetched = async {
+        let response = state
+            .upstreams
+            .http()
+            .get(format!("{base}/openapi.json"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("answered {}", response.status()));
+        }
+        response.json::<Value>().await.map_err(|e| e.to_string())
+    };
+    let mut document = tokio::time::timeout(state.docs_timeout, fetched)
+        .await
+        .map_err(|_| unavailable("no answer in time".into()))?
+        .map_err(unavailable)?;
+    add_bearer_scheme(&mut document);
+    let mut response = axum::Json(document).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Declare the bearer token in a service's document (unless it already has security
+/// of its own), so Swagger UI offers "Authorize" and sends the token.
+pub fn add_bearer_scheme(document: &mut Value) {
+    let Some(doc) = document.as_object_mut() else {
+        return;
+    };
+    let components = doc
+        .entry("components")
+        .or_insert_with(|| json!({}))
+        .as_object_mut();
+    if let Some(components) = components {
+        let schemes = components
+            .entry("securitySchemes")
+            .or_insert_with(|| json!({}));
+        if let Some(schemes) = schemes.as_object_mut() {
+            schemes.entry(BEARER).or_insert_with(
+                || json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}),
+            );
+        }
+    }
+    doc.entry("security")
+        .or_insert_with(|| json!([{ BEARER: [] }, {}]));
+}
+
+/// Swagger UI's configuration: every document in the drop-down.
+pub fn swagger_config() -> Arc<Config<'static>> {
+    let urls = DOCUMENTS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, url))| Url::with_primary(name, url, i == 0));
+    Arc::new(Config::new(urls).persist_authorization(true))
+}
+
+/// `/docs/swagger-initializer.js`, configured with every document.
+pub async fn swagger_initializer(State(state): State<AppState>) -> Response {
+    match utoipa_swagger_ui::serve("swagger-initializer.js", state.swagger.clone()) {
+        Ok(Some(file)) => (
+            [(header::CONTENT_TYPE, file.content_type)],
+            file.bytes.into_owned(),
+        )
+            .into_response(),
+        Ok(None) => ApiError::not_found("Swagger UI is not built in").into_response(),
+        Err(err) => {
+            ApiError::internal(anyhow::anyhow!("Swagger UI configuration: {err}")).into_response()
+        }
+    }
+}
+
+/// How long fetching a service's document may take.
+pub const DEFAULT_DOCS_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_service_is_in_the_drop_down() {
+        for upstream in Upstream::ALL {
+            let url = format!("/openapi/{}.json", upstream.name());
+            assert!(
+                DOCUMENTS
+                    .iter()
+                    .any(|(n, u)| *n == upstream.name() && *u == url),
+                "{upstream}"
+            );
+        }
+    }
+
+    #[test]
+    fn bearer_scheme_is_added_once() {
+        let mut doc = json!({"openapi": "3.1.0", "paths": {}});
+        add_bearer_scheme(&mut doc);
+        add_bearer_scheme(&mut doc);
+        assert_eq!(
+            doc["components"]["securitySchemes"][BEARER]["scheme"],
+            "bearer"
+        );
+        assert_eq!(doc["security"][0][BEARER], json!([]));
+        let mut own = json!({"security": [{"other": []}]});
+        add_bearer_scheme(&mut own);
+        assert_eq!(own["security"], json!([{"other": []}]));
+    }
+
+    #[test]
+    fn the_gateway_document_lists_its_routes() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        assert!(doc["paths"]["/openapi/{service}.json"]["get"].is_object());
+        assert!(doc["components"]["securitySchemes"][BEARER].is_object());
+    }
+
+    #[test]
+    fn the_initializer_names_every_document() {
+        let file = utoipa_swagger_ui::serve("swagger-initializer.js", swagger_config())
+            .unwrap()
+            .unwrap();
+        let js = String::from_utf8(file.bytes.into_owned()).unwrap();
+        for (name, url) in DOCUMENTS {
+            assert!(js.contains(name) && js.contains(url), "{name} {url}");
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! A gateway in front of small echo servers standing in for the services, with
+//! Redis from `sales_testkit::redis_url()` under a key prefix of its own.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use clap::Parser;
+use gateway_service::routes::Upstream;
+use gateway_service::{Config, build};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use sales_contracts::api::auth::{Claims, ISSUER, Role};
+use sales_platform::service::RunningService;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub const SECRET: &str = "gateway-tests-secret-0123456789-abcdefghij";
+
+/// What the echo servers saw.
+#[derive(Default)]
+pub struct Seen {
+    /// `(service, method, path)` of every request.
+    pub hits: Mutex<Vec<(String, String, String)>>,
+    /// `/…/flaky` answers 503 while this is false.
+    pub healthy: AtomicBool,
+}
+
+impl Seen {
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, m, p)| m == method && p == path)
+            .count()
+    }
+}
+
+/// How long `/…/slow` takes to answer.
+pub const SLOW: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+struct EchoState {
+    name: &'static str,
+    seen: Arc<Seen>,
+}
+
+/// Answers with what it received: service, method, path, query, headers, body size.
+/// Paths ending in `/slow` wait [`SLOW`]; `/unavailable` is a 503; `/flaky` a 503
+/// unless [`Seen::healthy`]; `/teapot` a 418 with a header and a text body.
+async fn echo(State(state): State<EchoState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    state.seen.hits.lock().unwrap().push((
+        state.name.to_owned(),
+        parts.method.to_string(),
+        path.clone(),
+    ));
+    if path == "/openapi.json" {
+        return axum::Json(json!({
+            "openapi": "3.1.0",
+            "info": {"title": format!("{} service", state.name), "version": "1"},
+            "paths": {"/api/v1/things": {"get": {"responses": {"200": {"description": "ok"}}}}}
+        }))
+        .into_response();
+    }
+    if path.ends_with("/slow") {
+        tokio::time::sleep(SLOW).await;
+    }
+    if path.ends_with("/unavailable")
+        || (path.ends_with("/flaky") && !state.seen.healthy.load(Ordering::SeqCst))
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("x-upstream", state.name)],
+            axum::Json(json!({"error": {"code": "unavailable", "message": state.name}})),
+        )
+            .into_response();
+    }
+    if path.ends_with("/teapot") {
+        return (
+            StatusCode::IM_A_TEAPOT,
+            [
+                ("x-custom", "short-and-stout"),
+                ("content-type", "text/plain"),
+            ],
+            "I'm a teapot",
+        )
+            .into_response();
+    }
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let headers: HashMap<String, String> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_owned()))
+        .collect();
+    axum::Json(json!({
+        "service": state.name,
+        "method": parts.method.as_str(),
+        "path": path,
+        "query": parts.uri.query(),
+        "headers": headers,
+        "body_len": body.len(),
+    }))
+    .into_response()
+}
+
+async fn serve_echo(name: &'static str, seen: Arc<Seen>) -> (String, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new()
+        .fallback(echo)
+        .with_state(EchoState { name, seen });
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), task)
+}
+
+/// A URL where nothing listens.
+pub async fn dead_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// One echo server per service (all sharing [`Seen`]), some of them replaced by dead URLs.
+pub struct Backends {
+    pub urls: HashMap<Upstream, String>,
+    pub seen: Arc<Seen>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Backends {
+    pub async fn start() -> Backends {
+        Self::start_with_dead(&[]).await
+    }
+
+    pub async fn start_with_dead(dead: &[Upstream]) -> Backends {
+        let seen = Arc::new(Seen::default());
+        let mut urls = HashMap::new();
+        let mut tasks = Vec::new();
+        for upstream in Upstream::ALL {
+            if dead.contains(&upstream) {
+                urls.insert(upstream, dead_url().await);
+            } else {
+                let (url, task) = serve_echo(upstream.name(), seen.clone()).await;
+                urls.insert(upstream, url);
+                tasks.push(task);
+            }
+        }
+        Backends { urls, seen, tasks }
+    }
+}
+
+impl Drop for Backends {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A running gateway and a client for it.
+pub struct Gateway {
+    pub service: Option<RunningService>,
+    pub base: String,
+    pub admin: String,
+    pub client: reqwest::Client,
+}
+
+/// A key prefix no other test uses.
+pub fn unique_prefix() -> String {
+    format!("test:{}:", uuid::Uuid::new_v4().simple())
+}
+
+/// The configuration tests start from: every service on `backends`, real Redis under
+/// a fresh prefix, a generous rate limit, quick retries, a breaker that stays out of
+/// the way (tests that want it tighten it).
+pub fn config(backends: &Backends) -> Config {
+    let url = |u: Upstream| backends.urls[&u].clone();
+    Config::parse_from([
+        "gateway-service".to_owned(),
+        "--http-addr=127.0.0.1:0".to_owned(),
+        "--admin-addr=127.0.0.1:0".to_owned(),
+        "--log-format=text".to_owned(),
+        format!("--product-url={}", url(Upstream::Product)),
+        format!("--order-url={}", url(Upstream::Order)),
+        format!("--customer-url={}", url(Upstream::Customer)),
+        format!("--payment-url={}", url(Upstream::Payment)),
+        format!("--inventory-url={}", url(Upstream::Inventory)),
+        format!("--shipping-url={}", url(Upstream::Shipping)),
+        format!("--notification-url={}", url(Upstream::Notification)),
+        format!("--jwt-secret={SECRET}"),
+        format!("--redis-url={}", sales_testkit::redis_url()),
+        format!("--rate-limit-prefix={}", unique_prefix()),
+        "--rate-limit-requests=1000".to_owned(),
+        "--rate-limit-window=15m".to_owned(),
+        "--rate-limit-redis-timeout=100ms".to_owned(),
+        "--trust-forwarded-for=false".to_owned(),
+        "--seed-compat-open=false".to_owned(),
+        "--upstream-timeout=2s".to_owned(),
+        "--upstream-retries=3".to_owned(),
+        "--retry-backoff=10ms".to_owned(),
+        "--breaker-window=10s".to_owned(),
+        "--breaker-buckets=10".to_owned(),
+        "--breaker-error-percent=50".to_owned(),
+        "--breaker-min-requests=1000".to_owned(),
+        "--breaker-open-for=10s".to_owned(),
+    ])
+}
+
+impl Gateway {
+    pub async fn start(config: Config) -> Gateway {
+        sales_testkit::init_test_logging();
+        let service = build(config).await.expect("gateway starts");
+        let base = service.base_url();
+        let admin = service.admin_url();
+        sales_testkit::wait_ready(&format!("{base}/ready"), Duration::from_secs(10))
+            .await
+            .expect("gateway ready");
+        Gateway {
+            service: Some(service),
+            base,
+            admin,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{path}", self.base),
+        )
+    }
+
+    /// Send and read: status, headers, JSON body (`Null` when not JSON).
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, HeaderMap, Value) {
+        let response = request.send().await.expect("gateway answers");
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut request = self.request(method, path);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if matches!(method, "POST" | "PUT" | "PATCH") {
+            request = request.json(&json!({"x": 1}));
+        }
+        self.send(request).await
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of the sample of `name` with all of `labels`, if exported.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let text = self.metrics().await;
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .find(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(service) = self.service.take() {
+            service.stop().await;
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub fn claims(customer_id: i64, role: Role) -> Claims {
+    Claims {
+        sub: customer_id.to_string(),
+        name: "Test".into(),
+        email: format!("c{customer_id}@example.com"),
+        role,
+        iat: now(),
+        exp: now() + 600,
+        iss: ISSUER.into(),
+    }
+}
+
+pub fn sign(claims: &Claims, secret: &str) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn token(customer_id: i64, role: Role) -> String {
+    sign(&claims(customer_id, role), SECRET)
+}
+
+pub fn customer(customer_id: i64) -> String {
+    token(customer_id, Role::Customer)
+}
+
+pub fn admin(customer_id: i64) -> String {
+    token(customer_id, Role::Admin)
+}
+
+pub fn forged() -> String {
+    sign(
+        &claims(1, Role::Admin),
+        "some-other-secret-that-is-long-enough!!",
+    )
+}
+
+pub fn expired() -> String {
+    let mut c = claims(1, Role::Customer);
+    c.iat = now() - 7200;
+    c.exp = now() - 3600;
+    sign(&c, SECRET)
+}
+
+pub fn wrong_issuer() -> String {
+    let mut c = claims(1, Role::Customer);
+    c.iss = "somebody-else".into();
+    sign(&c, SECRET)
+}
+
+/// A TCP forwarder to `target` on a fixed local port, that can be cut and restored.
+pub struct TcpRelay {
+    pub addr: SocketAddr,
+    target: SocketAddr,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TcpRelay {
+    pub async fn start(target: SocketAddr) -> TcpRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut relay = TcpRelay {
+            addr,
+            target,
+            task: None,
+        };
+        relay.task = Some(Self::spawn(listener, target));
+        relay
+    }
+
+    fn spawn(listener: TcpListener, target: SocketAddr) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        })
+    }
+
+    /// Close the port and every connection through it.
+    pub async fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Listen again on the same port.
+    pub async fn restore(&mut self) {
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.task = Some(Self::spawn(listener, self.target));
+    }
+}
+
+/// The address of `redis://host:port…`.
+pub async fn redis_addr() -> SocketAddr {
+    let url = sales_testkit::redis_url();
+    let rest = url
+        .trim_start_matches("redis://")
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    tokio::net::lookup_host(rest).await.unwrap().next().unwrap()
+}
+
+/// Send `head` then `body` as raw bytes to `base` (`http://host:port`); the answer as text.
+pub async fn raw_http(base: &str, head: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body).await;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
