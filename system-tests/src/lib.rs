@@ -159,7 +159,7 @@ impl System {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", service.binary()));
             processes.insert(service, process);
         }
-        let system = System {
+        let mut system = System {
             processes,
             wiring,
             databases,
@@ -167,12 +167,26 @@ impl System {
             client: reqwest::Client::new(),
         };
         for service in Service::ALL {
-            sales_testkit::wait_ready(
-                &format!("{}/ready", system.url(service)),
-                Duration::from_secs(60),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{} did not become ready: {e}", service.binary()));
+            let url = format!("{}/ready", system.url(service));
+            let ready = sales_testkit::wait_ready(&url, Duration::from_secs(60));
+            tokio::pin!(ready);
+            loop {
+                tokio::select! {
+                    r = &mut ready => {
+                        if let Err(e) = r {
+                            panic!("{} did not become ready: {e}", service.binary());
+                        }
+                        break;
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                        if let Some(p) = system.processes.get_mut(&service)
+                            && let Ok(Some(status)) = p.child.try_wait()
+                        {
+                            panic!("{} exited while starting ({status}); its log is above", service.binary());
+                        }
+                    }
+                }
+            }
         }
         system
     }
@@ -215,6 +229,62 @@ impl System {
         let r = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
         let status = r.status();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The gateway's base URL: where users reach the system.
+    pub fn gateway(&self) -> String {
+        self.url(Service::Gateway)
+    }
+
+    /// A request through the gateway, with a bearer token when given.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        self.request(method, Service::Gateway, path, body, &headers)
+            .await
+    }
+
+    /// Register a customer through the gateway: `(customer id, token)`.
+    pub async fn register(&self, email: &str, name: &str) -> (i64, String) {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/customers/register",
+                Some(serde_json::json!({"email": email, "password": "a-good-password", "name": name})),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "register {email}: {body}");
+        (
+            body["customer_id"].as_i64().unwrap_or_default(),
+            body["token"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// Log the admin in through the gateway (the account may take a moment to appear).
+    pub async fn admin_token(&self) -> String {
+        sales_testkit::eventually("the admin to log in", Duration::from_secs(15), || async {
+            let (status, body) = self
+                .call(
+                    reqwest::Method::POST,
+                    "/api/v1/customers/login",
+                    Some(serde_json::json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})),
+                    None,
+                )
+                .await;
+            (status == StatusCode::OK)
+                .then(|| body["token"].as_str().unwrap_or_default().to_owned())
+        })
+        .await
     }
 
     /// Add a product with opening stock and wait until the inventory has it.
