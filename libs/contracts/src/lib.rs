@@ -6,6 +6,7 @@
 //! default, and bump [`events::Event::VERSION`] when a payload changes incompatibly.
 
 pub mod api;
+pub mod catalogue;
 pub mod events;
 pub mod money;
 pub mod topology;
