@@ -1,0 +1,2 @@
+//! The sales-system operator.
+#![forbid(unsafe_code)]
