@@ -10,7 +10,7 @@
 //!   an order has changed.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use sales_contracts::DecimalAmount;
 use sales_contracts::api::ErrorResponse;
@@ -20,6 +20,7 @@ use sales_platform::{ApiError, Json, Path, Query};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::idempotency_key;
 use crate::OrderContext;
 use crate::create_order::{PlaceOrder, Placed, RequestedItem, place_order};
 use crate::error::OrderError;
@@ -94,22 +95,26 @@ fn row(order: &Order, product_id: Option<i64>) -> LegacyOrderRow {
     }
 }
 
-/// Seeds 002 and 003: place an order for one product.
+/// Seeds 002 and 003: place an order for one product (an `Idempotency-Key` makes
+/// retries safe here too).
 #[utoipa::path(post, path = "/orders", tag = "seed 002/003", request_body = LegacyCreateOrder,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     responses((status = 201, body = LegacyOrderRow), (status = 400, body = ErrorResponse),
                (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
 pub async fn create_order(
     State(ctx): State<OrderContext>,
     caller: Caller,
+    headers: HeaderMap,
     Json(body): Json<LegacyCreateOrder>,
 ) -> Result<(StatusCode, Json<LegacyOrderRow>), ApiError> {
     let product_id = body.product_id.id()?;
+    let idempotency_key = idempotency_key(&headers, None)?;
     let placed = place_order(
         &ctx,
         PlaceOrder {
             customer_id: caller.customer_id.or(body.customer_id),
             items: vec![RequestedItem::product(product_id, body.quantity)],
-            idempotency_key: None,
+            idempotency_key,
             payment: None,
         },
     )
