@@ -18,6 +18,7 @@ use crate::{infra, tools};
 pub async fn run(workspace_root: &Path, extra: &[String]) -> Result<ExitCode> {
     let infra = infra::ensure_infra(workspace_root).await?;
     let venv = tools::ensure_tools_venv(workspace_root).await?;
+    tools::ensure_prometheus().await?;
     let mut env: Vec<(&'static str, String)> = infra.env();
     env.push((tools::ENV_TOOLS_VENV, venv.display().to_string()));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));

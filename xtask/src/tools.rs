@@ -67,3 +67,77 @@ pub async fn ensure_tools_venv(workspace_root: &Path) -> Result<PathBuf> {
     );
     Ok(venv)
 }
+
+/// Make sure `promtool` and `prometheus` (Debian's `prometheus` package) are there:
+/// the observability tests check rules with promtool and scrape the services with a
+/// real Prometheus. Installs the package when missing and we are root; otherwise
+/// says what to install.
+pub async fn ensure_prometheus() -> Result<()> {
+    let present = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .await
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "promtool is missing: install Debian's `prometheus` package (apt-get install prometheus) and run again"
+        );
+    }
+    let started = std::time::Instant::now();
+    eprintln!("tools: installing Debian's prometheus package (promtool, prometheus)");
+    // Keep the package from starting its own server: a policy-rc.d that refuses.
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let placed_policy = !policy.exists();
+    if placed_policy {
+        std::fs::write(policy, "#!/bin/sh\nexit 101\n")?;
+        std::process::Command::new("chmod")
+            .args(["+x"])
+            .arg(policy)
+            .status()?;
+    }
+    let install = async {
+        let update = Command::new("apt-get")
+            .args(["update", "-qq"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .await?;
+        if !update.success() {
+            bail!("apt-get update failed");
+        }
+        let status = Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "prometheus",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .await?;
+        if !status.success() {
+            bail!("apt-get install prometheus failed");
+        }
+        Ok(())
+    }
+    .await;
+    if placed_policy {
+        let _ = std::fs::remove_file(policy);
+    }
+    install?;
+    eprintln!(
+        "tools: installed prometheus ({:.1}s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
