@@ -23,6 +23,19 @@ pub struct HttpArgs {
     /// How long in-flight requests and messages may take to finish after SIGTERM.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// What this process does: `all` (API and queue consumers, the default), `api`
+    /// (no consumers: on Kubernetes the API pods), or `consumer` (on Kubernetes the
+    /// consumer pods, scaled on queue depth; their API port gets no traffic).
+    #[arg(long, env = "SERVICE_ROLE", default_value = "all")]
+    pub role: ServiceRole,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ServiceRole {
+    #[default]
+    All,
+    Api,
+    Consumer,
 }
 
 /// The service's own PostgreSQL database.

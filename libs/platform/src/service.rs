@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use utoipa::openapi::OpenApi;
 
 use crate::broker::Broker;
-use crate::config::{BrokerArgs, DatabaseArgs, HttpArgs};
+use crate::config::{BrokerArgs, DatabaseArgs, HttpArgs, ServiceRole};
 use crate::consumer::{ConsumerContext, MessageHandler, run_consumer};
 use crate::http::{Readiness, admin_router, public_router};
 use crate::metrics::Metrics;
@@ -125,12 +125,15 @@ impl ServiceBuilder {
         Ok(())
     }
 
-    /// Consume `subscription`'s queue with `handler`.
+    /// Consume `subscription`'s queue with `handler` (not in the `api` role).
     pub fn consumer<H: MessageHandler>(
         &mut self,
         subscription: Subscription,
         handler: Arc<H>,
     ) -> anyhow::Result<()> {
+        if self.http.role == ServiceRole::Api {
+            return Ok(());
+        }
         let (pool, broker) = self.pool_and_broker("a consumer")?;
         let ctx = ConsumerContext {
             pool,

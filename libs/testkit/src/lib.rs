@@ -177,6 +177,7 @@ pub fn http_args() -> HttpArgs {
         admin_addr: ([127, 0, 0, 1], 0).into(),
         max_body_bytes: 64 * 1024,
         shutdown_grace: Duration::from_secs(10),
+        role: sales_platform::config::ServiceRole::All,
     }
 }
 

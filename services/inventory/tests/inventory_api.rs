@@ -360,3 +360,23 @@ async fn probes_docs_and_metrics_are_served() {
     assert!(metrics.contains(r#"http_requests_total{method="GET",route="/openapi.json",status="200",service="inventory"} 1"#), "{metrics}");
     inv.stop().await;
 }
+
+#[tokio::test]
+async fn the_api_role_serves_http_and_consumes_nothing() {
+    let inv =
+        Inventory::start_with(|c| c.http.role = sales_platform::config::ServiceRole::Api).await;
+    inv.set_stock("ROLE", 1).await;
+    let metrics = reqwest::get(format!("{}/metrics", inv.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.lines().any(|l| l.starts_with("consumers_active{")),
+        "an api pod must not consume:\n{metrics}"
+    );
+    let (status, queues) = inv.get_admin("/admin/dead-letters").await;
+    assert_eq!((status, queues), (StatusCode::OK, json!([])));
+    inv.stop().await;
+}

@@ -67,6 +67,17 @@ impl Inventory {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    pub async fn get_admin(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.admin))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         let r = self
             .client
