@@ -78,6 +78,14 @@ pub struct TelemetryArgs {
     /// Filter in `tracing` syntax, e.g. `info,sqlx=warn`.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
+    /// Which spans become trace spans, in the same syntax; separate from `RUST_LOG` so
+    /// quieter logs do not cut traces.
+    #[arg(
+        long,
+        env = "TRACE_FILTER",
+        default_value = "info,h2=warn,hyper=warn,reqwest=warn,lapin=warn,sqlx=warn"
+    )]
+    pub trace_filter: String,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -143,6 +143,18 @@ impl<H: MessageHandler> QueueConsumer<H> {
             .metrics
             .consumers_active
             .with_label_values(&[self.label.as_str()]);
+        // Every outcome exists from the start, at 0, so rates and alerts see the first one.
+        for outcome in [
+            Outcome::Processed,
+            Outcome::Duplicate,
+            Outcome::Retried,
+            Outcome::DeadLettered,
+        ] {
+            self.ctx
+                .metrics
+                .messages_consumed
+                .with_label_values(&[self.label.as_str(), outcome.label()]);
+        }
         while !shutdown.is_cancelled() {
             let conn = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -259,6 +271,11 @@ impl<H: MessageHandler> QueueConsumer<H> {
             .observe(lag.max(0.0));
 
         let mut tx = self.ctx.pool.begin().await?;
+        let inbox_span = tracing::info_span!(
+            "db inbox insert",
+            otel.kind = "client",
+            db.system = "postgresql"
+        );
         let first_time = sqlx::query(
             "insert into inbox (consumer, message_id, message_type) values ($1, $2, $3)
              on conflict do nothing",
@@ -267,6 +284,7 @@ impl<H: MessageHandler> QueueConsumer<H> {
         .bind(envelope.message_id)
         .bind(envelope.message_type.as_str())
         .execute(&mut *tx)
+        .instrument(inbox_span)
         .await?
         .rows_affected()
             == 1;

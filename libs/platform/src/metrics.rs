@@ -137,6 +137,14 @@ impl Metrics {
         m.register(Box::new(m.http_requests.clone()));
         m.register(Box::new(m.http_duration.clone()));
         m.register(Box::new(m.http_in_flight.clone()));
+        m
+    }
+
+    /// Export the broker, outbox and consumer families: only services that use
+    /// RabbitMQ do (a service without a broker would otherwise report
+    /// `broker_connected 0` forever).
+    pub fn register_messaging(&self) {
+        let m = self;
         m.register(Box::new(m.messages_consumed.clone()));
         m.register(Box::new(m.message_duration.clone()));
         m.register(Box::new(m.message_lag.clone()));
@@ -147,7 +155,6 @@ impl Metrics {
         m.register(Box::new(m.broker_connected.clone()));
         m.register(Box::new(m.broker_connections.clone()));
         m.register(Box::new(m.consumers_active.clone()));
-        m
     }
 
     pub fn registry(&self) -> &Registry {

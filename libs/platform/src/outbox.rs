@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::broker::{AmqpHeader, Broker, OutgoingMessage};
-use crate::telemetry;
+use crate::telemetry::{self, MapExtractor};
 
 const NOTIFY_CHANNEL: &str = "outbox";
 const BATCH: i64 = 200;
@@ -37,6 +37,7 @@ pub async fn enqueue<E: Event>(
 }
 
 /// Write an already built envelope to the outbox (inside the caller's transaction).
+#[tracing::instrument(name = "db outbox insert", skip_all, fields(otel.kind = "client", db.system = "postgresql", message_type = %envelope.message_type))]
 pub async fn enqueue_envelope(
     tx: &mut PgConnection,
     envelope: &Envelope,
@@ -77,6 +78,7 @@ pub async fn run_relay(pool: PgPool, broker: Broker, shutdown: CancellationToken
             Ok(_) => backoff = Duration::from_millis(100),
             Err(err) => {
                 broker.metrics().outbox_publish_failures.inc();
+                update_backlog_metrics(&pool, &broker).await;
                 tracing::warn!(error = %err, retry_in = ?backoff, "outbox relay could not publish");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -149,25 +151,45 @@ async fn relay_batch(pool: &PgPool, broker: &Broker) -> anyhow::Result<usize> {
         .iter()
         .map(|e| serde_json::to_vec(&e.envelope.0))
         .collect::<Result<_, _>>()?;
+    // One producer span per event, in the trace of the change that wrote it; its
+    // context (not the stored one) goes on the message, so the consumers' spans
+    // are children of the publish.
+    let spans: Vec<tracing::Span> = batch
+        .iter()
+        .map(|event| {
+            let span = tracing::info_span!(
+                parent: None,
+                "publish",
+                otel.kind = "producer",
+                otel.name = format!("{} publish", event.message_type),
+                messaging.system = "rabbitmq",
+                messaging.destination = %exchange,
+                messaging.message_id = %event.message_id,
+                trace_id = tracing::field::Empty,
+            );
+            telemetry::continue_trace(&span, &MapExtractor(&event.trace_headers.0));
+            span
+        })
+        .collect();
     let messages: Vec<OutgoingMessage<'_>> = batch
         .iter()
         .zip(&bodies)
-        .map(|(event, body)| OutgoingMessage {
+        .zip(&spans)
+        .map(|((event, body), span)| OutgoingMessage {
             exchange: &exchange,
             routing_key: &event.message_type,
             body,
             message_id: Some(event.message_id.to_string()),
             message_type: Some(event.message_type.clone()),
-            headers: event
-                .trace_headers
-                .0
-                .iter()
-                .map(|(k, v)| (k.clone(), AmqpHeader::Text(v.clone())))
+            headers: telemetry::trace_headers_of(span)
+                .into_iter()
+                .map(|(k, v)| (k, AmqpHeader::Text(v)))
                 .collect::<BTreeMap<_, _>>(),
         })
         .collect();
     let span = tracing::info_span!("outbox.relay", batch = batch.len());
     let (confirmed, failure) = broker.publish_batch(&messages).instrument(span).await;
+    drop(spans);
     let published: Vec<i64> = batch[..confirmed].iter().map(|e| e.id).collect();
     sqlx::query("delete from outbox where id = any($1)")
         .bind(&published)

@@ -92,6 +92,9 @@ impl ServiceBuilder {
 
     /// Connect to RabbitMQ (in the background, reconnecting as needed).
     pub fn broker(&mut self, args: &BrokerArgs) -> Broker {
+        if self.broker.is_none() {
+            self.metrics.register_messaging();
+        }
         let broker = Broker::start(
             self.name,
             args.amqp_url.clone(),

@@ -58,10 +58,20 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> anyhow::Result<Telem
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .boxed(),
     };
+    // Traces have their own filter: quieting the logs must not cut the traces.
+    let trace_filter = EnvFilter::try_new(&args.trace_filter).map_err(|e| {
+        anyhow::anyhow!(
+            "TRACE_FILTER {:?} is not a valid filter: {e}",
+            args.trace_filter
+        )
+    })?;
     tracing_subscriber::registry()
-        .with(filter)
-        .with(logs)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(logs.with_filter(filter))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(trace_filter),
+        )
         .try_init()
         .map_err(|e| anyhow::anyhow!("a tracing subscriber is already installed: {e}"))?;
     Ok(TelemetryGuard { provider })
@@ -111,8 +121,13 @@ pub fn record_trace_id(span: &Span) {
 
 /// The current span's context as W3C headers (`traceparent`, `tracestate`).
 pub fn current_trace_headers() -> HashMap<String, String> {
+    trace_headers_of(&Span::current())
+}
+
+/// A span's context as W3C headers.
+pub fn trace_headers_of(span: &Span) -> HashMap<String, String> {
     let mut headers = HashMap::new();
-    let cx: Context = Span::current().context();
+    let cx: Context = span.context();
     TraceContextPropagator::new().inject_context(&cx, &mut headers);
     headers
 }

@@ -86,6 +86,16 @@ impl GatewayMetrics {
         };
         for upstream in Upstream::ALL {
             m.breaker(upstream, State::Closed);
+            // Every outcome exists from the start, at 0, so rates see the first one.
+            for outcome in [
+                Outcome::Ok,
+                Outcome::Error,
+                Outcome::Timeout,
+                Outcome::RejectedByBreaker,
+            ] {
+                m.upstream_requests
+                    .with_label_values(&[upstream.name(), outcome.label()]);
+            }
         }
         Ok(m)
     }

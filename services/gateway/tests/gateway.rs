@@ -862,6 +862,7 @@ async fn the_trace_continues_upstream() {
         otlp_endpoint: None,
         log_format: sales_platform::config::LogFormat::Text,
         log_filter: "info".into(),
+        trace_filter: "info".into(),
     };
     let _guard = sales_platform::telemetry::init("gateway-test", &telemetry).ok();
     let backends = Backends::start().await;

@@ -114,6 +114,7 @@ pub async fn reserve_stock(
 }
 
 /// The reserving itself, inside the caller's transaction.
+#[tracing::instrument(name = "db reserve stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 async fn reserve_in(
     conn: &mut PgConnection,
     order_id: Option<i64>,

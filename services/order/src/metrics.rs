@@ -19,7 +19,7 @@ pub struct OrderMetrics {
 
 impl OrderMetrics {
     pub fn new(metrics: &Metrics) -> Self {
-        OrderMetrics {
+        let m = OrderMetrics {
             orders: metrics.counter_vec("orders_total", "Orders entering each status", &["status"]),
             orders_refused: metrics.counter_vec(
                 "orders_refused_total",
@@ -31,7 +31,13 @@ impl OrderMetrics {
                 "Totals of paid orders, in minor units of the currency",
                 &["currency"],
             ),
+        };
+        // Every status exists from the start, at 0, so the first order of each shows.
+        for status in OrderStatus::ALL {
+            m.orders.with_label_values(&[status.as_str()]);
         }
+        m.orders_refused.with_label_values(&["unavailable"]);
+        m
     }
 
     pub fn status_entered(&self, status: OrderStatus) {

@@ -227,6 +227,7 @@ pub async fn lock(conn: &mut PgConnection, id: i64) -> Result<Order> {
     fetch_one(conn, id, " for update").await
 }
 
+#[tracing::instrument(name = "db select order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 async fn fetch_one(conn: &mut PgConnection, id: i64, suffix: &str) -> Result<Order> {
     let row: OrderRow = sqlx::query_as(&format!(
         "select {COLUMNS} from orders where id = $1{suffix}"
@@ -264,6 +265,7 @@ pub struct OrderFilter {
 }
 
 /// Orders matching `filter`, newest first.
+#[tracing::instrument(name = "db select orders", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn list(
     conn: &mut PgConnection,
     filter: &OrderFilter,
@@ -289,6 +291,7 @@ pub async fn list(
 }
 
 /// Store a new order with its lines.
+#[tracing::instrument(name = "db insert order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn insert(
     conn: &mut PgConnection,
     order: &Order,

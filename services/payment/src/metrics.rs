@@ -17,7 +17,7 @@ pub struct PaymentMetrics {
 
 impl PaymentMetrics {
     pub fn new(metrics: &Metrics) -> Self {
-        PaymentMetrics {
+        let m = PaymentMetrics {
             payments: metrics.counter_vec(
                 "payments_total",
                 "Payments entering each status",
@@ -28,7 +28,18 @@ impl PaymentMetrics {
                 "Amounts of payments confirmed and refunded, in minor units of the currency",
                 &["currency", "status"],
             ),
+        };
+        // Every status exists from the start, at 0.
+        for status in [
+            PaymentStatus::Pending,
+            PaymentStatus::Authorized,
+            PaymentStatus::Declined,
+            PaymentStatus::Confirmed,
+            PaymentStatus::Refunded,
+        ] {
+            m.payments.with_label_values(&[as_str(status)]);
         }
+        m
     }
 
     /// A payment of `amount` entered `status`.
