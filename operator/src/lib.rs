@@ -1,2 +1,25 @@
-//! The sales-system operator.
+//! The sales-system operator: reconciles a `SalesSystem` resource into everything the
+//! system runs on Kubernetes.
+//!
+//! - [`crd`]: the `SalesSystem` resource, its validation and defaults;
+//! - [`catalogue`]: the services, their databases, peers and ports;
+//! - [`children`]: every child object, built by pure functions from the spec;
+//! - [`reconcile`]: one reconcile (apply, prune, status) and the deletion policy;
+//! - [`status`]: conditions derived from what runs;
+//! - [`controller`]: the watch loop, behind [`leader`] election, with [`metrics`];
+//! - [`render`]: `sales-operator render`, the children without a cluster;
+//! - [`reference`]: the CRD's field reference page;
+//! - [`yaml`]: YAML that YAML 1.1 readers (kubectl, Helm) read the same way.
 #![forbid(unsafe_code)]
+
+pub mod catalogue;
+pub mod children;
+pub mod controller;
+pub mod crd;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod reference;
+pub mod render;
+pub mod status;
+pub mod yaml;

@@ -1,0 +1,181 @@
+//! The services of the system as the operator runs them: names, the database each
+//! owns, whether it talks to the broker or Redis, which peers it calls, and the ports
+//! its container listens on. This is the Kubernetes twin of `sales_testkit::launch`
+//! (the local run); `tests/service_env.rs` checks the two and every service's `Config`
+//! agree.
+
+use std::fmt;
+
+/// Port of every service's public API inside its container (`HTTP_ADDR`).
+pub const HTTP_PORT: i32 = 8080;
+/// Port of every service's admin endpoints: `/metrics`, dead letters (`ADMIN_ADDR`).
+pub const ADMIN_PORT: i32 = 9090;
+/// How long a service may take to finish its work after SIGTERM (`SHUTDOWN_GRACE`).
+pub const SHUTDOWN_GRACE_SECONDS: i64 = 20;
+/// Kubernetes waits this long before killing a pod: the grace above plus time for
+/// the endpoints to drop the pod and for in-flight requests to arrive.
+pub const TERMINATION_GRACE_SECONDS: i64 = SHUTDOWN_GRACE_SECONDS + 10;
+
+/// A service of the system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AppService {
+    Product,
+    Order,
+    Customer,
+    Payment,
+    Inventory,
+    Shipping,
+    Notification,
+    Gateway,
+}
+
+impl AppService {
+    pub const ALL: [AppService; 8] = [
+        AppService::Product,
+        AppService::Order,
+        AppService::Customer,
+        AppService::Payment,
+        AppService::Inventory,
+        AppService::Shipping,
+        AppService::Notification,
+        AppService::Gateway,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AppService::Product => "product",
+            AppService::Order => "order",
+            AppService::Customer => "customer",
+            AppService::Payment => "payment",
+            AppService::Inventory => "inventory",
+            AppService::Shipping => "shipping",
+            AppService::Notification => "notification",
+            AppService::Gateway => "gateway",
+        }
+    }
+
+    /// The image name under the repository prefix: `order-service`.
+    pub fn image_name(self) -> String {
+        format!("{}-service", self.name())
+    }
+
+    /// The service's own database; the gateway has none.
+    pub fn database(self) -> Option<&'static str> {
+        Some(match self {
+            AppService::Product => "products",
+            AppService::Order => "orders",
+            AppService::Customer => "customers",
+            AppService::Payment => "payments",
+            AppService::Inventory => "inventory",
+            AppService::Shipping => "shipping",
+            AppService::Notification => "notifications",
+            AppService::Gateway => return None,
+        })
+    }
+
+    /// Services with a database, in [`AppService::ALL`] order.
+    pub fn with_database() -> impl Iterator<Item = AppService> {
+        Self::ALL.into_iter().filter(|s| s.database().is_some())
+    }
+
+    /// Talks to RabbitMQ (publishes through its outbox, or consumes). Customer and
+    /// payment are called over REST only; the gateway has no broker.
+    pub fn uses_broker(self) -> bool {
+        matches!(
+            self,
+            AppService::Product
+                | AppService::Order
+                | AppService::Inventory
+                | AppService::Shipping
+                | AppService::Notification
+        )
+    }
+
+    /// Reads `REDIS_URL`: the caches of product and order, the gateway's rate limits.
+    pub fn uses_redis(self) -> bool {
+        matches!(
+            self,
+            AppService::Product | AppService::Order | AppService::Gateway
+        )
+    }
+
+    /// Consumes queues (and so can be scaled on queue depth).
+    pub fn is_consumer(self) -> bool {
+        sales_contracts::topology::subscriptions_of(self.name())
+            .next()
+            .is_some()
+    }
+
+    /// The peers this service calls over REST (it gets their `*_SERVICE_URL`).
+    pub fn calls(self) -> &'static [AppService] {
+        match self {
+            AppService::Order => &[
+                AppService::Product,
+                AppService::Inventory,
+                AppService::Payment,
+            ],
+            AppService::Product => &[AppService::Inventory],
+            AppService::Gateway => &[
+                AppService::Product,
+                AppService::Order,
+                AppService::Customer,
+                AppService::Payment,
+                AppService::Inventory,
+                AppService::Shipping,
+                AppService::Notification,
+            ],
+            _ => &[],
+        }
+    }
+
+    /// The services that call this one.
+    pub fn callers(self) -> impl Iterator<Item = AppService> {
+        Self::ALL
+            .into_iter()
+            .filter(move |caller| caller.calls().contains(&self))
+    }
+
+    /// The variable a caller reads this service's base URL from: `ORDER_SERVICE_URL`.
+    pub fn url_variable(self) -> String {
+        format!("{}_SERVICE_URL", self.name().to_uppercase())
+    }
+}
+
+impl fmt::Display for AppService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumers_are_the_services_with_queues() {
+        let consumers: Vec<_> = AppService::ALL
+            .into_iter()
+            .filter(|s| s.is_consumer())
+            .collect();
+        assert_eq!(
+            consumers,
+            [
+                AppService::Order,
+                AppService::Inventory,
+                AppService::Shipping,
+                AppService::Notification
+            ]
+        );
+        assert!(consumers.iter().all(|s| s.uses_broker()));
+    }
+
+    #[test]
+    fn callers_are_the_inverse_of_calls() {
+        let callers: Vec<_> = AppService::Inventory.callers().collect();
+        assert_eq!(
+            callers,
+            [AppService::Product, AppService::Order, AppService::Gateway]
+        );
+        assert_eq!(AppService::Gateway.callers().count(), 0);
+    }
+}

@@ -1,0 +1,170 @@
+//! The environment each service's container gets: the same variables the local run
+//! (`sales_testkit::launch::Wiring::env_for`) gives it, reduced to the ones that
+//! service's `Config` reads. Plain values go to the service's ConfigMap (loaded with
+//! `envFrom`); secrets come from Secrets through `secretKeyRef`, never inline.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
+
+use super::names::{Component, Names};
+use crate::catalogue::{ADMIN_PORT, AppService, HTTP_PORT, SHUTDOWN_GRACE_SECONDS};
+use crate::crd::{DatabaseChoice, SalesSystemSpec, SecretKeyRef};
+
+/// Key of the generated auth Secret holding the token signing key.
+pub const JWT_SECRET_KEY: &str = "jwt-secret";
+/// Key of the generated auth Secret holding the admin's password.
+pub const ADMIN_PASSWORD_KEY: &str = "admin-password";
+
+/// The plain (non-secret) settings of `service`: its ConfigMap's data.
+pub fn plain_settings(
+    names: &Names,
+    spec: &SalesSystemSpec,
+    service: AppService,
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_owned(), v);
+    };
+    set("HTTP_ADDR", format!("0.0.0.0:{HTTP_PORT}"));
+    set("ADMIN_ADDR", format!("0.0.0.0:{ADMIN_PORT}"));
+    set("SHUTDOWN_GRACE", format!("{SHUTDOWN_GRACE_SECONDS}s"));
+    set("LOG_FORMAT", spec.observability.log_format.as_str().into());
+    set("RUST_LOG", spec.observability.log_level.clone());
+    if let Some(endpoint) = &spec.observability.otlp_endpoint {
+        set("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone());
+    }
+    if service.uses_broker() {
+        set("AMQP_PREFIX", spec.rabbitmq.prefix.clone());
+    }
+    // Keys carry the namespace and the system so systems can share an external Redis.
+    let redis_prefix = format!("{}.{}:", names.namespace, names.instance);
+    match service {
+        AppService::Product | AppService::Order => {
+            set("CACHE_PREFIX", format!("{redis_prefix}cache:"));
+        }
+        AppService::Gateway => {
+            set("RATE_LIMIT_PREFIX", format!("{redis_prefix}ratelimit:"));
+            set("SEED_COMPAT_OPEN", spec.seed_compat_open.to_string());
+        }
+        _ => {}
+    }
+    if service == AppService::Order {
+        set("UNPAID_ORDER_TIMEOUT", spec.unpaid_order_timeout.clone());
+    }
+    if service == AppService::Customer && spec.auth.admin.enabled {
+        set("ADMIN_EMAIL", spec.auth.admin.email.clone());
+    }
+    for peer in service.calls() {
+        set(&peer.url_variable(), names.service_url(*peer));
+    }
+    env
+}
+
+/// The secret settings of `service`, each from a Secret key.
+pub fn secret_env(names: &Names, spec: &SalesSystemSpec, service: AppService) -> Vec<EnvVar> {
+    let mut env = Vec::new();
+    if let Some(choice) = spec.postgres.choice(service) {
+        let (secret, key) = match choice {
+            DatabaseChoice::Managed(_) => (names.database_secret(service), "url".to_owned()),
+            DatabaseChoice::External(r) => (r.secret_name, r.key),
+        };
+        env.push(from_secret("DATABASE_URL", &secret, &key));
+    }
+    if service.uses_broker() {
+        let (secret, key) = match &spec.rabbitmq.external {
+            Some(SecretKeyRef { secret_name, key }) => (secret_name.clone(), key.clone()),
+            None => (names.broker_secret(), "url".to_owned()),
+        };
+        env.push(from_secret("AMQP_URL", &secret, &key));
+    }
+    if service.uses_redis() {
+        let (secret, key) = match &spec.redis.external {
+            Some(SecretKeyRef { secret_name, key }) => (secret_name.clone(), key.clone()),
+            None => (names.cache_secret(), "url".to_owned()),
+        };
+        env.push(from_secret("REDIS_URL", &secret, &key));
+    }
+    if matches!(service, AppService::Customer | AppService::Gateway) {
+        let (secret, key) = match &spec.auth.jwt_secret {
+            Some(r) => (r.secret_name.clone(), r.key.clone()),
+            None => (names.auth_secret(), JWT_SECRET_KEY.to_owned()),
+        };
+        env.push(from_secret("JWT_SECRET", &secret, &key));
+    }
+    if service == AppService::Customer && spec.auth.admin.enabled {
+        let (secret, key) = match &spec.auth.admin.password_secret {
+            Some(r) => (r.secret_name.clone(), r.key.clone()),
+            None => (names.auth_secret(), ADMIN_PASSWORD_KEY.to_owned()),
+        };
+        env.push(from_secret("ADMIN_PASSWORD", &secret, &key));
+    }
+    env
+}
+
+/// Every variable name `service` is started with (plain and secret), sorted.
+pub fn variable_names(names: &Names, spec: &SalesSystemSpec, service: AppService) -> Vec<String> {
+    let mut all: Vec<String> = plain_settings(names, spec, service)
+        .into_keys()
+        .chain(secret_env(names, spec, service).into_iter().map(|e| e.name))
+        .collect();
+    all.sort();
+    all
+}
+
+pub fn from_secret(variable: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: variable.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Secrets the user references: each must exist with its key before pods can start.
+pub fn referenced_secrets(spec: &SalesSystemSpec) -> Vec<(String, String)> {
+    let mut refs = Vec::new();
+    for service in AppService::with_database() {
+        if let Some(DatabaseChoice::External(r)) = spec.postgres.choice(service) {
+            refs.push((r.secret_name, r.key));
+        }
+    }
+    if let Some(r) = &spec.rabbitmq.external {
+        refs.push((r.secret_name.clone(), r.key.clone()));
+    }
+    if let Some(r) = &spec.redis.external {
+        refs.push((r.secret_name.clone(), r.key.clone()));
+    }
+    if let Some(r) = &spec.auth.jwt_secret {
+        refs.push((r.secret_name.clone(), r.key.clone()));
+    }
+    if spec.auth.admin.enabled
+        && let Some(r) = &spec.auth.admin.password_secret
+    {
+        refs.push((r.secret_name.clone(), r.key.clone()));
+    }
+    refs.sort();
+    refs.dedup();
+    refs
+}
+
+/// Which component's pods a service's variables make it talk to (for NetworkPolicies).
+pub fn managed_dependencies(spec: &SalesSystemSpec, service: AppService) -> Vec<Component> {
+    let mut deps = Vec::new();
+    if let Some(DatabaseChoice::Managed(_)) = spec.postgres.choice(service) {
+        deps.push(Component::Database(service));
+    }
+    if service.uses_broker() && spec.rabbitmq.managed().is_some() {
+        deps.push(Component::Broker);
+    }
+    if service.uses_redis() && spec.redis.managed().is_some() {
+        deps.push(Component::Cache);
+    }
+    deps
+}

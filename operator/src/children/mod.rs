@@ -1,0 +1,239 @@
+//! Everything a SalesSystem becomes, built by pure functions from its spec: the
+//! operator applies these (`reconcile`) and `sales-operator render` prints them.
+//!
+//! [`desired`] returns the children in the order they are applied: configuration,
+//! Services, the stateful infrastructure, the services' Deployments, then budgets,
+//! policies, the Ingress and the ServiceMonitor. Generated credentials are separate
+//! ([`secrets::generated`]): they are created once, never applied.
+
+pub mod env;
+pub mod infrastructure;
+pub mod names;
+pub mod network;
+pub mod secrets;
+pub mod services;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec as K8sIngressSpec, IngressTLS, ServiceBackendPort,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+
+use crate::catalogue::{AppService, HTTP_PORT};
+use crate::crd::{DatabaseChoice, SalesSystem, SalesSystemSpec};
+use names::{Component, LABEL_INSTANCE, LABEL_METRICS, Names};
+
+/// One object to server-side apply.
+#[derive(Clone, Debug)]
+pub struct Child {
+    pub resource: ApiResource,
+    pub object: DynamicObject,
+}
+
+impl Child {
+    /// A typed object as a child (`apiVersion` and `kind` included).
+    pub fn typed<K>(object: &K) -> Result<Child, serde_json::Error>
+    where
+        K: Resource<DynamicType = ()> + Serialize,
+    {
+        let resource = ApiResource::erase::<K>(&());
+        let mut value = serde_json::to_value(object)?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("apiVersion".into(), K::api_version(&()).into());
+            map.insert("kind".into(), K::kind(&()).into());
+        }
+        Ok(Child {
+            resource,
+            object: serde_json::from_value(value)?,
+        })
+    }
+
+    pub fn name(&self) -> String {
+        self.object.name_any()
+    }
+
+    pub fn kind(&self) -> &str {
+        &self.resource.kind
+    }
+}
+
+/// The ServiceMonitor kind (Prometheus Operator), handled as a dynamic object.
+pub fn service_monitor_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"),
+        "servicemonitors",
+    )
+}
+
+/// Names for `system`'s children (namespace `default` when the object has none).
+pub fn names_of(system: &SalesSystem) -> Names {
+    Names::new(
+        &system.name_any(),
+        system.metadata.namespace.as_deref().unwrap_or("default"),
+    )
+}
+
+/// The controller owner reference, when the object has a uid (always, once stored).
+pub fn owner_of(system: &SalesSystem) -> Option<OwnerReference> {
+    system.controller_owner_ref(&())
+}
+
+/// Every child of `system`, in apply order.
+pub fn desired(system: &SalesSystem) -> Result<Vec<Child>, serde_json::Error> {
+    let names = names_of(system);
+    let owner = owner_of(system);
+    build(&names, &system.spec, &owner)
+}
+
+fn build(
+    names: &Names,
+    spec: &SalesSystemSpec,
+    owner: &Option<OwnerReference>,
+) -> Result<Vec<Child>, serde_json::Error> {
+    let mut out = Vec::new();
+    for service in AppService::ALL {
+        out.push(Child::typed(&services::config_map(
+            names, spec, service, owner,
+        ))?);
+    }
+    // Infrastructure first, so the services find it as early as possible.
+    for service in AppService::with_database() {
+        if let (Some(DatabaseChoice::Managed(settings)), Some(database)) =
+            (spec.postgres.choice(service), service.database())
+        {
+            let (sts, svc) = infrastructure::postgres(names, service, database, &settings, owner);
+            out.push(Child::typed(&svc)?);
+            out.push(Child::typed(&sts)?);
+        }
+    }
+    if let Some(settings) = spec.rabbitmq.managed() {
+        let (sts, svc) = infrastructure::rabbitmq(names, &settings, owner);
+        out.push(Child::typed(&svc)?);
+        out.push(Child::typed(&sts)?);
+    }
+    if let Some(settings) = spec.redis.managed() {
+        let (deploy, svc) = infrastructure::redis(names, &settings, owner);
+        out.push(Child::typed(&svc)?);
+        out.push(Child::typed(&deploy)?);
+    }
+    for service in AppService::ALL {
+        out.push(Child::typed(&services::service(
+            names, spec, service, owner,
+        ))?);
+        out.push(Child::typed(&services::deployment(
+            names, spec, service, owner,
+        ))?);
+    }
+    for service in AppService::ALL {
+        out.push(Child::typed(&services::disruption_budget(
+            names, service, owner,
+        ))?);
+    }
+    for policy in network::policies(names, spec, owner) {
+        out.push(Child::typed(&policy)?);
+    }
+    if let Some(ingress) = ingress(names, spec, owner) {
+        out.push(Child::typed(&ingress)?);
+    }
+    if spec.observability.service_monitor.enabled {
+        out.push(service_monitor(names, spec, owner)?);
+    }
+    Ok(out)
+}
+
+/// The Ingress in front of the gateway, when asked for.
+fn ingress(
+    names: &Names,
+    spec: &SalesSystemSpec,
+    owner: &Option<OwnerReference>,
+) -> Option<Ingress> {
+    let settings = spec.gateway.ingress.as_ref()?;
+    let component = Component::Service(AppService::Gateway);
+    let mut metadata = services::meta(names, names.ingress(), names.labels(component), owner);
+    if !settings.annotations.is_empty() {
+        metadata.annotations = Some(settings.annotations.clone());
+    }
+    Some(Ingress {
+        metadata,
+        spec: Some(K8sIngressSpec {
+            ingress_class_name: settings.class_name.clone(),
+            tls: settings.tls_secret_name.as_ref().map(|secret| {
+                vec![IngressTLS {
+                    hosts: Some(vec![settings.host.clone()]),
+                    secret_name: Some(secret.clone()),
+                }]
+            }),
+            rules: Some(vec![IngressRule {
+                host: Some(settings.host.clone()),
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![HTTPIngressPath {
+                        path: Some("/".into()),
+                        path_type: "Prefix".into(),
+                        backend: IngressBackend {
+                            service: Some(IngressServiceBackend {
+                                name: names.of(component),
+                                port: Some(ServiceBackendPort {
+                                    name: Some("http".into()),
+                                    ..Default::default()
+                                }),
+                            }),
+                            ..Default::default()
+                        },
+                    }],
+                }),
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// A ServiceMonitor scraping every service's admin port.
+fn service_monitor(
+    names: &Names,
+    spec: &SalesSystemSpec,
+    owner: &Option<OwnerReference>,
+) -> Result<Child, serde_json::Error> {
+    let resource = service_monitor_resource();
+    let settings = &spec.observability.service_monitor;
+    let mut labels = names.system_labels();
+    labels.extend(settings.labels.clone());
+    let object = serde_json::json!({
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "metadata": services::meta(names, names.service_monitor(), labels, owner),
+        "spec": {
+            "selector": {"matchLabels": BTreeMap::from([
+                (LABEL_INSTANCE, names.instance.as_str()),
+                (LABEL_METRICS, "true"),
+            ])},
+            "endpoints": [{
+                "port": "admin",
+                "path": "/metrics",
+                "interval": settings.interval,
+            }],
+        },
+    });
+    Ok(Child {
+        resource,
+        object: serde_json::from_value(object)?,
+    })
+}
+
+/// Where the gateway answers, as the status shows it.
+pub fn gateway_url(names: &Names, spec: &SalesSystemSpec) -> String {
+    match &spec.gateway.ingress {
+        Some(i) if i.tls_secret_name.is_some() => format!("https://{}", i.host),
+        Some(i) => format!("http://{}", i.host),
+        None => format!(
+            "http://{}.{}.svc:{HTTP_PORT}",
+            names.of(Component::Service(AppService::Gateway)),
+            names.namespace
+        ),
+    }
+}

@@ -1,0 +1,143 @@
+//! Names and labels of everything the operator creates for one SalesSystem.
+//!
+//! Every child is named `<system>-<component>` and carries the `app.kubernetes.io/*`
+//! labels plus `sales-system.io/component`, which pods are selected by.
+
+use std::collections::BTreeMap;
+
+use crate::catalogue::AppService;
+
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+pub const LABEL_COMPONENT: &str = "sales-system.io/component";
+pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// On the Services whose admin port the ServiceMonitor scrapes.
+pub const LABEL_METRICS: &str = "sales-system.io/metrics";
+/// Pod template annotation: a hash of the service's ConfigMap, so a change rolls pods.
+pub const ANNOTATION_CONFIG_HASH: &str = "sales-system.io/config-hash";
+/// The field manager of every server-side apply, and the `managed-by` label.
+pub const MANAGER: &str = "sales-operator";
+
+/// A part of the system that gets its own pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Component {
+    Service(AppService),
+    Database(AppService),
+    Broker,
+    Cache,
+}
+
+impl Component {
+    /// The `sales-system.io/component` label value and the name suffix.
+    pub fn key(self) -> String {
+        match self {
+            Component::Service(s) => s.name().to_owned(),
+            Component::Database(s) => format!("{}-db", s.name()),
+            Component::Broker => "rabbitmq".into(),
+            Component::Cache => "redis".into(),
+        }
+    }
+
+    /// `app.kubernetes.io/name`: what software runs.
+    fn software(self) -> String {
+        match self {
+            Component::Service(s) => s.image_name(),
+            Component::Database(_) => "postgres".into(),
+            Component::Broker => "rabbitmq".into(),
+            Component::Cache => "redis".into(),
+        }
+    }
+}
+
+/// Names of one system's children.
+#[derive(Clone, Debug)]
+pub struct Names {
+    pub instance: String,
+    pub namespace: String,
+}
+
+impl Names {
+    pub fn new(instance: &str, namespace: &str) -> Self {
+        Names {
+            instance: instance.to_owned(),
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    /// Deployment/StatefulSet, Service, ConfigMap, PDB and NetworkPolicy of a component.
+    pub fn of(&self, component: Component) -> String {
+        format!("{}-{}", self.instance, component.key())
+    }
+
+    /// The generated Secret of a managed database (`username`, `password`, `url`).
+    pub fn database_secret(&self, service: AppService) -> String {
+        self.of(Component::Database(service))
+    }
+
+    /// The generated Secret of the managed broker.
+    pub fn broker_secret(&self) -> String {
+        self.of(Component::Broker)
+    }
+
+    /// The generated Secret of the managed Redis.
+    pub fn cache_secret(&self) -> String {
+        self.of(Component::Cache)
+    }
+
+    /// The generated Secret with `jwt-secret` and `admin-password`.
+    pub fn auth_secret(&self) -> String {
+        format!("{}-auth", self.instance)
+    }
+
+    pub fn ingress(&self) -> String {
+        self.of(Component::Service(AppService::Gateway))
+    }
+
+    pub fn service_monitor(&self) -> String {
+        self.instance.clone()
+    }
+
+    /// A service's base URL inside the namespace.
+    pub fn service_url(&self, service: AppService) -> String {
+        format!(
+            "http://{}:{}",
+            self.of(Component::Service(service)),
+            crate::catalogue::HTTP_PORT
+        )
+    }
+
+    /// Pods of `component` are selected by these.
+    pub fn selector(&self, component: Component) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_INSTANCE.to_owned(), self.instance.clone()),
+            (LABEL_COMPONENT.to_owned(), component.key()),
+        ])
+    }
+
+    /// Every label of a child of `component`.
+    pub fn labels(&self, component: Component) -> BTreeMap<String, String> {
+        let mut labels = self.selector(component);
+        labels.insert(LABEL_NAME.into(), component.software());
+        labels.insert(LABEL_PART_OF.into(), "sales-system".into());
+        labels.insert(LABEL_MANAGED_BY.into(), MANAGER.into());
+        labels
+    }
+
+    /// Labels of children that belong to the system as a whole.
+    pub fn system_labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_INSTANCE.to_owned(), self.instance.clone()),
+            (LABEL_PART_OF.to_owned(), "sales-system".into()),
+            (LABEL_MANAGED_BY.to_owned(), MANAGER.into()),
+        ])
+    }
+
+    /// Selects every child of this system.
+    pub fn list_selector(&self) -> String {
+        format!(
+            "{LABEL_INSTANCE}={},{LABEL_MANAGED_BY}={MANAGER}",
+            self.instance
+        )
+    }
+}

@@ -1,0 +1,284 @@
+//! One service of the system: its ConfigMap (plain settings), Deployment, Service and
+//! PodDisruptionBudget.
+//!
+//! Rolling updates add a new pod before removing an old one (`maxUnavailable: 0`), and a
+//! new pod is ready only once it has migrated its database (each service migrates at
+//! start-up under a PostgreSQL advisory lock and answers `/ready` with 503 until done):
+//! a new version takes traffic only after its migrations ran.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource,
+    HTTPGetAction, LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::env;
+use super::names::{ANNOTATION_CONFIG_HASH, Component, LABEL_METRICS, Names};
+use crate::catalogue::{ADMIN_PORT, AppService, HTTP_PORT, TERMINATION_GRACE_SECONDS};
+use crate::crd::{GatewayServiceType, SalesSystemSpec};
+
+/// The user id of the service images (distroless `nonroot`, see the Dockerfile).
+pub const SERVICE_UID: i64 = 65532;
+
+pub fn meta(
+    names: &Names,
+    name: String,
+    labels: BTreeMap<String, String>,
+    owner: &Option<OwnerReference>,
+) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(names.namespace.clone()),
+        labels: Some(labels),
+        owner_references: owner.clone().map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+/// Requests and limits, or the defaults given.
+pub fn resources_or(
+    given: &Option<ResourceRequirements>,
+    cpu: &str,
+    memory: &str,
+    memory_limit: &str,
+) -> ResourceRequirements {
+    given.clone().unwrap_or_else(|| ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), Quantity(cpu.into())),
+            ("memory".to_owned(), Quantity(memory.into())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_owned(),
+            Quantity(memory_limit.into()),
+        )])),
+        ..Default::default()
+    })
+}
+
+/// Non-root, seccomp `RuntimeDefault`, files owned by `uid`'s group.
+pub fn pod_security(uid: i64) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(uid),
+        run_as_group: Some(uid),
+        fs_group: Some(uid),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Read-only root filesystem, no privilege escalation, every capability dropped.
+pub fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        privileged: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn port(name: &str, number: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: number,
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+pub fn service_port(name: &str, number: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.into()),
+        port: number,
+        target_port: Some(IntOrString::String(name.into())),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    }
+}
+
+/// FNV-1a, stable across builds: the config hash that rolls pods on a change.
+pub fn stable_hash(data: &BTreeMap<String, String>) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in data {
+        for byte in k.bytes().chain([0]).chain(v.bytes()).chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+pub fn config_map(
+    names: &Names,
+    spec: &SalesSystemSpec,
+    service: AppService,
+    owner: &Option<OwnerReference>,
+) -> ConfigMap {
+    let component = Component::Service(service);
+    ConfigMap {
+        metadata: meta(names, names.of(component), names.labels(component), owner),
+        data: Some(env::plain_settings(names, spec, service)),
+        ..Default::default()
+    }
+}
+
+pub fn deployment(
+    names: &Names,
+    spec: &SalesSystemSpec,
+    service: AppService,
+    owner: &Option<OwnerReference>,
+) -> Deployment {
+    let component = Component::Service(service);
+    let name = names.of(component);
+    let settings = spec.services.get(service);
+    let config_hash = stable_hash(&env::plain_settings(names, spec, service));
+    let pull_secrets: Vec<LocalObjectReference> = spec
+        .image
+        .pull_secrets
+        .iter()
+        .map(|s| LocalObjectReference { name: s.clone() })
+        .collect();
+    let container = Container {
+        name: service.name().into(),
+        image: Some(spec.image.of(service)),
+        image_pull_policy: Some(spec.image.pull_policy.as_str().into()),
+        ports: Some(vec![port("http", HTTP_PORT), port("admin", ADMIN_PORT)]),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: name.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }]),
+        env: Some(env::secret_env(names, spec, service)),
+        resources: Some(resources_or(&settings.resources, "50m", "64Mi", "256Mi")),
+        liveness_probe: Some(http_probe("/health", 10, 3)),
+        readiness_probe: Some(http_probe("/ready", 5, 2)),
+        security_context: Some(container_security()),
+        ..Default::default()
+    };
+    Deployment {
+        metadata: meta(names, name.clone(), names.labels(component), owner),
+        spec: Some(DeploymentSpec {
+            replicas: Some(settings.replicas),
+            revision_history_limit: Some(5),
+            selector: LabelSelector {
+                match_labels: Some(names.selector(component)),
+                ..Default::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::Int(1)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(names.labels(component)),
+                    annotations: Some(BTreeMap::from([(
+                        ANNOTATION_CONFIG_HASH.to_owned(),
+                        config_hash,
+                    )])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+                    security_context: Some(pod_security(SERVICE_UID)),
+                    image_pull_secrets: (!pull_secrets.is_empty()).then_some(pull_secrets),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn service(
+    names: &Names,
+    spec: &SalesSystemSpec,
+    service: AppService,
+    owner: &Option<OwnerReference>,
+) -> Service {
+    let component = Component::Service(service);
+    let mut labels = names.labels(component);
+    labels.insert(LABEL_METRICS.into(), "true".into());
+    let mut http = service_port("http", HTTP_PORT);
+    let mut type_ = GatewayServiceType::ClusterIP;
+    if service == AppService::Gateway {
+        type_ = spec.gateway.service_type;
+        if type_ == GatewayServiceType::NodePort {
+            http.node_port = spec.gateway.node_port;
+        }
+    }
+    Service {
+        metadata: meta(names, names.of(component), labels, owner),
+        spec: Some(ServiceSpec {
+            type_: Some(type_.as_str().into()),
+            selector: Some(names.selector(component)),
+            ports: Some(vec![http, service_port("admin", ADMIN_PORT)]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// At most one pod of a service is evicted at a time (node drains, upgrades).
+pub fn disruption_budget(
+    names: &Names,
+    service: AppService,
+    owner: &Option<OwnerReference>,
+) -> PodDisruptionBudget {
+    let component = Component::Service(service);
+    PodDisruptionBudget {
+        metadata: meta(names, names.of(component), names.labels(component), owner),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(names.selector(component)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

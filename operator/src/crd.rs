@@ -1,0 +1,876 @@
+//! The `SalesSystem` resource (`sales-system.io/v1alpha1`): everything a user says
+//! about one running system. The CRD (`operator/crd/salessystem.yaml`, printed by
+//! `sales-operator crdgen`) is generated from these types: their doc comments are the
+//! field descriptions, `#[schemars(...)]` the ranges and patterns, `#[x_kube(validation
+//! = ...)]` the CEL rules that span fields, and `#[serde(default ...)]` the defaults.
+//!
+//! Every default is also applied when a field is missing on read, so the operator
+//! behaves the same whether or not the API server filled the defaults in.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::catalogue::AppService;
+
+/// The API group of the resource.
+pub const GROUP: &str = "sales-system.io";
+/// Set to `"true"` on a SalesSystem to stop the operator from changing anything.
+pub const PAUSED_ANNOTATION: &str = "sales-system.io/paused";
+/// The finalizer that runs the deletion policy.
+pub const FINALIZER: &str = "sales-system.io/cleanup";
+
+/// A duration as the services read it: `30s`, `5m`, `1h30m`.
+const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h|d))+$";
+/// A DNS name (RFC 1123 subdomain).
+const HOSTNAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A Secret's name.
+const SECRET_NAME_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A key in a Secret.
+const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
+
+/// One sales system: its services, their broker, databases and cache, how the gateway
+/// is reached, and how it is observed. The operator creates and keeps everything else.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sales-system.io",
+    version = "v1alpha1",
+    kind = "SalesSystem",
+    plural = "salessystems",
+    singular = "salessystem",
+    shortname = "sales",
+    category = "sales-system",
+    namespaced,
+    status = "SalesSystemStatus",
+    derive = "Default",
+    doc = "A whole sales system: services, RabbitMQ, one PostgreSQL per service, Redis, exposure, observability.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Services",
+        type_ = "string",
+        description = "services with every replica ready, of all",
+        json_path = ".status.readyServices"
+    ),
+    printcolumn(name = "Gateway", type_ = "string", json_path = ".status.gatewayUrl"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 30").message("a SalesSystem's name is at most 30 characters (children append up to 22)"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("a SalesSystem's name must be a DNS label that starts with a letter (it names Services)"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SalesSystemSpec {
+    /// Where the service images come from.
+    #[serde(default)]
+    pub image: ImageSpec,
+    /// Replicas and resources of each service.
+    #[serde(default)]
+    pub services: ServicesSpec,
+    /// The RabbitMQ broker: run by the operator (`managed`, the default) or `external`.
+    #[serde(default)]
+    pub rabbitmq: BrokerSpec,
+    /// PostgreSQL: one database per service (the gateway has none).
+    #[serde(default)]
+    pub postgres: DatabasesSpec,
+    /// Redis: the caches of product and order, and the gateway's rate-limit counters.
+    #[serde(default)]
+    pub redis: RedisSpec,
+    /// How the API gateway, the system's one public entry, is reached.
+    #[serde(default)]
+    pub gateway: GatewaySpec,
+    /// Open the seed documents' own unauthenticated routes (`/products`, `/orders`...)
+    /// to callers without a token (`SEED_COMPAT_OPEN`). Off in production.
+    #[serde(default)]
+    pub seed_compat_open: bool,
+    /// The key that signs customers' tokens, and the admin account.
+    #[serde(default)]
+    pub auth: AuthSpec,
+    /// An order not paid within this time is cancelled and its stock restored
+    /// (`UNPAID_ORDER_TIMEOUT`).
+    #[serde(default = "default_unpaid_order_timeout")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub unpaid_order_timeout: String,
+    /// Traces, metrics and logs.
+    #[serde(default)]
+    pub observability: ObservabilitySpec,
+    /// Scaling of the queue consumers on queue depth. Only the settings for now: the
+    /// scaling loop comes later, until then `services.<name>.replicas` stands.
+    #[serde(default)]
+    pub autoscaling: AutoscalingSpec,
+    /// NetworkPolicies that let each database be reached only by its service, the
+    /// broker only by the services that use it, each service only by its callers, and
+    /// only the gateway from outside.
+    #[serde(default)]
+    pub network_policies: NetworkPoliciesSpec,
+    /// What happens to the volumes of the managed databases and broker when this
+    /// SalesSystem is deleted: `Retain` (the default) keeps them and their credentials,
+    /// `Delete` removes them.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+fn default_unpaid_order_timeout() -> String {
+    "30m".into()
+}
+
+impl Default for SalesSystemSpec {
+    /// The spec of `spec: {}`: every default.
+    fn default() -> Self {
+        SalesSystemSpec {
+            image: ImageSpec::default(),
+            services: ServicesSpec::default(),
+            rabbitmq: BrokerSpec::default(),
+            postgres: DatabasesSpec::default(),
+            redis: RedisSpec::default(),
+            gateway: GatewaySpec::default(),
+            seed_compat_open: false,
+            auth: AuthSpec::default(),
+            unpaid_order_timeout: default_unpaid_order_timeout(),
+            observability: ObservabilitySpec::default(),
+            autoscaling: AutoscalingSpec::default(),
+            network_policies: NetworkPoliciesSpec::default(),
+            deletion_policy: DeletionPolicy::default(),
+        }
+    }
+}
+
+/// Images: the image of service `order` is `{repository}/order-service:{tag}`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ImageSpec {
+    /// Registry and path prefix, e.g. `ghcr.io/sales-system`.
+    #[schemars(
+        length(min = 1),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9._:/]*[a-z0-9])?$")
+    )]
+    pub repository: String,
+    /// Tag shared by every service image.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"))]
+    pub tag: String,
+    /// When the kubelet pulls the image.
+    pub pull_policy: PullPolicy,
+    /// Secrets (in this namespace) with the credentials of a private registry.
+    pub pull_secrets: Vec<String>,
+}
+
+impl Default for ImageSpec {
+    fn default() -> Self {
+        ImageSpec {
+            repository: "ghcr.io/sales-system".into(),
+            tag: env!("CARGO_PKG_VERSION").into(),
+            pull_policy: PullPolicy::IfNotPresent,
+            pull_secrets: Vec::new(),
+        }
+    }
+}
+
+impl ImageSpec {
+    /// The image of one service.
+    pub fn of(&self, service: AppService) -> String {
+        format!(
+            "{}/{}:{}",
+            self.repository.trim_end_matches('/'),
+            service.image_name(),
+            self.tag
+        )
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// Each service's replicas and resources.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServicesSpec {
+    pub product: ServiceSpec,
+    pub order: ServiceSpec,
+    pub customer: ServiceSpec,
+    pub payment: ServiceSpec,
+    pub inventory: ServiceSpec,
+    pub shipping: ServiceSpec,
+    pub notification: ServiceSpec,
+    pub gateway: ServiceSpec,
+}
+
+impl ServicesSpec {
+    pub fn get(&self, service: AppService) -> &ServiceSpec {
+        match service {
+            AppService::Product => &self.product,
+            AppService::Order => &self.order,
+            AppService::Customer => &self.customer,
+            AppService::Payment => &self.payment,
+            AppService::Inventory => &self.inventory,
+            AppService::Shipping => &self.shipping,
+            AppService::Notification => &self.notification,
+            AppService::Gateway => &self.gateway,
+        }
+    }
+}
+
+/// One service's Deployment.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServiceSpec {
+    /// Pods of the service. 0 stops it.
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+    /// CPU and memory. Unset: requests 50m CPU and 64Mi, limit 256Mi of memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        ServiceSpec {
+            replicas: 1,
+            resources: None,
+        }
+    }
+}
+
+/// A key of a Secret in the SalesSystem's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_NAME_PATTERN))]
+    pub secret_name: String,
+    /// The key in the Secret.
+    #[serde(default = "default_url_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY_PATTERN))]
+    pub key: String,
+}
+
+fn default_url_key() -> String {
+    "url".into()
+}
+
+/// A key of a Secret in the SalesSystem's namespace, the key named.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretValueRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_NAME_PATTERN))]
+    pub secret_name: String,
+    /// The key in the Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY_PATTERN))]
+    pub key: String,
+}
+
+/// A volume of a managed StatefulSet.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct StorageSpec {
+    /// Size of the PersistentVolumeClaim, e.g. `1Gi`.
+    pub size: Quantity,
+    /// StorageClass of the claim; unset uses the cluster's default class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        StorageSpec {
+            size: Quantity("1Gi".into()),
+            storage_class_name: None,
+        }
+    }
+}
+
+/// RabbitMQ: managed by the operator, or external. Neither given means managed with
+/// the defaults.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.managed) && has(self.external))").message("rabbitmq: give either managed or external, not both")
+)]
+pub struct BrokerSpec {
+    /// A single-node RabbitMQ StatefulSet with a volume, credentials generated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedBroker>,
+    /// A broker run elsewhere: its `amqp://` URL (with credentials and vhost) in a Secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<SecretKeyRef>,
+    /// Prefix of the exchange and every queue name (`AMQP_PREFIX`), so systems can
+    /// share a broker.
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]*$"), length(max = 64))]
+    pub prefix: String,
+}
+
+impl BrokerSpec {
+    /// The managed broker's settings, or `None` when the broker is external.
+    pub fn managed(&self) -> Option<ManagedBroker> {
+        match (&self.managed, &self.external) {
+            (_, Some(_)) => None,
+            (Some(m), None) => Some(m.clone()),
+            (None, None) => Some(ManagedBroker::default()),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ManagedBroker {
+    /// The RabbitMQ image (4.x; the `-management` variants are fine).
+    #[schemars(length(min = 1))]
+    pub image: String,
+    pub storage: StorageSpec,
+    /// Unset: requests 100m CPU and 256Mi, limit 1Gi of memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl Default for ManagedBroker {
+    fn default() -> Self {
+        ManagedBroker {
+            image: "rabbitmq:4.1-management".into(),
+            storage: StorageSpec::default(),
+            resources: None,
+        }
+    }
+}
+
+/// PostgreSQL for every service that has a database. The top-level `managed` or
+/// `external` applies to every service unless `services.<name>` says otherwise;
+/// neither given means managed with the defaults.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.managed) && has(self.external))").message("postgres: give either managed or external, not both")
+)]
+pub struct DatabasesSpec {
+    /// One PostgreSQL StatefulSet per service, each with its own volume and generated
+    /// credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedDatabase>,
+    /// Databases run elsewhere: one Secret holding every service's `postgres://` URL,
+    /// under the service's name as key (`product`, `order`, `customer`, `payment`,
+    /// `inventory`, `shipping`, `notification`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalDatabases>,
+    /// Per-service choices that override the top level.
+    #[serde(default)]
+    pub services: DatabaseOverrides,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalDatabases {
+    /// The Secret with one key per service.
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_NAME_PATTERN))]
+    pub secret_name: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ManagedDatabase {
+    /// The PostgreSQL image (official image layout, 14 or later).
+    #[schemars(length(min = 1))]
+    pub image: String,
+    pub storage: StorageSpec,
+    /// Unset: requests 100m CPU and 128Mi, limit 512Mi of memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl Default for ManagedDatabase {
+    fn default() -> Self {
+        ManagedDatabase {
+            image: "postgres:17".into(),
+            storage: StorageSpec::default(),
+            resources: None,
+        }
+    }
+}
+
+/// One service's database, overriding the top-level choice.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.managed) != has(self.external)").message("a service's database override gives exactly one of managed or external")
+)]
+pub struct DatabaseOverride {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedDatabase>,
+    /// The service's `postgres://` URL in a Secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<SecretKeyRef>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product: Option<DatabaseOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<DatabaseOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer: Option<DatabaseOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment: Option<DatabaseOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<DatabaseOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shipping: Option<DatabaseOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notification: Option<DatabaseOverride>,
+}
+
+/// Where one service's database is, after overrides.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DatabaseChoice {
+    Managed(ManagedDatabase),
+    External(SecretKeyRef),
+}
+
+impl DatabasesSpec {
+    /// The database of `service`, or `None` for the gateway.
+    pub fn choice(&self, service: AppService) -> Option<DatabaseChoice> {
+        service.database()?;
+        let o = &self.services;
+        let over = match service {
+            AppService::Product => &o.product,
+            AppService::Order => &o.order,
+            AppService::Customer => &o.customer,
+            AppService::Payment => &o.payment,
+            AppService::Inventory => &o.inventory,
+            AppService::Shipping => &o.shipping,
+            AppService::Notification => &o.notification,
+            AppService::Gateway => return None,
+        };
+        if let Some(over) = over {
+            if let Some(external) = &over.external {
+                return Some(DatabaseChoice::External(external.clone()));
+            }
+            if let Some(managed) = &over.managed {
+                return Some(DatabaseChoice::Managed(managed.clone()));
+            }
+        }
+        Some(match (&self.external, &self.managed) {
+            (Some(external), _) => DatabaseChoice::External(SecretKeyRef {
+                secret_name: external.secret_name.clone(),
+                key: service.name().into(),
+            }),
+            (None, managed) => DatabaseChoice::Managed(managed.clone().unwrap_or_default()),
+        })
+    }
+}
+
+/// Redis: managed by the operator (a single pod without persistence: it only holds
+/// caches and rate-limit counters), or external.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.managed) && has(self.external))").message("redis: give either managed or external, not both")
+)]
+pub struct RedisSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedRedis>,
+    /// Redis run elsewhere: its `redis://` URL in a Secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<SecretKeyRef>,
+}
+
+impl RedisSpec {
+    pub fn managed(&self) -> Option<ManagedRedis> {
+        match (&self.managed, &self.external) {
+            (_, Some(_)) => None,
+            (Some(m), None) => Some(m.clone()),
+            (None, None) => Some(ManagedRedis::default()),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ManagedRedis {
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Unset: requests 50m CPU and 64Mi, limit 256Mi of memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl Default for ManagedRedis {
+    fn default() -> Self {
+        ManagedRedis {
+            image: "redis:7.4".into(),
+            resources: None,
+        }
+    }
+}
+
+/// The gateway's Service and optional Ingress.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.nodePort) || self.serviceType == 'NodePort'").message("gateway.nodePort needs serviceType NodePort")
+)]
+pub struct GatewaySpec {
+    /// Type of the gateway's Service.
+    #[serde(default)]
+    pub service_type: GatewayServiceType,
+    /// A fixed node port (with `serviceType: NodePort`); unset lets Kubernetes choose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 30000, max = 32767))]
+    pub node_port: Option<i32>,
+    /// An Ingress in front of the gateway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum GatewayServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+impl GatewayServiceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayServiceType::ClusterIP => "ClusterIP",
+            GatewayServiceType::NodePort => "NodePort",
+            GatewayServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressSpec {
+    /// The host name the gateway answers on.
+    #[schemars(length(min = 1, max = 253), regex(pattern = HOSTNAME_PATTERN))]
+    pub host: String,
+    /// IngressClass; unset uses the cluster's default class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    /// A TLS Secret (`tls.crt`, `tls.key`) for the host; unset serves plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SECRET_NAME_PATTERN))]
+    pub tls_secret_name: Option<String>,
+    /// Annotations for the ingress controller.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Token signing and the admin account. Whatever is not taken from a Secret of yours is
+/// generated once into the Secret `<name>-auth` and never changed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuthSpec {
+    /// The HS256 key (at least 32 bytes) shared by the customer service and the gateway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<SecretValueRef>,
+    /// The admin account the customer service makes at start-up.
+    pub admin: AdminSpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AdminSpec {
+    /// Make the admin account. Off: there is no admin.
+    pub enabled: bool,
+    /// The admin's email (`ADMIN_EMAIL`).
+    #[schemars(
+        length(min = 3, max = 254),
+        regex(pattern = r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    )]
+    pub email: String,
+    /// The admin's password (at least 8 characters); unset: generated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_secret: Option<SecretValueRef>,
+}
+
+impl Default for AdminSpec {
+    fn default() -> Self {
+        AdminSpec {
+            enabled: true,
+            email: "admin@example.com".into(),
+            password_secret: None,
+        }
+    }
+}
+
+/// Traces, metrics and logs of the services.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ObservabilitySpec {
+    /// OTLP/HTTP collector the services send traces to, e.g.
+    /// `http://otel-collector.monitoring:4318`; unset: traces are not exported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    pub otlp_endpoint: Option<String>,
+    /// A Prometheus Operator ServiceMonitor for every service's `/metrics`.
+    pub service_monitor: ServiceMonitorSpec,
+    /// Log format of the services.
+    pub log_format: LogFormat,
+    /// Log filter (`RUST_LOG`), e.g. `info,sqlx=warn`.
+    #[schemars(length(min = 1), regex(pattern = r"^[A-Za-z0-9_:=,.\[\]{}-]+$"))]
+    pub log_level: String,
+}
+
+impl Default for ObservabilitySpec {
+    fn default() -> Self {
+        ObservabilitySpec {
+            otlp_endpoint: None,
+            service_monitor: ServiceMonitorSpec::default(),
+            log_format: LogFormat::Json,
+            log_level: "info".into(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServiceMonitorSpec {
+    /// Create the ServiceMonitor (needs the Prometheus Operator's CRDs).
+    pub enabled: bool,
+    /// Scrape interval.
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub interval: String,
+    /// Labels your Prometheus selects ServiceMonitors by, e.g. `release: prometheus`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for ServiceMonitorSpec {
+    fn default() -> Self {
+        ServiceMonitorSpec {
+            enabled: false,
+            interval: "30s".into(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Json => "json",
+            LogFormat::Text => "text",
+        }
+    }
+}
+
+/// Autoscaling of each queue consumer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AutoscalingSpec {
+    pub order: ConsumerAutoscaling,
+    pub inventory: ConsumerAutoscaling,
+    pub shipping: ConsumerAutoscaling,
+    pub notification: ConsumerAutoscaling,
+}
+
+/// desired = clamp(ceil(queue depth / targetMessagesPerReplica), minReplicas,
+/// maxReplicas); up at once, down only after `scaleDownStabilization`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.minReplicas <= self.maxReplicas").message("autoscaling: minReplicas must not exceed maxReplicas"),
+    validation = Rule::new("!self.scaleToZero || self.minReplicas == 0").message("autoscaling: scaleToZero needs minReplicas 0"),
+    validation = Rule::new("self.scaleToZero || self.minReplicas >= 1").message("autoscaling: minReplicas 0 needs scaleToZero")
+)]
+pub struct ConsumerAutoscaling {
+    /// Scale this consumer on queue depth (otherwise `services.<name>.replicas` stands).
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "one")]
+    #[schemars(range(min = 0, max = 100))]
+    pub min_replicas: i32,
+    #[serde(default = "five")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_replicas: i32,
+    /// Ready plus unacknowledged messages one replica is expected to keep up with.
+    #[serde(default = "hundred")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub target_messages_per_replica: i32,
+    /// How long the depth must stay low before replicas are removed.
+    #[serde(default = "five_minutes")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub scale_down_stabilization: String,
+    /// Allow 0 replicas while the queues are empty (needs `minReplicas: 0`).
+    #[serde(default)]
+    pub scale_to_zero: bool,
+}
+
+fn one() -> i32 {
+    1
+}
+fn five() -> i32 {
+    5
+}
+fn hundred() -> i32 {
+    100
+}
+fn five_minutes() -> String {
+    "5m".into()
+}
+
+impl Default for ConsumerAutoscaling {
+    fn default() -> Self {
+        ConsumerAutoscaling {
+            enabled: false,
+            min_replicas: one(),
+            max_replicas: five(),
+            target_messages_per_replica: hundred(),
+            scale_down_stabilization: five_minutes(),
+            scale_to_zero: false,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NetworkPoliciesSpec {
+    pub enabled: bool,
+    /// The namespace Prometheus scrapes from: it may reach every admin port
+    /// (`/metrics`). Unset: only pods of this namespace may.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_namespace: Option<String>,
+}
+
+impl Default for NetworkPoliciesSpec {
+    fn default() -> Self {
+        NetworkPoliciesSpec {
+            enabled: true,
+            metrics_namespace: None,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Retain,
+    Delete,
+}
+
+/// What the operator saw at its last reconcile.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SalesSystemStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Progressing`, `Ready`, `Degraded` or `Paused`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Ready, BrokerReady, DatabasesReady, ServicesReady, Degraded.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Replicas of each service.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceReplicas>,
+    /// "ready/all" services, for `kubectl get`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_services: Option<String>,
+    /// Where the gateway answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_url: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceReplicas {
+    pub desired: i32,
+    pub ready: i32,
+    pub updated: i32,
+}
+
+impl SalesSystem {
+    /// `sales-system.io/paused: "true"`.
+    pub fn is_paused(&self) -> bool {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PAUSED_ANNOTATION))
+            .is_some_and(|v| v == "true")
+    }
+}
+
+/// The CRD, with the long descriptions of Kubernetes' own types shortened.
+pub fn crd() -> CustomResourceDefinition {
+    let mut crd = SalesSystem::crd();
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            shorten_descriptions(schema);
+        }
+    }
+    crd
+}
+
+/// Quantities and resource claims carry pages of upstream prose; one line is enough.
+fn shorten_descriptions(schema: &mut JSONSchemaProps) {
+    if let Some(description) = &schema.description {
+        if description.starts_with("Quantity is a fixed-point") {
+            schema.description = Some("A quantity, e.g. `500m`, `1Gi`.".into());
+        } else if description.len() > 400 {
+            let first = description.split("\n\n").next().unwrap_or(description);
+            let sentence = first.split(". ").next().unwrap_or(first);
+            schema.description = Some(format!("{}.", sentence.trim_end_matches('.')));
+        }
+    }
+    for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        shorten_descriptions(child);
+    }
+    if let Some(JSONSchemaPropsOrArray::Schema(items)) = schema.items.as_mut() {
+        shorten_descriptions(items);
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(extra)) = schema.additional_properties.as_mut() {
+        shorten_descriptions(extra);
+    }
+}
+
+/// The CRD as YAML, exactly as committed in `operator/crd/salessystem.yaml`.
+pub fn crd_yaml() -> Result<String, serde_json::Error> {
+    let crd = serde_json::to_value(crd())?;
+    Ok(format!(
+        "# Generated by `sales-operator crdgen` from operator/src/crd.rs; do not edit.\n{}",
+        crate::yaml::to_string(&crd)
+    ))
+}

@@ -1,0 +1,316 @@
+//! The SalesSystem's status, derived (purely) from what was applied and what is
+//! running: the Deployments' and StatefulSets' own status.
+//!
+//! Conditions: `BrokerReady`, `DatabasesReady` (the managed StatefulSets have a ready
+//! pod; external ones count as ready), `ServicesReady` (every Deployment has rolled out
+//! its current generation and has all its replicas ready), `Degraded` (the last
+//! reconcile failed, a referenced Secret is missing, or a rollout is stuck), and
+//! `Ready` (all of the first three, and not degraded).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use crate::catalogue::AppService;
+use crate::children::names::Component;
+use crate::children::{self};
+use crate::crd::{DatabaseChoice, SalesSystem, SalesSystemStatus, ServiceReplicas};
+
+pub const READY: &str = "Ready";
+pub const BROKER_READY: &str = "BrokerReady";
+pub const DATABASES_READY: &str = "DatabasesReady";
+pub const SERVICES_READY: &str = "ServicesReady";
+pub const DEGRADED: &str = "Degraded";
+
+/// How the reconcile that reports went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every child applied.
+    Applied,
+    /// Referenced Secrets (or keys) that do not exist: nothing was applied.
+    MissingSecrets(Vec<String>),
+    /// Some children could not be applied.
+    Failed(String),
+    /// `sales-system.io/paused`: nothing was changed.
+    Paused,
+}
+
+/// The workloads of one system as read from the cluster.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    pub deployments: Vec<Deployment>,
+    pub stateful_sets: Vec<StatefulSet>,
+}
+
+struct Check {
+    ok: bool,
+    reason: &'static str,
+    message: String,
+}
+
+fn stateful_ready(observed: &Observed, name: &str) -> bool {
+    observed
+        .stateful_sets
+        .iter()
+        .find(|s| s.name_any() == name)
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
+        >= 1
+}
+
+fn replicas_of(observed: &Observed, name: &str, desired: i32) -> (ServiceReplicas, bool) {
+    let deployment = observed.deployments.iter().find(|d| d.name_any() == name);
+    let status = deployment
+        .and_then(|d| d.status.clone())
+        .unwrap_or_default();
+    let replicas = ServiceReplicas {
+        desired,
+        ready: status.ready_replicas.unwrap_or(0),
+        updated: status.updated_replicas.unwrap_or(0),
+    };
+    let rolled_out = deployment.is_some_and(|d| {
+        status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+    });
+    let ok = rolled_out
+        && replicas.ready >= desired
+        && replicas.updated >= desired
+        && status.replicas.unwrap_or(0) <= desired;
+    (replicas, ok)
+}
+
+fn stuck_rollouts(observed: &Observed) -> Vec<String> {
+    observed
+        .deployments
+        .iter()
+        .filter(|d| {
+            d.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.type_ == "Progressing"
+                            && c.status == "False"
+                            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+                    })
+                })
+        })
+        .map(|d| d.name_any())
+        .collect()
+}
+
+/// The status to write after a reconcile of `system` that ended in `outcome`.
+pub fn derive(
+    system: &SalesSystem,
+    observed: &Observed,
+    outcome: &Outcome,
+    now: Timestamp,
+) -> SalesSystemStatus {
+    let names = children::names_of(system);
+    let spec = &system.spec;
+    let previous = system.status.clone().unwrap_or_default();
+
+    let broker = match spec.rabbitmq.managed() {
+        None => Check {
+            ok: true,
+            reason: "External",
+            message: "an external broker is used".into(),
+        },
+        Some(_) if stateful_ready(observed, &names.of(Component::Broker)) => Check {
+            ok: true,
+            reason: "Running",
+            message: "RabbitMQ is ready".into(),
+        },
+        Some(_) => Check {
+            ok: false,
+            reason: "Starting",
+            message: "RabbitMQ has no ready pod yet".into(),
+        },
+    };
+
+    let mut waiting_databases = Vec::new();
+    let mut managed_databases = 0;
+    for service in AppService::with_database() {
+        if let Some(DatabaseChoice::Managed(_)) = spec.postgres.choice(service) {
+            managed_databases += 1;
+            if !stateful_ready(observed, &names.of(Component::Database(service))) {
+                waiting_databases.push(service.name());
+            }
+        }
+    }
+    let databases = if waiting_databases.is_empty() {
+        Check {
+            ok: true,
+            reason: if managed_databases == 0 {
+                "External"
+            } else {
+                "Running"
+            },
+            message: format!("{managed_databases} managed databases ready"),
+        }
+    } else {
+        Check {
+            ok: false,
+            reason: "Starting",
+            message: format!(
+                "waiting for the databases of {}",
+                waiting_databases.join(", ")
+            ),
+        }
+    };
+
+    let mut per_service = BTreeMap::new();
+    let mut waiting_services = Vec::new();
+    for service in AppService::ALL {
+        let desired = spec.services.get(service).replicas;
+        let (replicas, ok) = replicas_of(observed, &names.of(Component::Service(service)), desired);
+        if !ok {
+            waiting_services.push(service.name().to_owned());
+        }
+        per_service.insert(service.name().to_owned(), replicas);
+    }
+    if spec.redis.managed().is_some() {
+        let (_, ok) = replicas_of(observed, &names.of(Component::Cache), 1);
+        if !ok {
+            waiting_services.push("redis".into());
+        }
+    }
+    let ready_count = AppService::ALL.len()
+        - waiting_services
+            .iter()
+            .filter(|s| s.as_str() != "redis")
+            .count();
+    let services = if waiting_services.is_empty() {
+        Check {
+            ok: true,
+            reason: "RolledOut",
+            message: "every service has all its replicas ready".into(),
+        }
+    } else {
+        Check {
+            ok: false,
+            reason: "RollingOut",
+            message: format!("not ready yet: {}", waiting_services.join(", ")),
+        }
+    };
+
+    let stuck = stuck_rollouts(observed);
+    let degraded = match outcome {
+        Outcome::Failed(message) => Check {
+            ok: true,
+            reason: "ReconcileFailed",
+            message: message.clone(),
+        },
+        Outcome::MissingSecrets(missing) => Check {
+            ok: true,
+            reason: "SecretMissing",
+            message: format!("referenced but missing: {}", missing.join(", ")),
+        },
+        _ if !stuck.is_empty() => Check {
+            ok: true,
+            reason: "RolloutStuck",
+            message: format!("rollout exceeded its deadline: {}", stuck.join(", ")),
+        },
+        _ => Check {
+            ok: false,
+            reason: "AsExpected",
+            message: "nothing is failing".into(),
+        },
+    };
+
+    let all_ready = broker.ok && databases.ok && services.ok && !degraded.ok;
+    let ready = Check {
+        ok: all_ready,
+        reason: if all_ready { "AllReady" } else { "NotReady" },
+        message: if all_ready {
+            "the system is serving".into()
+        } else {
+            [&broker, &databases, &services]
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| c.message.as_str())
+                .chain(degraded.ok.then_some(degraded.message.as_str()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+    };
+
+    let generation = system.metadata.generation;
+    let observed_generation = match outcome {
+        Outcome::Applied => generation,
+        _ => previous.observed_generation,
+    };
+    let mut conditions = Vec::new();
+    for (kind, check) in [
+        (READY, &ready),
+        (BROKER_READY, &broker),
+        (DATABASES_READY, &databases),
+        (SERVICES_READY, &services),
+        (DEGRADED, &degraded),
+    ] {
+        conditions.push(condition(
+            &previous.conditions,
+            kind,
+            check,
+            generation,
+            now,
+        ));
+    }
+
+    let phase = match outcome {
+        Outcome::Paused => "Paused",
+        _ if degraded.ok => "Degraded",
+        _ if ready.ok => "Ready",
+        _ => "Progressing",
+    };
+
+    SalesSystemStatus {
+        observed_generation,
+        phase: Some(phase.into()),
+        conditions,
+        services: per_service,
+        ready_services: Some(format!("{ready_count}/{}", AppService::ALL.len())),
+        gateway_url: Some(children::gateway_url(&names, spec)),
+    }
+}
+
+/// A condition that keeps its `lastTransitionTime` while its status stays the same.
+fn condition(
+    previous: &[Condition],
+    kind: &str,
+    check: &Check,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if check.ok { "True" } else { "False" };
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == kind && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    Condition {
+        type_: kind.into(),
+        status: status.into(),
+        reason: check.reason.into(),
+        message: check.message.clone(),
+        observed_generation: generation,
+        last_transition_time: since,
+    }
+}
+
+/// The status of condition `kind`, if present.
+pub fn condition_status<'a>(status: &'a SalesSystemStatus, kind: &str) -> Option<&'a str> {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| c.status.as_str())
+}
+
+/// Phase and Ready as shown last, to notice transitions worth an Event.
+pub fn is_ready(status: Option<&SalesSystemStatus>) -> bool {
+    status.and_then(|s| condition_status(s, READY)) == Some("True")
+}

@@ -1,0 +1,74 @@
+//! Helpers shared by the operator's integration tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The workspace root (`operator/..`).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The example SalesSystems in `examples/`, sorted.
+pub fn examples() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(workspace().join("examples"))
+        .expect("examples/ exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "expected the example and its variants");
+    files
+}
+
+/// The Python virtualenv with kubernetes-validate, jsonschema, cel-python, kmock.
+pub fn tools_venv() -> PathBuf {
+    let venv = std::env::var_os("SALES_TOOLS_VENV").unwrap_or_else(|| {
+        panic!(
+            "SALES_TOOLS_VENV is not set: this test needs the Python Kubernetes tools; \
+             run it through `cargo xtask test` (or `cargo xtask infra up` and export the \
+             variable it prints)"
+        )
+    });
+    PathBuf::from(venv)
+}
+
+pub fn python() -> PathBuf {
+    tools_venv().join("bin/python")
+}
+
+/// A script in `operator/tests/tools/`.
+pub fn tool_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/tools")
+        .join(name)
+}
+
+/// A fresh scratch directory under the target dir.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("sales-operator")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Run the operator binary and return its stdout.
+pub fn operator(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+        .args(args)
+        .output()
+        .expect("run sales-operator");
+    assert!(
+        output.status.success(),
+        "sales-operator {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}

@@ -1,0 +1,200 @@
+//! The exact API requests of one reconcile, pinned with a `tower_test` mock (the
+//! controller-rs fixture pattern): the lean example (external broker, databases and
+//! Redis; no admin, policies, Ingress or ServiceMonitor), freshly created with its
+//! finalizer in place. Any request not in the list, or in another order, fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Client, ResourceExt};
+use sales_operator::crd::{FINALIZER, SalesSystem};
+use sales_operator::metrics::Metrics;
+use sales_operator::reconcile::{Context, reconcile};
+use serde_json::{Value, json};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+fn lean() -> SalesSystem {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/salessystem-minimal.yaml");
+    let mut system =
+        sales_operator::render::parse(&std::fs::read_to_string(path).expect("example"))
+            .expect("a SalesSystem");
+    system.metadata.uid = Some("uid-lean".into());
+    system.metadata.generation = Some(1);
+    system.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    system
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(body).expect("JSON")))
+        .expect("a response")
+}
+
+fn not_found() -> Response<Body> {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "reason": "NotFound", "code": 404, "message": "not found"}),
+    )
+}
+
+/// Answers like an API server holding the lean system's infrastructure Secret and
+/// nothing else; records `METHOD path` of every request.
+async fn serve(mut handle: Handle, seen: Arc<Mutex<Vec<String>>>, system: Value) {
+    while let Some((request, send)) = handle.next_request().await {
+        let method = request.method().to_string();
+        let uri = request.uri().clone();
+        let path = uri.path().to_owned();
+        let query = uri.query().unwrap_or_default().to_owned();
+        let content_type = request
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body: Value = request
+            .into_body()
+            .collect_bytes()
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        let line = match method.as_str() {
+            "PATCH" if content_type.contains("apply-patch") => {
+                assert!(
+                    query.contains("fieldManager=sales-operator") && query.contains("force=true"),
+                    "server-side apply with one field manager, forced: {query}"
+                );
+                format!("APPLY {path}")
+            }
+            "PATCH" => format!("PATCH {path} ({content_type})"),
+            "GET" if !query.is_empty() && query.contains("labelSelector") => format!("LIST {path}"),
+            _ => format!("{method} {path}"),
+        };
+        seen.lock().map(|mut s| s.push(line.clone())).ok();
+        let response = match (method.as_str(), path.as_str()) {
+            ("GET", "/api/v1/namespaces/sales/secrets/lean-infra") => json_response(
+                StatusCode::OK,
+                &json!({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": "lean-infra", "namespace": "sales"},
+                        "stringData": {"amqp": "amqp://x", "redis": "redis://x",
+                            "product": "postgres://p", "order": "postgres://o",
+                            "customer": "postgres://c", "payment": "postgres://pa",
+                            "inventory": "postgres://i", "shipping": "postgres://s",
+                            "notification": "postgres://n"}}),
+            ),
+            ("GET", _) if line.starts_with("LIST") => json_response(
+                StatusCode::OK,
+                &json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []}),
+            ),
+            ("GET", _) => not_found(),
+            ("PATCH", p) if p.ends_with("/status") => {
+                let mut updated = system.clone();
+                updated["status"] = body["status"].clone();
+                json_response(StatusCode::OK, &updated)
+            }
+            ("POST" | "PATCH", _) => json_response(StatusCode::OK, &body),
+            _ => not_found(),
+        };
+        send.send_response(response);
+    }
+}
+
+#[tokio::test]
+async fn one_reconcile_makes_exactly_these_requests() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let system = lean();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let server = tokio::spawn(serve(
+        handle,
+        seen.clone(),
+        serde_json::to_value(&system).unwrap_or_default(),
+    ));
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "sales-operator".into(),
+            instance: Some("test".into()),
+        },
+    );
+    let ctx = Arc::new(Context::new(client, recorder, Arc::new(Metrics::new())));
+    let action = tokio::time::timeout(
+        Duration::from_secs(10),
+        reconcile(Arc::new(system.clone()), ctx),
+    )
+    .await
+    .expect("the reconcile finishes (an unanswered request would hang it)")
+    .expect("reconcile succeeds");
+    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+    server.abort();
+
+    let ns = "/api/v1/namespaces/sales";
+    let apps = "/apis/apps/v1/namespaces/sales";
+    let policy = "/apis/policy/v1/namespaces/sales";
+    let events = "POST /apis/events.k8s.io/v1/namespaces/sales/events".to_owned();
+    let services = [
+        "product",
+        "order",
+        "customer",
+        "payment",
+        "inventory",
+        "shipping",
+        "notification",
+        "gateway",
+    ];
+    let mut expected = vec![
+        // 1. the user's Secret, read once for all its keys
+        format!("GET {ns}/secrets/lean-infra"),
+        // 2. the generated token key: absent, so created (and an Event says so)
+        format!("GET {ns}/secrets/lean-auth"),
+        format!("POST {ns}/secrets"),
+        events.clone(),
+    ];
+    // 3. every child, server-side applied in order
+    for s in services {
+        expected.push(format!("APPLY {ns}/configmaps/lean-{s}"));
+    }
+    for s in services {
+        expected.push(format!("APPLY {ns}/services/lean-{s}"));
+        expected.push(format!("APPLY {apps}/deployments/lean-{s}"));
+    }
+    for s in services {
+        expected.push(format!("APPLY {policy}/poddisruptionbudgets/lean-{s}"));
+    }
+    // 4. a new generation: look for children the spec no longer wants
+    for list in [
+        format!("{ns}/configmaps"),
+        format!("{ns}/services"),
+        format!("{apps}/statefulsets"),
+        format!("{apps}/deployments"),
+        format!("{policy}/poddisruptionbudgets"),
+        "/apis/networking.k8s.io/v1/namespaces/sales/networkpolicies".into(),
+        "/apis/networking.k8s.io/v1/namespaces/sales/ingresses".into(),
+        "/apis/monitoring.coreos.com/v1/namespaces/sales/servicemonitors".into(),
+    ] {
+        expected.push(format!("LIST {list}"));
+    }
+    expected.extend([
+        events,
+        // 5. what runs, then the status
+        format!("LIST {apps}/deployments"),
+        format!("LIST {apps}/statefulsets"),
+        "PATCH /apis/sales-system.io/v1alpha1/namespaces/sales/salessystems/lean/status (application/merge-patch+json)".into(),
+    ]);
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(seen, expected);
+    assert_eq!(seen.len(), 48);
+    assert_eq!(system.name_any(), "lean");
+}

@@ -1,0 +1,189 @@
+//! The example SalesSystems pass the CRD's schema and CEL rules, invalid ones are
+//! rejected with the rule's message, and every object `render` prints for the
+//! examples passes `kubernetes-validate --strict` (the ServiceMonitor: the Prometheus
+//! Operator's own CRD schema). Needs the Python tools (`cargo xtask test`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+const K8S_VERSION: &str = "1.33.0";
+const SERVICE_MONITOR_CRD: &str = "../shared/schemas/monitoring.coreos.com_servicemonitors.yaml";
+
+/// Run validate_custom_resources.py: one result per object of the CRD's kind.
+fn validate_custom_resources(crd: &Path, files: &[PathBuf]) -> Vec<(String, Vec<String>)> {
+    let output = Command::new(common::python())
+        .arg(common::tool_script("validate_custom_resources.py"))
+        .arg(crd)
+        .args(files)
+        .output()
+        .expect("run validate_custom_resources.py");
+    assert!(
+        output.status.success(),
+        "validate_custom_resources.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).expect("a JSON line");
+            let errors = v["errors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.as_str().map(String::from))
+                .collect();
+            (v["file"].as_str().unwrap_or_default().to_owned(), errors)
+        })
+        .collect()
+}
+
+fn crd_path() -> PathBuf {
+    common::workspace().join("operator/crd/salessystem.yaml")
+}
+
+#[test]
+fn examples_pass_the_crd_schema_and_cel_rules() {
+    let examples = common::examples();
+    let results = validate_custom_resources(&crd_path(), &examples);
+    assert_eq!(results.len(), examples.len(), "one SalesSystem per example");
+    for (file, errors) in results {
+        assert!(errors.is_empty(), "{file} is rejected: {errors:?}");
+    }
+}
+
+#[test]
+fn invalid_salessystems_are_rejected_with_the_rules_message() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/invalid");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/invalid")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10);
+    let results = validate_custom_resources(&crd_path(), &files);
+    assert_eq!(results.len(), files.len());
+    for (file, errors) in results {
+        let text = std::fs::read_to_string(&file).expect("fixture");
+        let expected = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{file} has no `# expect:` line"));
+        assert!(
+            errors.iter().any(|e| e.contains(expected)),
+            "{file}: expected an error containing {expected:?}, got {errors:?}"
+        );
+    }
+}
+
+/// Render one example into built-in objects and ServiceMonitors, as files.
+fn render_split(example: &Path, dir: &Path) -> (PathBuf, PathBuf, usize) {
+    let yaml = common::operator(&["render", "-f", &example.display().to_string()]);
+    let mut builtin = Vec::new();
+    let mut monitors = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&yaml) {
+        let value: Value = serde::Deserialize::deserialize(doc).expect("rendered YAML parses");
+        assert!(
+            value["metadata"]["ownerReferences"].is_null(),
+            "render has no uid to own children with"
+        );
+        if value["kind"] == "ServiceMonitor" {
+            monitors.push(value);
+        } else {
+            builtin.push(value);
+        }
+    }
+    let stem = example
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let builtin_file = dir.join(format!("{stem}.builtin.yaml"));
+    let monitor_file = dir.join(format!("{stem}.servicemonitors.yaml"));
+    let count = builtin.len();
+    std::fs::write(&builtin_file, sales_operator::yaml::documents(&builtin)).expect("write");
+    std::fs::write(&monitor_file, sales_operator::yaml::documents(&monitors)).expect("write");
+    (builtin_file, monitor_file, count)
+}
+
+#[test]
+fn rendered_objects_pass_kubernetes_validate_strict() {
+    let dir = common::scratch_dir("rendered");
+    let validate = common::tools_venv().join("bin/kubernetes-validate");
+    let mut monitor_files = Vec::new();
+    let mut total = 0;
+    for example in common::examples() {
+        let (builtin, monitors, count) = render_split(&example, &dir);
+        monitor_files.push(monitors);
+        let output = Command::new(&validate)
+            .args(["--strict", "-k", K8S_VERSION])
+            .arg(&builtin)
+            .output()
+            .expect("run kubernetes-validate");
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success(),
+            "{} does not validate:\n{}",
+            example.display(),
+            report
+                .lines()
+                .filter(|l| !l.contains(" passed "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        assert_eq!(
+            report.matches(" passed ").count(),
+            count,
+            "every object of {} was checked",
+            example.display()
+        );
+        total += count;
+    }
+    assert!(total > 200, "{total} objects checked");
+
+    let results = validate_custom_resources(
+        &common::workspace().join(SERVICE_MONITOR_CRD),
+        &monitor_files,
+    );
+    assert!(!results.is_empty(), "the full example has a ServiceMonitor");
+    for (file, errors) in results {
+        assert!(errors.is_empty(), "{file}: {errors:?}");
+    }
+}
+
+#[test]
+fn render_prints_every_child_and_the_generated_secrets() {
+    let full = common::workspace().join("examples/salessystem.yaml");
+    let yaml = common::operator(&["render", "-f", &full.display().to_string()]);
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&yaml) {
+        let value: Value = serde::Deserialize::deserialize(doc).expect("YAML");
+        *kinds
+            .entry(value["kind"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    let expected: std::collections::BTreeMap<String, usize> = [
+        ("ConfigMap", 8),
+        ("Deployment", 9), // 8 services + Redis
+        ("Ingress", 1),
+        ("NetworkPolicy", 8 + 7 + 2),
+        ("PodDisruptionBudget", 8),
+        ("Secret", 7 + 3), // 7 databases, broker, Redis, auth
+        ("Service", 8 + 7 + 2),
+        ("ServiceMonitor", 1),
+        ("StatefulSet", 7 + 1),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_owned(), n))
+    .collect();
+    assert_eq!(kinds, expected);
+}
