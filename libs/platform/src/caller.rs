@@ -25,6 +25,12 @@ impl Caller {
         self.role.as_deref() == Some("admin")
     }
 
+    /// Admins, and internal callers (no customer id, no customer role): who may
+    /// manage things customers may only read.
+    pub fn is_staff(&self) -> bool {
+        self.is_admin() || (self.customer_id.is_none() && self.role.as_deref() != Some("customer"))
+    }
+
     /// May this caller see something that belongs to `owner`? Internal callers and
     /// admins see everything; a customer sees only their own.
     pub fn may_see(&self, owner: Option<i64>) -> bool {
@@ -90,5 +96,12 @@ mod tests {
         assert!(admin.may_see(Some(1)));
         assert_eq!(alice.listing_scope(), Some(1));
         assert_eq!(admin.listing_scope(), None);
+        assert!(internal.is_staff() && admin.is_staff());
+        assert!(!alice.is_staff());
+        let role_only = Caller {
+            customer_id: None,
+            role: Some("customer".into()),
+        };
+        assert!(!role_only.is_staff());
     }
 }

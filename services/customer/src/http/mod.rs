@@ -164,7 +164,7 @@ async fn list_customers(
     caller: Caller,
     Query(page): Query<Page>,
 ) -> Result<Json<Vec<Customer>>, ApiError> {
-    if caller.customer_id.is_some() && !caller.is_admin() {
+    if !caller.is_staff() {
         return Err(CustomerError::Forbidden("only admins may list customers".into()).into());
     }
     let (limit, offset) = page.bounds()?;

@@ -65,9 +65,7 @@ pub fn router(state: AppState) -> OpenApiRouter {
 
 /// Changes are for admins and internal callers; a customer gets 403.
 pub fn require_writer(caller: &Caller) -> Result<(), PaymentError> {
-    let customer = !caller.is_admin()
-        && (caller.customer_id.is_some() || caller.role.as_deref() == Some("customer"));
-    if customer {
+    if !caller.is_staff() {
         Err(PaymentError::Forbidden(
             "customers may only read payments; creating, authorizing, confirming and refunding need an admin or an internal caller",
         ))
