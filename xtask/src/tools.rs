@@ -32,16 +32,19 @@ pub async fn ensure_tools_venv(workspace_root: &Path) -> Result<PathBuf> {
         return Ok(venv);
     }
     let started = std::time::Instant::now();
-    if !venv.join("bin/python").exists() {
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .await
-            .context("cannot run python3 (install python3 and python3-venv)")?;
-        if !status.success() {
+    if !venv.join("bin/pip").exists() && !make_venv(&venv).await {
+        // Debian ships venv support in its own package.
+        if !is_root() {
             bail!(
-                "python3 -m venv {} failed (is python3-venv installed?)",
+                "python3 -m venv {} failed: install python3 and python3-venv (apt-get install python3-venv)",
+                venv.display()
+            );
+        }
+        apt_install(&["python3", "python3-venv", "python3-pip"]).await?;
+        let _ = std::fs::remove_dir_all(&venv);
+        if !make_venv(&venv).await {
+            bail!(
+                "python3 -m venv {} failed even with python3-venv installed",
                 venv.display()
             );
         }
@@ -68,27 +71,20 @@ pub async fn ensure_tools_venv(workspace_root: &Path) -> Result<PathBuf> {
     Ok(venv)
 }
 
-/// Make sure `promtool` and `prometheus` (Debian's `prometheus` package) are there:
-/// the observability tests check rules with promtool and scrape the services with a
-/// real Prometheus. Installs the package when missing and we are root; otherwise
-/// says what to install.
-pub async fn ensure_prometheus() -> Result<()> {
-    let present = Command::new("promtool")
-        .arg("--version")
-        .output()
+async fn make_venv(venv: &Path) -> bool {
+    Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(venv)
+        .status()
         .await
-        .is_ok_and(|o| o.status.success());
-    if present {
-        return Ok(());
-    }
-    if !is_root() {
-        bail!(
-            "promtool is missing: install Debian's `prometheus` package (apt-get install prometheus) and run again"
-        );
-    }
+        .is_ok_and(|s| s.success())
+        && venv.join("bin/pip").exists()
+}
+
+/// `apt-get install` some Debian packages, without letting them start services.
+async fn apt_install(packages: &[&str]) -> Result<()> {
     let started = std::time::Instant::now();
-    eprintln!("tools: installing Debian's prometheus package (promtool, prometheus)");
-    // Keep the package from starting its own server: a policy-rc.d that refuses.
+    eprintln!("tools: installing Debian packages: {}", packages.join(" "));
     let policy = Path::new("/usr/sbin/policy-rc.d");
     let placed_policy = !policy.exists();
     if placed_policy {
@@ -108,18 +104,13 @@ pub async fn ensure_prometheus() -> Result<()> {
             bail!("apt-get update failed");
         }
         let status = Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "prometheus",
-            ])
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .await?;
         if !status.success() {
-            bail!("apt-get install prometheus failed");
+            bail!("apt-get install {} failed", packages.join(" "));
         }
         Ok(())
     }
@@ -129,10 +120,32 @@ pub async fn ensure_prometheus() -> Result<()> {
     }
     install?;
     eprintln!(
-        "tools: installed prometheus ({:.1}s)",
+        "tools: installed {} ({:.1}s)",
+        packages.join(" "),
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Make sure `promtool` and `prometheus` (Debian's `prometheus` package) are there:
+/// the observability tests check rules with promtool and scrape the services with a
+/// real Prometheus. Installs the package when missing and we are root; otherwise
+/// says what to install.
+pub async fn ensure_prometheus() -> Result<()> {
+    let present = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .await
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "promtool is missing: install Debian's `prometheus` package (apt-get install prometheus) and run again"
+        );
+    }
+    apt_install(&["prometheus"]).await
 }
 
 fn is_root() -> bool {
