@@ -21,9 +21,11 @@ COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
-ARG BIN
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json
+# Declared after the cook step: a build argument changes the cache key of every RUN
+# after it, and the dependency layer must be shared by all binaries.
+ARG BIN
 COPY . .
 # sqlx's migrate! macros read the migrations at build time; queries are checked by
 # the test suite, so no database is needed here.
