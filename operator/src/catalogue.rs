@@ -15,6 +15,12 @@ pub const SHUTDOWN_GRACE_SECONDS: i64 = 20;
 /// Kubernetes waits this long before killing a pod: the grace above plus time for
 /// the endpoints to drop the pod and for in-flight requests to arrive.
 pub const TERMINATION_GRACE_SECONDS: i64 = SHUTDOWN_GRACE_SECONDS + 10;
+/// Kubernetes waits this long before killing a consumer pod it scaled away: on SIGTERM
+/// the consumer cancels its subscriptions at once, then has `SHUTDOWN_GRACE` to finish
+/// and ack the messages it holds, and a margin to close its channels and connections.
+/// Must exceed [`SHUTDOWN_GRACE_SECONDS`], or a pod could be killed with work in hand.
+pub const CONSUMER_TERMINATION_GRACE_SECONDS: i64 = SHUTDOWN_GRACE_SECONDS + 10;
+const _: () = assert!(CONSUMER_TERMINATION_GRACE_SECONDS > SHUTDOWN_GRACE_SECONDS);
 
 /// A service of the system.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -19,6 +19,7 @@ use kube::{Client, Resource};
 use sales_platform::config::TelemetryArgs;
 use tokio_util::sync::CancellationToken;
 
+use crate::autoscaling::scaler::Scaler;
 use crate::children::names::{LABEL_MANAGED_BY, MANAGER};
 use crate::children::service_monitor_resource;
 use crate::crd::SalesSystem;
@@ -44,6 +45,9 @@ pub struct RunArgs {
     /// This replica's identity in the Lease; unset: the pod name, else the host name.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// How often autoscaled consumers' queues are read and their replicas decided.
+    #[arg(long, env = "SCALE_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub scale_interval: std::time::Duration,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
 }
@@ -58,6 +62,8 @@ pub struct Settings {
     pub lease_timing: LeaseTiming,
     /// When a system that is not ready yet is reconciled again without a watch event.
     pub requeue_not_ready: std::time::Duration,
+    /// How often the scaler reads the queues of autoscaled consumers.
+    pub scale_interval: std::time::Duration,
 }
 
 /// The binary's `run`: a runtime, telemetry, TLS provider, a client from the
@@ -96,6 +102,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
             identity,
             lease_timing: LeaseTiming::default(),
             requeue_not_ready: reconcile::REQUEUE_NOT_READY,
+            scale_interval: args.scale_interval,
         };
         run(client, settings, metrics, shutdown).await
     })
@@ -184,13 +191,23 @@ where
     }
 }
 
-/// The controller loop: watch SalesSystems and their children, reconcile, requeue.
+/// The controller loop: watch SalesSystems and their children, reconcile, requeue;
+/// beside it, the scaler of autoscaled consumers, reading the controller's cache of
+/// SalesSystems. Both stop on `stop`.
 pub async fn controller(
     client: Client,
     settings: &Settings,
     metrics: Arc<Metrics>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let stopping = CancellationToken::new();
+    let stop = {
+        let stopping = stopping.clone();
+        async move {
+            stop.await;
+            stopping.cancel();
+        }
+    };
     let ns = &settings.watch_namespace;
     let children = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
     let recorder = Recorder::new(
@@ -200,6 +217,11 @@ pub async fn controller(
             instance: Some(settings.identity.clone()),
         },
     );
+    let scaler = Arc::new(Scaler::new(
+        client.clone(),
+        recorder.clone(),
+        metrics.clone(),
+    ));
     let mut ctx = Context::new(client.clone(), recorder, metrics);
     ctx.requeue_not_ready = settings.requeue_not_ready;
     let ctx = Arc::new(ctx);
@@ -227,6 +249,11 @@ pub async fn controller(
         };
         controller = controller.owns_with(api, monitors, children.clone());
     }
+    let scaling = tokio::spawn(scaler.run(
+        controller.store(),
+        settings.scale_interval,
+        stopping.clone(),
+    ));
     controller
         .graceful_shutdown_on(stop)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
@@ -237,6 +264,8 @@ pub async fn controller(
             }
         })
         .await;
+    stopping.cancel();
+    let _ = scaling.await;
 }
 
 async fn service_monitors_served(client: &Client) -> bool {

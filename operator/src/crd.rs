@@ -14,7 +14,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -105,8 +105,10 @@ pub struct SalesSystemSpec {
     /// Traces, metrics and logs.
     #[serde(default)]
     pub observability: ObservabilitySpec,
-    /// Scaling of the queue consumers on queue depth. Only the settings for now: the
-    /// scaling loop comes later, until then `services.<name>.replicas` stands.
+    /// Scaling of the queue consumers on queue depth. A service with autoscaling enabled
+    /// runs as two Deployments: `<name>-<service>` serves the API
+    /// (`services.<service>.replicas`), `<name>-<service>-consumer` consumes its queues
+    /// with the replicas the operator chooses.
     #[serde(default)]
     pub autoscaling: AutoscalingSpec,
     /// NetworkPolicies that let each database be reached only by its service, the
@@ -317,9 +319,10 @@ pub struct BrokerSpec {
     /// A single-node RabbitMQ StatefulSet with a volume, credentials generated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub managed: Option<ManagedBroker>,
-    /// A broker run elsewhere: its `amqp://` URL (with credentials and vhost) in a Secret.
+    /// A broker run elsewhere: its `amqp://` URL (with credentials and vhost) in a Secret,
+    /// and where its management API answers.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub external: Option<SecretKeyRef>,
+    pub external: Option<ExternalBroker>,
     /// Prefix of the exchange and every queue name (`AMQP_PREFIX`), so systems can
     /// share a broker.
     #[serde(default)]
@@ -334,6 +337,37 @@ impl BrokerSpec {
             (_, Some(_)) => None,
             (Some(m), None) => Some(m.clone()),
             (None, None) => Some(ManagedBroker::default()),
+        }
+    }
+}
+
+/// A RabbitMQ run elsewhere.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalBroker {
+    /// The Secret holding the broker's `amqp://` or `amqps://` URL (credentials and
+    /// vhost included).
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_NAME_PATTERN))]
+    pub secret_name: String,
+    /// The key in the Secret.
+    #[serde(default = "default_url_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY_PATTERN))]
+    pub key: String,
+    /// The broker's management API, read for queue-depth autoscaling, e.g.
+    /// `https://rabbitmq.example.com:15671`. No credentials here: the operator signs in
+    /// with the AMQP URL's user (it needs the `monitoring` or `management` tag). Unset:
+    /// the AMQP URL's host on port 15672 (`http`), or 15671 (`https`) for `amqps://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s/@]+(/[^\s]*)?$"))]
+    pub management_url: Option<String>,
+}
+
+impl ExternalBroker {
+    /// The Secret key holding the AMQP URL.
+    pub fn url_ref(&self) -> SecretKeyRef {
+        SecretKeyRef {
+            secret_name: self.secret_name.clone(),
+            key: self.key.clone(),
         }
     }
 }
@@ -702,8 +736,34 @@ pub struct AutoscalingSpec {
     pub notification: ConsumerAutoscaling,
 }
 
-/// desired = clamp(ceil(queue depth / targetMessagesPerReplica), minReplicas,
-/// maxReplicas); up at once, down only after `scaleDownStabilization`.
+impl AutoscalingSpec {
+    /// The settings of a consuming service; `None` for the others.
+    pub fn get(&self, service: AppService) -> Option<&ConsumerAutoscaling> {
+        match service {
+            AppService::Order => Some(&self.order),
+            AppService::Inventory => Some(&self.inventory),
+            AppService::Shipping => Some(&self.shipping),
+            AppService::Notification => Some(&self.notification),
+            _ => None,
+        }
+    }
+
+    /// Whether `service`'s consumers are scaled on queue depth (and so run in a
+    /// Deployment of their own).
+    pub fn enabled(&self, service: AppService) -> bool {
+        service.is_consumer() && self.get(service).is_some_and(|a| a.enabled)
+    }
+
+    /// The services whose consumers are scaled, in [`AppService::ALL`] order.
+    pub fn scaled_services(&self) -> impl Iterator<Item = AppService> + '_ {
+        AppService::ALL.into_iter().filter(|s| self.enabled(*s))
+    }
+}
+
+/// desired = clamp(ceil((ready + unacknowledged messages over the service's queues) /
+/// targetMessagesPerReplica), minReplicas, maxReplicas); up at once, down only after
+/// `scaleDownStabilization`, never while the backlog grows, and never below what keeps
+/// up with the publish rate (`docs/operator/autoscaling.md`).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
@@ -712,24 +772,29 @@ pub struct AutoscalingSpec {
     validation = Rule::new("self.scaleToZero || self.minReplicas >= 1").message("autoscaling: minReplicas 0 needs scaleToZero")
 )]
 pub struct ConsumerAutoscaling {
-    /// Scale this consumer on queue depth (otherwise `services.<name>.replicas` stands).
+    /// Scale this consumer on queue depth (otherwise one Deployment of
+    /// `services.<name>.replicas` pods serves the API and consumes).
     #[serde(default)]
     pub enabled: bool,
+    /// Fewest consumer pods (0 only with `scaleToZero`).
     #[serde(default = "one")]
     #[schemars(range(min = 0, max = 100))]
     pub min_replicas: i32,
+    /// Most consumer pods.
     #[serde(default = "five")]
     #[schemars(range(min = 1, max = 100))]
     pub max_replicas: i32,
-    /// Ready plus unacknowledged messages one replica is expected to keep up with.
+    /// Ready plus unacknowledged messages (summed over the service's queues) one
+    /// replica is expected to keep up with.
     #[serde(default = "hundred")]
     #[schemars(range(min = 1, max = 1000000))]
     pub target_messages_per_replica: i32,
-    /// How long the depth must stay low before replicas are removed.
+    /// How long fewer replicas must have been enough before replicas are removed.
     #[serde(default = "five_minutes")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub scale_down_stabilization: String,
-    /// Allow 0 replicas while the queues are empty (needs `minReplicas: 0`).
+    /// Allow 0 replicas while the queues are empty and nothing is published to them
+    /// (needs `minReplicas: 0`).
     #[serde(default)]
     pub scale_to_zero: bool,
 }
@@ -796,12 +861,16 @@ pub struct SalesSystemStatus {
     /// `Progressing`, `Ready`, `Degraded` or `Paused`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
-    /// Ready, BrokerReady, DatabasesReady, ServicesReady, Degraded.
+    /// Ready, BrokerReady, DatabasesReady, ServicesReady, Degraded, and ConsumersScaled
+    /// while a consumer is autoscaled.
     #[serde(default)]
     pub conditions: Vec<Condition>,
-    /// Replicas of each service.
+    /// Replicas of each service (the API Deployment of an autoscaled one).
     #[serde(default)]
     pub services: BTreeMap<String, ServiceReplicas>,
+    /// Each autoscaled consumer: its queues as last read and the replicas chosen.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub consumers: BTreeMap<String, ConsumerStatus>,
     /// "ready/all" services, for `kubectl get`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_services: Option<String>,
@@ -816,6 +885,53 @@ pub struct ServiceReplicas {
     pub desired: i32,
     pub ready: i32,
     pub updated: i32,
+}
+
+/// One autoscaled consumer, as the scaler last saw and set it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerStatus {
+    /// Replicas of the consumer Deployment, as the operator set them.
+    pub replicas: i32,
+    /// What the formula asks for now, before stabilization: clamp(ceil(depth /
+    /// targetMessagesPerReplica), minReplicas, maxReplicas). Unset while the queues
+    /// cannot be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommended: Option<i32>,
+    /// Ready plus unacknowledged messages over the service's queues, as last read.
+    #[serde(default)]
+    pub depth: i64,
+    /// Why the replicas are what they are: `ScaledUp`, `ScaledDown`, `Steady`,
+    /// `Stabilizing`, `BacklogGrowing`, or why the queues could not be read
+    /// (`BrokerUnreachable`...: the replicas are kept).
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    /// When the queues were last read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_read_time: Option<Time>,
+    /// When the operator last changed the replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<Time>,
+    /// Each queue of the service, as last read.
+    #[serde(default)]
+    pub queues: Vec<QueueStatus>,
+}
+
+/// One queue, as the broker's management API reported it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStatus {
+    /// The queue's name on the broker (with the prefix).
+    pub name: String,
+    /// Messages waiting to be delivered.
+    pub ready: i64,
+    /// Messages delivered to a consumer and not acknowledged yet.
+    pub unacknowledged: i64,
+    /// Messages published to the queue per second (decimal).
+    pub publish_rate: String,
+    /// Messages acknowledged per second (decimal).
+    pub ack_rate: String,
 }
 
 impl SalesSystem {

@@ -2,6 +2,8 @@
 //! system runs on Kubernetes.
 //!
 //! - [`crd`]: the `SalesSystem` resource, its validation and defaults;
+//! - [`autoscaling`]: consumers scaled on queue depth (the decision:
+//!   [`autoscaling::decide`]), and `sales-operator simulate`;
 //! - [`catalogue`]: the services, their databases, peers and ports;
 //! - [`children`]: every child object, built by pure functions from the spec;
 //! - [`reconcile`]: one reconcile (apply, prune, status) and the deletion policy;
@@ -12,6 +14,7 @@
 //! - [`yaml`]: YAML that YAML 1.1 readers (kubectl, Helm) read the same way.
 #![forbid(unsafe_code)]
 
+pub mod autoscaling;
 pub mod catalogue;
 pub mod children;
 pub mod controller;

@@ -1,4 +1,4 @@
-//! `sales-operator run | crdgen | render -f FILE`.
+//! `sales-operator run | crdgen | render -f FILE | simulate`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +32,21 @@ enum Command {
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
     },
+    /// Replay a load profile through the autoscaling decision; print every change and
+    /// draw depth and replicas over time as a PNG.
+    Simulate {
+        /// `builtin`, or a YAML load profile (see `operator/src/autoscaling/builtin-profile.yaml`).
+        #[arg(long, default_value = "builtin")]
+        profile: String,
+        /// Where to write the PNG; unset: no picture.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Width and height of the PNG in pixels.
+        #[arg(long, default_value_t = 1400)]
+        width: u32,
+        #[arg(long, default_value_t = 900)]
+        height: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +65,12 @@ fn main() -> ExitCode {
             .and_then(|system| sales_operator::render::render(&system))
             .map(|yaml| print!("{yaml}")),
         Command::Run(args) => sales_operator::controller::main(*args),
+        Command::Simulate {
+            profile,
+            out,
+            width,
+            height,
+        } => simulate(&profile, out.as_deref(), width, height),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -58,4 +79,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn simulate(
+    profile: &str,
+    out: Option<&std::path::Path>,
+    width: u32,
+    height: u32,
+) -> anyhow::Result<()> {
+    use sales_operator::autoscaling::{plot, simulate};
+    let text = if profile == "builtin" {
+        simulate::BUILTIN_PROFILE.to_owned()
+    } else {
+        std::fs::read_to_string(profile)
+            .map_err(|e| anyhow::anyhow!("cannot read {profile}: {e}"))?
+    };
+    let simulation = simulate::run(&simulate::parse_profile(&text)?)?;
+    print!("{}", simulate::summary(&simulation));
+    if let Some(out) = out {
+        let png = plot::png(&simulation, width, height)?;
+        std::fs::write(out, png)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+        println!("wrote {}", out.display());
+    }
+    Ok(())
 }

@@ -11,8 +11,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -28,13 +28,46 @@ pub struct Metrics {
     pub duration: Histogram,
     /// `sales_operator_leader`: 1 while this replica holds the lease.
     pub leader: IntGauge,
+    /// `sales_operator_consumer_replicas{namespace,system,service}`: the replicas the
+    /// scaler chose for an autoscaled consumer Deployment.
+    pub consumer_replicas: IntGaugeVec,
+    /// `sales_operator_consumer_desired_replicas{namespace,system,service}`: what the
+    /// formula asks for now, before stabilization.
+    pub consumer_desired_replicas: IntGaugeVec,
+    /// `sales_operator_consumer_ready_replicas{namespace,system,service}`: ready pods of
+    /// the consumer Deployment when the scaler last looked.
+    pub consumer_ready_replicas: IntGaugeVec,
+    /// `sales_operator_consumer_scalings_total{namespace,system,service,direction}`:
+    /// replica changes the scaler made (`up`, `down`).
+    pub consumer_scalings: IntCounterVec,
+    /// `sales_operator_queue_depth{namespace,system,service,queue}`: ready plus
+    /// unacknowledged messages, as last read.
+    pub queue_depth: IntGaugeVec,
+    /// `sales_operator_queue_publish_rate{namespace,system,service,queue}`: messages
+    /// published per second.
+    pub queue_publish_rate: GaugeVec,
+    /// `sales_operator_queue_ack_rate{namespace,system,service,queue}`: messages
+    /// acknowledged per second.
+    pub queue_ack_rate: GaugeVec,
+    /// `sales_operator_queue_read_errors_total{namespace,system,reason}`: reads of an
+    /// autoscaled service's queues that failed (its replicas were kept).
+    pub queue_read_errors: IntCounterVec,
     ready: AtomicBool,
 }
+
+/// Labels of a consumer's series.
+pub const CONSUMER_LABELS: [&str; 3] = ["namespace", "system", "service"];
+/// Labels of a queue's series.
+pub const QUEUE_LABELS: [&str; 4] = ["namespace", "system", "service", "queue"];
 
 #[allow(clippy::panic)]
 fn unreachable_metric<T>(err: prometheus::Error) -> T {
     // Metric names and labels here are constants known to be valid.
     panic!("invalid metric definition: {err}")
+}
+
+fn int_gauges(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(unreachable_metric)
 }
 
 impl Default for Metrics {
@@ -70,6 +103,58 @@ impl Metrics {
                 "1 while this replica holds the leader lease",
             )
             .unwrap_or_else(unreachable_metric),
+            consumer_replicas: int_gauges(
+                "sales_operator_consumer_replicas",
+                "Consumer replicas the operator chose (queue-depth autoscaling)",
+                &CONSUMER_LABELS,
+            ),
+            consumer_desired_replicas: int_gauges(
+                "sales_operator_consumer_desired_replicas",
+                "Consumer replicas the formula asks for now, before stabilization",
+                &CONSUMER_LABELS,
+            ),
+            consumer_ready_replicas: int_gauges(
+                "sales_operator_consumer_ready_replicas",
+                "Ready pods of the consumer Deployment",
+                &CONSUMER_LABELS,
+            ),
+            consumer_scalings: IntCounterVec::new(
+                Opts::new(
+                    "sales_operator_consumer_scalings_total",
+                    "Consumer replica changes made by the operator, by direction",
+                ),
+                &["namespace", "system", "service", "direction"],
+            )
+            .unwrap_or_else(unreachable_metric),
+            queue_depth: int_gauges(
+                "sales_operator_queue_depth",
+                "Ready plus unacknowledged messages of a consumer queue, as last read",
+                &QUEUE_LABELS,
+            ),
+            queue_publish_rate: GaugeVec::new(
+                Opts::new(
+                    "sales_operator_queue_publish_rate",
+                    "Messages published to a consumer queue per second, as last read",
+                ),
+                &QUEUE_LABELS,
+            )
+            .unwrap_or_else(unreachable_metric),
+            queue_ack_rate: GaugeVec::new(
+                Opts::new(
+                    "sales_operator_queue_ack_rate",
+                    "Messages acknowledged on a consumer queue per second, as last read",
+                ),
+                &QUEUE_LABELS,
+            )
+            .unwrap_or_else(unreachable_metric),
+            queue_read_errors: IntCounterVec::new(
+                Opts::new(
+                    "sales_operator_queue_read_errors_total",
+                    "Reads of an autoscaled service's queues that failed, by reason",
+                ),
+                &["namespace", "system", "reason"],
+            )
+            .unwrap_or_else(unreachable_metric),
             registry,
             ready: AtomicBool::new(false),
         };
@@ -78,6 +163,14 @@ impl Metrics {
             Box::new(m.errors.clone()),
             Box::new(m.duration.clone()),
             Box::new(m.leader.clone()),
+            Box::new(m.consumer_replicas.clone()),
+            Box::new(m.consumer_desired_replicas.clone()),
+            Box::new(m.consumer_ready_replicas.clone()),
+            Box::new(m.consumer_scalings.clone()),
+            Box::new(m.queue_depth.clone()),
+            Box::new(m.queue_publish_rate.clone()),
+            Box::new(m.queue_ack_rate.clone()),
+            Box::new(m.queue_read_errors.clone()),
         ] {
             // Registering distinct names in a fresh registry cannot fail.
             let _ = m.registry.register(collector);

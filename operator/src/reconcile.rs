@@ -445,6 +445,9 @@ async fn observe(ctx: &Context, names: &Names) -> Result<Observed, Error> {
 }
 
 /// Write the status, unless it is what the object already shows.
+///
+/// `status.consumers` is the scaler's: the patch leaves it alone, except to remove the
+/// entries of services no longer autoscaled (`null` in a merge patch deletes a key).
 async fn write_status(
     ctx: &Context,
     system: &SalesSystem,
@@ -455,10 +458,24 @@ async fn write_status(
     }
     let namespace = system.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<SalesSystem> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut body = serde_json::to_value(&new_status)?;
+    let stale: serde_json::Map<String, serde_json::Value> = system
+        .status
+        .iter()
+        .flat_map(|s| s.consumers.keys())
+        .filter(|service| !new_status.consumers.contains_key(*service))
+        .map(|service| (service.clone(), serde_json::Value::Null))
+        .collect();
+    if let Some(map) = body.as_object_mut() {
+        map.remove("consumers");
+        if !stale.is_empty() {
+            map.insert("consumers".into(), stale.into());
+        }
+    }
     api.patch_status(
         &system.name_any(),
         &PatchParams::default(),
-        &Patch::Merge(json!({ "status": new_status })),
+        &Patch::Merge(json!({ "status": body })),
     )
     .await?;
     Ok(())

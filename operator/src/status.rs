@@ -6,6 +6,12 @@
 //! its current generation and has all its replicas ready), `Degraded` (the last
 //! reconcile failed, a referenced Secret is missing, or a rollout is stuck), and
 //! `Ready` (all of the first three, and not degraded).
+//!
+//! `ConsumersScaled` and `status.consumers` belong to the scaler
+//! (`crate::autoscaling`): the reconcile keeps what the scaler wrote for the services
+//! still autoscaled and drops the rest. An autoscaled consumer Deployment counts as
+//! rolled out once it has seen its generation and, unless scaled to zero, has a ready
+//! pod: a scale-up in progress does not make the system unready.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +30,8 @@ pub const BROKER_READY: &str = "BrokerReady";
 pub const DATABASES_READY: &str = "DatabasesReady";
 pub const SERVICES_READY: &str = "ServicesReady";
 pub const DEGRADED: &str = "Degraded";
+/// Written by the scaler, kept by the reconcile.
+pub const CONSUMERS_SCALED: &str = "ConsumersScaled";
 
 /// How the reconcile that reports went.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +88,22 @@ fn replicas_of(observed: &Observed, name: &str, desired: i32) -> (ServiceReplica
         && replicas.updated >= desired
         && status.replicas.unwrap_or(0) <= desired;
     (replicas, ok)
+}
+
+/// An autoscaled consumer Deployment: seen its generation, and a ready pod unless it
+/// is scaled to zero. Its replicas are the scaler's, so they are not compared.
+fn consumer_rolled_out(observed: &Observed, name: &str) -> bool {
+    let Some(deployment) = observed.deployments.iter().find(|d| d.name_any() == name) else {
+        return false;
+    };
+    let status = deployment.status.clone().unwrap_or_default();
+    let replicas = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0)
+        && (replicas == 0 || status.ready_replicas.unwrap_or(0) >= 1)
 }
 
 fn stuck_rollouts(observed: &Observed) -> Vec<String> {
@@ -166,7 +190,11 @@ pub fn derive(
     let mut waiting_services = Vec::new();
     for service in AppService::ALL {
         let desired = spec.services.get(service).replicas;
-        let (replicas, ok) = replicas_of(observed, &names.of(Component::Service(service)), desired);
+        let (replicas, mut ok) =
+            replicas_of(observed, &names.of(Component::Service(service)), desired);
+        if spec.autoscaling.enabled(service) {
+            ok &= consumer_rolled_out(observed, &names.of(Component::Consumer(service)));
+        }
         if !ok {
             waiting_services.push(service.name().to_owned());
         }
@@ -259,6 +287,26 @@ pub fn derive(
             now,
         ));
     }
+    // The scaler's: kept while some consumer is autoscaled.
+    let autoscaled: Vec<String> = spec
+        .autoscaling
+        .scaled_services()
+        .map(|s| s.name().to_owned())
+        .collect();
+    if !autoscaled.is_empty() {
+        conditions.extend(
+            previous
+                .conditions
+                .iter()
+                .find(|c| c.type_ == CONSUMERS_SCALED)
+                .cloned(),
+        );
+    }
+    let consumers = previous
+        .consumers
+        .into_iter()
+        .filter(|(service, _)| autoscaled.contains(service))
+        .collect();
 
     let phase = match outcome {
         Outcome::Paused => "Paused",
@@ -272,6 +320,7 @@ pub fn derive(
         phase: Some(phase.into()),
         conditions,
         services: per_service,
+        consumers,
         ready_services: Some(format!("{ready_count}/{}", AppService::ALL.len())),
         gateway_url: Some(children::gateway_url(&names, spec)),
     }

@@ -73,7 +73,7 @@ pub fn secret_env(names: &Names, spec: &SalesSystemSpec, service: AppService) ->
     }
     if service.uses_broker() {
         let (secret, key) = match &spec.rabbitmq.external {
-            Some(SecretKeyRef { secret_name, key }) => (secret_name.clone(), key.clone()),
+            Some(external) => (external.secret_name.clone(), external.key.clone()),
             None => (names.broker_secret(), "url".to_owned()),
         };
         env.push(from_secret("AMQP_URL", &secret, &key));

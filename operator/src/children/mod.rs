@@ -27,6 +27,7 @@ use serde::Serialize;
 use crate::catalogue::{AppService, HTTP_PORT};
 use crate::crd::{DatabaseChoice, SalesSystem, SalesSystemSpec};
 use names::{Component, LABEL_INSTANCE, LABEL_METRICS, Names};
+use services::Role;
 
 /// One object to server-side apply.
 #[derive(Clone, Debug)]
@@ -125,14 +126,25 @@ fn build(
         out.push(Child::typed(&services::service(
             names, spec, service, owner,
         ))?);
-        out.push(Child::typed(&services::deployment(
-            names, spec, service, owner,
-        ))?);
+        for role in Role::of(spec, service) {
+            if *role == Role::Consumer {
+                out.push(Child::typed(&services::consumer_metrics_service(
+                    names, service, owner,
+                ))?);
+            }
+            out.push(Child::typed(&services::deployment(
+                names, spec, service, *role, owner,
+            ))?);
+        }
     }
     for service in AppService::ALL {
-        out.push(Child::typed(&services::disruption_budget(
-            names, service, owner,
-        ))?);
+        for role in Role::of(spec, service) {
+            out.push(Child::typed(&services::disruption_budget(
+                names,
+                role.component(service),
+                owner,
+            ))?);
+        }
     }
     for policy in network::policies(names, spec, owner) {
         out.push(Child::typed(&policy)?);

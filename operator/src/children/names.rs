@@ -22,7 +22,10 @@ pub const MANAGER: &str = "sales-operator";
 /// A part of the system that gets its own pods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Component {
+    /// A service's pods; with autoscaling, the ones that serve its API.
     Service(AppService),
+    /// The consumer pods of an autoscaled service (`SERVICE_ROLE=consumer`).
+    Consumer(AppService),
     Database(AppService),
     Broker,
     Cache,
@@ -33,6 +36,7 @@ impl Component {
     pub fn key(self) -> String {
         match self {
             Component::Service(s) => s.name().to_owned(),
+            Component::Consumer(s) => format!("{}-consumer", s.name()),
             Component::Database(s) => format!("{}-db", s.name()),
             Component::Broker => "rabbitmq".into(),
             Component::Cache => "redis".into(),
@@ -42,7 +46,7 @@ impl Component {
     /// `app.kubernetes.io/name`: what software runs.
     fn software(self) -> String {
         match self {
-            Component::Service(s) => s.image_name(),
+            Component::Service(s) | Component::Consumer(s) => s.image_name(),
             Component::Database(_) => "postgres".into(),
             Component::Broker => "rabbitmq".into(),
             Component::Cache => "redis".into(),

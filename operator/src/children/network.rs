@@ -6,7 +6,12 @@
 //! - each service's API port: only the gateway and the peers that call it;
 //! - the gateway's API port: anyone (it is the one public entry);
 //! - every service's admin port (`/metrics`, dead letters): pods of this namespace, or
-//!   of `networkPolicies.metricsNamespace` (where Prometheus runs).
+//!   of `networkPolicies.metricsNamespace` (where Prometheus runs);
+//! - the consumer pods of an autoscaled service: their admin port only, as above (they
+//!   reach their database, the broker and Redis like the service's own pods);
+//! - the broker's management API (15672), while a consumer is autoscaled: the
+//!   operator's pods (`app.kubernetes.io/name: sales-operator`, any namespace), which
+//!   read the queues' depth there.
 //!
 //! Only ingress is restricted; every pod of the system is selected by one policy, so
 //! anything not listed is refused. The kubelet's probes are not affected.
@@ -21,9 +26,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReferen
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::env::managed_dependencies;
-use super::infrastructure::{AMQP_PORT, POSTGRES_PORT, REDIS_PORT};
-use super::names::{Component, Names};
-use super::services::meta;
+use super::infrastructure::{AMQP_PORT, POSTGRES_PORT, RABBITMQ_MANAGEMENT_PORT, REDIS_PORT};
+use super::names::{Component, LABEL_NAME, MANAGER, Names};
+use super::services::{Role, meta};
 use crate::catalogue::{ADMIN_PORT, AppService, HTTP_PORT};
 use crate::crd::SalesSystemSpec;
 
@@ -123,37 +128,61 @@ pub fn policies(
             owner,
         ));
     }
-    // Each managed dependency, reachable only from the services that use it.
-    let mut users: Vec<(Component, Vec<AppService>)> = Vec::new();
-    for service in AppService::ALL {
-        for dep in managed_dependencies(spec, service) {
-            match users.iter_mut().find(|(c, _)| *c == dep) {
-                Some((_, list)) => list.push(service),
-                None => users.push((dep, vec![service])),
-            }
-        }
-    }
-    for (component, services) in users {
-        let port = match component {
-            Component::Database(_) => POSTGRES_PORT,
-            Component::Broker => AMQP_PORT,
-            Component::Cache => REDIS_PORT,
-            Component::Service(_) => continue,
-        };
+    for service in spec.autoscaling.scaled_services() {
         out.push(policy(
             names,
-            component,
+            Component::Consumer(service),
             vec![NetworkPolicyIngressRule {
-                from: Some(
-                    services
-                        .into_iter()
-                        .map(|s| pods_of(names, Component::Service(s)))
-                        .collect(),
-                ),
-                ports: Some(vec![tcp(port)]),
+                from: Some(metrics_scrapers(spec)),
+                ports: Some(vec![tcp(ADMIN_PORT)]),
             }],
             owner,
         ));
     }
+    // Each managed dependency, reachable only from the pods of the services that use it.
+    let mut users: Vec<(Component, Vec<Component>)> = Vec::new();
+    for service in AppService::ALL {
+        for dep in managed_dependencies(spec, service) {
+            let pods = Role::of(spec, service).iter().map(|r| r.component(service));
+            match users.iter_mut().find(|(c, _)| *c == dep) {
+                Some((_, list)) => list.extend(pods),
+                None => users.push((dep, pods.collect())),
+            }
+        }
+    }
+    for (component, clients) in users {
+        let port = match component {
+            Component::Database(_) => POSTGRES_PORT,
+            Component::Broker => AMQP_PORT,
+            Component::Cache => REDIS_PORT,
+            Component::Service(_) | Component::Consumer(_) => continue,
+        };
+        let mut rules = vec![NetworkPolicyIngressRule {
+            from: Some(clients.into_iter().map(|c| pods_of(names, c)).collect()),
+            ports: Some(vec![tcp(port)]),
+        }];
+        if component == Component::Broker && spec.autoscaling.scaled_services().next().is_some() {
+            rules.push(NetworkPolicyIngressRule {
+                from: Some(vec![the_operator()]),
+                ports: Some(vec![tcp(RABBITMQ_MANAGEMENT_PORT)]),
+            });
+        }
+        out.push(policy(names, component, rules, owner));
+    }
     out
+}
+
+/// The operator's pods, in whatever namespace they run.
+fn the_operator() -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector::default()),
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                LABEL_NAME.to_owned(),
+                MANAGER.to_owned(),
+            )])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }

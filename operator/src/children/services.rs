@@ -5,6 +5,15 @@
 //! new pod is ready only once it has migrated its database (each service migrates at
 //! start-up under a PostgreSQL advisory lock and answers `/ready` with 503 until done):
 //! a new version takes traffic only after its migrations ran.
+//!
+//! A service whose consumers are autoscaled (`autoscaling.<service>.enabled`) runs as
+//! two Deployments from the same image and ConfigMap: `<name>-<service>`
+//! (`SERVICE_ROLE=api`, `services.<service>.replicas`, behind the Service) and
+//! `<name>-<service>-consumer` (`SERVICE_ROLE=consumer`). The consumer Deployment is
+//! applied without `spec.replicas`: the scaler (`crate::autoscaling`) owns that one
+//! field under its own field manager, so the two never fight over it. Its pods get
+//! no Service for traffic; a headless Service with only the admin port lets the
+//! ServiceMonitor scrape them.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +21,7 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource,
+    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
     HTTPGetAction, LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
     ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
 };
@@ -23,7 +32,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::env;
 use super::names::{ANNOTATION_CONFIG_HASH, Component, LABEL_METRICS, Names};
-use crate::catalogue::{ADMIN_PORT, AppService, HTTP_PORT, TERMINATION_GRACE_SECONDS};
+use crate::catalogue::{
+    ADMIN_PORT, AppService, CONSUMER_TERMINATION_GRACE_SECONDS, HTTP_PORT,
+    TERMINATION_GRACE_SECONDS,
+};
 use crate::crd::{GatewayServiceType, SalesSystemSpec};
 
 /// The user id of the service images (distroless `nonroot`, see the Dockerfile).
@@ -117,11 +129,11 @@ pub fn service_port(name: &str, number: i32) -> ServicePort {
     }
 }
 
-fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+fn http_probe(port: &str, path: &str, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
-            port: IntOrString::String("http".into()),
+            port: IntOrString::String(port.into()),
             ..Default::default()
         }),
         period_seconds: Some(period),
@@ -157,16 +169,79 @@ pub fn config_map(
     }
 }
 
+/// What one Deployment of a service runs (`SERVICE_ROLE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// API and consumers in one Deployment (no autoscaling; `SERVICE_ROLE` unset).
+    All,
+    /// The API of an autoscaled service: no queue consumers.
+    Api,
+    /// The consumers of an autoscaled service, scaled on queue depth.
+    Consumer,
+}
+
+impl Role {
+    /// The Deployments `service` runs as under `spec`.
+    pub fn of(spec: &SalesSystemSpec, service: AppService) -> &'static [Role] {
+        if spec.autoscaling.enabled(service) {
+            &[Role::Api, Role::Consumer]
+        } else {
+            &[Role::All]
+        }
+    }
+
+    /// The component whose labels the Deployment's pods carry.
+    pub fn component(self, service: AppService) -> Component {
+        match self {
+            Role::All | Role::Api => Component::Service(service),
+            Role::Consumer => Component::Consumer(service),
+        }
+    }
+
+    fn variable(self) -> Option<&'static str> {
+        match self {
+            Role::All => None,
+            Role::Api => Some("api"),
+            Role::Consumer => Some("consumer"),
+        }
+    }
+}
+
+/// The service's Deployment (`Role::All`), or one of its two when autoscaled.
 pub fn deployment(
     names: &Names,
     spec: &SalesSystemSpec,
     service: AppService,
+    role: Role,
     owner: &Option<OwnerReference>,
 ) -> Deployment {
-    let component = Component::Service(service);
+    let component = role.component(service);
     let name = names.of(component);
+    let config_name = names.of(Component::Service(service));
     let settings = spec.services.get(service);
     let config_hash = stable_hash(&env::plain_settings(names, spec, service));
+    let mut variables = env::secret_env(names, spec, service);
+    if let Some(value) = role.variable() {
+        variables.push(EnvVar {
+            name: "SERVICE_ROLE".into(),
+            value: Some(value.into()),
+            ..Default::default()
+        });
+    }
+    // Consumer pods take no API traffic: they are probed on the admin port, which
+    // answers `/health` and `/ready` too.
+    let (ports, probe_port, grace) = match role {
+        Role::Consumer => (
+            vec![port("admin", ADMIN_PORT)],
+            "admin",
+            CONSUMER_TERMINATION_GRACE_SECONDS,
+        ),
+        Role::All | Role::Api => (
+            vec![port("http", HTTP_PORT), port("admin", ADMIN_PORT)],
+            "http",
+            TERMINATION_GRACE_SECONDS,
+        ),
+    };
     let pull_secrets: Vec<LocalObjectReference> = spec
         .image
         .pull_secrets
@@ -177,25 +252,26 @@ pub fn deployment(
         name: service.name().into(),
         image: Some(spec.image.of(service)),
         image_pull_policy: Some(spec.image.pull_policy.as_str().into()),
-        ports: Some(vec![port("http", HTTP_PORT), port("admin", ADMIN_PORT)]),
+        ports: Some(ports),
         env_from: Some(vec![EnvFromSource {
             config_map_ref: Some(ConfigMapEnvSource {
-                name: name.clone(),
+                name: config_name,
                 optional: Some(false),
             }),
             ..Default::default()
         }]),
-        env: Some(env::secret_env(names, spec, service)),
+        env: Some(variables),
         resources: Some(resources_or(&settings.resources, "50m", "64Mi", "256Mi")),
-        liveness_probe: Some(http_probe("/health", 10, 3)),
-        readiness_probe: Some(http_probe("/ready", 5, 2)),
+        liveness_probe: Some(http_probe(probe_port, "/health", 10, 3)),
+        readiness_probe: Some(http_probe(probe_port, "/ready", 5, 2)),
         security_context: Some(container_security()),
         ..Default::default()
     };
     Deployment {
         metadata: meta(names, name.clone(), names.labels(component), owner),
         spec: Some(DeploymentSpec {
-            replicas: Some(settings.replicas),
+            // The scaler's field: left out of this apply for consumer Deployments.
+            replicas: (role != Role::Consumer).then_some(settings.replicas),
             revision_history_limit: Some(5),
             selector: LabelSelector {
                 match_labels: Some(names.selector(component)),
@@ -221,7 +297,7 @@ pub fn deployment(
                     containers: vec![container],
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
-                    termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+                    termination_grace_period_seconds: Some(grace),
                     security_context: Some(pod_security(SERVICE_UID)),
                     image_pull_secrets: (!pull_secrets.is_empty()).then_some(pull_secrets),
                     ..Default::default()
@@ -262,13 +338,35 @@ pub fn service(
     }
 }
 
-/// At most one pod of a service is evicted at a time (node drains, upgrades).
-pub fn disruption_budget(
+/// The consumer pods of an autoscaled service are reached by nobody but Prometheus:
+/// a headless Service with only the admin port, for the ServiceMonitor.
+pub fn consumer_metrics_service(
     names: &Names,
     service: AppService,
     owner: &Option<OwnerReference>,
+) -> Service {
+    let component = Component::Consumer(service);
+    let mut labels = names.labels(component);
+    labels.insert(LABEL_METRICS.into(), "true".into());
+    Service {
+        metadata: meta(names, names.of(component), labels, owner),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            cluster_ip: Some("None".into()),
+            selector: Some(names.selector(component)),
+            ports: Some(vec![service_port("admin", ADMIN_PORT)]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// At most one pod of a component is evicted at a time (node drains, upgrades).
+pub fn disruption_budget(
+    names: &Names,
+    component: Component,
+    owner: &Option<OwnerReference>,
 ) -> PodDisruptionBudget {
-    let component = Component::Service(service);
     PodDisruptionBudget {
         metadata: meta(names, names.of(component), names.labels(component), owner),
         spec: Some(PodDisruptionBudgetSpec {

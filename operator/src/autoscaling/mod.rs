@@ -1,0 +1,18 @@
+//! Queue-depth autoscaling of the consumers (`docs/operator/autoscaling.md`).
+//!
+//! - [`decide`]: **where the replica count is picked**, a pure function of the policy,
+//!   the queues as read, the running replicas, the recent recommendations and the
+//!   time it is given;
+//! - [`broker`]: reading each queue's ready and unacknowledged messages and its publish
+//!   and ack rates from RabbitMQ's management API;
+//! - [`scaler`]: the loop that, every tick, reads the queues of every autoscaled
+//!   consumer, decides, writes `spec.replicas` of the consumer Deployment (its own
+//!   field manager), the status, Events and metrics;
+//! - [`simulate`]: replays a load profile through [`decide::decide`] and draws the
+//!   replicas and depth over time (`sales-operator simulate`).
+
+pub mod broker;
+pub mod decide;
+pub mod plot;
+pub mod scaler;
+pub mod simulate;
