@@ -13,7 +13,10 @@ fn the_operator_exports_what_the_dashboards_use() {
         .filter(|l| !l.trim_start().starts_with('#'))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert!(wanted.len() >= 4, "operator-metrics.txt lists too little: {wanted:?}");
+    assert!(
+        wanted.len() >= 4,
+        "operator-metrics.txt lists too little: {wanted:?}"
+    );
     // Every family is registered in `Metrics::new`, under the literal name.
     let source = include_str!("../src/metrics.rs");
     for name in wanted {

@@ -77,10 +77,25 @@ impl Readiness {
     }
 }
 
+/// The probes, as they appear in every service's OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, ready))]
+struct ProbeDoc;
+
+/// Alive: the process answers (seed 004's `{"status": "ok"}`).
+#[utoipa::path(get, path = "/health", tag = "probes",
+    responses((status = 200, description = "The process is alive", body = serde_json::Value,
+               example = json!({"status": "ok"}))))]
 async fn health() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
 }
 
+/// Ready: the database and the broker answer, migrations and start-up steps are done.
+#[utoipa::path(get, path = "/ready", tag = "probes",
+    responses((status = 200, description = "Ready to serve", body = serde_json::Value,
+               example = json!({"status": "ready"})),
+              (status = 503, description = "Not ready; `problems` says why", body = serde_json::Value,
+               example = json!({"status": "not_ready", "problems": ["broker: not connected to RabbitMQ"]}))))]
 async fn ready(State(readiness): State<Readiness>) -> Response {
     match readiness.check().await {
         Ok(()) => axum::Json(json!({ "status": "ready" })).into_response(),
@@ -125,11 +140,12 @@ pub fn admin_router(metrics: Metrics, readiness: Readiness, extra: Router) -> Ro
 /// Wrap a service's API router with the probes, Swagger UI and the common layers.
 pub fn public_router(
     api: Router,
-    openapi: OpenApi,
+    mut openapi: OpenApi,
     readiness: Readiness,
     metrics: Metrics,
     max_body_bytes: usize,
 ) -> Router {
+    openapi.merge(<ProbeDoc as utoipa::OpenApi>::openapi());
     api.merge(probe_routes(readiness))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(unknown_route)

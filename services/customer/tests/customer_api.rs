@@ -910,6 +910,8 @@ async fn the_openapi_document_lists_every_route() {
         ("/users/user/login", &["post"]),
         ("/customers", &["post"]),
         ("/customers/{id}", &["get"]),
+        ("/health", &["get"]),
+        ("/ready", &["get"]),
     ] {
         for method in methods {
             assert!(
@@ -918,7 +920,7 @@ async fn the_openapi_document_lists_every_route() {
             );
         }
     }
-    assert_eq!(doc["paths"].as_object().unwrap().len(), 9);
+    assert_eq!(doc["paths"].as_object().unwrap().len(), 11);
     let (status, _) = svc.get("/docs/").await;
     assert_eq!(status, StatusCode::OK);
     svc.stop().await;

@@ -342,6 +342,8 @@ async fn probes_docs_and_metrics_are_served() {
         "/api/v1/inventory/items/{sku}",
         "/api/v1/inventory/reservations",
         "/api/v1/inventory/reservations/{id}/release",
+        "/health",
+        "/ready",
     ] {
         assert!(
             doc["paths"].get(path).is_some(),

@@ -915,6 +915,8 @@ async fn openapi_lists_every_route_and_health_answers() {
         ("/payments", "post"),
         ("/payments/{id}/confirm", "put"),
         ("/payments/{id}/refund", "put"),
+        ("/health", "get"),
+        ("/ready", "get"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     for (path, method) in expected {

@@ -906,6 +906,8 @@ async fn openapi_lists_every_route() {
         "POST /shipping",
         "GET /shipping/{id}",
         "PUT /shipping/{id}",
+        "GET /health",
+        "GET /ready",
     ]
     .into_iter()
     .map(str::to_owned)
