@@ -420,7 +420,7 @@ fn management_url() -> String {
 fn rabbitmqctl_list_queues() -> BTreeMap<String, (u64, u64)> {
     let base = std::env::var_os("SALES_INFRA_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| common::workspace().join("target/sales-infra"));
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/sales-system-infra"));
     let dir = base.join("rabbitmq");
     let ctl = ["/usr/lib/rabbitmq/bin/rabbitmqctl", "/usr/sbin/rabbitmqctl"]
         .into_iter()

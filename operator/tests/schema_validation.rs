@@ -13,7 +13,7 @@ use std::process::Command;
 use serde_json::Value;
 
 const K8S_VERSION: &str = "1.33.0";
-const SERVICE_MONITOR_CRD: &str = "../shared/schemas/monitoring.coreos.com_servicemonitors.yaml";
+const SERVICE_MONITOR_CRD: &str = "testdata/schemas/monitoring.coreos.com_servicemonitors.yaml";
 
 /// Run validate_custom_resources.py: one result per object of the CRD's kind.
 fn validate_custom_resources(crd: &Path, files: &[PathBuf]) -> Vec<(String, Vec<String>)> {

@@ -49,11 +49,24 @@ fn ensure_binaries() {
     });
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
+/// A port that is free now, outside the kernel's ephemeral range (32768 and up), so
+/// no connection another test opens can take it before our service binds it. Tests
+/// running at the same time may still pick the same one: [`System::start_with`]
+/// starts again on other ports when a service cannot bind.
+pub fn free_port() -> u16 {
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let candidate = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if handed_out.contains(&candidate) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+            handed_out.push(candidate);
+            return candidate;
+        }
+    }
 }
 
 /// Signs and checks tokens in the tests' systems.
@@ -113,11 +126,8 @@ impl System {
                 databases.push(db);
             }
         }
-        let wiring = Wiring {
-            ports: Service::ALL
-                .iter()
-                .map(|s| (*s, (free_port(), free_port())))
-                .collect(),
+        let mut wiring = Wiring {
+            ports: HashMap::new(),
             database_urls,
             amqp_url: sales_testkit::amqp_url(),
             amqp_prefix: broker.prefix.clone(),
@@ -147,27 +157,52 @@ impl System {
             jwt_secret: TEST_JWT_SECRET.into(),
             admin: Some((ADMIN_EMAIL.into(), ADMIN_PASSWORD.into())),
         };
-        let mut processes = HashMap::new();
-        for service in Service::ALL {
-            let process = Process::spawn(
-                service,
-                &bin_dir(),
-                &wiring,
-                Stdio::inherit(),
-                Stdio::inherit(),
-            )
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", service.binary()));
-            processes.insert(service, process);
-        }
         let mut system = System {
-            processes,
-            wiring,
+            processes: HashMap::new(),
+            wiring: wiring.clone(),
             databases,
             broker: Some(broker),
             client: reqwest::Client::new(),
         };
+        // A service that exits while starting most likely lost its port to another
+        // test: start every service again on new ports, a few times.
+        for attempt in 1..=3 {
+            wiring.ports = Service::ALL
+                .iter()
+                .map(|s| (*s, (free_port(), free_port())))
+                .collect();
+            system.wiring = wiring.clone();
+            for service in Service::ALL {
+                let process = Process::spawn(
+                    service,
+                    &bin_dir(),
+                    &wiring,
+                    Stdio::inherit(),
+                    Stdio::inherit(),
+                )
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", service.binary()));
+                system.processes.insert(service, process);
+            }
+            match system.wait_all_ready().await {
+                Ok(()) => return system,
+                Err(exited) if attempt < 3 => {
+                    eprintln!("{exited}; starting the system again on other ports");
+                    for p in system.processes.values_mut() {
+                        let _ = p.child.kill();
+                        let _ = p.child.wait();
+                    }
+                    system.processes.clear();
+                }
+                Err(exited) => panic!("{exited}"),
+            }
+        }
+        system
+    }
+
+    /// Wait until every service is ready; `Err` names one that exited meanwhile.
+    async fn wait_all_ready(&mut self) -> Result<(), String> {
         for service in Service::ALL {
-            let url = format!("{}/ready", system.url(service));
+            let url = format!("{}/ready", self.url(service));
             let ready = sales_testkit::wait_ready(&url, Duration::from_secs(60));
             tokio::pin!(ready);
             loop {
@@ -179,16 +214,19 @@ impl System {
                         break;
                     }
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                        if let Some(p) = system.processes.get_mut(&service)
+                        if let Some(p) = self.processes.get_mut(&service)
                             && let Ok(Some(status)) = p.child.try_wait()
                         {
-                            panic!("{} exited while starting ({status}); its log is above", service.binary());
+                            return Err(format!(
+                                "{} exited while starting ({status}); its log is above",
+                                service.binary()
+                            ));
                         }
                     }
                 }
             }
         }
-        system
+        Ok(())
     }
 
     pub fn url(&self, service: Service) -> String {

@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use sales_contracts::api::auth::{Claims, ISSUER, Role};
 use sales_testkit::launch::{Process, Service};
 use serde_json::json;
-use system_tests::{System, SystemOptions, TEST_JWT_SECRET, bin_dir};
+use system_tests::{System, SystemOptions, TEST_JWT_SECRET, bin_dir, free_port};
 
 fn token(secret: &str, sub: i64, role: Role, expires_in: i64) -> String {
     let now = chrono::Utc::now().timestamp();
@@ -250,14 +250,9 @@ async fn the_rate_limit_holds_across_two_gateway_processes() {
     .await;
     // A second gateway process on other ports, sharing Redis (and the key prefix).
     let mut wiring = sys.wiring.clone();
-    let port = |_: ()| {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    wiring.ports.insert(Service::Gateway, (port(()), port(())));
+    wiring
+        .ports
+        .insert(Service::Gateway, (free_port(), free_port()));
     let mut second = Process::spawn(
         Service::Gateway,
         &bin_dir(),

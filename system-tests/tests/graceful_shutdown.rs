@@ -12,7 +12,7 @@ use lapin::options::BasicPublishOptions;
 use sales_contracts::events::{CreateOrder, OrderLine};
 use sales_contracts::{Currency, Envelope, Event, Money};
 use sales_testkit::launch::{Process, Service};
-use system_tests::{System, bin_dir};
+use system_tests::{System, bin_dir, free_port};
 
 const MESSAGES: i64 = 1500;
 
@@ -43,14 +43,9 @@ async fn a_consumer_stopped_mid_stream_loses_and_repeats_nothing() {
     let mut sys = System::start().await;
     // A second notification process: two consumers on each queue.
     let mut wiring = sys.wiring.clone();
-    let port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    wiring.ports.insert(Service::Notification, (port(), port()));
+    wiring
+        .ports
+        .insert(Service::Notification, (free_port(), free_port()));
     let mut second = Process::spawn(
         Service::Notification,
         &bin_dir(),

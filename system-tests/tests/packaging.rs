@@ -7,7 +7,7 @@
 //!   on);
 //! - every object they render, for each of those values files, passes
 //!   `kubernetes-validate --strict -k 1.33.0`; the ServiceMonitor and PrometheusRule
-//!   pass the Prometheus Operator's CRD schemas (`../shared/schemas/`), the
+//!   pass the Prometheus Operator's CRD schemas (`testdata/schemas/`), the
 //!   SalesSystem passes the chart's own CRD (schema, defaults and CEL rules) and
 //!   `sales-operator render`;
 //! - the chart's CRD is `sales-operator crdgen`'s output; its dashboards and alert
@@ -208,7 +208,7 @@ CHARTS = {
     "sales-operator": {"release": "sales-operator", "namespace": "sales-operator"},
     "sales-system": {"release": "shop", "namespace": "sales"},
 }
-SCHEMAS = os.path.normpath(os.path.join(WS, "..", "shared", "schemas"))
+SCHEMAS = os.path.normpath(os.path.join(WS, "testdata", "schemas"))
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -534,7 +534,7 @@ crds = {
 }
 for kind, path in crds.items():
     if not os.path.isfile(path):
-        raise SystemExit(f"{path} is missing (the Prometheus Operator's CRDs, shared/schemas/)")
+        raise SystemExit(f"{path} is missing (the Prometheus Operator's CRDs, testdata/schemas/)")
 for vf in values_files("sales-operator"):
     objs = rendered_objects("sales-operator", vf)
     for kind, path in crds.items():
@@ -1240,7 +1240,7 @@ fn skaffold_yaml_passes_the_v4beta14_schema_with_every_profile() {
 import jsonschema
 schema_path = os.path.join(SCHEMAS, "skaffold-v4beta14.json")
 if not os.path.isfile(schema_path):
-    raise SystemExit(f"{schema_path} is missing (shared/schemas/)")
+    raise SystemExit(f"{schema_path} is missing (testdata/schemas/)")
 schema = json.load(open(schema_path))
 config = load_yaml(os.path.join(WS, "skaffold.yaml"))
 validator = jsonschema.Draft7Validator(schema)

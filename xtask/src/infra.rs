@@ -3,7 +3,7 @@
 //! For each component, a URL in the environment (`SALES_POSTGRES_URL`, `SALES_AMQP_URL` with
 //! the optional `SALES_RABBITMQ_MANAGEMENT_URL`, `SALES_REDIS_URL`) wins and is only checked
 //! for reachability. Without one, a private instance is started (or reused) from the
-//! machine's own binaries, with its data under `<workspace>/target/sales-infra/<component>`
+//! machine's own binaries, with its data under `/var/tmp/sales-system-infra/<component>` (`SALES_INFRA_DIR`)
 //! (or `$SALES_INFRA_DIR/<component>`) and on non-standard ports, so it coexists with
 //! system-wide servers. Missing binaries are installed with `apt-get` when running as root.
 
@@ -43,8 +43,11 @@ pub const ENV_POSTGRES_URL: &str = "SALES_POSTGRES_URL";
 pub const ENV_AMQP_URL: &str = "SALES_AMQP_URL";
 pub const ENV_RABBITMQ_MANAGEMENT_URL: &str = "SALES_RABBITMQ_MANAGEMENT_URL";
 pub const ENV_REDIS_URL: &str = "SALES_REDIS_URL";
-/// Overrides where the private instances live (default `<workspace>/target/sales-infra`).
+/// Overrides where the private instances live (default [`DEFAULT_INFRA_DIR`]).
 pub const ENV_INFRA_DIR: &str = "SALES_INFRA_DIR";
+/// Where the private instances live: per machine, outside any checkout, readable by
+/// the `postgres` and `rabbitmq` users.
+pub const DEFAULT_INFRA_DIR: &str = "/var/tmp/sales-system-infra";
 
 const POSTGRES_USER: &str = "postgres";
 const RABBITMQ_USER: &str = "rabbitmq";
@@ -62,6 +65,8 @@ pub struct Infra {
     pub rabbitmq_management_url: Option<String>,
     /// e.g. `redis://127.0.0.1:56379`.
     pub redis_url: String,
+    /// Where the private instances live, when any is private (for `rabbitmqctl`).
+    pub infra_dir: Option<PathBuf>,
 }
 
 impl Infra {
@@ -75,13 +80,16 @@ impl Infra {
             env.push((ENV_RABBITMQ_MANAGEMENT_URL, url.clone()));
         }
         env.push((ENV_REDIS_URL, self.redis_url.clone()));
+        if let Some(dir) = &self.infra_dir {
+            env.push((ENV_INFRA_DIR, dir.display().to_string()));
+        }
         env
     }
 }
 
 /// Makes PostgreSQL, RabbitMQ and Redis available: the ones given in the environment are
 /// checked, the others are started (or reused) as private instances under
-/// `<workspace_root>/target/sales-infra`. Prints one line per component on stderr.
+/// `/var/tmp/sales-system-infra` (`SALES_INFRA_DIR`). Prints one line per component on stderr.
 pub async fn ensure_infra(workspace_root: &Path) -> Result<Infra> {
     let dirs = Dirs::new(workspace_root);
     let pg_env = env_url(ENV_POSTGRES_URL);
@@ -203,6 +211,8 @@ pub async fn ensure_infra(workspace_root: &Path) -> Result<Infra> {
             amqp_url,
             rabbitmq_management_url,
             redis_url,
+            infra_dir: (pg_env.is_none() || amqp_env.is_none() || redis_env.is_none())
+                .then(|| dirs.base.clone()),
         }),
         (pg, rabbit, redis) => {
             let errors: Vec<String> = [
@@ -221,7 +231,7 @@ pub async fn ensure_infra(workspace_root: &Path) -> Result<Infra> {
     }
 }
 
-/// Stops the private instances under `<workspace_root>/target/sales-infra` (never servers
+/// Stops the private instances under `/var/tmp/sales-system-infra` (never servers
 /// given by URL or system-wide ones). Instances that are not running are fine.
 pub fn stop_private_infra(workspace_root: &Path) -> Result<()> {
     let dirs = Dirs::new(workspace_root);
@@ -293,12 +303,12 @@ struct Dirs {
 }
 
 impl Dirs {
-    /// `$SALES_INFRA_DIR` if set, else `<workspace_root>/target/sales-infra`.
-    fn new(workspace_root: &Path) -> Self {
-        let base = env_url(ENV_INFRA_DIR).map_or_else(
-            || workspace_root.join("target").join("sales-infra"),
-            PathBuf::from,
-        );
+    /// `$SALES_INFRA_DIR` if set, else [`DEFAULT_INFRA_DIR`]: one place per machine,
+    /// like the fixed ports, so every checkout (CI's clean clone included) finds and
+    /// shares the same private instances.
+    fn new(_workspace_root: &Path) -> Self {
+        let base =
+            env_url(ENV_INFRA_DIR).map_or_else(|| PathBuf::from(DEFAULT_INFRA_DIR), PathBuf::from);
         Self {
             postgres: base.join("postgres"),
             rabbitmq: base.join("rabbitmq"),
@@ -1461,11 +1471,14 @@ mod tests {
             amqp_url: "amqp://a".into(),
             rabbitmq_management_url: None,
             redis_url: "redis://r".into(),
+            infra_dir: None,
         };
         let names: Vec<_> = infra.env().into_iter().map(|(k, _)| k).collect();
         assert_eq!(names, [ENV_POSTGRES_URL, ENV_AMQP_URL, ENV_REDIS_URL]);
         infra.rabbitmq_management_url = Some("http://m".into());
         assert_eq!(infra.env().len(), 4);
+        infra.infra_dir = Some(DEFAULT_INFRA_DIR.into());
+        assert_eq!(infra.env().len(), 5);
     }
 
     #[test]

@@ -28,7 +28,7 @@ struct Cli {
 enum Cmd {
     /// Build everything, start the infrastructure and every service locally.
     Up,
-    /// Local PostgreSQL, RabbitMQ and Redis (private instances under target/sales-infra,
+    /// Local PostgreSQL, RabbitMQ and Redis (private instances under /var/tmp/sales-system-infra,
     /// unless SALES_POSTGRES_URL / SALES_AMQP_URL / SALES_REDIS_URL are set).
     Infra {
         #[command(subcommand)]
