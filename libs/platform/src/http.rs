@@ -27,6 +27,11 @@ use crate::telemetry::{self, HeaderExtractor};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Set on a response (as an extension) to label its metrics with another route than
+/// the matched one: the gateway's catch-all route says which prefix it forwarded.
+#[derive(Clone, Debug)]
+pub struct RouteLabel(pub String);
+
 /// The request id of the request being served, for handlers and outgoing calls.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
@@ -212,6 +217,11 @@ async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Next) -
 
     let status = response.status();
     let elapsed = started.elapsed();
+    let route = response
+        .extensions()
+        .get::<RouteLabel>()
+        .map(|l| l.0.clone())
+        .unwrap_or(route);
     span.record("http.response.status_code", status.as_u16());
     metrics
         .http_requests

@@ -28,14 +28,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use sales_platform::ApiError;
 use sales_platform::caller::{CUSTOMER_ID_HEADER, CUSTOMER_ROLE_HEADER};
-use sales_platform::http::{REQUEST_ID, RequestId};
+use sales_platform::http::{REQUEST_ID, RequestId, RouteLabel};
 
 use crate::AppState;
 use crate::access::{Access, Decision, decide, required_access};
 use crate::auth::{Identity, TokenError};
 use crate::proxy::Outgoing;
 use crate::rate_limit::Verdict;
-use crate::routes::route;
+use crate::routes::{matched_prefix, route};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const RATE_LIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
@@ -53,7 +53,31 @@ pub fn router(state: AppState) -> Router {
             get(crate::docs::swagger_initializer),
         )
         .layer(middleware::from_fn_with_state(state.clone(), gate))
+        .layer(middleware::from_fn(label_route))
         .with_state(state)
+}
+
+/// Label the request's metrics with the prefix that routes it (`/api/v1/orders…`), or
+/// `unrouted`, instead of the catch-all `/{*path}`.
+async fn label_route(req: Request, next: Next) -> Response {
+    let own = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .is_some_and(|p| p.as_str() != "/{*path}");
+    let label = if own {
+        None
+    } else {
+        Some(RouteLabel(
+            matched_prefix(req.uri().path())
+                .map(|p| format!("{p}…"))
+                .unwrap_or_else(|| "unrouted".to_owned()),
+        ))
+    };
+    let mut response = next.run(req).await;
+    if let Some(label) = label {
+        response.extensions_mut().insert(label);
+    }
+    response
 }
 
 /// Where the request comes from.

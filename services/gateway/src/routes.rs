@@ -87,11 +87,20 @@ pub fn route(path: &str) -> Option<Upstream> {
 
 /// [`route`] over any table.
 pub fn route_in(table: &[(&str, Upstream)], path: &str) -> Option<Upstream> {
+    matching(table, path).map(|(_, upstream)| upstream)
+}
+
+/// The prefix that routes `path`: the gateway's `route` metric label (`/api/v1/orders…`).
+pub fn matched_prefix(path: &str) -> Option<&'static str> {
+    matching(ROUTES, path).map(|(prefix, _)| prefix)
+}
+
+fn matching<'a>(table: &[(&'a str, Upstream)], path: &str) -> Option<(&'a str, Upstream)> {
     table
         .iter()
         .filter(|(prefix, _)| prefix_matches(prefix, path))
         .max_by_key(|(prefix, _)| prefix.len())
-        .map(|(_, upstream)| *upstream)
+        .map(|(prefix, upstream)| (*prefix, *upstream))
 }
 
 #[cfg(test)]

@@ -68,6 +68,15 @@ async fn routes_every_prefix_with_path_and_query_unchanged() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("invalid_path"));
+
+    // The request metrics name the prefix that routed each request.
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains(r#"route="/api/v1/orders…""#)
+            && metrics.contains(r#"route="unrouted""#)
+            && !metrics.contains(r#"route="/{*path}""#),
+        "{metrics}"
+    );
     gw.stop().await;
 }
 
