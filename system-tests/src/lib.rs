@@ -325,6 +325,44 @@ impl System {
         .await
     }
 
+    /// Add a product through the gateway as the admin (`token`), with opening stock,
+    /// and wait until the inventory has it.
+    pub async fn add_product_as(
+        &self,
+        token: &str,
+        sku: &str,
+        price_cents: i64,
+        stock: i32,
+    ) -> i64 {
+        let (status, product) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/products",
+                Some(serde_json::json!({
+                    "sku": sku, "name": sku,
+                    "price": {"amount": price_cents, "currency": "USD"}, "initial_stock": stock
+                })),
+                Some(token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "add product {sku}: {product}");
+        sales_testkit::eventually(
+            &format!("inventory to open stock for {sku}"),
+            Duration::from_secs(15),
+            || async {
+                let (s, _) = self
+                    .get(
+                        Service::Inventory,
+                        &format!("/api/v1/inventory/items/{sku}"),
+                    )
+                    .await;
+                (s == StatusCode::OK).then_some(())
+            },
+        )
+        .await;
+        product["id"].as_i64().unwrap_or_default()
+    }
+
     /// Add a product with opening stock and wait until the inventory has it.
     pub async fn add_product(&self, sku: &str, price_cents: i64, stock: i32) -> i64 {
         let (status, product) = self

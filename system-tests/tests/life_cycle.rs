@@ -11,35 +11,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use system_tests::{System, SystemOptions};
 
-async fn add_product(sys: &System, admin: &str, sku: &str, cents: i64, stock: i32) -> i64 {
-    let (status, p) = sys
-        .call(
-            Method::POST,
-            "/api/v1/products",
-            Some(json!({"sku": sku, "name": sku, "price": {"amount": cents, "currency": "USD"}, "initial_stock": stock})),
-            Some(admin),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{p}");
-    sales_testkit::eventually(
-        &format!("stock of {sku}"),
-        Duration::from_secs(15),
-        || async {
-            let (s, _) = sys
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/inventory/items/{sku}"),
-                    None,
-                    Some(admin),
-                )
-                .await;
-            (s == StatusCode::OK).then_some(())
-        },
-    )
-    .await;
-    p["id"].as_i64().unwrap()
-}
-
 async fn available(sys: &System, admin: &str, sku: &str) -> i64 {
     let (_, s) = sys
         .call(
@@ -97,7 +68,7 @@ async fn an_order_from_registration_to_delivery() {
     })
     .await;
     let admin = sys.admin_token().await;
-    let lamp = add_product(&sys, &admin, "LAMP", 4500, 4).await;
+    let lamp = sys.add_product_as(&admin, "LAMP", 4500, 4).await;
 
     // Register and log in.
     let (customer_id, _) = sys.register("ana@example.com", "Ana").await;
@@ -235,7 +206,7 @@ async fn a_declined_payment_a_cancel_and_a_timeout_all_give_the_stock_back() {
     })
     .await;
     let admin = sys.admin_token().await;
-    let tv = add_product(&sys, &admin, "TV", 60_000, 5).await;
+    let tv = sys.add_product_as(&admin, "TV", 60_000, 5).await;
     let (_, token) = sys.register("bo@example.com", "Bo").await;
     let place = |quantity: i32| {
         sys.call(

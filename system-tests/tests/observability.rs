@@ -715,35 +715,6 @@ fn used_metric_names(rule_queries: &[(String, String)]) -> BTreeMap<String, BTre
     used
 }
 
-async fn add_product(sys: &System, admin: &str, sku: &str, cents: i64, stock: i32) -> i64 {
-    let (status, p) = sys
-        .call(
-            Method::POST,
-            "/api/v1/products",
-            Some(json!({"sku": sku, "name": sku, "price": {"amount": cents, "currency": "USD"}, "initial_stock": stock})),
-            Some(admin),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{p}");
-    sales_testkit::eventually(
-        &format!("stock of {sku}"),
-        Duration::from_secs(15),
-        || async {
-            let (s, _) = sys
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/inventory/items/{sku}"),
-                    None,
-                    Some(admin),
-                )
-                .await;
-            (s == StatusCode::OK).then_some(())
-        },
-    )
-    .await;
-    p["id"].as_i64().unwrap()
-}
-
 /// A message no consumer can read, straight onto the exchange: the notification
 /// service parks it in `notification.create-order.dead`.
 async fn publish_unreadable_create_order(sys: &System) {
@@ -775,8 +746,8 @@ async fn publish_unreadable_create_order(sys: &System) {
 /// paid, one declined, one refused, and a dead letter.
 async fn drive_traffic(sys: &System) {
     let admin = sys.admin_token().await;
-    let lamp = add_product(sys, &admin, "OBS-LAMP", 4500, 5).await;
-    let tv = add_product(sys, &admin, "OBS-TV", 60_000, 5).await;
+    let lamp = sys.add_product_as(&admin, "OBS-LAMP", 4500, 5).await;
+    let tv = sys.add_product_as(&admin, "OBS-TV", 60_000, 5).await;
     for _ in 0..2 {
         let (status, _) = sys
             .call(Method::GET, &format!("/api/v1/products/{lamp}"), None, None)
