@@ -310,86 +310,9 @@ def crd_schema(crd_path, version=None):
     raise SystemExit(f"{crd_path} has no version {version}")
 
 
-def to_json_schema(schema):
-    """The OpenAPI v3 subset Kubernetes uses, as plain JSON Schema."""
-    if not isinstance(schema, dict):
-        return schema
-    out = {}
-    for k, v in schema.items():
-        if k.startswith("x-kubernetes-") or k == "nullable":
-            continue
-        if k == "properties":
-            out[k] = {n: to_json_schema(p) for n, p in v.items()}
-        elif k in ("items", "additionalProperties") and isinstance(v, dict):
-            out[k] = to_json_schema(v)
-        elif k in ("allOf", "anyOf", "oneOf"):
-            out[k] = [to_json_schema(p) for p in v]
-        elif k == "not":
-            out[k] = to_json_schema(v)
-        else:
-            out[k] = v
-    if schema.get("x-kubernetes-int-or-string"):
-        out.pop("type", None)
-        out = {"anyOf": [{"type": "integer"}, {"type": "string"}], **out}
-    if schema.get("nullable") and "type" in out:
-        out["type"] = [out["type"], "null"]
-    return out
-
-
-def schema_errors(schema, obj):
-    import jsonschema
-    validator = jsonschema.Draft7Validator(to_json_schema(schema))
-    return [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
-            for e in validator.iter_errors(obj)]
-
-
-def apply_defaults(schema, value):
-    """Structural defaulting, as the API server does it."""
-    if isinstance(value, dict):
-        for name, prop in (schema.get("properties") or {}).items():
-            if name not in value and "default" in prop:
-                value[name] = copy.deepcopy(prop["default"])
-            if name in value:
-                apply_defaults(prop, value[name])
-        extra = schema.get("additionalProperties")
-        if isinstance(extra, dict):
-            for v in value.values():
-                apply_defaults(extra, v)
-    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for v in value:
-            apply_defaults(schema["items"], v)
-
-
-def cel_errors(schema, value, path=""):
-    """Every x-kubernetes-validations rule, evaluated where it stands (cel-python)."""
-    import celpy
-    env = celpy.Environment()
-    errors = []
-
-    def walk(schema, value, path):
-        for rule in schema.get("x-kubernetes-validations") or []:
-            program = env.program(env.compile(rule["rule"]))
-            try:
-                ok = program.evaluate({"self": celpy.json_to_cel(value)})
-            except Exception as e:  # noqa: BLE001 - report, do not crash
-                errors.append(f"{path or '<root>'}: rule {rule['rule']!r} failed: {e}")
-                continue
-            if not bool(ok):
-                errors.append(f"{path or '<root>'}: {rule.get('message', rule['rule'])}")
-        if isinstance(value, dict):
-            for name, prop in (schema.get("properties") or {}).items():
-                if name in value and value[name] is not None:
-                    walk(prop, value[name], f"{path}.{name}" if path else name)
-            extra = schema.get("additionalProperties")
-            if isinstance(extra, dict):
-                for k, v in value.items():
-                    walk(extra, v, f"{path}[{k}]")
-        elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-            for i, v in enumerate(value):
-                walk(schema["items"], v, f"{path}[{i}]")
-
-    walk(schema, value, path)
-    return errors
+# Defaulting, schema and CEL checks are the operator tests' (one copy).
+sys.path.insert(0, os.path.join(WS, "operator", "tests", "tools"))
+from crd_validation import apply_defaults, cel_errors, schema_errors, to_json_schema  # noqa: E402,F401
 "##;
 
 // ------------------------------------------------------------------ helm lint
