@@ -247,6 +247,15 @@ pub struct ServiceSpec {
     /// CPU and memory. Unset: requests 50m CPU and 64Mi, limit 256Mi of memory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// The whole image reference of this service (`registry/name:tag` or
+    /// `name@sha256:...`), instead of `{image.repository}/{service}-service:{image.tag}`:
+    /// what skaffold sets for each image it builds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 512),
+        regex(pattern = r"^[a-z0-9][-a-zA-Z0-9._:/]*(@sha256:[a-f0-9]{64})?$")
+    )]
+    pub image: Option<String>,
 }
 
 impl Default for ServiceSpec {
@@ -254,6 +263,7 @@ impl Default for ServiceSpec {
         ServiceSpec {
             replicas: 1,
             resources: None,
+            image: None,
         }
     }
 }

@@ -1341,8 +1341,11 @@ for default_repo in scenarios:
         for s in of_kind(objs, "SalesSystem"):
             img = s["spec"]["image"]
             for svc in ("gateway", "customer", "product", "inventory", "order", "payment", "shipping", "notification"):
-                # the operator's ImageSpec::of: {repository}/{service}-service:{tag}
-                referenced.add(normalize(f"{img['repository'].rstrip('/')}/{svc}-service:{img['tag']}"))
+                # services.<svc>.image, else the operator's ImageSpec::of:
+                # {repository}/{service}-service:{tag}
+                whole = ((s["spec"].get("services") or {}).get(svc) or {}).get("image")
+                referenced.add(normalize(whole) if whole else
+                               normalize(f"{img['repository'].rstrip('/')}/{svc}-service:{img['tag']}"))
     built = {normalize(parse_reference(b)[0] + ":" + parse_reference(b)[1]) for b in builds.values()}
     built_pinned = {normalize(b) for b in builds.values()}
     referenced_unpinned = {parse_reference(r)[0] + ":" + parse_reference(r)[1] for r in referenced}

@@ -250,7 +250,13 @@ pub fn deployment(
         .collect();
     let container = Container {
         name: service.name().into(),
-        image: Some(spec.image.of(service)),
+        image: Some(
+            spec.services
+                .get(service)
+                .image
+                .clone()
+                .unwrap_or_else(|| spec.image.of(service)),
+        ),
         image_pull_policy: Some(spec.image.pull_policy.as_str().into()),
         ports: Some(ports),
         env_from: Some(vec![EnvFromSource {
