@@ -224,6 +224,7 @@ pub async fn controller(
     ));
     let mut ctx = Context::new(client.clone(), recorder, metrics);
     ctx.requeue_not_ready = settings.requeue_not_ready;
+    ctx.operator_namespace = Some(settings.lease_namespace.clone());
     let ctx = Arc::new(ctx);
     let mut controller = Controller::new(
         api_for::<SalesSystem>(&client, ns),

@@ -83,6 +83,9 @@ pub struct Context {
     pub requeue_ready: Duration,
     /// When a system still coming up, degraded, or whose reconcile failed is.
     pub requeue_not_ready: Duration,
+    /// Where the operator runs (`POD_NAMESPACE`), for the NetworkPolicy that lets it
+    /// read the broker's management API; `None`: any namespace.
+    pub operator_namespace: Option<String>,
 }
 
 impl Context {
@@ -94,6 +97,7 @@ impl Context {
             random: secrets::random_alphanumeric,
             requeue_ready: REQUEUE_READY,
             requeue_not_ready: REQUEUE_NOT_READY,
+            operator_namespace: None,
         }
     }
 
@@ -186,7 +190,7 @@ async fn apply(system: &SalesSystem, ctx: &Context) -> Result<Action, Error> {
 
     ensure_generated_secrets(ctx, system, &names).await?;
 
-    let desired = children::desired(system)?;
+    let desired = children::desired_for(system, ctx.operator_namespace.as_deref())?;
     let mut failures = Vec::new();
     for child in &desired {
         if let Err(err) = apply_child(ctx, &names, child).await {

@@ -84,17 +84,28 @@ pub fn owner_of(system: &SalesSystem) -> Option<OwnerReference> {
     system.controller_owner_ref(&())
 }
 
-/// Every child of `system`, in apply order.
+/// Every child of `system`, in apply order, not knowing where the operator runs.
 pub fn desired(system: &SalesSystem) -> Result<Vec<Child>, serde_json::Error> {
+    desired_for(system, None)
+}
+
+/// Every child of `system`, in apply order. With the operator's namespace, only the
+/// operator's pods of that namespace may read the broker's management API; without
+/// it (e.g. `render`), those of any namespace.
+pub fn desired_for(
+    system: &SalesSystem,
+    operator_namespace: Option<&str>,
+) -> Result<Vec<Child>, serde_json::Error> {
     let names = names_of(system);
     let owner = owner_of(system);
-    build(&names, &system.spec, &owner)
+    build(&names, &system.spec, &owner, operator_namespace)
 }
 
 fn build(
     names: &Names,
     spec: &SalesSystemSpec,
     owner: &Option<OwnerReference>,
+    operator_namespace: Option<&str>,
 ) -> Result<Vec<Child>, serde_json::Error> {
     let mut out = Vec::new();
     for service in AppService::ALL {
@@ -146,7 +157,7 @@ fn build(
             ))?);
         }
     }
-    for policy in network::policies(names, spec, owner) {
+    for policy in network::policies(names, spec, owner, operator_namespace) {
         out.push(Child::typed(&policy)?);
     }
     if let Some(ingress) = ingress(names, spec, owner) {

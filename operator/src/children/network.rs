@@ -10,8 +10,9 @@
 //! - the consumer pods of an autoscaled service: their admin port only, as above (they
 //!   reach their database, the broker and Redis like the service's own pods);
 //! - the broker's management API (15672), while a consumer is autoscaled: the
-//!   operator's pods (`app.kubernetes.io/name: sales-operator`, any namespace), which
-//!   read the queues' depth there.
+//!   operator's pods (`app.kubernetes.io/name: sales-operator`) of the operator's
+//!   namespace (of any namespace when it is not known, as in `render`), which read
+//!   the queues' depth there.
 //!
 //! Only ingress is restricted; every pod of the system is selected by one policy, so
 //! anything not listed is refused. The kubelet's probes are not affected.
@@ -96,6 +97,7 @@ pub fn policies(
     names: &Names,
     spec: &SalesSystemSpec,
     owner: &Option<OwnerReference>,
+    operator_namespace: Option<&str>,
 ) -> Vec<NetworkPolicy> {
     if !spec.network_policies.enabled {
         return Vec::new();
@@ -163,7 +165,7 @@ pub fn policies(
         }];
         if component == Component::Broker && spec.autoscaling.scaled_services().next().is_some() {
             rules.push(NetworkPolicyIngressRule {
-                from: Some(vec![the_operator()]),
+                from: Some(vec![the_operator(operator_namespace)]),
                 ports: Some(vec![tcp(RABBITMQ_MANAGEMENT_PORT)]),
             });
         }
@@ -172,10 +174,15 @@ pub fn policies(
     out
 }
 
-/// The operator's pods, in whatever namespace they run.
-fn the_operator() -> NetworkPolicyPeer {
+/// The operator's pods: of its namespace when known, else of any namespace.
+fn the_operator(namespace: Option<&str>) -> NetworkPolicyPeer {
     NetworkPolicyPeer {
-        namespace_selector: Some(LabelSelector::default()),
+        namespace_selector: Some(LabelSelector {
+            match_labels: namespace.map(|ns| {
+                BTreeMap::from([("kubernetes.io/metadata.name".to_owned(), ns.to_owned())])
+            }),
+            ..Default::default()
+        }),
         pod_selector: Some(LabelSelector {
             match_labels: Some(BTreeMap::from([(
                 LABEL_NAME.to_owned(),
