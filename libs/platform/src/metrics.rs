@@ -5,10 +5,13 @@
 //! The names here are the ones the Grafana dashboards and alert rules use; renaming
 //! one is a breaking change for them.
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use sqlx::PgPool;
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -157,6 +160,12 @@ impl Metrics {
         m.register(Box::new(m.consumers_active.clone()));
     }
 
+    /// Export `db_pool_connections{state}` (`idle`, `in_use`) and
+    /// `db_pool_max_connections` for the service's PostgreSQL pool, read at each scrape.
+    pub fn register_database_pool(&self, pool: PgPool) {
+        self.register(Box::new(DatabasePoolCollector::new(pool)));
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -194,6 +203,60 @@ impl Metrics {
     }
 }
 
+/// The connection pool's state, read from sqlx when Prometheus scrapes: a pool that
+/// stays at its maximum with no idle connection makes requests wait for a
+/// connection (and time out with 503 after `DATABASE_ACQUIRE_TIMEOUT`).
+struct DatabasePoolCollector {
+    pool: PgPool,
+    /// `db_pool_connections{state}`: open connections, `idle` or `in_use`.
+    connections: IntGaugeVec,
+    /// `db_pool_max_connections`: the most the pool opens (`DATABASE_MAX_CONNECTIONS`).
+    max_connections: IntGauge,
+}
+
+impl DatabasePoolCollector {
+    fn new(pool: PgPool) -> Self {
+        DatabasePoolCollector {
+            pool,
+            connections: IntGaugeVec::new(
+                Opts::new(
+                    "db_pool_connections",
+                    "Open PostgreSQL connections of the pool, idle or in use",
+                ),
+                &["state"],
+            )
+            .unwrap_or_else(unreachable_metric),
+            max_connections: IntGauge::new(
+                "db_pool_max_connections",
+                "The most PostgreSQL connections the pool opens",
+            )
+            .unwrap_or_else(unreachable_metric),
+        }
+    }
+}
+
+impl Collector for DatabasePoolCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut descs = self.connections.desc();
+        descs.extend(self.max_connections.desc());
+        descs
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let open = i64::from(self.pool.size());
+        let idle = i64::try_from(self.pool.num_idle()).unwrap_or(i64::MAX);
+        self.connections.with_label_values(&["idle"]).set(idle);
+        self.connections
+            .with_label_values(&["in_use"])
+            .set(open.saturating_sub(idle).max(0));
+        self.max_connections
+            .set(i64::from(self.pool.options().get_max_connections()));
+        let mut families = self.connections.collect();
+        families.extend(self.max_connections.collect());
+        families
+    }
+}
+
 /// Metric definitions are constants; an invalid one is a programming error caught by
 /// the tests that render every metric, so failing loudly at start-up is right.
 #[allow(clippy::panic)]
@@ -219,5 +282,34 @@ mod tests {
             r#"http_requests_total{method="GET",route="/orders",status="200",service="order"} 1"#
         ));
         assert!(text.contains(r#"orders_total{status="unpaid",service="order"} 1"#));
+    }
+
+    #[tokio::test]
+    async fn database_pool_is_read_at_each_scrape() -> anyhow::Result<()> {
+        // Reads the pool only; it changes nothing in the server's database.
+        let url = std::env::var("SALES_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let db = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(3)
+            .connect_lazy(&url)?;
+        let m = Metrics::new("product");
+        m.register_database_pool(db.clone());
+        let before = m.render();
+        assert!(
+            before.contains(r#"db_pool_max_connections{service="product"} 3"#),
+            "{before}"
+        );
+        assert!(
+            before.contains(r#"db_pool_connections{state="in_use",service="product"} 0"#),
+            "{before}"
+        );
+        let held = db.acquire().await?;
+        let during = m.render();
+        assert!(
+            during.contains(r#"db_pool_connections{state="in_use",service="product"} 1"#),
+            "{during}"
+        );
+        drop(held);
+        Ok(())
     }
 }

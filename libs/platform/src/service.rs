@@ -85,6 +85,7 @@ impl ServiceBuilder {
         migrations: Migrator,
     ) -> anyhow::Result<PgPool> {
         let pool = db::pool(args, self.name)?;
+        self.metrics.register_database_pool(pool.clone());
         self.pool = Some(pool.clone());
         self.migrations = Some(migrations);
         Ok(pool)

@@ -1,11 +1,18 @@
 //! The gateway's own metrics, on the service's registry (next to the platform's
 //! `http_requests_total` and friends).
 
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts};
+use std::time::Duration;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 use sales_platform::metrics::Metrics;
 
 use crate::breaker::State;
 use crate::routes::Upstream;
+
+/// Upstream latency buckets: the default `UPSTREAM_TIMEOUT` is 3 s.
+const UPSTREAM_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0,
+];
 
 /// `outcome` of one call to an upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +42,10 @@ impl Outcome {
 pub struct GatewayMetrics {
     /// `gateway_upstream_requests_total{upstream, outcome}`: every attempt, retries included.
     pub upstream_requests: IntCounterVec,
+    /// `gateway_upstream_request_duration_seconds{upstream}`: time of each attempt, from
+    /// sending to the whole answer read; errors and timeouts included, requests the
+    /// breaker refused not.
+    pub upstream_duration: HistogramVec,
     /// `gateway_breaker_state{upstream}`: 0 closed, 1 half-open, 2 open.
     pub breaker_state: IntGaugeVec,
     /// `gateway_rate_limited_total`: requests refused with 429.
@@ -54,6 +65,15 @@ impl GatewayMetrics {
             "Calls to upstream services (retries included), by outcome",
             &["upstream", "outcome"],
         );
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_upstream_request_duration_seconds",
+                "Time of one call to an upstream service (each attempt), by upstream",
+            )
+            .buckets(UPSTREAM_BUCKETS.to_vec()),
+            &["upstream"],
+        )?;
+        metrics.register(Box::new(upstream_duration.clone()));
         let breaker_state = IntGaugeVec::new(
             Opts::new(
                 "gateway_breaker_state",
@@ -79,6 +99,7 @@ impl GatewayMetrics {
         );
         let m = GatewayMetrics {
             upstream_requests,
+            upstream_duration,
             breaker_state,
             rate_limited,
             rate_limit_unchecked,
@@ -86,6 +107,7 @@ impl GatewayMetrics {
         };
         for upstream in Upstream::ALL {
             m.breaker(upstream, State::Closed);
+            m.upstream_duration.with_label_values(&[upstream.name()]);
             // Every outcome exists from the start, at 0, so rates see the first one.
             for outcome in [
                 Outcome::Ok,
@@ -100,9 +122,20 @@ impl GatewayMetrics {
         Ok(m)
     }
 
-    pub fn upstream(&self, upstream: Upstream, outcome: Outcome) {
+    /// One attempt sent to `upstream`, how it ended and how long it took.
+    pub fn upstream(&self, upstream: Upstream, outcome: Outcome, took: Duration) {
         self.upstream_requests
             .with_label_values(&[upstream.name(), outcome.label()])
+            .inc();
+        self.upstream_duration
+            .with_label_values(&[upstream.name()])
+            .observe(took.as_secs_f64());
+    }
+
+    /// A request not sent because `upstream`'s breaker is open.
+    pub fn rejected_by_breaker(&self, upstream: Upstream) {
+        self.upstream_requests
+            .with_label_values(&[upstream.name(), Outcome::RejectedByBreaker.label()])
             .inc();
     }
 

@@ -189,7 +189,9 @@ impl Upstreams {
                 target,
                 permit: Some(permit),
             };
+            let sent = Instant::now();
             let attempt = self.attempt(upstream, &url, &request).await;
+            let took = sent.elapsed();
             let (outcome, retryable) = match &attempt {
                 Attempt::Answer { status, .. } => (
                     if status.is_server_error() {
@@ -208,7 +210,7 @@ impl Upstreams {
                 Attempt::Broken(_) => (Outcome::Error, false),
                 Attempt::TimedOut => (Outcome::Timeout, false),
             };
-            self.metrics.upstream(upstream, outcome);
+            self.metrics.upstream(upstream, outcome, took);
             self.record(upstream, guard, outcome == Outcome::Ok);
 
             if retryable && retry && retries_done < self.config.retries {
@@ -330,7 +332,7 @@ impl Upstreams {
         let result = breaker.try_acquire(now);
         self.metrics.breaker(upstream, breaker.state(now));
         if result.is_err() {
-            self.metrics.upstream(upstream, Outcome::RejectedByBreaker);
+            self.metrics.rejected_by_breaker(upstream);
         }
         result
     }

@@ -557,6 +557,18 @@ async fn a_slow_upstream_is_a_504_after_the_timeout() {
         .await,
         Some(1.0)
     );
+    // The attempt's time is in the upstream latency histogram: the whole timeout.
+    let order = [("upstream", "order")];
+    assert_eq!(
+        gw.metric("gateway_upstream_request_duration_seconds_count", &order)
+            .await,
+        Some(1.0)
+    );
+    let took = gw
+        .metric("gateway_upstream_request_duration_seconds_sum", &order)
+        .await
+        .unwrap();
+    assert!((0.5..3.0).contains(&took), "{took}");
     gw.stop().await;
 }
 
@@ -604,6 +616,15 @@ async fn a_down_upstream_is_a_503_then_the_breaker_opens() {
             "{outcome}"
         );
     }
+    // Attempts are timed; the request the breaker refused was never sent.
+    assert_eq!(
+        gw.metric(
+            "gateway_upstream_request_duration_seconds_count",
+            &[("upstream", "payment")]
+        )
+        .await,
+        Some(3.0)
+    );
     // Other upstreams are not affected.
     assert_eq!(
         gw.metric("gateway_breaker_state", &[("upstream", "order")])
