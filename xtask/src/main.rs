@@ -1,5 +1,6 @@
 //! `cargo xtask`: developer tasks for the sales system.
 
+mod bench;
 mod infra;
 mod test;
 mod tools;
@@ -34,6 +35,9 @@ enum Cmd {
         #[command(subcommand)]
         action: InfraCmd,
     },
+    /// Measure throughput, latency, CPU and memory under an order load through the
+    /// gateway (release build); prints numbers.
+    Bench(bench::BenchArgs),
     /// Ensure the infrastructure, build all binaries, run every test (nextest if installed).
     Test {
         /// Passed to `cargo nextest run` / `cargo test` (after `--`).
@@ -93,6 +97,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Test { args } => test::run(&root, &args).await,
+        Cmd::Bench(args) => {
+            bench::run(&root, &args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

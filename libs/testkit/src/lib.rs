@@ -143,25 +143,36 @@ impl TestBroker {
 
     /// Delete this namespace's exchange and queues.
     pub async fn delete(self) {
-        let topology = self.topology();
-        let conn = self.connect().await;
-        let Ok(channel) = conn.create_channel().await else {
-            return;
-        };
-        for sub in SUBSCRIPTIONS {
-            let mut names = vec![topology.queue(*sub), topology.dead_letter_queue(*sub)];
-            names.extend((0..RETRY_DELAYS.len()).map(|t| topology.retry_queue(*sub, t)));
-            for name in names {
-                let _ = channel
-                    .queue_delete(name.as_str().into(), Default::default())
-                    .await;
-            }
-        }
-        let _ = channel
-            .exchange_delete(topology.exchange().as_str().into(), Default::default())
-            .await;
-        let _ = conn.close(200, "test done".into()).await;
+        delete_broker_namespace(&amqp_url(), &self.prefix).await;
     }
+}
+
+/// Delete the exchange and every queue (with its retry and dead-letter queues) of
+/// the broker namespace `prefix`, where they exist. Best effort: an unreachable broker
+/// leaves them.
+pub async fn delete_broker_namespace(amqp_url: &str, prefix: &str) {
+    let topology = Topology::new(prefix.to_owned());
+    let Ok(conn) =
+        lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default()).await
+    else {
+        return;
+    };
+    let Ok(channel) = conn.create_channel().await else {
+        return;
+    };
+    for sub in SUBSCRIPTIONS {
+        let mut names = vec![topology.queue(*sub), topology.dead_letter_queue(*sub)];
+        names.extend((0..RETRY_DELAYS.len()).map(|t| topology.retry_queue(*sub, t)));
+        for name in names {
+            let _ = channel
+                .queue_delete(name.as_str().into(), Default::default())
+                .await;
+        }
+    }
+    let _ = channel
+        .exchange_delete(topology.exchange().as_str().into(), Default::default())
+        .await;
+    let _ = conn.close(200, "namespace deleted".into()).await;
 }
 
 impl Default for TestBroker {

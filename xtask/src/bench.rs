@@ -1,0 +1,522 @@
+//! `cargo xtask bench`: throughput, latency, CPU and memory of the whole system
+//! under a steady order load through the gateway. It prints numbers; nothing here
+//! passes or fails on them.
+//!
+//! Every service runs as its own process (release build unless `--debug`) against
+//! fresh `sales_bench_*` databases and a private broker namespace (`bench.`), so a
+//! run neither sees nor disturbs `cargo xtask up`'s data. Each client is a customer
+//! who, in a loop, reads a product (a cached catalogue read), places an order for one
+//! unit of it (stock reserved, events committed) and pays it (payment authorized and
+//! captured, `paid-order` published). After the load, the bench waits until every
+//! paid order has its shipment and every event its notification, and reports how
+//! long the pipeline took to drain.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use sales_testkit::launch::{Process, Service, Wiring};
+use serde_json::{Value, json};
+use sqlx::{Connection as _, PgConnection};
+use tokio::process::Command;
+use tokio::sync::Mutex;
+
+use crate::infra::{self, Infra};
+
+/// Products in the benchmark's catalogue; each client picks one at random per order.
+const PRODUCTS: usize = 20;
+/// Price of each product in cents: well under the payment service's decline limit.
+const PRICE_CENTS: i64 = 1500;
+/// Broker namespace of the benchmark's exchange and queues.
+const AMQP_PREFIX: &str = "bench.";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Concurrent clients (customers), each running browse, order, pay in a loop.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// How long the load runs, in seconds.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Benchmark the debug build (quicker to build, far slower to run).
+    #[arg(long)]
+    debug: bool,
+}
+
+/// The three steps each client repeats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Step {
+    BrowseProduct,
+    PlaceOrder,
+    PayOrder,
+}
+
+impl Step {
+    fn label(self) -> &'static str {
+        match self {
+            Step::BrowseProduct => "browse product",
+            Step::PlaceOrder => "place order",
+            Step::PayOrder => "pay order",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Samples {
+    /// Latency of each answered request, in microseconds.
+    ok: Vec<u64>,
+    /// Answers other than 2xx, by status (0: no answer).
+    errors: BTreeMap<u16, u64>,
+}
+
+pub async fn run(root: &Path, args: &BenchArgs) -> Result<()> {
+    if args.clients == 0 || args.seconds == 0 {
+        bail!("--clients and --seconds must be at least 1");
+    }
+    let infra = infra::ensure_infra(root).await?;
+    let profile = if args.debug { "debug" } else { "release" };
+    eprintln!("bench: building the services ({profile})");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(&cargo);
+    build
+        .current_dir(root)
+        .args(["build", "--workspace", "--bins"]);
+    if !args.debug {
+        build.arg("--release");
+    }
+    if !build
+        .status()
+        .await
+        .context("cannot run cargo build")?
+        .success()
+    {
+        bail!("cargo build failed");
+    }
+
+    let wiring = wiring(&infra).await?;
+    let logs = root.join("target/sales-bench/logs");
+    std::fs::create_dir_all(&logs)?;
+    let bin_dir = root.join("target").join(profile);
+    let mut processes: Vec<Process> = Vec::new();
+    for service in Service::ALL {
+        let log = File::create(logs.join(format!("{}.log", service.name())))?;
+        let process = Process::spawn(
+            service,
+            &bin_dir,
+            &wiring,
+            Stdio::from(log.try_clone()?),
+            Stdio::from(log),
+        )
+        .with_context(|| format!("cannot start {}", service.binary()))?;
+        processes.push(process);
+    }
+    let outcome = measure(&wiring, args, &processes, profile).await;
+    for p in processes.iter_mut() {
+        p.terminate(Duration::from_secs(25));
+    }
+    outcome.with_context(|| format!("service logs: {}", logs.display()))
+}
+
+/// Fresh databases, free ports, the gateway's rate limit out of the way.
+async fn wiring(infra: &Infra) -> Result<Wiring> {
+    let mut admin = PgConnection::connect(&infra.postgres_url)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    let mut database_urls = HashMap::new();
+    for service in Service::ALL {
+        let Some(database) = service.database() else {
+            continue;
+        };
+        let name = format!("sales_bench_{database}");
+        sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
+            .execute(&mut admin)
+            .await?;
+        sqlx::query(&format!("create database \"{name}\""))
+            .execute(&mut admin)
+            .await?;
+        database_urls.insert(
+            service,
+            sales_testkit::replace_database(&infra.postgres_url, &name),
+        );
+    }
+    let _ = admin.close().await;
+    // Queues of an earlier run may hold its messages; they are not this run's.
+    sales_testkit::delete_broker_namespace(&infra.amqp_url, AMQP_PREFIX).await;
+
+    let mut ports = HashMap::new();
+    for service in Service::ALL {
+        ports.insert(service, (free_port()?, free_port()?));
+    }
+    Ok(Wiring {
+        ports,
+        database_urls,
+        amqp_url: infra.amqp_url.clone(),
+        amqp_prefix: AMQP_PREFIX.into(),
+        log_format: "text".into(),
+        log_filter: "warn".into(),
+        env: vec![
+            ("RATE_LIMIT_REQUESTS".into(), "1000000000".into()),
+            ("RATE_LIMIT_WINDOW".into(), "1m".into()),
+        ],
+        service_env: HashMap::new(),
+        redis_url: infra.redis_url.clone(),
+        redis_prefix: format!("bench{}:", std::process::id()),
+        jwt_secret: "bench-secret-bench-secret-bench-secret".into(),
+        admin: None,
+    })
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
+}
+
+async fn measure(
+    wiring: &Wiring,
+    args: &BenchArgs,
+    processes: &[Process],
+    profile: &str,
+) -> Result<()> {
+    for service in Service::ALL {
+        sales_testkit::wait_ready(
+            &format!("{}/ready", wiring.base_url(service)),
+            Duration::from_secs(60),
+        )
+        .await
+        .with_context(|| format!("the {} service did not become ready", service.name()))?;
+    }
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .build()?;
+    let products = make_catalogue(&http, wiring).await?;
+    let gateway = wiring.base_url(Service::Gateway);
+    let mut tokens = Vec::with_capacity(args.clients);
+    for client in 0..args.clients {
+        tokens.push(register(&http, &gateway, client).await?);
+    }
+    let before = usage(processes);
+
+    eprintln!(
+        "bench: {} clients for {} s through the gateway",
+        args.clients, args.seconds
+    );
+    let samples: Arc<Mutex<BTreeMap<Step, Samples>>> = Arc::default();
+    let started = Instant::now();
+    let until = started + Duration::from_secs(args.seconds);
+    let mut workers = Vec::new();
+    for (client, token) in tokens.into_iter().enumerate() {
+        let (http, gateway, products, samples) = (
+            http.clone(),
+            gateway.clone(),
+            products.clone(),
+            samples.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut local: BTreeMap<Step, Samples> = BTreeMap::new();
+            let mut round = 0usize;
+            while Instant::now() < until {
+                let product = products[(client * 7 + round * 13) % products.len()];
+                round += 1;
+                let auth = format!("Bearer {token}");
+                let browse = http
+                    .get(format!("{gateway}/api/v1/products/{product}"))
+                    .header("authorization", &auth);
+                timed(&mut local, Step::BrowseProduct, browse).await;
+                let place = http
+                    .post(format!("{gateway}/api/v1/orders"))
+                    .header("authorization", &auth)
+                    .header("idempotency-key", format!("bench-{client}-{round}"))
+                    .json(&json!({"items": [{"product_id": product, "quantity": 1}]}));
+                let Some(order) = timed(&mut local, Step::PlaceOrder, place).await else {
+                    continue;
+                };
+                let Some(order_id) = order["order_id"].as_i64() else {
+                    continue;
+                };
+                let pay = http
+                    .post(format!("{gateway}/api/v1/orders/{order_id}/pay"))
+                    .header("authorization", &auth);
+                timed(&mut local, Step::PayOrder, pay).await;
+            }
+            let mut all = samples.lock().await;
+            for (step, s) in local {
+                let into = all.entry(step).or_default();
+                into.ok.extend(s.ok);
+                for (status, n) in s.errors {
+                    *into.errors.entry(status).or_default() += n;
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await?;
+    }
+    let load_took = started.elapsed();
+    let samples = std::mem::take(&mut *samples.lock().await);
+    let placed = samples.get(&Step::PlaceOrder).map_or(0, |s| s.ok.len());
+    let paid = samples.get(&Step::PayOrder).map_or(0, |s| s.ok.len());
+
+    // The event pipeline: a shipment per paid order, a notification per event.
+    let drain_started = Instant::now();
+    let expected_notifications = placed + paid;
+    let (shipments, notifications) = loop {
+        let shipments = consumed(&http, wiring, Service::Shipping).await;
+        let notifications = consumed(&http, wiring, Service::Notification).await;
+        if (shipments >= paid && notifications >= expected_notifications)
+            || drain_started.elapsed() > Duration::from_secs(120)
+        {
+            break (shipments, notifications);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let drained_after = drain_started.elapsed();
+    let lag = mean_lag(&http, wiring, Service::Notification).await;
+    let after = usage(processes);
+
+    println!();
+    println!(
+        "sales-system bench: {profile} build, {} clients, {:.1} s of load through the gateway",
+        args.clients,
+        load_took.as_secs_f64()
+    );
+    println!();
+    println!(
+        "{:<16} {:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8}",
+        "step", "ok", "errors", "per s", "p50 ms", "p95 ms", "p99 ms", "max ms"
+    );
+    for (step, s) in &samples {
+        let mut ok = s.ok.clone();
+        ok.sort_unstable();
+        let errors: u64 = s.errors.values().sum();
+        println!(
+            "{:<16} {:>8} {:>7} {:>9.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+            step.label(),
+            ok.len(),
+            errors,
+            ok.len() as f64 / load_took.as_secs_f64(),
+            percentile(&ok, 0.50),
+            percentile(&ok, 0.95),
+            percentile(&ok, 0.99),
+            percentile(&ok, 1.0),
+        );
+        if !s.errors.is_empty() {
+            println!("{:<16} errors by status (0: no answer): {:?}", "", s.errors);
+        }
+    }
+    println!();
+    println!(
+        "events: {shipments} of {paid} shipments opened and {notifications} of {expected_notifications} notifications recorded, {:.2} s after the load stopped; mean time from event to notification {}",
+        drained_after.as_secs_f64(),
+        lag.map_or("n/a".into(), |l| format!("{:.1} ms", l * 1000.0)),
+    );
+    println!();
+    println!(
+        "{:<14} {:>12} {:>10} {:>14}",
+        "service", "cpu s (load)", "rss MiB", "peak rss MiB"
+    );
+    for p in processes {
+        let name = p.service.name();
+        let (Some(b), Some(a)) = (before.get(name), after.get(name)) else {
+            continue;
+        };
+        println!(
+            "{:<14} {:>12.2} {:>10.1} {:>14.1}",
+            name,
+            a.cpu_seconds - b.cpu_seconds,
+            a.rss_kib as f64 / 1024.0,
+            a.peak_rss_kib as f64 / 1024.0,
+        );
+    }
+    Ok(())
+}
+
+/// Send `request`, record its latency under `step`; the JSON answer when 2xx.
+async fn timed(
+    samples: &mut BTreeMap<Step, Samples>,
+    step: Step,
+    request: reqwest::RequestBuilder,
+) -> Option<Value> {
+    let sent = Instant::now();
+    let answer = request.send().await;
+    let s = samples.entry(step).or_default();
+    match answer {
+        Ok(r) if r.status().is_success() => {
+            let body = r.json::<Value>().await.ok();
+            s.ok.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
+            body
+        }
+        Ok(r) => {
+            *s.errors.entry(r.status().as_u16()).or_default() += 1;
+            None
+        }
+        Err(_) => {
+            *s.errors.entry(0).or_default() += 1;
+            None
+        }
+    }
+}
+
+/// The value at quantile `q` of sorted microseconds, in milliseconds.
+fn percentile(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+/// Products with plenty of stock, created in the product service; waits until the
+/// inventory has opened their stock items (from `product-created`).
+async fn make_catalogue(http: &reqwest::Client, wiring: &Wiring) -> Result<Vec<i64>> {
+    let product_service = wiring.base_url(Service::Product);
+    let mut ids = Vec::with_capacity(PRODUCTS);
+    for n in 0..PRODUCTS {
+        let r = http
+            .post(format!("{product_service}/api/v1/products"))
+            .json(&json!({
+                "sku": format!("BENCH-{n:03}"), "name": format!("Bench product {n}"),
+                "price": {"amount": PRICE_CENTS, "currency": "USD"},
+                "initial_stock": 1_000_000
+            }))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("creating a product failed: {}", r.text().await?);
+        }
+        let body: Value = r.json().await?;
+        ids.push(body["id"].as_i64().context("a product without an id")?);
+    }
+    let inventory = wiring.base_url(Service::Inventory);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let items: Vec<Value> = http
+            .get(format!("{inventory}/api/v1/inventory/items"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if items.len() >= PRODUCTS {
+            return Ok(ids);
+        }
+        if Instant::now() > deadline {
+            bail!("the inventory did not open the products' stock in 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A new customer, registered through the gateway; their token.
+async fn register(http: &reqwest::Client, gateway: &str, client: usize) -> Result<String> {
+    let r = http
+        .post(format!("{gateway}/api/v1/customers/register"))
+        .json(&json!({
+            "email": format!("bench-{client}@example.com"),
+            "password": "bench-password",
+            "name": format!("Bench client {client}")
+        }))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("registering a customer failed: {}", r.text().await?);
+    }
+    let body: Value = r.json().await?;
+    find_token(&body).context("the registration answer has no token")
+}
+
+fn find_token(value: &Value) -> Option<String> {
+    match value {
+        Value::Object(map) => map
+            .get("token")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| map.values().find_map(find_token)),
+        _ => None,
+    }
+}
+
+/// Messages a service has handled (every queue, outcome `processed`), from its metrics.
+async fn consumed(http: &reqwest::Client, wiring: &Wiring, service: Service) -> usize {
+    let text = metrics(http, wiring, service).await;
+    text.lines()
+        .filter(|l| {
+            l.starts_with("messages_consumed_total{") && l.contains("outcome=\"processed\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as usize
+}
+
+/// Mean time from an event happening to `service` handling it, in seconds.
+async fn mean_lag(http: &reqwest::Client, wiring: &Wiring, service: Service) -> Option<f64> {
+    let text = metrics(http, wiring, service).await;
+    let total = |suffix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("message_lag_seconds_{suffix}{{")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let count = total("count");
+    (count > 0.0).then(|| total("sum") / count)
+}
+
+async fn metrics(http: &reqwest::Client, wiring: &Wiring, service: Service) -> String {
+    let url = format!("{}/metrics", wiring.admin_url(service));
+    match http.get(url).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// CPU time and memory of one process, from `/proc`.
+struct Usage {
+    cpu_seconds: f64,
+    rss_kib: u64,
+    peak_rss_kib: u64,
+}
+
+fn usage(processes: &[Process]) -> HashMap<&'static str, Usage> {
+    // Linux reports CPU time in clock ticks of 1/100 s on every platform it runs on
+    // here (USER_HZ).
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let mut out = HashMap::new();
+    for p in processes {
+        let pid = p.child.id();
+        let (Ok(stat), Ok(status)) = (
+            std::fs::read_to_string(format!("/proc/{pid}/stat")),
+            std::fs::read_to_string(format!("/proc/{pid}/status")),
+        ) else {
+            continue;
+        };
+        // Fields after the command name (which may hold spaces) start at field 3.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime are fields 14 and 15: indices 11 and 12 after the name.
+        let cpu_seconds = (ticks(11) + ticks(12)) / TICKS_PER_SECOND;
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        out.insert(
+            p.service.name(),
+            Usage {
+                cpu_seconds,
+                rss_kib: kib("VmRSS:"),
+                peak_rss_kib: kib("VmHWM:"),
+            },
+        );
+    }
+    out
+}
