@@ -126,6 +126,19 @@ async fn an_order_from_registration_to_delivery() {
         json!({"amount": 9000, "currency": "USD"})
     );
     assert_eq!(payment["status"], "confirmed");
+    // Another customer finds neither the order nor its payment.
+    let (_, other) = sys.register("eve@example.com", "Eve").await;
+    for path in [
+        format!("/api/v1/orders/{id}"),
+        format!("/api/v1/payments/{}", paid["payment_id"]),
+    ] {
+        let (status, body) = sys.call(Method::GET, &path, None, Some(&other)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+    let (_, payments) = sys
+        .call(Method::GET, "/api/v1/payments", None, Some(&other))
+        .await;
+    assert_eq!(payments, json!([]));
 
     // Paying opened a shipment; the customer sees it, only the admin moves it.
     let shipment = sales_testkit::eventually("the shipment", Duration::from_secs(15), || async {

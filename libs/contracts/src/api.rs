@@ -209,6 +209,9 @@ pub mod payments {
     pub struct ChargeOrder {
         pub order_id: i64,
         pub amount: Money,
+        /// The customer who placed the order, if any: they may read the payment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub customer_id: Option<i64>,
     }
 
     /// A payment.
@@ -216,6 +219,9 @@ pub mod payments {
     pub struct Payment {
         pub payment_id: i64,
         pub order_id: i64,
+        /// The customer whose order it pays, when known; only they (and admins) see it.
+        #[serde(default)]
+        pub customer_id: Option<i64>,
         pub amount: Money,
         pub status: PaymentStatus,
         /// Why it was declined, when it was.

@@ -107,7 +107,9 @@ pub const POLICY: &[Rule] = &[
     // Catalogue and stock: anyone reads the catalogue, admins write both.
     rule(WRITE, Prefix("/api/v1/products"), Admin),
     rule(WRITE, Prefix("/api/v1/inventory/items"), Admin),
-    rule(WRITE, Prefix("/api/v1/inventory/reservations"), Admin),
+    // Reservations name orders and what they hold: the order service's business
+    // (it calls the inventory directly), and admins'; never another customer's.
+    rule(ANY, Prefix("/api/v1/inventory/reservations"), Admin),
     rule(READ, Prefix("/api/v1/products"), Public),
     rule(READ, Prefix("/products"), Public),
     // The seeds' own unauthenticated routes (SEED_COMPAT_OPEN).
@@ -204,6 +206,7 @@ mod tests {
             ("POST", "/api/v1/inventory/items", Admin),
             ("DELETE", "/api/v1/inventory/items/SKU-1", Admin),
             ("POST", "/api/v1/inventory/reservations", Admin),
+            ("GET", "/api/v1/inventory/reservations/5", Admin),
             // seed compatibility
             ("POST", "/products", COMPAT_ADMIN),
             ("POST", "/orders", COMPAT),

@@ -46,7 +46,13 @@ pub async fn pay_order(ctx: &OrderContext, caller: &Caller, order_id: i64) -> Re
 
 /// Charge the order's total and apply the outcome.
 pub async fn charge_and_settle(ctx: &OrderContext, order: Order) -> Result<Order> {
-    let payment = payment_client::charge(&ctx.payments, order.order_id, order.total).await?;
+    let payment = payment_client::charge(
+        &ctx.payments,
+        order.order_id,
+        order.customer_id,
+        order.total,
+    )
+    .await?;
     match payment.status {
         ChargeStatus::Confirmed => confirm(ctx, order.order_id, &payment).await,
         ChargeStatus::Declined => fail(ctx, order.order_id, &payment).await,

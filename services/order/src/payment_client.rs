@@ -8,11 +8,22 @@ use sales_platform::client::ServiceClient;
 
 use crate::error::{OrderError, Result};
 
-/// Authorize and capture `amount` for `order_id`. Safe to retry: the payment service
-/// keeps one payment per order and returns it again.
-pub async fn charge(client: &ServiceClient, order_id: i64, amount: Money) -> Result<Payment> {
+/// Authorize and capture `amount` for `order_id`, placed by `customer_id` (who may
+/// then read the payment). Safe to retry: the payment service keeps one payment per
+/// order and returns it again.
+pub async fn charge(
+    client: &ServiceClient,
+    order_id: i64,
+    customer_id: Option<i64>,
+    amount: Money,
+) -> Result<Payment> {
+    let charge = ChargeOrder {
+        order_id,
+        amount,
+        customer_id,
+    };
     client
-        .post("/api/v1/payments/charge", &ChargeOrder { order_id, amount })
+        .post("/api/v1/payments/charge", &charge)
         .await
         .map_err(OrderError::Upstream)
 }

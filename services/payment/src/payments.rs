@@ -12,6 +12,7 @@
 use chrono::{DateTime, Utc};
 use sales_contracts::api::payments::Payment;
 use sales_contracts::{Currency, Money};
+use sales_platform::caller::Caller;
 use sqlx::{PgConnection, PgPool};
 
 use crate::authorizer::{Authorizer, Decision};
@@ -38,6 +39,7 @@ pub struct Stored {
 struct PaymentRow {
     id: i64,
     order_id: i64,
+    customer_id: Option<i64>,
     amount_minor: i64,
     currency: String,
     status: String,
@@ -60,6 +62,7 @@ impl TryFrom<PaymentRow> for Payment {
         Ok(Payment {
             payment_id: r.id,
             order_id: r.order_id,
+            customer_id: r.customer_id,
             amount: Money::new(r.amount_minor, currency),
             status,
             decline_reason: r.decline_reason,
@@ -69,8 +72,8 @@ impl TryFrom<PaymentRow> for Payment {
     }
 }
 
-const COLUMNS: &str =
-    "id, order_id, amount_minor, currency, status, decline_reason, created_at, updated_at";
+const COLUMNS: &str = "id, order_id, customer_id, amount_minor, currency, status, decline_reason, \
+    created_at, updated_at";
 
 /// Check what a new payment would be made of.
 pub fn validate_new(order_id: i64, amount: Money) -> Result<()> {
@@ -92,30 +95,40 @@ pub fn validate_new(order_id: i64, amount: Money) -> Result<()> {
 struct Entered(Vec<(PaymentStatus, Money)>);
 
 impl Payments {
-    /// One payment.
-    pub async fn get(&self, id: i64) -> Result<Payment> {
+    /// One payment, if `caller` may see it: a customer sees only the payments of
+    /// their own orders (another's is not found, as if it did not exist).
+    pub async fn get(&self, id: i64, caller: &Caller) -> Result<Payment> {
         let row: Option<PaymentRow> =
             sqlx::query_as(&format!("select {COLUMNS} from payments where id = $1"))
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        row.ok_or(PaymentError::NotFound(id))?.try_into()
+        let payment = Payment::try_from(row.ok_or(PaymentError::NotFound(id))?)?;
+        if caller.may_see(payment.customer_id) {
+            Ok(payment)
+        } else {
+            Err(PaymentError::NotFound(id))
+        }
     }
 
-    /// Payments by id, optionally only the one of an order.
+    /// Payments by id, optionally only the one of an order; a customer's own only.
     pub async fn list(
         &self,
         order_id: Option<i64>,
+        caller: &Caller,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<Payment>> {
         let rows: Vec<PaymentRow> = sqlx::query_as(&format!(
-            "select {COLUMNS} from payments where ($1::bigint is null or order_id = $1)
+            "select {COLUMNS} from payments
+             where ($1::bigint is null or order_id = $1)
+               and ($4::bigint is null or customer_id = $4)
              order by id limit $2 offset $3"
         ))
         .bind(order_id)
         .bind(limit)
         .bind(offset)
+        .bind(caller.listing_scope())
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(Payment::try_from).collect()
@@ -126,7 +139,8 @@ impl Payments {
         validate_new(order_id, amount)?;
         let mut entered = Entered::default();
         let mut tx = self.pool.begin().await?;
-        let (payment, created) = lock_or_open(&mut tx, order_id, amount, &mut entered).await?;
+        let (payment, created) =
+            lock_or_open(&mut tx, order_id, None, amount, &mut entered).await?;
         tx.commit().await?;
         self.count(entered);
         Ok(Stored { payment, created })
@@ -135,11 +149,22 @@ impl Payments {
     /// Charge an order: authorize and capture in one step, ending `confirmed` or
     /// `declined`. An order's payment that exists already is taken as far as it goes
     /// (pending: authorized and captured; authorized: captured) and returned.
-    pub async fn charge(&self, order_id: i64, amount: Money) -> Result<Stored> {
+    pub async fn charge(
+        &self,
+        order_id: i64,
+        customer_id: Option<i64>,
+        amount: Money,
+    ) -> Result<Stored> {
         validate_new(order_id, amount)?;
+        if customer_id.is_some_and(|c| c < 1) {
+            return Err(PaymentError::Validation(
+                "customer_id must be a positive integer".into(),
+            ));
+        }
         let mut entered = Entered::default();
         let mut tx = self.pool.begin().await?;
-        let (mut payment, created) = lock_or_open(&mut tx, order_id, amount, &mut entered).await?;
+        let (mut payment, created) =
+            lock_or_open(&mut tx, order_id, customer_id, amount, &mut entered).await?;
         if payment.status == PaymentStatus::Pending {
             payment = self
                 .authorize_locked(&mut tx, payment, &mut entered)
@@ -159,7 +184,8 @@ impl Payments {
         validate_new(order_id, amount)?;
         let mut entered = Entered::default();
         let mut tx = self.pool.begin().await?;
-        let (mut payment, created) = lock_or_open(&mut tx, order_id, amount, &mut entered).await?;
+        let (mut payment, created) =
+            lock_or_open(&mut tx, order_id, None, amount, &mut entered).await?;
         if payment.status == PaymentStatus::Pending {
             payment = self
                 .authorize_locked(&mut tx, payment, &mut entered)
@@ -272,6 +298,7 @@ async fn lock(conn: &mut PgConnection, id: i64) -> Result<Payment> {
 async fn lock_or_open(
     conn: &mut PgConnection,
     order_id: i64,
+    customer_id: Option<i64>,
     amount: Money,
     entered: &mut Entered,
 ) -> Result<(Payment, bool)> {
@@ -279,14 +306,15 @@ async fn lock_or_open(
     // other transaction commits; the loop only guards against the impossible.
     for _ in 0..3 {
         let inserted: Option<PaymentRow> = sqlx::query_as(&format!(
-            "insert into payments (order_id, amount_minor, currency, status)
-             values ($1, $2, $3, 'pending')
+            "insert into payments (order_id, customer_id, amount_minor, currency, status)
+             values ($1, $4, $2, $3, 'pending')
              on conflict (order_id) do nothing
              returning {COLUMNS}"
         ))
         .bind(order_id)
         .bind(amount.amount)
         .bind(amount.currency.as_str())
+        .bind(customer_id)
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(row) = inserted {

@@ -357,8 +357,17 @@ async fn refunds_only_after_confirm_and_only_by_admins_or_internal_callers() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
 
-    let confirmed = id_of(&charge(&svc, 51, 700).await.1);
-    // Customers may read...
+    // The order service charges on behalf of the order's customer.
+    let (status, p) = svc
+        .post(
+            "/api/v1/payments/charge",
+            json!({"order_id": 51, "amount": {"amount": 700, "currency": "USD"}, "customer_id": 7}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    assert_eq!(p["customer_id"], 7);
+    let confirmed = id_of(&p);
+    // Customers may read their own payments...
     let (status, p) = svc
         .get_as(&format!("/api/v1/payments/{confirmed}"), As::Customer(7))
         .await;
@@ -366,10 +375,29 @@ async fn refunds_only_after_confirm_and_only_by_admins_or_internal_callers() {
         (status, p["status"].as_str()),
         (StatusCode::OK, Some("confirmed"))
     );
-    let (status, _) = svc
+    let (status, list) = svc
         .get_as("/api/v1/payments?order_id=51", As::Customer(7))
         .await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    // ...and no one else's: another customer's payment, and one made without a
+    // customer, are not found, and listings leave them out.
+    let (status, body) = svc
+        .get_as(&format!("/api/v1/payments/{confirmed}"), As::Customer(8))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = svc
+        .get_as(&format!("/api/v1/payments/{authorized}"), As::Customer(7))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (_, list) = svc.get_as("/api/v1/payments", As::Customer(8)).await;
+    assert_eq!(list, json!([]));
+    let (_, list) = svc.get_as("/api/v1/payments", As::Customer(7)).await;
+    let ids: Vec<i64> = list.as_array().unwrap().iter().map(id_of).collect();
+    assert_eq!(ids, [confirmed]);
+    // Admins see every payment.
+    let (_, list) = svc.get_as("/api/v1/payments", As::Admin(1)).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
     // ...but not refund, nor change anything else.
     let (status, body) = svc
         .post_empty_as(

@@ -97,7 +97,10 @@ async fn charge(
     Json(body): Json<ChargeOrder>,
 ) -> Result<(StatusCode, Json<Payment>), PaymentError> {
     require_writer(&caller)?;
-    let stored = state.payments.charge(body.order_id, body.amount).await?;
+    let stored = state
+        .payments
+        .charge(body.order_id, body.customer_id, body.amount)
+        .await?;
     Ok(created_or_found(stored))
 }
 
@@ -135,32 +138,37 @@ pub struct PaymentFilter {
     order_id: Option<i64>,
 }
 
-/// List payments, oldest first; `?order_id=` finds an order's payment.
+/// List payments, oldest first; `?order_id=` finds an order's payment. A customer
+/// sees only the payments of their own orders.
 #[utoipa::path(get, path = "/api/v1/payments", tag = "payments", params(PaymentFilter, Page),
     responses((status = 200, body = [Payment]), (status = 400, body = ErrorResponse)))]
 async fn list_payments(
     State(state): State<AppState>,
-    _reader: Caller,
+    caller: Caller,
     Query(filter): Query<PaymentFilter>,
     Query(page): Query<Page>,
 ) -> Result<Json<Vec<Payment>>, ApiError> {
     let (limit, offset) = page.bounds()?;
     Ok(Json(
-        state.payments.list(filter.order_id, limit, offset).await?,
+        state
+            .payments
+            .list(filter.order_id, &caller, limit, offset)
+            .await?,
     ))
 }
 
-/// One payment.
+/// One payment. A customer sees only the payments of their own orders (another's is
+/// a 404).
 #[utoipa::path(get, path = "/api/v1/payments/{id}", tag = "payments",
     params(("id" = i64, Path, description = "The payment id")),
     responses((status = 200, body = Payment), (status = 400, body = ErrorResponse),
                (status = 404, body = ErrorResponse)))]
 async fn get_payment(
     State(state): State<AppState>,
-    _reader: Caller,
+    caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<Payment>, PaymentError> {
-    Ok(Json(state.payments.get(id).await?))
+    Ok(Json(state.payments.get(id, &caller).await?))
 }
 
 /// Authorize a pending payment: `authorized`, or `declined` (with `decline_reason`)
