@@ -22,7 +22,6 @@ use anyhow::{Context as _, Result, bail};
 use sales_testkit::launch::{Process, Service, Wiring};
 use serde_json::{Value, json};
 use sqlx::{Connection as _, PgConnection};
-use tokio::process::Command;
 use tokio::sync::Mutex;
 
 use crate::infra::{self, Infra};
@@ -80,11 +79,8 @@ pub async fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let infra = infra::ensure_infra(root).await?;
     let profile = if args.debug { "debug" } else { "release" };
     eprintln!("bench: building the services ({profile})");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(&cargo);
-    build
-        .current_dir(root)
-        .args(["build", "--workspace", "--bins"]);
+    let mut build = crate::cargo_command(root);
+    build.args(["build", "--workspace", "--bins"]);
     if !args.debug {
         build.arg("--release");
     }

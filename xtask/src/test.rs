@@ -1,7 +1,6 @@
 //! `cargo xtask test`: infrastructure, build, then every test of the workspace.
 
 use std::{
-    ffi::OsString,
     path::Path,
     process::{ExitCode, ExitStatus, Stdio},
 };
@@ -21,12 +20,9 @@ pub async fn run(workspace_root: &Path, extra: &[String]) -> Result<ExitCode> {
     tools::ensure_prometheus().await?;
     let mut env: Vec<(&'static str, String)> = infra.env();
     env.push((tools::ENV_TOOLS_VENV, venv.display().to_string()));
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let cargo_cmd = |args: &[&str]| {
-        let mut cmd = Command::new(&cargo);
-        cmd.args(args)
-            .current_dir(workspace_root)
-            .envs(env.iter().map(|(k, v)| (k, v)));
+        let mut cmd = crate::cargo_command(workspace_root);
+        cmd.args(args).envs(env.iter().map(|(k, v)| (k, v)));
         cmd
     };
 

@@ -15,7 +15,6 @@ use anyhow::{Context as _, Result, bail};
 use sales_testkit::launch::{Process, Service, Wiring};
 use serde_json::{Value, json};
 use sqlx::{Connection as _, PgConnection};
-use tokio::process::Command;
 
 use crate::infra::{self, Infra};
 
@@ -56,11 +55,8 @@ pub async fn run(root: &Path) -> Result<ExitCode> {
     let infra = infra::ensure_infra(root).await?;
 
     eprintln!("xtask: building the services");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(&cargo);
-    build
-        .current_dir(root)
-        .args(["build", "--workspace", "--bins"]);
+    let mut build = crate::cargo_command(root);
+    build.args(["build", "--workspace", "--bins"]);
     if !build
         .status()
         .await
