@@ -7,8 +7,9 @@
 //!   the queries written as recording rules);
 //! - every metric a dashboard or an alert uses is exported by the running services,
 //!   as a real Prometheus scrapes them; every dashboard query and every rule
-//!   evaluates there without error (the operator's metrics, still to come, are only
-//!   checked against their list, `observability/operator-metrics.txt`);
+//!   evaluates there without error (the operator's metrics, which need a cluster to
+//!   run, are checked against their list, `observability/operator-metrics.txt`, which
+//!   `operator/tests/metric_names.rs` checks against the operator's `/metrics`);
 //! - one order placed through the gateway makes one connected trace, from the
 //!   gateway through the order service, the inventory, and the consumers of the
 //!   messages it causes.

@@ -869,6 +869,7 @@ for vf in values_files("sales-operator"):
         "service_port": [svc["spec"]["ports"][0]["port"], svc["spec"]["ports"][0]["targetPort"]],
         "service_selects_pods": all(pod["metadata"]["labels"].get(k) == v for k, v in svc["spec"]["selector"].items()),
         "monitor_port": [sms[0]["spec"]["endpoints"][0]["port"], sms[0]["spec"]["endpoints"][0]["path"]] if sms else None,
+        "monitor_honors_labels": sms[0]["spec"]["endpoints"][0].get("honorLabels") if sms else None,
         "monitor_selects_service": all(svc["metadata"]["labels"].get(k) == v for k, v in sms[0]["spec"]["selector"]["matchLabels"].items()) if sms else None,
         "pdb": bool(pdbs),
         "image": c["image"],
@@ -942,6 +943,8 @@ emit(out)
     assert_eq!(all_on["replicas"], 2, "two replicas, one leading");
     assert_eq!(all_on["pdb"], true);
     assert_eq!(all_on["monitor_port"], json!(["metrics", "/metrics"]));
+    // The operator's series keep their SalesSystem `namespace` and `service` labels.
+    assert_eq!(all_on["monitor_honors_labels"], json!(true));
     assert_eq!(all_on["monitor_selects_service"], true);
     assert!(
         all_on["image"].as_str().unwrap().contains("@sha256:"),

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::catalogue::{AppService, HTTP_PORT};
 use crate::crd::{DatabaseChoice, SalesSystem, SalesSystemSpec};
-use names::{Component, LABEL_INSTANCE, LABEL_METRICS, Names};
+use names::{Component, LABEL_INSTANCE, LABEL_METRICS, LABEL_SERVICE, Names};
 use services::Role;
 
 /// One object to server-side apply.
@@ -216,7 +216,10 @@ fn ingress(
     })
 }
 
-/// A ServiceMonitor scraping every service's admin port.
+/// A ServiceMonitor scraping every service's admin port. The services label their
+/// own series `service="order"` (and so on), which the scrape keeps (`honorLabels`)
+/// instead of renaming it `exported_service`; `up`, which has only target labels,
+/// gets the same `service` label from the Service's `sales-system.io/service`.
 fn service_monitor(
     names: &Names,
     spec: &SalesSystemSpec,
@@ -239,6 +242,15 @@ fn service_monitor(
                 "port": "admin",
                 "path": "/metrics",
                 "interval": settings.interval,
+                "honorLabels": true,
+                "relabelings": [{
+                    "action": "replace",
+                    "sourceLabels": [format!(
+                        "__meta_kubernetes_service_label_{}",
+                        prometheus_label_name(LABEL_SERVICE)
+                    )],
+                    "targetLabel": "service",
+                }],
             }],
         },
     });
@@ -246,6 +258,15 @@ fn service_monitor(
         resource,
         object: serde_json::from_value(object)?,
     })
+}
+
+/// A Kubernetes label name as Prometheus' service discovery spells it: every
+/// character that may not stand in a Prometheus label name becomes `_`.
+fn prometheus_label_name(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 /// Where the gateway answers, as the status shows it.

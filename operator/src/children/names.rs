@@ -14,6 +14,9 @@ pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// On the Services whose admin port the ServiceMonitor scrapes.
 pub const LABEL_METRICS: &str = "sales-system.io/metrics";
+/// On the same Services: the service's name (`order`), which the ServiceMonitor makes
+/// the target's `service` label, the one the dashboards and alerts group by.
+pub const LABEL_SERVICE: &str = "sales-system.io/service";
 /// Pod template annotation: a hash of the service's ConfigMap, so a change rolls pods.
 pub const ANNOTATION_CONFIG_HASH: &str = "sales-system.io/config-hash";
 /// The field manager of every server-side apply, and the `managed-by` label.

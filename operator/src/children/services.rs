@@ -31,7 +31,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::env;
-use super::names::{ANNOTATION_CONFIG_HASH, Component, LABEL_METRICS, Names};
+use super::names::{ANNOTATION_CONFIG_HASH, Component, LABEL_METRICS, LABEL_SERVICE, Names};
 use crate::catalogue::{
     ADMIN_PORT, AppService, CONSUMER_TERMINATION_GRACE_SECONDS, HTTP_PORT,
     TERMINATION_GRACE_SECONDS,
@@ -324,6 +324,7 @@ pub fn service(
     let component = Component::Service(service);
     let mut labels = names.labels(component);
     labels.insert(LABEL_METRICS.into(), "true".into());
+    labels.insert(LABEL_SERVICE.into(), service.name().into());
     let mut http = service_port("http", HTTP_PORT);
     let mut type_ = GatewayServiceType::ClusterIP;
     if service == AppService::Gateway {
@@ -354,6 +355,7 @@ pub fn consumer_metrics_service(
     let component = Component::Consumer(service);
     let mut labels = names.labels(component);
     labels.insert(LABEL_METRICS.into(), "true".into());
+    labels.insert(LABEL_SERVICE.into(), service.name().into());
     Service {
         metadata: meta(names, names.of(component), labels, owner),
         spec: Some(ServiceSpec {
