@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -33,8 +33,7 @@ fn ensure_binaries() {
         if std::env::var_os("SALES_BINARIES_BUILT").is_some() {
             return;
         }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
+        let mut cmd = sales_testkit::cargo_command();
         cmd.args(["build", "--quiet"]);
         for s in Service::ALL {
             cmd.args(["--package", &s.binary(), "--bin", &s.binary()]);

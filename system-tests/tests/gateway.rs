@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use sales_contracts::api::auth::{Claims, ISSUER, Role};
-use sales_testkit::launch::{Process, Service};
+use sales_testkit::launch::{Process, Service, Signal};
 use serde_json::json;
 use system_tests::{System, SystemOptions, TEST_JWT_SECRET, bin_dir, free_port};
 
@@ -176,23 +176,27 @@ async fn a_down_or_stuck_service_gives_a_fast_503_or_504_not_a_hang() {
         ..Default::default()
     })
     .await;
-    let (_, token) = sys.register("carl@example.com", "Carl").await;
+    // Registered at the customer service itself: hashing a password on a loaded
+    // machine may take longer than this gateway's 1 s upstream timeout.
+    let (status, carl) = sys
+        .post(
+            Service::Customer,
+            "/api/v1/customers/register",
+            json!({"email": "carl@example.com", "password": "a-good-password", "name": "Carl"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{carl}");
+    let token = carl["token"].as_str().unwrap().to_owned();
 
     // Stuck: the process is paused, so it accepts connections and never answers.
-    let shipping = sys.processes[&Service::Shipping].child.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-STOP", &shipping])
-        .status()
-        .unwrap();
+    let shipping = &sys.processes[&Service::Shipping];
+    shipping.signal(Signal::SIGSTOP).unwrap();
     let started = Instant::now();
     let (status, body) = sys
         .call(Method::GET, "/api/v1/shipments", None, Some(&token))
         .await;
     let waited = started.elapsed();
-    std::process::Command::new("kill")
-        .args(["-CONT", &shipping])
-        .status()
-        .unwrap();
+    shipping.signal(Signal::SIGCONT).unwrap();
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
     assert!(waited < Duration::from_secs(5), "answered after {waited:?}");
 

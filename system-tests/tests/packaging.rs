@@ -120,8 +120,7 @@ fn sales_operator() -> PathBuf {
         if std::env::var_os("SALES_BINARIES_BUILT").is_some() {
             return;
         }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
+        let mut cmd = sales_testkit::cargo_command();
         cmd.args([
             "build",
             "--quiet",
@@ -1137,8 +1136,7 @@ emit(out)
 
 /// The workspace's binaries (`cargo metadata`, offline, no dependencies).
 fn workspace_binaries() -> BTreeSet<String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = run(Command::new(cargo)
+    let out = run(sales_testkit::cargo_command()
         .args([
             "metadata",
             "--no-deps",

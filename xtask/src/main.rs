@@ -104,31 +104,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// `cargo` (the one running us, `$CARGO`) in the workspace root, without the variables
-/// that `cargo run` set for xtask itself (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...).
-/// Build scripts watch some of them (ring's `rerun-if-env-changed=CARGO_PKG_NAME`), so
-/// passing them on would make every build from xtask rerun ring's build script and
-/// recompile everything above it, and the next plain `cargo build` again.
+/// `cargo` in the workspace root, without the variables `cargo run` set for xtask
+/// itself ([`sales_testkit::cargo_command`] says why).
 fn cargo_command(workspace_root: &Path) -> tokio::process::Command {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = tokio::process::Command::new(cargo);
+    let mut cmd = tokio::process::Command::from(sales_testkit::cargo_command());
     cmd.current_dir(workspace_root);
-    for (name, _) in std::env::vars_os() {
-        let Some(name) = name.to_str() else { continue };
-        if name.starts_with("CARGO_PKG_")
-            || matches!(
-                name,
-                "CARGO_MANIFEST_DIR"
-                    | "CARGO_MANIFEST_PATH"
-                    | "CARGO_MANIFEST_LINKS"
-                    | "CARGO_CRATE_NAME"
-                    | "CARGO_BIN_NAME"
-                    | "CARGO_PRIMARY_PACKAGE"
-            )
-        {
-            cmd.env_remove(name);
-        }
-    }
     cmd
 }
 

@@ -7,6 +7,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
 /// A service of the system: its binary and the database it owns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Service {
@@ -182,11 +185,15 @@ impl Process {
         Ok(Process { service, child })
     }
 
+    /// Send `signal` to the process (SIGSTOP pauses it, SIGCONT resumes it...).
+    pub fn signal(&self, signal: Signal) -> nix::Result<()> {
+        let pid = i32::try_from(self.child.id()).map_err(|_| nix::errno::Errno::ESRCH)?;
+        nix::sys::signal::kill(Pid::from_raw(pid), signal)
+    }
+
     /// Send SIGTERM and wait (up to `grace`) for the process to exit; then kill it.
     pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = self.signal(Signal::SIGTERM);
         let deadline = std::time::Instant::now() + grace;
         while std::time::Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {

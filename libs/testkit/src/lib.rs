@@ -13,6 +13,35 @@ use sales_platform::config::{BrokerArgs, DatabaseArgs, HttpArgs};
 use secrecy::SecretString;
 use sqlx::{Connection, PgConnection, PgPool};
 
+/// `cargo` (the one running us, `$CARGO`), without the variables cargo sets for the
+/// program it runs (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...): xtask under `cargo run`,
+/// a test binary under `cargo test`. Build scripts watch some of them (ring's
+/// `rerun-if-env-changed=CARGO_PKG_NAME`), so passing them on would make every build
+/// started from there rerun ring's build script and recompile everything above it,
+/// and the next plain `cargo build` again.
+pub fn cargo_command() -> std::process::Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+            )
+        {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
 pub fn postgres_admin_url() -> String {
     std::env::var("SALES_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
