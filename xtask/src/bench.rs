@@ -196,6 +196,7 @@ async fn measure(
         tokens.push(register(&http, &gateway, client).await?);
     }
     let before = usage(processes);
+    let neighbours_before = neighbours_cpu();
 
     eprintln!(
         "bench: {} clients for {} s through the gateway",
@@ -273,6 +274,7 @@ async fn measure(
     let drained_after = drain_started.elapsed();
     let lag = mean_lag(&http, wiring, Service::Notification).await;
     let after = usage(processes);
+    let neighbours_after = neighbours_cpu();
 
     println!();
     println!(
@@ -328,6 +330,19 @@ async fn measure(
             a.peak_rss_kib as f64 / 1024.0,
         );
     }
+    println!();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let window = load_took + drained_after;
+    print!(
+        "the machine: {cores} cores, {:.1} cpu s in the {:.1} s from the load's start to the last event; also spent:",
+        window.as_secs_f64() * cores as f64,
+        window.as_secs_f64()
+    );
+    for (name, after) in &neighbours_after {
+        let before = neighbours_before.get(name).copied().unwrap_or(0.0);
+        print!(" {name} {:.2} s,", (after - before).max(0.0));
+    }
+    println!();
     Ok(())
 }
 
@@ -475,44 +490,74 @@ struct Usage {
 }
 
 fn usage(processes: &[Process]) -> HashMap<&'static str, Usage> {
+    processes
+        .iter()
+        .filter_map(|p| Some((p.service.name(), process_usage(p.child.id())?)))
+        .collect()
+}
+
+/// What else shares the machine, by program: CPU seconds of every process of the
+/// infrastructure (PostgreSQL's backends, RabbitMQ's Erlang VM, Redis), and of this
+/// load generator.
+fn neighbours_cpu() -> BTreeMap<&'static str, f64> {
+    const PROGRAMS: [(&str, &str); 3] = [
+        ("postgres", "postgresql"),
+        ("beam.smp", "rabbitmq"),
+        ("redis-server", "redis"),
+    ];
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let Some((_, name)) = PROGRAMS.iter().find(|(c, _)| *c == comm.trim()) else {
+            continue;
+        };
+        if let Some(u) = process_usage(pid) {
+            *out.entry(*name).or_default() += u.cpu_seconds;
+        }
+    }
+    if let Some(me) = process_usage(std::process::id()) {
+        out.insert("load generator", me.cpu_seconds);
+    }
+    out
+}
+
+fn process_usage(pid: u32) -> Option<Usage> {
     // Linux reports CPU time in clock ticks of 1/100 s on every platform it runs on
     // here (USER_HZ).
     const TICKS_PER_SECOND: f64 = 100.0;
-    let mut out = HashMap::new();
-    for p in processes {
-        let pid = p.child.id();
-        let (Ok(stat), Ok(status)) = (
-            std::fs::read_to_string(format!("/proc/{pid}/stat")),
-            std::fs::read_to_string(format!("/proc/{pid}/status")),
-        ) else {
-            continue;
-        };
-        // Fields after the command name (which may hold spaces) start at field 3.
-        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // utime and stime are fields 14 and 15: indices 11 and 12 after the name.
-        let cpu_seconds = (ticks(11) + ticks(12)) / TICKS_PER_SECOND;
-        let kib = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                .unwrap_or(0)
-        };
-        out.insert(
-            p.service.name(),
-            Usage {
-                cpu_seconds,
-                rss_kib: kib("VmRSS:"),
-                peak_rss_kib: kib("VmHWM:"),
-            },
-        );
-    }
-    out
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15: indices 11 and 12 after the name.
+    let cpu_seconds = (ticks(11) + ticks(12)) / TICKS_PER_SECOND;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    Some(Usage {
+        cpu_seconds,
+        rss_kib: kib("VmRSS:"),
+        peak_rss_kib: kib("VmHWM:"),
+    })
 }

@@ -424,7 +424,7 @@ impl Tools {
             "infra: installing {} with apt-get (missing binaries)...",
             packages.join(" ")
         );
-        apt_install(&packages).await?;
+        crate::debian::apt_install(&packages).await?;
         let tools = Self::locate(need_pg, need_rabbit, need_redis, pg_data);
         let still = tools.missing(need_pg, need_rabbit, need_redis);
         if !still.is_empty() {
@@ -442,19 +442,6 @@ impl Tools {
         );
         Ok(tools)
     }
-}
-
-async fn apt_install(packages: &[&str]) -> Result<()> {
-    let mut update = StdCommand::new("apt-get");
-    update.arg("update");
-    run(update, Duration::from_secs(600)).await?;
-    let mut install = StdCommand::new("apt-get");
-    install
-        .args(["install", "-y", "--no-install-recommends"])
-        .args(packages)
-        .env("DEBIAN_FRONTEND", "noninteractive");
-    run(install, Duration::from_secs(1200)).await?;
-    Ok(())
 }
 
 /// Newest `/usr/lib/postgresql/*/bin`, preferring the version that created `data` if any;

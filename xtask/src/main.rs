@@ -1,6 +1,7 @@
 //! `cargo xtask`: developer tasks for the sales system.
 
 mod bench;
+mod debian;
 mod infra;
 mod test;
 mod tools;

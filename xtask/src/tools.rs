@@ -40,7 +40,7 @@ pub async fn ensure_tools_venv(workspace_root: &Path) -> Result<PathBuf> {
                 venv.display()
             );
         }
-        apt_install(&["python3", "python3-venv", "python3-pip"]).await?;
+        crate::debian::apt_install(&["python3", "python3-venv", "python3-pip"]).await?;
         let _ = std::fs::remove_dir_all(&venv);
         if !make_venv(&venv).await {
             bail!(
@@ -81,52 +81,6 @@ async fn make_venv(venv: &Path) -> bool {
         && venv.join("bin/pip").exists()
 }
 
-/// `apt-get install` some Debian packages, without letting them start services.
-async fn apt_install(packages: &[&str]) -> Result<()> {
-    let started = std::time::Instant::now();
-    eprintln!("tools: installing Debian packages: {}", packages.join(" "));
-    let policy = Path::new("/usr/sbin/policy-rc.d");
-    let placed_policy = !policy.exists();
-    if placed_policy {
-        std::fs::write(policy, "#!/bin/sh\nexit 101\n")?;
-        std::process::Command::new("chmod")
-            .args(["+x"])
-            .arg(policy)
-            .status()?;
-    }
-    let install = async {
-        let update = Command::new("apt-get")
-            .args(["update", "-qq"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .await?;
-        if !update.success() {
-            bail!("apt-get update failed");
-        }
-        let status = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(packages)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .await?;
-        if !status.success() {
-            bail!("apt-get install {} failed", packages.join(" "));
-        }
-        Ok(())
-    }
-    .await;
-    if placed_policy {
-        let _ = std::fs::remove_file(policy);
-    }
-    install?;
-    eprintln!(
-        "tools: installed {} ({:.1}s)",
-        packages.join(" "),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
 /// Make sure `promtool` and `prometheus` (Debian's `prometheus` package) are there:
 /// the observability tests check rules with promtool and scrape the services with a
 /// real Prometheus. Installs the package when missing and we are root; otherwise
@@ -145,7 +99,7 @@ pub async fn ensure_prometheus() -> Result<()> {
             "promtool is missing: install Debian's `prometheus` package (apt-get install prometheus) and run again"
         );
     }
-    apt_install(&["prometheus"]).await
+    crate::debian::apt_install(&["prometheus"]).await
 }
 
 fn is_root() -> bool {
