@@ -12,19 +12,17 @@
 //! long the pipeline took to drain.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use sales_testkit::launch::{Process, Service, Wiring};
 use serde_json::{Value, json};
-use sqlx::{Connection as _, PgConnection};
 use tokio::sync::Mutex;
 
 use crate::infra::{self, Infra};
+use crate::local_services::{self, Existing};
 
 /// Products in the benchmark's catalogue; each client picks one at random per order.
 const PRODUCTS: usize = 20;
@@ -79,67 +77,21 @@ pub async fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let infra = infra::ensure_infra(root).await?;
     let profile = if args.debug { "debug" } else { "release" };
     eprintln!("bench: building the services ({profile})");
-    let mut build = crate::cargo_command(root);
-    build.args(["build", "--workspace", "--bins"]);
-    if !args.debug {
-        build.arg("--release");
-    }
-    if !build
-        .status()
-        .await
-        .context("cannot run cargo build")?
-        .success()
-    {
-        bail!("cargo build failed");
-    }
-
+    let bin_dir = local_services::build(root, !args.debug).await?;
     let wiring = wiring(&infra).await?;
     let logs = root.join("target/sales-bench/logs");
-    std::fs::create_dir_all(&logs)?;
-    let bin_dir = root.join("target").join(profile);
-    let mut processes: Vec<Process> = Vec::new();
-    for service in Service::ALL {
-        let log = File::create(logs.join(format!("{}.log", service.name())))?;
-        let process = Process::spawn(
-            service,
-            &bin_dir,
-            &wiring,
-            Stdio::from(log.try_clone()?),
-            Stdio::from(log),
-        )
-        .with_context(|| format!("cannot start {}", service.binary()))?;
-        processes.push(process);
-    }
+    let mut processes = local_services::start(&bin_dir, &wiring, &logs)
+        .await
+        .with_context(|| format!("service logs: {}", logs.display()))?;
     let outcome = measure(&wiring, args, &processes, profile).await;
-    for p in processes.iter_mut() {
-        p.terminate(Duration::from_secs(25));
-    }
+    local_services::stop(&mut processes);
     outcome.with_context(|| format!("service logs: {}", logs.display()))
 }
 
 /// Fresh databases, free ports, the gateway's rate limit out of the way.
 async fn wiring(infra: &Infra) -> Result<Wiring> {
-    let mut admin = PgConnection::connect(&infra.postgres_url)
-        .await
-        .context("cannot connect to PostgreSQL")?;
-    let mut database_urls = HashMap::new();
-    for service in Service::ALL {
-        let Some(database) = service.database() else {
-            continue;
-        };
-        let name = format!("sales_bench_{database}");
-        sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
-            .execute(&mut admin)
-            .await?;
-        sqlx::query(&format!("create database \"{name}\""))
-            .execute(&mut admin)
-            .await?;
-        database_urls.insert(
-            service,
-            sales_testkit::replace_database(&infra.postgres_url, &name),
-        );
-    }
-    let _ = admin.close().await;
+    let database_urls =
+        local_services::databases(&infra.postgres_url, "sales_bench_", Existing::Recreate).await?;
     // Queues of an earlier run may hold its messages; they are not this run's.
     sales_testkit::delete_broker_namespace(&infra.amqp_url, AMQP_PREFIX).await;
 

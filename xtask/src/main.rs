@@ -3,6 +3,7 @@
 mod bench;
 mod debian;
 mod infra;
+mod local_services;
 mod test;
 mod tools;
 mod up;

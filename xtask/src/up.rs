@@ -8,15 +8,15 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
-use sales_testkit::launch::{Process, Service, Wiring};
+use anyhow::{Result, bail};
+use sales_testkit::launch::{Service, Wiring};
 use serde_json::{Value, json};
-use sqlx::{Connection as _, PgConnection};
 
 use crate::infra::{self, Infra};
+use crate::local_services::{self, Existing};
 
 /// Products loaded into an empty catalogue: (sku, name, description, price in cents, stock).
 const DEMO_PRODUCTS: &[(&str, &str, &str, i64, i32)] = &[
@@ -55,21 +55,11 @@ pub async fn run(root: &Path) -> Result<ExitCode> {
     let infra = infra::ensure_infra(root).await?;
 
     eprintln!("xtask: building the services");
-    let mut build = crate::cargo_command(root);
-    build.args(["build", "--workspace", "--bins"]);
-    if !build
-        .status()
-        .await
-        .context("cannot run cargo build")?
-        .success()
-    {
-        bail!("cargo build failed");
-    }
+    let bin_dir = local_services::build(root, false).await?;
 
     let secrets = LocalSecrets::load_or_make(&root.join("target/sales-up"))?;
     let wiring = wiring(&infra, &secrets).await?;
     let logs = root.join("target/sales-up/logs");
-    std::fs::create_dir_all(&logs)?;
     for service in Service::ALL {
         let (http, admin) = wiring.ports[&service];
         for port in [http, admin] {
@@ -82,40 +72,9 @@ pub async fn run(root: &Path) -> Result<ExitCode> {
         }
     }
 
-    let bin_dir = root.join("target/debug");
-    let mut processes: Vec<Process> = Vec::new();
-    for service in Service::ALL {
-        let log = File::create(logs.join(format!("{}.log", service.name())))?;
-        let process = Process::spawn(
-            service,
-            &bin_dir,
-            &wiring,
-            Stdio::from(log.try_clone()?),
-            Stdio::from(log),
-        )
-        .with_context(|| format!("cannot start {}", service.binary()))?;
-        processes.push(process);
-    }
-
-    let started = async {
-        for service in Service::ALL {
-            sales_testkit::wait_ready(
-                &format!("{}/ready", wiring.base_url(service)),
-                Duration::from_secs(60),
-            )
-            .await
-            .with_context(|| {
-                format!(
-                    "the {} service did not become ready; see {}",
-                    service.name(),
-                    logs.join(format!("{}.log", service.name())).display()
-                )
-            })?;
-        }
-        load_demo_data(&wiring).await
-    };
-    if let Err(err) = started.await {
-        stop(&mut processes);
+    let mut processes = local_services::start(&bin_dir, &wiring, &logs).await?;
+    if let Err(err) = load_demo_data(&wiring).await {
+        local_services::stop(&mut processes);
         return Err(err);
     }
 
@@ -133,7 +92,7 @@ pub async fn run(root: &Path) -> Result<ExitCode> {
                     break Err(anyhow::anyhow!(
                         "the {} service stopped on its own; see {}",
                         service.name(),
-                        logs.join(format!("{}.log", service.name())).display()
+                        local_services::log_file(&logs, service).display()
                     ));
                 }
             }
@@ -142,7 +101,7 @@ pub async fn run(root: &Path) -> Result<ExitCode> {
     eprintln!(
         "\nxtask: stopping the services (the infrastructure keeps running; `cargo xtask infra down` stops it)"
     );
-    stop(&mut processes);
+    local_services::stop(&mut processes);
     outcome
 }
 
@@ -158,12 +117,6 @@ async fn stop_requested() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
-    }
-}
-
-fn stop(processes: &mut [Process]) {
-    for p in processes.iter_mut() {
-        p.terminate(Duration::from_secs(25));
     }
 }
 
@@ -201,32 +154,8 @@ impl LocalSecrets {
 
 /// Ports, one database per service (created when missing), the broker.
 async fn wiring(infra: &Infra, secrets: &LocalSecrets) -> Result<Wiring> {
-    let mut admin = PgConnection::connect(&infra.postgres_url)
-        .await
-        .context("cannot connect to PostgreSQL")?;
-    let mut database_urls = HashMap::new();
-    for service in Service::ALL {
-        let Some(database) = service.database() else {
-            continue;
-        };
-        let name = format!("sales_{database}");
-        let exists: bool =
-            sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-                .bind(&name)
-                .fetch_one(&mut admin)
-                .await?;
-        if !exists {
-            sqlx::query(&format!("create database \"{name}\""))
-                .execute(&mut admin)
-                .await
-                .with_context(|| format!("cannot create database {name}"))?;
-        }
-        database_urls.insert(
-            service,
-            sales_testkit::replace_database(&infra.postgres_url, &name),
-        );
-    }
-    let _ = admin.close().await;
+    let database_urls =
+        local_services::databases(&infra.postgres_url, "sales_", Existing::Keep).await?;
     Ok(Wiring {
         ports: Service::ALL
             .iter()
