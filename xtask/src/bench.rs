@@ -285,16 +285,19 @@ async fn measure(
     println!();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let window = load_took + drained_after;
-    print!(
-        "the machine: {cores} cores, {:.1} cpu s in the {:.1} s from the load's start to the last event; also spent:",
+    let spent: Vec<String> = neighbours_after
+        .iter()
+        .map(|(name, after)| {
+            let before = neighbours_before.get(name).copied().unwrap_or(0.0);
+            format!("{name} {:.2} s", (after - before).max(0.0))
+        })
+        .collect();
+    println!(
+        "the machine: {cores} cores, {:.1} cpu s in the {:.1} s from the load's start to the last event; also spent: {}",
         window.as_secs_f64() * cores as f64,
-        window.as_secs_f64()
+        window.as_secs_f64(),
+        spent.join(", ")
     );
-    for (name, after) in &neighbours_after {
-        let before = neighbours_before.get(name).copied().unwrap_or(0.0);
-        print!(" {name} {:.2} s,", (after - before).max(0.0));
-    }
-    println!();
     Ok(())
 }
 
