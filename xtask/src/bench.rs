@@ -44,6 +44,17 @@ pub struct BenchArgs {
     debug: bool,
 }
 
+impl BenchArgs {
+    /// Two clients for two seconds on the debug build: does the flow still work?
+    pub fn smoke() -> BenchArgs {
+        BenchArgs {
+            clients: 2,
+            seconds: 2,
+            debug: true,
+        }
+    }
+}
+
 /// The three steps each client repeats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Step {
@@ -298,6 +309,17 @@ async fn measure(
         window.as_secs_f64(),
         spent.join(", ")
     );
+    // A run whose requests failed, or whose events did not all arrive, measured
+    // something else than the system working.
+    let failed: u64 = samples.values().flat_map(|s| s.errors.values()).sum();
+    if failed > 0 || placed == 0 {
+        bail!("{failed} requests failed and {placed} orders were placed; see the table above");
+    }
+    if shipments < paid || notifications < expected_notifications {
+        bail!(
+            "the events did not all arrive within 120 s: {shipments} of {paid} shipments, {notifications} of {expected_notifications} notifications"
+        );
+    }
     Ok(())
 }
 
