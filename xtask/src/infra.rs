@@ -51,6 +51,7 @@ pub const DEFAULT_INFRA_DIR: &str = "/var/tmp/sales-system-infra";
 
 const POSTGRES_USER: &str = "postgres";
 const RABBITMQ_USER: &str = "rabbitmq";
+const REDIS_USER: &str = "redis";
 const RABBITMQ_READY_TIMEOUT: Duration = Duration::from_secs(90);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -196,7 +197,7 @@ pub async fn ensure_infra(workspace_root: &Path) -> Result<Infra> {
                 Ok(url.clone())
             }
             (None, Some(bin)) => {
-                let (url, what) = private_redis(&dirs, bin).await?;
+                let (url, what) = private_redis(&dirs, bin, root).await?;
                 report("redis", &what, started);
                 Ok(url)
             }
@@ -1260,7 +1261,7 @@ fn redis_url() -> String {
     format!("redis://127.0.0.1:{REDIS_PORT}")
 }
 
-async fn private_redis(dirs: &Dirs, bin: &RedisBin) -> Result<(String, String)> {
+async fn private_redis(dirs: &Dirs, bin: &RedisBin, root: bool) -> Result<(String, String)> {
     let dir = &dirs.redis;
     let url = redis_url();
     if check_redis(&url).await.is_ok() {
@@ -1269,11 +1270,14 @@ async fn private_redis(dirs: &Dirs, bin: &RedisBin) -> Result<(String, String)> 
             format!("reusing running private server at {url}"),
         ));
     }
+    // As root, Redis runs as Debian's `redis` user, like PostgreSQL and RabbitMQ as theirs.
+    let user = service_user(root, REDIS_USER)?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let pid_file = dir.join("redis.pid");
     let log = dir.join("redis.log");
     remove_stale_pid_file(&pid_file, &Daemon::redis())?;
-    let mut start = StdCommand::new(&bin.server);
+    hand_over(dir, user).await?;
+    let mut start = command_as(user, &bin.server, &[]);
     start
         .current_dir(dir)
         .args(["--daemonize", "yes", "--bind", "127.0.0.1", "--port"])
