@@ -83,7 +83,8 @@ impl Broker {
         if !topology.prefix().is_empty() {
             name = format!("{name}/{}", topology.prefix().trim_end_matches('.'));
         }
-        tokio::spawn(supervise(name, url, topology, metrics, tx, shutdown));
+        let inner = broker.inner.clone();
+        tokio::spawn(supervise(name, url, topology, metrics, tx, inner, shutdown));
         broker
     }
 
@@ -317,6 +318,7 @@ async fn supervise(
     topology: Topology,
     metrics: Metrics,
     tx: watch::Sender<Option<Arc<Connection>>>,
+    inner: Arc<Inner>,
     shutdown: CancellationToken,
 ) {
     let mut delay = Duration::from_millis(200);
@@ -366,7 +368,13 @@ async fn supervise(
                     _ = shutdown.cancelled() => {
                         tx.send_replace(None);
                         metrics.broker_connected.set(0);
-                        // Consumers close their channels first; give them the grace they need.
+                        // Consumers close their channels first; give them the grace they
+                        // need. The publisher's channel goes before the connection: closed
+                        // after it, lapin reports the connection in error.
+                        let publisher = inner.publish_channel.lock().await.take();
+                        if let Some(channel) = publisher {
+                            let _ = channel.close(200, "service shutting down".into()).await;
+                        }
                         let _ = conn.close(200, "service shutting down".into()).await;
                         return;
                     }

@@ -104,11 +104,14 @@ async fn health() -> impl IntoResponse {
 async fn ready(State(readiness): State<Readiness>) -> Response {
     match readiness.check().await {
         Ok(()) => axum::Json(json!({ "status": "ready" })).into_response(),
-        Err(problems) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "status": "not_ready", "problems": problems })),
-        )
-            .into_response(),
+        Err(problems) => {
+            tracing::warn!(?problems, "not ready");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({ "status": "not_ready", "problems": problems })),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -236,9 +239,14 @@ async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Next) -
     }
     span.in_scope(|| {
         let ms = elapsed.as_secs_f64() * 1000.0;
-        if status.is_server_error() {
+        let probe = route == "/health" || route == "/ready";
+        if status.is_server_error() && probe {
+            // Not ready yet (migrating) or a dependency away: the readiness check has
+            // logged why, and the orchestrator asks again.
+            tracing::debug!(status = status.as_u16(), elapsed_ms = ms, "probe answered");
+        } else if status.is_server_error() {
             tracing::error!(status = status.as_u16(), elapsed_ms = ms, "request failed");
-        } else if route != "/health" && route != "/ready" {
+        } else if !probe {
             tracing::info!(status = status.as_u16(), elapsed_ms = ms, "request served");
         }
     });
