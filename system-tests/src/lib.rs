@@ -225,6 +225,18 @@ impl System {
                 }
             }
         }
+        // A service that lost its port exits at once, but another test's service on
+        // that port may have answered its `/ready`: all must still be running.
+        for service in Service::ALL {
+            if let Some(p) = self.processes.get_mut(&service)
+                && let Ok(Some(status)) = p.child.try_wait()
+            {
+                return Err(format!(
+                    "{} exited while starting ({status}); its log is above",
+                    service.binary()
+                ));
+            }
+        }
         Ok(())
     }
 
