@@ -7,7 +7,7 @@
 //! - [`catalogue`]: the services, their databases, peers and ports;
 //! - [`children`]: every child object, built by pure functions from the spec;
 //! - [`reconcile`]: one reconcile (apply, prune, status) and the deletion policy;
-//! - [`status`]: conditions derived from what runs;
+//! - [`status`]: conditions derived from what runs; [`events`]: Kubernetes Events;
 //! - [`controller`]: the watch loop, behind [`leader`] election, with [`metrics`];
 //! - [`render`]: `sales-operator render`, the children without a cluster;
 //! - [`reference`]: the CRD's field reference page;
@@ -19,6 +19,7 @@ pub mod catalogue;
 pub mod children;
 pub mod controller;
 pub mod crd;
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;

@@ -24,9 +24,9 @@ use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
 };
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::children::names::{LABEL_COMPONENT, MANAGER, Names};
@@ -102,20 +102,7 @@ impl Context {
     }
 
     async fn publish(&self, system: &SalesSystem, warning: bool, reason: &str, note: String) {
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(err) = self.recorder.publish(&event, &system.object_ref(&())).await {
-            tracing::warn!(error = %err, reason, "cannot publish an event");
-        }
+        crate::events::publish(&self.recorder, system, "Reconcile", warning, reason, note).await;
     }
 }
 

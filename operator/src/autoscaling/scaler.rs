@@ -29,9 +29,9 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use sales_contracts::topology::{Topology, subscriptions_of};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -536,20 +536,7 @@ impl Scaler {
     }
 
     async fn publish(&self, system: &SalesSystem, warning: bool, reason: &str, note: String) {
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note),
-            action: "Scale".into(),
-            secondary: None,
-        };
-        if let Err(err) = self.recorder.publish(&event, &system.object_ref(&())).await {
-            tracing::warn!(error = %err, reason, "cannot publish an event");
-        }
+        crate::events::publish(&self.recorder, system, "Scale", warning, reason, note).await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Memory>> {
