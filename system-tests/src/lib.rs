@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -23,6 +23,25 @@ pub fn bin_dir() -> PathBuf {
         .and_then(|deps| deps.parent())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/debug"))
+}
+
+/// Run a command of the tools (promtool, hadolint, the operator...); fail the test with
+/// its output unless it succeeds. Returns its stdout and stderr.
+pub fn run_tool(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{text}",
+        out.status
+    );
+    text
 }
 
 /// Build the service binaries once per test process, unless the caller (`cargo
@@ -357,20 +376,7 @@ impl System {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "add product {sku}: {product}");
-        sales_testkit::eventually(
-            &format!("inventory to open stock for {sku}"),
-            Duration::from_secs(15),
-            || async {
-                let (s, _) = self
-                    .get(
-                        Service::Inventory,
-                        &format!("/api/v1/inventory/items/{sku}"),
-                    )
-                    .await;
-                (s == StatusCode::OK).then_some(())
-            },
-        )
-        .await;
+        self.wait_stock_opened(sku).await;
         product["id"].as_i64().unwrap_or_default()
     }
 
@@ -388,6 +394,13 @@ impl System {
             .await;
         assert_eq!(status, StatusCode::CREATED, "add product: {product}");
         let id = product["id"].as_i64().unwrap_or_default();
+        self.wait_stock_opened(sku).await;
+        id
+    }
+
+    /// Wait until the inventory has opened the stock item of a new product (from its
+    /// `product-created` event).
+    async fn wait_stock_opened(&self, sku: &str) {
         sales_testkit::eventually(
             &format!("inventory to open stock for {sku}"),
             Duration::from_secs(15),
@@ -402,7 +415,6 @@ impl System {
             },
         )
         .await;
-        id
     }
 
     /// `(on_hand, reserved, available)` of a SKU.
@@ -418,6 +430,13 @@ impl System {
             s["reserved"].as_i64().unwrap_or(-1),
             s["available"].as_i64().unwrap_or(-1),
         )
+    }
+
+    /// Publish `body` as is onto this system's exchange with `routing_key`.
+    pub async fn publish_raw(&self, routing_key: &str, body: &[u8]) {
+        if let Some(broker) = &self.broker {
+            broker.publish_raw(routing_key, body).await;
+        }
     }
 
     /// Stop every process (SIGTERM) and remove the databases and broker namespace.

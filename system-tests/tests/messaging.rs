@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use lapin::BasicProperties;
-use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use sales_contracts::events::{CancelOrder, CancelReason, MessageType};
 use sales_contracts::topology::Subscription;
@@ -122,22 +121,9 @@ impl Harness {
     }
 
     async fn publish_raw(&self, body: &[u8]) {
-        let conn = self.broker.connect().await;
-        let channel = conn.create_channel().await.unwrap();
-        channel.confirm_select(Default::default()).await.unwrap();
-        channel
-            .basic_publish(
-                self.broker.topology().exchange().as_str().into(),
-                CancelOrder::TYPE.as_str().into(),
-                BasicPublishOptions::default(),
-                body,
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        let _ = conn.close(200, "done".into()).await;
+        self.broker
+            .publish_raw(CancelOrder::TYPE.as_str(), body)
+            .await;
     }
 
     async fn publish(&self, envelope: &Envelope) {

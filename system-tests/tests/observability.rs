@@ -24,12 +24,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lapin::options::BasicPublishOptions;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
 use reqwest::{Method, StatusCode};
-use sales_contracts::topology::Topology;
 use serde_json::{Value, json};
-use system_tests::{Service, System, SystemOptions};
+use system_tests::{Service, System, SystemOptions, run_tool};
 
 // ------------------------------------------------------------------ files and tools
 
@@ -59,24 +56,6 @@ fn tool(name: &str) -> PathBuf {
                  apt-get install -y --no-install-recommends prometheus"
             )
         })
-}
-
-/// Run a command; fail with its output unless it succeeds. Returns its output.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{text}",
-        out.status
-    );
-    text
 }
 
 /// A directory of its own under the system's temporary directory, removed on drop.
@@ -399,13 +378,17 @@ fn alert_names() -> Vec<String> {
 #[test]
 fn alert_rules_pass_promtool_and_every_alert_is_tested_firing_and_quiet() {
     let promtool = tool("promtool");
-    let out = run(Command::new(&promtool)
-        .current_dir(rules_dir())
-        .args(["check", "rules", RULES]));
+    let out = run_tool(
+        Command::new(&promtool)
+            .current_dir(rules_dir())
+            .args(["check", "rules", RULES]),
+    );
     assert!(out.contains("SUCCESS"), "{out}");
-    let out = run(Command::new(&promtool)
-        .current_dir(rules_dir())
-        .args(["test", "rules", RULE_TESTS]));
+    let out = run_tool(
+        Command::new(&promtool)
+            .current_dir(rules_dir())
+            .args(["test", "rules", RULE_TESTS]),
+    );
     assert!(out.contains("SUCCESS"), "{out}");
 
     // Every alert has a `for:`, a severity, a summary and a description.
@@ -543,7 +526,7 @@ fn every_dashboard_is_well_formed_and_every_query_parses() {
     let dir = ScratchDir::new("queries");
     let file = dir.0.join("dashboard-queries.yaml");
     std::fs::write(&file, &rules).unwrap();
-    let out = run(Command::new(&promtool).args(["check", "rules"]).arg(&file));
+    let out = run_tool(Command::new(&promtool).args(["check", "rules"]).arg(&file));
     assert!(
         out.contains(&format!("SUCCESS: {count} rules found")),
         "{out}"
@@ -719,27 +702,8 @@ fn used_metric_names(rule_queries: &[(String, String)]) -> BTreeMap<String, BTre
 /// A message no consumer can read, straight onto the exchange: the notification
 /// service parks it in `notification.create-order.dead`.
 async fn publish_unreadable_create_order(sys: &System) {
-    let conn = Connection::connect(&sys.wiring.amqp_url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = conn.create_channel().await.unwrap();
-    channel.confirm_select(Default::default()).await.unwrap();
-    channel
-        .basic_publish(
-            Topology::new(sys.wiring.amqp_prefix.clone())
-                .exchange()
-                .as_str()
-                .into(),
-            "create-order".into(),
-            BasicPublishOptions::default(),
-            b"this is not an envelope",
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    let _ = conn.close(200, "done".into()).await;
+    sys.publish_raw("create-order", b"this is not an envelope")
+        .await;
 }
 
 /// Traffic that makes every kind of series appear: logins (good and bad), a

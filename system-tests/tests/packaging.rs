@@ -34,6 +34,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
+use system_tests::run_tool;
 
 // ------------------------------------------------------------------ tools
 
@@ -68,24 +69,6 @@ fn venv_tool(name: &str) -> PathBuf {
         venv().display()
     );
     path
-}
-
-/// Run a command; fail with its output unless it succeeds. Returns stdout and stderr.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{text}",
-        out.status
-    );
-    text
 }
 
 /// Run `snippet` after the shared helpers ([`PY_LIB`]) in the venv's Python, with the
@@ -132,7 +115,7 @@ fn sales_operator() -> PathBuf {
         if system_tests::bin_dir().ends_with("release") {
             cmd.arg("--release");
         }
-        run(&mut cmd);
+        run_tool(&mut cmd);
     });
     let bin = system_tests::bin_dir().join("sales-operator");
     assert!(
@@ -522,9 +505,11 @@ emit(checked)
             c["errors"]
         );
         // The operator reads it and renders its children.
-        let children = run(Command::new(sales_operator())
-            .args(["render", "-f"])
-            .arg(c["file"].as_str().unwrap()));
+        let children = run_tool(
+            Command::new(sales_operator())
+                .args(["render", "-f"])
+                .arg(c["file"].as_str().unwrap()),
+        );
         assert!(
             children.contains("kind: Deployment"),
             "sales-operator render of the SalesSystem from {} made no Deployment",
@@ -555,7 +540,7 @@ emit(paths)
     );
     let files = strings(&files);
     for (file, name) in files.iter().zip(["chart", "empty"]) {
-        let children = run(Command::new(sales_operator()).args(["render", "-f", file]));
+        let children = run_tool(Command::new(sales_operator()).args(["render", "-f", file]));
         std::fs::write(
             scratch.path().join(format!("{name}-children.yaml")),
             children,
@@ -680,7 +665,7 @@ emit({"missing": sorted(wanted - reached), "unknown": sorted(unknown), "fields":
 
 #[test]
 fn the_charts_crd_is_what_sales_operator_crdgen_prints() {
-    let crdgen = run(Command::new(sales_operator()).arg("crdgen"));
+    let crdgen = run_tool(Command::new(sales_operator()).arg("crdgen"));
     let chart_crd =
         std::fs::read_to_string(workspace().join("charts/sales-operator/crds/salessystem.yaml"))
             .unwrap();
@@ -1136,16 +1121,18 @@ emit(out)
 
 /// The workspace's binaries (`cargo metadata`, offline, no dependencies).
 fn workspace_binaries() -> BTreeSet<String> {
-    let out = run(sales_testkit::cargo_command()
-        .args([
-            "metadata",
-            "--no-deps",
-            "--format-version",
-            "1",
-            "--offline",
-        ])
-        .current_dir(workspace())
-        .stderr(std::process::Stdio::null()));
+    let out = run_tool(
+        sales_testkit::cargo_command()
+            .args([
+                "metadata",
+                "--no-deps",
+                "--format-version",
+                "1",
+                "--offline",
+            ])
+            .current_dir(workspace())
+            .stderr(std::process::Stdio::null()),
+    );
     let metadata: Value = serde_json::from_str(out.trim()).expect("cargo metadata JSON");
     metadata["packages"]
         .as_array()
@@ -1401,7 +1388,9 @@ emit({"bins": sorted(bins), "problems": problems, "scenarios": checked,
 
 #[test]
 fn the_dockerfile_passes_hadolint() {
-    run(Command::new(venv_tool("hadolint"))
-        .args(["--failure-threshold", "warning"])
-        .arg(workspace().join("Dockerfile")));
+    run_tool(
+        Command::new(venv_tool("hadolint"))
+            .args(["--failure-threshold", "warning"])
+            .arg(workspace().join("Dockerfile")),
+    );
 }

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use clap::Parser;
 use futures::StreamExt;
+use lapin::ExchangeKind;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, ExchangeKind};
 use reqwest::{Method, StatusCode};
 use sales_contracts::events::PaidOrder;
 use sales_contracts::{Currency, Envelope, Event, MessageType, Money};
@@ -166,22 +166,12 @@ impl Shipping {
 
     /// Publish `envelope` to this namespace's exchange with its type as routing key.
     pub async fn publish(&self, envelope: &Envelope) {
-        let conn = self.broker.connect().await;
-        let channel = conn.create_channel().await.unwrap();
-        channel.confirm_select(Default::default()).await.unwrap();
-        channel
-            .basic_publish(
-                self.broker.topology().exchange().as_str().into(),
-                envelope.message_type.as_str().into(),
-                BasicPublishOptions::default(),
+        self.broker
+            .publish_raw(
+                envelope.message_type.as_str(),
                 &serde_json::to_vec(envelope).unwrap(),
-                BasicProperties::default().with_delivery_mode(2),
             )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        let _ = conn.close(200, "done".into()).await;
+            .await;
     }
 
     /// Publish a `paid-order` and wait until the order's shipment is there.
