@@ -5,6 +5,7 @@
 
 use std::sync::OnceLock;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
@@ -31,6 +32,25 @@ fn register() -> anyhow::Result<()> {
 
 fn error(err: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("drawing: {err}")
+}
+
+/// The grid and axes both panels share: minutes along, `y_desc` up.
+fn draw_mesh<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    y_desc: &str,
+) -> anyhow::Result<()> {
+    chart
+        .configure_mesh()
+        .x_desc("minutes")
+        .y_desc(y_desc)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .label_style((FAMILY, 14))
+        .axis_desc_style((FAMILY, 15))
+        .light_line_style(WHITE.mix(0.0))
+        .bold_line_style(BLACK.mix(0.08))
+        .draw()
+        .map_err(error)
 }
 
 /// The PNG of `sim`, `width` x `height` pixels.
@@ -101,18 +121,7 @@ where
         .build_cartesian_2d(0.0..minutes, 0.0..max_depth)
         .map_err(error)?
         .set_secondary_coord(0.0..minutes, 0.0..max_rate);
-    chart
-        .configure_mesh()
-        .x_desc("minutes")
-        .y_desc("messages in the queue")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .label_style((FAMILY, 14))
-        .axis_desc_style((FAMILY, 15))
-        .light_line_style(WHITE.mix(0.0))
-        .bold_line_style(BLACK.mix(0.08))
-        .draw()
-        .map_err(error)?;
+    draw_mesh(&mut chart, "messages in the queue")?;
     chart
         .configure_secondary_axes()
         .y_desc("published per second")
@@ -190,18 +199,7 @@ where
         .right_y_label_area_size(70)
         .build_cartesian_2d(0.0..minutes, 0.0..top_replicas)
         .map_err(error)?;
-    chart
-        .configure_mesh()
-        .x_desc("minutes")
-        .y_desc("replicas")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .label_style((FAMILY, 14))
-        .axis_desc_style((FAMILY, 15))
-        .light_line_style(WHITE.mix(0.0))
-        .bold_line_style(BLACK.mix(0.08))
-        .draw()
-        .map_err(error)?;
+    draw_mesh(&mut chart, "replicas")?;
     for (start, end) in &outages {
         chart
             .draw_series(std::iter::once(Rectangle::new(
