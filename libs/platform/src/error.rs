@@ -171,6 +171,19 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
+/// An error and every cause under it, `outer: inner: innermost`, for logs and
+/// messages (an HTTP client's error alone often says only "error sending request").
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// The deepest source's message: serde's own words, without axum's wrapper text.
 fn innermost(err: &dyn std::error::Error) -> String {
     let mut current = err;

@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use reqwest::{StatusCode, Url};
+use sales_platform::error::error_chain;
 use serde::Deserialize;
 
 use super::decide::QueueLoad;
@@ -213,17 +214,6 @@ impl Management {
         }
         Ok(out)
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// `%XX` escapes (of a URL's user, password or vhost) decoded; invalid UTF-8 replaced.
