@@ -10,8 +10,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use sales_testkit::identity::Minter;
+pub use sales_testkit::identity::Who;
 pub use sales_testkit::launch::Service;
-use sales_testkit::launch::{Process, Wiring};
+use sales_testkit::launch::{IdentityMaterial, Process, Wiring};
 use sales_testkit::{TestBroker, TestDatabase};
 use serde_json::Value;
 
@@ -87,11 +89,13 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// Signs and checks tokens in the tests' systems.
-pub const TEST_JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
-/// The admin account every test system has.
+/// The admin account every test system has; it is the first account made, so its id
+/// is [`ADMIN_ID`].
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "admin-password";
+pub const ADMIN_ID: i64 = 1;
+/// The password [`System::register`] gives every customer.
+pub const CUSTOMER_PASSWORD: &str = "a-good-password";
 
 /// Settings a test may change before the system starts.
 #[derive(Clone, Debug)]
@@ -122,6 +126,9 @@ impl Default for SystemOptions {
 pub struct System {
     pub processes: HashMap<Service, Process>,
     pub wiring: Wiring,
+    /// Signs tokens as the gateway and the customer service do (the test holds their
+    /// keys), for calling one service directly.
+    pub minter: Minter,
     databases: Vec<TestDatabase>,
     broker: Option<TestBroker>,
     client: reqwest::Client,
@@ -172,12 +179,18 @@ impl System {
             service_env: options.env.clone(),
             redis_url: sales_testkit::redis_url(),
             redis_prefix: broker.prefix.clone(),
-            jwt_secret: TEST_JWT_SECRET.into(),
+            identity: IdentityMaterial::generate()
+                .unwrap_or_else(|e| panic!("cannot make the system's keys: {e}")),
             admin: Some((ADMIN_EMAIL.into(), ADMIN_PASSWORD.into())),
         };
+        let minter = Minter::new(
+            &wiring.identity.gateway_signing_keys,
+            &wiring.identity.customer_signing_keys,
+        );
         let mut system = System {
             processes: HashMap::new(),
             wiring: wiring.clone(),
+            minter,
             databases,
             broker: Some(broker),
             client: reqwest::Client::new(),
@@ -267,14 +280,59 @@ impl System {
         self.wiring.admin_url(service)
     }
 
+    /// A token `service` accepts, for a request by `who` (signed as the gateway or
+    /// the customer service would).
+    pub fn token_for(&self, service: Service, who: Who) -> String {
+        self.minter.token(service.name(), who).unwrap_or_default()
+    }
+
+    /// `GET` straight to `service`, as the admin (the test acting as the gateway).
     pub async fn get(&self, service: Service, path: &str) -> (StatusCode, Value) {
-        self.request(reqwest::Method::GET, service, path, None, &[])
+        self.get_as(service, path, Who::Admin(ADMIN_ID)).await
+    }
+
+    /// `POST` straight to `service`, as the admin.
+    pub async fn post(&self, service: Service, path: &str, body: Value) -> (StatusCode, Value) {
+        self.post_as(service, path, body, Who::Admin(ADMIN_ID))
             .await
     }
 
-    pub async fn post(&self, service: Service, path: &str, body: Value) -> (StatusCode, Value) {
-        self.request(reqwest::Method::POST, service, path, Some(body), &[])
+    /// `GET` straight to `service`, as `who`.
+    pub async fn get_as(&self, service: Service, path: &str, who: Who) -> (StatusCode, Value) {
+        self.send_as(reqwest::Method::GET, service, path, None, who)
             .await
+    }
+
+    /// `POST` straight to `service`, as `who`.
+    pub async fn post_as(
+        &self,
+        service: Service,
+        path: &str,
+        body: Value,
+        who: Who,
+    ) -> (StatusCode, Value) {
+        self.send_as(reqwest::Method::POST, service, path, Some(body), who)
+            .await
+    }
+
+    /// Any request straight to `service`, as `who`.
+    pub async fn send_as(
+        &self,
+        method: reqwest::Method,
+        service: Service,
+        path: &str,
+        body: Option<Value>,
+        who: Who,
+    ) -> (StatusCode, Value) {
+        let auth = self
+            .minter
+            .token(service.name(), who)
+            .map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        self.request(method, service, path, body, &headers).await
     }
 
     pub async fn request(
@@ -321,17 +379,31 @@ impl System {
             .await
     }
 
-    /// Register a customer through the gateway: `(customer id, token)`.
+    /// Register a customer through the gateway and log them in: `(customer id, token)`.
     pub async fn register(&self, email: &str, name: &str) -> (i64, String) {
         let (status, body) = self
             .call(
                 reqwest::Method::POST,
                 "/api/v1/customers/register",
-                Some(serde_json::json!({"email": email, "password": "a-good-password", "name": name})),
+                Some(serde_json::json!({"email": email, "password": CUSTOMER_PASSWORD, "name": name})),
                 None,
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "register {email}: {body}");
+        assert_eq!(status, StatusCode::ACCEPTED, "register {email}: {body}");
+        self.log_in(email, CUSTOMER_PASSWORD).await
+    }
+
+    /// Log in through the gateway: `(customer id, token)`.
+    pub async fn log_in(&self, email: &str, password: &str) -> (i64, String) {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/customers/login",
+                Some(serde_json::json!({"email": email, "password": password})),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "log in {email}: {body}");
         (
             body["customer_id"].as_i64().unwrap_or_default(),
             body["token"].as_str().unwrap_or_default().to_owned(),

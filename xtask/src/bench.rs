@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use sales_testkit::launch::{Process, Service, Wiring};
+use sales_testkit::identity::{Minter, Who};
+use sales_testkit::launch::{IdentityMaterial, Process, Service, Wiring};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -120,11 +121,13 @@ async fn wiring(infra: &Infra) -> Result<Wiring> {
         env: vec![
             ("RATE_LIMIT_REQUESTS".into(), "1000000000".into()),
             ("RATE_LIMIT_WINDOW".into(), "1m".into()),
+            // Every bench customer registers from 127.0.0.1.
+            ("REGISTRATIONS_PER_ADDRESS".into(), "1000000".into()),
         ],
         service_env: HashMap::new(),
         redis_url: infra.redis_url.clone(),
         redis_prefix: format!("bench{}:", std::process::id()),
-        jwt_secret: "bench-secret-bench-secret-bench-secret".into(),
+        identity: IdentityMaterial::generate()?,
         admin: None,
     })
 }
@@ -358,14 +361,25 @@ fn percentile(sorted: &[u64], q: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-/// Products with plenty of stock, created in the product service; waits until the
-/// inventory has opened their stock items (from `product-created`).
+/// Products with plenty of stock, created in the product service (as an admin, with
+/// a token signed by the bench's own gateway key); waits until the inventory has
+/// opened their stock items (from `product-created`).
 async fn make_catalogue(http: &reqwest::Client, wiring: &Wiring) -> Result<Vec<i64>> {
+    let minter = Minter::new(
+        &wiring.identity.gateway_signing_keys,
+        &wiring.identity.customer_signing_keys,
+    );
+    let admin = |service: Service| {
+        minter
+            .token(service.name(), Who::Admin(1))
+            .unwrap_or_default()
+    };
     let product_service = wiring.base_url(Service::Product);
     let mut ids = Vec::with_capacity(PRODUCTS);
     for n in 0..PRODUCTS {
         let r = http
             .post(format!("{product_service}/api/v1/products"))
+            .bearer_auth(admin(Service::Product))
             .json(&json!({
                 "sku": format!("BENCH-{n:03}"), "name": format!("Bench product {n}"),
                 "price": {"amount": PRICE_CENTS, "currency": "USD"},
@@ -384,6 +398,7 @@ async fn make_catalogue(http: &reqwest::Client, wiring: &Wiring) -> Result<Vec<i
     loop {
         let items: Vec<Value> = http
             .get(format!("{inventory}/api/v1/inventory/items"))
+            .bearer_auth(admin(Service::Inventory))
             .send()
             .await?
             .json()
@@ -398,12 +413,13 @@ async fn make_catalogue(http: &reqwest::Client, wiring: &Wiring) -> Result<Vec<i
     }
 }
 
-/// A new customer, registered through the gateway; their token.
+/// A new customer, registered and logged in through the gateway; their token.
 async fn register(http: &reqwest::Client, gateway: &str, client: usize) -> Result<String> {
+    let email = format!("bench-{client}@example.com");
     let r = http
         .post(format!("{gateway}/api/v1/customers/register"))
         .json(&json!({
-            "email": format!("bench-{client}@example.com"),
+            "email": email,
             "password": "bench-password",
             "name": format!("Bench client {client}")
         }))
@@ -412,8 +428,16 @@ async fn register(http: &reqwest::Client, gateway: &str, client: usize) -> Resul
     if !r.status().is_success() {
         bail!("registering a customer failed: {}", r.text().await?);
     }
+    let r = http
+        .post(format!("{gateway}/api/v1/customers/login"))
+        .json(&json!({"email": email, "password": "bench-password"}))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("logging a customer in failed: {}", r.text().await?);
+    }
     let body: Value = r.json().await?;
-    find_token(&body).context("the registration answer has no token")
+    find_token(&body).context("the login answer has no token")
 }
 
 fn find_token(value: &Value) -> Option<String> {

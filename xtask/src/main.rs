@@ -4,6 +4,7 @@ mod bench;
 mod debian;
 mod infra;
 mod local_services;
+mod supply_chain;
 mod test;
 mod tools;
 mod up;
@@ -30,7 +31,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Build everything, start the infrastructure and every service locally.
-    Up,
+    Up {
+        /// Keep the seeds' unauthenticated routes closed, as the charts and the
+        /// operator do by default (the local run opens them for trying the seeds'
+        /// clients).
+        #[arg(long)]
+        seed_routes_closed: bool,
+    },
     /// Local PostgreSQL, RabbitMQ and Redis (private instances under /var/tmp/sales-system-infra,
     /// unless SALES_POSTGRES_URL / SALES_AMQP_URL / SALES_REDIS_URL are set).
     Infra {
@@ -76,7 +83,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let root = workspace_root()?;
     match cli.command {
-        Cmd::Up => up::run(&root).await,
+        Cmd::Up { seed_routes_closed } => up::run(&root, !seed_routes_closed).await,
         Cmd::Infra {
             action: InfraCmd::Up,
         } => {

@@ -10,8 +10,10 @@ use tokio::process::Command;
 
 use crate::{infra, tools};
 
-/// Ensures the infrastructure, checks formatting and clippy lints, builds every binary
-/// (system tests start them), then runs
+// A step of this command; the file sits beside the others in xtask/src.
+/// Ensures the infrastructure, checks formatting and clippy lints, checks the
+/// dependencies with cargo-deny ([`supply_chain`]), builds every binary (system tests
+/// start them), then runs
 /// `cargo nextest run` (or `cargo test` without nextest) with the infrastructure's
 /// `SALES_*` variables, and (without `extra`) a two-second smoke run of the benchmark.
 /// `extra` goes to the test runner. Returns the failing step's status.
@@ -47,6 +49,11 @@ pub async fn run(workspace_root: &Path, extra: &[String]) -> Result<ExitCode> {
         if !status.success() {
             return Ok(exit_code(status));
         }
+    }
+    // The dependencies (advisories, licenses, bans, sources), offline.
+    let status = crate::supply_chain::check(workspace_root).await?;
+    if !status.success() {
+        return Ok(exit_code(status));
     }
 
     let status = step(
@@ -99,7 +106,8 @@ pub async fn run(workspace_root: &Path, extra: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn step(mut cmd: Command, what: &str) -> Result<ExitStatus> {
+/// Runs `cmd`, showing it first, and says so when it fails.
+pub async fn step(mut cmd: Command, what: &str) -> Result<ExitStatus> {
     let shown = {
         let std = cmd.as_std();
         std::iter::once(std.get_program())

@@ -6,13 +6,12 @@
 //! services gracefully (the infrastructure keeps running: `cargo xtask infra down`).
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
-use sales_testkit::launch::{Service, Wiring};
+use anyhow::{Context as _, Result, bail};
+use sales_testkit::launch::{IdentityMaterial, Service, Wiring, random_secret};
 use serde_json::{Value, json};
 
 use crate::infra::{self, Infra};
@@ -51,14 +50,14 @@ const DEMO_PRODUCTS: &[(&str, &str, &str, i64, i32)] = &[
     ),
 ];
 
-pub async fn run(root: &Path) -> Result<ExitCode> {
+pub async fn run(root: &Path, seed_routes_open: bool) -> Result<ExitCode> {
     let infra = infra::ensure_infra(root).await?;
 
     eprintln!("xtask: building the services");
     let bin_dir = local_services::build(root, false).await?;
 
     let secrets = LocalSecrets::load_or_make(&root.join("target/sales-up"))?;
-    let wiring = wiring(&infra, &secrets).await?;
+    let wiring = wiring(&infra, &secrets, seed_routes_open).await?;
     let logs = root.join("target/sales-up/logs");
     for service in Service::ALL {
         let (http, admin) = wiring.ports[&service];
@@ -73,7 +72,7 @@ pub async fn run(root: &Path) -> Result<ExitCode> {
     }
 
     let mut processes = local_services::start(&bin_dir, &wiring, &logs).await?;
-    if let Err(err) = load_demo_data(&wiring).await {
+    if let Err(err) = load_demo_data(&wiring, &secrets).await {
         local_services::stop(&mut processes);
         return Err(err);
     }
@@ -120,10 +119,10 @@ async fn stop_requested() {
     }
 }
 
-/// The local run's token secret and admin password: made once, kept in
+/// The local run's keys, client secrets and admin password: made once, kept in
 /// `target/sales-up/` so tokens and the admin login survive restarts.
 struct LocalSecrets {
-    jwt_secret: String,
+    identity: IdentityMaterial,
     admin_email: String,
     admin_password: String,
 }
@@ -131,29 +130,49 @@ struct LocalSecrets {
 impl LocalSecrets {
     fn load_or_make(dir: &Path) -> Result<LocalSecrets> {
         std::fs::create_dir_all(dir)?;
-        let read_or_make = |name: &str| -> Result<String> {
+        let read_or_make = |name: &str, make: &dyn Fn() -> Result<String>| -> Result<String> {
             let path = dir.join(name);
             if let Ok(existing) = std::fs::read_to_string(&path)
                 && !existing.trim().is_empty()
             {
                 return Ok(existing.trim().to_owned());
             }
-            let mut bytes = [0u8; 24];
-            std::io::Read::read_exact(&mut File::open("/dev/urandom")?, &mut bytes)?;
-            let made: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            std::fs::write(&path, &made)?;
+            let made = make()?;
+            std::fs::write(&path, &made)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             Ok(made)
         };
+        let fresh = IdentityMaterial::generate()?;
+        let secrets = read_or_make("service-clients", &|| Ok(fresh.service_clients()))?;
+        let mut client_secrets = HashMap::new();
+        for pair in secrets.split(',') {
+            if let Some((name, secret)) = pair.split_once('=')
+                && let Some(service) = Service::ALL.into_iter().find(|s| s.name() == name)
+            {
+                client_secrets.insert(service, secret.to_owned());
+            }
+        }
+        let identity = IdentityMaterial {
+            customer_signing_keys: read_or_make("customer-signing-key.pem", &|| {
+                Ok(fresh.customer_signing_keys.clone())
+            })?,
+            gateway_signing_keys: read_or_make("gateway-signing-key.pem", &|| {
+                Ok(fresh.gateway_signing_keys.clone())
+            })?,
+            client_secrets,
+        };
         Ok(LocalSecrets {
-            jwt_secret: read_or_make("jwt-secret")?,
+            identity,
             admin_email: "admin@sales.local".into(),
-            admin_password: read_or_make("admin-password")?,
+            admin_password: read_or_make("admin-password", &|| {
+                Ok(random_secret()[..24].to_owned())
+            })?,
         })
     }
 }
 
 /// Ports, one database per service (created when missing), the broker.
-async fn wiring(infra: &Infra, secrets: &LocalSecrets) -> Result<Wiring> {
+async fn wiring(infra: &Infra, secrets: &LocalSecrets, seed_routes_open: bool) -> Result<Wiring> {
     let database_urls =
         local_services::databases(&infra.postgres_url, "sales_", Existing::Keep).await?;
     Ok(Wiring {
@@ -166,27 +185,30 @@ async fn wiring(infra: &Infra, secrets: &LocalSecrets) -> Result<Wiring> {
         amqp_prefix: String::new(),
         log_format: "text".into(),
         log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
-        // The local run keeps the seeds' open routes open, and is generous with
-        // the rate limit (production keeps seed 002's 100 per 15 minutes).
+        // The local run opens the seeds' routes (unless asked not to), and is
+        // generous with the rate limit (production keeps seed 002's 100 per 15
+        // minutes).
         env: vec![
-            ("SEED_COMPAT_OPEN".into(), "true".into()),
+            ("SEED_COMPAT_OPEN".into(), seed_routes_open.to_string()),
             ("RATE_LIMIT_REQUESTS".into(), "600".into()),
             ("RATE_LIMIT_WINDOW".into(), "1m".into()),
         ],
         service_env: HashMap::new(),
         redis_url: infra.redis_url.clone(),
         redis_prefix: "sales:".into(),
-        jwt_secret: secrets.jwt_secret.clone(),
+        identity: secrets.identity.clone(),
         admin: Some((secrets.admin_email.clone(), secrets.admin_password.clone())),
     })
 }
 
-/// Demo products, when the catalogue is empty; waits until the inventory has their stock.
-async fn load_demo_data(wiring: &Wiring) -> Result<()> {
+/// Demo products, when the catalogue is empty, added through the gateway as the
+/// admin; waits until the inventory has their stock.
+async fn load_demo_data(wiring: &Wiring, secrets: &LocalSecrets) -> Result<()> {
     let client = reqwest::Client::new();
-    let products = wiring.base_url(Service::Product);
+    let gateway = wiring.base_url(Service::Gateway);
+    let token = admin_token(&client, &gateway, secrets).await?;
     let existing: Vec<Value> = client
-        .get(format!("{products}/api/v1/products?limit=1"))
+        .get(format!("{gateway}/api/v1/products?limit=1"))
         .send()
         .await?
         .json()
@@ -197,7 +219,8 @@ async fn load_demo_data(wiring: &Wiring) -> Result<()> {
     }
     for (sku, name, description, cents, stock) in DEMO_PRODUCTS {
         let r = client
-            .post(format!("{products}/api/v1/products"))
+            .post(format!("{gateway}/api/v1/products"))
+            .bearer_auth(&token)
             .json(&json!({
                 "sku": sku, "name": name, "description": description,
                 "price": {"amount": cents, "currency": "USD"}, "initial_stock": stock
@@ -208,11 +231,11 @@ async fn load_demo_data(wiring: &Wiring) -> Result<()> {
             bail!("loading demo product {sku} failed: {}", r.text().await?);
         }
     }
-    let inventory = wiring.base_url(Service::Inventory);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let items: Vec<Value> = client
-            .get(format!("{inventory}/api/v1/inventory/items"))
+            .get(format!("{gateway}/api/v1/inventory/items"))
+            .bearer_auth(&token)
             .send()
             .await?
             .json()
@@ -230,6 +253,32 @@ async fn load_demo_data(wiring: &Wiring) -> Result<()> {
         DEMO_PRODUCTS.len()
     );
     Ok(())
+}
+
+/// The admin's access token (the account may take a moment to appear).
+async fn admin_token(
+    client: &reqwest::Client,
+    gateway: &str,
+    secrets: &LocalSecrets,
+) -> Result<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = client
+            .post(format!("{gateway}/api/v1/customers/login"))
+            .json(&json!({"email": secrets.admin_email, "password": secrets.admin_password}))
+            .send()
+            .await?;
+        if r.status().is_success() {
+            let body: Value = r.json().await?;
+            if let Some(token) = body["token"].as_str() {
+                return Ok(token.to_owned());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the admin could not log in within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 fn print_welcome(wiring: &Wiring, infra: &Infra, logs: &Path, secrets: &LocalSecrets) {
@@ -254,9 +303,12 @@ fn print_welcome(wiring: &Wiring, infra: &Infra, logs: &Path, secrets: &LocalSec
     if let Some(management) = &infra.rabbitmq_management_url {
         println!("\n  RabbitMQ management: {}", infra::redact(management));
     }
-    println!("\nTry seed 000's flow (README.md has more):");
+    println!("\nTry it (README.md has more):");
     println!(
-        "  TOKEN=$(curl -s -X POST {gateway}/users/user/register -H 'content-type: application/json' \\\n      -d '{{\"email\": \"ann@example.com\", \"password\": \"secret-pass\", \"name\": \"Ann\"}}' | sed 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')"
+        "  curl -s -X POST {gateway}/api/v1/customers/register -H 'content-type: application/json' \\\n      -d '{{\"email\": \"ann@example.com\", \"password\": \"secret-pass\", \"name\": \"Ann\"}}'"
+    );
+    println!(
+        "  TOKEN=$(curl -s -X POST {gateway}/api/v1/customers/login -H 'content-type: application/json' \\\n      -d '{{\"email\": \"ann@example.com\", \"password\": \"secret-pass\"}}' | sed 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')"
     );
     println!("  curl -s {gateway}/products");
     println!(

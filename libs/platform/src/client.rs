@@ -1,6 +1,8 @@
-//! Calling another service over HTTP: a timeout on every call, the W3C trace context
-//! and the request id passed on, and errors that say which service failed and how.
+//! Calling another service over HTTP: the calling service's own token on every call
+//! (`Authorization: Bearer`, [`ServiceTokens`]), a timeout, the W3C trace context
+//! passed on, and errors that say which service failed and how.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -13,6 +15,7 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::identity::service_credentials::ServiceTokens;
 use crate::telemetry::HeaderInjector;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +63,7 @@ pub struct ServiceClient {
     service: &'static str,
     base_url: String,
     http: reqwest::Client,
+    credentials: Option<Arc<ServiceTokens>>,
 }
 
 impl ServiceClient {
@@ -73,7 +77,14 @@ impl ServiceClient {
             service,
             base_url: base_url.trim_end_matches('/').to_owned(),
             http,
+            credentials: None,
         })
+    }
+
+    /// Send this service's token with every call.
+    pub fn with_credentials(mut self, credentials: Arc<ServiceTokens>) -> Self {
+        self.credentials = Some(credentials);
+        self
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {
@@ -103,42 +114,74 @@ impl ServiceClient {
             url.path = path,
             http.response.status_code = tracing::field::Empty,
         );
-        let mut headers = HeaderMap::new();
-        TraceContextPropagator::new()
-            .inject_context(&span.context(), &mut HeaderInjector(&mut headers));
-        let url = format!("{}{}", self.base_url, path);
-        let mut request = self.http.request(method, url).headers(headers);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
         async {
-            let response = request.send().await.map_err(|e| CallError::Unavailable {
-                service: self.service,
-                reason: if e.is_timeout() {
-                    "no answer in time".to_owned()
-                } else {
-                    e.to_string()
-                },
-            })?;
-            let status = response.status();
-            tracing::Span::current().record("http.response.status_code", status.as_u16());
-            let bytes = response.bytes().await.map_err(|e| CallError::Unavailable {
-                service: self.service,
-                reason: e.to_string(),
-            })?;
-            if !status.is_success() {
-                return Err(CallError::Status {
-                    service: self.service,
-                    status,
-                    body: serde_json::from_slice(&bytes).ok(),
-                });
+            let first = self.send(method.clone(), path, body).await;
+            // A refused service token (the peer saw keys rotate, say): once more
+            // with a fresh one.
+            match (first, &self.credentials) {
+                (Err(CallError::Status { status, .. }), Some(credentials))
+                    if status == StatusCode::UNAUTHORIZED =>
+                {
+                    credentials.forget().await;
+                    self.send(method, path, body).await
+                }
+                (result, _) => result,
             }
-            serde_json::from_slice(&bytes).map_err(|e| CallError::BadAnswer {
-                service: self.service,
-                reason: e.to_string(),
-            })
         }
         .instrument(span)
         .await
+    }
+
+    async fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, CallError> {
+        let mut headers = HeaderMap::new();
+        TraceContextPropagator::new().inject_context(
+            &tracing::Span::current().context(),
+            &mut HeaderInjector(&mut headers),
+        );
+        let url = format!("{}{}", self.base_url, path);
+        let mut request = self.http.request(method, url).headers(headers);
+        if let Some(credentials) = &self.credentials {
+            let token = credentials
+                .token()
+                .await
+                .map_err(|e| CallError::Unavailable {
+                    service: self.service,
+                    reason: format!("no service token to call it with: {e}"),
+                })?;
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| CallError::Unavailable {
+            service: self.service,
+            reason: if e.is_timeout() {
+                "no answer in time".to_owned()
+            } else {
+                e.to_string()
+            },
+        })?;
+        let status = response.status();
+        tracing::Span::current().record("http.response.status_code", status.as_u16());
+        let bytes = response.bytes().await.map_err(|e| CallError::Unavailable {
+            service: self.service,
+            reason: e.to_string(),
+        })?;
+        if !status.is_success() {
+            return Err(CallError::Status {
+                service: self.service,
+                status,
+                body: serde_json::from_slice(&bytes).ok(),
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| CallError::BadAnswer {
+            service: self.service,
+            reason: e.to_string(),
+        })
     }
 }

@@ -124,3 +124,21 @@ impl CacheArgs {
         }
     }
 }
+
+/// How a service checks who is calling and proves who it is (docs/security.md).
+#[derive(Args, Clone, Debug)]
+pub struct IdentityArgs {
+    /// Base URL of the customer service, the identity provider: its public keys
+    /// (`/.well-known/jwks.json`), service tokens (`/oauth/token`) and token
+    /// introspection (`/oauth/introspect`).
+    #[arg(long, env = "IDENTITY_URL")]
+    pub identity_url: String,
+    /// The gateway's public keys, which sign the token of every request it forwards,
+    /// e.g. `http://gateway:8080/.well-known/jwks.json`.
+    #[arg(long, env = "GATEWAY_JWKS_URL")]
+    pub gateway_jwks_url: String,
+    /// This service's OAuth client secret (its client id is its name): for its own
+    /// service token and for introspecting administrators' tokens.
+    #[arg(long, env = "SERVICE_CLIENT_SECRET", hide_env_values = true)]
+    pub service_client_secret: SecretString,
+}

@@ -9,12 +9,12 @@
 //! - [`db`]: the PostgreSQL pool and migrations;
 //! - [`broker`]: the RabbitMQ connection, topology and confirmed publishing;
 //! - [`outbox`] and [`consumer`]: events out at least once, handled exactly once;
-//! - [`client`]: calls to other services;
+//! - [`identity`]: tokens, keys, the verified caller and each service's access table;
+//! - [`client`]: calls to other services, with the service's own token;
 //! - [`service`]: start-up and graceful shutdown.
 
 pub mod broker;
 pub mod cache;
-pub mod caller;
 pub mod client;
 pub mod config;
 pub mod consumer;
@@ -22,6 +22,7 @@ pub mod db;
 pub mod dead_letters;
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod listing;
 pub mod metrics;
 pub mod outbox;

@@ -29,6 +29,9 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     /// `http_requests_in_flight`
     pub http_in_flight: IntGauge,
+    /// `http_auth_failures_total{reason}`: requests refused before their handler ran
+    /// (missing_token, expired, bad_signature, wrong_audience, forbidden...).
+    pub http_auth_failures: IntCounterVec,
     /// `messages_consumed_total{queue, outcome}`; outcome: processed, duplicate,
     /// retried, dead_lettered.
     pub messages_consumed: IntCounterVec,
@@ -71,6 +74,14 @@ impl Metrics {
             .unwrap_or_else(unreachable_metric),
             http_in_flight: IntGauge::new("http_requests_in_flight", "HTTP requests being served")
                 .unwrap_or_else(unreachable_metric),
+            http_auth_failures: IntCounterVec::new(
+                Opts::new(
+                    "http_auth_failures_total",
+                    "Requests refused for their credential or rights, by reason",
+                ),
+                &["reason"],
+            )
+            .unwrap_or_else(unreachable_metric),
             messages_consumed: IntCounterVec::new(
                 Opts::new(
                     "messages_consumed_total",
@@ -140,7 +151,13 @@ impl Metrics {
         m.register(Box::new(m.http_requests.clone()));
         m.register(Box::new(m.http_duration.clone()));
         m.register(Box::new(m.http_in_flight.clone()));
+        m.register(Box::new(m.http_auth_failures.clone()));
         m
+    }
+
+    /// Count a request refused for its credential or rights.
+    pub fn auth_failure(&self, reason: &str) {
+        self.http_auth_failures.with_label_values(&[reason]).inc();
     }
 
     /// Export the broker, outbox and consumer families: only services that use

@@ -21,9 +21,12 @@ use tokio_util::task::TaskTracker;
 use utoipa::openapi::OpenApi;
 
 use crate::broker::Broker;
-use crate::config::{BrokerArgs, DatabaseArgs, HttpArgs, ServiceRole};
+use crate::config::{BrokerArgs, DatabaseArgs, HttpArgs, IdentityArgs, ServiceRole};
 use crate::consumer::{ConsumerContext, MessageHandler, run_consumer};
 use crate::http::{Readiness, admin_router, public_router};
+use crate::identity::access::{AccessState, RouteRule, check_policy, enforce};
+use crate::identity::admin_access::{AdminAccess, require_admin};
+use crate::identity::{ServiceIdentity, TokenVerifier};
 use crate::metrics::Metrics;
 use crate::{db, outbox};
 
@@ -45,6 +48,19 @@ pub struct ServiceBuilder {
     subscriptions: Vec<Subscription>,
     startup_steps: Vec<Worker>,
     workers: Vec<Worker>,
+    /// How the API's callers are checked: a policy and a verifier, or (the gateway)
+    /// nothing here because the service decides itself.
+    access: Access,
+    /// Routes that authenticate their callers themselves (the identity provider's
+    /// keys and OAuth endpoints), with their paths.
+    open_routes: Option<(Router, &'static [&'static str])>,
+    admin_access: Option<AdminAccess>,
+}
+
+enum Access {
+    Unset,
+    Policy(&'static [RouteRule], TokenVerifier),
+    Edge,
 }
 
 impl ServiceBuilder {
@@ -62,7 +78,46 @@ impl ServiceBuilder {
             subscriptions: Vec::new(),
             startup_steps: Vec::new(),
             workers: Vec::new(),
+            access: Access::Unset,
+            open_routes: None,
+            admin_access: None,
         }
+    }
+
+    /// Check every API request's token with `verifier` and its rights with `policy`
+    /// (see [`crate::identity::access`]). The service will not start if `policy`
+    /// misses an operation of its OpenAPI document.
+    pub fn protect(&mut self, policy: &'static [RouteRule], verifier: TokenVerifier) {
+        self.access = Access::Policy(policy, verifier);
+    }
+
+    /// [`ServiceBuilder::protect`] with the identity of a service behind the gateway;
+    /// the admin port's operations endpoints then take administrators' tokens.
+    /// Returns the identity, whose service token the service's calls carry.
+    pub fn identity(
+        &mut self,
+        args: &IdentityArgs,
+        policy: &'static [RouteRule],
+    ) -> anyhow::Result<ServiceIdentity> {
+        let identity = ServiceIdentity::new(self.name, args)?;
+        self.protect(policy, identity.verifier.clone());
+        self.admin_access = Some(AdminAccess::new(
+            &args.identity_url,
+            identity.tokens.clone(),
+            self.metrics.clone(),
+        )?);
+        Ok(identity)
+    }
+
+    /// The gateway: it checks every request itself, before forwarding it.
+    pub fn edge(&mut self) {
+        self.access = Access::Edge;
+    }
+
+    /// Routes outside the access policy, which authenticate their callers themselves
+    /// (the identity provider's JWKS and OAuth endpoints); `paths` are their paths.
+    pub fn open_routes(&mut self, routes: Router, paths: &'static [&'static str]) {
+        self.open_routes = Some((routes, paths));
     }
 
     pub fn name(&self) -> &'static str {
@@ -173,17 +228,45 @@ impl ServiceBuilder {
         let http_addr = public.local_addr()?;
         let admin_addr = admin.local_addr()?;
 
+        let (open, open_paths) = self.open_routes.unwrap_or_default();
+        let api = match self.access {
+            Access::Policy(policy, verifier) => {
+                check_policy(policy, &openapi, open_paths).map_err(|problems| {
+                    anyhow::anyhow!("the {} service's access table: {problems}", self.name)
+                })?;
+                let state = AccessState {
+                    policy,
+                    verifier,
+                    metrics: self.metrics.clone(),
+                };
+                api.route_layer(axum::middleware::from_fn_with_state(state, enforce))
+            }
+            Access::Edge => api,
+            Access::Unset => anyhow::bail!(
+                "the {} service has no access policy (ServiceBuilder::protect)",
+                self.name
+            ),
+        };
         let readiness = Readiness::new(self.pool.clone(), self.broker.clone());
         let public_app = public_router(
-            api,
+            api.merge(open),
             openapi,
             readiness.clone(),
             self.metrics.clone(),
             self.http.max_body_bytes,
         );
-        let dead_letters = match &self.broker {
-            Some(broker) => crate::dead_letters::router(broker.clone(), self.subscriptions.clone()),
-            None => Router::new(),
+        let dead_letters = match (&self.broker, self.admin_access) {
+            (Some(broker), Some(admin)) => {
+                crate::dead_letters::router(broker.clone(), self.subscriptions.clone())
+                    .route_layer(axum::middleware::from_fn_with_state(admin, require_admin))
+            }
+            (Some(_), None) => {
+                tracing::warn!(
+                    "no administrator access configured: the dead-letter endpoints are off"
+                );
+                Router::new()
+            }
+            (None, _) => Router::new(),
         };
         let admin_app = admin_router(self.metrics.clone(), readiness.clone(), dead_letters);
 

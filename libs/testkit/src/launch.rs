@@ -102,8 +102,8 @@ pub struct Wiring {
     pub redis_url: String,
     /// Prefix of every Redis key of this system.
     pub redis_prefix: String,
-    /// Signs customers' tokens (customer service) and checks them (gateway).
-    pub jwt_secret: String,
+    /// The system's signing keys and service client secrets.
+    pub identity: IdentityMaterial,
     /// The admin account the customer service creates, if any.
     pub admin: Option<(String, String)>,
 }
@@ -143,8 +143,12 @@ impl Wiring {
                 "RATE_LIMIT_PREFIX".into(),
                 format!("{}ratelimit:", self.redis_prefix),
             ),
-            ("JWT_SECRET".into(), self.jwt_secret.clone()),
+            (
+                "REVOCATION_PREFIX".into(),
+                format!("{}token-version:", self.redis_prefix),
+            ),
         ];
+        env.extend(self.identity_env(service));
         if let Some((email, password)) = &self.admin {
             env.push(("ADMIN_EMAIL".into(), email.clone()));
             env.push(("ADMIN_PASSWORD".into(), password.clone()));
@@ -158,6 +162,91 @@ impl Wiring {
         env.extend(self.env.iter().cloned());
         env.extend(self.service_env.get(&service).cloned().unwrap_or_default());
         env
+    }
+}
+
+/// The secrets of a system's identity plane: the customer service's and the
+/// gateway's signing keys (Ed25519, PKCS#8 PEM) and each service's client secret.
+#[derive(Clone, Debug)]
+pub struct IdentityMaterial {
+    pub customer_signing_keys: String,
+    pub gateway_signing_keys: String,
+    pub client_secrets: HashMap<Service, String>,
+}
+
+impl IdentityMaterial {
+    /// New random keys and secrets.
+    pub fn generate() -> anyhow::Result<IdentityMaterial> {
+        use sales_platform::identity::keys::generate_pem;
+        Ok(IdentityMaterial {
+            customer_signing_keys: generate_pem()?,
+            gateway_signing_keys: generate_pem()?,
+            client_secrets: Service::ALL
+                .iter()
+                .filter(|s| **s != Service::Customer)
+                .map(|s| (*s, random_secret()))
+                .collect(),
+        })
+    }
+
+    /// `SERVICE_CLIENTS` for the customer service: `order=<secret>,...`.
+    pub fn service_clients(&self) -> String {
+        let mut pairs: Vec<String> = self
+            .client_secrets
+            .iter()
+            .map(|(service, secret)| format!("{}={secret}", service.name()))
+            .collect();
+        pairs.sort();
+        pairs.join(",")
+    }
+}
+
+/// 32 random bytes, hex.
+pub fn random_secret() -> String {
+    format!("{:032x}{:032x}", rand_u128(), rand_u128())
+}
+
+fn rand_u128() -> u128 {
+    u128::from_be_bytes(*uuid::Uuid::new_v4().as_bytes())
+}
+
+impl Wiring {
+    /// The identity settings of `service`: only the secrets it needs.
+    fn identity_env(&self, service: Service) -> Vec<(String, String)> {
+        let id = &self.identity;
+        let gateway_jwks = format!(
+            "{}{}",
+            self.base_url(Service::Gateway),
+            sales_platform::identity::JWKS_PATH
+        );
+        let own_secret = || {
+            (
+                "SERVICE_CLIENT_SECRET".to_owned(),
+                id.client_secrets.get(&service).cloned().unwrap_or_default(),
+            )
+        };
+        match service {
+            Service::Customer => vec![
+                (
+                    "TOKEN_SIGNING_KEYS".into(),
+                    id.customer_signing_keys.clone(),
+                ),
+                ("SERVICE_CLIENTS".into(), id.service_clients()),
+                ("GATEWAY_JWKS_URL".into(), gateway_jwks),
+            ],
+            Service::Gateway => vec![
+                (
+                    "GATEWAY_SIGNING_KEYS".into(),
+                    id.gateway_signing_keys.clone(),
+                ),
+                own_secret(),
+            ],
+            _ => vec![
+                ("IDENTITY_URL".into(), self.base_url(Service::Customer)),
+                ("GATEWAY_JWKS_URL".into(), gateway_jwks),
+                own_secret(),
+            ],
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! Each test gets its own database and its own broker namespace (a name prefix), and
 //! removes them when done.
 
+pub mod identity;
 pub mod launch;
 
 use std::time::Duration;

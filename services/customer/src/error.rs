@@ -1,11 +1,11 @@
 //! Everything that can go wrong with customers, and the HTTP answer for each.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sales_platform::ApiError;
 
 use crate::passwords::PasswordError;
-use crate::tokens::TokenError;
+use crate::tokens::SigningError;
 
 pub type Result<T, E = CustomerError> = std::result::Result<T, E>;
 
@@ -21,17 +21,18 @@ pub enum CustomerError {
     EmailTaken,
     #[error("{INVALID_CREDENTIALS}")]
     InvalidCredentials,
-    #[error(
-        "this route is for a signed-in customer: send a bearer token through the gateway \
-         (which passes on x-customer-id)"
-    )]
+    #[error("this route is for a signed-in customer: log in at POST /api/v1/customers/login")]
     Unauthenticated,
     #[error("{0}")]
     Forbidden(String),
     #[error("customer {0} not found")]
     NotFound(i64),
+    #[error("too many failed attempts; try again in {retry_after} s")]
+    Throttled { retry_after: u64 },
+    #[error("the tokens were revoked, but not every gateway could be told yet; try again shortly")]
+    RevocationNotPublished,
     #[error(transparent)]
-    Token(#[from] TokenError),
+    Signing(#[from] SigningError),
     #[error(transparent)]
     Password(#[from] PasswordError),
     #[error(transparent)]
@@ -66,15 +67,43 @@ impl From<CustomerError> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
             }
             CustomerError::NotFound(_) => ApiError::not_found(message),
-            CustomerError::Token(e) => ApiError::internal(e),
+            CustomerError::Throttled { .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message)
+            }
+            CustomerError::RevocationNotPublished => ApiError::unavailable(message),
+            CustomerError::Signing(e) => ApiError::internal(e),
+            CustomerError::Password(PasswordError::Busy) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                PasswordError::Busy.to_string(),
+            ),
             CustomerError::Password(e) => ApiError::internal(e),
             CustomerError::Database(e) => ApiError::from(e),
         }
     }
 }
 
+impl CustomerError {
+    /// Seconds a client should wait before trying again, for 429 and busy 503s.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            CustomerError::Throttled { retry_after } => Some(*retry_after),
+            CustomerError::Password(PasswordError::Busy)
+            | CustomerError::RevocationNotPublished => Some(1),
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for CustomerError {
     fn into_response(self) -> Response {
-        ApiError::from(self).into_response()
+        let retry_after = self.retry_after();
+        let mut response = ApiError::from(self).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }

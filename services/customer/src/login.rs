@@ -1,12 +1,17 @@
-//! Logging in: email and password for a token. A wrong email and a wrong password
-//! get the same answer, in about the same time (see [`verify_password`]).
+//! Logging in: email and password for an access token. A wrong email and a wrong
+//! password get the same answer, in about the same time (see
+//! [`crate::passwords::verify_password`]). Failures are throttled per account and per
+//! client address ([`crate::login_throttle`]) before any password is checked.
+
+use std::net::IpAddr;
 
 use secrecy::SecretString;
 
 use crate::error::{CustomerError, Result};
-use crate::passwords::verify_password;
+use crate::login_throttle::{self, Subjects};
 use crate::profiles::parse_role;
-use crate::registration::validate_email;
+use crate::registration::{validate_email, validate_password};
+use crate::revocation;
 use crate::tokens::TokenSubject;
 use crate::{CustomerContext, SignedIn};
 
@@ -17,18 +22,25 @@ struct Credentials {
     name: String,
     password_hash: String,
     role: String,
+    token_version: i64,
 }
 
 /// Check the password of the account with this email (any case); sign in.
+/// `address` is the client's, as the gateway vouches for it.
 #[tracing::instrument(skip_all)]
 pub async fn log_in(
     ctx: &CustomerContext,
     email: &str,
     password: SecretString,
+    address: Option<IpAddr>,
 ) -> Result<SignedIn> {
     let email = validate_email(email)?;
+    let subjects = Subjects::login(&ctx.throttle, &email, address);
+    login_throttle::check(&ctx.pool, &ctx.throttle, &subjects)
+        .await
+        .inspect_err(|_| ctx.metrics.login_throttled())?;
     let account = sqlx::query_as::<_, Credentials>(
-        "select id, email, name, password_hash, role from customers
+        "select id, email, name, password_hash, role, token_version from customers
          where lower(email) = lower($1) and password_hash is not null",
     )
     .bind(&email)
@@ -36,14 +48,16 @@ pub async fn log_in(
     .await?;
 
     let stored_hash = account.as_ref().map(|a| a.password_hash.clone());
-    let matches = verify_password(password, stored_hash).await?;
+    let matches = ctx.hasher.verify(password, stored_hash).await?;
     let account = match account {
         Some(account) if matches => account,
         _ => {
             ctx.metrics.login(false);
+            login_throttle::record(&ctx.pool, &ctx.throttle, &subjects).await?;
             return Err(CustomerError::InvalidCredentials);
         }
     };
+    login_throttle::clear_account(&ctx.pool, &email).await?;
     ctx.metrics.login(true);
     tracing::info!(customer_id = account.id, "customer logged in");
     ctx.sign_in(&TokenSubject {
@@ -51,5 +65,68 @@ pub async fn log_in(
         name: account.name,
         email: account.email,
         role: parse_role(&account.role),
+        token_version: account.token_version,
+    })
+}
+
+/// Log out everywhere: raise the token version, so every token issued so far stops
+/// working.
+#[tracing::instrument(skip(ctx))]
+pub async fn log_out(ctx: &CustomerContext, customer_id: i64) -> Result<()> {
+    let mut tx = ctx.pool.begin().await?;
+    let version = revocation::raise_version(&mut tx, customer_id).await?;
+    tx.commit().await?;
+    revocation::publish(ctx.token_versions.as_deref(), customer_id, version).await?;
+    tracing::info!(customer_id, "customer logged out everywhere");
+    Ok(())
+}
+
+/// Change the password of `customer_id`, given the current one: every earlier token
+/// stops working, and the customer gets a new one. A wrong current password counts
+/// as a failed login of the account.
+#[tracing::instrument(skip_all, fields(customer_id))]
+pub async fn change_password(
+    ctx: &CustomerContext,
+    customer_id: i64,
+    current: SecretString,
+    new: SecretString,
+    address: Option<IpAddr>,
+) -> Result<SignedIn> {
+    validate_password(&new)?;
+    let account = sqlx::query_as::<_, Credentials>(
+        "select id, email, name, password_hash, role, token_version from customers
+         where id = $1 and password_hash is not null",
+    )
+    .bind(customer_id)
+    .fetch_optional(&ctx.pool)
+    .await?
+    .ok_or(CustomerError::NotFound(customer_id))?;
+    let subjects = Subjects::login(&ctx.throttle, &account.email, address);
+    login_throttle::check(&ctx.pool, &ctx.throttle, &subjects).await?;
+    if !ctx
+        .hasher
+        .verify(current, Some(account.password_hash.clone()))
+        .await?
+    {
+        login_throttle::record(&ctx.pool, &ctx.throttle, &subjects).await?;
+        return Err(CustomerError::InvalidCredentials);
+    }
+    let hash = ctx.hasher.hash(new).await?;
+    let mut tx = ctx.pool.begin().await?;
+    sqlx::query("update customers set password_hash = $2, updated_at = now() where id = $1")
+        .bind(customer_id)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+    let version = revocation::raise_version(&mut tx, customer_id).await?;
+    tx.commit().await?;
+    revocation::publish(ctx.token_versions.as_deref(), customer_id, version).await?;
+    tracing::info!(customer_id, "password changed; earlier tokens revoked");
+    ctx.sign_in(&TokenSubject {
+        customer_id,
+        name: account.name,
+        email: account.email,
+        role: parse_role(&account.role),
+        token_version: version,
     })
 }

@@ -9,6 +9,9 @@ pub struct CustomerMetrics {
     pub logins: IntCounterVec,
     /// `customer_registrations_total`: accounts opened (not seed 002's bare profiles).
     pub registrations: IntCounter,
+    /// `customer_logins_throttled_total`: logins refused (429) before the password
+    /// was checked, for too many failures of the account or the address.
+    pub logins_throttled: IntCounter,
 }
 
 impl CustomerMetrics {
@@ -28,10 +31,22 @@ impl CustomerMetrics {
         // Export both series from the start, so rates work before the first failure.
         logins.with_label_values(&["success"]);
         logins.with_label_values(&["failure"]);
+        let logins_throttled = metrics
+            .counter_vec(
+                "customer_logins_throttled_total",
+                "Logins refused for too many failures of the account or the client address",
+                &[],
+            )
+            .with_label_values::<&str>(&[]);
         CustomerMetrics {
             logins,
             registrations,
+            logins_throttled,
         }
+    }
+
+    pub fn login_throttled(&self) {
+        self.logins_throttled.inc();
     }
 
     pub fn login(&self, success: bool) {

@@ -4,8 +4,15 @@
 //! of CPU on purpose, so it runs on the blocking pool, never on the async workers.
 //! Passwords are [`SecretString`]s: they never print, and are wiped from memory
 //! when dropped.
+//!
+//! [`Hasher`] bounds how many hashes run at once (`HASHING_CONCURRENCY`, by default
+//! one per CPU): a flood of logins or registrations waits its turn for at most
+//! `HASHING_WAIT`, then gets 503 with `Retry-After` instead of taking every core.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
@@ -18,6 +25,48 @@ pub enum PasswordError {
     Hashing(String),
     #[error("the password hashing task failed: {0}")]
     Task(String),
+    #[error("too many password checks at once; try again in a moment")]
+    Busy,
+}
+
+/// Password hashing with a bound on how many run at once.
+#[derive(Clone, Debug)]
+pub struct Hasher {
+    permits: Arc<Semaphore>,
+    wait: Duration,
+}
+
+impl Hasher {
+    /// At most `concurrency` hashes at once; a caller waits at most `wait` for a turn.
+    pub fn new(concurrency: usize, wait: Duration) -> Hasher {
+        Hasher {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            wait,
+        }
+    }
+
+    /// [`hash_password`], in turn.
+    pub async fn hash(&self, password: SecretString) -> Result<String, PasswordError> {
+        let _turn = self.turn().await?;
+        hash_password(password).await
+    }
+
+    /// [`verify_password`], in turn.
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        stored_hash: Option<String>,
+    ) -> Result<bool, PasswordError> {
+        let _turn = self.turn().await?;
+        verify_password(password, stored_hash).await
+    }
+
+    async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, PasswordError> {
+        match tokio::time::timeout(self.wait, self.permits.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(PasswordError::Busy),
+        }
+    }
 }
 
 /// The PHC string of `password`, hashed with a fresh random salt.
@@ -79,6 +128,16 @@ fn verify_now(password: &SecretString, stored_hash: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_full_hasher_refuses_after_its_wait() {
+        let hasher = Hasher::new(1, Duration::from_millis(50));
+        let held = hasher.turn().await.unwrap();
+        let refused = hasher.verify(SecretString::from("x"), None).await;
+        assert!(matches!(refused, Err(PasswordError::Busy)));
+        drop(held);
+        assert!(!hasher.verify(SecretString::from("x"), None).await.unwrap());
+    }
 
     #[tokio::test]
     async fn hashes_with_argon2id_and_a_random_salt() {

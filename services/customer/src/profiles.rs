@@ -34,6 +34,14 @@ pub struct Customer {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Customer {
+    /// Who owns this profile: the account itself, or no one (a profile made without
+    /// an account, by seed 002's `POST /customers`).
+    pub fn owner(&self) -> Option<i64> {
+        self.email.as_ref().map(|_| self.customer_id)
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct CustomerRow {
     id: i64,

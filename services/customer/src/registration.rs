@@ -1,11 +1,19 @@
 //! Registering an account: email (unique whatever its case), password (hashed with
 //! argon2id, never stored), name, and optionally address and contact.
+//!
+//! Registration must not tell anyone which emails have accounts: the password is
+//! hashed whether or not the email is taken (the same time either way), and the
+//! canonical route answers both the same ([`Registered`] tells the caller which, for
+//! seed 000's route, whose clients expect its 409). Registrations count against the
+//! client's address ([`crate::login_throttle`]).
+
+use std::net::IpAddr;
 
 use sales_contracts::api::auth::Role;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{CustomerError, Result};
-use crate::passwords::hash_password;
+use crate::login_throttle::{self, Subjects};
 use crate::profiles::ProfileDetails;
 use crate::tokens::TokenSubject;
 use crate::{CustomerContext, SignedIn};
@@ -23,47 +31,59 @@ pub struct NewAccount {
     pub details: ProfileDetails,
 }
 
-/// Open an account and sign the customer in.
+/// What a registration came to.
+#[derive(Debug)]
+pub enum Registered {
+    /// The account was opened; the customer is signed in.
+    Opened(SignedIn),
+    /// An account has this email already; nothing changed.
+    EmailTaken,
+}
+
+/// Open an account and sign the customer in. `address` is the client's, as the
+/// gateway vouches for it.
 #[tracing::instrument(skip_all)]
-pub async fn register(ctx: &CustomerContext, account: NewAccount) -> Result<SignedIn> {
+pub async fn register(
+    ctx: &CustomerContext,
+    account: NewAccount,
+    address: Option<IpAddr>,
+) -> Result<Registered> {
     let email = validate_email(&account.email)?;
     validate_password(&account.password)?;
+    let subjects = Subjects::registration(&ctx.throttle, address);
+    login_throttle::check(&ctx.pool, &ctx.throttle, &subjects).await?;
+    login_throttle::record(&ctx.pool, &ctx.throttle, &subjects).await?;
 
-    // Answer a taken email at once rather than after hashing; the unique index still
-    // decides between two registrations racing.
-    let taken: bool = sqlx::query_scalar(
-        "select exists (select 1 from customers where lower(email) = lower($1))",
-    )
-    .bind(&email)
-    .fetch_one(&ctx.pool)
-    .await
-    .map_err(CustomerError::from)?;
-    if taken {
-        return Err(CustomerError::EmailTaken);
-    }
-
-    let hash = hash_password(account.password).await?;
+    // Hashed before looking: a taken email costs the same time as a new one.
+    let hash = ctx.hasher.hash(account.password).await?;
     let details = account.details;
-    let customer_id: i64 = sqlx::query_scalar(
+    let customer_id: Option<i64> = sqlx::query_scalar(
         "insert into customers (email, password_hash, name, address, contact, role)
-         values ($1, $2, $3, $4, $5, 'customer') returning id",
+         values ($1, $2, $3, $4, $5, 'customer')
+         on conflict ((lower(email))) do nothing
+         returning id",
     )
     .bind(&email)
     .bind(&hash)
     .bind(&details.name)
     .bind(&details.address)
     .bind(&details.contact)
-    .fetch_one(&ctx.pool)
+    .fetch_optional(&ctx.pool)
     .await?;
+    let Some(customer_id) = customer_id else {
+        tracing::info!("a registration named an email that has an account");
+        return Ok(Registered::EmailTaken);
+    };
     ctx.metrics.registrations.inc();
     tracing::info!(customer_id, "customer registered");
 
-    ctx.sign_in(&TokenSubject {
+    Ok(Registered::Opened(ctx.sign_in(&TokenSubject {
         customer_id,
         name: details.name,
         email,
         role: Role::Customer,
-    })
+        token_version: 1,
+    })?))
 }
 
 /// The email, trimmed, if it looks like one: `local@domain.tld`, no spaces.

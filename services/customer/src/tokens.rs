@@ -1,119 +1,40 @@
-//! Customer tokens: HS256 JWTs carrying [`Claims`], signed with the shared
-//! `JWT_SECRET`. The customer service signs them at registration and login; the API
-//! gateway verifies them with the same rules (see [`TokenKeys::verify`]):
+//! The tokens the customer service issues, as the system's identity provider
+//! (issuer [`IDENTITY_ISSUER`]), signed with EdDSA by the first key of
+//! `TOKEN_SIGNING_KEYS` (the others are published too, for rotation):
 //!
-//! - algorithm HS256 only (a token naming any other algorithm is refused);
-//! - key: the UTF-8 bytes of `JWT_SECRET`, at least [`MIN_SECRET_BYTES`] long;
-//! - `exp`, `iss` and `sub` required; `iss` must be [`ISSUER`]; `exp` checked with
-//!   [`LEEWAY_SECONDS`] of clock-skew tolerance;
-//! - the payload must deserialize as [`Claims`] exactly (`sub`, `name`, `email`,
-//!   `role`, `iat`, `exp`, `iss`).
+//! - **customer access tokens**, at registration, login and password change: for the
+//!   gateway (audience [`API_AUDIENCE`]), with the customer's id, role, name, email
+//!   and token version (`ver`), valid for `TOKEN_TTL`;
+//! - **service tokens**, for the client credentials grant ([`crate::oauth`]): for the
+//!   services the client may call, with its scopes, valid for `SERVICE_TOKEN_TTL`.
+//!
+//! The public keys are served at `/.well-known/jwks.json`; the gateway and every
+//! service verify with them (`sales_platform::identity`).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use sales_contracts::api::auth::{Claims, ISSUER, Role};
-use secrecy::{ExposeSecret, SecretString};
+use sales_contracts::api::auth::Role;
+use sales_platform::identity::claims::TokenClaims;
+use sales_platform::identity::key_set::KeySet;
+use sales_platform::identity::keys::{Jwks, SigningKeys};
+use sales_platform::identity::{API_AUDIENCE, IDENTITY_ISSUER, TokenError, TokenVerifier};
 
-/// The shortest `JWT_SECRET` accepted: 256 bits, the size of HS256's output.
-pub const MIN_SECRET_BYTES: usize = 32;
-
-/// Tolerance for clocks that disagree when checking `exp`.
-pub const LEEWAY_SECONDS: u64 = 30;
+use crate::service_clients::ClientRights;
 
 #[derive(Debug, thiserror::Error)]
-pub enum TokenError {
-    #[error(
-        "JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long (it has {0}); \
-         generate one with e.g. `openssl rand -base64 48`"
-    )]
-    SecretTooShort(usize),
-    #[error("the token has expired")]
-    Expired,
-    #[error("the token is invalid: {0}")]
-    Invalid(String),
-    #[error("could not sign the token: {0}")]
-    Signing(String),
-}
+#[error("could not sign a token: {0}")]
+pub struct SigningError(String);
 
-/// The keys for signing and verifying, made once from the secret.
-#[derive(Clone)]
-pub struct TokenKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
-}
-
-impl std::fmt::Debug for TokenKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenKeys([REDACTED])")
-    }
-}
-
-impl TokenKeys {
-    /// Keys from `JWT_SECRET`; refuses a secret shorter than [`MIN_SECRET_BYTES`].
-    pub fn from_secret(secret: &SecretString) -> Result<TokenKeys, TokenError> {
-        let bytes = secret.expose_secret().as_bytes();
-        if bytes.len() < MIN_SECRET_BYTES {
-            return Err(TokenError::SecretTooShort(bytes.len()));
-        }
-        Ok(TokenKeys {
-            encoding: EncodingKey::from_secret(bytes),
-            decoding: DecodingKey::from_secret(bytes),
-            validation: validation(),
-        })
-    }
-
-    /// Sign `claims` (HS256).
-    pub fn sign(&self, claims: &Claims) -> Result<String, TokenError> {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
-            .map_err(|e| TokenError::Signing(e.to_string()))
-    }
-
-    /// Check the signature, algorithm, issuer and expiry of `token`; its claims.
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid(e.to_string()),
-            })
-    }
-}
-
-/// The validation rules every verifier of customer tokens applies.
-pub fn validation() -> Validation {
-    let mut v = Validation::new(Algorithm::HS256);
-    v.set_required_spec_claims(&["exp", "iss", "sub"]);
-    v.set_issuer(&[ISSUER]);
-    v.leeway = LEEWAY_SECONDS;
-    v
-}
-
-/// Who a token is for.
+/// Who an access token is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenSubject {
     pub customer_id: i64,
     pub name: String,
     pub email: String,
     pub role: Role,
-}
-
-/// The claims of a token for `subject` issued at `issued_at`, valid for `ttl`.
-pub fn claims_for(subject: &TokenSubject, issued_at: DateTime<Utc>, ttl: Duration) -> Claims {
-    let iat = issued_at.timestamp();
-    let ttl_seconds = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
-    Claims {
-        sub: subject.customer_id.to_string(),
-        name: subject.name.clone(),
-        email: subject.email.clone(),
-        role: subject.role,
-        iat,
-        exp: iat.saturating_add(ttl_seconds),
-        iss: ISSUER.to_owned(),
-    }
+    /// The customer's token version now: older tokens are revoked.
+    pub token_version: i64,
 }
 
 /// A signed token and when it stops being accepted.
@@ -123,145 +44,135 @@ pub struct IssuedToken {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Sign a token for `subject`, valid for `ttl` from now.
-pub fn issue(
-    keys: &TokenKeys,
-    subject: &TokenSubject,
-    ttl: Duration,
-) -> Result<IssuedToken, TokenError> {
-    let claims = claims_for(subject, Utc::now(), ttl);
-    let token = keys.sign(&claims)?;
-    let expires_at = DateTime::from_timestamp(claims.exp, 0)
-        .ok_or_else(|| TokenError::Signing(format!("expiry {} is out of range", claims.exp)))?;
-    Ok(IssuedToken { token, expires_at })
+/// The signing keys and lifetimes.
+pub struct Issuer {
+    keys: SigningKeys,
+    access_verifier: TokenVerifier,
+    access_ttl: Duration,
+    service_ttl: Duration,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Issuer {
+    pub fn new(
+        keys: SigningKeys,
+        access_ttl: Duration,
+        service_ttl: Duration,
+    ) -> anyhow::Result<Issuer> {
+        let access_verifier = TokenVerifier::new(
+            API_AUDIENCE,
+            vec![(IDENTITY_ISSUER.to_owned(), KeySet::fixed(&keys.jwks())?)],
+        );
+        Ok(Issuer {
+            keys,
+            access_verifier,
+            access_ttl,
+            service_ttl,
+        })
+    }
+
+    /// The public keys, as `/.well-known/jwks.json` serves them.
+    pub fn jwks(&self) -> Jwks {
+        self.keys.jwks()
+    }
+
+    /// The identity provider's own key set (to check service tokens sent to it).
+    pub fn key_set(&self) -> anyhow::Result<KeySet> {
+        KeySet::fixed(&self.keys.jwks())
+    }
+
+    pub fn service_ttl(&self) -> Duration {
+        self.service_ttl
+    }
+
+    /// A customer's access token, valid for `TOKEN_TTL` from now.
+    pub fn access_token(&self, subject: &TokenSubject) -> Result<IssuedToken, SigningError> {
+        let claims = TokenClaims::customer_access(
+            subject.customer_id,
+            subject.role == Role::Admin,
+            subject.token_version,
+            &subject.name,
+            &subject.email,
+            self.access_ttl,
+        );
+        self.sign(&claims)
+    }
+
+    /// A service token for `client`, valid for `SERVICE_TOKEN_TTL` from now.
+    pub fn service_token(&self, client: &ClientRights) -> Result<IssuedToken, SigningError> {
+        let claims = TokenClaims::service(
+            client.id,
+            client.scopes,
+            client.audiences(),
+            self.service_ttl,
+        );
+        self.sign(&claims)
+    }
+
+    /// The claims of a customer access token this issuer signed, if it verifies
+    /// (signature, audience, expiry; not revocation, which needs the database).
+    pub async fn verify_access(&self, token: &str) -> Result<TokenClaims, TokenError> {
+        self.access_verifier.verify(token).await
+    }
+
+    fn sign(&self, claims: &TokenClaims) -> Result<IssuedToken, SigningError> {
+        let token = self
+            .keys
+            .sign(claims)
+            .map_err(|e| SigningError(e.to_string()))?;
+        let expires_at = DateTime::from_timestamp(claims.exp, 0)
+            .ok_or_else(|| SigningError(format!("expiry {} is out of range", claims.exp)))?;
+        Ok(IssuedToken { token, expires_at })
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use sales_platform::identity::keys::generate_pem;
+
     use super::*;
 
-    const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
-
-    fn keys(secret: &str) -> TokenKeys {
-        TokenKeys::from_secret(&SecretString::from(secret)).unwrap()
+    fn issuer() -> Issuer {
+        let keys = SigningKeys::from_pem(&generate_pem().unwrap()).unwrap();
+        Issuer::new(keys, Duration::from_secs(3600), Duration::from_secs(600)).unwrap()
     }
 
-    fn alice() -> TokenSubject {
-        TokenSubject {
+    #[tokio::test]
+    async fn access_tokens_carry_the_customer_and_the_version() {
+        let issuer = issuer();
+        let subject = TokenSubject {
             customer_id: 42,
             name: "Alice".into(),
             email: "alice@example.com".into(),
             role: Role::Customer,
-        }
-    }
-
-    #[test]
-    fn round_trip_keeps_every_claim() {
-        let k = keys(SECRET);
-        let issued = issue(&k, &alice(), Duration::from_secs(3600)).unwrap();
-        let claims = k.verify(&issued.token).unwrap();
+            token_version: 3,
+        };
+        let issued = issuer.access_token(&subject).unwrap();
+        let claims = issuer.verify_access(&issued.token).await.unwrap();
         assert_eq!(claims.sub, "42");
-        assert_eq!(claims.name, "Alice");
-        assert_eq!(claims.email, "alice@example.com");
-        assert_eq!(claims.role, Role::Customer);
-        assert_eq!(claims.iss, ISSUER);
+        assert_eq!(claims.role, "customer");
+        assert_eq!(claims.ver, Some(3));
+        assert_eq!(claims.email.as_deref(), Some("alice@example.com"));
+        assert_eq!(claims.iss, IDENTITY_ISSUER);
         assert_eq!(claims.exp - claims.iat, 3600);
         assert_eq!(claims.exp, issued.expires_at.timestamp());
-        assert!((Utc::now().timestamp() - claims.iat).abs() <= 5);
     }
 
-    #[test]
-    fn expired_token_is_refused() {
-        let k = keys(SECRET);
-        let claims = claims_for(
-            &alice(),
-            Utc::now() - chrono::Duration::hours(2),
-            Duration::from_secs(3600),
+    #[tokio::test]
+    async fn service_tokens_are_not_access_tokens() {
+        let issuer = issuer();
+        let order = crate::service_clients::rights_of("order").unwrap();
+        let token = issuer.service_token(order).unwrap();
+        assert_eq!(
+            issuer.verify_access(&token.token).await.unwrap_err(),
+            TokenError::WrongAudience
         );
-        let token = k.sign(&claims).unwrap();
-        assert!(matches!(k.verify(&token), Err(TokenError::Expired)));
-    }
-
-    #[test]
-    fn token_signed_with_another_secret_is_refused() {
-        let token = keys(SECRET)
-            .sign(&claims_for(&alice(), Utc::now(), Duration::from_secs(60)))
-            .unwrap();
-        let other = keys("another-secret-that-is-also-long-enough!!");
-        assert!(matches!(other.verify(&token), Err(TokenError::Invalid(_))));
-    }
-
-    #[test]
-    fn tampered_token_is_refused() {
-        let k = keys(SECRET);
-        let token = k
-            .sign(&claims_for(&alice(), Utc::now(), Duration::from_secs(60)))
-            .unwrap();
-        // Promote ourselves to admin in the payload, keeping the signature.
-        let parts: Vec<&str> = token.split('.').collect();
-        let mut claims = claims_for(&alice(), Utc::now(), Duration::from_secs(60));
-        claims.role = Role::Admin;
-        let forged_payload = base64_url(&serde_json::to_vec(&claims).unwrap());
-        let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
-        assert!(matches!(k.verify(&forged), Err(TokenError::Invalid(_))));
-        // A flipped character in the signature.
-        let mut sig = parts[2].to_owned();
-        let last = if sig.ends_with('A') { 'B' } else { 'A' };
-        sig.pop();
-        sig.push(last);
-        let flipped = format!("{}.{}.{}", parts[0], parts[1], sig);
-        assert!(matches!(k.verify(&flipped), Err(TokenError::Invalid(_))));
-        assert!(matches!(
-            k.verify("not-a-token"),
-            Err(TokenError::Invalid(_))
-        ));
-    }
-
-    #[test]
-    fn wrong_issuer_and_other_algorithms_are_refused() {
-        let k = keys(SECRET);
-        let mut claims = claims_for(&alice(), Utc::now(), Duration::from_secs(60));
-        claims.iss = "someone-else".into();
-        assert!(matches!(
-            k.verify(&k.sign(&claims).unwrap()),
-            Err(TokenError::Invalid(_))
-        ));
-
-        let claims = claims_for(&alice(), Utc::now(), Duration::from_secs(60));
-        let hs512 = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS512),
-            &claims,
-            &EncodingKey::from_secret(SECRET.as_bytes()),
-        )
-        .unwrap();
-        assert!(matches!(k.verify(&hs512), Err(TokenError::Invalid(_))));
-    }
-
-    #[test]
-    fn short_secret_is_refused() {
-        let err = TokenKeys::from_secret(&SecretString::from("too-short")).unwrap_err();
-        assert!(matches!(err, TokenError::SecretTooShort(9)));
-        assert!(err.to_string().contains("at least 32 bytes"));
-        assert!(TokenKeys::from_secret(&SecretString::from("x".repeat(32))).is_ok());
-    }
-
-    /// Base64url without padding, as JWTs use it.
-    fn base64_url(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                chunk.get(1).copied().unwrap_or(0),
-                chunk.get(2).copied().unwrap_or(0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            let chars = chunk.len() + 1;
-            for i in 0..chars {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            }
-        }
-        out
     }
 }

@@ -1,20 +1,27 @@
 //! The gateway's routes and the gate every request of them passes.
 //!
 //! For each request, in this order:
-//! 1. `x-customer-id` / `x-customer-role` sent by the client are removed: only the
-//!    gateway says who is calling;
-//! 2. the token, if any, is verified (a bad one is remembered, not yet refused);
-//! 3. the rate limit is counted, per customer when the token is valid, else per
-//!    client address: over it, 429 `rate_limited`;
-//! 4. a bad token is refused: 401 `invalid_token`, whatever the route;
-//! 5. a path no service has is a 404 `not_found`, token or not;
-//! 6. the access policy ([`crate::access`]) decides: 401 `unauthenticated` or
-//!    403 `forbidden`; a valid token's customer goes on in `x-customer-*`;
-//! 7. the route ([`crate::routes`]) picks the upstream, the body is read up to
-//!    `MAX_BODY_BYTES` (413 beyond), and [`crate::proxy`] forwards it.
+//! 1. the path is made canonical ([`crate::canonical_path`]): ambiguous forms are a
+//!    400 `invalid_path`; policy, routing and the upstream all see the result;
+//! 2. hop-by-hop headers the client sent are removed, with every header its
+//!    `Connection` names, and so are identity headers no client may set: nothing the
+//!    client sends can remove or replace what the gateway sets later;
+//! 3. the token, if any, is checked ([`crate::auth`]: signature, expiry, audience,
+//!    revocation); the outcome is remembered, not yet acted on;
+//! 4. the rate limit is counted, per customer when the token is valid, else per
+//!    client address ([`crate::client_address`]): over it, 429 `rate_limited`;
+//! 5. a bad token is refused: 401 `invalid_token`, whatever the route (503 when its
+//!    revocation cannot be checked);
+//! 6. a path no service has is a 404 `not_found`, token or not;
+//! 7. the access policy ([`crate::access`]) decides: 401 `unauthenticated` or
+//!    403 `forbidden`;
+//! 8. the route ([`crate::routes`]) picks the upstream, the body is read up to
+//!    `MAX_BODY_BYTES` (413 beyond), the request gets the gateway's token for that
+//!    upstream ([`crate::upstream_credentials`]) in place of the client's, and
+//!    [`crate::proxy`] forwards it.
 //!
-//! Every answer of these routes carries `X-RateLimit-Limit` and (when Redis
-//! answered) `X-RateLimit-Remaining` and `X-RateLimit-Reset`.
+//! Every answer of these routes carries `X-RateLimit-Limit` and (when counted)
+//! `X-RateLimit-Remaining` and `X-RateLimit-Reset`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -22,31 +29,38 @@ use std::sync::atomic::Ordering;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::uri::PathAndQuery;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use sales_platform::ApiError;
-use sales_platform::caller::{CUSTOMER_ID_HEADER, CUSTOMER_ROLE_HEADER};
 use sales_platform::http::{REQUEST_ID, RequestId, RouteLabel};
+use sales_platform::identity::JWKS_PATH;
 
 use crate::AppState;
 use crate::access::{Access, Decision, decide, required_access};
-use crate::auth::{Identity, TokenError};
-use crate::proxy::Outgoing;
+use crate::auth::{AuthError, Identity};
+use crate::canonical_path::{PathError, canonicalize};
+use crate::client_address::X_FORWARDED_FOR;
+use crate::proxy::{Outgoing, strip_hop_by_hop};
 use crate::rate_limit::Verdict;
 use crate::routes::{matched_prefix, route};
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const RATE_LIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const RATE_LIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 const RATE_LIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
-/// The gateway's own routes: the proxy for everything, the service documents and
-/// Swagger UI's configuration.
+/// Headers no client may send on: who is calling is the gateway's to say, in the
+/// token it signs (the first two are what services once trusted).
+const IDENTITY_HEADERS: &[&str] = &["x-customer-id", "x-customer-role", "x-forwarded-for"];
+
+/// The gateway's own routes: the proxy for everything, its public keys, the service
+/// documents and Swagger UI's configuration.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/{*path}", any(proxy))
+        .route(JWKS_PATH, get(jwks))
         .route("/openapi/{file}", get(crate::docs::service_document))
         .route(
             "/docs/swagger-initializer.js",
@@ -55,6 +69,16 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), gate))
         .layer(middleware::from_fn(label_route))
         .with_state(state)
+}
+
+/// The gateway's public keys: services check the token of every forwarded request
+/// with them.
+async fn jwks(State(state): State<AppState>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        axum::Json(state.credentials.jwks()),
+    )
+        .into_response()
 }
 
 /// Label the request's metrics with the prefix that routes it (`/api/v1/orders…`), or
@@ -83,23 +107,28 @@ async fn label_route(req: Request, next: Next) -> Response {
 /// Where the request comes from.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr {
-    /// The client: the peer, or with `TRUST_FORWARDED_FOR` the last address in
-    /// `X-Forwarded-For` (the one the proxy in front of us added).
+    /// The client: the peer, or behind trusted proxies the first address in
+    /// `X-Forwarded-For` that is not one of them.
     pub client: Option<IpAddr>,
     /// The other end of the connection, when the server reports it.
     pub peer: Option<IpAddr>,
 }
 
-/// Steps 1 to 6 of the module docs.
+/// Steps 1 to 7 of the module docs.
 async fn gate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let headers = req.headers_mut();
-    headers.remove(CUSTOMER_ID_HEADER);
-    headers.remove(CUSTOMER_ROLE_HEADER);
-    let token = state.verifier.identify(req.headers());
+    if let Err(response) = make_path_canonical(&mut req) {
+        return response;
+    }
     let client = client_addr(&state, &req);
     req.extensions_mut().insert(client);
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
+    for name in IDENTITY_HEADERS {
+        headers.remove(*name);
+    }
+    let identity = state.authenticator.identify(req.headers()).await;
 
-    let key = match &token {
+    let key = match &identity {
         Ok(Some(identity)) => format!("customer:{}", identity.customer_id),
         _ => match client.client {
             Some(ip) => format!("ip:{ip}"),
@@ -122,7 +151,7 @@ async fn gate(State(state): State<AppState>, mut req: Request, next: Next) -> Re
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             response
         }
-        _ => admit(&state, req, token, next).await,
+        _ => admit(&state, req, identity, next).await,
     };
     let headers = response.headers_mut();
     match verdict {
@@ -140,23 +169,67 @@ async fn gate(State(state): State<AppState>, mut req: Request, next: Next) -> Re
             headers.insert(RATE_LIMIT_REMAINING, HeaderValue::from(0));
             headers.insert(RATE_LIMIT_RESET, HeaderValue::from(retry_after));
         }
-        Verdict::Unchecked { limit } if limit > 0 => {
-            headers.insert(RATE_LIMIT_LIMIT, HeaderValue::from(limit));
-        }
         Verdict::Unchecked { .. } => {}
     }
     response
 }
 
-/// Steps 4 to 6: the token, the path, the access policy.
+/// Step 1: replace the request's path by its canonical form.
+#[allow(clippy::result_large_err)]
+fn make_path_canonical(req: &mut Request) -> Result<(), Response> {
+    let canonical = canonicalize(req.uri().path()).map_err(|err| {
+        let status = if err == PathError::TooLong {
+            StatusCode::URI_TOO_LONG
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError::new(status, "invalid_path", err.to_string()).into_response()
+    })?;
+    if canonical == req.uri().path() {
+        return Ok(());
+    }
+    let path_and_query = match req.uri().query() {
+        Some(query) => format!("{canonical}?{query}"),
+        None => canonical,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            "the path is not valid",
+        )
+        .into_response()
+    })?);
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            "the path is not valid",
+        )
+        .into_response()
+    })?;
+    Ok(())
+}
+
+/// Steps 5 to 7: the token, the path, the access policy.
 async fn admit(
     state: &AppState,
     mut req: Request,
-    token: Result<Option<Identity>, TokenError>,
+    identity: Result<Option<Identity>, AuthError>,
     next: Next,
 ) -> Response {
-    let identity = match token {
+    let identity = match identity {
         Ok(identity) => identity,
+        Err(AuthError::Unavailable) => {
+            state.metrics.auth_failure(AuthError::Unavailable.reason());
+            let mut response =
+                ApiError::unavailable(AuthError::Unavailable.to_string()).into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(1));
+            return response;
+        }
         Err(err) => {
             state.metrics.auth_failure(err.reason());
             return unauthorized("invalid_token", err.to_string(), true);
@@ -169,7 +242,7 @@ async fn admit(
     }
     match decide(
         access,
-        identity.as_ref().map(|i| i.role),
+        identity.as_ref().map(|i| i.admin),
         state.seed_compat_open,
     ) {
         Decision::Allow => {}
@@ -200,12 +273,6 @@ async fn admit(
         }
     }
     if let Some(identity) = identity {
-        let headers = req.headers_mut();
-        headers.insert(CUSTOMER_ID_HEADER, HeaderValue::from(identity.customer_id));
-        headers.insert(
-            CUSTOMER_ROLE_HEADER,
-            HeaderValue::from_static(identity.role.as_str()),
-        );
         req.extensions_mut().insert(identity);
     }
     next.run(req).await
@@ -221,16 +288,7 @@ fn not_found(req: &Request) -> Response {
 }
 
 fn unauthorized(code: &'static str, message: String, invalid_token: bool) -> Response {
-    let challenge = if invalid_token {
-        HeaderValue::from_static(r#"Bearer error="invalid_token""#)
-    } else {
-        HeaderValue::from_static("Bearer")
-    };
-    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, code, message).into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, challenge);
-    response
+    sales_platform::identity::access::unauthorized(code, message, invalid_token)
 }
 
 fn client_addr(state: &AppState, req: &Request) -> ClientAddr {
@@ -238,47 +296,21 @@ fn client_addr(state: &AppState, req: &Request) -> ClientAddr {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
-    let forwarded = if state.trust_forwarded_for {
-        last_forwarded_for(req.headers())
-    } else {
-        None
-    };
-    if forwarded.is_none() && peer.is_none() && !state.warned_no_peer.swap(true, Ordering::Relaxed)
-    {
+    if peer.is_none() && !state.warned_no_peer.swap(true, Ordering::Relaxed) {
         tracing::warn!(
-            "the server does not report peer addresses; anonymous clients share one rate limit \
-             (set TRUST_FORWARDED_FOR=true behind a proxy that sets X-Forwarded-For)"
+            "the server does not report peer addresses; anonymous clients share one rate limit"
         );
     }
     ClientAddr {
-        client: forwarded.or(peer),
+        client: state.trusted_proxies.client(peer, req.headers()),
         peer,
     }
 }
 
-/// The last valid address of all `X-Forwarded-For` headers.
-pub fn last_forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
-    headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-        .next_back()
-}
-
-/// Step 7: route, read the body, forward.
+/// Step 8: route, read the body, put the gateway's token on, forward.
 async fn proxy(State(state): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
-    if path.split('/').any(|s| s == "." || s == "..") {
-        return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_path",
-            "the path must not contain `.` or `..` segments",
-        )
-        .into_response();
-    }
     let Some(upstream) = route(path) else {
         return ApiError::not_found(format!("no route for {} {path}", parts.method))
             .into_response();
@@ -287,6 +319,18 @@ async fn proxy(State(state): State<AppState>, req: Request) -> Response {
         Ok(body) => body,
         Err(err) => return err.into_response(),
     };
+    let client = parts.extensions.get::<ClientAddr>().copied();
+    let credential = match state.credentials.token_for(
+        upstream,
+        parts.extensions.get::<Identity>(),
+        client.and_then(|c| c.client),
+    ) {
+        Ok(token) => token,
+        Err(err) => {
+            return ApiError::internal(anyhow::anyhow!("cannot sign a token: {err}"))
+                .into_response();
+        }
+    };
 
     let mut headers = parts.headers;
     if let Some(RequestId(id)) = parts.extensions.get::<RequestId>()
@@ -294,24 +338,9 @@ async fn proxy(State(state): State<AppState>, req: Request) -> Response {
     {
         headers.insert(REQUEST_ID, value);
     }
-    // X-Forwarded-For for the service: what the trusted proxy sent plus our peer,
-    // or just our peer when the header is not trusted.
-    let peer = parts.extensions.get::<ClientAddr>().and_then(|c| c.peer);
-    let mut chain: Vec<String> = Vec::new();
-    if state.trust_forwarded_for {
-        chain.extend(
-            headers
-                .get_all(&X_FORWARDED_FOR)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty()),
-        );
-    }
-    chain.extend(peer.map(|ip| ip.to_string()));
-    headers.remove(&X_FORWARDED_FOR);
-    if let Ok(value) = HeaderValue::from_str(&chain.join(", "))
-        && !chain.is_empty()
+    // X-Forwarded-For for the service's logs: the client as the gateway sees it.
+    if let Some(ip) = client.and_then(|c| c.client)
+        && let Ok(value) = HeaderValue::from_str(&ip.to_string())
     {
         headers.insert(X_FORWARDED_FOR, value);
     }
@@ -328,6 +357,7 @@ async fn proxy(State(state): State<AppState>, req: Request) -> Response {
                 method: parts.method,
                 path_and_query,
                 headers,
+                credential,
                 body,
             },
         )
@@ -367,21 +397,4 @@ async fn read_body(
             format!("the request body could not be read: {err}"),
         )
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forwarded_for_takes_the_last_address() {
-        let mut h = HeaderMap::new();
-        assert_eq!(last_forwarded_for(&h), None);
-        h.append(
-            X_FORWARDED_FOR,
-            HeaderValue::from_static("203.0.113.9, 10.0.0.1"),
-        );
-        h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.2, junk"));
-        assert_eq!(last_forwarded_for(&h), "10.0.0.2".parse().ok());
-    }
 }

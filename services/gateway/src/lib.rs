@@ -1,9 +1,12 @@
 //! The API gateway: the one public entry of the system (seed 002's, on port 8080).
 //!
+//! - [`canonical_path`]: the one path policy, routing and upstream all see;
 //! - [`routes`]: which service answers which path (the routing table);
 //! - [`access`]: who may call what (the access policy table);
-//! - [`auth`]: verifying the customer's JWT;
-//! - [`rate_limit`]: per-client limits with counters in Redis;
+//! - [`auth`]: verifying the customer's access token, revocation included;
+//! - [`upstream_credentials`]: the token the gateway gives each forwarded request;
+//! - [`client_address`]: the client's address, behind trusted proxies only;
+//! - [`rate_limit`]: per-client limits with counters in Redis (locally without it);
 //! - [`breaker`]: the circuit breaker, a pure state machine;
 //! - [`proxy`]: forwarding with timeouts, retries and the breaker;
 //! - [`docs`]: Swagger UI over every service's OpenAPI document;
@@ -17,12 +20,15 @@
 pub mod access;
 pub mod auth;
 pub mod breaker;
+pub mod canonical_path;
+pub mod client_address;
 pub mod docs;
 pub mod http;
 pub mod metrics;
 pub mod proxy;
 pub mod rate_limit;
 pub mod routes;
+pub mod upstream_credentials;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,19 +42,25 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
-use crate::auth::Verifier;
+use sales_platform::identity::keys::SigningKeys;
+use sales_platform::identity::service_credentials::ServiceTokens;
+use sales_platform::identity::token_versions::TokenVersions;
+
+use crate::auth::Authenticator;
 use crate::breaker::BreakerConfig;
+use crate::client_address::TrustedProxies;
 use crate::metrics::GatewayMetrics;
 use crate::proxy::{ProxyConfig, Upstreams};
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
 use crate::routes::Upstream;
+use crate::upstream_credentials::UpstreamCredentials;
 
 pub const SERVICE: &str = "gateway";
 
 #[derive(Parser, Clone, Debug)]
 #[command(
     name = "gateway-service",
-    about = "The API gateway: routing, JWTs, rate limits, timeouts, retries, circuit breakers",
+    about = "The API gateway: canonical paths, tokens, access, rate limits, timeouts, retries, circuit breakers",
     version
 )]
 pub struct Config {
@@ -112,10 +124,22 @@ impl UpstreamArgs {
 /// Tokens and the access policy.
 #[derive(Args, Clone, Debug)]
 pub struct AuthArgs {
-    /// The HS256 key tokens are signed with (shared with the customer service);
-    /// at least 32 bytes.
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: SecretString,
+    /// Ed25519 private keys (PKCS#8 PEM blocks, one after the other) that sign the
+    /// token of every forwarded request: the first signs, all are published at
+    /// `/.well-known/jwks.json` (rotation: docs/security.md).
+    #[arg(long, env = "GATEWAY_SIGNING_KEYS", hide_env_values = true)]
+    pub gateway_signing_keys: SecretString,
+    /// How long the token of a forwarded request is valid.
+    #[arg(long, env = "GATEWAY_TOKEN_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub gateway_token_ttl: Duration,
+    /// The gateway's OAuth client secret at the customer service (client id
+    /// `gateway`), for introspecting tokens Redis has no answer for.
+    #[arg(long, env = "SERVICE_CLIENT_SECRET", hide_env_values = true)]
+    pub service_client_secret: SecretString,
+    /// Prefix of the customers' token versions in Redis (the customer service's
+    /// `REVOCATION_PREFIX`).
+    #[arg(long, env = "REVOCATION_PREFIX", default_value = "token-version:")]
+    pub revocation_prefix: String,
     /// Open the seeds' own unauthenticated routes (seed 002's `/products`, `/orders`,
     /// `/customers`, `/payments`, `/inventory`, `/shipping`; seed 003's; seed 004's)
     /// to callers without a token. On in the local run, off in production.
@@ -138,13 +162,14 @@ pub struct RateLimitArgs {
     /// Prefix of the counters' keys in Redis.
     #[arg(long, env = "RATE_LIMIT_PREFIX", default_value = "ratelimit:")]
     pub rate_limit_prefix: String,
-    /// Longest wait for Redis on a request; past it the request is served unchecked.
+    /// Longest wait for Redis on a request; past it this replica counts alone.
     #[arg(long, env = "RATE_LIMIT_REDIS_TIMEOUT", default_value = "100ms", value_parser = humantime::parse_duration)]
     pub rate_limit_redis_timeout: Duration,
-    /// Take the client's address from the last `X-Forwarded-For` entry (behind a
-    /// proxy that sets it) instead of the peer address.
-    #[arg(long, env = "TRUST_FORWARDED_FOR", default_value_t = false, action = ArgAction::Set)]
-    pub trust_forwarded_for: bool,
+    /// The proxies in front of the gateway whose `X-Forwarded-For` is believed:
+    /// addresses or CIDR blocks, comma-separated (`10.0.0.0/8`). Empty: none, the
+    /// peer is the client.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
 }
 
 /// Timeouts, retries and circuit breakers per upstream (seed 002's numbers).
@@ -198,12 +223,13 @@ impl FaultToleranceArgs {
 pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
-    pub verifier: Verifier,
+    pub authenticator: Authenticator,
+    pub credentials: UpstreamCredentials,
     pub limiter: RateLimiter,
     pub upstreams: Upstreams,
     pub metrics: GatewayMetrics,
     pub seed_compat_open: bool,
-    pub trust_forwarded_for: bool,
+    pub trusted_proxies: TrustedProxies,
     pub max_body_bytes: usize,
     pub docs_timeout: Duration,
     pub swagger: Arc<utoipa_swagger_ui::Config<'static>>,
@@ -233,8 +259,30 @@ async fn refresh_breaker_gauges(state: AppState, shutdown: CancellationToken) {
 /// Start the gateway: bind its ports and serve.
 pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let mut service = ServiceBuilder::new(SERVICE, &config.http);
+    service.edge();
     let metrics = GatewayMetrics::new(service.metrics())?;
-    let verifier = Verifier::new(&config.auth.jwt_secret)?;
+    let keys = SigningKeys::from_pem(config.auth.gateway_signing_keys.expose_secret())
+        .map_err(|e| anyhow::anyhow!("GATEWAY_SIGNING_KEYS: {e}"))?;
+    if config.auth.gateway_token_ttl < Duration::from_secs(5) {
+        anyhow::bail!("GATEWAY_TOKEN_TTL must be at least 5s");
+    }
+    let credentials = UpstreamCredentials::new(
+        keys,
+        config.auth.gateway_token_ttl,
+        config.auth.seed_compat_open,
+    );
+    let introspection = Arc::new(ServiceTokens::new(
+        SERVICE,
+        config.auth.service_client_secret.clone(),
+        &config.upstreams.customer_url,
+    )?);
+    let versions = Arc::new(TokenVersions::new(
+        config.rate_limit.redis_url.expose_secret(),
+        &config.auth.revocation_prefix,
+    )?);
+    let authenticator =
+        Authenticator::new(&config.upstreams.customer_url, versions, introspection)?;
+    let trusted_proxies = TrustedProxies::parse(&config.rate_limit.trusted_proxies)?;
     let limiter = RateLimiter::new(
         config.rate_limit.redis_url.expose_secret(),
         RateLimitConfig {
@@ -251,12 +299,13 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
         metrics.clone(),
     )?;
     let state = AppState(Arc::new(Inner {
-        verifier,
+        authenticator,
+        credentials,
         limiter,
         upstreams,
         metrics,
         seed_compat_open: config.auth.seed_compat_open,
-        trust_forwarded_for: config.rate_limit.trust_forwarded_for,
+        trusted_proxies,
         max_body_bytes: config.http.max_body_bytes,
         docs_timeout: config.upstreams.openapi_fetch_timeout,
         swagger: docs::swagger_config(),

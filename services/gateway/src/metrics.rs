@@ -50,11 +50,12 @@ pub struct GatewayMetrics {
     pub breaker_state: IntGaugeVec,
     /// `gateway_rate_limited_total`: requests refused with 429.
     pub rate_limited: IntCounter,
-    /// `gateway_rate_limit_unchecked_total`: requests served without a limit check
-    /// because Redis did not answer in time (fail open).
-    pub rate_limit_unchecked: IntCounter,
-    /// `gateway_auth_failures_total{reason}`: expired, bad_signature, wrong_issuer,
-    /// malformed (all 401 `invalid_token`), missing_token (401), forbidden (403).
+    /// `gateway_rate_limit_local_total`: requests this replica counted alone
+    /// because Redis did not answer in time (the limit still holds, per replica).
+    pub rate_limit_local: IntCounter,
+    /// `gateway_auth_failures_total{reason}`: expired, bad_signature, unknown_key,
+    /// wrong_audience, revoked, malformed... (all 401 `invalid_token`), missing_token
+    /// (401), forbidden (403), identity_unavailable (503).
     pub auth_failures: IntCounterVec,
 }
 
@@ -87,11 +88,11 @@ impl GatewayMetrics {
             "Requests refused with 429 by the rate limit",
         )?;
         metrics.register(Box::new(rate_limited.clone()));
-        let rate_limit_unchecked = IntCounter::new(
-            "gateway_rate_limit_unchecked_total",
-            "Requests served without a rate-limit check because Redis did not answer (fail open)",
+        let rate_limit_local = IntCounter::new(
+            "gateway_rate_limit_local_total",
+            "Requests whose rate limit this replica counted alone because Redis did not answer",
         )?;
-        metrics.register(Box::new(rate_limit_unchecked.clone()));
+        metrics.register(Box::new(rate_limit_local.clone()));
         let auth_failures = metrics.counter_vec(
             "gateway_auth_failures_total",
             "Requests refused by authentication or the access policy, by reason",
@@ -102,7 +103,7 @@ impl GatewayMetrics {
             upstream_duration,
             breaker_state,
             rate_limited,
-            rate_limit_unchecked,
+            rate_limit_local,
             auth_failures,
         };
         for upstream in Upstream::ALL {

@@ -46,9 +46,11 @@ pub struct ProxyConfig {
 #[derive(Debug)]
 pub struct Outgoing {
     pub method: Method,
-    /// Path and query, exactly as the client sent them.
+    /// Path (canonical) and query.
     pub path_and_query: String,
     pub headers: HeaderMap,
+    /// The gateway's token for this upstream: the request's `Authorization`.
+    pub credential: String,
     pub body: Bytes,
 }
 
@@ -173,6 +175,16 @@ impl Upstreams {
                 .into_response();
         };
         strip_hop_by_hop(&mut request.headers);
+        // Set last: nothing the client sent can take its place or remove it.
+        match HeaderValue::from_str(&format!("Bearer {}", request.credential)) {
+            Ok(value) => {
+                request.headers.insert(header::AUTHORIZATION, value);
+            }
+            Err(_) => {
+                return ApiError::internal(anyhow::anyhow!("a signed token is not a header value"))
+                    .into_response();
+            }
+        }
         request.headers.remove(header::HOST);
         request.headers.remove(header::CONTENT_LENGTH);
         // The body is read already; the upstream must not be asked to wait for it.

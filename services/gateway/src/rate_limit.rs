@@ -6,11 +6,14 @@
 //! its first use) by one atomic script.
 //!
 //! Redis that does not answer within `RATE_LIMIT_REDIS_TIMEOUT` does not stop the
-//! gateway: the request is served unchecked (fail open), counted in
-//! `gateway_rate_limit_unchecked_total`, and for a second after a failure Redis is
-//! not asked at all, so an outage costs at most one short wait per second. The
-//! connection comes back by itself.
+//! gateway, nor lift the limit: the request is counted by this replica alone
+//! ([`LocalCounts`], the same windows and limit), counted in
+//! `gateway_rate_limit_local_total`, and for a second after a failure Redis is not
+//! asked at all, so an outage costs at most one short wait per second. With N
+//! replicas a client may then get up to N times the limit. The connection comes back
+//! by itself.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,7 +30,10 @@ end
 return count
 ";
 
-/// After a Redis failure, requests are not checked for this long.
+/// The most clients one replica counts alone; past it the oldest counts are dropped.
+const LOCAL_CAPACITY: usize = 100_000;
+
+/// After a Redis failure, requests are counted locally for this long.
 const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
 /// A connection failing this long is rebuilt from scratch.
 const REBUILD_AFTER: Duration = Duration::from_secs(5);
@@ -54,7 +60,7 @@ pub enum Verdict {
     },
     /// Over the limit until the window ends, in `retry_after` seconds.
     Limited { limit: u64, retry_after: u64 },
-    /// Not checked: Redis did not answer (fail open) or the limit is off.
+    /// Not checked: the limit is off (`RATE_LIMIT_REQUESTS=0`).
     Unchecked { limit: u64 },
 }
 
@@ -93,8 +99,37 @@ struct Connection {
     paused_until: Option<Instant>,
 }
 
+/// Counts kept by this replica while Redis is away: client -> (window, count).
+#[derive(Default)]
+pub struct LocalCounts {
+    counts: Mutex<HashMap<String, (u128, u64)>>,
+}
+
+impl LocalCounts {
+    /// Count one request of `client` in window `index`; its count in that window.
+    pub fn count(&self, client: &str, index: u128) -> u64 {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if counts.len() >= LOCAL_CAPACITY && !counts.contains_key(client) {
+            counts.retain(|_, (window, _)| *window == index);
+            if counts.len() >= LOCAL_CAPACITY {
+                tracing::warn!(
+                    "too many clients counted locally; starting the window's counts over"
+                );
+                counts.clear();
+            }
+        }
+        let entry = counts.entry(client.to_owned()).or_insert((index, 0));
+        if entry.0 != index {
+            *entry = (index, 0);
+        }
+        entry.1 += 1;
+        entry.1
+    }
+}
+
 pub struct RateLimiter {
     config: RateLimitConfig,
+    local: LocalCounts,
     client: redis::Client,
     connection: Mutex<Connection>,
     script: redis::Script,
@@ -119,6 +154,7 @@ impl RateLimiter {
                 paused_until: None,
             }),
             script: redis::Script::new(INCREMENT),
+            local: LocalCounts::default(),
             metrics,
         })
     }
@@ -141,15 +177,16 @@ impl RateLimiter {
         let key = format!("{}{client}:{index}", self.config.prefix);
         let ttl_ms = u64::try_from(ms_left + 1000).unwrap_or(u64::MAX);
 
+        let locally = || {
+            self.metrics.rate_limit_local.inc();
+            verdict(self.local.count(client, index), limit, ms_left)
+        };
         let mut manager = match self.manager() {
             Ok(manager) => manager,
-            Err(None) => {
-                self.metrics.rate_limit_unchecked.inc();
-                return Verdict::Unchecked { limit };
-            }
+            Err(None) => return locally(),
             Err(Some(error)) => {
                 self.failed(&error);
-                return Verdict::Unchecked { limit };
+                return locally();
             }
         };
         let mut invocation = self.script.key(&key);
@@ -166,11 +203,11 @@ impl RateLimiter {
             }
             Ok(Err(err)) => {
                 self.failed(&err.to_string());
-                Verdict::Unchecked { limit }
+                locally()
             }
             Err(_) => {
                 self.failed("no answer in time");
-                Verdict::Unchecked { limit }
+                locally()
             }
         }
     }
@@ -201,19 +238,18 @@ impl RateLimiter {
     fn succeeded(&self) {
         let mut conn = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         if conn.failing_since.take().is_some() {
-            tracing::info!("Redis answers again; rate limits are enforced");
+            tracing::info!("Redis answers again; rate limits are shared by every replica again");
         }
         conn.paused_until = None;
     }
 
     fn failed(&self, error: &str) {
-        self.metrics.rate_limit_unchecked.inc();
         let now = Instant::now();
         let mut conn = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         let since = *conn.failing_since.get_or_insert_with(|| {
             tracing::warn!(
                 error,
-                "Redis does not answer; serving requests without rate limits until it does"
+                "Redis does not answer; each replica counts rate limits alone until it does"
             );
             now
         });
@@ -228,6 +264,15 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_counts_follow_the_window() {
+        let local = LocalCounts::default();
+        assert_eq!(local.count("ip:1", 7), 1);
+        assert_eq!(local.count("ip:1", 7), 2);
+        assert_eq!(local.count("ip:2", 7), 1);
+        assert_eq!(local.count("ip:1", 8), 1, "a new window starts over");
+    }
 
     #[test]
     fn windows_are_aligned_on_the_epoch() {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use sales_contracts::topology::subscriptions_of;
-use sales_platform::config::{BrokerArgs, DatabaseArgs, HttpArgs, TelemetryArgs};
+use sales_platform::config::{BrokerArgs, DatabaseArgs, HttpArgs, IdentityArgs, TelemetryArgs};
 use sales_platform::service::{RunningService, ServiceBuilder};
 
 pub const SERVICE: &str = "inventory";
@@ -34,6 +34,8 @@ pub struct Config {
     pub broker: BrokerArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
     /// How long stock reserved for an order that was never placed stays reserved.
     #[arg(long, env = "RESERVATION_HOLD", default_value = "15m", value_parser = humantime::parse_duration)]
     pub reservation_hold: Duration,
@@ -45,6 +47,7 @@ pub struct Config {
 /// Start the service: bind its ports, then migrate, consume and sweep in the background.
 pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let mut service = ServiceBuilder::new(SERVICE, &config.http);
+    service.identity(&config.identity, http::access::POLICY)?;
     let pool = service.database(&config.database, sqlx::migrate!())?;
     service.broker(&config.broker);
     let consumer = Arc::new(consumers::InventoryConsumer);

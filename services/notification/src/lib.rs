@@ -11,8 +11,9 @@ use axum::extract::State;
 use clap::Parser;
 use sales_contracts::api::ErrorResponse;
 use sales_contracts::topology::subscriptions_of;
-use sales_platform::caller::Caller;
-use sales_platform::config::{BrokerArgs, DatabaseArgs, HttpArgs, TelemetryArgs};
+use sales_platform::config::{BrokerArgs, DatabaseArgs, HttpArgs, IdentityArgs, TelemetryArgs};
+use sales_platform::identity::Caller;
+use sales_platform::identity::access::{Access, RouteRule, rule};
 use sales_platform::listing::Page;
 use sales_platform::service::{RunningService, ServiceBuilder};
 use sales_platform::{ApiError, Json, Query};
@@ -37,6 +38,8 @@ pub struct Config {
     pub broker: BrokerArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 #[derive(OpenApi)]
@@ -48,6 +51,10 @@ pub struct Config {
     components(schemas(ErrorResponse))
 )]
 struct ApiDoc;
+
+/// Who may call each route (see `sales_platform::identity::access`): customers read
+/// their own notifications, admins everyone's.
+pub const POLICY: &[RouteRule] = &[rule("GET", "/api/v1/notifications", Access::SignedIn)];
 
 pub fn router(pool: PgPool) -> OpenApiRouter {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -75,7 +82,11 @@ async fn list_notifications(
     Query(page): Query<Page>,
 ) -> Result<Json<Vec<Notification>>, ApiError> {
     let (limit, offset) = page.bounds()?;
-    let customer = caller.listing_scope().or(query.customer_id);
+    // A customer sees only their own; an admin everyone's, or one customer's.
+    let customer = caller
+        .customer_id()
+        .filter(|_| !caller.is_admin())
+        .or(query.customer_id);
     let mut conn = pool.acquire().await?;
     Ok(Json(
         notifications::list(&mut conn, query.order_id, customer, limit, offset).await?,
@@ -85,6 +96,7 @@ async fn list_notifications(
 /// Start the service: bind its ports, then migrate and consume in the background.
 pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let mut service = ServiceBuilder::new(SERVICE, &config.http);
+    service.identity(&config.identity, POLICY)?;
     let pool = service.database(&config.database, sqlx::migrate!())?;
     service.broker(&config.broker);
     let consumer = Arc::new(notifications::NotificationConsumer);

@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use sales_contracts::events::{CancelOrder, CancelReason, CanceledItem, RestoreCanceledItem};
-use sales_platform::caller::Caller;
+use sales_platform::identity::Caller;
 use sales_platform::outbox;
 use sqlx::PgConnection;
 
@@ -14,7 +14,7 @@ use crate::orders::{self, Order};
 use crate::{OrderContext, SERVICE};
 
 /// The customer (or an admin) cancels an order.
-#[tracing::instrument(skip(ctx, caller), fields(customer_id = caller.customer_id))]
+#[tracing::instrument(skip(ctx, caller), fields(caller = caller.describe()))]
 pub async fn cancel_order(ctx: &OrderContext, caller: &Caller, order_id: i64) -> Result<Order> {
     let mut tx = ctx.pool.begin().await?;
     let order = orders::lock(&mut tx, order_id).await?;

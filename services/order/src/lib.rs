@@ -31,7 +31,9 @@ use clap::Parser;
 use sales_contracts::topology::subscriptions_of;
 use sales_platform::cache::Cache;
 use sales_platform::client::ServiceClient;
-use sales_platform::config::{BrokerArgs, CacheArgs, DatabaseArgs, HttpArgs, TelemetryArgs};
+use sales_platform::config::{
+    BrokerArgs, CacheArgs, DatabaseArgs, HttpArgs, IdentityArgs, TelemetryArgs,
+};
 use sales_platform::service::{RunningService, ServiceBuilder};
 use sqlx::PgPool;
 
@@ -48,6 +50,8 @@ pub struct Config {
     pub broker: BrokerArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
     /// Base URL of the product service (the catalogue).
@@ -88,9 +92,12 @@ impl OrderContext {
     /// commits, before answering.
     pub async fn invalidate_order_caches(&self, order: &orders::Order) {
         for product_id in order.product_ids() {
-            self.cache
-                .invalidate(&format!("orders:product:{product_id}"))
-                .await;
+            for key in [
+                format!("orders:product:{product_id}"),
+                format!("orders:product:{product_id}:anonymous"),
+            ] {
+                self.cache.invalidate(&key).await;
+            }
         }
     }
 }
@@ -99,14 +106,18 @@ impl OrderContext {
 /// unpaid orders in the background.
 pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let mut service = ServiceBuilder::new(SERVICE, &config.http);
+    let identity = service.identity(&config.identity, http::access::POLICY)?;
     let pool = service.database(&config.database, sqlx::migrate!())?;
     service.broker(&config.broker);
     service.outbox_relay()?;
     let ctx = OrderContext {
         pool,
-        products: ServiceClient::new("product", &config.product_url, config.upstream_timeout)?,
-        inventory: ServiceClient::new("inventory", &config.inventory_url, config.upstream_timeout)?,
-        payments: ServiceClient::new("payment", &config.payment_url, config.upstream_timeout)?,
+        products: ServiceClient::new("product", &config.product_url, config.upstream_timeout)?
+            .with_credentials(identity.tokens.clone()),
+        inventory: ServiceClient::new("inventory", &config.inventory_url, config.upstream_timeout)?
+            .with_credentials(identity.tokens.clone()),
+        payments: ServiceClient::new("payment", &config.payment_url, config.upstream_timeout)?
+            .with_credentials(identity.tokens),
         unpaid_timeout: config.unpaid_order_timeout,
         metrics: metrics::OrderMetrics::new(service.metrics()),
         cache: config.cache.cache(service.metrics())?,

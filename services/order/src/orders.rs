@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sales_contracts::{Currency, DecimalAmount, Money};
+use sales_platform::identity::OwnerScope;
 use serde::Serialize;
 use sqlx::PgConnection;
 use utoipa::ToSchema;
@@ -257,9 +258,10 @@ pub async fn find_by_idempotency_key(
 }
 
 /// Which orders to list.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct OrderFilter {
-    pub customer_id: Option<i64>,
+    /// Whose orders: everyone's, or one owner's.
+    pub owner: OwnerScope,
     pub status: Option<OrderStatus>,
     pub product_id: Option<i64>,
 }
@@ -274,17 +276,18 @@ pub async fn list(
 ) -> Result<Vec<Order>> {
     let rows: Vec<OrderRow> = sqlx::query_as(&format!(
         "select {COLUMNS} from orders o
-         where ($1::bigint is null or customer_id = $1)
+         where ($6 or customer_id is not distinct from $1)
            and ($2::text is null or status = $2)
            and ($3::bigint is null or exists
                  (select 1 from order_lines l where l.order_id = o.id and l.product_id = $3))
          order by id desc limit $4 offset $5"
     ))
-    .bind(filter.customer_id)
+    .bind(filter.owner.sql_binds().1)
     .bind(filter.status.map(OrderStatus::as_str))
     .bind(filter.product_id)
     .bind(limit)
     .bind(offset)
+    .bind(filter.owner.sql_binds().0)
     .fetch_all(&mut *conn)
     .await?;
     with_lines(conn, rows).await

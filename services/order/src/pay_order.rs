@@ -11,8 +11,8 @@
 use chrono::Utc;
 use sales_contracts::api::payments::{Payment, PaymentStatus as ChargeStatus};
 use sales_contracts::events::{OrderFailed, PaidOrder};
-use sales_platform::caller::Caller;
 use sales_platform::client::CallError;
+use sales_platform::identity::Caller;
 use sales_platform::outbox;
 
 use crate::cancel_order::restore_stock_event;
@@ -24,7 +24,7 @@ use crate::{OrderContext, SERVICE, inventory_client, payment_client};
 /// Pay `order_id`. Only the customer who placed it may (another customer gets 404,
 /// as if it did not exist). Paying an order that is not `PENDING` is a 409; a
 /// declined payment is a 402 and leaves the order `FAILED`.
-#[tracing::instrument(skip(ctx, caller), fields(customer_id = caller.customer_id))]
+#[tracing::instrument(skip(ctx, caller), fields(caller = caller.describe()))]
 pub async fn pay_order(ctx: &OrderContext, caller: &Caller, order_id: i64) -> Result<Order> {
     let order = orders::load(&mut *ctx.pool.acquire().await?, order_id).await?;
     if !caller.may_see(order.customer_id) {

@@ -20,7 +20,7 @@ pub mod payments;
 
 use clap::Parser;
 use sales_contracts::Currency;
-use sales_platform::config::{DatabaseArgs, HttpArgs, TelemetryArgs};
+use sales_platform::config::{DatabaseArgs, HttpArgs, IdentityArgs, TelemetryArgs};
 use sales_platform::service::{RunningService, ServiceBuilder};
 
 use crate::authorizer::{Authorizer, DeclineLimit};
@@ -36,6 +36,8 @@ pub struct Config {
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
     /// The simulated authorizer declines amounts at or above this, in major units of
     /// the payment's currency (1000 is 1000.00 USD, 1000 JPY).
     #[arg(long, env = "DECLINE_AT", default_value = "1000")]
@@ -48,6 +50,7 @@ pub struct Config {
 /// Start the service: bind its ports, then migrate in the background.
 pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let mut service = ServiceBuilder::new(SERVICE, &config.http);
+    service.identity(&config.identity, http::access::POLICY)?;
     let pool = service.database(&config.database, sqlx::migrate!())?;
     let state = http::AppState {
         payments: payments::Payments {

@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 use sales_contracts::api::payments::Payment;
 use sales_contracts::{Currency, Money};
-use sales_platform::caller::Caller;
+use sales_platform::identity::Caller;
 use sqlx::{PgConnection, PgPool};
 
 use crate::authorizer::{Authorizer, Decision};
@@ -122,13 +122,14 @@ impl Payments {
         let rows: Vec<PaymentRow> = sqlx::query_as(&format!(
             "select {COLUMNS} from payments
              where ($1::bigint is null or order_id = $1)
-               and ($4::bigint is null or customer_id = $4)
+               and ($4 or customer_id is not distinct from $5)
              order by id limit $2 offset $3"
         ))
         .bind(order_id)
         .bind(limit)
         .bind(offset)
-        .bind(caller.listing_scope())
+        .bind(caller.owner_scope().sql_binds().0)
+        .bind(caller.owner_scope().sql_binds().1)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(Payment::try_from).collect()

@@ -16,7 +16,9 @@ use std::time::Duration;
 use clap::Parser;
 use sales_contracts::Currency;
 use sales_platform::client::ServiceClient;
-use sales_platform::config::{BrokerArgs, CacheArgs, DatabaseArgs, HttpArgs, TelemetryArgs};
+use sales_platform::config::{
+    BrokerArgs, CacheArgs, DatabaseArgs, HttpArgs, IdentityArgs, TelemetryArgs,
+};
 use sales_platform::service::{RunningService, ServiceBuilder};
 
 pub const SERVICE: &str = "product";
@@ -33,6 +35,8 @@ pub struct Config {
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
     #[command(flatten)]
+    pub identity: IdentityArgs,
+    #[command(flatten)]
     pub cache: CacheArgs,
     /// Currency of prices given as plain numbers (seed 002's `POST /products`).
     #[arg(long, env = "DEFAULT_CURRENCY", default_value = "USD")]
@@ -48,12 +52,14 @@ pub struct Config {
 /// Start the service: bind its ports, then migrate and relay events in the background.
 pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let mut service = ServiceBuilder::new(SERVICE, &config.http);
+    let identity = service.identity(&config.identity, http::access::POLICY)?;
     let pool = service.database(&config.database, sqlx::migrate!())?;
     service.broker(&config.broker);
     service.outbox_relay()?;
     let state = http::AppState {
         pool,
-        inventory: ServiceClient::new("inventory", &config.inventory_url, config.upstream_timeout)?,
+        inventory: ServiceClient::new("inventory", &config.inventory_url, config.upstream_timeout)?
+            .with_credentials(identity.tokens),
         cache: config.cache.cache(service.metrics())?,
         default_currency: config.default_currency,
     };

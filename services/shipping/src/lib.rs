@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use sales_contracts::topology::subscriptions_of;
-use sales_platform::config::{BrokerArgs, DatabaseArgs, HttpArgs, TelemetryArgs};
+use sales_platform::config::{BrokerArgs, DatabaseArgs, HttpArgs, IdentityArgs, TelemetryArgs};
 use sales_platform::service::{RunningService, ServiceBuilder};
 
 pub const SERVICE: &str = "shipping";
@@ -36,12 +36,15 @@ pub struct Config {
     pub broker: BrokerArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 /// Start the service: bind its ports, then migrate, consume and relay events in the
 /// background.
 pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let mut service = ServiceBuilder::new(SERVICE, &config.http);
+    service.identity(&config.identity, http::access::POLICY)?;
     let pool = service.database(&config.database, sqlx::migrate!())?;
     service.broker(&config.broker);
     service.outbox_relay()?;

@@ -12,6 +12,7 @@
 
 use chrono::{DateTime, Utc};
 use sales_contracts::events::{ShipmentDelivered, ShipmentShipped};
+use sales_platform::identity::OwnerScope;
 use sales_platform::outbox;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
@@ -171,10 +172,10 @@ async fn fetch_one(conn: &mut PgConnection, id: i64, suffix: &str) -> Result<Shi
 }
 
 /// Which shipments to list.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ShipmentFilter {
-    /// Only this customer's (a customer listing their own).
-    pub customer_id: Option<i64>,
+    /// Whose shipments: everyone's, or one owner's (a customer listing their own).
+    pub owner: OwnerScope,
     pub order_id: Option<i64>,
     pub status: Option<ShipmentStatus>,
 }
@@ -188,16 +189,17 @@ pub async fn list(
 ) -> Result<Vec<Shipment>> {
     let rows: Vec<ShipmentRow> = sqlx::query_as(&format!(
         "select {COLUMNS} from shipments
-         where ($1::bigint is null or customer_id = $1)
+         where ($6 or customer_id is not distinct from $1)
            and ($2::bigint is null or order_id = $2)
            and ($3::text is null or status = $3)
          order by id desc limit $4 offset $5"
     ))
-    .bind(filter.customer_id)
+    .bind(filter.owner.sql_binds().1)
     .bind(filter.order_id)
     .bind(filter.status.map(ShipmentStatus::as_str))
     .bind(limit)
     .bind(offset)
+    .bind(filter.owner.sql_binds().0)
     .fetch_all(&mut *conn)
     .await?;
     rows.into_iter().map(to_shipment).collect()

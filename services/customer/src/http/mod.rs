@@ -2,10 +2,10 @@
 //! seed 000's `POST /users/user/register` and `/users/user/login` ([`seed000`]), and
 //! seed 002's `POST /customers` and `GET /customers/{id}` ([`seed002`]).
 //!
-//! Who is calling comes from the gateway's `x-customer-id` / `x-customer-role`
-//! ([`Caller`]): a customer sees and changes only their own profile (another one is
-//! a 404), admins and internal callers (no header) any.
+//! Who may call what is [`access::POLICY`]; within it, a customer sees and changes
+//! only their own profile (another one is a 404), admins any.
 
+pub mod access;
 pub mod seed000;
 pub mod seed002;
 
@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use sales_contracts::api::ErrorResponse;
-use sales_platform::caller::Caller;
+use sales_platform::identity::Caller;
 use sales_platform::listing::Page;
 use sales_platform::{ApiError, Json, Path, Query};
 use secrecy::SecretString;
@@ -31,10 +31,12 @@ use crate::{CustomerContext, SignedIn, login};
 #[openapi(
     info(
         title = "Customer service",
-        description = "Customer accounts (register, log in for an HS256 JWT) and profiles \
-            (name, address, contact).\n\n\
-            Behind the gateway, `x-customer-id` and `x-customer-role` say who is calling: a \
-            customer sees only their own profile; admins and internal callers see all."
+        description = "Customer accounts (register, log in for an access token, log out, \
+            change the password) and profiles (name, address, contact); the system's \
+            identity provider (its keys at `/.well-known/jwks.json`, service tokens at \
+            `/oauth/token`, introspection at `/oauth/introspect`).\n\n\
+            Every route but those needs the token the gateway gives each request it \
+            forwards: a customer sees only their own profile; admins see all."
     ),
     components(schemas(ErrorResponse))
 )]
@@ -44,6 +46,8 @@ pub fn router(ctx: CustomerContext) -> OpenApiRouter {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(register_account))
         .routes(routes!(log_in))
+        .routes(routes!(log_out))
+        .routes(routes!(change_password))
         .routes(routes!(my_profile))
         .routes(routes!(list_customers))
         .routes(routes!(get_customer, update_customer))
@@ -84,7 +88,8 @@ pub struct LoginRequest {
 pub struct AccountToken {
     #[schema(example = 1)]
     pub customer_id: i64,
-    /// An HS256 JWT: sub (the customer id), name, email, role, iat, exp, iss.
+    /// A JWT (EdDSA) for the gateway: sub (the customer id), role, ver, name, email,
+    /// iat, nbf, exp, iss, aud, jti.
     pub token: String,
     /// When the token stops being accepted.
     pub expires_at: DateTime<Utc>,
@@ -100,48 +105,123 @@ impl From<SignedIn> for AccountToken {
     }
 }
 
-/// Register: open an account and get a token.
+/// The answer to a registration: the same whether the email was free or not.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegistrationAccepted {
+    #[schema(example = "accepted")]
+    pub status: &'static str,
+    pub message: &'static str,
+}
+
+/// Register an account. The answer is the same 202 whether the email already had an
+/// account or not (so it tells no one which emails do): log in next
+/// (`POST /api/v1/customers/login`) for a token.
 #[utoipa::path(post, path = "/api/v1/customers/register", tag = "accounts",
     request_body = RegisterRequest,
-    responses((status = 201, description = "Registered", body = AccountToken),
+    responses((status = 202, description = "Accepted: log in with the email and password", body = RegistrationAccepted),
                (status = 400, description = "Invalid email, short password, missing field", body = ErrorResponse),
-               (status = 409, description = "`email_taken`: an account has this email (in any case)", body = ErrorResponse)))]
+               (status = 429, description = "`too_many_attempts`: too many registrations from this address", body = ErrorResponse),
+               (status = 503, description = "`busy`: too many password hashes at once", body = ErrorResponse)))]
 async fn register_account(
     State(ctx): State<CustomerContext>,
+    caller: Caller,
     Json(body): Json<RegisterRequest>,
-) -> Result<(StatusCode, Json<AccountToken>), CustomerError> {
+) -> Result<(StatusCode, Json<RegistrationAccepted>), CustomerError> {
     let details =
         ProfileDetails::new(&body.name, body.address.as_deref(), body.contact.as_deref())?;
-    let signed_in = register(
+    register(
         &ctx,
         NewAccount {
             email: body.email,
             password: body.password,
             details,
         },
+        caller.client_ip,
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(signed_in.into())))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RegistrationAccepted {
+            status: "accepted",
+            message: "if this email had no account, it has one now: log in with POST /api/v1/customers/login",
+        }),
+    ))
 }
 
-/// Log in: a token for the right email and password. A wrong email and a wrong
-/// password get the same 401 `invalid_credentials`.
+/// Log in: an access token for the right email and password. A wrong email and a
+/// wrong password get the same 401 `invalid_credentials`. After too many failures of
+/// one account or from one address, 429 until the window ends.
 #[utoipa::path(post, path = "/api/v1/customers/login", tag = "accounts",
     request_body = LoginRequest,
     responses((status = 200, body = AccountToken),
                (status = 400, body = ErrorResponse),
-               (status = 401, description = "`invalid_credentials`: wrong email or password", body = ErrorResponse)))]
+               (status = 401, description = "`invalid_credentials`: wrong email or password", body = ErrorResponse),
+               (status = 429, description = "`too_many_attempts`, with `Retry-After`", body = ErrorResponse),
+               (status = 503, description = "`busy`: too many password checks at once, with `Retry-After`", body = ErrorResponse)))]
 async fn log_in(
     State(ctx): State<CustomerContext>,
+    caller: Caller,
     Json(body): Json<LoginRequest>,
 ) -> Result<Json<AccountToken>, CustomerError> {
-    let signed_in = login::log_in(&ctx, &body.email, body.password).await?;
+    let signed_in = login::log_in(&ctx, &body.email, body.password, caller.client_ip).await?;
     Ok(Json(signed_in.into()))
 }
 
-/// The calling customer's own profile (from `x-customer-id`).
+/// Log out: every token issued to the calling customer so far stops working, on
+/// every device.
+#[utoipa::path(post, path = "/api/v1/customers/logout", tag = "accounts",
+    responses((status = 204, description = "Logged out everywhere"),
+               (status = 401, body = ErrorResponse),
+               (status = 503, description = "Not every gateway could be told yet; try again", body = ErrorResponse)))]
+async fn log_out(
+    State(ctx): State<CustomerContext>,
+    caller: Caller,
+) -> Result<StatusCode, CustomerError> {
+    let id = caller.customer_id().ok_or(CustomerError::Unauthenticated)?;
+    crate::login::log_out(&ctx, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The current password and the new one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    #[schema(value_type = String, format = Password)]
+    pub current_password: SecretString,
+    /// At least 8 characters.
+    #[schema(value_type = String, format = Password, min_length = 8, max_length = 256)]
+    pub new_password: SecretString,
+}
+
+/// Change the calling customer's password. Every earlier token stops working; the
+/// answer carries a new one. A wrong current password is a 401 and counts as a
+/// failed login.
+#[utoipa::path(put, path = "/api/v1/customers/me/password", tag = "accounts",
+    request_body = ChangePassword,
+    responses((status = 200, body = AccountToken),
+               (status = 400, body = ErrorResponse),
+               (status = 401, description = "`invalid_credentials`: the current password is wrong", body = ErrorResponse),
+               (status = 429, body = ErrorResponse),
+               (status = 503, body = ErrorResponse)))]
+async fn change_password(
+    State(ctx): State<CustomerContext>,
+    caller: Caller,
+    Json(body): Json<ChangePassword>,
+) -> Result<Json<AccountToken>, CustomerError> {
+    let id = caller.customer_id().ok_or(CustomerError::Unauthenticated)?;
+    let signed_in = crate::login::change_password(
+        &ctx,
+        id,
+        body.current_password,
+        body.new_password,
+        caller.client_ip,
+    )
+    .await?;
+    Ok(Json(signed_in.into()))
+}
+
+/// The calling customer's own profile.
 #[utoipa::path(get, path = "/api/v1/customers/me", tag = "profiles",
-    params(("x-customer-id" = Option<i64>, Header, description = "Set by the gateway from the token")),
     responses((status = 200, body = Customer),
                (status = 401, description = "`unauthenticated`: no customer", body = ErrorResponse),
                (status = 404, body = ErrorResponse)))]
@@ -149,12 +229,12 @@ async fn my_profile(
     State(ctx): State<CustomerContext>,
     caller: Caller,
 ) -> Result<Json<Customer>, CustomerError> {
-    let id = caller.customer_id.ok_or(CustomerError::Unauthenticated)?;
+    let id = caller.customer_id().ok_or(CustomerError::Unauthenticated)?;
     let mut conn = ctx.pool.acquire().await?;
     Ok(Json(profiles::load(&mut conn, id).await?))
 }
 
-/// Every customer, oldest first. For admins and internal callers: a customer gets 403.
+/// Every customer, oldest first. For admins: a customer gets 403.
 #[utoipa::path(get, path = "/api/v1/customers", tag = "profiles", params(Page),
     responses((status = 200, body = [Customer]),
                (status = 400, body = ErrorResponse),
@@ -164,7 +244,7 @@ async fn list_customers(
     caller: Caller,
     Query(page): Query<Page>,
 ) -> Result<Json<Vec<Customer>>, ApiError> {
-    if !caller.is_staff() {
+    if !caller.is_admin() {
         return Err(CustomerError::Forbidden("only admins may list customers".into()).into());
     }
     let (limit, offset) = page.bounds()?;

@@ -7,17 +7,21 @@
 //!   `{"success": true, "data": {"token"}, "error_message": null}`.
 //!
 //! Every error keeps that envelope, with the status the canonical API would use.
+//! The registration route is open only while the seeds' routes are (its 409 tells
+//! which emails have accounts); the canonical one does not tell.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use sales_platform::identity::Caller;
 use sales_platform::{ApiError, Json};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::error::CustomerError;
 use crate::profiles::ProfileDetails;
-use crate::registration::{NewAccount, register as register_account};
+use crate::registration::{NewAccount, Registered, register as register_account};
 use crate::{CustomerContext, SignedIn, login};
 
 /// Seed 000's answer envelope.
@@ -30,7 +34,7 @@ pub struct Seed000TokenAnswer {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Seed000Token {
-    /// An HS256 JWT: sub (the customer id), name, email, role, iat, exp, iss.
+    /// A JWT (EdDSA): sub (the customer id), name, email, role, iat, exp, iss.
     token: String,
 }
 
@@ -48,10 +52,14 @@ fn ok(status: StatusCode, signed_in: SignedIn) -> Response {
         .into_response()
 }
 
-/// Any error in seed 000's envelope, with the status the canonical API would use.
-fn failed(err: impl Into<ApiError>) -> Response {
-    let err = err.into();
-    (
+/// Any error in seed 000's envelope, with the status the canonical API would use
+/// (and its `Retry-After`).
+fn failed(err: impl Into<CustomerErrorOrApi>) -> Response {
+    let (retry_after, err) = match err.into() {
+        CustomerErrorOrApi::Customer(e) => (e.retry_after(), ApiError::from(e)),
+        CustomerErrorOrApi::Api(e) => (None, e),
+    };
+    let mut response = (
         err.status,
         axum::Json(Seed000TokenAnswer {
             success: false,
@@ -59,7 +67,30 @@ fn failed(err: impl Into<ApiError>) -> Response {
             error_message: Some(err.message),
         }),
     )
-        .into_response()
+        .into_response();
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+enum CustomerErrorOrApi {
+    Customer(CustomerError),
+    Api(ApiError),
+}
+
+impl From<CustomerError> for CustomerErrorOrApi {
+    fn from(e: CustomerError) -> Self {
+        CustomerErrorOrApi::Customer(e)
+    }
+}
+
+impl From<ApiError> for CustomerErrorOrApi {
+    fn from(e: ApiError) -> Self {
+        CustomerErrorOrApi::Api(e)
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -75,14 +106,16 @@ pub struct Seed000Register {
     name: String,
 }
 
-/// Seed 000: register and get a token.
+/// Seed 000: register and get a token (open only while the seeds' routes are).
 #[utoipa::path(post, path = "/users/user/register", tag = "seed 000",
     request_body = Seed000Register,
     responses((status = 201, body = Seed000TokenAnswer),
                (status = 400, body = Seed000TokenAnswer),
-               (status = 409, description = "Email already registered", body = Seed000TokenAnswer)))]
+               (status = 409, description = "Email already registered", body = Seed000TokenAnswer),
+               (status = 429, body = Seed000TokenAnswer)))]
 pub async fn register(
     State(ctx): State<CustomerContext>,
+    caller: Caller,
     body: Result<Json<Seed000Register>, ApiError>,
 ) -> Response {
     let body = match body {
@@ -98,8 +131,9 @@ pub async fn register(
         password: body.password,
         details,
     };
-    match register_account(&ctx, account).await {
-        Ok(signed_in) => ok(StatusCode::CREATED, signed_in),
+    match register_account(&ctx, account, caller.client_ip).await {
+        Ok(Registered::Opened(signed_in)) => ok(StatusCode::CREATED, signed_in),
+        Ok(Registered::EmailTaken) => failed(CustomerError::EmailTaken),
         Err(e) => failed(e),
     }
 }
@@ -117,16 +151,18 @@ pub struct Seed000Login {
     request_body = Seed000Login,
     responses((status = 200, body = Seed000TokenAnswer),
                (status = 400, body = Seed000TokenAnswer),
-               (status = 401, description = "Wrong email or password", body = Seed000TokenAnswer)))]
+               (status = 401, description = "Wrong email or password", body = Seed000TokenAnswer),
+               (status = 429, body = Seed000TokenAnswer)))]
 pub async fn log_in(
     State(ctx): State<CustomerContext>,
+    caller: Caller,
     body: Result<Json<Seed000Login>, ApiError>,
 ) -> Response {
     let body = match body {
         Ok(Json(body)) => body,
         Err(e) => return failed(e),
     };
-    match login::log_in(&ctx, &body.email, body.password).await {
+    match login::log_in(&ctx, &body.email, body.password, caller.client_ip).await {
         Ok(signed_in) => ok(StatusCode::OK, signed_in),
         Err(e) => failed(e),
     }

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use sales_contracts::api::ErrorResponse;
-use sales_platform::caller::Caller;
+use sales_platform::identity::Caller;
 use sales_platform::{Json, Path};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -67,7 +67,9 @@ pub async fn create_customer(
     Ok((StatusCode::CREATED, Json(customer.into())))
 }
 
-/// Seed 002: one customer. A customer sees only their own: another id is a 404.
+/// Seed 002: one customer. A customer sees only their own profile; a caller without
+/// an account (the seed's routes open) only profiles without one, as seed 002 made
+/// them: anything else is a 404.
 #[utoipa::path(get, path = "/customers/{id}", tag = "seed 002", params(("id" = i64, Path)),
     responses((status = 200, body = Seed002Customer), (status = 400, body = ErrorResponse),
                (status = 404, body = ErrorResponse)))]
@@ -76,9 +78,10 @@ pub async fn get_customer(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<Seed002Customer>, CustomerError> {
-    if !caller.may_see(Some(id)) {
+    let mut conn = ctx.pool.acquire().await?;
+    let customer = profiles::load(&mut conn, id).await?;
+    if !caller.may_see(customer.owner()) {
         return Err(CustomerError::NotFound(id));
     }
-    let mut conn = ctx.pool.acquire().await?;
-    Ok(Json(profiles::load(&mut conn, id).await?.into()))
+    Ok(Json(customer.into()))
 }

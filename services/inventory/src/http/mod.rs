@@ -1,6 +1,7 @@
 //! The inventory's HTTP API: canonical under `/api/v1/inventory`, seed 004's stock
 //! API under `/api/v1/stock` ([`seed004`]) and seed 002's `/inventory/stock` ([`seed002`]).
 
+pub mod access;
 pub mod seed002;
 pub mod seed004;
 

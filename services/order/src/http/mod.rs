@@ -3,6 +3,7 @@
 //! seed 000's `POST /orders/order` and `POST /orders/paid` ([`seed000`]), and seed
 //! 002/003's `POST /orders` and `GET /orders/product/{id}` ([`seed003`]).
 
+pub mod access;
 pub mod seed000;
 pub mod seed003;
 
@@ -10,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use sales_contracts::api::ErrorResponse;
 use sales_contracts::{Currency, DecimalAmount};
-use sales_platform::caller::Caller;
+use sales_platform::identity::Caller;
 use sales_platform::listing::Page;
 use sales_platform::{ApiError, Json, Path, Query};
 use serde::Deserialize;
@@ -161,7 +162,7 @@ async fn place(
     headers: &HeaderMap,
     body: CreateOrderRequest,
 ) -> Result<(StatusCode, Json<Order>), ApiError> {
-    let request = body.into_place_order(caller.customer_id, headers)?;
+    let request = body.into_place_order(caller.customer_id(), headers)?;
     Ok(match place_order(ctx, request).await? {
         Placed::New(order) => (StatusCode::CREATED, Json(order)),
         Placed::Replayed(order) => (StatusCode::OK, Json(order)),
@@ -232,7 +233,7 @@ async fn list(
         })
         .transpose()?;
     let filter = OrderFilter {
-        customer_id: caller.listing_scope(),
+        owner: caller.owner_scope(),
         status,
         product_id: query.product_id,
     };

@@ -10,7 +10,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use sales_platform::caller::Caller;
+use sales_platform::identity::Caller;
 use sales_platform::{ApiError, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -87,7 +87,7 @@ pub async fn create_order(
     let placed = place_order(
         &ctx,
         PlaceOrder {
-            customer_id: caller.customer_id,
+            customer_id: caller.customer_id(),
             items: body.items.iter().map(RequestedItem::from).collect(),
             idempotency_key: key,
             payment: None,

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use sales_contracts::DecimalAmount;
 use sales_contracts::api::ErrorResponse;
-use sales_platform::caller::Caller;
+use sales_platform::identity::{Caller, OwnerScope};
 use sales_platform::listing::Page;
 use sales_platform::{ApiError, Json, Path, Query};
 use serde::{Deserialize, Serialize};
@@ -112,7 +112,13 @@ pub async fn create_order(
     let placed = place_order(
         &ctx,
         PlaceOrder {
-            customer_id: caller.customer_id.or(body.customer_id),
+            // Only an admin places an order for another customer; a caller without
+            // an account places one that belongs to no one.
+            customer_id: if caller.is_admin() {
+                body.customer_id.or(caller.customer_id())
+            } else {
+                caller.customer_id()
+            },
             items: vec![RequestedItem::product(product_id, body.quantity)],
             idempotency_key,
             payment: None,
@@ -138,7 +144,7 @@ pub async fn orders_of_product(
 ) -> Result<Json<Vec<LegacyOrderRow>>, ApiError> {
     let (limit, offset) = page.bounds()?;
     let filter = OrderFilter {
-        customer_id: caller.listing_scope(),
+        owner: caller.owner_scope(),
         status: None,
         product_id: Some(product_id),
     };
@@ -147,17 +153,21 @@ pub async fn orders_of_product(
         let found = orders::list(&mut conn, &filter, limit, offset).await?;
         Ok::<_, OrderError>(found.iter().map(|o| row(o, Some(product_id))).collect())
     };
-    // Only the unscoped first page is shared through the cache.
-    let rows = if filter.customer_id.is_none() && offset == 0 && limit == 100 {
-        ctx.cache
-            .get_or_load(
-                "orders_by_product",
-                &format!("orders:product:{product_id}"),
-                load,
-            )
-            .await?
-    } else {
-        load().await?
+    // The first page of everyone's orders (what admins see) and of the orders placed
+    // without an account (what seed 003's anonymous callers see) are shared through
+    // the cache; a customer's own view and other pages go to the database.
+    let key = match filter.owner {
+        OwnerScope::All => Some(format!("orders:product:{product_id}")),
+        OwnerScope::Owner(None) => Some(format!("orders:product:{product_id}:anonymous")),
+        OwnerScope::Owner(Some(_)) => None,
+    };
+    let rows = match key {
+        Some(key) if offset == 0 && limit == 100 => {
+            ctx.cache
+                .get_or_load("orders_by_product", &key, load)
+                .await?
+        }
+        _ => load().await?,
     };
     Ok(Json(rows))
 }

@@ -17,12 +17,12 @@ use chrono::{DateTime, Utc};
 use sales_contracts::api::ErrorResponse;
 use sales_contracts::api::payments::{Payment, PaymentStatus};
 use sales_contracts::{Currency, DecimalAmount};
-use sales_platform::caller::Caller;
+use sales_platform::identity::Caller;
 use sales_platform::{Json, Path};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{AppState, require_writer};
+use super::AppState;
 use crate::error::PaymentError;
 
 /// Seed 002's new payment.
@@ -75,10 +75,9 @@ impl From<Payment> for Seed002Payment {
                (status = 409, description = "The order has a payment for another amount", body = ErrorResponse)))]
 pub async fn create_payment(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller,
     Json(body): Json<Seed002CreatePayment>,
 ) -> Result<(StatusCode, Json<Seed002Payment>), PaymentError> {
-    require_writer(&caller)?;
     let currency = body.currency.unwrap_or(state.default_currency);
     let amount = body.amount.to_minor(currency)?;
     let stored = state.payments.open(body.order_id, amount).await?;
@@ -100,10 +99,9 @@ pub async fn create_payment(
                (status = 409, description = "Declined or refunded", body = ErrorResponse)))]
 pub async fn confirm_payment(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<Seed002Payment>, PaymentError> {
-    require_writer(&caller)?;
     Ok(Json(state.payments.confirm(id, true).await?.into()))
 }
 
@@ -116,9 +114,8 @@ pub async fn confirm_payment(
                (status = 409, description = "Not confirmed", body = ErrorResponse)))]
 pub async fn refund_payment(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<Seed002Payment>, PaymentError> {
-    require_writer(&caller)?;
     Ok(Json(state.payments.refund(id, true).await?.into()))
 }

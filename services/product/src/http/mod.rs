@@ -2,6 +2,7 @@
 //! seed 000's `GET /products` ([`seed000`]) and seed 002's `POST /products` and
 //! `GET /products/{id}` ([`seed002`]).
 
+pub mod access;
 pub mod seed000;
 pub mod seed002;
 

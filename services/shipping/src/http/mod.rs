@@ -1,17 +1,18 @@
 //! The shipping service's HTTP API: the canonical shipments API under
 //! `/api/v1/shipments` and seed 002's `/shipping` ([`seed002`]).
 //!
-//! Who may do what: anyone may read (a customer only their own shipments; another
-//! customer's is a 404); opening and moving shipments is for admins and other
-//! services (a request without `x-customer-id`); a customer gets 403.
+//! Who may call what is [`access::POLICY`]: a customer reads only their own
+//! shipments (another customer's is a 404); opening and moving shipments is for
+//! admins; a customer gets 403.
 
+pub mod access;
 mod body;
 pub mod seed002;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use sales_contracts::api::ErrorResponse;
-use sales_platform::caller::Caller;
+use sales_platform::identity::Caller;
 use sales_platform::listing::Page;
 use sales_platform::{ApiError, Json, Path, Query};
 use serde::Deserialize;
@@ -40,8 +41,7 @@ pub struct AppState {
         description = "One shipment per paid order: pending -> shipped -> delivered.\n\n\
             A `paid-order` event opens the order's shipment; shipping and delivering it \
             publish `shipment-shipped` and `shipment-delivered`. Opening and moving \
-            shipments needs an admin (`x-customer-role: admin`) or an internal caller \
-            (no `x-customer-id`); a customer sees only their own shipments."
+            shipments needs an admin; a customer sees only their own shipments."
     ),
     components(schemas(ErrorResponse))
 )]
@@ -58,10 +58,9 @@ pub fn router(state: AppState) -> OpenApiRouter {
         .with_state(state)
 }
 
-/// May `caller` open and move shipments? Admins and internal callers (no customer id,
-/// no customer role) may; customers may not.
+/// May `caller` open and move shipments? Admins may; customers may not.
 pub fn ensure_may_manage(caller: &Caller, action: &'static str) -> Result<(), ShippingError> {
-    if caller.is_staff() {
+    if caller.is_admin() {
         Ok(())
     } else {
         Err(ShippingError::Forbidden(action))
@@ -165,7 +164,7 @@ async fn list_shipments(
         })
         .transpose()?;
     let filter = ShipmentFilter {
-        customer_id: caller.listing_scope(),
+        owner: caller.owner_scope(),
         order_id: query.order_id,
         status,
     };

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use sales_contracts::api::ErrorResponse;
-use sales_platform::caller::Caller;
+use sales_platform::identity::Caller;
 use sales_platform::{Json, Path};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
