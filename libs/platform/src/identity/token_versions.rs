@@ -8,7 +8,7 @@
 //! an answer: the gateway then asks the customer service (introspection), which
 //! decides from its database. So Redis speeds the check up; it never decides it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -16,6 +16,9 @@ use tokio::sync::Mutex;
 
 /// The longest wait for Redis on one call.
 const CALL_TIMEOUT: Duration = Duration::from_millis(150);
+/// After a failure, Redis is not asked for this long (an outage costs one wait a
+/// second, not one per request).
+const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// How long a published version is kept: long enough to spare most introspections,
 /// short enough that keys of customers gone quiet do not pile up.
@@ -25,6 +28,7 @@ pub struct TokenVersions {
     client: redis::Client,
     prefix: String,
     connection: Mutex<Option<ConnectionManager>>,
+    paused_until: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for TokenVersions {
@@ -44,6 +48,7 @@ impl TokenVersions {
             client,
             prefix: prefix.to_owned(),
             connection: Mutex::new(None),
+            paused_until: std::sync::Mutex::new(None),
         })
     }
 
@@ -69,11 +74,20 @@ impl TokenVersions {
         &self,
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, String> {
-        match tokio::time::timeout(CALL_TIMEOUT * 2, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("Redis did not answer in time".into()),
+        {
+            let paused = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+            if paused.is_some_and(|until| Instant::now() < until) {
+                return Err("Redis failed a moment ago; not asking again yet".into());
+            }
         }
+        let outcome = match tokio::time::timeout(CALL_TIMEOUT * 2, call).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "Redis did not answer in time".to_owned(),
+        };
+        *self.paused_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + PAUSE_AFTER_FAILURE);
+        Err(outcome)
     }
 
     /// The published version: `Ok(None)` when there is none.

@@ -1,12 +1,14 @@
 //! A gateway in front of small echo servers standing in for the services, with
-//! Redis from `sales_testkit::redis_url()` under a key prefix of its own.
+//! Redis from `sales_testkit::redis_url()` under a key prefix of its own. The
+//! customer echo server also stands in for the identity provider: it serves the
+//! public keys of [`PROVIDER`] and answers introspection (active unless revoked).
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -16,14 +18,24 @@ use axum::response::{IntoResponse, Response};
 use clap::Parser;
 use gateway_service::routes::Upstream;
 use gateway_service::{Config, build};
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use sales_contracts::api::auth::{Claims, ISSUER, Role};
+use sales_platform::identity::claims::{Audience, TokenClaims};
+use sales_platform::identity::key_set::KeySet;
+use sales_platform::identity::keys::{SigningKeys, generate_pem};
+use sales_platform::identity::{GATEWAY_ISSUER, TokenVerifier, service_audience};
 use sales_platform::service::RunningService;
+use sales_testkit::identity::TEST_CLIENT_SECRET;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub const SECRET: &str = "gateway-tests-secret-0123456789-abcdefghij";
+/// The identity provider's key, for every test of this binary.
+pub static PROVIDER: LazyLock<SigningKeys> =
+    LazyLock::new(|| SigningKeys::from_pem(&generate_pem().unwrap()).unwrap());
+/// A key nobody trusts.
+pub static STRANGER: LazyLock<SigningKeys> =
+    LazyLock::new(|| SigningKeys::from_pem(&generate_pem().unwrap()).unwrap());
+/// Tokens the stand-in identity provider says are revoked.
+pub static REVOKED: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
 
 /// What the echo servers saw.
 #[derive(Default)]
@@ -32,6 +44,8 @@ pub struct Seen {
     pub hits: Mutex<Vec<(String, String, String)>>,
     /// `/…/flaky` answers 503 while this is false.
     pub healthy: AtomicBool,
+    /// The stand-in identity provider's introspection answers 503 while this is true.
+    pub introspection_down: AtomicBool,
 }
 
 impl Seen {
@@ -65,6 +79,28 @@ async fn echo(State(state): State<EchoState>, req: Request) -> Response {
         parts.method.to_string(),
         path.clone(),
     ));
+    if state.name == "customer" && path == "/.well-known/jwks.json" {
+        return axum::Json(PROVIDER.jwks()).into_response();
+    }
+    if state.name == "customer" && path == "/oauth/introspect" {
+        if state.seen.introspection_down.load(Ordering::SeqCst) {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        let form: HashMap<String, String> = serde_urlencoded_pairs(&body);
+        let token = form.get("token").cloned().unwrap_or_default();
+        let revoked = REVOKED.lock().unwrap().contains(&token);
+        let claims = jsonwebtoken::dangerous::insecure_decode_claims::<TokenClaims>(&token).ok();
+        return axum::Json(match claims {
+            Some(c) if !revoked => {
+                json!({"active": true, "sub": c.sub, "role": c.role, "ver": c.ver})
+            }
+            _ => json!({"active": false}),
+        })
+        .into_response();
+    }
     if path == "/openapi.json" {
         return axum::Json(json!({
             "openapi": "3.1.0",
@@ -114,6 +150,22 @@ async fn echo(State(state): State<EchoState>, req: Request) -> Response {
         "body_len": body.len(),
     }))
     .into_response()
+}
+
+/// `a=1&b=2` as pairs (percent-decoded).
+fn serde_urlencoded_pairs(body: &[u8]) -> HashMap<String, String> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| {
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (decode(k), decode(v))
+        })
+        .collect()
 }
 
 async fn serve_echo(name: &'static str, seen: Arc<Seen>) -> (String, JoinHandle<()>) {
@@ -203,13 +255,15 @@ pub fn config(backends: &Backends) -> Config {
         format!("--inventory-url={}", url(Upstream::Inventory)),
         format!("--shipping-url={}", url(Upstream::Shipping)),
         format!("--notification-url={}", url(Upstream::Notification)),
-        format!("--jwt-secret={SECRET}"),
+        format!("--gateway-signing-keys={}", generate_pem().unwrap()),
+        format!("--service-client-secret={TEST_CLIENT_SECRET}"),
+        format!("--revocation-prefix={}", unique_prefix()),
         format!("--redis-url={}", sales_testkit::redis_url()),
         format!("--rate-limit-prefix={}", unique_prefix()),
         "--rate-limit-requests=1000".to_owned(),
         "--rate-limit-window=15m".to_owned(),
         "--rate-limit-redis-timeout=100ms".to_owned(),
-        "--trust-forwarded-for=false".to_owned(),
+        "--trusted-proxies=".to_owned(),
         "--seed-compat-open=false".to_owned(),
         "--upstream-timeout=2s".to_owned(),
         "--upstream-retries=3".to_owned(),
@@ -310,57 +364,84 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-pub fn claims(customer_id: i64, role: Role) -> Claims {
-    Claims {
-        sub: customer_id.to_string(),
-        name: "Test".into(),
-        email: format!("c{customer_id}@example.com"),
-        role,
-        iat: now(),
-        exp: now() + 600,
-        iss: ISSUER.into(),
-    }
-}
-
-pub fn sign(claims: &Claims, secret: &str) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
+/// The claims of a good access token (token version 1).
+pub fn claims(customer_id: i64, admin: bool) -> TokenClaims {
+    TokenClaims::customer_access(
+        customer_id,
+        admin,
+        1,
+        "Test",
+        &format!("c{customer_id}@example.com"),
+        Duration::from_secs(600),
     )
-    .unwrap()
-}
-
-pub fn token(customer_id: i64, role: Role) -> String {
-    sign(&claims(customer_id, role), SECRET)
 }
 
 pub fn customer(customer_id: i64) -> String {
-    token(customer_id, Role::Customer)
+    PROVIDER.sign(&claims(customer_id, false)).unwrap()
 }
 
 pub fn admin(customer_id: i64) -> String {
-    token(customer_id, Role::Admin)
+    PROVIDER.sign(&claims(customer_id, true)).unwrap()
 }
 
+/// Signed by a key nobody trusts.
 pub fn forged() -> String {
-    sign(
-        &claims(1, Role::Admin),
-        "some-other-secret-that-is-long-enough!!",
+    STRANGER.sign(&claims(1, true)).unwrap()
+}
+
+/// The provider's key id, a stranger's signature.
+pub fn bad_signature() -> String {
+    let good = admin(1);
+    let other = STRANGER.sign(&claims(1, true)).unwrap();
+    let (head, payload, _) = split3(&good);
+    let (_, _, signature) = split3(&other);
+    format!("{head}.{payload}.{signature}")
+}
+
+fn split3(token: &str) -> (&str, &str, &str) {
+    let mut parts = token.splitn(3, '.');
+    (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
     )
 }
 
 pub fn expired() -> String {
-    let mut c = claims(1, Role::Customer);
+    let mut c = claims(1, false);
     c.iat = now() - 7200;
+    c.nbf = now() - 7200;
     c.exp = now() - 3600;
-    sign(&c, SECRET)
+    PROVIDER.sign(&c).unwrap()
 }
 
 pub fn wrong_issuer() -> String {
-    let mut c = claims(1, Role::Customer);
+    let mut c = claims(1, false);
     c.iss = "somebody-else".into();
-    sign(&c, SECRET)
+    PROVIDER.sign(&c).unwrap()
+}
+
+/// A token of the identity provider for a service, not for the API.
+pub fn wrong_audience() -> String {
+    let mut c = claims(1, true);
+    c.aud = Audience::One(service_audience("order"));
+    PROVIDER.sign(&c).unwrap()
+}
+
+/// The claims of the token the gateway gave an upstream request (from the echo's
+/// `authorization` header), verified with the gateway's published keys.
+pub async fn forwarded_claims(gw: &Gateway, echo: &Value) -> TokenClaims {
+    let upstream = echo["service"].as_str().unwrap();
+    let authorization = echo["headers"]["authorization"].as_str().unwrap();
+    let token = authorization.strip_prefix("Bearer ").unwrap();
+    let keys = KeySet::remote(&format!("{}/.well-known/jwks.json", gw.base)).unwrap();
+    TokenVerifier::new(
+        service_audience(upstream),
+        vec![(GATEWAY_ISSUER.into(), keys)],
+    )
+    .verify(token)
+    .await
+    .unwrap_or_else(|e| panic!("the forwarded token does not verify: {e}"))
 }
 
 /// A TCP forwarder to `target` on a fixed local port, that can be cut and restored.
