@@ -7,28 +7,27 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use sales_contracts::api::auth::{Claims, ISSUER, Role};
+use sales_platform::identity::claims::TokenClaims;
+use sales_platform::identity::keys::{SigningKeys, generate_pem};
 use sales_testkit::launch::{Process, Service, Signal};
 use serde_json::json;
-use system_tests::{System, SystemOptions, TEST_JWT_SECRET, bin_dir, free_port};
+use system_tests::{System, SystemOptions, bin_dir, free_port};
 
-fn token(secret: &str, sub: i64, role: Role, expires_in: i64) -> String {
-    let now = chrono::Utc::now().timestamp();
-    let claims = Claims {
-        sub: sub.to_string(),
-        name: "x".into(),
-        email: "x@example.com".into(),
-        role,
-        iat: now,
-        exp: now + expires_in,
-        iss: ISSUER.into(),
-    };
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
+fn access_claims(sub: i64, admin: bool, expires_in: i64) -> TokenClaims {
+    let mut claims = TokenClaims::customer_access(
+        sub,
+        admin,
+        1,
+        "x",
+        "x@example.com",
+        Duration::from_secs(600),
+    );
+    claims.exp = claims.iat + expires_in;
+    if expires_in < 0 {
+        claims.iat += expires_in - 60;
+        claims.nbf = claims.iat;
+    }
+    claims
 }
 
 #[tokio::test]
@@ -51,13 +50,11 @@ async fn forged_and_expired_tokens_are_401_and_other_customers_orders_are_404() 
     let (_, alice) = sys.register("alice@example.com", "Alice").await;
     let (_, bob) = sys.register("bob@example.com", "Bob").await;
 
-    let forged = token(
-        "not-the-real-secret-but-long-enough-1234",
-        1,
-        Role::Admin,
-        600,
-    );
-    let expired = token(TEST_JWT_SECRET, 1, Role::Customer, -3600);
+    let stranger = SigningKeys::from_pem(&generate_pem().unwrap()).unwrap();
+    let forged = stranger.sign(&access_claims(1, true, 600)).unwrap();
+    let expired = sys
+        .minter
+        .sign_as_provider(&access_claims(1, false, -3600));
     for (what, bad) in [
         ("forged", forged.as_str()),
         ("expired", expired.as_str()),
@@ -178,14 +175,22 @@ async fn a_down_or_stuck_service_gives_a_fast_503_or_504_not_a_hang() {
     .await;
     // Registered at the customer service itself: hashing a password on a loaded
     // machine may take longer than this gateway's 1 s upstream timeout.
-    let (status, carl) = sys
+    let (status, body) = sys
         .post(
             Service::Customer,
             "/api/v1/customers/register",
             json!({"email": "carl@example.com", "password": "a-good-password", "name": "Carl"}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{carl}");
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, carl) = sys
+        .post(
+            Service::Customer,
+            "/api/v1/customers/login",
+            json!({"email": "carl@example.com", "password": "a-good-password"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{carl}");
     let token = carl["token"].as_str().unwrap().to_owned();
 
     // Stuck: the process is paused, so it accepts connections and never answers.

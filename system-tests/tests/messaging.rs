@@ -19,6 +19,7 @@ use sales_platform::config::BrokerArgs;
 use sales_platform::consumer::{HandlerError, MessageHandler};
 use sales_platform::outbox;
 use sales_platform::service::{RunningService, ServiceBuilder};
+use sales_testkit::identity::TestIdentity;
 use sales_testkit::{TestBroker, TestDatabase, eventually};
 use sqlx::{PgPool, Postgres, Transaction};
 
@@ -58,6 +59,7 @@ impl MessageHandler for RecordingHandler {
 
 struct Harness {
     handler: Arc<RecordingHandler>,
+    identity: TestIdentity,
     service: Option<RunningService>,
     db: TestDatabase,
     broker: TestBroker,
@@ -68,8 +70,10 @@ async fn start_service(
     db: &TestDatabase,
     broker_args: &BrokerArgs,
     handler: Option<Arc<RecordingHandler>>,
+    identity: &TestIdentity,
 ) -> RunningService {
     let mut builder = ServiceBuilder::new("messaging-test", &sales_testkit::http_args());
+    builder.identity(&identity.args(), &[]).unwrap();
     builder
         .database(&db.args(), sqlx::migrate!("tests/migrations"))
         .unwrap();
@@ -90,7 +94,8 @@ impl Harness {
         let db = TestDatabase::create("messaging").await;
         let broker = TestBroker::new();
         let handler = Arc::new(RecordingHandler::default());
-        let service = start_service(&db, &broker.args(), Some(handler.clone())).await;
+        let identity = TestIdentity::start().await;
+        let service = start_service(&db, &broker.args(), Some(handler.clone()), &identity).await;
         sales_testkit::wait_ready(
             &format!("{}/ready", service.base_url()),
             Duration::from_secs(30),
@@ -100,6 +105,7 @@ impl Harness {
         let pool = db.pool().await;
         Harness {
             handler,
+            identity,
             service: Some(service),
             db,
             broker,
@@ -265,9 +271,24 @@ async fn a_malformed_message_is_parked_and_the_consumer_keeps_going() {
     assert!(reason.contains("not a JSON envelope"), "{reason}");
     assert_eq!(h.effects(2).await + h.effects(66).await, 0);
 
-    // The admin port lists them, shows them, and replays them once the cause is fixed.
+    // The admin port lists them, shows them, and replays them once the cause is fixed,
+    // for an administrator (and no one else).
     let admin = h.service.as_ref().unwrap().admin_url();
-    let summary: serde_json::Value = reqwest::get(format!("{admin}/admin/dead-letters"))
+    let operator = h.identity.minter().access_token(1, true);
+    let http = reqwest::Client::new();
+    let get = |path: String| http.get(path).bearer_auth(&operator).send();
+    for (token, status) in [
+        (None, 401),
+        (Some(h.identity.minter().access_token(2, false)), 403),
+        (h.identity.token("messaging-test", sales_testkit::identity::Who::Admin(1)), 401),
+    ] {
+        let mut r = http.get(format!("{admin}/admin/dead-letters"));
+        if let Some(token) = token {
+            r = r.bearer_auth(token);
+        }
+        assert_eq!(r.send().await.unwrap().status().as_u16(), status);
+    }
+    let summary: serde_json::Value = get(format!("{admin}/admin/dead-letters"))
         .await
         .unwrap()
         .json()
@@ -277,7 +298,7 @@ async fn a_malformed_message_is_parked_and_the_consumer_keeps_going() {
         summary,
         serde_json::json!([{"queue": "notification.cancel-order", "dead_letters": 3}])
     );
-    let parked: serde_json::Value = reqwest::get(format!(
+    let parked: serde_json::Value = get(format!(
         "{admin}/admin/dead-letters/notification.cancel-order"
     ))
     .await
@@ -297,10 +318,22 @@ async fn a_malformed_message_is_parked_and_the_consumer_keeps_going() {
     assert_eq!(h.dead_letters().await.0, 3, "peeking leaves them parked");
 
     h.handler.accept_66.store(true, Ordering::SeqCst);
-    let replayed: serde_json::Value = reqwest::Client::new()
+    let revoked_operator = h.identity.minter().access_token(3, true);
+    h.identity.revoke(&revoked_operator);
+    let refused = http
         .post(format!(
             "{admin}/admin/dead-letters/notification.cancel-order/replay"
         ))
+        .bearer_auth(&revoked_operator)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED, "a revoked admin token");
+    let replayed: serde_json::Value = http
+        .post(format!(
+            "{admin}/admin/dead-letters/notification.cancel-order/replay"
+        ))
+        .bearer_auth(&operator)
         .send()
         .await
         .unwrap()
@@ -321,7 +354,7 @@ async fn a_malformed_message_is_parked_and_the_consumer_keeps_going() {
     )
     .await;
     assert_eq!(h.dead_letters().await.0, 2);
-    let missing = reqwest::get(format!("{admin}/admin/dead-letters/inventory.update-stock"))
+    let missing = get(format!("{admin}/admin/dead-letters/inventory.update-stock"))
         .await
         .unwrap();
     assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
@@ -351,7 +384,8 @@ async fn outbox_events_wait_for_the_broker_and_are_not_lost() {
     let mut unreachable = broker.args();
     unreachable.amqp_url =
         secrecy::SecretString::from("amqp://guest:guest@127.0.0.1:1/%2f".to_owned());
-    let service = start_service(&db, &unreachable, None).await;
+    let identity = TestIdentity::start().await;
+    let service = start_service(&db, &unreachable, None, &identity).await;
     let base = service.base_url();
     let pool = db.pool().await;
     eventually("migrations", Duration::from_secs(10), || async {
@@ -388,7 +422,8 @@ async fn outbox_events_wait_for_the_broker_and_are_not_lost() {
     service.stop().await;
 
     // The service comes back with the broker: the event goes out and is consumed.
-    let service = start_service(&db, &broker.args(), Some(Arc::default())).await;
+    let identity = TestIdentity::start().await;
+    let service = start_service(&db, &broker.args(), Some(Arc::default()), &identity).await;
     eventually(
         "the event to be published and handled",
         Duration::from_secs(15),

@@ -19,7 +19,27 @@ use sales_contracts::api::stock::{Reservation, ReservationLine, ReservationStatu
 use sqlx::{PgConnection, PgPool};
 
 use crate::error::{InventoryError, Result};
-use crate::stock::validate_sku;
+use crate::stock::{MAX_COUNT, validate_sku};
+
+/// Where a reservation was made. Seed 004's stock API let anyone release what its
+/// own `reserve` made, and nothing else; its `release` may touch only [`Origin::Seed004`]
+/// reservations (see [`release_seed004_reservation`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The canonical API (the order service, administrators) and the messages.
+    Canonical,
+    /// Seed 004's `POST /api/v1/stock/reserve`: for no order.
+    Seed004,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Canonical => "canonical",
+            Origin::Seed004 => "seed004",
+        }
+    }
+}
 
 #[derive(sqlx::FromRow)]
 struct ReservationRow {
@@ -74,6 +94,7 @@ pub fn normalise_lines(lines: &[ReservationLine]) -> Result<Vec<ReservationLine>
 /// Reserving again for the same order returns the first reservation (`false`).
 pub async fn reserve_stock(
     pool: &PgPool,
+    origin: Origin,
     order_id: Option<i64>,
     lines: &[ReservationLine],
     hold: Duration,
@@ -87,6 +108,7 @@ pub async fn reserve_stock(
     let mut tx = pool.begin().await?;
     match reserve_in(
         &mut tx,
+        origin,
         order_id,
         &lines,
         ReservationStatus::Pending,
@@ -117,6 +139,7 @@ pub async fn reserve_stock(
 #[tracing::instrument(name = "db reserve stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 async fn reserve_in(
     conn: &mut PgConnection,
+    origin: Origin,
     order_id: Option<i64>,
     lines: &[ReservationLine],
     status: ReservationStatus,
@@ -125,12 +148,13 @@ async fn reserve_in(
     take_stock(conn, lines).await?;
     let expires_at = hold.map(|h| Utc::now() + chrono::Duration::from_std(h).unwrap_or_default());
     let row: ReservationRow = sqlx::query_as(
-        "insert into reservations (order_id, status, expires_at) values ($1, $2, $3)
+        "insert into reservations (order_id, status, expires_at, origin) values ($1, $2, $3, $4)
          returning id, order_id, status, expires_at, created_at, updated_at",
     )
     .bind(order_id)
     .bind(status.as_str())
     .bind(expires_at)
+    .bind(origin.as_str())
     .fetch_one(&mut *conn)
     .await?;
     let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
@@ -304,6 +328,22 @@ pub async fn release_reservation(conn: &mut PgConnection, id: i64) -> Result<Res
     }
 }
 
+/// Seed 004's release: [`release_reservation`] for a reservation seed 004's own
+/// `reserve` made. Any other (an order's, one made through the canonical API) is, to
+/// seed 004's callers, not there: they had no right to it in the seed.
+pub async fn release_seed004_reservation(conn: &mut PgConnection, id: i64) -> Result<Reservation> {
+    // A reservation's origin never changes: checking it before the lock is enough.
+    let origin: Option<String> =
+        sqlx::query_scalar("select origin from reservations where id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if origin.as_deref() != Some(Origin::Seed004.as_str()) {
+        return Err(InventoryError::ReservationNotFound(id));
+    }
+    release_reservation(conn, id).await
+}
+
 /// The order was paid: the reserved units leave the warehouse. Committing twice is
 /// a no-op.
 pub async fn commit_reservation(conn: &mut PgConnection, id: i64) -> Result<Reservation> {
@@ -341,7 +381,15 @@ pub async fn hold_for_order(
     match existing {
         None => {
             let lines = normalise_lines(lines)?;
-            reserve_in(conn, Some(order_id), &lines, ReservationStatus::Held, None).await
+            reserve_in(
+                conn,
+                Origin::Canonical,
+                Some(order_id),
+                &lines,
+                ReservationStatus::Held,
+                None,
+            )
+            .await
         }
         Some(r) => {
             let row = lock(conn, r.reservation_id).await?;
@@ -389,12 +437,42 @@ pub async fn restore_for_order(
             release_reservation(conn, r.reservation_id).await.map(Some)
         }
         ReservationStatus::Committed => {
+            check_restock(conn, r.reservation_id).await?;
             adjust_stock(conn, r.reservation_id, "on_hand = s.on_hand + l.quantity").await?;
             set_status(conn, r.reservation_id, ReservationStatus::Released).await?;
             get_reservation(conn, r.reservation_id).await.map(Some)
         }
         ReservationStatus::Released => Ok(Some(r)),
     }
+}
+
+/// Lock the stock rows of a sold reservation and check that its units fit back on
+/// hand: an item counts at most [`MAX_COUNT`] units.
+async fn check_restock(conn: &mut PgConnection, id: i64) -> Result<()> {
+    let lines: Vec<(String, i32, i32)> = sqlx::query_as(
+        "select s.sku, s.on_hand, l.quantity from stock_items s
+         join reservation_lines l on l.sku = s.sku and l.reservation_id = $1
+         order by s.sku for update of s",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let over: Vec<String> = lines
+        .iter()
+        .filter(|(_, on_hand, quantity)| {
+            i64::from(*on_hand) + i64::from(*quantity) > i64::from(MAX_COUNT)
+        })
+        .map(|(sku, on_hand, quantity)| {
+            format!("{quantity} units of {sku} (it has {on_hand} on hand)")
+        })
+        .collect();
+    if over.is_empty() {
+        return Ok(());
+    }
+    Err(InventoryError::Validation(format!(
+        "cannot give {} back to stock: an item counts at most {MAX_COUNT} units",
+        over.join(", ")
+    )))
 }
 
 /// Release pending reservations whose time is up. Safe to run on every replica:

@@ -30,6 +30,9 @@ impl From<StockRow> for StockLevel {
 
 const COLUMNS: &str = "sku, product_id, on_hand, reserved, updated_at";
 
+/// The most units an item can count, on hand or reserved (the columns are `integer`).
+pub const MAX_COUNT: i32 = i32::MAX;
+
 /// Every item, by SKU; or only those of the given products.
 pub async fn list_stock(
     conn: &mut PgConnection,
@@ -62,6 +65,7 @@ pub async fn list_stock(
 }
 
 pub async fn get_stock(conn: &mut PgConnection, sku: &str) -> Result<StockLevel> {
+    refuse_nul(sku)?;
     sqlx::query_as::<_, StockRow>(&format!("select {COLUMNS} from stock_items where sku = $1"))
         .bind(sku)
         .fetch_optional(conn)
@@ -158,9 +162,21 @@ pub fn validate_sku(sku: &str) -> Result<()> {
     if sku.trim().is_empty() {
         return Err(InventoryError::Validation("sku must not be empty".into()));
     }
+    refuse_nul(sku)?;
     if sku.len() > 64 {
         return Err(InventoryError::Validation(
             "sku must be at most 64 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// PostgreSQL text cannot hold a NUL character: no SKU has one, and a query with one
+/// would fail in the database.
+fn refuse_nul(sku: &str) -> Result<()> {
+    if sku.contains('\0') {
+        return Err(InventoryError::Validation(
+            "sku must not contain a NUL character".into(),
         ));
     }
     Ok(())
@@ -206,7 +222,8 @@ pub async fn get_stock_of_product(
 
 /// Make `available` units orderable (seed 004's "add or update a stock item", whose
 /// quantity is what can still be reserved): on hand becomes `available` plus what
-/// is reserved now.
+/// is reserved now. That sum must still be a count (at most [`i32::MAX`]): checked
+/// in the statement itself, so that a reservation made meanwhile cannot push it over.
 pub async fn set_available(
     conn: &mut PgConnection,
     sku: &str,
@@ -218,15 +235,30 @@ pub async fn set_available(
             "quantity cannot be negative".into(),
         ));
     }
-    let row: StockRow = sqlx::query_as(&format!(
+    let row: Option<StockRow> = sqlx::query_as(&format!(
         "insert into stock_items (sku, on_hand) values ($1, $2)
          on conflict (sku) do update
             set on_hand = stock_items.reserved + excluded.on_hand, updated_at = now()
+            where stock_items.reserved::bigint + excluded.on_hand <= $3
          returning {COLUMNS}"
     ))
     .bind(sku)
     .bind(available)
-    .fetch_one(conn)
+    .bind(i64::from(MAX_COUNT))
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(row.into())
+    if let Some(row) = row {
+        return Ok(row.into());
+    }
+    let reserved: i32 = sqlx::query_scalar("select reserved from stock_items where sku = $1")
+        .bind(sku)
+        .fetch_optional(conn)
+        .await?
+        .unwrap_or_default();
+    Err(InventoryError::Validation(format!(
+        "quantity {available} is too large for {sku}: with its {reserved} units reserved, \
+         on hand would exceed {MAX_COUNT}, the most an item can count; \
+         the quantity can be at most {}",
+        MAX_COUNT - reserved
+    )))
 }

@@ -1,5 +1,7 @@
 //! The inventory against a real PostgreSQL and RabbitMQ: reservations never
-//! oversell, are all-or-nothing, expire, and bad input gets a clear 4xx.
+//! oversell, are all-or-nothing, expire, and bad input gets a clear 4xx. Each
+//! request is made by whoever really makes it: the order service reserves, an
+//! administrator counts stock.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,9 +9,14 @@ mod support;
 
 use std::time::Duration;
 
+use reqwest::Method;
 use reqwest::StatusCode;
+use sales_contracts::Envelope;
+use sales_contracts::events::{CanceledItem, RestoreCanceledItem};
+use sales_platform::identity::TokenClaims;
+use sales_testkit::identity::TestIdentity;
 use serde_json::{Value, json};
-use support::Inventory;
+use support::{ADMIN, Inventory, ORDER_SERVICE, SEED_CLIENT, Who};
 
 #[tokio::test]
 async fn fifty_concurrent_orders_for_the_last_ten_units_reserve_exactly_ten() {
@@ -20,6 +27,7 @@ async fn fifty_concurrent_orders_for_the_last_ten_units_reserve_exactly_ten() {
         let inv = &inv;
         async move {
             inv.post(
+                ORDER_SERVICE,
                 "/api/v1/inventory/reservations",
                 json!({"order_id": order_id, "items": [{"sku": "LAST-TEN", "quantity": 1}]}),
             )
@@ -38,7 +46,7 @@ async fn fifty_concurrent_orders_for_the_last_ten_units_reserve_exactly_ten() {
         .count();
     assert_eq!((reserved, refused), (10, 40), "statuses: {statuses:?}");
 
-    let (_, level) = inv.get("/api/v1/inventory/items/LAST-TEN").await;
+    let level = inv.level("LAST-TEN").await;
     assert_eq!(level["on_hand"], 10);
     assert_eq!(level["reserved"], 10);
     assert_eq!(level["available"], 0);
@@ -53,6 +61,7 @@ async fn reservation_is_all_or_nothing_and_says_what_is_short() {
 
     let (status, body) = inv
         .post(
+            ORDER_SERVICE,
             "/api/v1/inventory/reservations",
             json!({"order_id": 1, "items": [{"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 3}]}),
         )
@@ -63,17 +72,18 @@ async fn reservation_is_all_or_nothing_and_says_what_is_short() {
         body["error"]["details"]["shortages"],
         json!([{"sku": "B", "requested": 3, "available": 1}])
     );
-    assert_eq!(inv.get("/api/v1/inventory/items/A").await.1["reserved"], 0);
+    assert_eq!(inv.level("A").await["reserved"], 0);
 
     let (status, body) = inv
         .post(
+            ORDER_SERVICE,
             "/api/v1/inventory/reservations",
             json!({"order_id": 1, "items": [{"sku": "A", "quantity": 1}, {"sku": "NOPE", "quantity": 1}]}),
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["details"]["unknown_skus"], json!(["NOPE"]));
-    assert_eq!(inv.get("/api/v1/inventory/items/A").await.1["reserved"], 0);
+    assert_eq!(inv.level("A").await["reserved"], 0);
     inv.stop().await;
 }
 
@@ -85,6 +95,7 @@ async fn reservation_life_cycle_and_illegal_moves() {
     // Duplicate SKUs in one request are merged.
     let (status, r) = inv
         .post(
+            ORDER_SERVICE,
             "/api/v1/inventory/reservations",
             json!({"order_id": 7, "items": [{"sku": "SKU-1", "quantity": 2}, {"sku": "SKU-1", "quantity": 1}]}),
         )
@@ -97,26 +108,25 @@ async fn reservation_life_cycle_and_illegal_moves() {
     // Same order again: the same reservation, nothing more reserved.
     let (status, again) = inv
         .post(
+            ORDER_SERVICE,
             "/api/v1/inventory/reservations",
             json!({"order_id": 7, "items": [{"sku": "SKU-1", "quantity": 3}]}),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again["reservation_id"], id);
-    assert_eq!(
-        inv.get("/api/v1/inventory/items/SKU-1").await.1["reserved"],
-        3
-    );
+    assert_eq!(inv.level("SKU-1").await["reserved"], 3);
 
     let (status, committed) = inv
         .post(
+            ORDER_SERVICE,
             &format!("/api/v1/inventory/reservations/{id}/commit"),
             json!({}),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(committed["status"], "committed");
-    let level = inv.get("/api/v1/inventory/items/SKU-1").await.1;
+    let level = inv.level("SKU-1").await;
     assert_eq!(
         (level["on_hand"].as_i64(), level["reserved"].as_i64()),
         (Some(5), Some(0))
@@ -124,6 +134,7 @@ async fn reservation_life_cycle_and_illegal_moves() {
 
     let (status, body) = inv
         .post(
+            ORDER_SERVICE,
             &format!("/api/v1/inventory/reservations/{id}/release"),
             json!({}),
         )
@@ -134,29 +145,26 @@ async fn reservation_life_cycle_and_illegal_moves() {
     // A second reservation, released: the units come back; releasing twice is a 409.
     let (_, r2) = inv
         .post(
+            ORDER_SERVICE,
             "/api/v1/inventory/reservations",
             json!({"items": [{"sku": "SKU-1", "quantity": 5}]}),
         )
         .await;
     let id2 = r2["reservation_id"].as_i64().unwrap();
-    assert_eq!(
-        inv.get("/api/v1/inventory/items/SKU-1").await.1["available"],
-        0
-    );
+    assert_eq!(inv.level("SKU-1").await["available"], 0);
     let (status, released) = inv
         .post(
+            ORDER_SERVICE,
             &format!("/api/v1/inventory/reservations/{id2}/release"),
             json!({}),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(released["status"], "released");
-    assert_eq!(
-        inv.get("/api/v1/inventory/items/SKU-1").await.1["available"],
-        5
-    );
+    assert_eq!(inv.level("SKU-1").await["available"], 5);
     let (status, _) = inv
         .post(
+            ORDER_SERVICE,
             &format!("/api/v1/inventory/reservations/{id2}/release"),
             json!({}),
         )
@@ -165,12 +173,17 @@ async fn reservation_life_cycle_and_illegal_moves() {
 
     // On hand cannot be set below what is reserved.
     inv.post(
+        ORDER_SERVICE,
         "/api/v1/inventory/reservations",
         json!({"items": [{"sku": "SKU-1", "quantity": 4}]}),
     )
     .await;
     let (status, body) = inv
-        .put("/api/v1/inventory/items/SKU-1", json!({"on_hand": 3}))
+        .put(
+            ADMIN,
+            "/api/v1/inventory/items/SKU-1",
+            json!({"on_hand": 3}),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     inv.stop().await;
@@ -186,30 +199,28 @@ async fn unclaimed_reservations_expire_and_give_stock_back() {
     inv.set_stock("EXP", 4).await;
     let (_, r) = inv
         .post(
+            ORDER_SERVICE,
             "/api/v1/inventory/reservations",
             json!({"items": [{"sku": "EXP", "quantity": 4}]}),
         )
         .await;
-    assert_eq!(
-        inv.get("/api/v1/inventory/items/EXP").await.1["available"],
-        0
-    );
+    assert_eq!(inv.level("EXP").await["available"], 0);
     let id = r["reservation_id"].as_i64().unwrap();
     sales_testkit::eventually(
         "the reservation to expire",
         Duration::from_secs(10),
         || async {
             let (_, r) = inv
-                .get(&format!("/api/v1/inventory/reservations/{id}"))
+                .get(
+                    ORDER_SERVICE,
+                    &format!("/api/v1/inventory/reservations/{id}"),
+                )
                 .await;
             (r["status"] == "released").then_some(())
         },
     )
     .await;
-    assert_eq!(
-        inv.get("/api/v1/inventory/items/EXP").await.1["available"],
-        4
-    );
+    assert_eq!(inv.level("EXP").await["available"], 4);
     inv.stop().await;
 }
 
@@ -260,9 +271,29 @@ async fn bad_input_gets_a_clear_4xx() {
             StatusCode::NOT_FOUND,
             "unknown item",
         ),
+        (
+            "quantity beyond a 32-bit integer",
+            json!({"items": [{"sku": "OK", "quantity": 2_147_483_648_i64}]}),
+            StatusCode::BAD_REQUEST,
+            "invalid value",
+        ),
+        (
+            "merged quantities beyond a 32-bit integer",
+            json!({"items": [{"sku": "OK", "quantity": i32::MAX}, {"sku": "OK", "quantity": 1}]}),
+            StatusCode::BAD_REQUEST,
+            "quantity of OK is too large",
+        ),
+        (
+            "the largest quantity",
+            json!({"items": [{"sku": "OK", "quantity": i32::MAX}]}),
+            StatusCode::CONFLICT,
+            "not enough stock for OK (requested 2147483647, available 1)",
+        ),
     ];
     for (name, body, want, text) in cases {
-        let (status, answer) = inv.post("/api/v1/inventory/reservations", body).await;
+        let (status, answer) = inv
+            .post(ORDER_SERVICE, "/api/v1/inventory/reservations", body)
+            .await;
         assert_eq!(status, want, "{name}: {answer}");
         let message = answer["error"]["message"].as_str().unwrap_or_default();
         assert!(
@@ -271,10 +302,13 @@ async fn bad_input_gets_a_clear_4xx() {
         );
     }
 
-    let client = reqwest::Client::new();
+    // The order service's own requests with bodies that are not what they should be.
+    let client = inv.client();
+    let token = inv.token(ORDER_SERVICE).unwrap();
     let url = format!("{}/api/v1/inventory/reservations", inv.base);
     let r = client
         .post(&url)
+        .bearer_auth(&token)
         .header("content-type", "application/json")
         .body("{\"items\": [")
         .send()
@@ -286,7 +320,13 @@ async fn bad_input_gets_a_clear_4xx() {
         "malformed_json"
     );
 
-    let r = client.post(&url).body("{}").send().await.unwrap();
+    let r = client
+        .post(&url)
+        .bearer_auth(&token)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     let huge = format!(
@@ -295,6 +335,7 @@ async fn bad_input_gets_a_clear_4xx() {
     );
     let r = client
         .post(&url)
+        .bearer_auth(&token)
         .header("content-type", "application/json")
         .body(huge)
         .send()
@@ -306,36 +347,58 @@ async fn bad_input_gets_a_clear_4xx() {
         "payload_too_large"
     );
 
-    let (status, body) = inv.get("/api/v1/inventory/reservations/abc").await;
+    let (status, body) = inv
+        .get(ORDER_SERVICE, "/api/v1/inventory/reservations/abc")
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, _) = inv.get("/api/v1/inventory/reservations/999").await;
+    let (status, _) = inv
+        .get(ORDER_SERVICE, "/api/v1/inventory/reservations/999")
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, body) = inv.get("/api/v1/inventory/items?limit=0").await;
+    let (status, body) = inv.get(ADMIN, "/api/v1/inventory/items?limit=0").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, body) = inv.get("/api/v1/inventory/items?product_ids=1,x").await;
+    let (status, body) = inv
+        .get(ADMIN, "/api/v1/inventory/items?product_ids=1,x")
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, body) = inv.get("/no/such/route").await;
+    let (status, body) = inv.get(Who::Nobody, "/no/such/route").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
     let (status, body) = inv
-        .put("/api/v1/inventory/items/OK", json!({"on_hand": -1}))
+        .put(ADMIN, "/api/v1/inventory/items/OK", json!({"on_hand": -1}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, body) = inv
-        .put("/api/v1/inventory/items/OK", json!({"onhand": 1}))
+        .put(ADMIN, "/api/v1/inventory/items/OK", json!({"onhand": 1}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = inv
+        .put(
+            ADMIN,
+            "/api/v1/inventory/items/OK",
+            json!({"on_hand": 2_147_483_648_i64}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid value: integer `2147483648`"),
+        "{body}"
+    );
+    assert_eq!(inv.level("OK").await["on_hand"], 1);
     inv.stop().await;
 }
 
 #[tokio::test]
 async fn probes_docs_and_metrics_are_served() {
     let inv = Inventory::start().await;
-    let (status, body) = inv.get("/health").await;
+    let (status, body) = inv.get(Who::Nobody, "/health").await;
     assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
-    let (status, _) = inv.get("/ready").await;
+    let (status, _) = inv.get(Who::Nobody, "/ready").await;
     assert_eq!(status, StatusCode::OK);
-    let (status, doc) = inv.get("/openapi.json").await;
+    let (status, doc) = inv.get(Who::Nobody, "/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     for path in [
         "/api/v1/inventory/items",
@@ -380,5 +443,241 @@ async fn the_api_role_serves_http_and_consumes_nothing() {
     );
     let (status, queues) = inv.get_admin("/admin/dead-letters").await;
     assert_eq!((status, queues), (StatusCode::OK, json!([])));
+    inv.stop().await;
+}
+
+/// The admin port's operations endpoints are not behind the gateway: they take an
+/// administrator's own access token (as logging in gives it), still active at the
+/// identity provider, and nothing else.
+#[tokio::test]
+async fn the_dead_letter_endpoints_take_only_an_administrators_active_access_token() {
+    let inv = Inventory::start().await;
+    let routes = [
+        (Method::GET, "/admin/dead-letters"),
+        (Method::GET, "/admin/dead-letters/inventory.update-stock"),
+        (
+            Method::POST,
+            "/admin/dead-letters/inventory.update-stock/replay",
+        ),
+    ];
+    let admin = inv.admin_access_token();
+    for (method, path) in &routes {
+        let r = inv.admin_call(method.clone(), path, Some(&admin)).await;
+        assert_eq!(r.status, StatusCode::OK, "{method} {path}: {r:?}");
+    }
+    let (_, queues) = inv.get_admin("/admin/dead-letters").await;
+    let mut names: Vec<&str> = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["queue"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "inventory.paid-order",
+            "inventory.product-created",
+            "inventory.restore-canceled-item",
+            "inventory.update-stock"
+        ]
+    );
+
+    let revoked = inv.admin_access_token();
+    inv.identity.revoke(&revoked);
+    let mut expired = TokenClaims::customer_access(
+        1,
+        true,
+        1,
+        "Test",
+        "test@example.com",
+        Duration::from_secs(600),
+    );
+    expired.iat -= 7200;
+    expired.nbf -= 7200;
+    expired.exp -= 3600;
+    let expired = inv.identity.minter().sign_as_provider(&expired);
+    let elsewhere = TestIdentity::start().await;
+    let cases: Vec<(&str, Option<String>, StatusCode, &str)> = vec![
+        (
+            "no token",
+            None,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        ),
+        (
+            "a customer's access token",
+            Some(inv.identity.minter().access_token(7, false)),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            "a revoked administrator's token",
+            Some(revoked),
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+        ),
+        (
+            "an expired administrator's token",
+            Some(expired),
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+        ),
+        (
+            "an administrator's token from another identity provider",
+            Some(elsewhere.minter().access_token(1, true)),
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+        ),
+        (
+            "the gateway's token for an administrator's request to the inventory",
+            inv.token(ADMIN),
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+        ),
+        (
+            "the order service's token",
+            inv.token(ORDER_SERVICE),
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+        ),
+    ];
+    for (name, token, want, code) in &cases {
+        for (method, path) in &routes {
+            let r = inv.admin_call(method.clone(), path, token.as_deref()).await;
+            assert_eq!(r.status, *want, "{name}, {method} {path}: {r:?}");
+            assert_eq!(r.body["error"]["code"], *code, "{name}, {method} {path}");
+            if *want == StatusCode::UNAUTHORIZED {
+                assert!(
+                    r.challenge.as_deref().unwrap_or("").starts_with("Bearer"),
+                    "{name}: a 401 says how to authenticate: {r:?}"
+                );
+            }
+        }
+    }
+    // Revoking one token leaves the administrator's other tokens working.
+    let r = inv
+        .admin_call(Method::GET, "/admin/dead-letters", Some(&admin))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    inv.stop().await;
+}
+
+/// A sold order is cancelled after a recount set on hand to the largest count there
+/// is: giving its units back would overflow. The message is parked, saying why,
+/// instead of failing in the database again and again; nothing changes.
+#[tokio::test]
+async fn restoring_an_order_beyond_the_largest_count_is_parked_with_a_clear_reason() {
+    let inv = Inventory::start().await;
+    inv.set_stock("BIG", 5).await;
+    let r = inv
+        .reserve_for_order(Some(77), json!([{"sku": "BIG", "quantity": 5}]))
+        .await;
+    let id = r["reservation_id"].as_i64().unwrap();
+    let (status, body) = inv
+        .post(
+            ORDER_SERVICE,
+            &format!("/api/v1/inventory/reservations/{id}/commit"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    inv.set_stock("BIG", i32::MAX).await;
+
+    let restore = Envelope::new(
+        "test",
+        RestoreCanceledItem {
+            items: vec![CanceledItem {
+                order_id: 77,
+                product_id: 1,
+                sku: "BIG".into(),
+                quantity: 5,
+            }],
+        },
+    )
+    .into_json();
+    inv.broker
+        .publish_raw(
+            restore.message_type.as_str(),
+            &serde_json::to_vec(&restore).unwrap(),
+        )
+        .await;
+    let parked = sales_testkit::eventually(
+        "the restore to be parked",
+        Duration::from_secs(20),
+        || async {
+            let (_, parked) = inv
+                .get_admin("/admin/dead-letters/inventory.restore-canceled-item")
+                .await;
+            parked.as_array().and_then(|p| p.first().cloned())
+        },
+    )
+    .await;
+    let reason = parked["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("BIG") && reason.contains("2147483647"),
+        "the reason should say which item and why: {parked}"
+    );
+    let level = inv.level("BIG").await;
+    assert_eq!(
+        (level["on_hand"].as_i64(), level["reserved"].as_i64()),
+        (Some(i64::from(i32::MAX)), Some(0))
+    );
+    let (_, r) = inv
+        .get(
+            ORDER_SERVICE,
+            &format!("/api/v1/inventory/reservations/{id}"),
+        )
+        .await;
+    assert_eq!(r["status"], "committed");
+    inv.stop().await;
+}
+
+/// Found while fuzzing for issue 11: PostgreSQL cannot store a NUL character in
+/// text, so a SKU with one made every route that looks it up answer 500. It is bad
+/// input, and says so.
+#[tokio::test]
+async fn a_sku_with_a_nul_character_gets_a_clear_400() {
+    let inv = Inventory::start().await;
+    inv.set_stock("A", 1).await;
+    let cases: Vec<(Method, Who, &str, Option<Value>)> = vec![
+        (Method::GET, ADMIN, "/api/v1/inventory/items/A%00B", None),
+        (
+            Method::PUT,
+            ADMIN,
+            "/api/v1/inventory/items/A%00B",
+            Some(json!({"on_hand": 1})),
+        ),
+        (
+            Method::POST,
+            ORDER_SERVICE,
+            "/api/v1/inventory/reservations",
+            Some(
+                json!({"items": [{"sku": "A", "quantity": 1}, {"sku": "A\u{0}B", "quantity": 1}]}),
+            ),
+        ),
+        (Method::GET, SEED_CLIENT, "/api/v1/stock/A%00B", None),
+        (
+            Method::POST,
+            SEED_CLIENT,
+            "/api/v1/stock/items",
+            Some(json!({"item_sku": "A\u{0}B", "quantity": 1})),
+        ),
+        (
+            Method::POST,
+            SEED_CLIENT,
+            "/api/v1/stock/reserve",
+            Some(json!({"item_sku": "A\u{0}B", "quantity": 1})),
+        ),
+    ];
+    for (method, who, path, body) in cases {
+        let r = inv.send(method.clone(), who, path, body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{method} {path}: {r:?}");
+        assert_eq!(
+            r.body["error"]["message"], "sku must not contain a NUL character",
+            "{method} {path}"
+        );
+    }
+    assert_eq!(inv.level("A").await["reserved"], 0);
     inv.stop().await;
 }

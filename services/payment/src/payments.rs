@@ -1,8 +1,15 @@
 //! Payments: how they are stored and every operation on them.
 //!
-//! One payment per order (the table's unique `order_id`). Making a payment for an
-//! order that already has one returns that payment if the amount and currency are the
-//! same, and is refused (`payment_exists`) if they differ, so every caller may retry.
+//! One payment per order (the table's unique `(source, order_id)`). Making a payment
+//! for an order that already has one returns that payment if the amount and currency
+//! are the same, and is refused (`payment_exists`) if they differ, so every caller may
+//! retry.
+//!
+//! A payment's [`Source`] says which payments an order id names: the orders' own
+//! (the order service's charge, admins) or the seeds' (made through a seed's route by
+//! a caller without an account, who may name any order id). Each source has its own
+//! payment per order id, so a seed call never finds, changes or blocks an order's
+//! payment; and a seed route's caller reaches only the seeds' payments ([`Reach`]).
 //!
 //! Every move locks the payment's row (`select ... for update`, or the row just
 //! inserted) for the whole transaction: concurrent requests for one payment queue, and
@@ -28,6 +35,54 @@ pub struct Payments {
     pub metrics: PaymentMetrics,
 }
 
+/// Where a payment was made: each source has its own payment per order id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The order's own payment: made by the order service's charge, or by an admin
+    /// (on any route).
+    Canonical,
+    /// Made through a seed's route by a caller without an account. It belongs to no
+    /// one, and its order id is only what that caller said.
+    Seed,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Canonical => "canonical",
+            Source::Seed => "seed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Source> {
+        match s {
+            "canonical" => Some(Source::Canonical),
+            "seed" => Some(Source::Seed),
+            _ => None,
+        }
+    }
+}
+
+/// Which payments a request may act on by id; any other is not found (404), as if
+/// it did not exist.
+#[derive(Clone, Copy, Debug)]
+pub enum Reach<'a> {
+    /// Every payment: for admins (on any route) and, to refund, the order service.
+    All,
+    /// The seeds' payments that `caller` may see: a seed route's caller without an
+    /// account.
+    Seed(&'a Caller),
+}
+
+impl Reach<'_> {
+    fn reaches(self, source: Source, owner: Option<i64>) -> bool {
+        match self {
+            Reach::All => true,
+            Reach::Seed(caller) => source == Source::Seed && caller.may_see(owner),
+        }
+    }
+}
+
 /// A payment and whether this request made it (201) or found it (200).
 #[derive(Clone, Debug)]
 pub struct Stored {
@@ -40,6 +95,7 @@ struct PaymentRow {
     id: i64,
     order_id: i64,
     customer_id: Option<i64>,
+    source: String,
     amount_minor: i64,
     currency: String,
     status: String,
@@ -72,8 +128,8 @@ impl TryFrom<PaymentRow> for Payment {
     }
 }
 
-const COLUMNS: &str = "id, order_id, customer_id, amount_minor, currency, status, decline_reason, \
-    created_at, updated_at";
+const COLUMNS: &str = "id, order_id, customer_id, source, amount_minor, currency, status, \
+    decline_reason, created_at, updated_at";
 
 /// Check what a new payment would be made of.
 pub fn validate_new(order_id: i64, amount: Money) -> Result<()> {
@@ -135,13 +191,13 @@ impl Payments {
         rows.into_iter().map(Payment::try_from).collect()
     }
 
-    /// Open a pending payment for an order (or find the one it has).
-    pub async fn open(&self, order_id: i64, amount: Money) -> Result<Stored> {
+    /// Open a pending payment for an order (or find the one it has in `source`).
+    pub async fn open(&self, order_id: i64, amount: Money, source: Source) -> Result<Stored> {
         validate_new(order_id, amount)?;
         let mut entered = Entered::default();
         let mut tx = self.pool.begin().await?;
         let (payment, created) =
-            lock_or_open(&mut tx, order_id, None, amount, &mut entered).await?;
+            lock_or_open(&mut tx, order_id, None, amount, source, &mut entered).await?;
         tx.commit().await?;
         self.count(entered);
         Ok(Stored { payment, created })
@@ -164,8 +220,15 @@ impl Payments {
         }
         let mut entered = Entered::default();
         let mut tx = self.pool.begin().await?;
-        let (mut payment, created) =
-            lock_or_open(&mut tx, order_id, customer_id, amount, &mut entered).await?;
+        let (mut payment, created) = lock_or_open(
+            &mut tx,
+            order_id,
+            customer_id,
+            amount,
+            Source::Canonical,
+            &mut entered,
+        )
+        .await?;
         if payment.status == PaymentStatus::Pending {
             payment = self
                 .authorize_locked(&mut tx, payment, &mut entered)
@@ -179,14 +242,19 @@ impl Payments {
         Ok(Stored { payment, created })
     }
 
-    /// Seed 004: authorize an order's payment, making it if the order has none. A
-    /// payment that is no longer pending is returned as it is.
-    pub async fn authorize_order(&self, order_id: i64, amount: Money) -> Result<Stored> {
+    /// Seed 004: authorize an order's payment in `source`, making it if there is
+    /// none. A payment that is no longer pending is returned as it is.
+    pub async fn authorize_order(
+        &self,
+        order_id: i64,
+        amount: Money,
+        source: Source,
+    ) -> Result<Stored> {
         validate_new(order_id, amount)?;
         let mut entered = Entered::default();
         let mut tx = self.pool.begin().await?;
         let (mut payment, created) =
-            lock_or_open(&mut tx, order_id, None, amount, &mut entered).await?;
+            lock_or_open(&mut tx, order_id, None, amount, source, &mut entered).await?;
         if payment.status == PaymentStatus::Pending {
             payment = self
                 .authorize_locked(&mut tx, payment, &mut entered)
@@ -201,7 +269,7 @@ impl Payments {
     pub async fn authorize(&self, id: i64) -> Result<Payment> {
         let mut entered = Entered::default();
         let mut tx = self.pool.begin().await?;
-        let payment = lock(&mut tx, id).await?;
+        let payment = lock(&mut tx, id, Reach::All).await?;
         let payment = self
             .authorize_locked(&mut tx, payment, &mut entered)
             .await?;
@@ -210,13 +278,13 @@ impl Payments {
         Ok(payment)
     }
 
-    /// Confirm (capture) a payment. A pending one is authorized first and ends
-    /// `declined` if the authorizer declines. With `already_ok`, a payment that is
-    /// already confirmed is returned as it is (seed 002's idempotent `PUT`).
-    pub async fn confirm(&self, id: i64, already_ok: bool) -> Result<Payment> {
+    /// Confirm (capture) a payment within `reach`. A pending one is authorized first
+    /// and ends `declined` if the authorizer declines. With `already_ok`, a payment
+    /// that is already confirmed is returned as it is (seed 002's idempotent `PUT`).
+    pub async fn confirm(&self, id: i64, reach: Reach<'_>, already_ok: bool) -> Result<Payment> {
         let mut entered = Entered::default();
         let mut tx = self.pool.begin().await?;
-        let mut payment = lock(&mut tx, id).await?;
+        let mut payment = lock(&mut tx, id, reach).await?;
         if already_ok && payment.status == PaymentStatus::Confirmed {
             return Ok(payment);
         }
@@ -236,12 +304,12 @@ impl Payments {
         Ok(payment)
     }
 
-    /// Refund a confirmed payment. With `already_ok`, a payment that is already
-    /// refunded is returned as it is (seed 002's idempotent `PUT`).
-    pub async fn refund(&self, id: i64, already_ok: bool) -> Result<Payment> {
+    /// Refund a confirmed payment within `reach`. With `already_ok`, a payment that is
+    /// already refunded is returned as it is (seed 002's idempotent `PUT`).
+    pub async fn refund(&self, id: i64, reach: Reach<'_>, already_ok: bool) -> Result<Payment> {
         let mut entered = Entered::default();
         let mut tx = self.pool.begin().await?;
-        let payment = lock(&mut tx, id).await?;
+        let payment = lock(&mut tx, id, reach).await?;
         if already_ok && payment.status == PaymentStatus::Refunded {
             return Ok(payment);
         }
@@ -283,51 +351,65 @@ impl Payments {
     }
 }
 
-/// Lock a payment's row for the rest of the transaction.
-async fn lock(conn: &mut PgConnection, id: i64) -> Result<Payment> {
+/// Lock a payment's row for the rest of the transaction, if it is within `reach`
+/// (another is not found).
+async fn lock(conn: &mut PgConnection, id: i64, reach: Reach<'_>) -> Result<Payment> {
     let row: Option<PaymentRow> = sqlx::query_as(&format!(
         "select {COLUMNS} from payments where id = $1 for update"
     ))
     .bind(id)
     .fetch_optional(conn)
     .await?;
-    row.ok_or(PaymentError::NotFound(id))?.try_into()
+    let row = row.ok_or(PaymentError::NotFound(id))?;
+    let source = Source::parse(&row.source).ok_or_else(|| {
+        PaymentError::Database(sqlx::Error::Decode(
+            format!("payment {id}: unknown source {:?}", row.source).into(),
+        ))
+    })?;
+    if !reach.reaches(source, row.customer_id) {
+        return Err(PaymentError::NotFound(id));
+    }
+    row.try_into()
 }
 
-/// The order's payment, locked: made `pending` now (`true`) or found (`false`). A
-/// payment found with another amount or currency is a `payment_exists` conflict.
+/// The order's payment in `source`, locked: made `pending` now (`true`) or found
+/// (`false`). A payment found with another amount or currency is a `payment_exists`
+/// conflict.
 async fn lock_or_open(
     conn: &mut PgConnection,
     order_id: i64,
     customer_id: Option<i64>,
     amount: Money,
+    source: Source,
     entered: &mut Entered,
 ) -> Result<(Payment, bool)> {
     // Rows are never deleted, so a conflicting insert means the row is there once the
     // other transaction commits; the loop only guards against the impossible.
     for _ in 0..3 {
         let inserted: Option<PaymentRow> = sqlx::query_as(&format!(
-            "insert into payments (order_id, customer_id, amount_minor, currency, status)
-             values ($1, $4, $2, $3, 'pending')
-             on conflict (order_id) do nothing
+            "insert into payments (order_id, customer_id, amount_minor, currency, status, source)
+             values ($1, $4, $2, $3, 'pending', $5)
+             on conflict (source, order_id) do nothing
              returning {COLUMNS}"
         ))
         .bind(order_id)
         .bind(amount.amount)
         .bind(amount.currency.as_str())
         .bind(customer_id)
+        .bind(source.as_str())
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(row) = inserted {
             let payment = Payment::try_from(row)?;
             entered.0.push((PaymentStatus::Pending, payment.amount));
-            tracing::info!(payment_id = payment.payment_id, order_id, amount = %amount, "payment opened");
+            tracing::info!(payment_id = payment.payment_id, order_id, amount = %amount, source = source.as_str(), "payment opened");
             return Ok((payment, true));
         }
         let existing: Option<PaymentRow> = sqlx::query_as(&format!(
-            "select {COLUMNS} from payments where order_id = $1 for update"
+            "select {COLUMNS} from payments where order_id = $1 and source = $2 for update"
         ))
         .bind(order_id)
+        .bind(source.as_str())
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(row) = existing {

@@ -21,8 +21,8 @@ pub enum ShippingError {
     },
     #[error("shipment {0} not found")]
     NotFound(i64),
-    /// A customer tried to do what only an admin or another service may.
-    #[error("only an admin or an internal service may {0}")]
+    /// A caller tried to do what only an admin may.
+    #[error("only an admin may {0}")]
     Forbidden(&'static str),
     #[error("shipment {shipment_id} is {} and cannot move to {}; {}",
         .source.from, .source.to, .source.from.next_hint())]

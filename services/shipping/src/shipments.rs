@@ -249,13 +249,24 @@ fn check_label(field: &str, value: Option<String>) -> Result<Option<String>> {
     Ok(Some(value.to_owned()))
 }
 
+/// Does `scope` cover a shipment of `owner`?
+pub fn in_scope(scope: OwnerScope, owner: Option<i64>) -> bool {
+    match scope {
+        OwnerScope::All => true,
+        OwnerScope::Owner(only) => only == owner,
+    }
+}
+
 /// Move shipment `id` to `to` and announce it through the outbox, in one
-/// transaction. `dispatch` may only be given when shipping.
+/// transaction. `dispatch` may only be given when shipping. A shipment outside
+/// `scope` is not found: the owner is checked on the locked row, so a `paid-order`
+/// that records the customer meanwhile cannot slip between check and move.
 pub async fn advance(
     pool: &PgPool,
     id: i64,
     to: ShipmentStatus,
     dispatch: Dispatch,
+    scope: OwnerScope,
 ) -> Result<Shipment> {
     if to != ShipmentStatus::Shipped && !dispatch.is_empty() {
         return Err(ShippingError::Validation(
@@ -264,6 +275,9 @@ pub async fn advance(
     }
     let mut tx = pool.begin().await?;
     let current = lock(&mut tx, id).await?;
+    if !in_scope(scope, current.customer_id) {
+        return Err(ShippingError::NotFound(id));
+    }
     let next = current
         .status
         .move_to(to)

@@ -145,6 +145,7 @@ async fn reserve(
 ) -> Result<(StatusCode, Json<Reservation>), InventoryError> {
     let (reservation, created) = reservations::reserve_stock(
         &state.pool,
+        reservations::Origin::Canonical,
         body.order_id,
         &body.items,
         state.reservation_hold,

@@ -7,12 +7,16 @@
 //! - `POST /api/v1/stock/reserve {item_sku, quantity}` ->
 //!   `{reservation_id, item_sku, quantity, remaining_quantity}`; 400 when short, 404 unknown
 //! - `POST /api/v1/stock/release {reservation_id}` ->
-//!   `{released: true, reservation_id, item_sku}`; 404 unknown, 400 if already released
+//!   `{released: true, reservation_id, item_sku}`; 404 unknown, 400 if already released.
+//!   Only the reservations seed 004's `reserve` made: the seed let anyone release
+//!   those, and there were no others. An order's reservation, or one made through
+//!   the canonical API, is 404 (as if it did not exist) unless an administrator asks.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use sales_contracts::api::ErrorResponse;
 use sales_contracts::api::stock::{ReservationLine, ReservationStatus};
+use sales_platform::identity::Caller;
 use sales_platform::listing::Page;
 use sales_platform::{ApiError, Json, Path, Query};
 use serde::{Deserialize, Serialize};
@@ -20,6 +24,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use crate::error::InventoryError;
+use crate::reservations::Origin;
 use crate::{reservations, stock};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -133,10 +138,15 @@ pub async fn reserve(
         sku: body.item_sku.clone(),
         quantity: body.quantity,
     };
-    let (reservation, _) =
-        reservations::reserve_stock(&state.pool, None, &[line], state.reservation_hold)
-            .await
-            .map_err(seed004_error)?;
+    let (reservation, _) = reservations::reserve_stock(
+        &state.pool,
+        Origin::Seed004,
+        None,
+        &[line],
+        state.reservation_hold,
+    )
+    .await
+    .map_err(seed004_error)?;
     let mut conn = state.pool.acquire().await?;
     let level = stock::get_stock(&mut conn, &body.item_sku)
         .await
@@ -161,19 +171,25 @@ pub struct Released {
     item_sku: String,
 }
 
-/// Seed 004: release a reservation.
+/// Seed 004: release a reservation that seed 004's `reserve` made. Others (an
+/// order's, one made through the canonical API) are not found, except by an
+/// administrator.
 #[utoipa::path(post, path = "/api/v1/stock/release", tag = "seed 004", request_body = Release,
     responses((status = 200, body = Released),
                (status = 400, description = "Already released", body = ErrorResponse),
-               (status = 404, body = ErrorResponse)))]
+               (status = 404, description = "No such reservation of seed 004", body = ErrorResponse)))]
 pub async fn release(
     State(state): State<AppState>,
+    caller: Caller,
     Json(body): Json<Release>,
 ) -> Result<Json<Released>, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let r = reservations::release_reservation(&mut tx, body.reservation_id)
-        .await
-        .map_err(seed004_error)?;
+    let released = if caller.is_admin() {
+        reservations::release_reservation(&mut tx, body.reservation_id).await
+    } else {
+        reservations::release_seed004_reservation(&mut tx, body.reservation_id).await
+    };
+    let r = released.map_err(seed004_error)?;
     tx.commit().await?;
     Ok(Json(Released {
         released: true,

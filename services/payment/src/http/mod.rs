@@ -2,8 +2,11 @@
 //! `/api/v1/payments`, seed 002's `POST /payments` and `PUT /payments/{id}/confirm|refund`
 //! ([`seed002`]) and seed 004's `POST /api/v1/payments/authorize` ([`seed004`]).
 //!
-//! Customers (a caller the gateway names in `x-customer-id`, not an admin) may only
-//! read; every change needs an admin or an internal caller (no customer header).
+//! Who may call which route is the access table ([`access`]): customers may only read
+//! their own payments; changes need an admin, or the order service's token to charge
+//! and refund. On the seeds' routes ([`seed_caller`]) an admin acts on the orders'
+//! payments, a caller without an account only on the seeds' own ([`Source::Seed`]),
+//! and a customer changes nothing.
 
 pub mod access;
 pub mod seed002;
@@ -16,6 +19,7 @@ use sales_contracts::Money;
 use sales_contracts::api::ErrorResponse;
 use sales_contracts::api::payments::{ChargeOrder, Payment, PaymentStatus};
 use sales_platform::identity::Caller;
+use sales_platform::identity::caller::Principal;
 use sales_platform::listing::Page;
 use sales_platform::{ApiError, Json, Path, Query};
 use serde::Deserialize;
@@ -24,7 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::PaymentError;
-use crate::payments::{Payments, Stored};
+use crate::payments::{Payments, Reach, Source, Stored};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -63,6 +67,49 @@ pub fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(seed002::confirm_payment))
         .routes(routes!(seed002::refund_payment))
         .with_state(state)
+}
+
+/// Who calls a seed's route, for the payment service.
+#[derive(Clone, Copy, Debug)]
+pub enum SeedCaller<'a> {
+    /// An administrator: acts on the orders' own payments, as on the canonical routes.
+    Admin,
+    /// Someone without an account, while the seeds' routes are open: makes and finds
+    /// the seeds' own payments ([`Source::Seed`]), and reaches no other.
+    WithoutAccount(&'a Caller),
+}
+
+impl<'a> SeedCaller<'a> {
+    /// Where this caller makes payments and finds them by order id.
+    pub fn source(self) -> Source {
+        match self {
+            SeedCaller::Admin => Source::Canonical,
+            SeedCaller::WithoutAccount(_) => Source::Seed,
+        }
+    }
+
+    /// Which payments this caller may act on by id.
+    pub fn reach(self) -> Reach<'a> {
+        match self {
+            SeedCaller::Admin => Reach::All,
+            SeedCaller::WithoutAccount(caller) => Reach::Seed(caller),
+        }
+    }
+}
+
+/// The caller of a seed's route that changes payments. A customer may only read
+/// payments (the canonical routes; the order service pays their orders): 403.
+pub fn seed_caller(caller: &Caller) -> Result<SeedCaller<'_>, PaymentError> {
+    match caller.principal {
+        Principal::Admin(_) => Ok(SeedCaller::Admin),
+        // The access layer lets an anonymous caller in only while the seeds' routes
+        // are open; checked again here so these rights never outlive that.
+        Principal::Anonymous if caller.seed_compat => Ok(SeedCaller::WithoutAccount(caller)),
+        _ => Err(PaymentError::Forbidden(
+            "customers may only read payments: through the seeds' routes, only admins \
+             and callers without an account (while those routes are open) change them",
+        )),
+    }
 }
 
 fn created_or_found(stored: Stored) -> (StatusCode, Json<Payment>) {
@@ -114,7 +161,10 @@ async fn create_payment(
     State(state): State<AppState>,
     Json(body): Json<CreatePayment>,
 ) -> Result<(StatusCode, Json<Payment>), PaymentError> {
-    let stored = state.payments.open(body.order_id, body.amount).await?;
+    let stored = state
+        .payments
+        .open(body.order_id, body.amount, Source::Canonical)
+        .await?;
     Ok(created_or_found(stored))
 }
 
@@ -183,10 +233,10 @@ async fn confirm(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<Payment>, PaymentError> {
-    Ok(Json(state.payments.confirm(id, false).await?))
+    Ok(Json(state.payments.confirm(id, Reach::All, false).await?))
 }
 
-/// Refund a confirmed payment. Admins and internal callers only.
+/// Refund a confirmed payment. Admins and the order service only.
 #[utoipa::path(post, path = "/api/v1/payments/{id}/refund", tag = "payments",
     params(("id" = i64, Path, description = "The payment id")),
     responses((status = 200, description = "Refunded", body = Payment),
@@ -197,5 +247,5 @@ async fn refund(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<Payment>, PaymentError> {
-    Ok(Json(state.payments.refund(id, false).await?))
+    Ok(Json(state.payments.refund(id, Reach::All, false).await?))
 }

@@ -10,6 +10,11 @@
 //!
 //! The `PUT`s are idempotent: a payment already confirmed (refunded) is returned as it
 //! is. Errors use the platform's `{"error": {"code", "message"}}`.
+//!
+//! Who acts how ([`super::seed_caller`]): someone without an account (the seeds'
+//! routes open) opens the seeds' own payment for the order id it names, apart from
+//! the order's own, and confirms and refunds only such payments (any other is 404,
+//! as if it did not exist); an admin acts on any payment; a customer gets 403.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -22,7 +27,7 @@ use sales_platform::{Json, Path};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::AppState;
+use super::{AppState, seed_caller};
 use crate::error::PaymentError;
 
 /// Seed 002's new payment.
@@ -75,12 +80,13 @@ impl From<Payment> for Seed002Payment {
                (status = 409, description = "The order has a payment for another amount", body = ErrorResponse)))]
 pub async fn create_payment(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Json(body): Json<Seed002CreatePayment>,
 ) -> Result<(StatusCode, Json<Seed002Payment>), PaymentError> {
+    let source = seed_caller(&caller)?.source();
     let currency = body.currency.unwrap_or(state.default_currency);
     let amount = body.amount.to_minor(currency)?;
-    let stored = state.payments.open(body.order_id, amount).await?;
+    let stored = state.payments.open(body.order_id, amount, source).await?;
     let status = if stored.created {
         StatusCode::CREATED
     } else {
@@ -99,10 +105,11 @@ pub async fn create_payment(
                (status = 409, description = "Declined or refunded", body = ErrorResponse)))]
 pub async fn confirm_payment(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<Seed002Payment>, PaymentError> {
-    Ok(Json(state.payments.confirm(id, true).await?.into()))
+    let reach = seed_caller(&caller)?.reach();
+    Ok(Json(state.payments.confirm(id, reach, true).await?.into()))
 }
 
 /// Seed 002: refund a confirmed payment.
@@ -114,8 +121,9 @@ pub async fn confirm_payment(
                (status = 409, description = "Not confirmed", body = ErrorResponse)))]
 pub async fn refund_payment(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<Seed002Payment>, PaymentError> {
-    Ok(Json(state.payments.refund(id, true).await?.into()))
+    let reach = seed_caller(&caller)?.reach();
+    Ok(Json(state.payments.refund(id, reach, true).await?.into()))
 }

@@ -4,6 +4,11 @@
 //! -> 200 `{"authorized": true, "payment_id": 1}`; authorized iff the amount is below
 //! the limit (`DECLINE_AT`, 1000). The order's payment is made in `authorized` or
 //! `declined` state; asking again for the same order returns the same payment.
+//!
+//! Someone without an account (the seeds' routes open) makes and finds the seeds' own
+//! payment for the order id it names, apart from the order's own payment, which it
+//! can neither see, change nor block; an admin acts on the order's own; a customer
+//! gets 403 ([`super::seed_caller`]).
 
 use axum::extract::State;
 use sales_contracts::api::ErrorResponse;
@@ -13,7 +18,7 @@ use sales_platform::identity::Caller;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::AppState;
+use super::{AppState, seed_caller};
 use crate::error::PaymentError;
 use crate::payment_status::was_authorized;
 
@@ -48,13 +53,14 @@ pub struct Seed004Authorization {
                (status = 409, description = "The order has a payment for another amount", body = ErrorResponse)))]
 pub async fn authorize(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Json(body): Json<Seed004Authorize>,
 ) -> Result<Json<Seed004Authorization>, PaymentError> {
+    let source = seed_caller(&caller)?.source();
     let amount = body.amount.to_minor(body.currency)?;
     let stored = state
         .payments
-        .authorize_order(body.order_id, amount)
+        .authorize_order(body.order_id, amount, source)
         .await?;
     Ok(Json(Seed004Authorization {
         authorized: was_authorized(stored.payment.status),

@@ -1,4 +1,6 @@
-//! A running payment service on a fresh database.
+//! A running payment service on a fresh database, with a test identity provider and
+//! test gateway (`sales_testkit::identity`): every request carries the token its
+//! caller would really have, and the service checks it as in production.
 
 #![allow(dead_code)]
 
@@ -9,22 +11,55 @@ use payment_service::{Config, build};
 use reqwest::StatusCode;
 use sales_platform::service::RunningService;
 use sales_testkit::TestDatabase;
+pub use sales_testkit::identity::{TestIdentity, Who};
 use serde_json::Value;
 
 pub struct PaymentService {
     pub service: Option<RunningService>,
     pub db: TestDatabase,
+    /// Signs the callers' tokens and serves the keys the service checks them with;
+    /// it lives as long as the service.
+    pub identity: TestIdentity,
     pub base: String,
     pub admin: String,
     client: reqwest::Client,
 }
 
-/// Who calls: nobody in particular (internal), a customer, or an admin.
-#[derive(Clone, Copy, Debug)]
+/// Who calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum As {
-    Internal,
+    /// No credential at all (a pod in the namespace, say).
+    Nobody,
+    /// Someone without an account, through the gateway; `seed_compat`: the seeds'
+    /// routes are open (`SEED_COMPAT_OPEN`).
+    Anonymous { seed_compat: bool },
+    /// A signed-in customer, through the gateway.
     Customer(i64),
+    /// A signed-in administrator, through the gateway.
     Admin(i64),
+    /// The order service, with its service token (scope `payments:charge`): it charges
+    /// and refunds orders.
+    Order,
+}
+
+/// How the gateway sends a seed route's caller without an account, seeds open.
+pub const SEED: As = As::Anonymous { seed_compat: true };
+/// The first account, an administrator.
+pub const ADMIN: As = As::Admin(1);
+
+/// The order service's rights at the payment service.
+pub const ORDER_SCOPES: &[&str] = &["payments:charge"];
+
+impl As {
+    pub fn who(self) -> Who {
+        match self {
+            As::Nobody => Who::Nobody,
+            As::Anonymous { seed_compat } => Who::Anonymous { seed_compat },
+            As::Customer(id) => Who::Customer(id),
+            As::Admin(id) => Who::Admin(id),
+            As::Order => Who::Service("order", ORDER_SCOPES),
+        }
+    }
 }
 
 impl PaymentService {
@@ -34,6 +69,7 @@ impl PaymentService {
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> PaymentService {
         sales_testkit::init_test_logging();
+        let identity = TestIdentity::start().await;
         let db = TestDatabase::create("payment").await;
         let mut config = Config::parse_from([
             "payment-service",
@@ -41,8 +77,12 @@ impl PaymentService {
             "--admin-addr=127.0.0.1:0",
             "--database-url=postgres://unused",
             "--log-format=text",
+            "--identity-url=http://unused",
+            "--gateway-jwks-url=http://unused",
+            "--service-client-secret=unused",
         ]);
         config.database = db.args();
+        config.identity = identity.args();
         adjust(&mut config);
         let service = build(config).await.expect("payment service starts");
         let base = service.base_url();
@@ -53,41 +93,44 @@ impl PaymentService {
         PaymentService {
             service: Some(service),
             db,
+            identity,
             base,
             admin,
             client: reqwest::Client::new(),
         }
     }
 
-    fn request(&self, method: reqwest::Method, path: &str, who: As) -> reqwest::RequestBuilder {
+    /// A token of this test's issuers for `who` calling the payment service.
+    pub fn token(&self, who: As) -> Option<String> {
+        self.identity.token(payment_service::SERVICE, who.who())
+    }
+
+    /// `method path` with `token` as the bearer credential, if any.
+    pub fn request_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
         let r = self.client.request(method, format!("{}{path}", self.base));
-        match who {
-            As::Internal => r,
-            As::Customer(id) => r
-                .header("x-customer-id", id.to_string())
-                .header("x-customer-role", "customer"),
-            As::Admin(id) => r
-                .header("x-customer-id", id.to_string())
-                .header("x-customer-role", "admin"),
+        match token {
+            Some(token) => r.bearer_auth(token),
+            None => r,
         }
     }
 
-    async fn answer(r: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    fn request(&self, method: reqwest::Method, path: &str, who: As) -> reqwest::RequestBuilder {
+        self.request_with(method, path, self.token(who).as_deref())
+    }
+
+    pub async fn answer(r: reqwest::RequestBuilder) -> (StatusCode, Value) {
         let r = r.send().await.unwrap();
         let status = r.status();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.get_as(path, As::Internal).await
-    }
-
     pub async fn get_as(&self, path: &str, who: As) -> (StatusCode, Value) {
         Self::answer(self.request(reqwest::Method::GET, path, who)).await
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.post_as(path, body, As::Internal).await
     }
 
     pub async fn post_as(&self, path: &str, body: Value, who: As) -> (StatusCode, Value) {
@@ -95,53 +138,73 @@ impl PaymentService {
     }
 
     /// A POST without a body (the action routes).
-    pub async fn post_empty(&self, path: &str) -> (StatusCode, Value) {
-        self.post_empty_as(path, As::Internal).await
-    }
-
     pub async fn post_empty_as(&self, path: &str, who: As) -> (StatusCode, Value) {
         Self::answer(self.request(reqwest::Method::POST, path, who)).await
-    }
-
-    pub async fn put_empty(&self, path: &str) -> (StatusCode, Value) {
-        self.put_empty_as(path, As::Internal).await
     }
 
     pub async fn put_empty_as(&self, path: &str, who: As) -> (StatusCode, Value) {
         Self::answer(self.request(reqwest::Method::PUT, path, who)).await
     }
 
-    /// `method path` with `body` sent as JSON text exactly as given.
-    pub async fn send_raw(&self, method: &str, path: &str, body: &str) -> (StatusCode, Value) {
+    /// `method path` by `who`, with `body` sent as JSON text exactly as given.
+    pub async fn send_raw_as(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        who: As,
+    ) -> (StatusCode, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         Self::answer(
-            self.request(method, path, As::Internal)
+            self.request(method, path, who)
                 .header("content-type", "application/json")
                 .body(body.to_owned()),
         )
         .await
     }
 
-    /// A POST with `body` as `text/plain`.
-    pub async fn send_raw_plain(&self, path: &str, body: &str) -> (StatusCode, Value) {
+    /// A POST by `who` with `body` as `text/plain`.
+    pub async fn send_raw_plain_as(&self, path: &str, body: &str, who: As) -> (StatusCode, Value) {
         Self::answer(
-            self.request(reqwest::Method::POST, path, As::Internal)
+            self.request(reqwest::Method::POST, path, who)
                 .header("content-type", "text/plain")
                 .body(body.to_owned()),
         )
         .await
     }
 
-    /// `method path` with one extra header and no body.
-    pub async fn send_raw_with_header(
+    /// `method path` with the given headers (and no others: no credential unless
+    /// one of them is), and no body.
+    pub async fn send_with_headers(
         &self,
         method: &str,
         path: &str,
-        name: &str,
-        value: &str,
+        headers: &[(&str, &str)],
     ) -> (StatusCode, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        Self::answer(self.request(method, path, As::Internal).header(name, value)).await
+        let mut r = self.request_with(method, path, None);
+        for (name, value) in headers {
+            r = r.header(*name, *value);
+        }
+        Self::answer(r).await
+    }
+
+    /// `method path` with `token` as the bearer credential, if any, and `body` as
+    /// JSON, if any: the whole response, headers included.
+    pub async fn send_with_token(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = self.request_with(method, path, token);
+        let r = match body {
+            Some(body) => r.json(body),
+            None => r,
+        };
+        r.send().await.unwrap()
     }
 
     pub async fn metrics(&self) -> String {

@@ -3,7 +3,8 @@
 //!
 //! Who may call what is [`access::POLICY`]: a customer reads only their own
 //! shipments (another customer's is a 404); opening and moving shipments is for
-//! admins; a customer gets 403.
+//! admins; a customer gets 403. Seed 002's routes also let an anonymous caller act
+//! on shipments placed without an account ([`seed002`]).
 
 pub mod access;
 mod body;
@@ -12,7 +13,7 @@ pub mod seed002;
 use axum::extract::State;
 use axum::http::StatusCode;
 use sales_contracts::api::ErrorResponse;
-use sales_platform::identity::Caller;
+use sales_platform::identity::{Caller, OwnerScope};
 use sales_platform::listing::Page;
 use sales_platform::{ApiError, Json, Path, Query};
 use serde::Deserialize;
@@ -58,10 +59,11 @@ pub fn router(state: AppState) -> OpenApiRouter {
         .with_state(state)
 }
 
-/// May `caller` open and move shipments? Admins may; customers may not.
-pub fn ensure_may_manage(caller: &Caller, action: &'static str) -> Result<(), ShippingError> {
+/// Whose shipments `caller` may open and move on the canonical routes: admins
+/// everyone's; anyone else none (403).
+pub fn managed_scope(caller: &Caller, action: &'static str) -> Result<OwnerScope, ShippingError> {
     if caller.is_admin() {
-        Ok(())
+        Ok(OwnerScope::All)
     } else {
         Err(ShippingError::Forbidden(action))
     }
@@ -82,11 +84,19 @@ pub async fn visible_shipment(
 }
 
 /// Open the shipment of `order_id`; `201` when new, `200` when the order had one.
+/// An order whose shipment is outside `scope` (a customer's, for an anonymous
+/// caller) is a 403, and nothing of its shipment is shown.
 pub async fn open_shipment(
     state: &AppState,
     order_id: i64,
+    scope: OwnerScope,
 ) -> Result<(StatusCode, Shipment), ShippingError> {
     let (shipment, opened) = shipments::open_in_pool(&state.pool, order_id).await?;
+    if !shipments::in_scope(scope, shipment.customer_id) {
+        return Err(ShippingError::Forbidden(
+            "open the shipment of a customer's order",
+        ));
+    }
     if opened {
         state.metrics.status_entered(ShipmentStatus::Pending);
         tracing::info!(order_id, shipment_id = shipment.id, "shipment opened");
@@ -96,14 +106,16 @@ pub async fn open_shipment(
     }
 }
 
-/// Move shipment `id` to `to`, counting the status it entered.
+/// Move shipment `id` to `to`, counting the status it entered. A shipment outside
+/// `scope` is a 404, as if it did not exist.
 pub async fn move_shipment(
     state: &AppState,
     id: i64,
     to: ShipmentStatus,
     dispatch: Dispatch,
+    scope: OwnerScope,
 ) -> Result<Shipment, ShippingError> {
-    let shipment = shipments::advance(&state.pool, id, to, dispatch).await?;
+    let shipment = shipments::advance(&state.pool, id, to, dispatch, scope).await?;
     state.metrics.status_entered(shipment.status);
     Ok(shipment)
 }
@@ -129,8 +141,8 @@ async fn create_shipment(
     caller: Caller,
     Json(body): Json<CreateShipment>,
 ) -> Result<(StatusCode, Json<Shipment>), ShippingError> {
-    ensure_may_manage(&caller, "open shipments")?;
-    let (status, shipment) = open_shipment(&state, body.order_id).await?;
+    let scope = managed_scope(&caller, "open shipments")?;
+    let (status, shipment) = open_shipment(&state, body.order_id, scope).await?;
     Ok((status, Json(shipment)))
 }
 
@@ -213,11 +225,11 @@ async fn ship(
     Path(id): Path<i64>,
     OptionalJson(body): OptionalJson<ShipRequest>,
 ) -> Result<Json<Shipment>, ShippingError> {
-    ensure_may_manage(&caller, "ship shipments")?;
+    let scope = managed_scope(&caller, "ship shipments")?;
     let body = body.unwrap_or_default();
     let dispatch = Dispatch::new(body.carrier, body.tracking_number)?;
     Ok(Json(
-        move_shipment(&state, id, ShipmentStatus::Shipped, dispatch).await?,
+        move_shipment(&state, id, ShipmentStatus::Shipped, dispatch, scope).await?,
     ))
 }
 
@@ -240,8 +252,15 @@ async fn deliver(
     Path(id): Path<i64>,
     OptionalJson(_body): OptionalJson<DeliverRequest>,
 ) -> Result<Json<Shipment>, ShippingError> {
-    ensure_may_manage(&caller, "deliver shipments")?;
+    let scope = managed_scope(&caller, "deliver shipments")?;
     Ok(Json(
-        move_shipment(&state, id, ShipmentStatus::Delivered, Dispatch::default()).await?,
+        move_shipment(
+            &state,
+            id,
+            ShipmentStatus::Delivered,
+            Dispatch::default(),
+            scope,
+        )
+        .await?,
     ))
 }

@@ -5,25 +5,61 @@
 //! - `PUT /shipping/{id} {status}` with `shipped` or `delivered` -> 200, the row;
 //! - `GET /shipping/{id}` -> the row.
 //!
-//! The rules are the canonical API's: a customer gets 403 for opening or moving and
-//! sees only their own; an illegal move is a 409; an unknown status a 400 that lists
-//! the allowed ones.
+//! An illegal move is a 409; an unknown status a 400 that lists the allowed ones.
+//!
+//! # Who may do what
+//!
+//! Seed 002 had no accounts: anyone could open, read and move any shipment. Here
+//! these routes act with exactly the rights seed 002 gave such a caller over what
+//! was made without an account, and never more:
+//!
+//! | caller | open (`POST`) | read (`GET`) | move (`PUT`) |
+//! |---|---|---|---|
+//! | admin | any order | any shipment | any shipment |
+//! | signed-in customer | 403 | their own; any other is a 404 | 403 |
+//! | anonymous, seeds' routes open | an order without a shipment, or whose shipment has no customer; a customer's order is a 403 | only shipments without a customer; any other is a 404 | only shipments without a customer; any other is a 404 |
+//! | anonymous, seeds' routes closed | 401 | 401 | 401 |
+//!
+//! Services have no rights here (403). "Without a customer" is the shipment's
+//! `customer_id` being null: the order was placed without an account, or its
+//! `paid-order` has not said whose it is yet. Once a `paid-order` records the
+//! customer, the shipment is out of an anonymous caller's reach. The owner of a move
+//! is checked on the locked row ([`crate::shipments::advance`]), and a refused move
+//! is the same 404 as an unknown id whatever the status, so an anonymous caller
+//! learns nothing about a customer's shipment. Refusing to open a customer's order
+//! (403) cannot hide that the order has a customer's shipment, but shows nothing of
+//! it.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use sales_contracts::api::ErrorResponse;
-use sales_platform::identity::Caller;
+use sales_platform::identity::caller::Principal;
+use sales_platform::identity::{Caller, OwnerScope};
 use sales_platform::{Json, Path};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{
-    AppState, CreateShipment, ensure_may_manage, move_shipment, open_shipment, visible_shipment,
-};
+use super::{AppState, CreateShipment, move_shipment, open_shipment, visible_shipment};
 use crate::error::ShippingError;
 use crate::shipments::{Dispatch, Shipment};
 use crate::status::ShipmentStatus;
+
+/// Whose shipments `caller` may open and move on these routes (see the module
+/// docs): admins everyone's, an anonymous caller while the seeds' routes are open
+/// those without a customer, anyone else none (403).
+pub fn seed_managed_scope(
+    caller: &Caller,
+    action: &'static str,
+) -> Result<OwnerScope, ShippingError> {
+    match caller.principal {
+        Principal::Admin(_) => Ok(OwnerScope::All),
+        // The access layer lets an anonymous caller in only while the seeds' routes
+        // are open; checked again here so these rights never outlive that.
+        Principal::Anonymous if caller.seed_compat => Ok(OwnerScope::Owner(None)),
+        _ => Err(ShippingError::Forbidden(action)),
+    }
+}
 
 /// Seed 002's shipping row.
 #[derive(Debug, Serialize, ToSchema)]
@@ -50,22 +86,24 @@ impl From<Shipment> for Seed002Shipping {
 }
 
 /// Seed 002: open the shipment of an order (`pending`). Idempotent per order.
+/// Admins, and anonymous callers for orders without a customer's shipment.
 #[utoipa::path(post, path = "/shipping", tag = "seed 002", request_body = CreateShipment,
     responses((status = 201, description = "Opened", body = Seed002Shipping),
                (status = 200, description = "The order already has this shipment", body = Seed002Shipping),
                (status = 400, body = ErrorResponse),
-               (status = 403, description = "Customers may not open shipments", body = ErrorResponse)))]
+               (status = 403, description = "Customers may not open shipments; anonymous callers not a customer's", body = ErrorResponse)))]
 pub async fn create_shipping(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<CreateShipment>,
 ) -> Result<(StatusCode, Json<Seed002Shipping>), ShippingError> {
-    ensure_may_manage(&caller, "open shipments")?;
-    let (status, shipment) = open_shipment(&state, body.order_id).await?;
+    let scope = seed_managed_scope(&caller, "open shipments")?;
+    let (status, shipment) = open_shipment(&state, body.order_id, scope).await?;
     Ok((status, Json(shipment.into())))
 }
 
-/// Seed 002: one shipment. Another customer's is a 404.
+/// Seed 002: one shipment. Another customer's is a 404 (for an anonymous caller,
+/// any customer's).
 #[utoipa::path(get, path = "/shipping/{id}", tag = "seed 002",
     params(("id" = i64, Path, description = "The shipment's id")),
     responses((status = 200, body = Seed002Shipping), (status = 400, body = ErrorResponse),
@@ -92,14 +130,15 @@ pub struct UpdateShipping {
 }
 
 /// Seed 002: move a shipment to `shipped` (from `pending`) or `delivered` (from
-/// `shipped`). Any other move is a 409; an unknown status a 400.
+/// `shipped`). Any other move is a 409; an unknown status a 400. Admins, and
+/// anonymous callers for shipments without a customer (any other is a 404).
 #[utoipa::path(put, path = "/shipping/{id}", tag = "seed 002",
     params(("id" = i64, Path, description = "The shipment's id")),
     request_body = UpdateShipping,
     responses((status = 200, body = Seed002Shipping),
                (status = 400, description = "Unknown status; `details.allowed` lists the known ones", body = ErrorResponse),
                (status = 403, description = "Customers may not move shipments", body = ErrorResponse),
-               (status = 404, body = ErrorResponse),
+               (status = 404, description = "Unknown, or not the caller's to move", body = ErrorResponse),
                (status = 409, description = "Not the next status", body = ErrorResponse)))]
 pub async fn update_shipping(
     State(state): State<AppState>,
@@ -107,7 +146,7 @@ pub async fn update_shipping(
     Path(id): Path<i64>,
     Json(body): Json<UpdateShipping>,
 ) -> Result<Json<Seed002Shipping>, ShippingError> {
-    ensure_may_manage(&caller, "move shipments")?;
+    let scope = seed_managed_scope(&caller, "move shipments")?;
     // `pending` is a status, but never one to move to: asking for it is a 409 below.
     let to = ShipmentStatus::parse(&body.status).ok_or(ShippingError::UnknownStatus {
         field: "status",
@@ -115,5 +154,40 @@ pub async fn update_shipping(
         allowed: &ShipmentStatus::TARGETS,
     })?;
     let dispatch = Dispatch::new(body.carrier, body.tracking_number)?;
-    Ok(Json(move_shipment(&state, id, to, dispatch).await?.into()))
+    Ok(Json(
+        move_shipment(&state, id, to, dispatch, scope).await?.into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(principal: Principal, seed_compat: bool) -> Caller {
+        Caller {
+            principal,
+            seed_compat,
+            client_ip: None,
+        }
+    }
+
+    #[test]
+    fn who_may_open_and_move_here() {
+        let scope = |principal, open| seed_managed_scope(&caller(principal, open), "move").ok();
+        for open in [false, true] {
+            assert_eq!(scope(Principal::Admin(1), open), Some(OwnerScope::All));
+            assert_eq!(scope(Principal::Customer(7), open), None);
+            let order = Principal::Service {
+                name: "order".into(),
+                scopes: vec!["payments:charge".into()],
+            };
+            assert_eq!(scope(order, open), None);
+        }
+        assert_eq!(
+            scope(Principal::Anonymous, true),
+            Some(OwnerScope::Owner(None))
+        );
+        // Never once the seeds' routes close, whatever let the request through.
+        assert_eq!(scope(Principal::Anonymous, false), None);
+    }
 }

@@ -1,5 +1,6 @@
-//! A running shipping service on a fresh database and broker namespace, with
-//! helpers to call it, publish `paid-order` events to it and read what it publishes.
+//! A running shipping service on a fresh database and broker namespace, trusting a
+//! test gateway and identity provider ([`TestIdentity`]), with helpers to call it as
+//! anyone ([`Who`]), publish `paid-order` events to it and read what it publishes.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,12 +18,16 @@ use reqwest::{Method, StatusCode};
 use sales_contracts::events::PaidOrder;
 use sales_contracts::{Currency, Envelope, Event, MessageType, Money};
 use sales_platform::service::RunningService;
+pub use sales_testkit::identity::{TestIdentity, Who};
 use sales_testkit::{TestBroker, TestDatabase};
 use serde_json::Value;
-use shipping_service::{Config, build};
+use shipping_service::{Config, SERVICE, build};
 
 pub struct Shipping {
     pub service: Option<RunningService>,
+    /// The test gateway and identity provider the service trusts; alive as long as
+    /// the service.
+    pub identity: TestIdentity,
     pub db: TestDatabase,
     pub broker: TestBroker,
     pub base: String,
@@ -30,30 +35,16 @@ pub struct Shipping {
     client: reqwest::Client,
 }
 
-/// Who is calling: the headers the gateway would set.
-#[derive(Clone, Copy, Debug)]
-pub enum As {
-    /// Another service, or a local run: no headers.
-    Internal,
-    Admin,
-    Customer(i64),
-}
+/// An administrator through the gateway: who opens and moves shipments by hand
+/// on the canonical routes, and reads everyone's.
+pub const ADMIN: Who = Who::Admin(1);
 
-impl As {
-    fn apply(self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match self {
-            As::Internal => request,
-            As::Admin => request
-                .header("x-customer-id", "1000")
-                .header("x-customer-role", "admin"),
-            As::Customer(id) => request
-                .header("x-customer-id", id.to_string())
-                .header("x-customer-role", "customer"),
-        }
-    }
-}
+/// A caller without an account through the gateway while the seeds' routes are
+/// open: how seed 002's clients reach `/shipping`.
+pub const GUEST: Who = Who::Anonymous { seed_compat: true };
 
 /// A request body.
+#[derive(Clone, Debug)]
 pub enum Body {
     None,
     Json(Value),
@@ -74,10 +65,15 @@ impl Shipping {
             "--admin-addr=127.0.0.1:0",
             "--database-url=postgres://unused",
             "--amqp-url=amqp://unused",
+            "--identity-url=http://unused",
+            "--gateway-jwks-url=http://unused",
+            "--service-client-secret=unused",
             "--log-format=text",
         ]);
         config.database = db.args();
         config.broker = broker.args();
+        let identity = TestIdentity::start().await;
+        config.identity = identity.args();
         let service = build(config).await.expect("shipping starts");
         let base = service.base_url();
         let admin = service.admin_url();
@@ -86,6 +82,7 @@ impl Shipping {
             .expect("shipping ready");
         Shipping {
             service: Some(service),
+            identity,
             db,
             broker,
             base,
@@ -94,14 +91,47 @@ impl Shipping {
         }
     }
 
+    /// A token for a request by `who` to this service (`None` for [`Who::Nobody`]).
+    pub fn token(&self, who: Who) -> Option<String> {
+        self.identity.token(SERVICE, who)
+    }
+
+    /// `method path` by `who`, with the gateway's token for `who`.
     pub async fn call(
         &self,
         method: Method,
         path: &str,
-        who: As,
+        who: Who,
         body: Body,
     ) -> (StatusCode, Value) {
-        let mut request = who.apply(self.client.request(method, format!("{}{path}", self.base)));
+        self.call_with(method, path, self.token(who).as_deref(), body)
+            .await
+    }
+
+    /// `method path` with `bearer` (any string, or none) as the credential.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Body,
+    ) -> (StatusCode, Value) {
+        let (status, _, answer) = self.attempt(method, path, bearer, body).await;
+        (status, answer)
+    }
+
+    /// Like [`Shipping::call_with`], with the answer's `WWW-Authenticate` challenge.
+    pub async fn attempt(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Body,
+    ) -> (StatusCode, Option<String>, Value) {
+        let mut request = self.request(method, path);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
         request = match body {
             Body::None => request,
             Body::Json(v) => request.json(&v),
@@ -112,32 +142,68 @@ impl Shipping {
         };
         let r = request.send().await.unwrap();
         let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
+        let challenge = r
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, challenge, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A request to the public port, without any credential yet.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    /// `GET path` as an administrator.
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(Method::GET, path, As::Internal, Body::None).await
+        self.get_as(path, ADMIN).await
     }
 
-    pub async fn get_as(&self, path: &str, who: As) -> (StatusCode, Value) {
+    pub async fn get_as(&self, path: &str, who: Who) -> (StatusCode, Value) {
         self.call(Method::GET, path, who, Body::None).await
     }
 
+    /// `POST path` as an administrator.
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::POST, path, As::Internal, Body::Json(body))
-            .await
+        self.post_as(path, ADMIN, Body::Json(body)).await
     }
 
-    pub async fn post_as(&self, path: &str, who: As, body: Body) -> (StatusCode, Value) {
+    pub async fn post_as(&self, path: &str, who: Who, body: Body) -> (StatusCode, Value) {
         self.call(Method::POST, path, who, body).await
     }
 
-    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::PUT, path, As::Internal, Body::Json(body))
-            .await
+    /// `GET path` as seed 002's clients send it: anonymous, seeds' routes open.
+    pub async fn seed_get(&self, path: &str) -> (StatusCode, Value) {
+        self.get_as(path, GUEST).await
     }
 
-    /// Open a shipment through the canonical API; returns its id.
+    /// `POST path` as seed 002's clients send it: anonymous, seeds' routes open.
+    pub async fn seed_post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.post_as(path, GUEST, Body::Json(body)).await
+    }
+
+    /// `PUT path` as seed 002's clients send it: anonymous, seeds' routes open.
+    pub async fn seed_put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, GUEST, Body::Json(body)).await
+    }
+
+    /// `method path` on the admin port (dead letters) with `bearer` as the credential.
+    pub async fn call_admin_port(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.admin));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Open a shipment through the canonical API, as an admin; returns its id.
     pub async fn open(&self, order_id: i64) -> i64 {
         let (status, body) = self
             .post(
@@ -286,6 +352,22 @@ impl Shipping {
         self.broker.delete().await;
         self.db.drop_database().await;
     }
+}
+
+/// Unpadded base64url (RFC 4648 §5), as JWTs encode their parts.
+pub fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
 }
 
 /// Messages arriving on a private queue (deleted when the connection closes).
