@@ -108,6 +108,9 @@ pub struct SystemOptions {
     pub rate_limit: u32,
     /// Extra environment per service.
     pub env: HashMap<Service, Vec<(String, String)>>,
+    /// Write each service's output to a file of its own (read with
+    /// [`System::logs`]) instead of the test's output.
+    pub logs_to_files: bool,
 }
 
 impl Default for SystemOptions {
@@ -118,6 +121,7 @@ impl Default for SystemOptions {
             seed_compat_open: true,
             rate_limit: 100_000,
             env: HashMap::new(),
+            logs_to_files: false,
         }
     }
 }
@@ -129,6 +133,8 @@ pub struct System {
     /// Signs tokens as the gateway and the customer service do (the test holds their
     /// keys), for calling one service directly.
     pub minter: Minter,
+    /// Where each service writes its output, with [`SystemOptions::logs_to_files`].
+    pub log_dir: Option<PathBuf>,
     databases: Vec<TestDatabase>,
     broker: Option<TestBroker>,
     client: reqwest::Client,
@@ -187,10 +193,17 @@ impl System {
             &wiring.identity.gateway_signing_keys,
             &wiring.identity.customer_signing_keys,
         );
+        let log_dir = options.logs_to_files.then(|| {
+            let dir = std::env::temp_dir().join(format!("sales-logs-{}", wiring.amqp_prefix));
+            std::fs::create_dir_all(&dir)
+                .unwrap_or_else(|e| panic!("cannot make {}: {e}", dir.display()));
+            dir
+        });
         let mut system = System {
             processes: HashMap::new(),
             wiring: wiring.clone(),
             minter,
+            log_dir: log_dir.clone(),
             databases,
             broker: Some(broker),
             client: reqwest::Client::new(),
@@ -204,14 +217,23 @@ impl System {
                 .collect();
             system.wiring = wiring.clone();
             for service in Service::ALL {
-                let process = Process::spawn(
-                    service,
-                    &bin_dir(),
-                    &wiring,
-                    Stdio::inherit(),
-                    Stdio::inherit(),
-                )
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", service.binary()));
+                let (stdout, stderr) = match &log_dir {
+                    Some(dir) => {
+                        let path = dir.join(format!("{}.log", service.name()));
+                        let file = std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(&path)
+                            .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+                        let copy = file
+                            .try_clone()
+                            .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+                        (Stdio::from(file), Stdio::from(copy))
+                    }
+                    None => (Stdio::inherit(), Stdio::inherit()),
+                };
+                let process = Process::spawn(service, &bin_dir(), &wiring, stdout, stderr)
+                    .unwrap_or_else(|e| panic!("cannot start {}: {e}", service.binary()));
                 system.processes.insert(service, process);
             }
             match system.wait_all_ready().await {
@@ -324,15 +346,29 @@ impl System {
         body: Option<Value>,
         who: Who,
     ) -> (StatusCode, Value) {
+        self.request_as(method, service, path, body, who, &[]).await
+    }
+
+    /// Any request straight to `service`, as `who`, with more headers.
+    pub async fn request_as(
+        &self,
+        method: reqwest::Method,
+        service: Service,
+        path: &str,
+        body: Option<Value>,
+        who: Who,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let auth = self
             .minter
             .token(service.name(), who)
             .map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = auth
+        let mut all: Vec<(&str, &str)> = auth
             .as_deref()
             .map(|a| vec![("authorization", a)])
             .unwrap_or_default();
-        self.request(method, service, path, body, &headers).await
+        all.extend_from_slice(headers);
+        self.request(method, service, path, body, &all).await
     }
 
     pub async fn request(
@@ -511,6 +547,21 @@ impl System {
         }
     }
 
+    /// Everything the services wrote so far, per service (with
+    /// [`SystemOptions::logs_to_files`]).
+    pub fn logs(&self) -> Vec<(Service, String)> {
+        let Some(dir) = &self.log_dir else {
+            return Vec::new();
+        };
+        Service::ALL
+            .into_iter()
+            .map(|service| {
+                let path = dir.join(format!("{}.log", service.name()));
+                (service, std::fs::read_to_string(path).unwrap_or_default())
+            })
+            .collect()
+    }
+
     /// Stop every process (SIGTERM) and remove the databases and broker namespace.
     pub async fn stop(mut self) {
         for p in self.processes.values_mut() {
@@ -521,6 +572,9 @@ impl System {
         }
         for db in self.databases.drain(..) {
             db.drop_database().await;
+        }
+        if let Some(dir) = self.log_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

@@ -137,7 +137,11 @@ async fn a_consumer_stopped_mid_stream_loses_and_repeats_nothing() {
     .unwrap();
     assert_eq!(distinct, MESSAGES);
     let admin = wiring.admin_url(Service::Notification);
-    let parked: serde_json::Value = reqwest::get(format!("{admin}/admin/dead-letters"))
+    let operator = sys.admin_token().await;
+    let parked: serde_json::Value = reqwest::Client::new()
+        .get(format!("{admin}/admin/dead-letters"))
+        .bearer_auth(operator)
+        .send()
         .await
         .unwrap()
         .json()

@@ -239,7 +239,11 @@ impl ServiceBuilder {
                     verifier,
                     metrics: self.metrics.clone(),
                 };
-                api.route_layer(axum::middleware::from_fn_with_state(state, enforce))
+                if api.has_routes() {
+                    api.route_layer(axum::middleware::from_fn_with_state(state, enforce))
+                } else {
+                    api
+                }
             }
             Access::Edge => api,
             Access::Unset => anyhow::bail!(

@@ -60,7 +60,6 @@ const IDENTITY_HEADERS: &[&str] = &["x-customer-id", "x-customer-role", "x-forwa
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/{*path}", any(proxy))
-        .route(JWKS_PATH, get(jwks))
         .route("/openapi/{file}", get(crate::docs::service_document))
         .route(
             "/docs/swagger-initializer.js",
@@ -68,6 +67,9 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(middleware::from_fn_with_state(state.clone(), gate))
         .layer(middleware::from_fn(label_route))
+        // Outside the gate: every service fetches these keys, and a static document
+        // needs no token and counts against no client's rate limit.
+        .route(JWKS_PATH, get(jwks))
         .with_state(state)
 }
 

@@ -24,8 +24,9 @@ pub struct Seed002NewProduct {
     price: DecimalAmount,
     #[serde(default)]
     description: String,
-    /// Opening stock.
-    #[serde(default)]
+    /// Opening stock (seed 003's code and later README call it `qty`).
+    #[serde(default, alias = "qty")]
+    #[schema(minimum = 0)]
     stock: i32,
 }
 
