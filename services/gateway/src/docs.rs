@@ -53,7 +53,7 @@ Errors of the gateway itself: 401 `unauthenticated` / `invalid_token`, 403 `forb
 404 `not_found`, 413 `payload_too_large`, 429 `rate_limited` (with `Retry-After`), \
 503 `upstream_unavailable`, 504 `upstream_timeout`."
     ),
-    paths(service_document),
+    paths(service_document, crate::http::jwks),
     components(schemas(ErrorResponse)),
     modifiers(&BearerScheme)
 )]
@@ -220,6 +220,7 @@ mod tests {
     fn the_gateway_document_lists_its_routes() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
         assert!(doc["paths"]["/openapi/{service}.json"]["get"].is_object());
+        assert!(doc["paths"]["/.well-known/jwks.json"]["get"].is_object());
         assert!(doc["components"]["securitySchemes"][BEARER].is_object());
     }
 

@@ -73,9 +73,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The gateway's public keys: services check the token of every forwarded request
-/// with them.
-async fn jwks(State(state): State<AppState>) -> Response {
+/// The gateway's public keys (a JWKS document): every service checks the token of each
+/// request the gateway forwards with them.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "gateway",
+    responses((status = 200, description = "A JWKS document (RFC 7517): Ed25519 keys", body = Object)))]
+pub async fn jwks(State(state): State<AppState>) -> Response {
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
         axum::Json(state.credentials.jwks()),

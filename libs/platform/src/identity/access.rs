@@ -46,6 +46,10 @@ pub enum Access {
     /// administrators, and anyone while the seeds' routes are open (the seed let
     /// anyone).
     SeedWhileOpen,
+    /// A seed's own route that changes what customers may only read (payments,
+    /// shipments): administrators, and callers without an account while the seeds'
+    /// routes are open; never customers or services.
+    SeedWithoutAccount,
 }
 
 /// One line of a service's access table.
@@ -289,6 +293,14 @@ mod tests {
         }
     }
 
+    fn anonymous_when(open: bool) -> Decision {
+        if open {
+            Decision::Allow
+        } else {
+            Decision::SignInNeeded
+        }
+    }
+
     #[test]
     fn decisions() {
         use Decision::*;
@@ -322,6 +334,13 @@ mod tests {
             assert_eq!(decide(Access::Seed, &service), Forbidden);
             assert_eq!(decide(Access::SeedWhileOpen, &admin), Allow);
             assert_eq!(decide(Access::SeedWhileOpen, &service), Forbidden);
+            assert_eq!(decide(Access::SeedWithoutAccount, &admin), Allow);
+            assert_eq!(decide(Access::SeedWithoutAccount, &customer), Forbidden);
+            assert_eq!(decide(Access::SeedWithoutAccount, &service), Forbidden);
+            assert_eq!(
+                decide(Access::SeedWithoutAccount, &anonymous),
+                anonymous_when(open)
+            );
         }
         let closed = |p| caller(p, false);
         let open = |p| caller(p, true);

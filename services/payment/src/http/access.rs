@@ -22,9 +22,9 @@ pub const POLICY: &[RouteRule] = &[
         AdminOrService("payments:charge"),
     ),
     // Seed 004: authorize a payment (no account in seed 004).
-    rule("POST", "/api/v1/payments/authorize", Seed),
+    rule("POST", "/api/v1/payments/authorize", SeedWithoutAccount),
     // Seed 002: payments that stand alone.
-    rule("POST", "/payments", Seed),
-    rule("PUT", "/payments/{id}/confirm", Seed),
-    rule("PUT", "/payments/{id}/refund", Seed),
+    rule("POST", "/payments", SeedWithoutAccount),
+    rule("PUT", "/payments/{id}/confirm", SeedWithoutAccount),
+    rule("PUT", "/payments/{id}/refund", SeedWithoutAccount),
 ];
