@@ -93,9 +93,10 @@ pub fn decide(access: Access, caller: &Caller) -> Decision {
         (Principal::Customer(_), Access::SignedIn | Access::Seed) => Allow,
         (Principal::Customer(_), Access::SeedWhileOpen) if caller.seed_compat => Allow,
         (Principal::Customer(_), _) => Forbidden,
-        (Principal::Anonymous, Access::Seed | Access::SeedWhileOpen) => {
-            anonymous(caller.seed_compat)
-        }
+        (
+            Principal::Anonymous,
+            Access::Seed | Access::SeedWhileOpen | Access::SeedWithoutAccount,
+        ) => anonymous(caller.seed_compat),
         (Principal::Anonymous, _) => SignInNeeded,
         (Principal::Service { .. }, Access::AdminOrService(scope)) if caller.has_scope(scope) => {
             Allow
