@@ -67,12 +67,7 @@ impl KeySet {
         if !matches!(parsed.scheme(), "http" | "https") {
             anyhow::bail!("the JWKS URL {url:?} is not http(s)");
         }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
-            .connect_timeout(Duration::from_secs(2))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()?;
+        let http = super::http_client()?;
         Ok(KeySet {
             source: Source::Remote {
                 url: url.to_owned(),

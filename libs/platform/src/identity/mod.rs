@@ -96,3 +96,14 @@ pub fn now_seconds() -> i64 {
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or_default()
 }
+
+/// The HTTP client for talking to an issuer (keys, tokens, introspection): short
+/// timeouts, no redirects, no proxy from the environment.
+fn http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+}

@@ -76,12 +76,7 @@ impl ServiceTokens {
         if client_secret.expose_secret().len() < 16 {
             anyhow::bail!("SERVICE_CLIENT_SECRET must be at least 16 characters");
         }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
-            .connect_timeout(Duration::from_secs(2))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()?;
+        let http = super::http_client()?;
         Ok(ServiceTokens {
             client_id: client_id.to_owned(),
             client_secret,
@@ -118,11 +113,28 @@ impl ServiceTokens {
     }
 
     async fn fetch(&self) -> Result<TokenResponse, CredentialError> {
+        self.post_form(TOKEN_PATH, &[("grant_type", "client_credentials")], "token")
+            .await
+    }
+
+    /// Ask the identity provider whether `token` is active.
+    pub async fn introspect(&self, token: &str) -> Result<Introspection, CredentialError> {
+        self.post_form(INTROSPECTION_PATH, &[("token", token)], "introspection")
+            .await
+    }
+
+    /// POST `form` to the identity provider's `path` as this client; its JSON answer.
+    async fn post_form<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        what: &str,
+    ) -> Result<T, CredentialError> {
         let response = self
             .http
-            .post(format!("{}{TOKEN_PATH}", self.identity_url))
+            .post(format!("{}{path}", self.identity_url))
             .basic_auth(&self.client_id, Some(self.client_secret.expose_secret()))
-            .form(&[("grant_type", "client_credentials")])
+            .form(form)
             .send()
             .await
             .map_err(|e| CredentialError::Unavailable(e.to_string()))?;
@@ -136,28 +148,6 @@ impl ServiceTokens {
         response
             .json()
             .await
-            .map_err(|e| CredentialError::Unavailable(format!("unreadable token answer: {e}")))
-    }
-
-    /// Ask the identity provider whether `token` is active.
-    pub async fn introspect(&self, token: &str) -> Result<Introspection, CredentialError> {
-        let response = self
-            .http
-            .post(format!("{}{INTROSPECTION_PATH}", self.identity_url))
-            .basic_auth(&self.client_id, Some(self.client_secret.expose_secret()))
-            .form(&[("token", token)])
-            .send()
-            .await
-            .map_err(|e| CredentialError::Unavailable(e.to_string()))?;
-        let status = response.status();
-        if status.is_client_error() {
-            return Err(CredentialError::Refused(status.to_string()));
-        }
-        if !status.is_success() {
-            return Err(CredentialError::Unavailable(format!("answered {status}")));
-        }
-        response.json().await.map_err(|e| {
-            CredentialError::Unavailable(format!("unreadable introspection answer: {e}"))
-        })
+            .map_err(|e| CredentialError::Unavailable(format!("unreadable {what} answer: {e}")))
     }
 }
