@@ -97,12 +97,25 @@ impl AppService {
         )
     }
 
-    /// Reads `REDIS_URL`: the caches of product and order, the gateway's rate limits.
+    /// Reads `REDIS_URL`: the caches of product and order, the gateway's rate limits
+    /// and the customers' token versions (revocation), which the customer service
+    /// publishes and the gateway reads.
     pub fn uses_redis(self) -> bool {
         matches!(
             self,
-            AppService::Product | AppService::Order | AppService::Gateway
+            AppService::Product | AppService::Order | AppService::Customer | AppService::Gateway
         )
+    }
+
+    /// Asks the customer service (the identity provider) for service tokens with a
+    /// client secret of its own: every service but the customer service itself.
+    pub fn is_service_client(self) -> bool {
+        self != AppService::Customer
+    }
+
+    /// The services with a client secret, in [`AppService::ALL`] order.
+    pub fn service_clients() -> impl Iterator<Item = AppService> {
+        Self::ALL.into_iter().filter(|s| s.is_service_client())
     }
 
     /// Consumes queues (and so can be scaled on queue depth).

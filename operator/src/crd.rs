@@ -32,6 +32,30 @@ pub const FINALIZER: &str = "sales-system.io/cleanup";
 const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h|d))+$";
 /// A DNS name (RFC 1123 subdomain).
 const HOSTNAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// An IPv4 or IPv6 address, or a CIDR block (what the gateway's `TRUSTED_PROXIES`
+/// parses), in the RE2 syntax CEL's `matches` uses. IPv6 addresses with an IPv4 tail
+/// are accepted in their common forms (`::ffff:192.0.2.1`).
+const TRUSTED_PROXIES_RULE: &str = concat!(
+    "self.all(p, p.matches('^",
+    // IPv4, optional /0-32
+    "(((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])[.]){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(/(3[0-2]|[12]?[0-9]))?",
+    "|",
+    // IPv6, optional /0-128
+    "(",
+    "([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}",
+    "|([0-9a-fA-F]{1,4}:){1,7}:",
+    "|([0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}",
+    "|([0-9a-fA-F]{1,4}:){1,5}(:[0-9a-fA-F]{1,4}){1,2}",
+    "|([0-9a-fA-F]{1,4}:){1,4}(:[0-9a-fA-F]{1,4}){1,3}",
+    "|([0-9a-fA-F]{1,4}:){1,3}(:[0-9a-fA-F]{1,4}){1,4}",
+    "|([0-9a-fA-F]{1,4}:){1,2}(:[0-9a-fA-F]{1,4}){1,5}",
+    "|[0-9a-fA-F]{1,4}:(:[0-9a-fA-F]{1,4}){1,6}",
+    "|:((:[0-9a-fA-F]{1,4}){1,7}|:)",
+    "|::(ffff(:0{1,4})?:)?((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])[.]){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])",
+    "|([0-9a-fA-F]{1,4}:){1,4}:((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])[.]){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])",
+    ")(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?",
+    ")$'))"
+);
 /// A Secret's name.
 const SECRET_NAME_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
@@ -84,7 +108,8 @@ pub struct SalesSystemSpec {
     /// PostgreSQL: one database per service (the gateway has none).
     #[serde(default)]
     pub postgres: DatabasesSpec,
-    /// Redis: the caches of product and order, and the gateway's rate-limit counters.
+    /// Redis: the caches of product and order, the gateway's rate-limit counters, and
+    /// customers' token versions (revocation), which the customer service publishes.
     #[serde(default)]
     pub redis: RedisSpec,
     /// How the API gateway, the system's one public entry, is reached.
@@ -94,7 +119,7 @@ pub struct SalesSystemSpec {
     /// to callers without a token (`SEED_COMPAT_OPEN`). Off in production.
     #[serde(default)]
     pub seed_compat_open: bool,
-    /// The key that signs customers' tokens, and the admin account.
+    /// The keys that sign tokens, the services' client secrets, and the admin account.
     #[serde(default)]
     pub auth: AuthSpec,
     /// An order not paid within this time is cancelled and its stock restored
@@ -112,8 +137,9 @@ pub struct SalesSystemSpec {
     #[serde(default)]
     pub autoscaling: AutoscalingSpec,
     /// NetworkPolicies that let each database be reached only by its service, the
-    /// broker only by the services that use it, each service only by its callers, and
-    /// only the gateway from outside.
+    /// broker and Redis only by the services that use them, each service only by its
+    /// callers (the customer service, which issues tokens, by every service), only the
+    /// gateway from outside, and the admin ports only by the operator and Prometheus.
     #[serde(default)]
     pub network_policies: NetworkPoliciesSpec,
     /// What happens to the volumes of the managed databases and broker when this
@@ -531,7 +557,7 @@ impl DatabasesSpec {
 }
 
 /// Redis: managed by the operator (a single pod without persistence: it only holds
-/// caches and rate-limit counters), or external.
+/// caches, rate-limit counters and copies of token versions), or external.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
@@ -591,6 +617,17 @@ pub struct GatewaySpec {
     /// An Ingress in front of the gateway.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ingress: Option<IngressSpec>,
+    /// The proxies in front of the gateway (the ingress controller's pods, a load
+    /// balancer) whose `X-Forwarded-For` it believes: IPv4 or IPv6 addresses or CIDR
+    /// blocks, e.g. `10.0.0.0/8` (`TRUSTED_PROXIES`). Empty (the default): none, the
+    /// connection's peer is the client, whatever the request says. The client address
+    /// is what rate limits and login throttling count by: trust only what you run.
+    #[serde(default)]
+    #[schemars(length(max = 32), inner(length(min = 2, max = 64)))]
+    #[x_kube(
+        validation = Rule::new(TRUSTED_PROXIES_RULE).message("gateway.trustedProxies: each entry is an IPv4 or IPv6 address or CIDR block, e.g. 10.0.0.0/8 or 2001:db8::/32")
+    )]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
@@ -630,15 +667,30 @@ pub struct IngressSpec {
 }
 
 /// Token signing and the admin account. Whatever is not taken from a Secret of yours is
-/// generated once into the Secret `<name>-auth` and never changed.
+/// generated once (the identity into `<name>-identity`, the admin's password into
+/// `<name>-auth`) and never regenerated.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct AuthSpec {
-    /// The HS256 key (at least 32 bytes) shared by the customer service and the gateway.
+    /// Your own identity Secret instead of the generated `<name>-identity`; the
+    /// operator only reads it. Keys: `token-signing-keys` and
+    /// `gateway-signing-keys` (Ed25519 PKCS#8 PEM blocks: the first signs, all are
+    /// published), `client-secret-<service>` for product, order, payment, inventory,
+    /// shipping, notification and gateway (16+ characters), and `service-clients`
+    /// (`gateway=<secret>,...`: all of those).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub jwt_secret: Option<SecretValueRef>,
+    pub identity_secret: Option<IdentitySecretRef>,
     /// The admin account the customer service makes at start-up.
     pub admin: AdminSpec,
+}
+
+/// A Secret in the SalesSystem's namespace, with the keys documented where it is used.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentitySecretRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_NAME_PATTERN))]
+    pub secret_name: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -839,8 +891,9 @@ impl Default for ConsumerAutoscaling {
 #[serde(rename_all = "camelCase", default)]
 pub struct NetworkPoliciesSpec {
     pub enabled: bool,
-    /// The namespace Prometheus scrapes from: it may reach every admin port
-    /// (`/metrics`). Unset: only pods of this namespace may.
+    /// The namespace Prometheus scrapes from: its pods may reach every admin port
+    /// (`/metrics`, dead letters), as the operator's may. Unset: the pods of this
+    /// namespace that the operator does not run (never the services themselves).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_namespace: Option<String>,
 }

@@ -3,8 +3,9 @@
 //! 1. read what the spec references (the user's Secrets) — nothing is applied while
 //!    one is missing;
 //! 2. ensure the generated credentials (create if absent, never replace);
-//! 3. build every child (pure, [`crate::children::desired`]) and server-side apply
-//!    each one with one field manager, forcing ownership of the fields it sets;
+//! 3. build every child (pure, [`crate::children::desired_with`], given the identity
+//!    Secret's values for the pods' digest) and server-side apply each one with one
+//!    field manager, forcing ownership of the fields it sets;
 //! 4. when the spec changed, delete children this spec no longer wants;
 //! 5. read the Deployments and StatefulSets and write the status from them.
 //!
@@ -30,7 +31,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::children::names::{LABEL_COMPONENT, MANAGER, Names};
-use crate::children::secrets::{self, GeneratedSecret};
+use crate::children::secrets::{self, GeneratedSecret, Sources};
 use crate::children::{self, Child, env};
 use crate::crd::{DeletionPolicy, FINALIZER, SalesSystem, SalesSystemStatus};
 use crate::metrics::Metrics;
@@ -45,6 +46,8 @@ pub const REQUEUE_NOT_READY: Duration = Duration::from_secs(30);
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("cannot generate credentials: {0}")]
+    Credentials(String),
     #[error("cannot build the children: {0}")]
     Build(#[from] serde_json::Error),
     #[error("could not apply: {0}")]
@@ -60,7 +63,8 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
-            Error::Build(_) => "build",
+            // A generated Secret is a child that could not be built.
+            Error::Build(_) | Error::Credentials(_) => "build",
             Error::Apply(_) => "apply",
             Error::NoNamespace => "no_namespace",
             Error::Finalizer(e) => match e.as_ref() {
@@ -79,6 +83,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Makes the random values of generated Secrets.
     pub random: fn(usize) -> String,
+    /// Makes the signing keys of a generated identity Secret (Ed25519, PKCS#8 PEM).
+    pub signing_key: fn() -> anyhow::Result<String>,
     /// When a ready system is looked at again without a watch event.
     pub requeue_ready: Duration,
     /// When a system still coming up, degraded, or whose reconcile failed is.
@@ -95,6 +101,7 @@ impl Context {
             recorder,
             metrics,
             random: secrets::random_alphanumeric,
+            signing_key: sales_platform::identity::keys::generate_pem,
             requeue_ready: REQUEUE_READY,
             requeue_not_ready: REQUEUE_NOT_READY,
             operator_namespace: None,
@@ -156,7 +163,7 @@ async fn apply(system: &SalesSystem, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::requeue(ctx.requeue_ready));
     }
 
-    let missing = missing_references(ctx, system, &names).await?;
+    let (missing, referenced) = read_references(ctx, system, &names).await?;
     if !missing.is_empty() {
         let observed = observe(ctx, &names).await?;
         let note = format!("referenced but missing: {}", missing.join(", "));
@@ -175,9 +182,13 @@ async fn apply(system: &SalesSystem, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::requeue(ctx.requeue_not_ready));
     }
 
-    ensure_generated_secrets(ctx, system, &names).await?;
+    let generated = ensure_generated_secrets(ctx, system, &names).await?;
 
-    let desired = children::desired_for(system, ctx.operator_namespace.as_deref())?;
+    let identity_secret = env::identity_secret_name(&names, &system.spec);
+    let identity = referenced
+        .get(&identity_secret)
+        .or_else(|| generated.get(&identity_secret));
+    let desired = children::desired_with(system, ctx.operator_namespace.as_deref(), identity)?;
     let mut failures = Vec::new();
     for child in &desired {
         if let Err(err) = apply_child(ctx, &names, child).await {
@@ -233,18 +244,20 @@ async fn apply(system: &SalesSystem, ctx: &Context) -> Result<Action, Error> {
     }))
 }
 
-/// The user's Secrets (or keys) that the spec names but that do not exist.
-async fn missing_references(
+/// The user's Secrets (or keys) that the spec names but that do not exist, and the
+/// values of those that do, by Secret name.
+async fn read_references(
     ctx: &Context,
     system: &SalesSystem,
     names: &Names,
-) -> Result<Vec<String>, Error> {
+) -> Result<(Vec<String>, BTreeMap<String, BTreeMap<String, String>>), Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, key) in env::referenced_secrets(&system.spec) {
         wanted.entry(name).or_default().push(key);
     }
     let mut missing = Vec::new();
+    let mut read = BTreeMap::new();
     for (name, keys) in wanted {
         let values = api
             .get_opt(&name)
@@ -256,8 +269,9 @@ async fn missing_references(
                 missing.push(format!("{name}/{key}"));
             }
         }
+        read.insert(name, values);
     }
-    Ok(missing)
+    Ok((missing, read))
 }
 
 fn secret_values(secret: &Secret) -> BTreeMap<String, String> {
@@ -271,22 +285,21 @@ fn secret_values(secret: &Secret) -> BTreeMap<String, String> {
     values
 }
 
-/// Create each generated Secret if absent; add only the keys it lacks.
+/// Create each generated Secret if absent; add only the keys it lacks (and bring the
+/// derived ones up to date). Returns each one's values, by name.
 async fn ensure_generated_secrets(
     ctx: &Context,
     system: &SalesSystem,
     names: &Names,
-) -> Result<(), Error> {
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let owner = children::owner_of(system);
+    let mut all = BTreeMap::new();
     for generated in secrets::generated(names, &system.spec) {
-        let mut random = ctx.random;
-        match api.get_opt(&generated.name).await? {
+        let values = match api.get_opt(&generated.name).await? {
             None => {
-                let values = generated
-                    .credentials
-                    .complete(&BTreeMap::new(), &mut random);
-                let secret = generated.to_secret(names, &owner, values);
+                let values = complete(ctx, &generated, &BTreeMap::new())?;
+                let secret = generated.to_secret(names, &owner, values.clone());
                 match api.create(&PostParams::default(), &secret).await {
                     Ok(_) => {
                         ctx.publish(
@@ -296,51 +309,79 @@ async fn ensure_generated_secrets(
                             format!("generated Secret {}", generated.name),
                         )
                         .await;
+                        values
                     }
-                    // Someone made it in between: theirs stands.
-                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    // Someone made it in between: theirs stands (made whole).
+                    Err(kube::Error::Api(e)) if e.code == 409 => {
+                        let theirs = api.get(&generated.name).await?;
+                        complete_secret(ctx, system, &api, &generated, &theirs).await?
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
             Some(existing) => complete_secret(ctx, system, &api, &generated, &existing).await?,
-        }
+        };
+        all.insert(generated.name, values);
     }
-    Ok(())
+    Ok(all)
 }
 
+/// `existing` with every key `generated` must hold.
+fn complete(
+    ctx: &Context,
+    generated: &GeneratedSecret,
+    existing: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, Error> {
+    let mut random = ctx.random;
+    let mut signing_key = ctx.signing_key;
+    generated
+        .credentials
+        .complete(
+            existing,
+            &mut Sources {
+                random: &mut random,
+                signing_key: &mut signing_key,
+            },
+        )
+        .map_err(|e| Error::Credentials(format!("Secret {}: {e:#}", generated.name)))
+}
+
+/// Add the keys `existing` lacks, and bring derived ones up to date; its values after.
 async fn complete_secret(
     ctx: &Context,
     system: &SalesSystem,
     api: &Api<Secret>,
     generated: &GeneratedSecret,
     existing: &Secret,
-) -> Result<(), Error> {
+) -> Result<BTreeMap<String, String>, Error> {
     let have = secret_values(existing);
-    let mut random = ctx.random;
-    let missing: BTreeMap<String, String> = generated
-        .credentials
-        .complete(&have, &mut random)
-        .into_iter()
-        .filter(|(k, _)| !have.contains_key(k))
+    let values = complete(ctx, generated, &have)?;
+    let changed: BTreeMap<&String, &String> = values
+        .iter()
+        .filter(|(k, v)| have.get(*k) != Some(*v))
         .collect();
-    if missing.is_empty() {
-        return Ok(());
+    if changed.is_empty() {
+        return Ok(values);
     }
-    let keys = missing.keys().cloned().collect::<Vec<_>>().join(", ");
+    let keys = changed
+        .keys()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     api.patch(
         &generated.name,
         &PatchParams::default(),
-        &Patch::Merge(json!({ "stringData": missing })),
+        &Patch::Merge(json!({ "stringData": changed })),
     )
     .await?;
     ctx.publish(
         system,
         false,
         "SecretCompleted",
-        format!("added {keys} to Secret {}", generated.name),
+        format!("set {keys} in Secret {}", generated.name),
     )
     .await;
-    Ok(())
+    Ok(values)
 }
 
 async fn apply_child(ctx: &Context, names: &Names, child: &Child) -> Result<(), kube::Error> {

@@ -1,8 +1,9 @@
 //! `sales-operator render -f salessystem.yaml`: every object the operator would create
 //! for a SalesSystem, as multi-document YAML, without a cluster (what `helm template`
-//! is to a chart). Generated Secrets are shown with fresh random values, as the first
-//! reconcile would create them; owner references are left out, the object having no
-//! uid yet.
+//! is to a chart). Generated Secrets are shown with fresh random values (and signing
+//! keys), as the first reconcile would create them; owner references are left out, the
+//! object having no uid yet, and so is the pods' identity digest, which the reconcile
+//! adds from the identity Secret it finds.
 
 use anyhow::{Context as _, Result, bail};
 use serde::Deserialize;
@@ -27,9 +28,9 @@ pub fn render(system: &SalesSystem) -> Result<String> {
     let owner = children::owner_of(system);
     let mut docs = Vec::new();
     for generated in secrets::generated(&names, &system.spec) {
-        let values = generated
-            .credentials
-            .complete(&Default::default(), &mut secrets::random_alphanumeric);
+        let values = secrets::Sources::system(|sources| {
+            generated.credentials.complete(&Default::default(), sources)
+        })?;
         docs.push(serde_json::to_value(
             generated.to_secret(&names, &owner, values),
         )?);

@@ -71,6 +71,7 @@ fn every_cel_rule_is_in_the_schema() {
         "autoscaling: scaleToZero needs minReplicas 0",
         "autoscaling: minReplicas 0 needs scaleToZero",
         "gateway.nodePort needs serviceType NodePort",
+        "gateway.trustedProxies: each entry is an IPv4 or IPv6 address or CIDR block",
         "a SalesSystem's name is at most 30 characters",
     ] {
         assert!(yaml.contains(message), "missing rule: {message}");

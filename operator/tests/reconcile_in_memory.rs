@@ -24,7 +24,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, CustomResource, Resource, ResourceExt};
 use kube_fake_client::ClientBuilder;
-use sales_operator::children::{self, names::MANAGER, secrets};
+use sales_operator::children::names::{ANNOTATION_IDENTITY_HASH, MANAGER};
+use sales_operator::children::{self, secrets};
 use sales_operator::crd::{DeletionPolicy, FINALIZER, PAUSED_ANNOTATION, SalesSystem};
 use sales_operator::metrics::Metrics;
 use sales_operator::reconcile::{Context, reconcile};
@@ -178,6 +179,44 @@ async fn actual(client: &Client) -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
+/// A Secret's values, from `data` and `stringData` (which the fake server keeps).
+fn values(s: &Secret) -> BTreeMap<String, String> {
+    s.data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .chain(s.string_data.clone().unwrap_or_default())
+        .collect()
+}
+
+/// The identity digest on the pods of each Deployment that has one (the services'; not
+/// Redis), by Deployment name.
+async fn identity_digests(client: &Client) -> BTreeMap<String, String> {
+    Api::<Deployment>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|d| {
+            let digest = d
+                .spec
+                .and_then(|s| s.template.metadata)
+                .and_then(|m| m.annotations)
+                .and_then(|a| a.get(ANNOTATION_IDENTITY_HASH).cloned())?;
+            Some((d.metadata.name.unwrap_or_default(), digest))
+        })
+        .collect()
+}
+
+/// Which Deployments' identity digests differ between `a` and `b`.
+fn rolled(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<String> {
+    a.iter()
+        .filter(|(name, digest)| b.get(*name) != Some(digest))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 fn to_value(system: &SalesSystem) -> serde_json::Value {
     serde_json::to_value(system).expect("serializes")
 }
@@ -207,7 +246,7 @@ async fn a_new_salessystem_yields_every_child() {
     let want = expected(&system);
     assert_eq!(actual(&client).await, want);
     let total: usize = want.values().map(BTreeSet::len).sum();
-    assert_eq!(total, 79, "every child of the full example");
+    assert_eq!(total, 80, "every child of the full example");
 
     // Every child is controlled by the SalesSystem.
     let deployment = Api::<Deployment>::namespaced(client.clone(), NS)
@@ -386,7 +425,9 @@ async fn generated_credentials_are_never_regenerated() {
     .expect("first");
     let secrets = Api::<Secret>::namespaced(client.clone(), NS);
     let before = secrets.get("shop-auth").await.expect("auth secret");
-    // A second reconcile with another random source changes nothing.
+    let identity_before = values(&secrets.get("shop-identity").await.expect("identity"));
+    // A second reconcile with another random source (and new signing keys) changes
+    // nothing.
     reconcile(
         Arc::new(get(&client, "shop").await),
         context(&client, counter_random("b")),
@@ -395,17 +436,14 @@ async fn generated_credentials_are_never_regenerated() {
     .expect("second");
     let after = secrets.get("shop-auth").await.expect("auth secret");
     assert_eq!(before.data, after.data);
-    let values = |s: &Secret| -> BTreeMap<String, String> {
-        s.data
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
-            .chain(s.string_data.clone().unwrap_or_default())
-            .collect()
-    };
     let v = values(&after);
-    assert_eq!(v["jwt-secret"], "a".repeat(48));
+    assert_eq!(v.keys().collect::<Vec<_>>(), ["admin-password"]);
     assert_eq!(v["admin-password"], "a".repeat(24));
+    let identity = values(&secrets.get("shop-identity").await.expect("identity"));
+    assert_eq!(identity, identity_before);
+    assert_eq!(identity["client-secret-order"], "a".repeat(48));
+    assert!(identity["token-signing-keys"].starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert!(identity["gateway-signing-keys"].starts_with("-----BEGIN PRIVATE KEY-----"));
     let db = values(&secrets.get("shop-order-db").await.expect("db secret"));
     assert_eq!(
         db["url"],
@@ -414,6 +452,154 @@ async fn generated_credentials_are_never_regenerated() {
             "a".repeat(32)
         )
     );
+}
+
+#[tokio::test]
+async fn a_changed_identity_secret_rolls_the_pods_that_read_the_change() {
+    let system = example("salessystem-autoscaling.yaml");
+    let client = server(vec![to_value(&system)]).await;
+    reconcile_once(&client, "shop-scaled").await;
+    let secrets = Api::<Secret>::namespaced(client.clone(), NS);
+    let first = identity_digests(&client).await;
+    assert_eq!(first.len(), 11, "8 services and 3 autoscaled consumers");
+    // Another reconcile of the same Secret changes no digest.
+    reconcile_once(&client, "shop-scaled").await;
+    assert_eq!(identity_digests(&client).await, first);
+
+    // Key rotation, step 1: a new gateway key second. Only the gateway rolls.
+    let old_key = values(&secrets.get("shop-scaled-identity").await.expect("identity"))
+        ["gateway-signing-keys"]
+        .clone();
+    let new_key = sales_platform::identity::keys::generate_pem().expect("a key");
+    let set = |key: &str, value: String| {
+        let secrets = secrets.clone();
+        let key = key.to_owned();
+        async move {
+            secrets
+                .patch(
+                    "shop-scaled-identity",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"stringData": {key: value}})),
+                )
+                .await
+                .expect("edit the identity Secret");
+        }
+    };
+    set("gateway-signing-keys", format!("{old_key}{new_key}")).await;
+    reconcile_once(&client, "shop-scaled").await;
+    let second = identity_digests(&client).await;
+    assert_eq!(rolled(&first, &second), ["shop-scaled-gateway"]);
+
+    // A client secret changed by hand: its service and the customer service (whose
+    // `service-clients` the operator brings up to date) roll, the others do not.
+    set("client-secret-inventory", "x".repeat(40)).await;
+    reconcile_once(&client, "shop-scaled").await;
+    let third = identity_digests(&client).await;
+    assert_eq!(
+        rolled(&second, &third),
+        [
+            "shop-scaled-customer",
+            "shop-scaled-inventory",
+            "shop-scaled-inventory-consumer"
+        ]
+    );
+    let identity = values(&secrets.get("shop-scaled-identity").await.expect("identity"));
+    assert!(
+        identity["service-clients"].contains(&format!("inventory={},", "x".repeat(40))),
+        "{}",
+        identity["service-clients"]
+    );
+    assert_eq!(
+        identity["gateway-signing-keys"],
+        format!("{old_key}{new_key}")
+    );
+}
+
+#[tokio::test]
+async fn a_users_identity_secret_is_read_never_generated() {
+    let mut system = example("salessystem-autoscaling.yaml");
+    system.spec.auth.identity_secret = Some(sales_operator::crd::IdentitySecretRef {
+        secret_name: "mine".into(),
+    });
+    let client = server(vec![to_value(&system)]).await;
+    reconcile_once(&client, "shop-scaled").await;
+    // Missing: nothing is applied, and the status names every key it needs.
+    assert!(names_of::<Deployment>(&client).await.is_empty());
+    let status = get(&client, "shop-scaled").await.status.expect("status");
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .expect("Degraded");
+    for key in [
+        "token-signing-keys",
+        "service-clients",
+        "client-secret-gateway",
+    ] {
+        assert!(
+            degraded.message.contains(&format!("mine/{key}")),
+            "{}",
+            degraded.message
+        );
+    }
+
+    let mut mine: BTreeMap<String, String> = sales_operator::children::env::identity_secret_keys()
+        .into_iter()
+        .map(|k| (k, "y".repeat(20)))
+        .collect();
+    mine.insert(
+        "gateway-signing-keys".into(),
+        sales_platform::identity::keys::generate_pem().expect("a key"),
+    );
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "mine", "namespace": NS},
+        "stringData": mine,
+    }))
+    .expect("secret");
+    let secrets = Api::<Secret>::namespaced(client.clone(), NS);
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create");
+    reconcile_once(&client, "shop-scaled").await;
+    assert!(
+        secrets
+            .get_opt("shop-scaled-identity")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert_eq!(
+        values(&secrets.get("mine").await.expect("mine")),
+        mine,
+        "left alone"
+    );
+    let gateway = Api::<Deployment>::namespaced(client.clone(), NS)
+        .get("shop-scaled-gateway")
+        .await
+        .expect("gateway");
+    let env = gateway
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod")
+        .containers[0]
+        .env
+        .clone()
+        .unwrap_or_default();
+    let keys = env
+        .iter()
+        .find(|e| e.name == "GATEWAY_SIGNING_KEYS")
+        .and_then(|e| e.value_from.clone())
+        .and_then(|f| f.secret_key_ref)
+        .expect("from a Secret");
+    assert_eq!(
+        (keys.name.as_str(), keys.key.as_str()),
+        ("mine", "gateway-signing-keys")
+    );
+    assert_eq!(identity_digests(&client).await.len(), 11);
 }
 
 #[tokio::test]

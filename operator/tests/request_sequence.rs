@@ -157,8 +157,9 @@ async fn one_reconcile_makes_exactly_these_requests() {
     let mut expected = vec![
         // 1. the user's Secret, read once for all its keys
         format!("GET {ns}/secrets/lean-infra"),
-        // 2. the generated token key: absent, so created (and an Event says so)
-        format!("GET {ns}/secrets/lean-auth"),
+        // 2. the generated identity (signing keys, client secrets): absent, so
+        //    created (and an Event says so)
+        format!("GET {ns}/secrets/lean-identity"),
         format!("POST {ns}/secrets"),
         events.clone(),
     ];

@@ -81,6 +81,79 @@ fn invalid_salessystems_are_rejected_with_the_rules_message() {
     }
 }
 
+/// The CRD's rule on `gateway.trustedProxies` refuses whatever the gateway cannot
+/// parse (so a bad entry is refused at `kubectl apply`, not by a crash-looping
+/// gateway), and accepts the usual forms.
+#[test]
+fn trusted_proxies_the_crd_accepts_are_what_the_gateway_parses() {
+    use gateway_service::client_address::TrustedProxies;
+    let accepted = [
+        "10.0.0.0/8",
+        "10.0.0.1",
+        "0.0.0.0/0",
+        "192.168.1.1/32",
+        "172.16.0.0/12",
+        "255.255.255.255",
+        "::",
+        "::1",
+        "::/0",
+        "2001:db8::/32",
+        "2001:db8:0:0:0:0:0:1/128",
+        "fe80::1:2",
+        "fd00:1:2:3::/64",
+        "1:2:3:4:5:6:7::",
+        "::ffff:192.0.2.1",
+        "64:ff9b::192.0.2.1",
+        "2001:DB8::A",
+    ];
+    let refused = [
+        "proxy.example.com",
+        "10.0.0.0/33",
+        "10.0.0",
+        "10.0.0.256",
+        "010.0.0.1",
+        "10.0.0.0/",
+        "10.0.0.0/8/8",
+        " 10.0.0.1",
+        "10.0.0.1,10.0.0.2",
+        "2001:db8::/129",
+        "2001:db8:::1",
+        "1:2:3:4:5:6:7:8:9",
+        "fe80::1%eth0",
+        "*",
+        "",
+    ];
+    let dir = common::scratch_dir("trusted-proxies");
+    let mut files = Vec::new();
+    for (i, entry) in accepted.iter().chain(&refused).enumerate() {
+        let file = dir.join(format!("{i:02}.yaml"));
+        let system = serde_json::json!({
+            "apiVersion": "sales-system.io/v1alpha1", "kind": "SalesSystem",
+            "metadata": {"name": format!("p{i}"), "namespace": "sales"},
+            "spec": {"gateway": {"trustedProxies": [entry]}},
+        });
+        std::fs::write(&file, serde_json::to_string(&system).unwrap()).unwrap();
+        files.push(file);
+    }
+    let results = validate_custom_resources(&crd_path(), &files);
+    assert_eq!(results.len(), files.len());
+    for ((_, errors), entry) in results.iter().zip(accepted.iter().chain(&refused)) {
+        let crd_accepts = errors.is_empty();
+        let gateway_parses = TrustedProxies::parse(entry).is_ok_and(|p| !p.is_empty());
+        assert_eq!(
+            crd_accepts,
+            accepted.contains(entry),
+            "{entry:?}: the CRD says {errors:?}"
+        );
+        if crd_accepts {
+            assert!(
+                gateway_parses,
+                "{entry:?} is accepted but the gateway refuses it"
+            );
+        }
+    }
+}
+
 /// Render one example into built-in objects and ServiceMonitors, as files.
 fn render_split(example: &Path, dir: &Path) -> (PathBuf, PathBuf, usize) {
     let yaml = common::operator(&["render", "-f", &example.display().to_string()]);
@@ -177,7 +250,7 @@ fn render_prints_every_child_and_the_generated_secrets() {
         ("Ingress", 1),
         ("NetworkPolicy", 8 + 7 + 2),
         ("PodDisruptionBudget", 8),
-        ("Secret", 7 + 3), // 7 databases, broker, Redis, auth
+        ("Secret", 7 + 4), // 7 databases, broker, Redis, identity, auth
         ("Service", 8 + 7 + 2),
         ("ServiceMonitor", 1),
         ("StatefulSet", 7 + 1),

@@ -661,6 +661,29 @@ emit({"missing": sorted(wanted - reached), "unknown": sorted(unknown), "fields":
     );
 }
 
+#[test]
+fn by_default_the_seeds_routes_are_closed_and_no_proxy_is_trusted() {
+    let result = python(
+        r##"
+crd = os.path.join(chart_dir("sales-operator"), "crds", "salessystem.yaml")
+props = crd_schema(crd, "v1alpha1")["properties"]["spec"]["properties"]
+system = of_kind(rendered_objects("sales-system"), "SalesSystem")[0]
+emit({
+    "crd_seed": props["seedCompatOpen"].get("default"),
+    "crd_proxies": props["gateway"]["properties"]["trustedProxies"].get("default"),
+    "chart_seed": system["spec"].get("seedCompatOpen"),
+    "chart_proxies": system["spec"]["gateway"].get("trustedProxies", []),
+})
+"##,
+        &[],
+    );
+    assert_eq!(
+        result,
+        json!({"crd_seed": false, "crd_proxies": [], "chart_seed": false, "chart_proxies": []}),
+        "the CRD and the chart's defaults open the seeds' routes or trust a proxy"
+    );
+}
+
 // ------------------------------------------------------------------ copies of the sources
 
 #[test]

@@ -1,7 +1,7 @@
 {{/*
 The chart name: the `app.kubernetes.io/name` of the operator's pods. Fixed (no
 nameOverride): every SalesSystem's NetworkPolicies admit the operator to the broker's
-management API by `app.kubernetes.io/name: sales-operator`.
+management API and the services' admin ports by `app.kubernetes.io/name: sales-operator`.
 */}}
 {{- define "sales-operator.name" -}}
 {{- .Chart.Name }}

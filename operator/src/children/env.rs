@@ -11,10 +11,65 @@ use super::names::{Component, Names};
 use crate::catalogue::{ADMIN_PORT, AppService, HTTP_PORT, SHUTDOWN_GRACE_SECONDS};
 use crate::crd::{DatabaseChoice, SalesSystemSpec, SecretKeyRef};
 
-/// Key of the generated auth Secret holding the token signing key.
-pub const JWT_SECRET_KEY: &str = "jwt-secret";
 /// Key of the generated auth Secret holding the admin's password.
 pub const ADMIN_PASSWORD_KEY: &str = "admin-password";
+/// Key of the identity Secret: the customer service's signing keys (PEM blocks).
+pub const TOKEN_SIGNING_KEYS_KEY: &str = "token-signing-keys";
+/// Key of the identity Secret: the gateway's signing keys (PEM blocks).
+pub const GATEWAY_SIGNING_KEYS_KEY: &str = "gateway-signing-keys";
+/// Key of the identity Secret: `gateway=<secret>,inventory=<secret>,...`, every
+/// service's client secret, as the customer service reads them (`SERVICE_CLIENTS`).
+pub const SERVICE_CLIENTS_KEY: &str = "service-clients";
+
+/// Key of the identity Secret holding `service`'s client secret.
+pub fn client_secret_key(service: AppService) -> String {
+    format!("client-secret-{}", service.name())
+}
+
+/// Every key an identity Secret holds (the user's must hold them all).
+pub fn identity_secret_keys() -> Vec<String> {
+    let mut keys = vec![
+        TOKEN_SIGNING_KEYS_KEY.to_owned(),
+        GATEWAY_SIGNING_KEYS_KEY.to_owned(),
+        SERVICE_CLIENTS_KEY.to_owned(),
+    ];
+    keys.extend(AppService::service_clients().map(client_secret_key));
+    keys
+}
+
+/// The identity Secret of the system: the user's, or the generated one.
+pub fn identity_secret_name(names: &Names, spec: &SalesSystemSpec) -> String {
+    match &spec.auth.identity_secret {
+        Some(own) => own.secret_name.clone(),
+        None => names.identity_secret(),
+    }
+}
+
+/// `(variable, key of the identity Secret)` for each identity secret `service` reads:
+/// an issuer its signing keys, every service but the customer its client secret, the
+/// customer service every client's.
+pub fn identity_variables(service: AppService) -> Vec<(&'static str, String)> {
+    match service {
+        AppService::Customer => vec![
+            ("TOKEN_SIGNING_KEYS", TOKEN_SIGNING_KEYS_KEY.to_owned()),
+            ("SERVICE_CLIENTS", SERVICE_CLIENTS_KEY.to_owned()),
+        ],
+        AppService::Gateway => vec![
+            ("GATEWAY_SIGNING_KEYS", GATEWAY_SIGNING_KEYS_KEY.to_owned()),
+            ("SERVICE_CLIENT_SECRET", client_secret_key(service)),
+        ],
+        _ => vec![("SERVICE_CLIENT_SECRET", client_secret_key(service))],
+    }
+}
+
+/// Where the gateway publishes its public keys, inside the namespace.
+pub fn gateway_jwks_url(names: &Names) -> String {
+    format!(
+        "{}{}",
+        names.service_url(AppService::Gateway),
+        sales_platform::identity::JWKS_PATH
+    )
+}
 
 /// The plain (non-secret) settings of `service`: its ConfigMap's data.
 pub fn plain_settings(
@@ -39,15 +94,31 @@ pub fn plain_settings(
     }
     // Keys carry the namespace and the system so systems can share an external Redis.
     let redis_prefix = format!("{}.{}:", names.namespace, names.instance);
+    // The customer service publishes token versions under this prefix, the gateway
+    // reads them: the same value for both.
+    let revocation_prefix = format!("{redis_prefix}token-version:");
     match service {
         AppService::Product | AppService::Order => {
             set("CACHE_PREFIX", format!("{redis_prefix}cache:"));
         }
+        AppService::Customer => {
+            set("REVOCATION_PREFIX", revocation_prefix);
+        }
         AppService::Gateway => {
             set("RATE_LIMIT_PREFIX", format!("{redis_prefix}ratelimit:"));
+            set("REVOCATION_PREFIX", revocation_prefix);
             set("SEED_COMPAT_OPEN", spec.seed_compat_open.to_string());
+            set("TRUSTED_PROXIES", spec.gateway.trusted_proxies.join(","));
         }
         _ => {}
+    }
+    // Who checks tokens: the gateway's (every service but the gateway itself) and the
+    // customer service's (every service but the two issuers, which know their keys).
+    if service != AppService::Gateway {
+        set("GATEWAY_JWKS_URL", gateway_jwks_url(names));
+    }
+    if !matches!(service, AppService::Customer | AppService::Gateway) {
+        set("IDENTITY_URL", names.service_url(AppService::Customer));
     }
     if service == AppService::Order {
         set("UNPAID_ORDER_TIMEOUT", spec.unpaid_order_timeout.clone());
@@ -85,12 +156,9 @@ pub fn secret_env(names: &Names, spec: &SalesSystemSpec, service: AppService) ->
         };
         env.push(from_secret("REDIS_URL", &secret, &key));
     }
-    if matches!(service, AppService::Customer | AppService::Gateway) {
-        let (secret, key) = match &spec.auth.jwt_secret {
-            Some(r) => (r.secret_name.clone(), r.key.clone()),
-            None => (names.auth_secret(), JWT_SECRET_KEY.to_owned()),
-        };
-        env.push(from_secret("JWT_SECRET", &secret, &key));
+    let identity = identity_secret_name(names, spec);
+    for (variable, key) in identity_variables(service) {
+        env.push(from_secret(variable, &identity, &key));
     }
     if service == AppService::Customer && spec.auth.admin.enabled {
         let (secret, key) = match &spec.auth.admin.password_secret {
@@ -141,8 +209,10 @@ pub fn referenced_secrets(spec: &SalesSystemSpec) -> Vec<(String, String)> {
     if let Some(r) = &spec.redis.external {
         refs.push((r.secret_name.clone(), r.key.clone()));
     }
-    if let Some(r) = &spec.auth.jwt_secret {
-        refs.push((r.secret_name.clone(), r.key.clone()));
+    if let Some(own) = &spec.auth.identity_secret {
+        for key in identity_secret_keys() {
+            refs.push((own.secret_name.clone(), key));
+        }
     }
     if spec.auth.admin.enabled
         && let Some(r) = &spec.auth.admin.password_secret

@@ -267,8 +267,9 @@ pub fn rabbitmq(
     )
 }
 
-/// Redis without persistence (it holds caches and rate-limit counters only), with a
-/// generated password: Deployment and Service.
+/// Redis without persistence (it holds caches, rate-limit counters and copies of token
+/// versions, which the customer service's database decides), with a generated
+/// password: Deployment and Service.
 pub fn redis(
     names: &Names,
     settings: &ManagedRedis,

@@ -90,15 +90,26 @@ pub fn desired(system: &SalesSystem) -> Result<Vec<Child>, serde_json::Error> {
 }
 
 /// Every child of `system`, in apply order. With the operator's namespace, only the
-/// operator's pods of that namespace may read the broker's management API; without
-/// it (e.g. `render`), those of any namespace.
+/// operator's pods of that namespace may read the broker's management API and the
+/// services' admin ports; without it (e.g. `render`), those of any namespace.
 pub fn desired_for(
     system: &SalesSystem,
     operator_namespace: Option<&str>,
 ) -> Result<Vec<Child>, serde_json::Error> {
+    desired_with(system, operator_namespace, None)
+}
+
+/// [`desired_for`], and with the identity Secret's values (as the reconcile read or
+/// made them) each service's pods carry a digest of those they read, so that a new
+/// signing key or client secret rolls them.
+pub fn desired_with(
+    system: &SalesSystem,
+    operator_namespace: Option<&str>,
+    identity: Option<&BTreeMap<String, String>>,
+) -> Result<Vec<Child>, serde_json::Error> {
     let names = names_of(system);
     let owner = owner_of(system);
-    build(&names, &system.spec, &owner, operator_namespace)
+    build(&names, &system.spec, &owner, operator_namespace, identity)
 }
 
 fn build(
@@ -106,6 +117,7 @@ fn build(
     spec: &SalesSystemSpec,
     owner: &Option<OwnerReference>,
     operator_namespace: Option<&str>,
+    identity: Option<&BTreeMap<String, String>>,
 ) -> Result<Vec<Child>, serde_json::Error> {
     let mut out = Vec::new();
     for service in AppService::ALL {
@@ -144,7 +156,7 @@ fn build(
                 ))?);
             }
             out.push(Child::typed(&services::deployment(
-                names, spec, service, *role, owner,
+                names, spec, service, *role, owner, identity,
             ))?);
         }
     }

@@ -19,6 +19,9 @@ pub const LABEL_METRICS: &str = "sales-system.io/metrics";
 pub const LABEL_SERVICE: &str = "sales-system.io/service";
 /// Pod template annotation: a hash of the service's ConfigMap, so a change rolls pods.
 pub const ANNOTATION_CONFIG_HASH: &str = "sales-system.io/config-hash";
+/// Pod template annotation: a SHA-256 digest (truncated) of the identity Secret's keys
+/// the service reads, so a new signing key or client secret rolls its pods.
+pub const ANNOTATION_IDENTITY_HASH: &str = "sales-system.io/identity-hash";
 /// The field manager of every server-side apply, and the `managed-by` label.
 pub const MANAGER: &str = "sales-operator";
 
@@ -92,9 +95,15 @@ impl Names {
         self.of(Component::Cache)
     }
 
-    /// The generated Secret with `jwt-secret` and `admin-password`.
+    /// The generated Secret with the admin's password (`admin-password`).
     pub fn auth_secret(&self) -> String {
         format!("{}-auth", self.instance)
+    }
+
+    /// The generated identity Secret: both issuers' signing keys and every service's
+    /// client secret (`children::secrets::Credentials::Identity`).
+    pub fn identity_secret(&self) -> String {
+        format!("{}-identity", self.instance)
     }
 
     pub fn ingress(&self) -> String {

@@ -2,13 +2,19 @@
 //!
 //! - each database: only its own service, on 5432;
 //! - the broker: only the services that use it, on 5672;
-//! - Redis: only the services that read it, on 6379;
-//! - each service's API port: only the gateway and the peers that call it;
-//! - the gateway's API port: anyone (it is the one public entry);
-//! - every service's admin port (`/metrics`, dead letters): pods of this namespace, or
-//!   of `networkPolicies.metricsNamespace` (where Prometheus runs);
+//! - Redis: only the services that use it (product, order, customer, gateway), on 6379;
+//! - the gateway's API port: anyone (it is the one public entry, and every service
+//!   reads the gateway's public keys there, `/.well-known/jwks.json`);
+//! - the customer service's API port: every other service (its public keys, service
+//!   tokens at `/oauth/token`, `/oauth/introspect`), the gateway among them;
+//! - each other service's API port: only the gateway and the peers that call it;
+//! - every service's admin port (`/metrics`, dead letters): only the operator's pods
+//!   and the metrics scraper — the pods of `networkPolicies.metricsNamespace`, or
+//!   without it, the pods of this namespace that the operator does not run (a
+//!   Prometheus beside the system); never the services, databases or broker;
 //! - the consumer pods of an autoscaled service: their admin port only, as above (they
-//!   reach their database, the broker and Redis like the service's own pods);
+//!   reach their database, the broker, Redis and their peers like the service's own
+//!   pods);
 //! - the broker's management API (15672), while a consumer is autoscaled: the
 //!   operator's pods (`app.kubernetes.io/name: sales-operator`) of the operator's
 //!   namespace (of any namespace when it is not known, as in `render`), which read
@@ -23,12 +29,14 @@ use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, OwnerReference,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::env::managed_dependencies;
 use super::infrastructure::{AMQP_PORT, POSTGRES_PORT, RABBITMQ_MANAGEMENT_PORT, REDIS_PORT};
-use super::names::{Component, LABEL_NAME, MANAGER, Names};
+use super::names::{Component, LABEL_MANAGED_BY, LABEL_NAME, MANAGER, Names};
 use super::services::{Role, meta};
 use crate::catalogue::{ADMIN_PORT, AppService, HTTP_PORT};
 use crate::crd::SalesSystemSpec;
@@ -71,25 +79,69 @@ fn policy(
     }
 }
 
-/// Who may scrape the admin ports.
-fn metrics_scrapers(spec: &SalesSystemSpec) -> Vec<NetworkPolicyPeer> {
-    let mut peers = vec![NetworkPolicyPeer {
-        pod_selector: Some(LabelSelector::default()),
-        ..Default::default()
-    }];
-    if let Some(ns) = &spec.network_policies.metrics_namespace {
-        peers.push(NetworkPolicyPeer {
-            namespace_selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([(
-                    "kubernetes.io/metadata.name".to_owned(),
-                    ns.clone(),
-                )])),
+/// The pods of `service`: its one Deployment's, or both of an autoscaled one's.
+fn pods_of_service(
+    names: &Names,
+    spec: &SalesSystemSpec,
+    service: AppService,
+) -> Vec<NetworkPolicyPeer> {
+    Role::of(spec, service)
+        .iter()
+        .map(|role| pods_of(names, role.component(service)))
+        .collect()
+}
+
+/// The services that may open connections to `service`'s API port; `None`: anyone.
+pub fn api_clients(service: AppService) -> Option<Vec<AppService>> {
+    match service {
+        AppService::Gateway => None,
+        // The identity provider: every service gets its keys and tokens there.
+        AppService::Customer => Some(
+            AppService::ALL
+                .into_iter()
+                .filter(|s| *s != AppService::Customer)
+                .collect(),
+        ),
+        _ => Some(service.callers().collect()),
+    }
+}
+
+/// Who may reach the admin ports: the operator and the metrics scraper.
+fn admin_clients(
+    names: &Names,
+    spec: &SalesSystemSpec,
+    operator_namespace: Option<&str>,
+) -> Vec<NetworkPolicyPeer> {
+    let scraper = match spec.network_policies.metrics_namespace.as_deref() {
+        Some(ns) if ns != names.namespace => NetworkPolicyPeer {
+            namespace_selector: Some(namespace_named(ns)),
+            ..Default::default()
+        },
+        // Prometheus beside the system: any pod of this namespace the operator does
+        // not run (the services never reach each other's admin ports).
+        _ => NetworkPolicyPeer {
+            pod_selector: Some(LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: LABEL_MANAGED_BY.to_owned(),
+                    operator: "NotIn".to_owned(),
+                    values: Some(vec![MANAGER.to_owned()]),
+                }]),
                 ..Default::default()
             }),
             ..Default::default()
-        });
+        },
+    };
+    vec![the_operator(operator_namespace), scraper]
+}
+
+fn namespace_named(namespace: &str) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(BTreeMap::from([(
+            "kubernetes.io/metadata.name".to_owned(),
+            namespace.to_owned(),
+        )])),
+        ..Default::default()
     }
-    peers
 }
 
 /// Every NetworkPolicy of the system (none when switched off).
@@ -103,17 +155,17 @@ pub fn policies(
         return Vec::new();
     }
     let mut out = Vec::new();
+    let admin = || NetworkPolicyIngressRule {
+        from: Some(admin_clients(names, spec, operator_namespace)),
+        ports: Some(vec![tcp(ADMIN_PORT)]),
+    };
     for service in AppService::ALL {
-        let api_from = if service == AppService::Gateway {
-            None // from anywhere
-        } else {
-            Some(
-                service
-                    .callers()
-                    .map(|caller| pods_of(names, Component::Service(caller)))
-                    .collect(),
-            )
-        };
+        let api_from = api_clients(service).map(|clients| {
+            clients
+                .into_iter()
+                .flat_map(|client| pods_of_service(names, spec, client))
+                .collect()
+        });
         out.push(policy(
             names,
             Component::Service(service),
@@ -122,10 +174,7 @@ pub fn policies(
                     from: api_from,
                     ports: Some(vec![tcp(HTTP_PORT)]),
                 },
-                NetworkPolicyIngressRule {
-                    from: Some(metrics_scrapers(spec)),
-                    ports: Some(vec![tcp(ADMIN_PORT)]),
-                },
+                admin(),
             ],
             owner,
         ));
@@ -134,10 +183,7 @@ pub fn policies(
         out.push(policy(
             names,
             Component::Consumer(service),
-            vec![NetworkPolicyIngressRule {
-                from: Some(metrics_scrapers(spec)),
-                ports: Some(vec![tcp(ADMIN_PORT)]),
-            }],
+            vec![admin()],
             owner,
         ));
     }
@@ -177,12 +223,7 @@ pub fn policies(
 /// The operator's pods: of its namespace when known, else of any namespace.
 fn the_operator(namespace: Option<&str>) -> NetworkPolicyPeer {
     NetworkPolicyPeer {
-        namespace_selector: Some(LabelSelector {
-            match_labels: namespace.map(|ns| {
-                BTreeMap::from([("kubernetes.io/metadata.name".to_owned(), ns.to_owned())])
-            }),
-            ..Default::default()
-        }),
+        namespace_selector: Some(namespace.map(namespace_named).unwrap_or_default()),
         pod_selector: Some(LabelSelector {
             match_labels: Some(BTreeMap::from([(
                 LABEL_NAME.to_owned(),

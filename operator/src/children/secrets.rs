@@ -4,14 +4,19 @@
 //! put new random values in). The reconciler reads each one; if it is absent it creates
 //! it, and if a key is missing (say the admin account was switched on later) it adds
 //! only that key. A value that exists is never replaced: a database initialised with a
-//! password keeps being reached with it.
+//! password keeps being reached with it. Values derived from others (a URL from its
+//! password, `service-clients` from the client secrets) are made from what the Secret
+//! ends up holding.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use super::env::{ADMIN_PASSWORD_KEY, JWT_SECRET_KEY};
+use super::env::{
+    ADMIN_PASSWORD_KEY, GATEWAY_SIGNING_KEYS_KEY, SERVICE_CLIENTS_KEY, TOKEN_SIGNING_KEYS_KEY,
+    client_secret_key,
+};
 use super::infrastructure::{AMQP_PORT, POSTGRES_PORT, REDIS_PORT};
 use super::names::{Component, Names};
 use super::services::meta;
@@ -30,11 +35,33 @@ pub enum Credentials {
     Broker { host: String },
     /// `password`, `url` of the managed Redis.
     Cache { host: String },
-    /// `jwt-secret` and/or `admin-password`.
-    Auth {
-        jwt_secret: bool,
-        admin_password: bool,
-    },
+    /// `admin-password`.
+    Admin,
+    /// The identity plane: `token-signing-keys` (the customer service's Ed25519 key,
+    /// PKCS#8 PEM), `gateway-signing-keys` (the gateway's), `client-secret-<service>`
+    /// for every service but the customer, and `service-clients`, those secrets as the
+    /// customer service reads them (`gateway=<secret>,inventory=<secret>,...`).
+    Identity,
+}
+
+/// Where new values come from.
+pub struct Sources<'a> {
+    /// `len` random letters and digits.
+    pub random: &'a mut dyn FnMut(usize) -> String,
+    /// A new Ed25519 private key, PKCS#8 PEM.
+    pub signing_key: &'a mut dyn FnMut() -> anyhow::Result<String>,
+}
+
+impl Sources<'_> {
+    /// The operator's own: the OS-seeded generator and a fresh Ed25519 key.
+    pub fn system<R>(f: impl FnOnce(&mut Sources<'_>) -> R) -> R {
+        let mut random = random_alphanumeric;
+        let mut signing_key = sales_platform::identity::keys::generate_pem;
+        f(&mut Sources {
+            random: &mut random,
+            signing_key: &mut signing_key,
+        })
+    }
 }
 
 /// A Secret to create if absent, and complete if a key is missing.
@@ -45,15 +72,21 @@ pub struct GeneratedSecret {
     pub credentials: Credentials,
 }
 
+/// Length of a generated client secret (the customer service wants at least 16).
+pub const CLIENT_SECRET_LENGTH: usize = 48;
+
 impl Credentials {
     /// Every key this Secret must hold: `existing` values kept, missing ones generated
-    /// with `random(length)`. A URL is made from the password it ends up with.
+    /// from `sources`. A URL is made from the password it ends up with, and
+    /// `service-clients` from the client secrets it ends up with (always: it is theirs
+    /// to follow, never a value of its own).
     pub fn complete(
         &self,
         existing: &BTreeMap<String, String>,
-        random: &mut dyn FnMut(usize) -> String,
-    ) -> BTreeMap<String, String> {
+        sources: &mut Sources<'_>,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
         let mut values = existing.clone();
+        let random = &mut *sources.random;
         let mut ensure = |values: &mut BTreeMap<String, String>, key: &str, len: usize| {
             values
                 .entry(key.to_owned())
@@ -87,19 +120,29 @@ impl Credentials {
                     .entry("url".into())
                     .or_insert_with(|| format!("redis://:{password}@{host}:{REDIS_PORT}"));
             }
-            Credentials::Auth {
-                jwt_secret,
-                admin_password,
-            } => {
-                if *jwt_secret {
-                    ensure(&mut values, JWT_SECRET_KEY, 48);
+            Credentials::Admin => {
+                ensure(&mut values, ADMIN_PASSWORD_KEY, 24);
+            }
+            Credentials::Identity => {
+                let mut clients = Vec::new();
+                for service in AppService::service_clients() {
+                    let secret = ensure(
+                        &mut values,
+                        &client_secret_key(service),
+                        CLIENT_SECRET_LENGTH,
+                    );
+                    clients.push(format!("{}={secret}", service.name()));
                 }
-                if *admin_password {
-                    ensure(&mut values, ADMIN_PASSWORD_KEY, 24);
+                clients.sort();
+                values.insert(SERVICE_CLIENTS_KEY.to_owned(), clients.join(","));
+                for key in [TOKEN_SIGNING_KEYS_KEY, GATEWAY_SIGNING_KEYS_KEY] {
+                    if !values.contains_key(key) {
+                        values.insert(key.to_owned(), (sources.signing_key)()?);
+                    }
                 }
             }
         }
-        values
+        Ok(values)
     }
 }
 
@@ -160,16 +203,18 @@ pub fn generated(names: &Names, spec: &SalesSystemSpec) -> Vec<GeneratedSecret> 
             },
         });
     }
-    let jwt_secret = spec.auth.jwt_secret.is_none();
-    let admin_password = spec.auth.admin.enabled && spec.auth.admin.password_secret.is_none();
-    if jwt_secret || admin_password {
+    if spec.auth.identity_secret.is_none() {
+        secrets.push(GeneratedSecret {
+            name: names.identity_secret(),
+            component: None,
+            credentials: Credentials::Identity,
+        });
+    }
+    if spec.auth.admin.enabled && spec.auth.admin.password_secret.is_none() {
         secrets.push(GeneratedSecret {
             name: names.auth_secret(),
             component: None,
-            credentials: Credentials::Auth {
-                jwt_secret,
-                admin_password,
-            },
+            credentials: Credentials::Admin,
         });
     }
     secrets
@@ -197,17 +242,35 @@ mod tests {
         }
     }
 
+    /// Completes with [`counter`] values and numbered keys (`key-1`, `key-2`...).
+    fn complete(c: &Credentials, existing: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let mut random = counter();
+        let mut keys = 0;
+        let mut signing_key = || {
+            keys += 1;
+            Ok(format!("key-{keys}"))
+        };
+        c.complete(
+            existing,
+            &mut Sources {
+                random: &mut random,
+                signing_key: &mut signing_key,
+            },
+        )
+        .unwrap()
+    }
+
     #[test]
     fn a_database_secret_is_made_whole_once() {
         let c = Credentials::Database {
             host: "s-order-db".into(),
             database: "orders".into(),
         };
-        let made = c.complete(&BTreeMap::new(), &mut counter());
+        let made = complete(&c, &BTreeMap::new());
         assert_eq!(made["password"], "r1-32");
         assert_eq!(made["url"], "postgres://sales:r1-32@s-order-db:5432/orders");
         // Nothing is regenerated when the Secret exists.
-        let again = c.complete(&made, &mut counter());
+        let again = complete(&c, &made);
         assert_eq!(again, made);
     }
 
@@ -220,26 +283,114 @@ mod tests {
             ("username".to_owned(), "sales".to_owned()),
             ("password".to_owned(), "kept".to_owned()),
         ]);
-        let made = c.complete(&existing, &mut counter());
+        let made = complete(&c, &existing);
         assert_eq!(made["password"], "kept");
         assert_eq!(made["url"], "amqp://sales:kept@s-rabbitmq:5672/%2f");
     }
 
     #[test]
-    fn auth_keys_are_added_one_by_one() {
-        let only_jwt = Credentials::Auth {
-            jwt_secret: true,
-            admin_password: false,
+    fn the_admin_password_is_generated_once() {
+        let first = complete(&Credentials::Admin, &BTreeMap::new());
+        assert_eq!(first.keys().collect::<Vec<_>>(), ["admin-password"]);
+        assert_eq!(first["admin-password"], "r1-24");
+        assert_eq!(complete(&Credentials::Admin, &first), first);
+    }
+
+    #[test]
+    fn the_identity_holds_both_issuers_keys_and_every_clients_secret() {
+        let made = complete(&Credentials::Identity, &BTreeMap::new());
+        assert_eq!(
+            made.keys().map(String::as_str).collect::<Vec<_>>(),
+            [
+                "client-secret-gateway",
+                "client-secret-inventory",
+                "client-secret-notification",
+                "client-secret-order",
+                "client-secret-payment",
+                "client-secret-product",
+                "client-secret-shipping",
+                "gateway-signing-keys",
+                "service-clients",
+                "token-signing-keys",
+            ]
+        );
+        assert_eq!(made["token-signing-keys"], "key-1");
+        assert_eq!(made["gateway-signing-keys"], "key-2");
+        // In AppService::ALL order: product, order, payment, inventory, shipping...
+        assert_eq!(made["client-secret-product"], "r1-48");
+        assert_eq!(made["client-secret-gateway"], "r7-48");
+        assert_eq!(
+            made["service-clients"],
+            "gateway=r7-48,inventory=r4-48,notification=r6-48,order=r2-48,\
+             payment=r3-48,product=r1-48,shipping=r5-48"
+        );
+        // Nothing is regenerated when the Secret exists.
+        assert_eq!(complete(&Credentials::Identity, &made), made);
+    }
+
+    #[test]
+    fn service_clients_follow_the_client_secrets() {
+        let mut existing = complete(&Credentials::Identity, &BTreeMap::new());
+        // A client secret changed by hand, another removed (to have a new one made),
+        // a signing key rotated: kept, made, kept; `service-clients` follows.
+        existing.insert(
+            "client-secret-order".into(),
+            "changed-by-hand-0123456789".into(),
+        );
+        existing.remove("client-secret-shipping");
+        existing.insert("token-signing-keys".into(), "new\nold".into());
+        let made = complete(&Credentials::Identity, &existing);
+        assert_eq!(made["client-secret-order"], "changed-by-hand-0123456789");
+        assert_eq!(made["client-secret-shipping"], "r1-48");
+        assert_eq!(made["token-signing-keys"], "new\nold");
+        assert_eq!(
+            made["gateway-signing-keys"],
+            existing["gateway-signing-keys"]
+        );
+        let clients = &made["service-clients"];
+        assert!(
+            clients.contains("order=changed-by-hand-0123456789,"),
+            "{clients}"
+        );
+        assert!(clients.ends_with(",shipping=r1-48"), "{clients}");
+    }
+
+    #[test]
+    fn generated_signing_keys_are_ed25519_pkcs8_pem_that_sign() {
+        let made =
+            Sources::system(|sources| Credentials::Identity.complete(&BTreeMap::new(), sources))
+                .unwrap();
+        for key in ["token-signing-keys", "gateway-signing-keys"] {
+            assert!(made[key].starts_with("-----BEGIN PRIVATE KEY-----\n"));
+            let keys = sales_platform::identity::keys::SigningKeys::from_pem(&made[key]).unwrap();
+            assert_eq!(keys.jwks().keys.len(), 1);
+        }
+        assert_ne!(made["token-signing-keys"], made["gateway-signing-keys"]);
+        for service in AppService::service_clients() {
+            assert_eq!(
+                made[&client_secret_key(service)].len(),
+                CLIENT_SECRET_LENGTH
+            );
+        }
+    }
+
+    #[test]
+    fn what_is_generated_follows_what_the_spec_references() {
+        let names = Names::new("shop", "sales");
+        let mut spec = SalesSystemSpec::default();
+        let of = |spec: &SalesSystemSpec| -> Vec<String> {
+            generated(&names, spec)
+                .into_iter()
+                .filter(|s| s.component.is_none())
+                .map(|s| s.name)
+                .collect()
         };
-        let first = only_jwt.complete(&BTreeMap::new(), &mut counter());
-        assert_eq!(first.keys().collect::<Vec<_>>(), ["jwt-secret"]);
-        let both = Credentials::Auth {
-            jwt_secret: true,
-            admin_password: true,
-        };
-        let second = both.complete(&first, &mut counter());
-        assert_eq!(second["jwt-secret"], first["jwt-secret"]);
-        assert_eq!(second["admin-password"], "r1-24");
+        assert_eq!(of(&spec), ["shop-identity", "shop-auth"]);
+        spec.auth.identity_secret = Some(crate::crd::IdentitySecretRef {
+            secret_name: "mine".into(),
+        });
+        spec.auth.admin.enabled = false;
+        assert!(of(&spec).is_empty());
     }
 
     #[test]

@@ -31,7 +31,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::env;
-use super::names::{ANNOTATION_CONFIG_HASH, Component, LABEL_METRICS, LABEL_SERVICE, Names};
+use super::names::{
+    ANNOTATION_CONFIG_HASH, ANNOTATION_IDENTITY_HASH, Component, LABEL_METRICS, LABEL_SERVICE,
+    Names,
+};
 use crate::catalogue::{
     ADMIN_PORT, AppService, CONSUMER_TERMINATION_GRACE_SECONDS, HTTP_PORT,
     TERMINATION_GRACE_SECONDS,
@@ -155,6 +158,36 @@ pub fn stable_hash(data: &BTreeMap<String, String>) -> String {
     format!("{hash:016x}")
 }
 
+/// A digest of the identity Secret's values `service` reads (its signing keys, its
+/// client secret), for the pod template: a new key rolls the pods that read it, and
+/// only those. SHA-256 truncated to 64 bits, like a chart's `checksum/secret`: the
+/// values cannot be read back from it (generated ones are long and random). `None`
+/// without the Secret's values (`render`) or when it lacks every key.
+pub fn identity_hash(
+    service: AppService,
+    identity: Option<&BTreeMap<String, String>>,
+) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let identity = identity?;
+    let mut hasher = Sha256::new();
+    let mut any = false;
+    for (_, key) in env::identity_variables(service) {
+        if let Some(value) = identity.get(&key) {
+            any = true;
+            hasher.update(key.as_bytes());
+            hasher.update([0]);
+            hasher.update(value.as_bytes());
+            hasher.update([0]);
+        }
+    }
+    any.then(|| {
+        hasher.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    })
+}
+
 pub fn config_map(
     names: &Names,
     spec: &SalesSystemSpec,
@@ -207,19 +240,27 @@ impl Role {
     }
 }
 
-/// The service's Deployment (`Role::All`), or one of its two when autoscaled.
+/// The service's Deployment (`Role::All`), or one of its two when autoscaled. With
+/// the identity Secret's values, its pods carry their digest ([`identity_hash`]).
 pub fn deployment(
     names: &Names,
     spec: &SalesSystemSpec,
     service: AppService,
     role: Role,
     owner: &Option<OwnerReference>,
+    identity: Option<&BTreeMap<String, String>>,
 ) -> Deployment {
     let component = role.component(service);
     let name = names.of(component);
     let config_name = names.of(Component::Service(service));
     let settings = spec.services.get(service);
-    let config_hash = stable_hash(&env::plain_settings(names, spec, service));
+    let mut annotations = BTreeMap::from([(
+        ANNOTATION_CONFIG_HASH.to_owned(),
+        stable_hash(&env::plain_settings(names, spec, service)),
+    )]);
+    if let Some(hash) = identity_hash(service, identity) {
+        annotations.insert(ANNOTATION_IDENTITY_HASH.to_owned(), hash);
+    }
     let mut variables = env::secret_env(names, spec, service);
     if let Some(value) = role.variable() {
         variables.push(EnvVar {
@@ -293,10 +334,7 @@ pub fn deployment(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(names.labels(component)),
-                    annotations: Some(BTreeMap::from([(
-                        ANNOTATION_CONFIG_HASH.to_owned(),
-                        config_hash,
-                    )])),
+                    annotations: Some(annotations),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
