@@ -85,7 +85,7 @@ pub fn canonicalize(raw: &str) -> Result<String, PathError> {
             }
             b'\\' => return Err(PathError::Ambiguous("a \\")),
             b';' => return Err(PathError::Ambiguous("a ; (path parameters)")),
-            b if b < 0x20 || b >= 0x7f => {
+            b if !(0x20..0x7f).contains(&b) => {
                 return Err(PathError::Ambiguous("a control or non-ASCII character"));
             }
             b => {
