@@ -29,6 +29,7 @@ fn order(order_id: i64) -> Envelope {
                 sku: "X".into(),
                 quantity: 1,
                 unit_price: Money::new(100, Currency::USD),
+                line_total: Some(Money::new(100, Currency::USD)),
             }],
             total: Money::new(100, Currency::USD),
             created_at: now,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use system_tests::{Service, System, SystemOptions};
+use system_tests::{ADMIN_ID, Service, System, SystemOptions, Who};
 
 async fn notifications(sys: &System, order_id: i64) -> Vec<String> {
     let (_, list) = sys
@@ -209,15 +209,15 @@ async fn an_unpaid_order_times_out_and_its_stock_comes_back() {
 async fn a_customer_cancels_and_only_the_owner_may_pay_or_see() {
     let sys = System::start().await;
     let pen = sys.add_product("PEN", 150, 10).await;
-    let alice = [("x-customer-id", "1")];
-    let bob = [("x-customer-id", "2")];
+    let alice = Who::Customer(1);
+    let bob = Who::Customer(2);
     let (status, placed) = sys
-        .request(
+        .send_as(
             Method::POST,
             Service::Order,
             "/api/v1/orders",
             Some(json!({"items": [{"product_id": pen, "quantity": 4}]})),
-            &alice,
+            alice,
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
@@ -226,7 +226,7 @@ async fn a_customer_cancels_and_only_the_owner_may_pay_or_see() {
 
     let path = format!("/api/v1/orders/{order_id}");
     let (status, _) = sys
-        .request(Method::GET, Service::Order, &path, None, &bob)
+        .send_as(Method::GET, Service::Order, &path, None, bob)
         .await;
     assert_eq!(
         status,
@@ -234,12 +234,12 @@ async fn a_customer_cancels_and_only_the_owner_may_pay_or_see() {
         "bob must not see alice's order"
     );
     let (status, _) = sys
-        .request(
+        .send_as(
             Method::POST,
             Service::Order,
             "/orders/paid",
             Some(json!({"order_id": order_id})),
-            &bob,
+            bob,
         )
         .await;
     assert_eq!(
@@ -248,17 +248,17 @@ async fn a_customer_cancels_and_only_the_owner_may_pay_or_see() {
         "bob must not pay alice's order"
     );
     let (_, bobs) = sys
-        .request(Method::GET, Service::Order, "/api/v1/orders", None, &bob)
+        .send_as(Method::GET, Service::Order, "/api/v1/orders", None, bob)
         .await;
     assert_eq!(bobs, json!([]));
 
     let (status, cancelled) = sys
-        .request(
+        .send_as(
             Method::POST,
             Service::Order,
             &format!("{path}/cancel"),
             None,
-            &alice,
+            alice,
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
@@ -271,12 +271,12 @@ async fn a_customer_cancels_and_only_the_owner_may_pay_or_see() {
     )
     .await;
     let (status, _) = sys
-        .request(
+        .send_as(
             Method::POST,
             Service::Order,
             &format!("{path}/cancel"),
             None,
-            &alice,
+            alice,
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -342,20 +342,22 @@ async fn the_same_idempotency_key_returns_the_same_order() {
     let body = json!({"items": [{"product_id": cup, "quantity": 2}]});
     let key = [("idempotency-key", "retry-me-1")];
     let (s1, first) = sys
-        .request(
+        .request_as(
             Method::POST,
             Service::Order,
             "/api/v1/orders",
             Some(body.clone()),
+            Who::Admin(ADMIN_ID),
             &key,
         )
         .await;
     let (s2, second) = sys
-        .request(
+        .request_as(
             Method::POST,
             Service::Order,
             "/api/v1/orders",
             Some(body),
+            Who::Admin(ADMIN_ID),
             &key,
         )
         .await;
@@ -376,11 +378,12 @@ async fn the_same_idempotency_key_returns_the_same_order() {
 
     // The same key for a different order is refused.
     let (s4, reused) = sys
-        .request(
+        .request_as(
             Method::POST,
             Service::Order,
             "/api/v1/orders",
             Some(json!({"items": [{"product_id": cup, "quantity": 1}]})),
+            Who::Admin(ADMIN_ID),
             &key,
         )
         .await;
@@ -391,11 +394,12 @@ async fn the_same_idempotency_key_returns_the_same_order() {
     let body = json!({"items": [{"product_id": cup, "quantity": 1}]});
     let key = [("idempotency-key", "burst")];
     let burst = (0..8).map(|_| {
-        sys.request(
+        sys.request_as(
             Method::POST,
             Service::Order,
             "/api/v1/orders",
             Some(body.clone()),
+            Who::Admin(ADMIN_ID),
             &key,
         )
     });
@@ -472,8 +476,9 @@ async fn bad_input_gets_a_clear_4xx_on_every_endpoint() {
             Method::POST,
             "/api/v1/orders",
             Some(&unknown),
-            StatusCode::NOT_FOUND,
-            "unknown product(s): 424242",
+            // Issue 11: an item the catalogue does not list is a 422 (was 404).
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not in the catalogue: product 424242",
         ),
         case(
             Service::Order,
@@ -520,7 +525,7 @@ async fn bad_input_gets_a_clear_4xx_on_every_endpoint() {
             Method::POST,
             "/orders/order",
             Some(&unknown),
-            StatusCode::NOT_FOUND,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "424242",
         ),
         case(
@@ -704,10 +709,12 @@ async fn bad_input_gets_a_clear_4xx_on_every_endpoint() {
     ];
     let client = reqwest::Client::new();
     for c in cases {
-        let mut req = client.request(
-            c.method.clone(),
-            format!("{}{}", sys.url(c.service), c.path),
-        );
+        let mut req = client
+            .request(
+                c.method.clone(),
+                format!("{}{}", sys.url(c.service), c.path),
+            )
+            .bearer_auth(sys.token_for(c.service, Who::Admin(ADMIN_ID)));
         if let Some(body) = &c.body {
             req = req
                 .header("content-type", "application/json")

@@ -18,11 +18,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use system_tests::{Service, System};
+use system_tests::{Service, System, SystemOptions};
 
 /// Seed 000 (and 001): register, log in with a Bearer token, list products with
 /// stock, order, be refused when a product is not available, pay.
@@ -183,6 +184,54 @@ async fn seed_000_and_001_examples() {
         (p["data"][0]["stocks"] == 1).then_some(())
     })
     .await;
+
+    // Seed 000's code serves /orders/orderkafka and /orders/paidkafka too, and its
+    // OpenAPI document types product_id as a string.
+    let kafka_order = json!({"items": [{"product_id": pen_id.to_string(), "quantity": 1}]});
+    let (status, _) = sys
+        .call(
+            Method::POST,
+            "/orders/orderkafka",
+            Some(kafka_order.clone()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, placed) = sys
+        .call(
+            Method::POST,
+            "/orders/orderkafka",
+            Some(kafka_order),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let kafka_id = placed["data"]["order_id"].as_i64().unwrap();
+    let (status, paid) = sys
+        .call(
+            Method::POST,
+            "/orders/paidkafka",
+            Some(json!({"order_id": kafka_id})),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paid}");
+    assert_eq!(paid["data"]["order_id"], kafka_id);
+    let (status, bad) = sys
+        .call(
+            Method::POST,
+            "/orders/order",
+            Some(json!({"items": [{"product_id": "abc", "quantity": 1}]})),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    assert!(
+        bad["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("product_id")
+    );
     sys.stop().await;
 }
 
@@ -363,7 +412,17 @@ async fn seed_002_examples() {
 /// `GET /orders/product/:productId`, newest first.
 #[tokio::test]
 async fn seed_003_examples() {
-    let sys = System::start().await;
+    // The document's order is 100 units, and this test orders 3 more, all without an
+    // account from one address: over the default bound of reserved units per
+    // address (issue 11, MAX_RESERVED_UNITS_PER_CUSTOMER = 100), so it is raised here.
+    let sys = System::start_with(SystemOptions {
+        env: HashMap::from([(
+            Service::Order,
+            vec![("MAX_RESERVED_UNITS_PER_CUSTOMER".into(), "1000".into())],
+        )]),
+        ..Default::default()
+    })
+    .await;
     let product_id = sys.add_product("WIDGET", 250, 500).await;
     assert_eq!(product_id, 1, "the document orders product \"1\"");
 
@@ -425,6 +484,19 @@ async fn seed_003_examples() {
         ],
         "newest first"
     );
+
+    // Seed 003's code and later README spell it productId.
+    let (status, third) = sys
+        .call(
+            Method::POST,
+            "/orders",
+            Some(json!({"productId": "1", "quantity": 2})),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{third}");
+    assert_eq!(third["productId"], 1);
+    assert_eq!(third["totalPrice"], json!(5));
     sys.stop().await;
 }
 
@@ -535,15 +607,17 @@ async fn seed_004_examples() {
         "item_sku": "SKU-ABC", "quantity": 2, "amount": 200, "currency": "USD",
         "idempotency_key": "unique-key-001"
     });
+    // Seed 004 (FastAPI) answers a new order 200, not 201.
     let (status, order) = sys
         .call(Method::POST, "/api/v1/orders/", Some(body.clone()), None)
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(status, StatusCode::OK, "{order}");
     assert_eq!(seed004_view(&order), expected);
     // Same key -> same order.
-    let (_, again) = sys
+    let (status, again) = sys
         .call(Method::POST, "/api/v1/orders/", Some(body), None)
         .await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(seed004_view(&again), expected);
     let (_, list) = sys.call(Method::GET, "/api/v1/orders/", None, None).await;
     assert_eq!(
@@ -560,6 +634,8 @@ async fn seed_004_examples() {
         .call(Method::GET, "/api/v1/orders/999", None, None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // FastAPI's body for seed 004's clients, the canonical one beside it.
+    assert_eq!(missing["detail"], "Order not found");
     assert!(
         missing["error"]["message"]
             .as_str()
@@ -601,12 +677,20 @@ async fn seed_004_end_to_end_checks() {
     );
     assert_eq!(stock().await, 3);
 
+    // Seed 004's own answers: 400 {"detail": "insufficient stock"}, and 200 for a
+    // new order, declined or not.
     let (status, short) = order(4, 100.0, "k2").await;
-    assert_eq!(status, StatusCode::CONFLICT, "{short}");
+    assert_eq!(
+        (status, short),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"detail": "insufficient stock"})
+        )
+    );
     assert_eq!(stock().await, 3);
 
     let (status, declined) = order(2, 1500.0, "k3").await;
-    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(
         (
             declined["status"].clone(),
@@ -619,5 +703,18 @@ async fn seed_004_end_to_end_checks() {
     let (_, repeat) = order(2, 100.0, "k1").await;
     assert_eq!(repeat["order_id"], ok["order_id"]);
     assert_eq!(stock().await, 3);
+
+    // 3 units for 200.00 do not split into equal unit prices: kept as the line total.
+    let (status, uneven) = order(3, 200.0, "k4").await;
+    assert_eq!(status, StatusCode::OK, "{uneven}");
+    assert_eq!(
+        (uneven["status"].clone(), uneven["amount"].clone()),
+        (json!("CONFIRMED"), json!(200))
+    );
+    assert_eq!(
+        uneven["items"][0]["line_total"],
+        json!({"amount": 20000, "currency": "USD"})
+    );
+    assert_eq!(stock().await, 0);
     sys.stop().await;
 }

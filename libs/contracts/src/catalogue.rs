@@ -76,6 +76,7 @@ impl MessageType {
                     sku: "ESPRESSO-1KG".into(),
                     quantity: 2,
                     unit_price: usd(2490),
+                    line_total: Some(usd(4980)),
                 }],
                 total: usd(4980),
                 created_at: at,

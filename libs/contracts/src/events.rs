@@ -193,7 +193,14 @@ pub struct OrderLine {
     pub product_id: i64,
     pub sku: String,
     pub quantity: i32,
+    /// The price of one unit. Where the line's total was stated by the client and does
+    /// not split evenly (seed 004: 3 units for 200.00), the total over the quantity,
+    /// rounded to the nearest minor unit; `line_total` is exact.
     pub unit_price: Money,
+    /// What the line costs; the order's `total` is the sum of these. Absent in
+    /// messages from before line totals (then `unit_price` x `quantity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_total: Option<Money>,
 }
 
 /// `create-order`: an order was placed; it is `unpaid` until paid or cancelled.

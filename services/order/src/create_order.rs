@@ -1,15 +1,23 @@
 //! Placing an order: where an order is created.
 //!
-//! 1. Check the request; with an idempotency key already used, return that order.
-//! 2. Look the items up in the catalogue for their SKUs and current prices.
-//! 3. Take an order id and reserve the stock for it in the inventory: all items or
-//!    none. Not enough stock: refuse with 409 "Product is not available", and no
-//!    order exists.
-//! 4. In one transaction: the order (`PENDING`), its lines, and the `create-order`
-//!    and `update-stock` events in the outbox.
-//! 5. If that transaction fails, give the reservation back.
-//! 6. Seed 004's one-call form carries the amount the client pays: the order is
-//!    charged at once and answered `CONFIRMED` or `FAILED` ([`crate::pay_order`]).
+//! 1. Check the request.
+//! 2. Claim the order ([`crate::claims`]): a committed row with its order id, before
+//!    any side effect. With an idempotency key already used by this caller, this
+//!    returns that order instead (or waits for it); over the caller's bounds
+//!    (unpaid orders, reserved units) the request is refused here.
+//! 3. Price the lines: on the canonical routes every line at its catalogue price, and
+//!    an item the catalogue does not list is refused (422). Seed 004's one-call order
+//!    states its amount: it must match the catalogue wherever the item has a price;
+//!    an item only the inventory stocks is sold for the stated amount, kept as the
+//!    line's total (it need not split into equal unit prices).
+//! 4. Reserve the stock for the order id in the inventory: all items or none. Not
+//!    enough stock: refuse with 409 "Product is not available", and no order exists.
+//! 5. In one transaction: the order (`PENDING`), its lines, and the `create-order`
+//!    and `update-stock` events in the outbox. If that fails, give the reservation back.
+//! 6. Seed 004's one-call form is charged at once and answered `CONFIRMED` or
+//!    `FAILED` ([`crate::pay_order`]).
+//! 7. Finish the claim (the key now names the order), or, if nothing was stored,
+//!    free it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,6 +28,7 @@ use sales_contracts::api::stock::ReservationLine;
 use sales_contracts::events::{CreateOrder, StockLine, UpdateStock};
 use sales_platform::outbox;
 
+use crate::claims::{self, ClaimRequest, Claimed, Placer};
 use crate::error::{OrderError, Result};
 use crate::order_status::{OrderStatus, PaymentStatus};
 use crate::orders::{self, Order, OrderLine, OrderParts};
@@ -52,15 +61,45 @@ impl RequestedItem {
     }
 }
 
+/// Where the prices of an order come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pricing {
+    /// The canonical rule: every line at its catalogue price; an item the catalogue
+    /// does not list is refused.
+    Catalogue,
+    /// Seed 004's one-call order: the client states the amount (required) for one
+    /// item. Where the catalogue has the item, the amount must be its price times the
+    /// quantity; otherwise the item must be in stock, and the amount is the line's total.
+    StatedAmount,
+}
+
 /// A request to place an order.
 #[derive(Clone, Debug)]
 pub struct PlaceOrder {
-    pub customer_id: Option<i64>,
+    /// Who places it: the owner, the namespace of its keys, whose bounds it counts against.
+    pub placer: Placer,
+    /// Seed 002's `customer_id`, as stated: a reference echoed back, never the owner.
+    pub stated_customer_id: Option<i64>,
     pub items: Vec<RequestedItem>,
     pub idempotency_key: Option<String>,
-    /// Seed 004's one-call order: the amount the client pays; the order is charged
-    /// at once. For items in the catalogue it must equal the total at its prices.
+    /// Pay this now (the one-call order): the order is charged at once. It must equal
+    /// the order's total (see [`Pricing`]).
     pub payment: Option<Money>,
+    pub pricing: Pricing,
+}
+
+impl PlaceOrder {
+    /// An order at catalogue prices, to be paid later.
+    pub fn new(placer: Placer, items: Vec<RequestedItem>) -> PlaceOrder {
+        PlaceOrder {
+            placer,
+            stated_customer_id: None,
+            items,
+            idempotency_key: None,
+            payment: None,
+            pricing: Pricing::Catalogue,
+        }
+    }
 }
 
 /// The order, and whether this request made it or an earlier one with the same key.
@@ -91,7 +130,7 @@ fn normalise(request: &PlaceOrder) -> Result<Vec<RequestedItem>> {
         )));
     }
     if let Some(key) = &request.idempotency_key
-        && (key.is_empty() || key.len() > 255)
+        && (key.is_empty() || key.chars().count() > 255)
     {
         return Err(OrderError::Validation(
             "idempotency key must be 1 to 255 characters".into(),
@@ -99,6 +138,18 @@ fn normalise(request: &PlaceOrder) -> Result<Vec<RequestedItem>> {
     }
     if request.payment.is_some_and(|p| p.amount <= 0) {
         return Err(OrderError::Validation("amount must be positive".into()));
+    }
+    if request.stated_customer_id.is_some_and(|c| c < 1) {
+        return Err(OrderError::Validation(
+            "customer_id must be a positive integer".into(),
+        ));
+    }
+    if request.pricing == Pricing::StatedAmount
+        && (request.payment.is_none() || request.items.len() != 1)
+    {
+        return Err(OrderError::Validation(
+            "a one-call order names one item and the amount paid for it".into(),
+        ));
     }
     let mut merged: BTreeMap<ItemRef, i64> = BTreeMap::new();
     for item in &request.items {
@@ -109,7 +160,7 @@ fn normalise(request: &PlaceOrder) -> Result<Vec<RequestedItem>> {
                 )));
             }
             ItemRef::Product(id) => format!("product {id}"),
-            ItemRef::Sku(sku) if sku.trim().is_empty() || sku.len() > 64 => {
+            ItemRef::Sku(sku) if sku.trim().is_empty() || sku.chars().count() > 64 => {
                 return Err(OrderError::Validation(
                     "item_sku must be 1 to 64 characters".into(),
                 ));
@@ -140,7 +191,9 @@ fn normalise(request: &PlaceOrder) -> Result<Vec<RequestedItem>> {
         .collect()
 }
 
-/// What the request asked for, to tell a retry from a different order under the same key.
+/// What the request asked for, to tell a retry from a different order under the same
+/// key. (The format is the one orders were stored with before keys had owners, so
+/// their retries still match.)
 fn fingerprint(request: &PlaceOrder, items: &[RequestedItem]) -> String {
     let items: Vec<String> = items
         .iter()
@@ -149,33 +202,99 @@ fn fingerprint(request: &PlaceOrder, items: &[RequestedItem]) -> String {
             ItemRef::Sku(sku) => format!("{sku}x{}", i.quantity),
         })
         .collect();
-    format!(
+    let mut text = format!(
         "customer={};items={};pay={}",
         request
+            .placer
             .customer_id
             .map(|c| c.to_string())
             .unwrap_or_default(),
         items.join(","),
         request.payment.map(|m| m.to_string()).unwrap_or_default()
-    )
+    );
+    if let Some(stated) = request.stated_customer_id {
+        text.push_str(&format!(";stated_customer={stated}"));
+    }
+    text
+}
+
+/// Why placing failed, and whether the order exists anyway (then the claim is done).
+struct Failure {
+    error: OrderError,
+    stored: bool,
+}
+
+impl From<OrderError> for Failure {
+    fn from(error: OrderError) -> Self {
+        Failure {
+            error,
+            stored: false,
+        }
+    }
 }
 
 /// Place an order. See the module docs for the steps.
-#[tracing::instrument(skip_all, fields(customer_id = request.customer_id, order_id))]
+#[tracing::instrument(skip_all, fields(customer_id = request.placer.customer_id, order_id))]
 pub async fn place_order(ctx: &OrderContext, request: PlaceOrder) -> Result<Placed> {
     let items = normalise(&request)?;
     let fingerprint = fingerprint(&request, &items);
-    let key = request.idempotency_key.as_deref();
-    if let Some(key) = key
-        && let Some(existing) = replay(ctx, key, &fingerprint).await?
+    let units = items.iter().map(|i| i64::from(i.quantity)).sum();
+    let claim = match claims::claim(
+        ctx,
+        &ClaimRequest {
+            placer: &request.placer,
+            key: request.idempotency_key.as_deref(),
+            fingerprint: &fingerprint,
+            units,
+        },
+    )
+    .await?
     {
-        return Ok(existing);
+        Claimed::Replay(order) => return Ok(Placed::Replayed(*order)),
+        Claimed::Mine(claim) => claim,
+    };
+    tracing::Span::current().record("order_id", claim.order_id);
+    match place_claimed(ctx, &request, &items, &fingerprint, claim.order_id).await {
+        Ok(placed) => {
+            claims::finish(ctx, &claim).await;
+            Ok(placed)
+        }
+        Err(Failure {
+            error,
+            stored: true,
+        }) => {
+            claims::finish(ctx, &claim).await;
+            Err(error)
+        }
+        Err(Failure {
+            error,
+            stored: false,
+        }) => {
+            claims::abandon(ctx, &claim).await;
+            Err(error)
+        }
     }
+}
 
-    let (lines, total) = price_lines(ctx, &items, request.payment).await?;
+/// Steps 3 to 6, for the order id this request has claimed.
+async fn place_claimed(
+    ctx: &OrderContext,
+    request: &PlaceOrder,
+    items: &[RequestedItem],
+    fingerprint: &str,
+    order_id: i64,
+) -> std::result::Result<Placed, Failure> {
+    let (lines, total) = price_lines(ctx, items, request.payment, request.pricing)
+        .await
+        .inspect_err(|e| {
+            if matches!(e, OrderError::UnknownItems { .. }) {
+                ctx.metrics
+                    .orders_refused
+                    .with_label_values(&["unknown_items"])
+                    .inc();
+            }
+        })?;
 
-    let order_id = orders::next_id(&mut *ctx.pool.acquire().await?).await?;
-    tracing::Span::current().record("order_id", order_id);
     let reservation = inventory_client::reserve_for_order(
         &ctx.inventory,
         order_id,
@@ -189,7 +308,7 @@ pub async fn place_order(ctx: &OrderContext, request: PlaceOrder) -> Result<Plac
     )
     .await
     .inspect_err(|e| {
-        if matches!(e, OrderError::Unavailable(_)) {
+        if matches!(e, OrderError::Unavailable(_) | OrderError::NotStocked(_)) {
             ctx.metrics
                 .orders_refused
                 .with_label_values(&["unavailable"])
@@ -202,7 +321,8 @@ pub async fn place_order(ctx: &OrderContext, request: PlaceOrder) -> Result<Plac
         order_id,
         status: OrderStatus::Pending,
         payment_status: PaymentStatus::Pending,
-        customer_id: request.customer_id,
+        customer_id: request.placer.customer_id,
+        stated_customer_id: request.stated_customer_id,
         items: lines,
         total,
         reservation_id: Some(reservation.reservation_id),
@@ -217,36 +337,43 @@ pub async fn place_order(ctx: &OrderContext, request: PlaceOrder) -> Result<Plac
         created_at: now,
         updated_at: now,
     });
-    if let Err(err) = store(ctx, &order, key, &fingerprint).await {
-        inventory_client::release(&ctx.inventory, reservation.reservation_id).await;
-        // Two requests with one key at the same moment: the other one won.
-        if let (Some(key), OrderError::Database(sqlx::Error::Database(db))) = (key, &err)
+    let key = request.idempotency_key.as_deref();
+    if let Err(err) = store(ctx, &order, key, fingerprint, request.placer.bound_owner()).await {
+        // The claim was taken over (it had expired) and the other request stored the
+        // order first: the reservation is that order's; leave it.
+        if let OrderError::Database(sqlx::Error::Database(db)) = &err
             && db.is_unique_violation()
-            && let Some(existing) = replay(ctx, key, &fingerprint).await?
         {
-            return Ok(existing);
+            let mut conn = ctx.pool.acquire().await.map_err(OrderError::from)?;
+            let existing = orders::load(&mut conn, order_id).await?;
+            return Ok(Placed::Replayed(existing));
         }
-        return Err(err);
+        inventory_client::release(&ctx.inventory, reservation.reservation_id).await;
+        return Err(err.into());
     }
     ctx.metrics.status_entered(OrderStatus::Pending);
     ctx.invalidate_order_caches(&order).await;
     tracing::info!(order_id, total = %order.total, "order placed");
 
     if request.payment.is_some() {
-        // Seed 004's one-call form: pay now; the answer is CONFIRMED or FAILED.
-        let order = pay_order::charge_and_settle(ctx, order).await?;
+        // The one-call form: pay now; the answer is CONFIRMED or FAILED.
+        let order = pay_order::charge_and_settle(ctx, order)
+            .await
+            .map_err(|error| Failure {
+                error,
+                stored: true,
+            })?;
         return Ok(Placed::New(order));
     }
     Ok(Placed::New(order))
 }
 
-/// The order's lines at catalogue prices, and its total. An SKU the catalogue does
-/// not know is priced from the amount the client pays (seed 004), which then must
-/// be given and split evenly over the units.
+/// The order's lines and its total; see [`Pricing`].
 async fn price_lines(
     ctx: &OrderContext,
     items: &[RequestedItem],
     payment: Option<Money>,
+    pricing: Pricing,
 ) -> Result<(Vec<OrderLine>, Money)> {
     let ids: Vec<i64> = items
         .iter()
@@ -274,58 +401,53 @@ async fn price_lines(
     };
 
     let mut lines = Vec::with_capacity(items.len());
+    let mut unknown_ids = Vec::new();
+    let mut unknown_skus = Vec::new();
     for item in items {
         let product = match &item.item {
             ItemRef::Product(id) => by_id.get(id),
             ItemRef::Sku(sku) => by_sku.get(sku),
         };
-        let line = match (product, &item.item) {
-            (Some(p), _) => OrderLine {
-                product_id: Some(p.id),
-                sku: p.sku.clone(),
-                name: p.name.clone(),
-                quantity: item.quantity,
-                unit_price: p.price,
-            },
-            (None, ItemRef::Sku(sku)) => {
+        match (product, &item.item) {
+            (Some(p), _) => lines.push(OrderLine::at_unit_price(
+                Some(p.id),
+                p.sku.clone(),
+                p.name.clone(),
+                item.quantity,
+                p.price,
+            )?),
+            (None, ItemRef::Sku(sku)) if pricing == Pricing::StatedAmount => {
                 let Some(paid) = payment else {
-                    return Err(OrderError::Validation(format!(
-                        "{sku} is not in the catalogue: give the amount and currency you pay for it"
-                    )));
+                    return Err(OrderError::Validation(
+                        "a one-call order needs the amount and currency".into(),
+                    ));
                 };
-                if items.len() > 1 {
-                    return Err(OrderError::Validation(format!(
-                        "{sku} is not in the catalogue: an order with it may have no other items"
-                    )));
-                }
-                if paid.amount % i64::from(item.quantity) != 0 {
-                    return Err(OrderError::Validation(format!(
-                        "{sku} is not in the catalogue, so its unit price is the amount divided by the quantity; {paid} does not divide into {} equal units",
-                        item.quantity
-                    )));
-                }
-                OrderLine {
-                    product_id: None,
-                    sku: sku.clone(),
-                    name: sku.clone(),
-                    quantity: item.quantity,
-                    unit_price: Money::new(paid.amount / i64::from(item.quantity), paid.currency),
-                }
+                // Only the inventory knows it: it must be in stock (the reservation
+                // says), and sells for the amount stated, as the line's total.
+                lines.push(OrderLine::with_total(
+                    None,
+                    sku.clone(),
+                    sku.clone(),
+                    item.quantity,
+                    paid,
+                ));
             }
-            (None, ItemRef::Product(id)) => return Err(OrderError::UnknownProducts(vec![*id])),
-        };
-        lines.push(line);
+            (None, ItemRef::Sku(sku)) => unknown_skus.push(sku.clone()),
+            (None, ItemRef::Product(id)) => unknown_ids.push(*id),
+        }
+    }
+    if !unknown_ids.is_empty() || !unknown_skus.is_empty() {
+        return Err(OrderError::UnknownItems {
+            product_ids: unknown_ids,
+            skus: unknown_skus,
+        });
     }
 
     let mut total: Option<Money> = None;
     for line in &lines {
-        let line_total = line
-            .unit_price
-            .checked_mul(i64::from(line.quantity))
-            .map_err(|_| OrderError::Validation("order total is too large".into()))?;
         total = Some(match total {
-            None => line_total,
-            Some(t) => t.checked_add(line_total).map_err(|e| {
+            None => line.line_total,
+            Some(t) => t.checked_add(line.line_total).map_err(|e| {
                 OrderError::Validation(format!(
                     "all products of one order must share a currency: {e}"
                 ))
@@ -344,24 +466,16 @@ async fn price_lines(
     Ok((lines, total))
 }
 
-async fn replay(ctx: &OrderContext, key: &str, fingerprint: &str) -> Result<Option<Placed>> {
-    let mut conn = ctx.pool.acquire().await?;
-    match orders::find_by_idempotency_key(&mut conn, key).await? {
-        Some((_, Some(first))) if first != fingerprint => Err(OrderError::IdempotencyKeyReused),
-        Some((order, _)) => Ok(Some(Placed::Replayed(order))),
-        None => Ok(None),
-    }
-}
-
 /// The order, its lines and its events, in one transaction.
 async fn store(
     ctx: &OrderContext,
     order: &Order,
     key: Option<&str>,
     fingerprint: &str,
+    limit_owner: Option<&str>,
 ) -> Result<()> {
     let mut tx = ctx.pool.begin().await?;
-    orders::insert(&mut tx, order, key, fingerprint).await?;
+    orders::insert(&mut tx, order, key, fingerprint, limit_owner).await?;
     outbox::enqueue(
         &mut tx,
         SERVICE,
@@ -377,6 +491,7 @@ async fn store(
                     sku: l.sku.clone(),
                     quantity: l.quantity,
                     unit_price: l.unit_price,
+                    line_total: Some(l.line_total),
                 })
                 .collect(),
             total: order.total,
@@ -412,15 +527,17 @@ mod tests {
     use super::*;
 
     fn req(items: &[(i64, i32)]) -> PlaceOrder {
-        PlaceOrder {
-            customer_id: None,
-            items: items
+        PlaceOrder::new(
+            Placer {
+                customer_id: None,
+                key_owner: "anonymous".into(),
+                bound: None,
+            },
+            items
                 .iter()
                 .map(|&(product_id, quantity)| RequestedItem::product(product_id, quantity))
                 .collect(),
-            idempotency_key: None,
-            payment: None,
-        }
+        )
     }
 
     #[test]

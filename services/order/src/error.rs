@@ -16,11 +16,20 @@ pub enum OrderError {
     Validation(String),
     #[error("order {0} not found")]
     NotFound(i64),
-    #[error("unknown product(s): {}", join(.0))]
-    UnknownProducts(Vec<i64>),
+    /// Items the catalogue does not list: on the canonical routes every line is
+    /// priced from the catalogue, so they cannot be ordered (422).
+    #[error("not in the catalogue: {}; order only products the catalogue lists", describe_unknown(.product_ids, .skus))]
+    UnknownItems {
+        product_ids: Vec<i64>,
+        skus: Vec<String>,
+    },
     /// Seed 000's refusal: no order is made.
     #[error("Product is not available: {}", describe(.0))]
     Unavailable(Vec<Shortage>),
+    /// The inventory has no stock item for these SKUs (seed 004: "item not found");
+    /// on the canonical routes the same refusal as [`OrderError::Unavailable`].
+    #[error("Product is not available: {}", describe(.0))]
+    NotStocked(Vec<Shortage>),
     #[error("order {order_id}: {source}")]
     IllegalTransition {
         order_id: i64,
@@ -28,6 +37,33 @@ pub enum OrderError {
     },
     #[error("this idempotency key was used for a different request; use a new key for a new order")]
     IdempotencyKeyReused,
+    /// Another request with this key is still being handled (the duplicate waited
+    /// for it a while): 409 with `Retry-After`.
+    #[error(
+        "a request with this idempotency key is still being processed; retry in a moment to get its order"
+    )]
+    IdempotencyKeyInUse,
+    /// The caller already has as many unpaid orders as one may have at once.
+    #[error(
+        "{} {count} unpaid orders, the most allowed at once ({limit}): pay or cancel one of them before placing another{}",
+        .holder.has(), .holder.hint()
+    )]
+    TooManyUnpaidOrders {
+        holder: Holder,
+        count: i64,
+        limit: i64,
+    },
+    /// The order would take the caller's reserved units over the bound.
+    #[error(
+        "{} {held} units reserved in unpaid orders; {requested} more would exceed the most allowed at once ({limit}): pay or cancel an unpaid order, or order fewer units{}",
+        .holder.has(), .holder.hint()
+    )]
+    TooManyReservedUnits {
+        holder: Holder,
+        held: i64,
+        requested: i64,
+        limit: i64,
+    },
     #[error("the amount {given} does not match the order's total {total} at catalogue prices")]
     AmountMismatch { given: String, total: String },
     #[error(
@@ -40,11 +76,46 @@ pub enum OrderError {
     Database(#[from] sqlx::Error),
 }
 
-fn join(ids: &[i64]) -> String {
-    ids.iter()
-        .map(i64::to_string)
+/// Whose bounds an order counts against, for messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// A signed-in customer.
+    Customer,
+    /// Callers without an account, from one client address; unpaid orders are
+    /// cancelled after this long.
+    Address { unpaid_timeout: String },
+}
+
+impl Holder {
+    fn has(&self) -> &'static str {
+        match self {
+            Holder::Customer => "you have",
+            Holder::Address { .. } => "orders placed without an account from this address have",
+        }
+    }
+
+    fn hint(&self) -> String {
+        match self {
+            Holder::Customer => String::new(),
+            Holder::Address { unpaid_timeout } => {
+                format!(" (an unpaid order is cancelled after {unpaid_timeout}), or sign in")
+            }
+        }
+    }
+}
+
+fn describe_unknown(product_ids: &[i64], skus: &[String]) -> String {
+    product_ids
+        .iter()
+        .map(|id| format!("product {id}"))
+        .chain(skus.iter().cloned())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Seconds a client should wait before retrying an answer with this code, if any.
+pub fn retry_after(code: &str) -> Option<&'static str> {
+    (code == "idempotency_key_in_use").then_some("1")
 }
 
 fn describe(shortages: &[Shortage]) -> String {
@@ -66,11 +137,14 @@ impl From<OrderError> for ApiError {
         match err {
             OrderError::Validation(_) => ApiError::validation(message),
             OrderError::NotFound(_) => ApiError::not_found(message),
-            OrderError::UnknownProducts(ids) => {
-                ApiError::new(StatusCode::NOT_FOUND, "unknown_product", message)
-                    .with_details(serde_json::json!({ "unknown_product_ids": ids }))
+            OrderError::UnknownItems { product_ids, skus } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_items", message)
+                    .with_details(serde_json::json!({
+                        "unknown_product_ids": product_ids,
+                        "unknown_skus": skus,
+                    }))
             }
-            OrderError::Unavailable(shortages) => {
+            OrderError::Unavailable(shortages) | OrderError::NotStocked(shortages) => {
                 ApiError::conflict("product_unavailable", message)
                     .with_details(serde_json::json!({ "shortages": shortages }))
             }
@@ -87,6 +161,19 @@ impl From<OrderError> for ApiError {
                 "idempotency_key_reused",
                 message,
             ),
+            OrderError::IdempotencyKeyInUse => ApiError::conflict("idempotency_key_in_use", message),
+            OrderError::TooManyUnpaidOrders { count, limit, .. } => {
+                ApiError::conflict("too_many_unpaid_orders", message)
+                    .with_details(serde_json::json!({ "unpaid_orders": count, "limit": limit }))
+            }
+            OrderError::TooManyReservedUnits {
+                held,
+                requested,
+                limit,
+                ..
+            } => ApiError::conflict("too_many_reserved_units", message).with_details(
+                serde_json::json!({ "reserved_units": held, "requested": requested, "limit": limit }),
+            ),
             OrderError::Upstream(e) => {
                 tracing::warn!(error = %e, "upstream call failed");
                 ApiError::unavailable(message)
@@ -98,6 +185,37 @@ impl From<OrderError> for ApiError {
 
 impl IntoResponse for OrderError {
     fn into_response(self) -> Response {
-        ApiError::from(self).into_response()
+        HttpError(ApiError::from(self)).into_response()
+    }
+}
+
+/// An error answer of the canonical API: [`ApiError`]'s body, with `Retry-After`
+/// where waiting helps.
+#[derive(Debug)]
+pub struct HttpError(pub ApiError);
+
+impl From<ApiError> for HttpError {
+    fn from(e: ApiError) -> Self {
+        HttpError(e)
+    }
+}
+
+impl From<OrderError> for HttpError {
+    fn from(e: OrderError) -> Self {
+        HttpError(e.into())
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let wait = retry_after(&self.0.code);
+        let mut response = self.0.into_response();
+        if let Some(wait) = wait {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(wait),
+            );
+        }
+        response
     }
 }

@@ -40,15 +40,15 @@ pub async fn reserve_for_order(
             Err(OrderError::Unavailable(shortages))
         }
         Err(err) if err.status() == Some(StatusCode::NOT_FOUND) => {
-            // The catalogue knows the product but the inventory has no stock item
-            // for it yet (just created): nothing can be reserved.
+            // The inventory has no stock item for it (a product just created, or a
+            // SKU nobody stocks): nothing can be reserved.
             let skus: Vec<String> = err
                 .error_body()
                 .and_then(|b| b.error.details.as_ref())
                 .and_then(|d| d.get("unknown_skus"))
                 .and_then(|s| serde_json::from_value(s.clone()).ok())
                 .unwrap_or_default();
-            Err(OrderError::Unavailable(
+            Err(OrderError::NotStocked(
                 skus.into_iter()
                     .map(|sku| Shortage {
                         requested: requested(&sku),

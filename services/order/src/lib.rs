@@ -1,16 +1,19 @@
 //! The order service.
 //!
 //! - [`create_order`]: placing an order (where an order is created);
+//! - [`claims`]: each order claimed before any side effect: idempotency keys per
+//!   customer, bounded unpaid orders and reserved units;
 //! - [`pay_order`], [`cancel_order`], [`unpaid_timeout`]: what happens to it next;
 //! - [`order_status`]: the state machine;
 //! - [`orders`]: how orders are stored;
 //! - [`shipment_events`]: shipped and delivered, from the shipping service;
 //! - [`product_client`], [`inventory_client`], [`payment_client`]: calls to other services;
-//! - [`http`]: the canonical API and seed 000's routes.
+//! - [`http`]: the canonical API and the seeds' order routes.
 
 #![forbid(unsafe_code)]
 
 pub mod cancel_order;
+pub mod claims;
 pub mod create_order;
 pub mod error;
 pub mod http;
@@ -72,6 +75,24 @@ pub struct Config {
     /// How often orders past their payment time are looked for.
     #[arg(long, env = "UNPAID_ORDER_SWEEP_EVERY", default_value = "5s", value_parser = humantime::parse_duration)]
     pub unpaid_order_sweep_every: Duration,
+    /// Most unpaid (`PENDING`) orders one customer may have at once, orders being
+    /// placed included; callers without an account are bounded per client address.
+    /// Administrators are not bounded.
+    #[arg(long, env = "MAX_UNPAID_ORDERS_PER_CUSTOMER", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_unpaid_orders_per_customer: u32,
+    /// Most units one customer (or client address) may hold in unpaid orders at once.
+    #[arg(long, env = "MAX_RESERVED_UNITS_PER_CUSTOMER", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_reserved_units_per_customer: u32,
+    /// A request with an idempotency key that has not finished after this long is
+    /// taken to have crashed: the next request with the key takes its claim over.
+    #[arg(long, env = "IDEMPOTENCY_CLAIM_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub idempotency_claim_ttl: Duration,
+    /// How long a request waits for an earlier one with the same idempotency key to
+    /// finish before answering 409 (retry later).
+    #[arg(long, env = "IDEMPOTENCY_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub idempotency_wait: Duration,
 }
 
 /// What the order handlers share.
@@ -82,6 +103,8 @@ pub struct OrderContext {
     pub inventory: ServiceClient,
     pub payments: ServiceClient,
     pub unpaid_timeout: Duration,
+    /// Bounds per customer, and how idempotency claims behave.
+    pub limits: claims::Limits,
     pub metrics: metrics::OrderMetrics,
     /// `orders:product:{id}` entries (seed 003's orders of a product).
     pub cache: Cache,
@@ -119,6 +142,12 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
         payments: ServiceClient::new("payment", &config.payment_url, config.upstream_timeout)?
             .with_credentials(identity.tokens),
         unpaid_timeout: config.unpaid_order_timeout,
+        limits: claims::Limits {
+            max_unpaid_orders: i64::from(config.max_unpaid_orders_per_customer),
+            max_reserved_units: i64::from(config.max_reserved_units_per_customer),
+            claim_ttl: config.idempotency_claim_ttl,
+            wait: config.idempotency_wait,
+        },
         metrics: metrics::OrderMetrics::new(service.metrics()),
         cache: config.cache.cache(service.metrics())?,
     };

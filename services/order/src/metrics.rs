@@ -11,7 +11,8 @@ use crate::order_status::OrderStatus;
 pub struct OrderMetrics {
     /// `orders_total{status}`: orders entering each status.
     pub orders: IntCounterVec,
-    /// `orders_refused_total{reason}`: orders not made (`unavailable`).
+    /// `orders_refused_total{reason}`: orders not made (`unavailable`, `unknown_items`,
+    /// `too_many_unpaid_orders`, `too_many_reserved_units`).
     pub orders_refused: IntCounterVec,
     /// `order_revenue_minor_units_total{currency}`: paid order totals.
     pub revenue: IntCounterVec,
@@ -36,7 +37,14 @@ impl OrderMetrics {
         for status in OrderStatus::ALL {
             m.orders.with_label_values(&[status.as_str()]);
         }
-        m.orders_refused.with_label_values(&["unavailable"]);
+        for reason in [
+            "unavailable",
+            "unknown_items",
+            "too_many_unpaid_orders",
+            "too_many_reserved_units",
+        ] {
+            m.orders_refused.with_label_values(&[reason]);
+        }
         m
     }
 

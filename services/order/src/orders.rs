@@ -19,8 +19,13 @@ pub struct Order {
     pub order_id: i64,
     pub status: OrderStatus,
     pub payment_status: PaymentStatus,
-    /// Who placed it (set by the gateway from the customer's token).
+    /// Who placed it and owns it: the signed-in customer whose token the gateway
+    /// verified; null for an order placed without an account.
     pub customer_id: Option<i64>,
+    /// Seed 002's `customer_id` as its client stated it: the seed's own reference,
+    /// echoed in seed 002's answers; never the order's owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stated_customer_id: Option<i64>,
     pub items: Vec<OrderLine>,
     pub total: Money,
     /// Stock reservation held for the order in the inventory.
@@ -53,18 +58,75 @@ pub struct Order {
 /// One product in an order, at the price it had when ordered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct OrderLine {
-    /// The catalogue product; none for a SKU the catalogue does not know (seed 004).
+    /// The catalogue product; none for a SKU the catalogue does not know (seed 004's
+    /// one-call order, for an item the inventory stocks).
     pub product_id: Option<i64>,
     pub sku: String,
     pub name: String,
     pub quantity: i32,
+    /// The price of one unit. Where the line's total was stated by the client and does
+    /// not split evenly (seed 004: 3 units for 200.00), this is the total divided by
+    /// the quantity, rounded to the nearest minor unit; `line_total` is exact.
     pub unit_price: Money,
+    /// What the line costs: the catalogue price times the quantity, or the amount
+    /// seed 004's client stated. The order's total is the sum of its line totals.
+    pub line_total: Money,
+}
+
+impl OrderLine {
+    /// A line at a catalogue price.
+    pub fn at_unit_price(
+        product_id: Option<i64>,
+        sku: String,
+        name: String,
+        quantity: i32,
+        unit_price: Money,
+    ) -> Result<OrderLine> {
+        let line_total = unit_price
+            .checked_mul(i64::from(quantity))
+            .map_err(|_| OrderError::Validation("order total is too large".into()))?;
+        Ok(OrderLine {
+            product_id,
+            sku,
+            name,
+            quantity,
+            unit_price,
+            line_total,
+        })
+    }
+
+    /// A line whose total is given (seed 004's stated amount); its unit price is the
+    /// total over the quantity, rounded half up to the minor unit.
+    pub fn with_total(
+        product_id: Option<i64>,
+        sku: String,
+        name: String,
+        quantity: i32,
+        line_total: Money,
+    ) -> OrderLine {
+        OrderLine {
+            product_id,
+            sku,
+            name,
+            quantity,
+            unit_price: Money::new(unit_share(line_total.amount, quantity), line_total.currency),
+            line_total,
+        }
+    }
+}
+
+/// `total / quantity`, rounded half up (integers only, no floats).
+pub fn unit_share(total: i64, quantity: i32) -> i64 {
+    let quantity = i128::from(quantity.max(1));
+    let share = (2 * i128::from(total) + quantity).div_euclid(2 * quantity);
+    i64::try_from(share).unwrap_or(i64::MAX)
 }
 
 #[derive(sqlx::FromRow)]
 struct OrderRow {
     id: i64,
     customer_id: Option<i64>,
+    stated_customer_id: Option<i64>,
     status: String,
     payment_status: String,
     total_amount: i64,
@@ -90,9 +152,10 @@ struct LineRow {
     name: String,
     quantity: i32,
     unit_amount: i64,
+    line_amount: i64,
 }
 
-const COLUMNS: &str = "id, customer_id, status, payment_status, total_amount, currency, \
+const COLUMNS: &str = "id, customer_id, stated_customer_id, status, payment_status, total_amount, currency, \
     reservation_id, pay_by, cancel_reason, payment_id, failure_reason, paid_at, cancelled_at, \
     shipped_at, delivered_at, created_at, updated_at";
 
@@ -109,6 +172,7 @@ fn assemble(row: OrderRow, lines: Vec<LineRow>) -> Order {
         status: OrderStatus::parse(&row.status).unwrap_or(OrderStatus::Pending),
         payment_status: PaymentStatus::parse(&row.payment_status).unwrap_or(PaymentStatus::Pending),
         customer_id: row.customer_id,
+        stated_customer_id: row.stated_customer_id,
         items: lines
             .into_iter()
             .map(|l| OrderLine {
@@ -117,6 +181,7 @@ fn assemble(row: OrderRow, lines: Vec<LineRow>) -> Order {
                 name: l.name,
                 quantity: l.quantity,
                 unit_price: Money::new(l.unit_amount, currency),
+                line_total: Money::new(l.line_amount, currency),
             })
             .collect(),
         total,
@@ -140,6 +205,7 @@ pub struct OrderParts {
     pub status: OrderStatus,
     pub payment_status: PaymentStatus,
     pub customer_id: Option<i64>,
+    pub stated_customer_id: Option<i64>,
     pub items: Vec<OrderLine>,
     pub total: Money,
     pub reservation_id: Option<i64>,
@@ -167,6 +233,7 @@ impl Order {
             status: p.status,
             payment_status: p.payment_status,
             customer_id: p.customer_id,
+            stated_customer_id: p.stated_customer_id,
             item_sku,
             quantity,
             amount: DecimalAmount::from_money(p.total),
@@ -199,7 +266,7 @@ impl Order {
 async fn with_lines(conn: &mut PgConnection, rows: Vec<OrderRow>) -> Result<Vec<Order>> {
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let lines: Vec<LineRow> = sqlx::query_as(
-        "select order_id, product_id, sku, name, quantity, unit_amount
+        "select order_id, product_id, sku, name, quantity, unit_amount, line_amount
          from order_lines where order_id = any($1) order by order_id, line_no",
     )
     .bind(&ids)
@@ -241,22 +308,6 @@ async fn fetch_one(conn: &mut PgConnection, id: i64, suffix: &str) -> Result<Ord
     orders.pop().ok_or(OrderError::NotFound(id))
 }
 
-/// The order made with an idempotency key, and what its request looked like.
-pub async fn find_by_idempotency_key(
-    conn: &mut PgConnection,
-    key: &str,
-) -> Result<Option<(Order, Option<String>)>> {
-    let found: Option<(i64, Option<String>)> =
-        sqlx::query_as("select id, request_fingerprint from orders where idempotency_key = $1")
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await?;
-    match found {
-        Some((id, fingerprint)) => Ok(Some((load(conn, id).await?, fingerprint))),
-        None => Ok(None),
-    }
-}
-
 /// Which orders to list.
 #[derive(Debug, Clone)]
 pub struct OrderFilter {
@@ -293,18 +344,29 @@ pub async fn list(
     with_lines(conn, rows).await
 }
 
-/// Store a new order with its lines.
+/// Does an order with this id exist?
+pub async fn exists(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select exists (select 1 from orders where id = $1)")
+        .bind(id)
+        .fetch_one(conn)
+        .await
+}
+
+/// Store a new order with its lines. `limit_owner`: whose bounds it counts against
+/// while unpaid (see [`crate::claims`]).
 #[tracing::instrument(name = "db insert order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn insert(
     conn: &mut PgConnection,
     order: &Order,
     idempotency_key: Option<&str>,
     fingerprint: &str,
+    limit_owner: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into orders (id, customer_id, status, payment_status, total_amount, currency,
-             idempotency_key, request_fingerprint, reservation_id, pay_by, created_at, updated_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+             idempotency_key, request_fingerprint, reservation_id, pay_by, created_at, updated_at,
+             stated_customer_id, limit_owner)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)",
     )
     .bind(order.order_id)
     .bind(order.customer_id)
@@ -317,12 +379,15 @@ pub async fn insert(
     .bind(order.reservation_id)
     .bind(order.pay_by)
     .bind(order.created_at)
+    .bind(order.stated_customer_id)
+    .bind(limit_owner)
     .execute(&mut *conn)
     .await?;
     for (line_no, line) in order.items.iter().enumerate() {
         sqlx::query(
-            "insert into order_lines (order_id, line_no, product_id, sku, name, quantity, unit_amount)
-             values ($1, $2, $3, $4, $5, $6, $7)",
+            "insert into order_lines (order_id, line_no, product_id, sku, name, quantity,
+                 unit_amount, line_amount)
+             values ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(order.order_id)
         .bind(line_no as i32 + 1)
@@ -331,17 +396,40 @@ pub async fn insert(
         .bind(&line.name)
         .bind(line.quantity)
         .bind(line.unit_price.amount)
+        .bind(line.line_total.amount)
         .execute(&mut *conn)
         .await?;
     }
     Ok(())
 }
 
-/// A fresh order id, taken before stock is reserved for it.
-pub async fn next_id(conn: &mut PgConnection) -> Result<i64> {
-    Ok(
-        sqlx::query_scalar("select nextval(pg_get_serial_sequence('orders', 'id'))")
-            .fetch_one(conn)
-            .await?,
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unit_price_is_the_line_total_shared_out_rounded_half_up() {
+        assert_eq!(unit_share(20000, 3), 6667);
+        assert_eq!(unit_share(10000, 3), 3333);
+        assert_eq!(unit_share(5, 2), 3);
+        assert_eq!(unit_share(1, 3), 0);
+        assert_eq!(unit_share(2500, 2), 1250);
+        assert_eq!(unit_share(i64::MAX, 1), i64::MAX);
+    }
+
+    #[test]
+    fn a_line_with_a_stated_total_keeps_it_exactly() {
+        let usd = Currency::USD;
+        let line = OrderLine::with_total(None, "X".into(), "X".into(), 3, Money::new(20000, usd));
+        assert_eq!(line.line_total, Money::new(20000, usd));
+        assert_eq!(line.unit_price, Money::new(6667, usd));
+        let line =
+            OrderLine::at_unit_price(Some(1), "X".into(), "X".into(), 3, Money::new(1250, usd))
+                .unwrap();
+        assert_eq!(line.line_total, Money::new(3750, usd));
+        assert!(
+            OrderLine::at_unit_price(None, "X".into(), "X".into(), 2, Money::new(i64::MAX, usd))
+                .is_err()
+        );
+    }
 }

@@ -15,9 +15,12 @@ pub const POLICY: &[RouteRule] = &[
     // Seed 004 (trailing slash).
     rule("POST", "/api/v1/orders/", Seed),
     rule("GET", "/api/v1/orders/", Seed),
-    // Seed 000: its own order routes need a token in seed 000 too.
+    // Seed 000: its own order routes need a token in seed 000 too (and its code's
+    // Kafka-named twins of them).
     rule("POST", "/orders/order", SignedIn),
+    rule("POST", "/orders/orderkafka", SignedIn),
     rule("POST", "/orders/paid", SignedIn),
+    rule("POST", "/orders/paidkafka", SignedIn),
     // Seed 002/003.
     rule("POST", "/orders", Seed),
     rule("GET", "/orders/product/{product_id}", Seed),

@@ -1,14 +1,18 @@
-//! The order service's HTTP API: the canonical orders API under `/api/v1/orders`
-//! (which is also seed 004's, with its trailing-slash paths and one-call form),
-//! seed 000's `POST /orders/order` and `POST /orders/paid` ([`seed000`]), and seed
-//! 002/003's `POST /orders` and `GET /orders/product/{id}` ([`seed003`]).
+//! The order service's HTTP API: the canonical orders API under `/api/v1/orders`;
+//! seed 004's trailing-slash routes with its one-call order and FastAPI's answers
+//! ([`seed004`]; `GET /api/v1/orders/{id}` is both APIs'); seed 000's
+//! `POST /orders/order` and `POST /orders/paid`, and its code's `/orders/orderkafka`
+//! and `/orders/paidkafka` ([`seed000`]); seed 002/003's `POST /orders` and
+//! `GET /orders/product/{id}` ([`seed003`]).
 
 pub mod access;
 pub mod seed000;
 pub mod seed003;
+pub mod seed004;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use sales_contracts::api::ErrorResponse;
 use sales_contracts::{Currency, DecimalAmount};
 use sales_platform::identity::Caller;
@@ -19,8 +23,9 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::create_order::{ItemRef, PlaceOrder, Placed, RequestedItem, place_order};
-use crate::error::OrderError;
+use crate::claims::Placer;
+use crate::create_order::{ItemRef, PlaceOrder, Placed, Pricing, RequestedItem, place_order};
+use crate::error::{HttpError, OrderError};
 use crate::order_status::OrderStatus;
 use crate::orders::{self, Order, OrderFilter};
 use crate::{OrderContext, cancel_order, pay_order};
@@ -42,12 +47,14 @@ struct ApiDoc;
 pub fn router(ctx: OrderContext) -> OpenApiRouter {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(create_order, list_orders))
-        .routes(routes!(create_order_seed004, list_orders_seed004))
+        .routes(routes!(seed004::create_order, seed004::list_orders))
         .routes(routes!(get_order))
         .routes(routes!(pay))
         .routes(routes!(cancel))
         .routes(routes!(seed000::create_order))
+        .routes(routes!(seed000::create_order_kafka))
         .routes(routes!(seed000::pay_order))
+        .routes(routes!(seed000::pay_order_kafka))
         .routes(routes!(seed003::create_order))
         .routes(routes!(seed003::orders_of_product))
         .with_state(ctx)
@@ -69,9 +76,30 @@ impl From<&ItemRequest> for RequestedItem {
     }
 }
 
-/// An order to place: `items` by catalogue product, or (seed 004) one `item_sku`
-/// with its `quantity`. With `amount` and `currency` the order is paid at once
-/// and answered `CONFIRMED` or `FAILED` (seed 004's one-call order).
+/// A product id as a number or as a string of digits (seed 000's OpenAPI document
+/// types it as a string, seed 003 sends `"1"`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ProductIdText {
+    Number(i64),
+    Text(String),
+}
+
+impl ProductIdText {
+    pub fn id(&self) -> Result<i64, ApiError> {
+        match self {
+            ProductIdText::Number(n) => Ok(*n),
+            ProductIdText::Text(t) => t.trim().parse().map_err(|_| {
+                ApiError::validation(format!("product_id must be an integer, got {t:?}"))
+            }),
+        }
+    }
+}
+
+/// An order to place: `items` by catalogue product, or one `item_sku` with its
+/// `quantity`; every line at its catalogue price. With `amount` and `currency` the
+/// order is paid at once and answered `CONFIRMED` or `FAILED`; the amount must be
+/// the total at catalogue prices.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrderRequest {
@@ -93,7 +121,7 @@ pub struct CreateOrderRequest {
 impl CreateOrderRequest {
     fn into_place_order(
         self,
-        customer_id: Option<i64>,
+        caller: &Caller,
         headers: &HeaderMap,
     ) -> Result<PlaceOrder, ApiError> {
         let items = match (self.items, self.item_sku, self.quantity) {
@@ -127,10 +155,10 @@ impl CreateOrderRequest {
             (None, Some(_)) => return Err(ApiError::validation("currency needs an amount")),
         };
         Ok(PlaceOrder {
-            customer_id,
-            items,
             idempotency_key: idempotency_key(headers, self.idempotency_key)?,
             payment,
+            pricing: Pricing::Catalogue,
+            ..PlaceOrder::new(Placer::of(caller), items)
         })
     }
 }
@@ -156,65 +184,46 @@ pub fn idempotency_key(
     }
 }
 
-async fn place(
-    ctx: &OrderContext,
-    caller: &Caller,
-    headers: &HeaderMap,
-    body: CreateOrderRequest,
-) -> Result<(StatusCode, Json<Order>), ApiError> {
-    let request = body.into_place_order(caller.customer_id(), headers)?;
-    Ok(match place_order(ctx, request).await? {
-        Placed::New(order) => (StatusCode::CREATED, Json(order)),
-        Placed::Replayed(order) => (StatusCode::OK, Json(order)),
-    })
-}
-
-/// Place an order: its stock is reserved at once; it waits for payment as `PENDING`
-/// (or, with `amount` and `currency`, is paid at once: `CONFIRMED` or `FAILED`).
-/// With an `Idempotency-Key`, a repeat returns the first order (200) instead of a new one.
+/// Place an order: every line at its catalogue price (an item the catalogue does not
+/// list is refused, 422); its stock is reserved at once; it waits for payment as
+/// `PENDING` (or, with `amount` and `currency`, is paid at once: `CONFIRMED` or
+/// `FAILED`). With an `Idempotency-Key` (yours: another customer's same key is
+/// another order), a repeat returns the first order (200) instead of a new one; a
+/// repeat while the first is still being placed waits for it briefly. A customer
+/// has at most `MAX_UNPAID_ORDERS_PER_CUSTOMER` unpaid orders holding at most
+/// `MAX_RESERVED_UNITS_PER_CUSTOMER` units at once (409: pay or cancel one).
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders",
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     request_body = CreateOrderRequest,
     responses((status = 201, description = "Placed", body = Order),
                (status = 200, description = "Placed earlier with the same key", body = Order),
                (status = 400, body = ErrorResponse),
-               (status = 404, description = "Unknown product", body = ErrorResponse),
-               (status = 409, description = "Product is not available (no order was made), or the amount does not match the total", body = ErrorResponse),
-               (status = 422, description = "Key already used for another request", body = ErrorResponse),
+               (status = 409, description = "Product is not available (no order was made), the amount does not match the total, too many unpaid orders or reserved units, or the key's first request is still in progress (`Retry-After`)", body = ErrorResponse),
+               (status = 422, description = "An item the catalogue does not list, or the key already used for another request", body = ErrorResponse),
                (status = 503, description = "Catalogue, inventory or payments unavailable", body = ErrorResponse)))]
 async fn create_order(
     State(ctx): State<OrderContext>,
     caller: Caller,
     headers: HeaderMap,
     Json(body): Json<CreateOrderRequest>,
-) -> Result<(StatusCode, Json<Order>), ApiError> {
-    place(&ctx, &caller, &headers, body).await
-}
-
-/// Seed 004's path for placing an order (the same as `POST /api/v1/orders`).
-#[utoipa::path(post, path = "/api/v1/orders/", tag = "seed 004",
-    request_body = CreateOrderRequest,
-    responses((status = 201, body = Order), (status = 200, body = Order),
-               (status = 400, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
-async fn create_order_seed004(
-    State(ctx): State<OrderContext>,
-    caller: Caller,
-    headers: HeaderMap,
-    Json(body): Json<CreateOrderRequest>,
-) -> Result<(StatusCode, Json<Order>), ApiError> {
-    place(&ctx, &caller, &headers, body).await
+) -> Result<(StatusCode, Json<Order>), HttpError> {
+    let request = body.into_place_order(&caller, &headers)?;
+    Ok(match place_order(&ctx, request).await? {
+        Placed::New(order) => (StatusCode::CREATED, Json(order)),
+        Placed::Replayed(order) => (StatusCode::OK, Json(order)),
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct OrderQuery {
     /// Only orders in this status (e.g. `PENDING`).
-    status: Option<String>,
+    pub status: Option<String>,
     /// Only orders containing this product.
-    product_id: Option<i64>,
+    pub product_id: Option<i64>,
 }
 
-async fn list(
+pub(crate) async fn list(
     ctx: &OrderContext,
     caller: &Caller,
     query: OrderQuery,
@@ -253,32 +262,57 @@ async fn list_orders(
     list(&ctx, &caller, query, page).await
 }
 
-/// Seed 004's path for listing orders (the same as `GET /api/v1/orders`).
-#[utoipa::path(get, path = "/api/v1/orders/", tag = "seed 004", params(OrderQuery, Page),
-    responses((status = 200, body = [Order]), (status = 400, body = ErrorResponse)))]
-async fn list_orders_seed004(
-    State(ctx): State<OrderContext>,
-    caller: Caller,
-    Query(query): Query<OrderQuery>,
-    Query(page): Query<Page>,
-) -> Result<Json<Vec<Order>>, ApiError> {
-    list(&ctx, &caller, query, page).await
+/// The canonical error body with seed 004's `detail` beside it: for a route both
+/// APIs share (`GET /api/v1/orders/{id}`), so a client of either reads its own.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct SharedErrorResponse {
+    pub error: sales_contracts::api::ErrorBody,
+    /// Seed 004's (FastAPI's) message, e.g. `Order not found`.
+    pub detail: String,
 }
 
-/// One order. Another customer's order is a 404 "Order not found".
+struct SharedError(ApiError);
+
+impl IntoResponse for SharedError {
+    fn into_response(self) -> Response {
+        let err = self.0;
+        let detail = if err.status == StatusCode::NOT_FOUND {
+            "Order not found".to_owned()
+        } else {
+            err.message.clone()
+        };
+        let body = SharedErrorResponse {
+            error: err.body().error,
+            detail,
+        };
+        (err.status, axum::Json(body)).into_response()
+    }
+}
+
+/// One order. Another customer's order is a 404 "Order not found" (as is, for a
+/// caller without an account, any order placed with one). Errors carry seed 004's
+/// `detail` beside the canonical `error`.
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", params(("id" = i64, Path)),
-    responses((status = 200, body = Order), (status = 404, body = ErrorResponse)))]
+    responses((status = 200, body = Order), (status = 400, body = SharedErrorResponse),
+               (status = 404, body = SharedErrorResponse)))]
 async fn get_order(
     State(ctx): State<OrderContext>,
     caller: Caller,
-    Path(id): Path<i64>,
-) -> Result<Json<Order>, OrderError> {
-    let mut conn = ctx.pool.acquire().await?;
-    let order = orders::load(&mut conn, id).await?;
-    if !caller.may_see(order.customer_id) {
-        return Err(OrderError::NotFound(id));
-    }
-    Ok(Json(order))
+    id: Result<Path<i64>, ApiError>,
+) -> Result<Json<Order>, SharedError> {
+    let Path(id) = id.map_err(SharedError)?;
+    let found = async {
+        let mut conn = ctx.pool.acquire().await?;
+        let order = orders::load(&mut conn, id).await?;
+        if !caller.may_see(order.customer_id) {
+            return Err(OrderError::NotFound(id));
+        }
+        Ok(order)
+    };
+    found
+        .await
+        .map(Json)
+        .map_err(|e: OrderError| SharedError(e.into()))
 }
 
 /// Pay a `PENDING` order through the payment service: it becomes `CONFIRMED` and its

@@ -1,9 +1,14 @@
-//! Seed 000's order routes, with its request and answer shapes:
+//! Seed 000's order routes, with its request and answer shapes. Seed 000's code
+//! serves `/orders/orderkafka` and `/orders/paidkafka` beside the documented routes
+//! (seed 001's Kafka variants); they behave the same. Like seed 000's, they need a
+//! signed-in customer.
 //!
 //! - `POST /orders/order {"items": [{"product_id", "quantity"}]}` ->
 //!   `{"success": true, "data": {"order_id", "message"}, "error_message": null}`;
 //!   when a product is not available: `{"success": false, "data": null,
 //!   "error_message": "Product is not available: ..."}` (409) and no order.
+//!   `product_id` may be a string of digits (`"48"`): seed 000's OpenAPI document
+//!   types it as a string.
 //! - `POST /orders/paid {"order_id"}` -> `{"success": true, "data": {"order_id", "message"}}`;
 //!   only the order's owner may pay.
 
@@ -15,8 +20,10 @@ use sales_platform::{ApiError, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ItemRequest, idempotency_key};
+use super::{ProductIdText, idempotency_key};
+use crate::claims::Placer;
 use crate::create_order::{PlaceOrder, Placed, RequestedItem, place_order};
+use crate::error::retry_after;
 use crate::{OrderContext, pay_order as pay};
 
 /// Seed 000's answer envelope.
@@ -48,7 +55,8 @@ fn ok(status: StatusCode, order_id: i64, message: String) -> Response {
 /// Any error in seed 000's envelope, with the status the canonical API would use.
 fn failed(err: impl Into<ApiError>) -> Response {
     let err = err.into();
-    (
+    let wait = retry_after(&err.code);
+    let mut response = (
         err.status,
         axum::Json(Seed000Answer {
             success: false,
@@ -56,41 +64,93 @@ fn failed(err: impl Into<ApiError>) -> Response {
             error_message: Some(err.message),
         }),
     )
-        .into_response()
+        .into_response();
+    if let Some(wait) = wait {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static(wait),
+        );
+    }
+    response
+}
+
+/// One product and how many of it; `product_id` a number or a string of digits.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Seed000Item {
+    #[schema(example = "48")]
+    product_id: ProductIdText,
+    #[schema(example = 2)]
+    quantity: i32,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Seed000CreateOrder {
-    items: Vec<ItemRequest>,
+    items: Vec<Seed000Item>,
 }
 
 /// Seed 000: place an order. It waits for payment (unpaid) until paid or cancelled.
 #[utoipa::path(post, path = "/orders/order", tag = "seed 000", request_body = Seed000CreateOrder,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     responses((status = 201, body = Seed000Answer),
-               (status = 409, description = "Product is not available; no order", body = Seed000Answer),
-               (status = 400, body = Seed000Answer), (status = 404, body = Seed000Answer)))]
+               (status = 200, description = "Placed earlier with the same key", body = Seed000Answer),
+               (status = 409, description = "Product is not available (no order), too many unpaid orders, or the key's first request is still in progress", body = Seed000Answer),
+               (status = 400, body = Seed000Answer),
+               (status = 422, description = "A product the catalogue does not list, or the key used for another request", body = Seed000Answer),
+               (status = 503, body = Seed000Answer)))]
 pub async fn create_order(
     State(ctx): State<OrderContext>,
     caller: Caller,
     headers: HeaderMap,
     body: Result<Json<Seed000CreateOrder>, ApiError>,
 ) -> Response {
+    place(&ctx, &caller, &headers, body).await
+}
+
+/// Seed 000's code: `POST /orders/order`, by the name of its Kafka variant (seed 001).
+#[utoipa::path(post, path = "/orders/orderkafka", tag = "seed 000", request_body = Seed000CreateOrder,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses((status = 201, body = Seed000Answer),
+               (status = 200, description = "Placed earlier with the same key", body = Seed000Answer),
+               (status = 409, description = "Product is not available (no order), too many unpaid orders, or the key's first request is still in progress", body = Seed000Answer),
+               (status = 400, body = Seed000Answer),
+               (status = 422, description = "A product the catalogue does not list, or the key used for another request", body = Seed000Answer),
+               (status = 503, body = Seed000Answer)))]
+pub async fn create_order_kafka(
+    State(ctx): State<OrderContext>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Json<Seed000CreateOrder>, ApiError>,
+) -> Response {
+    place(&ctx, &caller, &headers, body).await
+}
+
+async fn place(
+    ctx: &OrderContext,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: Result<Json<Seed000CreateOrder>, ApiError>,
+) -> Response {
     let body = match body {
         Ok(Json(body)) => body,
         Err(e) => return failed(e),
     };
-    let key = match idempotency_key(&headers, None) {
+    let key = match idempotency_key(headers, None) {
         Ok(k) => k,
         Err(e) => return failed(e),
     };
+    let mut items = Vec::with_capacity(body.items.len());
+    for item in &body.items {
+        match item.product_id.id() {
+            Ok(id) => items.push(RequestedItem::product(id, item.quantity)),
+            Err(e) => return failed(e),
+        }
+    }
     let placed = place_order(
-        &ctx,
+        ctx,
         PlaceOrder {
-            customer_id: caller.customer_id(),
-            items: body.items.iter().map(RequestedItem::from).collect(),
             idempotency_key: key,
-            payment: None,
+            ..PlaceOrder::new(Placer::of(caller), items)
         },
     )
     .await;
@@ -114,21 +174,48 @@ pub struct Seed000PayOrder {
     order_id: i64,
 }
 
-/// Seed 000: mark an order paid.
+/// Seed 000: mark an order paid (only its owner may).
 #[utoipa::path(post, path = "/orders/paid", tag = "seed 000", request_body = Seed000PayOrder,
     responses((status = 200, body = Seed000Answer),
+               (status = 400, body = Seed000Answer),
+               (status = 402, description = "Payment declined: the order failed", body = Seed000Answer),
                (status = 404, body = Seed000Answer),
-               (status = 409, description = "Not waiting for payment", body = Seed000Answer)))]
+               (status = 409, description = "Not waiting for payment", body = Seed000Answer),
+               (status = 503, body = Seed000Answer)))]
 pub async fn pay_order(
     State(ctx): State<OrderContext>,
     caller: Caller,
+    body: Result<Json<Seed000PayOrder>, ApiError>,
+) -> Response {
+    pay_now(&ctx, &caller, body).await
+}
+
+/// Seed 000's code: `POST /orders/paid`, by the name of its Kafka variant (seed 001).
+#[utoipa::path(post, path = "/orders/paidkafka", tag = "seed 000", request_body = Seed000PayOrder,
+    responses((status = 200, body = Seed000Answer),
+               (status = 400, body = Seed000Answer),
+               (status = 402, description = "Payment declined: the order failed", body = Seed000Answer),
+               (status = 404, body = Seed000Answer),
+               (status = 409, description = "Not waiting for payment", body = Seed000Answer),
+               (status = 503, body = Seed000Answer)))]
+pub async fn pay_order_kafka(
+    State(ctx): State<OrderContext>,
+    caller: Caller,
+    body: Result<Json<Seed000PayOrder>, ApiError>,
+) -> Response {
+    pay_now(&ctx, &caller, body).await
+}
+
+async fn pay_now(
+    ctx: &OrderContext,
+    caller: &Caller,
     body: Result<Json<Seed000PayOrder>, ApiError>,
 ) -> Response {
     let body = match body {
         Ok(Json(body)) => body,
         Err(e) => return failed(e),
     };
-    match pay::pay_order(&ctx, &caller, body.order_id).await {
+    match pay::pay_order(ctx, caller, body.order_id).await {
         Ok(order) => ok(
             StatusCode::OK,
             order.order_id,

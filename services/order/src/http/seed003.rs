@@ -1,10 +1,13 @@
 //! Seed 002's and seed 003's order routes, with their shapes:
 //!
-//! - `POST /orders {product_id, quantity}` (seed 003; `product_id` may be a string
-//!   such as `"1"`) or `{customer_id, product_id, quantity}` (seed 002) -> 201 with
-//!   the order row in both seeds' field names: `{id, productId, product_id,
+//! - `POST /orders {product_id, quantity}` (seed 003's early README; its code and
+//!   later README say `productId`: both are accepted; either may be a string such as
+//!   `"1"`) or `{customer_id, product_id, quantity}` (seed 002) -> 201 with the
+//!   order row in both seeds' field names: `{id, productId, product_id,
 //!   customer_id, quantity, totalPrice (price x quantity), status: "pending",
-//!   createdAt, created_at}`; 400 on validation.
+//!   createdAt, created_at}`; 400 on validation. Seed 002's `customer_id` is kept
+//!   as stated and echoed, as the seed's own reference: the order belongs to the
+//!   caller (nobody, without an account), never to the customer named.
 //! - `GET /orders/product/{productId}`: the orders of a product, newest first, from
 //!   the Redis cache when there (`orders:product:{id}`, seed 003), never stale after
 //!   an order has changed.
@@ -20,35 +23,20 @@ use sales_platform::{ApiError, Json, Path, Query};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::idempotency_key;
+use super::{ProductIdText, idempotency_key};
 use crate::OrderContext;
+use crate::claims::Placer;
 use crate::create_order::{PlaceOrder, Placed, RequestedItem, place_order};
-use crate::error::OrderError;
+use crate::error::{HttpError, OrderError};
 use crate::orders::{self, Order, OrderFilter};
-
-/// A product id as a number or as a string of digits (seed 003 sends `"1"`).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum ProductIdText {
-    Number(i64),
-    Text(String),
-}
-
-impl ProductIdText {
-    fn id(&self) -> Result<i64, ApiError> {
-        match self {
-            ProductIdText::Number(n) => Ok(*n),
-            ProductIdText::Text(t) => t.trim().parse().map_err(|_| {
-                ApiError::validation(format!("product_id must be an integer, got {t:?}"))
-            }),
-        }
-    }
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LegacyCreateOrder {
-    /// Seed 002's customer; the caller's own id (from the gateway) wins.
+    /// Seed 002's customer, as its client states it: kept and echoed as a reference.
+    /// The order belongs to the caller (no one, without an account).
     customer_id: Option<i64>,
+    /// Also accepted as `productId` (seed 003's code and later README).
+    #[serde(alias = "productId")]
     product_id: ProductIdText,
     quantity: i32,
 }
@@ -85,7 +73,7 @@ fn row(order: &Order, product_id: Option<i64>) -> LegacyOrderRow {
         id: order.order_id,
         product_id_camel: line.and_then(|l| l.product_id),
         product_id: line.and_then(|l| l.product_id),
-        customer_id: order.customer_id,
+        customer_id: order.stated_customer_id.or(order.customer_id),
         quantity: line.map(|l| l.quantity).unwrap_or_default(),
         total_price: order.amount.clone(),
         currency: order.currency.to_string(),
@@ -95,33 +83,33 @@ fn row(order: &Order, product_id: Option<i64>) -> LegacyOrderRow {
     }
 }
 
-/// Seeds 002 and 003: place an order for one product (an `Idempotency-Key` makes
-/// retries safe here too).
+/// Seeds 002 and 003: place an order for one product, at its catalogue price (an
+/// `Idempotency-Key` makes retries safe here too).
 #[utoipa::path(post, path = "/orders", tag = "seed 002/003", request_body = LegacyCreateOrder,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 201, body = LegacyOrderRow), (status = 400, body = ErrorResponse),
-               (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+    responses((status = 201, body = LegacyOrderRow),
+               (status = 200, description = "Placed earlier with the same key", body = LegacyOrderRow),
+               (status = 400, body = ErrorResponse),
+               (status = 409, description = "Not available, too many unpaid orders, or the key's first request is still in progress", body = ErrorResponse),
+               (status = 422, description = "A product the catalogue does not list, or the key used for another request", body = ErrorResponse),
+               (status = 503, body = ErrorResponse)))]
 pub async fn create_order(
     State(ctx): State<OrderContext>,
     caller: Caller,
     headers: HeaderMap,
     Json(body): Json<LegacyCreateOrder>,
-) -> Result<(StatusCode, Json<LegacyOrderRow>), ApiError> {
+) -> Result<(StatusCode, Json<LegacyOrderRow>), HttpError> {
     let product_id = body.product_id.id()?;
     let idempotency_key = idempotency_key(&headers, None)?;
     let placed = place_order(
         &ctx,
         PlaceOrder {
-            // Only an admin places an order for another customer; a caller without
-            // an account places one that belongs to no one.
-            customer_id: if caller.is_admin() {
-                body.customer_id.or(caller.customer_id())
-            } else {
-                caller.customer_id()
-            },
-            items: vec![RequestedItem::product(product_id, body.quantity)],
+            stated_customer_id: body.customer_id,
             idempotency_key,
-            payment: None,
+            ..PlaceOrder::new(
+                Placer::of(&caller),
+                vec![RequestedItem::product(product_id, body.quantity)],
+            )
         },
     )
     .await?;

@@ -1,0 +1,445 @@
+//! Claiming an order before anything happens (issue 11, point 4).
+//!
+//! Every attempt to place an order first commits a claim (`order_claims`): the order
+//! id it will have, what it asks for (a fingerprint), its idempotency key if any, and
+//! whose bounds it counts against. Only then does it reserve stock or charge a card.
+//!
+//! **Idempotency keys belong to whoever sent them.** A key is unique within its
+//! owner's namespace: `customer:<id>` for a signed-in customer (or admin), `anonymous`
+//! for every caller without an account (seed 004's clients had one namespace). The
+//! same key from two customers makes two orders. A second request with a claimed key:
+//! - asks for something else (another fingerprint): 422 `idempotency_key_reused`;
+//! - the first finished: the first's order (a replay, 200);
+//! - the first is still in progress: the duplicate waits for it, polling, up to
+//!   `IDEMPOTENCY_WAIT` (5 s), then gets its order; if it is still not done, 409
+//!   `idempotency_key_in_use` with `Retry-After: 1`. A losing request never
+//!   reserves stock or charges a card: only the claim's holder does;
+//! - the first crashed: its claim expires after `IDEMPOTENCY_CLAIM_TTL` (30 s) and
+//!   the next request with the key takes it over, with the same order id. The
+//!   inventory and the payment service answer a repeated reservation or charge for
+//!   one order with the first, so a takeover never doubles either.
+//!
+//! A claim whose request was refused before an order was stored (no stock, unknown
+//! item, amount mismatch, a dependency down) is deleted: the key is free again, as in
+//! seed 004, where a refused order left nothing behind.
+//!
+//! **Bounds.** A customer has at most `MAX_UNPAID_ORDERS_PER_CUSTOMER` unpaid
+//! (`PENDING`) orders and `MAX_RESERVED_UNITS_PER_CUSTOMER` units in them at once;
+//! callers without an account are bounded per client address (the gateway's
+//! `client_ip`; IPv6 per /64), administrators not at all. The claims still in
+//! progress count too, and the check and the claim happen in one transaction under a
+//! per-owner advisory lock, so concurrent requests cannot pass the bound together.
+//! A replay is never refused by the bounds: it is no new order.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use sales_platform::identity::Caller;
+use sales_platform::identity::caller::Principal;
+use sqlx::PgConnection;
+
+use crate::OrderContext;
+use crate::error::{Holder, OrderError, Result};
+use crate::orders::{self, Order};
+
+/// `pg_advisory_xact_lock(class, key)`'s class for the per-owner bound check.
+const BOUND_LOCK_CLASS: i32 = 0x4f52_4431; // "ORD1"
+
+/// How many unpaid orders and units one owner may hold, and how claims behave.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_unpaid_orders: i64,
+    pub max_reserved_units: i64,
+    /// A claim in progress this long is taken to be left by a crash.
+    pub claim_ttl: Duration,
+    /// How long a duplicate waits for the first request with its key.
+    pub wait: Duration,
+}
+
+/// Who places an order, as far as keys and bounds are concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placer {
+    /// The order's owner: the signed-in customer (or admin); none without an account.
+    pub customer_id: Option<i64>,
+    /// The namespace of the caller's idempotency keys.
+    pub key_owner: String,
+    /// Whose bounds the order counts against; none for staff.
+    pub bound: Option<(String, BoundKind)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BoundKind {
+    Customer,
+    Address,
+}
+
+impl Placer {
+    pub fn of(caller: &Caller) -> Placer {
+        match &caller.principal {
+            Principal::Customer(id) => Placer {
+                customer_id: Some(*id),
+                key_owner: format!("customer:{id}"),
+                bound: Some((format!("customer:{id}"), BoundKind::Customer)),
+            },
+            Principal::Admin(id) => Placer {
+                customer_id: Some(*id),
+                key_owner: format!("customer:{id}"),
+                bound: None,
+            },
+            Principal::Anonymous => Placer {
+                customer_id: None,
+                key_owner: "anonymous".into(),
+                bound: Some((
+                    format!(
+                        "address:{}",
+                        caller
+                            .client_ip
+                            .map(address_bucket)
+                            .unwrap_or_else(|| "unknown".into())
+                    ),
+                    BoundKind::Address,
+                )),
+            },
+            // No order route admits a service; should one ever, it has its own.
+            Principal::Service { name, .. } => Placer {
+                customer_id: None,
+                key_owner: format!("service:{name}"),
+                bound: Some((format!("service:{name}"), BoundKind::Customer)),
+            },
+        }
+    }
+
+    /// The bound's owner key, for storing with the order.
+    pub fn bound_owner(&self) -> Option<&str> {
+        self.bound.as_ref().map(|(owner, _)| owner.as_str())
+    }
+}
+
+/// One bound per IPv4 address, per IPv6 /64 (what one subscriber usually gets).
+pub fn address_bucket(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// What to claim.
+#[derive(Debug)]
+pub struct ClaimRequest<'a> {
+    pub placer: &'a Placer,
+    pub key: Option<&'a str>,
+    pub fingerprint: &'a str,
+    /// Units the order asks for (all lines).
+    pub units: i64,
+}
+
+/// A claim this request holds: it may place order `order_id`.
+#[derive(Debug)]
+pub struct Claim {
+    pub order_id: i64,
+    keyed: bool,
+}
+
+/// The outcome of claiming.
+#[derive(Debug)]
+pub enum Claimed {
+    /// Ours: go ahead.
+    Mine(Claim),
+    /// An earlier request with the key placed this order.
+    Replay(Box<Order>),
+}
+
+enum Attempt {
+    Claimed(Claim),
+    Replay(Box<Order>),
+    /// Another request holds the key and is still working.
+    Busy,
+    /// Lost a race for the key (or its claim vanished): look again.
+    Again,
+}
+
+/// Claim an order for `request`; see the module docs.
+pub async fn claim(ctx: &OrderContext, request: &ClaimRequest<'_>) -> Result<Claimed> {
+    let deadline = Instant::now() + ctx.limits.wait;
+    let mut pause = Duration::from_millis(20);
+    let mut races = 0;
+    loop {
+        match try_claim(ctx, request).await? {
+            Attempt::Claimed(claim) => return Ok(Claimed::Mine(claim)),
+            Attempt::Replay(order) => return Ok(Claimed::Replay(order)),
+            Attempt::Again if races < 20 => races += 1,
+            Attempt::Again | Attempt::Busy => {
+                if Instant::now() + pause > deadline {
+                    return Err(OrderError::IdempotencyKeyInUse);
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(250));
+            }
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Existing {
+    order_id: i64,
+    fingerprint: String,
+    state: String,
+    live: bool,
+}
+
+async fn try_claim(ctx: &OrderContext, request: &ClaimRequest<'_>) -> Result<Attempt> {
+    let placer = request.placer;
+    let mut tx = ctx.pool.begin().await?;
+    if let Some((owner, _)) = &placer.bound {
+        sqlx::query("select pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(BOUND_LOCK_CLASS)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(key) = request.key {
+        let existing: Option<Existing> = sqlx::query_as(
+            "select order_id, fingerprint, state, expires_at > now() as live
+             from order_claims where key_owner = $1 and idempotency_key = $2 for update",
+        )
+        .bind(&placer.key_owner)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(existing) = existing {
+            if existing.fingerprint != request.fingerprint {
+                return Err(OrderError::IdempotencyKeyReused);
+            }
+            let stored = orders::exists(&mut tx, existing.order_id).await?;
+            return match (existing.state.as_str(), existing.live, stored) {
+                ("done", _, true) | (_, false, true) => {
+                    mark_done(&mut tx, existing.order_id).await?;
+                    let order = orders::load(&mut tx, existing.order_id).await?;
+                    tx.commit().await?;
+                    Ok(Attempt::Replay(Box::new(order)))
+                }
+                ("done", _, false) => {
+                    // A finished claim without its order cannot happen; do not let
+                    // it hold the key.
+                    tracing::error!(
+                        order_id = existing.order_id,
+                        "an idempotency claim is done but its order is missing; freeing the key"
+                    );
+                    delete(&mut tx, existing.order_id).await?;
+                    tx.commit().await?;
+                    Ok(Attempt::Again)
+                }
+                (_, true, _) => Ok(Attempt::Busy),
+                (_, false, false) => {
+                    // Left by a crash: take it over, with its order id.
+                    sqlx::query(
+                        "update order_claims
+                         set expires_at = now() + $2 * interval '1 millisecond',
+                             attempts = attempts + 1
+                         where order_id = $1",
+                    )
+                    .bind(existing.order_id)
+                    .bind(millis(ctx.limits.claim_ttl))
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    tracing::warn!(
+                        order_id = existing.order_id,
+                        "took over an expired idempotency claim"
+                    );
+                    Ok(Attempt::Claimed(Claim {
+                        order_id: existing.order_id,
+                        keyed: true,
+                    }))
+                }
+            };
+        }
+    }
+    if let Some((owner, kind)) = &placer.bound {
+        check_bounds(ctx, &mut tx, owner, *kind, request.units).await?;
+    }
+    let order_id: Option<i64> = sqlx::query_scalar(
+        "insert into order_claims (order_id, key_owner, idempotency_key, fingerprint,
+             limit_owner, units, state, expires_at)
+         values (nextval(pg_get_serial_sequence('orders', 'id')), $1, $2, $3, $4, $5,
+             'in_progress', now() + $6 * interval '1 millisecond')
+         on conflict (key_owner, idempotency_key) do nothing
+         returning order_id",
+    )
+    .bind(request.key.map(|_| placer.key_owner.as_str()))
+    .bind(request.key)
+    .bind(request.fingerprint)
+    .bind(placer.bound_owner())
+    .bind(request.units)
+    .bind(millis(ctx.limits.claim_ttl))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(order_id) = order_id else {
+        // Another caller in the namespace (another address) claimed the key first.
+        return Ok(Attempt::Again);
+    };
+    tx.commit().await?;
+    Ok(Attempt::Claimed(Claim {
+        order_id,
+        keyed: request.key.is_some(),
+    }))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Refuse if one more order of `units` would pass `owner`'s bounds. The caller holds
+/// the owner's advisory lock, so no other claim of this owner is being made now.
+async fn check_bounds(
+    ctx: &OrderContext,
+    conn: &mut PgConnection,
+    owner: &str,
+    kind: BoundKind,
+    units: i64,
+) -> Result<()> {
+    let (count, held): (i64, i64) = sqlx::query_as(
+        "with held as (
+             select (select coalesce(sum(l.quantity), 0) from order_lines l
+                     where l.order_id = o.id)::bigint as units
+             from orders o where o.limit_owner = $1 and o.status = 'PENDING'
+             union all
+             select c.units from order_claims c
+             where c.limit_owner = $1 and c.state = 'in_progress' and c.expires_at > now()
+               and not exists (select 1 from orders o where o.id = c.order_id)
+         )
+         select count(*)::bigint, coalesce(sum(units), 0)::bigint from held",
+    )
+    .bind(owner)
+    .fetch_one(&mut *conn)
+    .await?;
+    let holder = || match kind {
+        BoundKind::Customer => Holder::Customer,
+        BoundKind::Address => Holder::Address {
+            unpaid_timeout: humantime::format_duration(ctx.unpaid_timeout).to_string(),
+        },
+    };
+    let limits = ctx.limits;
+    if count >= limits.max_unpaid_orders {
+        ctx.metrics
+            .orders_refused
+            .with_label_values(&["too_many_unpaid_orders"])
+            .inc();
+        return Err(OrderError::TooManyUnpaidOrders {
+            holder: holder(),
+            count,
+            limit: limits.max_unpaid_orders,
+        });
+    }
+    if held.saturating_add(units) > limits.max_reserved_units {
+        ctx.metrics
+            .orders_refused
+            .with_label_values(&["too_many_reserved_units"])
+            .inc();
+        return Err(OrderError::TooManyReservedUnits {
+            holder: holder(),
+            held,
+            requested: units,
+            limit: limits.max_reserved_units,
+        });
+    }
+    Ok(())
+}
+
+async fn mark_done(conn: &mut PgConnection, order_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("update order_claims set state = 'done' where order_id = $1")
+        .bind(order_id)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+async fn delete(conn: &mut PgConnection, order_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("delete from order_claims where order_id = $1")
+        .bind(order_id)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// The claim's order was stored (and, for a one-call order, charged): a keyed claim
+/// keeps the key bound to its order; an unkeyed one is no longer needed. If this
+/// fails, the claim expires and the next look at it sees the stored order.
+pub async fn finish(ctx: &OrderContext, claim: &Claim) {
+    let result = match ctx.pool.acquire().await {
+        Ok(mut conn) if claim.keyed => mark_done(&mut conn, claim.order_id).await,
+        Ok(mut conn) => delete(&mut conn, claim.order_id).await,
+        Err(e) => Err(e),
+    };
+    if let Err(err) = result {
+        tracing::warn!(order_id = claim.order_id, error = %err, "could not finish an order claim; it will expire");
+    }
+}
+
+/// Nothing was stored: free the claim (and its key).
+pub async fn abandon(ctx: &OrderContext, claim: &Claim) {
+    let result = match ctx.pool.acquire().await {
+        Ok(mut conn) => {
+            sqlx::query("delete from order_claims where order_id = $1 and state = 'in_progress'")
+                .bind(claim.order_id)
+                .execute(&mut *conn)
+                .await
+                .map(|_| ())
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(err) = result {
+        tracing::warn!(order_id = claim.order_id, error = %err, "could not free an order claim; it will expire");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(principal: Principal, ip: Option<&str>) -> Caller {
+        Caller {
+            principal,
+            seed_compat: true,
+            client_ip: ip.map(|i| i.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn keys_belong_to_their_sender_and_bounds_to_customers_or_addresses() {
+        let alice = Placer::of(&caller(Principal::Customer(7), Some("10.0.0.1")));
+        assert_eq!(alice.key_owner, "customer:7");
+        assert_eq!(alice.bound_owner(), Some("customer:7"));
+        assert_eq!(alice.customer_id, Some(7));
+        let admin = Placer::of(&caller(Principal::Admin(1), None));
+        assert_eq!(
+            (admin.key_owner.as_str(), admin.bound_owner()),
+            ("customer:1", None)
+        );
+        let here = Placer::of(&caller(Principal::Anonymous, Some("203.0.113.7")));
+        let there = Placer::of(&caller(Principal::Anonymous, Some("203.0.113.8")));
+        assert_eq!(
+            here.key_owner, there.key_owner,
+            "one namespace without an account"
+        );
+        assert_ne!(here.bound_owner(), there.bound_owner());
+        assert_eq!(here.customer_id, None);
+        let unknown = Placer::of(&caller(Principal::Anonymous, None));
+        assert_eq!(unknown.bound_owner(), Some("address:unknown"));
+    }
+
+    #[test]
+    fn ipv6_addresses_share_a_bound_per_64() {
+        let b = |ip: &str| address_bucket(ip.parse().unwrap());
+        assert_eq!(b("2001:db8:1:2::1"), b("2001:db8:1:2:ffff::9"));
+        assert_ne!(b("2001:db8:1:2::1"), b("2001:db8:1:3::1"));
+        assert_eq!(b("::ffff:192.0.2.1"), "192.0.2.1");
+        assert_eq!(b("192.0.2.1"), "192.0.2.1");
+    }
+}
