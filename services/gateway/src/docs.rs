@@ -81,7 +81,8 @@ impl Modify for BearerScheme {
     get,
     path = "/openapi/{service}.json",
     tag = "docs",
-    params(("service" = String, Path, description = "product, order, customer, payment, inventory, shipping or notification")),
+    params(("service" = String, Path, description = "product, order, customer, payment, inventory, shipping or notification",
+        pattern = "^(product|order|customer|payment|inventory|shipping|notification)$")),
     responses(
         (status = 200, description = "The service's OpenAPI document", content_type = "application/json"),
         (status = 404, body = ErrorResponse, description = "No such service"),
@@ -125,7 +126,9 @@ pub async fn service_document(
         .await
         .map_err(|_| unavailable("no answer in time".into()))?
         .map_err(unavailable)?;
+    keep_forwarded_paths(&mut document, upstream);
     add_bearer_scheme(&mut document);
+    add_gateway_answers(&mut document);
     let mut response = axum::Json(document).into_response();
     response
         .headers_mut()
@@ -155,6 +158,78 @@ pub fn add_bearer_scheme(document: &mut Value) {
     }
     doc.entry("security")
         .or_insert_with(|| json!([{ BEARER: [] }, {}]));
+}
+
+/// Keep only the paths the gateway forwards to `upstream`: a service's probes and
+/// its identity provider's own endpoints (`/oauth/token`...) are not reachable
+/// through the gateway (its `/health` and `/.well-known/jwks.json` are the
+/// gateway's own, in its document).
+pub fn keep_forwarded_paths(document: &mut Value, upstream: Upstream) {
+    if let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) {
+        paths.retain(|path, _| crate::routes::route(path) == Some(upstream));
+    }
+}
+
+/// The answers the gateway itself may give on any route it forwards, added to each
+/// operation of a service's document that does not list them: 413 (its own body
+/// limit), 429 (the client's rate limit, with `Retry-After`), 502, 503 and 504 (the
+/// service is down, its circuit open, or slow). A path the gateway refuses as
+/// ambiguous is a 400, which every operation with a path parameter lists already.
+pub fn add_gateway_answers(document: &mut Value) {
+    let answer = |description: &str| {
+        json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        })
+    };
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        if matches!(path.as_str(), "/health" | "/ready") {
+            continue;
+        }
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            if !matches!(method.as_str(), "get" | "post" | "put" | "patch" | "delete") {
+                continue;
+            }
+            let has_body = op.get("requestBody").is_some();
+            let Some(responses) = op
+                .as_object_mut()
+                .map(|o| o.entry("responses").or_insert_with(|| json!({})))
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            let mut add = |status: &str, description: &str| {
+                responses
+                    .entry(status)
+                    .or_insert_with(|| answer(description));
+            };
+            if has_body {
+                add(
+                    "413",
+                    "`payload_too_large`: the body is larger than the gateway accepts",
+                );
+            }
+            add(
+                "429",
+                "`rate_limited`: too many requests from this client; see `Retry-After`",
+            );
+            add("502", "`bad_gateway`: the service sent no complete answer");
+            add(
+                "503",
+                "`upstream_unavailable`: the service is down or its circuit is open; try again",
+            );
+            add(
+                "504",
+                "`upstream_timeout`: the service did not answer in time",
+            );
+        }
+    }
 }
 
 /// Swagger UI's configuration: every document in the drop-down.
@@ -214,6 +289,35 @@ mod tests {
         let mut own = json!({"security": [{"other": []}]});
         add_bearer_scheme(&mut own);
         assert_eq!(own["security"], json!([{"other": []}]));
+    }
+
+    #[test]
+    fn only_forwarded_paths_stay_in_a_service_document() {
+        let mut doc = json!({"paths": {
+            "/api/v1/customers/{id}": {}, "/users/user/login": {}, "/health": {},
+            "/oauth/token": {}, "/.well-known/jwks.json": {}, "/api/v1/products": {}
+        }});
+        keep_forwarded_paths(&mut doc, Upstream::Customer);
+        let kept: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+        assert_eq!(kept, ["/api/v1/customers/{id}", "/users/user/login"]);
+    }
+
+    #[test]
+    fn gateway_answers_are_added_to_forwarded_operations() {
+        let mut doc = json!({"paths": {
+            "/api/v1/things": {"post": {"requestBody": {}, "responses": {"201": {}}},
+                               "get": {"responses": {"429": {"description": "its own"}}}},
+            "/health": {"get": {"responses": {"200": {}}}}
+        }});
+        add_gateway_answers(&mut doc);
+        let post = &doc["paths"]["/api/v1/things"]["post"]["responses"];
+        for status in ["413", "429", "502", "503", "504"] {
+            assert!(post[status].is_object(), "{status}");
+        }
+        let get = &doc["paths"]["/api/v1/things"]["get"]["responses"];
+        assert_eq!(get["429"]["description"], "its own");
+        assert!(get["413"].is_null());
+        assert!(doc["paths"]["/health"]["get"]["responses"]["429"].is_null());
     }
 
     #[test]

@@ -29,6 +29,19 @@ pub enum InventoryError {
     OnHandBelowReserved { sku: String, reserved: i32 },
     #[error("{sku} is already linked to product {existing}")]
     ProductMismatch { sku: String, existing: i64 },
+    #[error("product {product_id} already has another SKU")]
+    ProductLinked { product_id: i64 },
+    #[error(
+        "quantity {quantity} is too large for {sku}: with its {reserved} units reserved, on hand \
+         would exceed {}, the most an item can count; the quantity can be at most {}",
+        crate::stock::MAX_COUNT,
+        crate::stock::MAX_COUNT - .reserved
+    )]
+    TooManyUnits {
+        sku: String,
+        quantity: i32,
+        reserved: i32,
+    },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -69,9 +82,11 @@ impl From<InventoryError> for ApiError {
             InventoryError::OnHandBelowReserved { .. } => {
                 ApiError::conflict("stock_reserved", message)
             }
-            InventoryError::ProductMismatch { .. } => {
+            InventoryError::ProductMismatch { .. } | InventoryError::ProductLinked { .. } => {
                 ApiError::conflict("product_mismatch", message)
             }
+            // Not a bad request: the units reserved now leave no room for that many.
+            InventoryError::TooManyUnits { .. } => ApiError::conflict("too_many_units", message),
             InventoryError::Database(e) => ApiError::from(e),
         }
     }

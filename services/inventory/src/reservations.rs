@@ -19,7 +19,7 @@ use sales_contracts::api::stock::{Reservation, ReservationLine, ReservationStatu
 use sqlx::{PgConnection, PgPool};
 
 use crate::error::{InventoryError, Result};
-use crate::stock::{MAX_COUNT, validate_sku};
+use crate::stock::{MAX_COUNT, validate_sku_to_find};
 
 /// Where a reservation was made. Seed 004's stock API let anyone release what its
 /// own `reserve` made, and nothing else; its `release` may touch only [`Origin::Seed004`]
@@ -67,7 +67,7 @@ pub fn normalise_lines(lines: &[ReservationLine]) -> Result<Vec<ReservationLine>
     }
     let mut merged: BTreeMap<&str, i64> = BTreeMap::new();
     for line in lines {
-        validate_sku(&line.sku)?;
+        validate_sku_to_find(&line.sku)?;
         if line.quantity < 1 {
             return Err(InventoryError::Validation(format!(
                 "quantity of {} must be at least 1, got {}",

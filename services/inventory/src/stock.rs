@@ -124,12 +124,9 @@ pub async fn set_on_hand(
     .fetch_one(conn)
     .await
     .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            InventoryError::Validation(format!(
-                "product {} already has another SKU",
-                product_id.unwrap_or_default()
-            ))
-        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => InventoryError::ProductLinked {
+            product_id: product_id.unwrap_or_default(),
+        },
         _ => InventoryError::Database(e),
     })?;
     Ok((row.into(), created))
@@ -158,14 +155,35 @@ pub async fn open_item_for_product(
     Ok(())
 }
 
-pub fn validate_sku(sku: &str) -> Result<()> {
+/// The most characters a SKU may have.
+pub const MAX_SKU_CHARS: usize = 64;
+
+/// A SKU to look up: not blank, no NUL, at most 64 characters. One that no item can
+/// have (see [`validate_sku`]) is simply not found.
+pub fn validate_sku_to_find(sku: &str) -> Result<()> {
     if sku.trim().is_empty() {
         return Err(InventoryError::Validation("sku must not be empty".into()));
     }
     refuse_nul(sku)?;
-    if sku.len() > 64 {
+    if sku.chars().count() > MAX_SKU_CHARS {
+        return Err(InventoryError::Validation(format!(
+            "sku must be at most {MAX_SKU_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A SKU for a new item names it in paths (`/api/v1/inventory/items/{sku}`): 1 to 64
+/// characters, not only spaces and dots (`.` and `..` are path steps), without
+/// control characters, `/`, `\`, `;` or `%` (which no path carries unambiguously).
+pub fn validate_sku(sku: &str) -> Result<()> {
+    validate_sku_to_find(sku)?;
+    let fits_a_path = !sku
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '/' | '\\' | ';' | '%'));
+    if !fits_a_path || !sku.chars().any(|c| !c.is_whitespace() && c != '.') {
         return Err(InventoryError::Validation(
-            "sku must be at most 64 characters".into(),
+            "sku must not be only dots, nor contain control characters, /, \\, ; or %".into(),
         ));
     }
     Ok(())
@@ -255,10 +273,45 @@ pub async fn set_available(
         .fetch_optional(conn)
         .await?
         .unwrap_or_default();
-    Err(InventoryError::Validation(format!(
-        "quantity {available} is too large for {sku}: with its {reserved} units reserved, \
-         on hand would exceed {MAX_COUNT}, the most an item can count; \
-         the quantity can be at most {}",
-        MAX_COUNT - reserved
-    )))
+    Err(InventoryError::TooManyUnits {
+        sku: sku.to_owned(),
+        quantity: available,
+        reserved,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sku_must_fit_in_a_path() {
+        for sku in [
+            "SKU-ABC",
+            "a.b",
+            "Kaffee 1 kg",
+            "x~y",
+            "..a",
+            &"ß".repeat(64),
+        ] {
+            assert!(validate_sku(sku).is_ok(), "{sku:?}");
+        }
+        for sku in [
+            "",
+            " ",
+            ".",
+            "..",
+            " . ",
+            "a/b",
+            "a\\b",
+            "a;b",
+            "100%",
+            "a\u{0}b",
+            "a\tb",
+            "a\u{85}b",
+            &"ß".repeat(65),
+        ] {
+            assert!(validate_sku(sku).is_err(), "{sku:?}");
+        }
+    }
 }

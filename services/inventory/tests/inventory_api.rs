@@ -673,9 +673,12 @@ async fn a_sku_with_a_nul_character_gets_a_clear_400() {
     for (method, who, path, body) in cases {
         let r = inv.send(method.clone(), who, path, body).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{method} {path}: {r:?}");
-        assert_eq!(
-            r.body["error"]["message"], "sku must not contain a NUL character",
-            "{method} {path}"
+        // Refused where it is read: by the JSON and path extractors, which refuse NUL
+        // in any text (sales_platform::error), or by the SKU's own check.
+        let message = r.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("NUL character"),
+            "{method} {path}: {message}"
         );
     }
     assert_eq!(inv.level("A").await["reserved"], 0);

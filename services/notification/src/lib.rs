@@ -66,8 +66,10 @@ pub fn router(pool: PgPool) -> OpenApiRouter {
 #[into_params(parameter_in = Query)]
 pub struct NotificationQuery {
     /// Only those about this order.
+    #[serde(default, deserialize_with = "sales_platform::listing::whole_number")]
     order_id: Option<i64>,
     /// Only those for this customer (a customer always sees only their own).
+    #[serde(default, deserialize_with = "sales_platform::listing::whole_number")]
     customer_id: Option<i64>,
 }
 
@@ -103,6 +105,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     for subscription in subscriptions_of(SERVICE) {
         service.consumer(subscription, consumer.clone())?;
     }
-    let (router, openapi) = router(pool).split_for_parts();
+    let (router, mut openapi) = router(pool).split_for_parts();
+    sales_platform::http::document_access(&mut openapi, POLICY);
     service.serve(router, openapi).await
 }

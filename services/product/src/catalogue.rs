@@ -51,19 +51,54 @@ impl From<ProductRow> for Product {
 
 const COLUMNS: &str = "id, sku, name, description, price_amount, currency, created_at, updated_at";
 
-fn validate(p: &NewProduct) -> Result<()> {
-    let name = p.name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(CatalogueError::Validation(
-            "name must be 1 to 200 characters".into(),
-        ));
+/// The most characters a product's name may have.
+pub const MAX_NAME_CHARS: usize = 200;
+/// The most characters a description may have.
+pub const MAX_DESCRIPTION_CHARS: usize = 5000;
+/// The most characters a SKU may have.
+pub const MAX_SKU_CHARS: usize = 64;
+
+/// A name: 1 to 200 characters, not only spaces (they are trimmed off).
+fn validate_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(CatalogueError::Validation(format!(
+            "name must be 1 to {MAX_NAME_CHARS} characters, not only spaces"
+        )));
     }
-    if let Some(sku) = &p.sku
-        && (sku.trim().is_empty() || sku.len() > 64)
-    {
-        return Err(CatalogueError::Validation(
-            "sku must be 1 to 64 characters".into(),
-        ));
+    Ok(())
+}
+
+fn validate_description(description: &str) -> Result<()> {
+    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(CatalogueError::Validation(format!(
+            "description must be at most {MAX_DESCRIPTION_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A SKU names the product's stock item in paths (`/api/v1/inventory/items/{sku}`):
+/// 1 to 64 characters, not only spaces and dots (`.` and `..` are path steps),
+/// without control characters, `/`, `\`, `;` or `%` (which no path can carry
+/// unambiguously).
+pub fn validate_sku(sku: &str) -> Result<()> {
+    let fits_a_path = !sku
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '/' | '\\' | ';' | '%'));
+    let named = sku.chars().any(|c| !c.is_whitespace() && c != '.');
+    if !named || !fits_a_path || sku.chars().count() > MAX_SKU_CHARS {
+        return Err(CatalogueError::Validation(format!(
+            "sku must be 1 to {MAX_SKU_CHARS} characters, not only spaces and dots, without \
+             control characters, /, \\, ; or %"
+        )));
+    }
+    Ok(())
+}
+
+fn validate(p: &NewProduct) -> Result<()> {
+    validate_name(&p.name)?;
+    if let Some(sku) = &p.sku {
+        validate_sku(sku)?;
     }
     if p.price.amount < 0 {
         return Err(CatalogueError::Validation(
@@ -75,12 +110,7 @@ fn validate(p: &NewProduct) -> Result<()> {
             "initial stock cannot be negative".into(),
         ));
     }
-    if p.description.len() > 5000 {
-        return Err(CatalogueError::Validation(
-            "description must be at most 5000 characters".into(),
-        ));
-    }
-    Ok(())
+    validate_description(&p.description)
 }
 
 /// Add a product and announce it, in one transaction.
@@ -178,22 +208,16 @@ pub struct ProductChanges {
 
 /// Change a product. The caller invalidates its cache entry after this returns.
 pub async fn update_product(pool: &PgPool, id: i64, changes: ProductChanges) -> Result<Product> {
-    if let Some(name) = &changes.name
-        && (name.trim().is_empty() || name.len() > 200)
-    {
-        return Err(CatalogueError::Validation(
-            "name must be 1 to 200 characters".into(),
-        ));
+    if let Some(name) = &changes.name {
+        validate_name(name)?;
     }
     if changes.price.is_some_and(|p| p.amount < 0) {
         return Err(CatalogueError::Validation(
             "price cannot be negative".into(),
         ));
     }
-    if changes.description.as_ref().is_some_and(|d| d.len() > 5000) {
-        return Err(CatalogueError::Validation(
-            "description must be at most 5000 characters".into(),
-        ));
+    if let Some(description) = &changes.description {
+        validate_description(description)?;
     }
     let row: ProductRow = sqlx::query_as(&format!(
         "update products set
@@ -214,4 +238,44 @@ pub async fn update_product(pool: &PgPool, id: i64, changes: ProductChanges) -> 
     .ok_or(CatalogueError::NotFound(id))?;
     tracing::info!(product_id = id, "product changed");
     Ok(row.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn product(name: &str, sku: Option<&str>, description: &str) -> NewProduct {
+        NewProduct {
+            sku: sku.map(str::to_owned),
+            name: name.into(),
+            description: description.into(),
+            price: Money::new(100, Currency::USD),
+            initial_stock: 0,
+        }
+    }
+
+    #[test]
+    fn lengths_count_characters_as_the_api_document_does() {
+        // 200 characters of two bytes each: within the document's maxLength.
+        let name = "é".repeat(200);
+        assert!(validate(&product(&name, None, "")).is_ok());
+        assert!(validate(&product(&"é".repeat(201), None, "")).is_err());
+        assert!(validate(&product("n", None, &"ü".repeat(5000))).is_ok());
+        assert!(validate(&product("n", None, &"ü".repeat(5001))).is_err());
+        assert!(validate(&product("n", Some(&"ß".repeat(64)), "")).is_ok());
+        assert!(validate(&product("n", Some(&"ß".repeat(65)), "")).is_err());
+        assert!(validate(&product("   ", None, "")).is_err());
+    }
+
+    #[test]
+    fn a_sku_must_fit_in_a_path() {
+        for sku in ["SKU-ABC", "a.b", "Kaffee 1 kg", "x~y", "..a"] {
+            assert!(validate_sku(sku).is_ok(), "{sku:?}");
+        }
+        for sku in [
+            "", " ", ".", "..", " . ", "a/b", "a\\b", "a;b", "100%", "a\u{0}b", "a\tb", "a\u{85}b",
+        ] {
+            assert!(validate_sku(sku).is_err(), "{sku:?}");
+        }
+    }
 }

@@ -62,14 +62,34 @@ pub fn router(ctx: CustomerContext) -> OpenApiRouter {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    #[schema(example = "ada@example.com")]
+    /// `local@domain.tld`, at most 254 characters. The document's pattern is the
+    /// usual form; the service takes any address of that shape (`local` up to 64
+    /// characters without spaces, host name labels of letters, digits and `-`).
+    #[schema(
+        example = "ada@example.com",
+        max_length = 254,
+        pattern = r"^[A-Za-z0-9_%+-]{1,16}(\.[A-Za-z0-9_%+-]{1,16}){0,2}@([A-Za-z0-9]([A-Za-z0-9-]{0,20}[A-Za-z0-9])?\.){1,3}[A-Za-z]{2,10}$"
+    )]
     pub email: String,
-    /// At least 8 characters. Stored only as an argon2id hash.
+    /// 8 to 256 characters. Stored only as an argon2id hash.
     #[schema(value_type = String, format = Password, min_length = 8, max_length = 256)]
     pub password: SecretString,
-    #[schema(example = "Ada Lovelace")]
+    /// 1 to 200 characters, not only spaces, no control characters.
+    #[schema(
+        example = "Ada Lovelace",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
+    /// At most 500 characters; may span lines; no other control characters.
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     pub address: Option<String>,
+    /// At most 200 characters, no control characters.
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub contact: Option<String>,
 }
 
@@ -77,7 +97,12 @@ pub struct RegisterRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    #[schema(example = "ada@example.com")]
+    /// The account's email (see registration).
+    #[schema(
+        example = "ada@example.com",
+        max_length = 254,
+        pattern = r"^[A-Za-z0-9_%+-]{1,16}(\.[A-Za-z0-9_%+-]{1,16}){0,2}@([A-Za-z0-9]([A-Za-z0-9-]{0,20}[A-Za-z0-9])?\.){1,3}[A-Za-z]{2,10}$"
+    )]
     pub email: String,
     #[schema(value_type = String, format = Password)]
     pub password: SecretString,
@@ -188,7 +213,7 @@ async fn log_out(
 pub struct ChangePassword {
     #[schema(value_type = String, format = Password)]
     pub current_password: SecretString,
-    /// At least 8 characters.
+    /// 8 to 256 characters.
     #[schema(value_type = String, format = Password, min_length = 8, max_length = 256)]
     pub new_password: SecretString,
 }
@@ -274,9 +299,22 @@ async fn get_customer(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProfile {
-    #[schema(example = "Ada King")]
+    /// 1 to 200 characters, not only spaces, no control characters.
+    #[schema(
+        example = "Ada King",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
+    /// At most 500 characters; may span lines; no other control characters.
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     pub address: Option<String>,
+    /// At most 200 characters, no control characters.
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub contact: Option<String>,
 }
 

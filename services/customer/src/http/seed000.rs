@@ -32,6 +32,15 @@ pub struct Seed000TokenAnswer {
     error_message: Option<String>,
 }
 
+/// An error on seed 000's routes: its envelope, or the platform's error body when the
+/// request is refused before it reaches the route (no valid token).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Seed000Error {
+    Seed(Seed000TokenAnswer),
+    Platform(sales_contracts::api::ErrorResponse),
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Seed000Token {
     /// A JWT (EdDSA): sub (the customer id), name, email, role, iat, exp, iss.
@@ -95,24 +104,40 @@ impl From<ApiError> for CustomerErrorOrApi {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Seed000Register {
-    #[schema(example = "ada@example.com")]
+    /// `local@domain.tld` (see the canonical registration).
+    #[schema(
+        example = "ada@example.com",
+        max_length = 254,
+        pattern = r"^[A-Za-z0-9_%+-]{1,16}(\.[A-Za-z0-9_%+-]{1,16}){0,2}@([A-Za-z0-9]([A-Za-z0-9-]{0,20}[A-Za-z0-9])?\.){1,3}[A-Za-z]{2,10}$"
+    )]
     email: String,
-    /// At least 8 characters.
-    #[schema(value_type = String, format = Password, min_length = 8)]
+    /// 8 to 256 characters.
+    #[schema(value_type = String, format = Password, min_length = 8, max_length = 256)]
     password: SecretString,
-    /// Seed 000's schema also calls it `fullname`.
+    /// Seed 000's schema also calls it `fullname`. 1 to 200 characters, not only
+    /// spaces, no control characters.
     #[serde(alias = "fullname")]
-    #[schema(example = "Ada Lovelace")]
+    #[schema(
+        example = "Ada Lovelace",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: String,
 }
 
 /// Seed 000: register and get a token (open only while the seeds' routes are).
 #[utoipa::path(post, path = "/users/user/register", tag = "seed 000",
+    operation_id = "seed000_register",
     request_body = Seed000Register,
     responses((status = 201, body = Seed000TokenAnswer),
                (status = 400, body = Seed000TokenAnswer),
+               (status = 401, description = "No valid token (the platform's error)", body = Seed000Error),
                (status = 409, description = "Email already registered", body = Seed000TokenAnswer),
-               (status = 429, body = Seed000TokenAnswer)))]
+               (status = 413, description = "The body is too large", body = Seed000TokenAnswer),
+               (status = 415, description = "The body is not JSON", body = Seed000TokenAnswer),
+               (status = 429, body = Seed000TokenAnswer),
+               (status = 503, description = "`busy`: too many password hashes at once", body = Seed000TokenAnswer)))]
 pub async fn register(
     State(ctx): State<CustomerContext>,
     caller: Caller,
@@ -140,7 +165,11 @@ pub async fn register(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Seed000Login {
-    #[schema(example = "ada@example.com")]
+    #[schema(
+        example = "ada@example.com",
+        max_length = 254,
+        pattern = r"^[A-Za-z0-9_%+-]{1,16}(\.[A-Za-z0-9_%+-]{1,16}){0,2}@([A-Za-z0-9]([A-Za-z0-9-]{0,20}[A-Za-z0-9])?\.){1,3}[A-Za-z]{2,10}$"
+    )]
     email: String,
     #[schema(value_type = String, format = Password)]
     password: SecretString,
@@ -148,11 +177,15 @@ pub struct Seed000Login {
 
 /// Seed 000: log in for a token. A wrong email and a wrong password get the same 401.
 #[utoipa::path(post, path = "/users/user/login", tag = "seed 000",
+    operation_id = "seed000_log_in",
     request_body = Seed000Login,
     responses((status = 200, body = Seed000TokenAnswer),
                (status = 400, body = Seed000TokenAnswer),
-               (status = 401, description = "Wrong email or password", body = Seed000TokenAnswer),
-               (status = 429, body = Seed000TokenAnswer)))]
+               (status = 401, description = "Wrong email or password (or no valid token: the platform's error)", body = Seed000Error),
+               (status = 413, description = "The body is too large", body = Seed000TokenAnswer),
+               (status = 415, description = "The body is not JSON", body = Seed000TokenAnswer),
+               (status = 429, body = Seed000TokenAnswer),
+               (status = 503, description = "`busy`: too many password checks at once", body = Seed000TokenAnswer)))]
 pub async fn log_in(
     State(ctx): State<CustomerContext>,
     caller: Caller,

@@ -45,11 +45,27 @@ impl From<Customer> for Seed002Customer {
 /// A customer's details (seed 002). The name is required.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Seed002CreateCustomer {
-    #[schema(example = "Ada Lovelace")]
+    /// 1 to 200 characters, not only spaces, no control characters.
+    #[schema(
+        example = "Ada Lovelace",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: String,
-    #[schema(example = "12 St James's Square, London")]
+    /// At most 500 characters; may span lines; no other control characters.
+    #[schema(
+        example = "12 St James's Square, London",
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     address: Option<String>,
-    #[schema(example = "+44 20 7946 0000")]
+    /// At most 200 characters, no control characters.
+    #[schema(
+        example = "+44 20 7946 0000",
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     contact: Option<String>,
 }
 
@@ -70,7 +86,9 @@ pub async fn create_customer(
 /// Seed 002: one customer. A customer sees only their own profile; a caller without
 /// an account (the seed's routes open) only profiles without one, as seed 002 made
 /// them: anything else is a 404.
-#[utoipa::path(get, path = "/customers/{id}", tag = "seed 002", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/customers/{id}", tag = "seed 002",
+    operation_id = "seed002_get_customer",
+    params(("id" = i64, Path)),
     responses((status = 200, body = Seed002Customer), (status = 400, body = ErrorResponse),
                (status = 404, body = ErrorResponse)))]
 pub async fn get_customer(

@@ -60,7 +60,8 @@ pub fn router(state: AppState) -> OpenApiRouter {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ItemFilter {
-    /// Only the items of these products: comma-separated ids, e.g. `1,2,3`.
+    /// Only the items of these products: comma-separated ids, e.g. `1,2,3` (at most 500).
+    #[param(schema_with = sales_platform::listing::id_list_schema)]
     product_ids: Option<String>,
 }
 
@@ -86,7 +87,8 @@ async fn list_items(
 
 /// Stock level of one item.
 #[utoipa::path(get, path = "/api/v1/inventory/items/{sku}", tag = "stock",
-    params(("sku" = String, Path, description = "The item's SKU")),
+    params(("sku" = String, Path, description = "The item's SKU", min_length = 1, max_length = 64,
+        pattern = r"^[^/\\;%\u0000-\u001f\u007f-\u009f]*[^/\\;%\u0000-\u001f\u007f-\u009f\s.][^/\\;%\u0000-\u001f\u007f-\u009f]*$")),
     responses((status = 200, body = StockLevel), (status = 404, body = ErrorResponse)))]
 async fn get_item(
     State(state): State<AppState>,
@@ -101,7 +103,7 @@ async fn get_item(
 #[serde(deny_unknown_fields)]
 pub struct SetStock {
     /// Units on hand, including reserved ones. Cannot be below what is reserved.
-    #[schema(example = 25)]
+    #[schema(example = 25, minimum = 0)]
     on_hand: i32,
     /// Link the item to a catalogue product.
     product_id: Option<i64>,
@@ -109,11 +111,14 @@ pub struct SetStock {
 
 /// Set the units on hand of an item, creating the item if it is new.
 #[utoipa::path(put, path = "/api/v1/inventory/items/{sku}", tag = "stock",
-    params(("sku" = String, Path, description = "The item's SKU")),
+    params(("sku" = String, Path, description = "The item's SKU", min_length = 1, max_length = 64,
+        pattern = r"^[^/\\;%\u0000-\u001f\u007f-\u009f]*[^/\\;%\u0000-\u001f\u007f-\u009f\s.][^/\\;%\u0000-\u001f\u007f-\u009f]*$")),
     request_body = SetStock,
     responses((status = 200, description = "Updated", body = StockLevel),
                (status = 201, description = "Created", body = StockLevel),
-               (status = 400, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+               (status = 400, body = ErrorResponse),
+               (status = 409, description = "`stock_reserved`: below what is reserved; \
+                 `product_mismatch`: the item or the product is linked to another", body = ErrorResponse)))]
 async fn set_item(
     State(state): State<AppState>,
     Path(sku): Path<String>,

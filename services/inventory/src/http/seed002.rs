@@ -17,6 +17,7 @@ use crate::stock;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TakeOut {
     product_id: i64,
+    #[schema(minimum = 1)]
     quantity: i32,
 }
 

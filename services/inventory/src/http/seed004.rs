@@ -27,18 +27,42 @@ use crate::error::InventoryError;
 use crate::reservations::Origin;
 use crate::{reservations, stock};
 
+/// A stock item: `quantity` is what can still be reserved.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct StockItem {
-    #[schema(example = "SKU-ABC")]
+    /// 1 to 64 characters, not only spaces and dots, without control characters,
+    /// `/`, `\`, `;` or `%`.
+    #[schema(
+        example = "SKU-ABC",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^/\\;%\u0000-\u001f\u007f-\u009f]*[^/\\;%\u0000-\u001f\u007f-\u009f\s.][^/\\;%\u0000-\u001f\u007f-\u009f]*$"
+    )]
     item_sku: String,
-    #[schema(example = 10)]
+    /// Not negative; with what is reserved, at most 2147483647 on hand.
+    #[schema(example = 10, minimum = 0)]
     quantity: i32,
 }
 
-/// Seed 004 answers "not enough" with 400 where the canonical API says 409.
+/// Units of one item to reserve.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReserveItem {
+    #[schema(
+        example = "SKU-ABC",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^/\\;%\u0000-\u001f\u007f-\u009f]*[^/\\;%\u0000-\u001f\u007f-\u009f\s.][^/\\;%\u0000-\u001f\u007f-\u009f]*$"
+    )]
+    item_sku: String,
+    #[schema(example = 2, minimum = 1)]
+    quantity: i32,
+}
+
+/// Seed 004 answers "not enough" (and "too many") with 400 where the canonical API
+/// says 409.
 fn seed004_error(err: InventoryError) -> ApiError {
     match err {
-        InventoryError::InsufficientStock(_) => {
+        InventoryError::InsufficientStock(_) | InventoryError::TooManyUnits { .. } => {
             let mut e = ApiError::from(err);
             e.status = StatusCode::BAD_REQUEST;
             e
@@ -57,7 +81,9 @@ fn seed004_error(err: InventoryError) -> ApiError {
 }
 
 /// Seed 004: add or update a stock item.
-#[utoipa::path(post, path = "/api/v1/stock/items", tag = "seed 004", request_body = StockItem,
+#[utoipa::path(post, path = "/api/v1/stock/items", tag = "seed 004",
+    operation_id = "seed004_upsert_item",
+    request_body = StockItem,
     responses((status = 201, body = StockItem), (status = 400, body = ErrorResponse)))]
 pub async fn upsert_item(
     State(state): State<AppState>,
@@ -77,7 +103,9 @@ pub async fn upsert_item(
 }
 
 /// Seed 004: every stock item.
-#[utoipa::path(get, path = "/api/v1/stock/", tag = "seed 004", params(Page),
+#[utoipa::path(get, path = "/api/v1/stock/", tag = "seed 004",
+    operation_id = "seed004_list_items",
+    params(Page),
     responses((status = 200, body = [StockItem])))]
 pub async fn list_items(
     State(state): State<AppState>,
@@ -101,7 +129,8 @@ pub async fn list_items(
 
 /// Seed 004: one stock item.
 #[utoipa::path(get, path = "/api/v1/stock/{sku}", tag = "seed 004",
-    params(("sku" = String, Path)),
+    operation_id = "seed004_get_item",
+    params(("sku" = String, Path, min_length = 1, max_length = 64, pattern = r"^[^/\\;%\u0000-\u001f\u007f-\u009f]*[^/\\;%\u0000-\u001f\u007f-\u009f\s.][^/\\;%\u0000-\u001f\u007f-\u009f]*$")),
     responses((status = 200, body = StockItem), (status = 404, body = ErrorResponse)))]
 pub async fn get_item(
     State(state): State<AppState>,
@@ -126,13 +155,15 @@ pub struct Seed004Reservation {
 }
 
 /// Seed 004: reserve units of one item.
-#[utoipa::path(post, path = "/api/v1/stock/reserve", tag = "seed 004", request_body = StockItem,
+#[utoipa::path(post, path = "/api/v1/stock/reserve", tag = "seed 004",
+    operation_id = "seed004_reserve",
+    request_body = ReserveItem,
     responses((status = 200, body = Seed004Reservation),
                (status = 400, description = "Not enough stock, or bad input", body = ErrorResponse),
                (status = 404, body = ErrorResponse)))]
 pub async fn reserve(
     State(state): State<AppState>,
-    Json(body): Json<StockItem>,
+    Json(body): Json<ReserveItem>,
 ) -> Result<Json<Seed004Reservation>, ApiError> {
     let line = ReservationLine {
         sku: body.item_sku.clone(),
@@ -174,10 +205,13 @@ pub struct Released {
 /// Seed 004: release a reservation that seed 004's `reserve` made. Others (an
 /// order's, one made through the canonical API) are not found, except by an
 /// administrator.
-#[utoipa::path(post, path = "/api/v1/stock/release", tag = "seed 004", request_body = Release,
+#[utoipa::path(post, path = "/api/v1/stock/release", tag = "seed 004",
+    operation_id = "seed004_release",
+    request_body = Release,
     responses((status = 200, body = Released),
                (status = 400, description = "Already released", body = ErrorResponse),
-               (status = 404, description = "No such reservation of seed 004", body = ErrorResponse)))]
+               (status = 404, description = "No such reservation of seed 004", body = ErrorResponse),
+               (status = 409, description = "`invalid_transition`: (administrators) the reservation was committed", body = ErrorResponse)))]
 pub async fn release(
     State(state): State<AppState>,
     caller: Caller,

@@ -144,9 +144,10 @@ async fn charge(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePayment {
-    #[schema(example = 1)]
+    #[schema(example = 1, minimum = 1)]
     pub order_id: i64,
-    /// Integer minor units: `{"amount": 20050, "currency": "USD"}` is 200.50 USD.
+    /// Integer minor units, at least 1: `{"amount": 20050, "currency": "USD"}` is 200.50 USD.
+    #[schema(schema_with = sales_contracts::money::request_schemas::positive_money)]
     pub amount: Money,
 }
 
@@ -172,6 +173,7 @@ async fn create_payment(
 #[into_params(parameter_in = Query)]
 pub struct PaymentFilter {
     /// Only the payment of this order.
+    #[serde(default, deserialize_with = "sales_platform::listing::whole_number")]
     order_id: Option<i64>,
 }
 

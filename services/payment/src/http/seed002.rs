@@ -34,12 +34,14 @@ use crate::error::PaymentError;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Seed002CreatePayment {
-    #[schema(example = 1)]
+    #[schema(example = 1, minimum = 1)]
     order_id: i64,
-    /// Major units, e.g. `200.5`; no more decimal places than the currency has.
+    /// Major units, e.g. `200.5`; more than zero, and no more decimal places than the
+    /// currency has.
+    #[schema(schema_with = sales_contracts::money::request_schemas::positive_decimal_amount)]
     amount: DecimalAmount,
-    /// Defaults to `DEFAULT_CURRENCY` (USD).
-    #[schema(value_type = Option<String>, example = "USD")]
+    /// An ISO 4217 code; defaults to `DEFAULT_CURRENCY` (USD).
+    #[schema(value_type = Option<String>, example = "USD", pattern = "^[A-Za-z]{3}$")]
     currency: Option<Currency>,
 }
 
@@ -73,7 +75,9 @@ impl From<Payment> for Seed002Payment {
 
 /// Seed 002: open a `pending` payment for an order. The same order and amount again
 /// return the same payment (200).
-#[utoipa::path(post, path = "/payments", tag = "seed 002", request_body = Seed002CreatePayment,
+#[utoipa::path(post, path = "/payments", tag = "seed 002",
+    operation_id = "seed002_create_payment",
+    request_body = Seed002CreatePayment,
     responses((status = 201, description = "Opened", body = Seed002Payment),
                (status = 200, description = "The order's payment, made earlier", body = Seed002Payment),
                (status = 400, body = ErrorResponse), (status = 403, body = ErrorResponse),

@@ -26,12 +26,14 @@ use crate::payment_status::was_authorized;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Seed004Authorize {
-    #[schema(example = 1)]
+    #[schema(example = 1, minimum = 1)]
     order_id: i64,
-    /// Major units: `200.50` is two hundred dollars and fifty cents. No more decimal
-    /// places than the currency has.
+    /// Major units: `200.50` is two hundred dollars and fifty cents. More than zero,
+    /// and no more decimal places than the currency has.
+    #[schema(schema_with = sales_contracts::money::request_schemas::positive_decimal_amount)]
     amount: DecimalAmount,
-    #[schema(value_type = String, example = "USD")]
+    /// An ISO 4217 code.
+    #[schema(value_type = String, example = "USD", pattern = "^[A-Za-z]{3}$")]
     currency: Currency,
 }
 
@@ -47,6 +49,7 @@ pub struct Seed004Authorization {
 /// Seed 004: authorize a payment for an order (authorized iff the amount is below
 /// the limit). Idempotent per order: the same order and amount return the same payment.
 #[utoipa::path(post, path = "/api/v1/payments/authorize", tag = "seed 004",
+    operation_id = "seed004_authorize",
     request_body = Seed004Authorize,
     responses((status = 200, body = Seed004Authorization),
                (status = 400, body = ErrorResponse), (status = 403, body = ErrorResponse),

@@ -72,17 +72,34 @@ pub async fn cached_product(state: &AppState, id: i64) -> Result<Product, Catalo
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
-    /// Stock-keeping unit; generated as `SKU-<id>` when left out.
-    #[schema(example = "SKU-ABC")]
+    /// Stock-keeping unit; generated as `SKU-<id>` when left out. 1 to 64 characters,
+    /// not only spaces and dots, without control characters, `/`, `\`, `;` or `%`
+    /// (it names the stock item in paths); surrounding spaces are dropped.
+    #[schema(
+        example = "SKU-ABC",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^/\\;%\u0000-\u001f\u007f-\u009f]*[^/\\;%\u0000-\u001f\u007f-\u009f\s.][^/\\;%\u0000-\u001f\u007f-\u009f]*$"
+    )]
     sku: Option<String>,
-    #[schema(example = "Espresso beans 1 kg")]
+    /// 1 to 200 characters, not only spaces; surrounding spaces are dropped.
+    #[schema(
+        example = "Espresso beans 1 kg",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+    )]
     name: String,
+    /// At most 5000 characters.
     #[serde(default)]
+    #[schema(max_length = 5000)]
     description: String,
+    /// Cannot be negative.
+    #[schema(schema_with = sales_contracts::money::request_schemas::non_negative_money)]
     price: Money,
     /// Units the inventory starts with (default 0).
     #[serde(default)]
-    #[schema(example = 10)]
+    #[schema(example = 10, minimum = 0)]
     initial_stock: i32,
 }
 
@@ -111,7 +128,8 @@ async fn create_product(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListFilter {
-    /// Only these products: comma-separated ids, e.g. `1,2,3`.
+    /// Only these products: comma-separated ids, e.g. `1,2,3` (at most 500).
+    #[param(schema_with = sales_platform::listing::id_list_schema)]
     ids: Option<String>,
     /// Only these SKUs: comma-separated, e.g. `SKU-ABC,SKU-XYZ`.
     skus: Option<String>,
@@ -161,8 +179,18 @@ async fn get_product(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProduct {
+    /// 1 to 200 characters, not only spaces; surrounding spaces are dropped.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+    )]
     name: Option<String>,
+    /// At most 5000 characters.
+    #[schema(max_length = 5000)]
     description: Option<String>,
+    /// Cannot be negative.
+    #[schema(schema_with = sales_contracts::money::request_schemas::optional_non_negative_money)]
     price: Option<Money>,
 }
 

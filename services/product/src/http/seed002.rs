@@ -19,10 +19,20 @@ use crate::inventory_client::available_stock;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Seed002NewProduct {
+    /// 1 to 200 characters, not only spaces; surrounding spaces are dropped.
+    #[schema(
+        example = "Espresso beans 1 kg",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+    )]
     name: String,
-    /// In major units of the default currency, e.g. 19.99.
+    /// In major units of the default currency, e.g. 19.99; cannot be negative.
+    #[schema(schema_with = sales_contracts::money::request_schemas::non_negative_decimal_amount)]
     price: DecimalAmount,
+    /// At most 5000 characters.
     #[serde(default)]
+    #[schema(max_length = 5000)]
     description: String,
     /// Opening stock (seed 003's code and later README call it `qty`).
     #[serde(default, alias = "qty")]
@@ -57,7 +67,9 @@ fn row(p: Product, stock: i32) -> Seed002Product {
 }
 
 /// Seed 002: add a product with its opening stock.
-#[utoipa::path(post, path = "/products", tag = "seed 002", request_body = Seed002NewProduct,
+#[utoipa::path(post, path = "/products", tag = "seed 002",
+    operation_id = "seed002_create_product",
+    request_body = Seed002NewProduct,
     responses((status = 201, body = Seed002Product), (status = 400, body = ErrorResponse)))]
 pub async fn create_product(
     State(state): State<AppState>,
@@ -82,7 +94,9 @@ pub async fn create_product(
 }
 
 /// Seed 002: one product, with the stock that can still be ordered.
-#[utoipa::path(get, path = "/products/{id}", tag = "seed 002", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/products/{id}", tag = "seed 002",
+    operation_id = "seed002_get_product",
+    params(("id" = i64, Path)),
     responses((status = 200, body = Seed002Product), (status = 404, body = ErrorResponse),
                (status = 503, description = "The inventory did not answer", body = ErrorResponse)))]
 pub async fn get_product(

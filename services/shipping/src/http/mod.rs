@@ -124,7 +124,7 @@ pub async fn move_shipment(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateShipment {
-    #[schema(example = 42)]
+    #[schema(example = 42, minimum = 1)]
     pub order_id: i64,
 }
 
@@ -150,8 +150,10 @@ async fn create_shipment(
 #[into_params(parameter_in = Query)]
 pub struct ShipmentQuery {
     /// Only the shipment of this order.
+    #[serde(default, deserialize_with = "sales_platform::listing::whole_number")]
     order_id: Option<i64>,
     /// Only shipments in this status: `pending`, `shipped` or `delivered`.
+    #[param(value_type = Option<ShipmentStatus>)]
     status: Option<String>,
 }
 
@@ -203,12 +205,34 @@ async fn get_shipment(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShipRequest {
-    /// At most 100 characters.
-    #[schema(example = "DHL")]
+    /// 1 to 100 characters, not only spaces, no control characters.
+    #[schema(
+        example = "DHL",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub carrier: Option<String>,
-    /// At most 100 characters.
-    #[schema(example = "JD014600003SE")]
+    /// 1 to 100 characters, not only spaces, no control characters.
+    #[schema(
+        example = "JD014600003SE",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub tracking_number: Option<String>,
+}
+
+/// The schema of a carrier or tracking number ([`ShipRequest`]'s), `null`able.
+pub fn label_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .description(Some("1 to 100 characters, not only spaces, no control characters."))
+        .min_length(Some(1))
+        .max_length(Some(crate::shipments::MAX_LABEL_CHARS))
+        .pattern(Some(r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"))
+        .build()
 }
 
 /// Ship a `pending` shipment: it becomes `shipped` and `shipment-shipped` is published.

@@ -117,17 +117,53 @@ pub async fn get_shipping(
 }
 
 /// The status to move to, and (when shipping) who carries it.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateShipping {
     /// `shipped` or `delivered`.
-    #[schema(example = "shipped")]
     status: String,
     /// Only when shipping; at most 100 characters.
     carrier: Option<String>,
     /// Only when shipping; at most 100 characters.
     tracking_number: Option<String>,
 }
+
+/// `{"status": "shipped"}` with the carrier and tracking number if known, or
+/// `{"status": "delivered"}` with neither: one of two shapes.
+impl utoipa::PartialSchema for UpdateShipping {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+        let status = |value: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([value]))
+        };
+        let nothing = || ObjectBuilder::new().schema_type(Type::Null);
+        let shipped = ObjectBuilder::new()
+            .property("status", status("shipped"))
+            .required("status")
+            .property("carrier", super::label_schema())
+            .property("tracking_number", super::label_schema())
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .examples([serde_json::json!({"status": "shipped", "carrier": "DHL"})]);
+        let delivered = ObjectBuilder::new()
+            .property("status", status("delivered"))
+            .required("status")
+            .property("carrier", nothing())
+            .property("tracking_number", nothing())
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        OneOfBuilder::new()
+            .item(shipped)
+            .item(delivered)
+            .description(Some(
+                "The status to move to: `shipped` (with the carrier and tracking number, \
+                 if known: 1 to 100 characters each) or `delivered` (with neither).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for UpdateShipping {}
 
 /// Seed 002: move a shipment to `shipped` (from `pending`) or `delivered` (from
 /// `shipped`). Any other move is a 409; an unknown status a 400. Admins, and
