@@ -218,7 +218,7 @@ impl ServiceBuilder {
     }
 
     /// Bind both ports and run until shut down. Returns once the ports are bound.
-    pub async fn serve(self, api: Router, openapi: OpenApi) -> anyhow::Result<RunningService> {
+    pub async fn serve(self, api: Router, mut openapi: OpenApi) -> anyhow::Result<RunningService> {
         let public = TcpListener::bind(self.http.http_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", self.http.http_addr))?;
@@ -231,6 +231,8 @@ impl ServiceBuilder {
         let (open, open_paths) = self.open_routes.unwrap_or_default();
         let api = match self.access {
             Access::Policy(policy, verifier) => {
+                // The document says what the table asks: bearer security, 401, 403.
+                crate::http::document_access(&mut openapi, policy);
                 check_policy(policy, &openapi, open_paths).map_err(|problems| {
                     anyhow::anyhow!("the {} service's access table: {problems}", self.name)
                 })?;

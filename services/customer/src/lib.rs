@@ -239,6 +239,5 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     service.open_routes(oauth::router(ctx.clone()), oauth::PATHS);
     let (router, mut openapi) = http::router(ctx).split_for_parts();
     openapi.merge(<oauth::OAuthDoc as utoipa::OpenApi>::openapi());
-    sales_platform::http::document_access(&mut openapi, http::access::POLICY);
     service.serve(router, openapi).await
 }

@@ -105,7 +105,6 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     for subscription in subscriptions_of(SERVICE) {
         service.consumer(subscription, consumer.clone())?;
     }
-    let (router, mut openapi) = router(pool).split_for_parts();
-    sales_platform::http::document_access(&mut openapi, POLICY);
+    let (router, openapi) = router(pool).split_for_parts();
     service.serve(router, openapi).await
 }

@@ -60,7 +60,6 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
         },
         default_currency: config.default_currency,
     };
-    let (router, mut openapi) = http::router(state).split_for_parts();
-    sales_platform::http::document_access(&mut openapi, http::access::POLICY);
+    let (router, openapi) = http::router(state).split_for_parts();
     service.serve(router, openapi).await
 }

@@ -56,7 +56,6 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
         service.consumer(subscription, consumer.clone())?;
     }
     let state = http::AppState { pool, metrics };
-    let (router, mut openapi) = http::router(state).split_for_parts();
-    sales_platform::http::document_access(&mut openapi, http::access::POLICY);
+    let (router, openapi) = http::router(state).split_for_parts();
     service.serve(router, openapi).await
 }

@@ -398,25 +398,25 @@ async fn customers_see_only_their_own_and_may_not_open_or_move() {
             Method::POST,
             "/shipping".to_owned(),
             json!({"order_id": 9}),
-            "only an admin may open shipments",
+            "POST /shipping is not allowed to customer 7",
         ),
         (
             Method::POST,
             "/shipping".to_owned(),
             json!({"order_id": 1}),
-            "only an admin may open shipments",
+            "POST /shipping is not allowed to customer 7",
         ),
         (
             Method::PUT,
             format!("/shipping/{mine}"),
             json!({"status": "shipped"}),
-            "only an admin may move shipments",
+            "PUT /shipping/{id} is not allowed to customer 7",
         ),
         (
             Method::PUT,
             format!("/shipping/{nobodys}"),
             json!({"status": "shipped"}),
-            "only an admin may move shipments",
+            "PUT /shipping/{id} is not allowed to customer 7",
         ),
     ];
     for (method, path, body, message) in forbidden {
