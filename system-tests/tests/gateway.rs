@@ -52,9 +52,7 @@ async fn forged_and_expired_tokens_are_401_and_other_customers_orders_are_404() 
 
     let stranger = SigningKeys::from_pem(&generate_pem().unwrap()).unwrap();
     let forged = stranger.sign(&access_claims(1, true, 600)).unwrap();
-    let expired = sys
-        .minter
-        .sign_as_provider(&access_claims(1, false, -3600));
+    let expired = sys.minter.sign_as_provider(&access_claims(1, false, -3600));
     for (what, bad) in [
         ("forged", forged.as_str()),
         ("expired", expired.as_str()),

@@ -280,7 +280,11 @@ async fn a_malformed_message_is_parked_and_the_consumer_keeps_going() {
     for (token, status) in [
         (None, 401),
         (Some(h.identity.minter().access_token(2, false)), 403),
-        (h.identity.token("messaging-test", sales_testkit::identity::Who::Admin(1)), 401),
+        (
+            h.identity
+                .token("messaging-test", sales_testkit::identity::Who::Admin(1)),
+            401,
+        ),
     ] {
         let mut r = http.get(format!("{admin}/admin/dead-letters"));
         if let Some(token) = token {
@@ -328,7 +332,11 @@ async fn a_malformed_message_is_parked_and_the_consumer_keeps_going() {
         .send()
         .await
         .unwrap();
-    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED, "a revoked admin token");
+    assert_eq!(
+        refused.status(),
+        reqwest::StatusCode::UNAUTHORIZED,
+        "a revoked admin token"
+    );
     let replayed: serde_json::Value = http
         .post(format!(
             "{admin}/admin/dead-letters/notification.cancel-order/replay"

@@ -52,7 +52,8 @@ pub const DEFAULT_INFRA_DIR: &str = "/var/tmp/sales-system-infra";
 const POSTGRES_USER: &str = "postgres";
 const RABBITMQ_USER: &str = "rabbitmq";
 const REDIS_USER: &str = "redis";
-const RABBITMQ_READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// A node boots in seconds; one with many durable queues to recover takes longer.
+const RABBITMQ_READY_TIMEOUT: Duration = Duration::from_secs(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the infrastructure is: URLs for the services and tests.
@@ -1097,6 +1098,7 @@ async fn private_rabbitmq(
         }
         remove_stale_pid_file(&pid_file, &Daemon::rabbitmq(dir))?;
         hand_over(dir, user).await?;
+        raise_open_files_limit();
 
         let mut start = command_as(user, &bin.server, &env);
         start.current_dir(dir).arg("-detached");
@@ -1106,6 +1108,15 @@ async fn private_rabbitmq(
 
     wait_for_rabbitmq(dir, bin, user, &env, &amqp, &mgmt).await?;
     Ok((amqp, mgmt, what))
+}
+
+/// Raises this process's soft limit on open files to its hard limit, for the node that
+/// inherits it: RabbitMQ wants a file handle per queue it recovers.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
 }
 
 /// Whether the private node answers on AMQP and on its management API as itself.

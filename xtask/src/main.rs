@@ -6,6 +6,7 @@ mod infra;
 mod local_services;
 mod supply_chain;
 mod test;
+mod test_vhost;
 mod tools;
 mod up;
 

@@ -8,7 +8,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use tokio::process::Command;
 
-use crate::{infra, tools};
+use crate::{infra, test_vhost::TestVhost, tools};
 
 // A step of this command; the file sits beside the others in xtask/src.
 /// Ensures the infrastructure, checks formatting and clippy lints, checks the
@@ -23,6 +23,32 @@ pub async fn run(workspace_root: &Path, extra: &[String]) -> Result<ExitCode> {
     tools::ensure_prometheus().await?;
     let mut env: Vec<(&'static str, String)> = infra.env();
     env.push((tools::ENV_TOOLS_VENV, venv.display().to_string()));
+    // The tests run in a vhost of their own, deleted at the end with whatever they left.
+    let vhost = match &infra.rabbitmq_management_url {
+        Some(management) => Some(TestVhost::create(management, &infra.amqp_url).await?),
+        None => None,
+    };
+    if let Some(vhost) = &vhost {
+        eprintln!("xtask: tests use RabbitMQ vhost {}", vhost.name());
+        let url = vhost.amqp_url(&infra.amqp_url)?;
+        env.retain(|(k, _)| *k != infra::ENV_AMQP_URL);
+        env.push((infra::ENV_AMQP_URL, url));
+    }
+    let result = run_steps(workspace_root, extra, &env).await;
+    if let Some(vhost) = vhost
+        && let Err(e) = vhost.delete().await
+    {
+        eprintln!("xtask: could not delete the tests' RabbitMQ vhost: {e:#}");
+    }
+    result
+}
+
+/// The steps of [`run`], with the infrastructure's environment `env`.
+async fn run_steps(
+    workspace_root: &Path,
+    extra: &[String],
+    env: &[(&'static str, String)],
+) -> Result<ExitCode> {
     let cargo_cmd = |args: &[&str]| {
         let mut cmd = crate::cargo_command(workspace_root);
         cmd.args(args).envs(env.iter().map(|(k, v)| (k, v)));
