@@ -427,9 +427,21 @@ fn rabbitmqctl_list_queues() -> BTreeMap<String, (u64, u64)> {
         .map(PathBuf::from)
         .find(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("rabbitmqctl"));
+    // The vhost the tests' AMQP URL names (`cargo xtask test` gives each run its own).
+    let vhost = reqwest::Url::parse(&sales_testkit::amqp_url())
+        .ok()
+        .map(|url| {
+            percent_encoding::percent_decode_str(url.path().trim_start_matches('/'))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "/".to_owned());
     let args = [
         "list_queues",
         "-q",
+        "-p",
+        vhost.as_str(),
         "name",
         "messages_ready",
         "messages_unacknowledged",
