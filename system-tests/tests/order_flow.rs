@@ -743,3 +743,72 @@ async fn bad_input_gets_a_clear_4xx_on_every_endpoint() {
     assert_eq!(orders, json!([]));
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn an_order_of_free_products_is_confirmed_without_a_charge() {
+    let sys = System::start().await;
+    // A price of zero is a valid catalogue price; the payment service takes no
+    // charge below one minor unit, so there is nothing to charge.
+    let sample = sys.add_product("FREE-SAMPLE", 0, 5).await;
+    let alice = Who::Customer(801);
+    let (status, placed) = sys
+        .post_as(
+            Service::Order,
+            "/api/v1/orders",
+            json!({"items": [{"product_id": sample, "quantity": 2}]}),
+            alice,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    assert_eq!(placed["total"], json!({"amount": 0, "currency": "USD"}));
+    let order_id = placed["order_id"].as_i64().unwrap();
+    let (status, paid) = sys
+        .post_as(
+            Service::Order,
+            &format!("/api/v1/orders/{order_id}/pay"),
+            json!({}),
+            alice,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paid}");
+    assert_eq!(paid["status"], "CONFIRMED");
+    assert_eq!(paid["payment_status"], "SUCCEEDED");
+    assert_eq!(paid["payment_id"], Value::Null, "nothing was charged");
+    let (_, payments) = sys
+        .get(
+            Service::Payment,
+            &format!("/api/v1/payments?order_id={order_id}"),
+        )
+        .await;
+    assert_eq!(payments, json!([]));
+    // Seed 000's route the same way.
+    let (status, placed) = sys
+        .post_as(
+            Service::Order,
+            "/orders/order",
+            json!({"items": [{"product_id": sample, "quantity": 1}]}),
+            alice,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let seed_order = placed["data"]["order_id"].as_i64().unwrap();
+    let (status, paid) = sys
+        .post_as(
+            Service::Order,
+            "/orders/paid",
+            json!({"order_id": seed_order}),
+            alice,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paid}");
+    assert_eq!(paid["success"], true);
+    // The sold units leave the warehouse, as for any paid order.
+    sales_testkit::eventually(
+        "the free units to be sold",
+        Duration::from_secs(20),
+        || async { (sys.stock("FREE-SAMPLE").await == (2, 0, 2)).then_some(()) },
+    )
+    .await;
+    wait_notifications(&sys, order_id, &["PENDING", "CONFIRMED"]).await;
+    sys.stop().await;
+}

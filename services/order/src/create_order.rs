@@ -34,7 +34,8 @@ use crate::order_status::{OrderStatus, PaymentStatus};
 use crate::orders::{self, Order, OrderLine, OrderParts};
 use crate::{OrderContext, SERVICE, inventory_client, pay_order, product_client};
 
-/// Most lines one order may have, and most units of one item.
+/// Most lines one order may have, and most units of one line (lines of the same
+/// item add up, to at most `MAX_LINES * MAX_QUANTITY` units).
 pub const MAX_LINES: usize = 100;
 pub const MAX_QUANTITY: i32 = 10_000;
 
@@ -173,20 +174,22 @@ fn normalise(request: &PlaceOrder) -> Result<Vec<RequestedItem>> {
                 item.quantity
             )));
         }
+        if item.quantity > MAX_QUANTITY {
+            return Err(OrderError::Validation(format!(
+                "quantity of {name} must be at most {MAX_QUANTITY}, got {}",
+                item.quantity
+            )));
+        }
         *merged.entry(item.item.clone()).or_default() += i64::from(item.quantity);
     }
+    // Lines of one item add up (to at most MAX_LINES x MAX_QUANTITY units).
     merged
         .into_iter()
         .map(|(item, quantity)| {
-            if quantity > i64::from(MAX_QUANTITY) {
-                return Err(OrderError::Validation(format!(
-                    "quantity of one item must be at most {MAX_QUANTITY}"
-                )));
-            }
-            Ok(RequestedItem {
-                item,
-                quantity: quantity as i32,
-            })
+            let quantity = i32::try_from(quantity).map_err(|_| {
+                OrderError::Validation("an order holds too many units of one item".into())
+            })?;
+            Ok(RequestedItem { item, quantity })
         })
         .collect()
 }
@@ -443,18 +446,7 @@ async fn price_lines(
         });
     }
 
-    let mut total: Option<Money> = None;
-    for line in &lines {
-        total = Some(match total {
-            None => line.line_total,
-            Some(t) => t.checked_add(line.line_total).map_err(|e| {
-                OrderError::Validation(format!(
-                    "all products of one order must share a currency: {e}"
-                ))
-            })?,
-        });
-    }
-    let total = total.ok_or_else(|| OrderError::Validation("order has no items".into()))?;
+    let total = total_of(&lines)?;
     if let Some(paid) = payment
         && paid != total
     {
@@ -464,6 +456,23 @@ async fn price_lines(
         });
     }
     Ok((lines, total))
+}
+
+/// The sum of the lines' totals: one currency, and a sum that fits.
+fn total_of(lines: &[OrderLine]) -> Result<Money> {
+    let mut total: Option<Money> = None;
+    for line in lines {
+        total = Some(match total {
+            None => line.line_total,
+            Some(t) => t.checked_add(line.line_total).map_err(|e| match e {
+                sales_contracts::money::MoneyError::CurrencyMismatch(..) => {
+                    OrderError::MixedCurrencies(e.to_string())
+                }
+                _ => OrderError::TotalTooLarge,
+            })?,
+        });
+    }
+    total.ok_or_else(|| OrderError::Validation("order has no items".into()))
 }
 
 /// The order, its lines and its events, in one transaction.
@@ -549,13 +558,59 @@ mod tests {
     }
 
     #[test]
+    fn each_line_is_bounded_and_lines_of_one_product_add_up_past_it() {
+        // The document bounds a line (1 to MAX_QUANTITY units, at most MAX_LINES
+        // lines); lines of one product merge into one of any size those allow.
+        let lines = vec![(1, MAX_QUANTITY); MAX_LINES];
+        assert_eq!(
+            normalise(&req(&lines)).unwrap(),
+            vec![RequestedItem::product(
+                1,
+                MAX_QUANTITY * i32::try_from(MAX_LINES).unwrap()
+            )]
+        );
+        let err = normalise(&req(&[(1, MAX_QUANTITY + 1)])).unwrap_err();
+        assert!(err.to_string().contains("at most 10000"), "{err}");
+    }
+
+    #[test]
+    fn a_total_the_catalogue_makes_impossible_is_a_conflict_not_bad_input() {
+        use sales_contracts::Currency;
+        let line =
+            |price: Money| OrderLine::at_unit_price(Some(1), "A".into(), "A".into(), 2, price);
+        let err = line(Money::new(i64::MAX / 2 + 1, Currency::USD)).unwrap_err();
+        let answer = sales_platform::ApiError::from(err);
+        assert_eq!(
+            (answer.status.as_u16(), &*answer.code),
+            (409, "total_too_large")
+        );
+        let eur: Currency = "EUR".parse().unwrap();
+        let lines = [
+            line(Money::new(100, Currency::USD)).unwrap(),
+            line(Money::new(100, eur)).unwrap(),
+        ];
+        let answer = sales_platform::ApiError::from(total_of(&lines).unwrap_err());
+        assert_eq!(
+            (answer.status.as_u16(), &*answer.code),
+            (409, "mixed_currencies")
+        );
+        let big = line(Money::new(i64::MAX / 2, Currency::USD)).unwrap();
+        let answer = sales_platform::ApiError::from(total_of(&[big.clone(), big]).unwrap_err());
+        assert_eq!(answer.code, "total_too_large");
+        assert_eq!(
+            total_of(&lines[..1]).unwrap(),
+            Money::new(200, Currency::USD)
+        );
+    }
+
+    #[test]
     fn bad_requests_are_refused_with_reasons() {
         let msg = |r: PlaceOrder| normalise(&r).unwrap_err().to_string();
         assert!(msg(req(&[])).contains("at least one item"));
         assert!(msg(req(&[(1, 0)])).contains("at least 1"));
         assert!(msg(req(&[(1, -5)])).contains("at least 1"));
         assert!(msg(req(&[(0, 1)])).contains("positive integer"));
-        assert!(msg(req(&[(1, MAX_QUANTITY), (1, 1)])).contains("at most"));
+        assert!(msg(req(&[(1, MAX_QUANTITY + 1)])).contains("at most"));
         let mut keyed = req(&[(1, 1)]);
         keyed.idempotency_key = Some(String::new());
         assert!(msg(keyed).contains("idempotency key"));

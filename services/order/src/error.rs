@@ -66,6 +66,16 @@ pub enum OrderError {
     },
     #[error("the amount {given} does not match the order's total {total} at catalogue prices")]
     AmountMismatch { given: String, total: String },
+    /// At the catalogue's prices the order's total does not fit in 64 bits of minor
+    /// units: the catalogue makes this order impossible, the request is not malformed.
+    #[error("at catalogue prices this order's total is too large to be charged; order fewer units")]
+    TotalTooLarge,
+    /// The catalogue prices the products in different currencies: one order is paid
+    /// in one currency.
+    #[error(
+        "the catalogue prices these products in different currencies ({0}); order them separately"
+    )]
+    MixedCurrencies(String),
     #[error(
         "payment for order {order_id} was declined: {reason}; the order failed and its stock was released"
     )]
@@ -153,6 +163,8 @@ impl From<OrderError> for ApiError {
                     .with_details(serde_json::json!({ "status": source.from }))
             }
             OrderError::AmountMismatch { .. } => ApiError::conflict("amount_mismatch", message),
+            OrderError::TotalTooLarge => ApiError::conflict("total_too_large", message),
+            OrderError::MixedCurrencies(_) => ApiError::conflict("mixed_currencies", message),
             OrderError::PaymentDeclined { .. } => {
                 ApiError::new(StatusCode::PAYMENT_REQUIRED, "payment_declined", message)
             }

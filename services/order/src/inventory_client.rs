@@ -58,6 +58,22 @@ pub async fn reserve_for_order(
                     .collect(),
             ))
         }
+        Err(err)
+            if matches!(
+                err.status(),
+                Some(StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY)
+            ) =>
+        {
+            // The inventory cannot take these items as named (a SKU no stock item can
+            // have, say): the request's fault, not an outage.
+            let reason = err
+                .error_body()
+                .map(|b| b.error.message.clone())
+                .unwrap_or_else(|| "the items are not valid".into());
+            Err(OrderError::Validation(format!(
+                "the inventory cannot reserve these items: {reason}"
+            )))
+        }
         Err(err) => Err(OrderError::Upstream(err)),
     }
 }
@@ -73,5 +89,71 @@ pub async fn release(client: &ServiceClient, reservation_id: i64) {
         .await;
     if let Err(err) = result {
         tracing::warn!(reservation_id, error = %err, "could not release the reservation; it will expire");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sales_platform::ApiError;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// An inventory that answers every reservation with `status` and `body`.
+    async fn inventory_answering(status: StatusCode, body: Value) -> ServiceClient {
+        let app = axum::Router::new().route(
+            "/api/v1/inventory/reservations",
+            axum::routing::post(move || async move { (status, axum::Json(body)) }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        ServiceClient::new("inventory", &url, Duration::from_secs(5)).unwrap()
+    }
+
+    fn line(sku: &str) -> Vec<ReservationLine> {
+        vec![ReservationLine {
+            sku: sku.into(),
+            quantity: 1,
+        }]
+    }
+
+    #[tokio::test]
+    async fn items_the_inventory_refuses_as_invalid_are_the_clients_error_not_a_503() {
+        let message = "sku must not be only dots, nor contain control characters, /, \\, ; or %";
+        for status in [StatusCode::BAD_REQUEST, StatusCode::UNPROCESSABLE_ENTITY] {
+            let inventory = inventory_answering(
+                status,
+                json!({"error": {"code": "validation_failed", "message": message}}),
+            )
+            .await;
+            let err = reserve_for_order(&inventory, 7, line("a/b"))
+                .await
+                .unwrap_err();
+            let answer = ApiError::from(err);
+            assert!(
+                answer.status.is_client_error(),
+                "{status}: {} {}",
+                answer.status,
+                answer.message
+            );
+            assert_eq!(answer.code, "validation_failed");
+            assert!(answer.message.contains(message), "{}", answer.message);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_inventory_in_trouble_is_still_unavailable() {
+        let inventory = inventory_answering(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": {"code": "internal", "message": "boom"}}),
+        )
+        .await;
+        let err = reserve_for_order(&inventory, 7, line("A"))
+            .await
+            .unwrap_err();
+        assert_eq!(ApiError::from(err).status, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

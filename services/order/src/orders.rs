@@ -84,7 +84,7 @@ impl OrderLine {
     ) -> Result<OrderLine> {
         let line_total = unit_price
             .checked_mul(i64::from(quantity))
-            .map_err(|_| OrderError::Validation("order total is too large".into()))?;
+            .map_err(|_| OrderError::TotalTooLarge)?;
         Ok(OrderLine {
             product_id,
             sku,

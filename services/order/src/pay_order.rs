@@ -6,7 +6,9 @@
 //! The charge happens outside the order's transaction (it is a call to another
 //! service); the outcome is then applied to the order under a row lock. If the
 //! order stopped waiting for payment in between (cancelled, timed out), the charge
-//! is refunded: the customer never pays for an order they do not get.
+//! is refunded: the customer never pays for an order they do not get. An order of
+//! free products (a total of zero) has nothing to charge (the payment service takes
+//! no charge below one minor unit): it is confirmed without a payment.
 
 use chrono::Utc;
 use sales_contracts::api::payments::{Payment, PaymentStatus as ChargeStatus};
@@ -44,8 +46,12 @@ pub async fn pay_order(ctx: &OrderContext, caller: &Caller, order_id: i64) -> Re
     Ok(order)
 }
 
-/// Charge the order's total and apply the outcome.
+/// Charge the order's total and apply the outcome. An order of free products (a
+/// total of zero) has nothing to charge: it is confirmed without a payment.
 pub async fn charge_and_settle(ctx: &OrderContext, order: Order) -> Result<Order> {
+    if order.total.amount == 0 {
+        return confirm(ctx, order.order_id, None).await;
+    }
     let payment = payment_client::charge(
         &ctx.payments,
         order.order_id,
@@ -54,7 +60,7 @@ pub async fn charge_and_settle(ctx: &OrderContext, order: Order) -> Result<Order
     )
     .await?;
     match payment.status {
-        ChargeStatus::Confirmed => confirm(ctx, order.order_id, &payment).await,
+        ChargeStatus::Confirmed => confirm(ctx, order.order_id, Some(&payment)).await,
         ChargeStatus::Declined => fail(ctx, order.order_id, &payment).await,
         other => Err(OrderError::Upstream(CallError::BadAnswer {
             service: "payment",
@@ -63,7 +69,8 @@ pub async fn charge_and_settle(ctx: &OrderContext, order: Order) -> Result<Order
     }
 }
 
-async fn confirm(ctx: &OrderContext, order_id: i64, payment: &Payment) -> Result<Order> {
+/// Record the order paid by `payment` (`None`: nothing was charged, a free order).
+async fn confirm(ctx: &OrderContext, order_id: i64, payment: Option<&Payment>) -> Result<Order> {
     let mut tx = ctx.pool.begin().await?;
     let order = orders::lock(&mut tx, order_id).await?;
     let next = match order.status.on(OrderEvent::Pay) {
@@ -71,7 +78,9 @@ async fn confirm(ctx: &OrderContext, order_id: i64, payment: &Payment) -> Result
         Err(source) => {
             drop(tx);
             // Paid twice at once: the other request recorded this same payment.
-            if order.payment_id != Some(payment.payment_id) {
+            if let Some(payment) = payment
+                && order.payment_id != Some(payment.payment_id)
+            {
                 tracing::warn!(
                     order_id,
                     status = order.status.as_str(),
@@ -93,7 +102,7 @@ async fn confirm(ctx: &OrderContext, order_id: i64, payment: &Payment) -> Result
     .bind(order_id)
     .bind(next.as_str())
     .bind(PaymentStatus::Succeeded.as_str())
-    .bind(payment.payment_id)
+    .bind(payment.map(|p| p.payment_id))
     .bind(paid_at)
     .execute(&mut *tx)
     .await?;

@@ -6,6 +6,7 @@
 //! `GET /orders/product/{id}` ([`seed003`]).
 
 pub mod access;
+pub mod schemas;
 pub mod seed000;
 pub mod seed003;
 pub mod seed004;
@@ -19,7 +20,10 @@ use sales_platform::identity::Caller;
 use sales_platform::listing::Page;
 use sales_platform::{ApiError, Json, Path, Query};
 use serde::Deserialize;
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{RefOr, Required, Schema};
+use utoipa::{IntoParams, OpenApi, PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -31,6 +35,8 @@ use crate::orders::{self, Order, OrderFilter};
 use crate::{OrderContext, cancel_order, pay_order};
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// The header's name as the document spells it.
+const IDEMPOTENCY_KEY_HEADER_NAME: &str = "Idempotency-Key";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -45,6 +51,11 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 struct ApiDoc;
 
 pub fn router(ctx: OrderContext) -> OpenApiRouter {
+    routes().with_state(ctx)
+}
+
+/// The routes and their document, before the state is given.
+fn routes() -> OpenApiRouter<OrderContext> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(create_order, list_orders))
         .routes(routes!(seed004::create_order, seed004::list_orders))
@@ -57,16 +68,17 @@ pub fn router(ctx: OrderContext) -> OpenApiRouter {
         .routes(routes!(seed000::pay_order_kafka))
         .routes(routes!(seed003::create_order))
         .routes(routes!(seed003::orders_of_product))
-        .with_state(ctx)
 }
 
 /// One product and how many of it.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemRequest {
-    #[schema(example = 1)]
+    /// A catalogue product id.
+    #[schema(example = 1, minimum = 1)]
     pub product_id: i64,
-    #[schema(example = 2)]
+    /// Units: 1 to 10000.
+    #[schema(example = 2, minimum = 1, maximum = 10000)]
     pub quantity: i32,
 }
 
@@ -78,11 +90,45 @@ impl From<&ItemRequest> for RequestedItem {
 
 /// A product id as a number or as a string of digits (seed 000's OpenAPI document
 /// types it as a string, seed 003 sends `"1"`).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum ProductIdText {
     Number(i64),
     Text(String),
+}
+
+impl PartialSchema for ProductIdText {
+    fn schema() -> RefOr<Schema> {
+        schemas::product_id_text()
+    }
+}
+
+impl ToSchema for ProductIdText {}
+
+/// The `Idempotency-Key` header of the routes that place orders.
+pub struct IdempotencyKeyHeader;
+
+impl IntoParams for IdempotencyKeyHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(schemas::MAX_KEY_CHARS))
+            .pattern(Some(schemas::KEY_HEADER_PATTERN));
+        vec![
+            ParameterBuilder::new()
+                .name(IDEMPOTENCY_KEY_HEADER_NAME)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "Makes retries safe: a repeat with the same key (yours: another \
+                     customer's same key is another order) returns the first order instead \
+                     of placing another. 1 to 255 visible ASCII characters.",
+                ))
+                .schema(Some(schema))
+                .build(),
+        ]
+    }
 }
 
 impl ProductIdText {
@@ -99,14 +145,13 @@ impl ProductIdText {
 /// An order to place: `items` by catalogue product, or one `item_sku` with its
 /// `quantity`; every line at its catalogue price. With `amount` and `currency` the
 /// order is paid at once and answered `CONFIRMED` or `FAILED`; the amount must be
-/// the total at catalogue prices.
-#[derive(Debug, Deserialize, ToSchema)]
+/// the total at catalogue prices. Its schema: [`schemas::create_order_request`].
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrderRequest {
     /// Items by catalogue product id.
     pub items: Option<Vec<ItemRequest>>,
     /// Seed 004: one item by SKU (with `quantity`).
-    #[schema(example = "SKU-ABC")]
     pub item_sku: Option<String>,
     /// Seed 004: units of `item_sku`.
     pub quantity: Option<i32>,
@@ -117,6 +162,14 @@ pub struct CreateOrderRequest {
     /// same order instead of placing another.
     pub idempotency_key: Option<String>,
 }
+
+impl PartialSchema for CreateOrderRequest {
+    fn schema() -> RefOr<Schema> {
+        schemas::create_order_request()
+    }
+}
+
+impl ToSchema for CreateOrderRequest {}
 
 impl CreateOrderRequest {
     fn into_place_order(
@@ -163,24 +216,20 @@ impl CreateOrderRequest {
     }
 }
 
-/// The idempotency key from the header or the body (they must agree if both are given).
+/// The idempotency key: the `Idempotency-Key` header's, or else the body's (seed
+/// 004's `idempotency_key`, for clients that cannot set a header). With both, the
+/// header's is the key, as the header is the standard place for it.
 pub fn idempotency_key(
     headers: &HeaderMap,
     body_key: Option<String>,
 ) -> Result<Option<String>, ApiError> {
-    let header = match headers.get(IDEMPOTENCY_KEY_HEADER) {
-        None => None,
-        Some(v) => Some(
+    match headers.get(IDEMPOTENCY_KEY_HEADER) {
+        None => Ok(body_key),
+        Some(v) => Ok(Some(
             v.to_str()
                 .map_err(|_| ApiError::validation("Idempotency-Key must be visible ASCII"))?
                 .to_owned(),
-        ),
-    };
-    match (header, body_key) {
-        (Some(h), Some(b)) if h != b => Err(ApiError::validation(
-            "the Idempotency-Key header and idempotency_key in the body differ",
         )),
-        (h, b) => Ok(h.or(b)),
     }
 }
 
@@ -193,12 +242,12 @@ pub fn idempotency_key(
 /// has at most `MAX_UNPAID_ORDERS_PER_CUSTOMER` unpaid orders holding at most
 /// `MAX_RESERVED_UNITS_PER_CUSTOMER` units at once (409: pay or cancel one).
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    params(IdempotencyKeyHeader),
     request_body = CreateOrderRequest,
     responses((status = 201, description = "Placed", body = Order),
                (status = 200, description = "Placed earlier with the same key", body = Order),
-               (status = 400, body = ErrorResponse),
-               (status = 409, description = "Product is not available (no order was made), the amount does not match the total, too many unpaid orders or reserved units, or the key's first request is still in progress (`Retry-After`)", body = ErrorResponse),
+               (status = 400, description = "Not a valid order (`validation_failed`, `malformed_json`)", body = ErrorResponse),
+               (status = 409, description = "Product is not available (no order was made), the amount does not match the total, at catalogue prices the total is too large or in more than one currency, too many unpaid orders or reserved units, or the key's first request is still in progress (`Retry-After`)", body = ErrorResponse),
                (status = 422, description = "An item the catalogue does not list, or the key already used for another request", body = ErrorResponse),
                (status = 503, description = "Catalogue, inventory or payments unavailable", body = ErrorResponse)))]
 async fn create_order(
@@ -217,9 +266,11 @@ async fn create_order(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct OrderQuery {
-    /// Only orders in this status (e.g. `PENDING`).
+    /// Only orders in this status (e.g. `PENDING`; read without regard to case).
+    #[param(value_type = Option<OrderStatus>)]
     pub status: Option<String>,
     /// Only orders containing this product.
+    #[serde(default, deserialize_with = "sales_platform::listing::whole_number")]
     pub product_id: Option<i64>,
 }
 
@@ -291,9 +342,11 @@ impl IntoResponse for SharedError {
 
 /// One order. Another customer's order is a 404 "Order not found" (as is, for a
 /// caller without an account, any order placed with one). Errors carry seed 004's
-/// `detail` beside the canonical `error`.
+/// `detail` beside the canonical `error`; a 400 is documented as the canonical error
+/// only, as the gateway answers a path it refuses (`invalid_path`) without `detail`.
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", params(("id" = i64, Path)),
-    responses((status = 200, body = Order), (status = 400, body = SharedErrorResponse),
+    responses((status = 200, body = Order),
+               (status = 400, description = "Not an order id (`invalid_path`); the service's answer carries `detail` too", body = ErrorResponse),
                (status = 404, body = SharedErrorResponse)))]
 async fn get_order(
     State(ctx): State<OrderContext>,
@@ -340,4 +393,44 @@ async fn cancel(
     Path(id): Path<i64>,
 ) -> Result<Json<Order>, OrderError> {
     Ok(Json(cancel_order::cancel_order(&ctx, &caller, id).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn the_header_is_the_key_and_the_body_stands_in_for_it() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(idempotency_key(&headers, None).unwrap(), None);
+        assert_eq!(
+            idempotency_key(&headers, Some("body".into())).unwrap(),
+            Some("body".into())
+        );
+        headers.insert(IDEMPOTENCY_KEY_HEADER, HeaderValue::from_static("header"));
+        assert_eq!(
+            idempotency_key(&headers, Some("body".into())).unwrap(),
+            Some("header".into())
+        );
+        headers.insert(
+            IDEMPOTENCY_KEY_HEADER,
+            HeaderValue::from_bytes("caf\u{e9}".as_bytes()).unwrap(),
+        );
+        assert!(idempotency_key(&headers, None).is_err());
+    }
+
+    #[test]
+    fn a_product_id_in_digits_is_read_as_the_document_spells_it() {
+        // `schemas::PRODUCT_ID_TEXT_PATTERN`: optional leading zeros, then 1 to 18
+        // significant digits, the first not 0.
+        for (text, id) in [
+            ("1", 1),
+            ("0048", 48),
+            ("999999999999999999", 999_999_999_999_999_999),
+        ] {
+            assert_eq!(ProductIdText::Text(text.into()).id().unwrap(), id);
+        }
+    }
 }

@@ -11,27 +11,37 @@
 //!   types it as a string.
 //! - `POST /orders/paid {"order_id"}` -> `{"success": true, "data": {"order_id", "message"}}`;
 //!   only the order's owner may pay.
+//!
+//! Every failure keeps the envelope, with the status the canonical API would use and
+//! the canonical error (`{"code", "message", "details"?}`) beside it as `error`.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use sales_contracts::api::ErrorBody;
 use sales_platform::identity::Caller;
 use sales_platform::{ApiError, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ProductIdText, idempotency_key};
+use super::{IdempotencyKeyHeader, ProductIdText, idempotency_key};
 use crate::claims::Placer;
 use crate::create_order::{PlaceOrder, Placed, RequestedItem, place_order};
 use crate::error::retry_after;
 use crate::{OrderContext, pay_order as pay};
 
-/// Seed 000's answer envelope.
+/// Seed 000's answer envelope. A failure carries the canonical API's error beside
+/// seed 000's `error_message` (as `GET /api/v1/orders/{id}` carries seed 004's
+/// `detail` beside it): its `code` tells a refusal of the request (`validation_failed`)
+/// from the shop's (`unknown_items`, `product_unavailable`, `idempotency_key_reused`...).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Seed000Answer {
     success: bool,
     data: Option<Seed000OrderData>,
     error_message: Option<String>,
+    /// On a failure: the canonical error (`code`, `message`, `details`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -47,6 +57,7 @@ fn ok(status: StatusCode, order_id: i64, message: String) -> Response {
             success: true,
             data: Some(Seed000OrderData { order_id, message }),
             error_message: None,
+            error: None,
         }),
     )
         .into_response()
@@ -61,6 +72,7 @@ fn failed(err: impl Into<ApiError>) -> Response {
         axum::Json(Seed000Answer {
             success: false,
             data: None,
+            error: Some(err.body().error),
             error_message: Some(err.message),
         }),
     )
@@ -78,23 +90,25 @@ fn failed(err: impl Into<ApiError>) -> Response {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Seed000Item {
-    #[schema(example = "48")]
     product_id: ProductIdText,
-    #[schema(example = 2)]
+    /// Units: 1 to 10000.
+    #[schema(example = 2, minimum = 1, maximum = 10000)]
     quantity: i32,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Seed000CreateOrder {
+    /// 1 to 100 lines; lines of the same product are added up.
+    #[schema(min_items = 1, max_items = 100)]
     items: Vec<Seed000Item>,
 }
 
 /// Seed 000: place an order. It waits for payment (unpaid) until paid or cancelled.
 #[utoipa::path(post, path = "/orders/order", tag = "seed 000", request_body = Seed000CreateOrder,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    params(IdempotencyKeyHeader),
     responses((status = 201, body = Seed000Answer),
                (status = 200, description = "Placed earlier with the same key", body = Seed000Answer),
-               (status = 409, description = "Product is not available (no order), too many unpaid orders, or the key's first request is still in progress", body = Seed000Answer),
+               (status = 409, description = "Product is not available (no order), at catalogue prices the total is too large or in more than one currency, too many unpaid orders or reserved units, or the key's first request is still in progress", body = Seed000Answer),
                (status = 400, body = Seed000Answer),
                (status = 422, description = "A product the catalogue does not list, or the key used for another request", body = Seed000Answer),
                (status = 503, body = Seed000Answer)))]
@@ -109,10 +123,10 @@ pub async fn create_order(
 
 /// Seed 000's code: `POST /orders/order`, by the name of its Kafka variant (seed 001).
 #[utoipa::path(post, path = "/orders/orderkafka", tag = "seed 000", request_body = Seed000CreateOrder,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    params(IdempotencyKeyHeader),
     responses((status = 201, body = Seed000Answer),
                (status = 200, description = "Placed earlier with the same key", body = Seed000Answer),
-               (status = 409, description = "Product is not available (no order), too many unpaid orders, or the key's first request is still in progress", body = Seed000Answer),
+               (status = 409, description = "Product is not available (no order), at catalogue prices the total is too large or in more than one currency, too many unpaid orders or reserved units, or the key's first request is still in progress", body = Seed000Answer),
                (status = 400, body = Seed000Answer),
                (status = 422, description = "A product the catalogue does not list, or the key used for another request", body = Seed000Answer),
                (status = 503, body = Seed000Answer)))]

@@ -21,16 +21,21 @@ use sales_platform::identity::{Caller, OwnerScope};
 use sales_platform::listing::Page;
 use sales_platform::{ApiError, Json, Path, Query};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{
+    KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, SchemaType, Type,
+};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
 
-use super::{ProductIdText, idempotency_key};
+use super::{IdempotencyKeyHeader, ProductIdText, idempotency_key, schemas};
 use crate::OrderContext;
 use crate::claims::Placer;
 use crate::create_order::{PlaceOrder, Placed, RequestedItem, place_order};
 use crate::error::{HttpError, OrderError};
 use crate::orders::{self, Order, OrderFilter};
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// Seed 002's or seed 003's order; its schema: [`legacy_create_order_schema`].
+#[derive(Debug, Deserialize)]
 pub struct LegacyCreateOrder {
     /// Seed 002's customer, as its client states it: kept and echoed as a reference.
     /// The order belongs to the caller (no one, without an account).
@@ -39,6 +44,48 @@ pub struct LegacyCreateOrder {
     #[serde(alias = "productId")]
     product_id: ProductIdText,
     quantity: i32,
+}
+
+impl PartialSchema for LegacyCreateOrder {
+    fn schema() -> RefOr<Schema> {
+        legacy_create_order_schema()
+    }
+}
+
+impl ToSchema for LegacyCreateOrder {}
+
+/// `{customer_id?, product_id | productId, quantity}`: the product by either
+/// spelling, not both (other members are ignored).
+fn legacy_create_order_schema() -> RefOr<Schema> {
+    let customer_id = ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(1))
+        .description(Some(
+            "Seed 002's customer, as its client states it: kept and echoed as a reference. \
+             The order belongs to the caller (no one, without an account).",
+        ))
+        .build();
+    let spelled = |name: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .title(Some(format!("With {name}")))
+            .property("customer_id", customer_id.clone())
+            .property("product_id", schemas::product_id_text())
+            .property("productId", schemas::product_id_text())
+            .property("quantity", schemas::quantity())
+            .required(name)
+            .required("quantity")
+    };
+    OneOfBuilder::new()
+        .description(Some(
+            "One product and how many of it, at its catalogue price: `product_id` (seed \
+             002, seed 003's early README) or `productId` (seed 003's code and later \
+             README), one of the two; either a number or a string of digits.",
+        ))
+        .item(spelled("product_id"))
+        .item(spelled("productId"))
+        .into()
 }
 
 /// An order as seed 002 and seed 003 showed it.
@@ -86,11 +133,11 @@ fn row(order: &Order, product_id: Option<i64>) -> LegacyOrderRow {
 /// Seeds 002 and 003: place an order for one product, at its catalogue price (an
 /// `Idempotency-Key` makes retries safe here too).
 #[utoipa::path(post, path = "/orders", tag = "seed 002/003", request_body = LegacyCreateOrder,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    params(IdempotencyKeyHeader),
     responses((status = 201, body = LegacyOrderRow),
                (status = 200, description = "Placed earlier with the same key", body = LegacyOrderRow),
                (status = 400, body = ErrorResponse),
-               (status = 409, description = "Not available, too many unpaid orders, or the key's first request is still in progress", body = ErrorResponse),
+               (status = 409, description = "Not available, at catalogue prices the total is too large, too many unpaid orders or reserved units, or the key's first request is still in progress", body = ErrorResponse),
                (status = 422, description = "A product the catalogue does not list, or the key used for another request", body = ErrorResponse),
                (status = 503, body = ErrorResponse)))]
 pub async fn create_order(

@@ -18,13 +18,15 @@
 //! with FastAPI's list of problems (`[{type, loc, msg, input}]`) for a body that is
 //! not a valid order; the rules seed 004 did not have (a different body under a used
 //! key, too many unpaid orders, a mismatched amount) answer `{"detail": "<what to
-//! do>"}` with 422 or 409.
+//! do>", "error": {"code", "message"}}` with 422 or 409: the canonical error beside
+//! FastAPI's, its `code` saying which rule.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use sales_contracts::api::ErrorBody;
 use sales_contracts::{Currency, DecimalAmount, Money};
 use sales_platform::identity::Caller;
 use sales_platform::listing::Page;
@@ -41,26 +43,37 @@ use crate::create_order::{ItemRef, MAX_QUANTITY, PlaceOrder, Pricing, RequestedI
 use crate::error::{OrderError, retry_after};
 use crate::orders::Order;
 
-/// Seed 004's new order (its `OrderIn`).
+/// Seed 004's new order (its `OrderIn`). Other members are ignored, as pydantic does.
 #[derive(Debug, ToSchema)]
 pub struct Seed004OrderIn {
-    #[schema(example = "SKU-ABC", min_length = 1, max_length = 64)]
+    /// A stock item's SKU (one that names no item is `item not found`, 404).
+    #[schema(schema_with = super::schemas::sku)]
     pub item_sku: String,
-    #[schema(example = 2, minimum = 1, maximum = 10000)]
+    #[schema(schema_with = super::schemas::quantity)]
     pub quantity: i32,
-    /// In major units (`200.50`), read exactly; at most the currency's decimal places.
-    #[schema(value_type = f64, example = 200, exclusive_minimum = 0)]
+    /// In major units (`200.50`, written out: `1e2` is refused), read exactly; more
+    /// than zero, at most the currency's decimal places. Where the catalogue prices the item, its price times the
+    /// quantity (409 otherwise).
+    #[schema(schema_with = sales_contracts::money::request_schemas::positive_decimal_amount)]
     pub amount: DecimalAmount,
     pub currency: Currency,
-    #[schema(example = "unique-key-001", min_length = 1, max_length = 255)]
+    /// The same key (yours; one for every caller without an account) answers the same
+    /// order; another order under it is refused (422).
+    #[schema(schema_with = super::schemas::idempotency_key)]
     pub idempotency_key: String,
 }
 
 /// FastAPI's error answer: a message, or (422) its list of problems
-/// (`[{"type", "loc", "msg", "input"}]`).
+/// (`[{"type", "loc", "msg", "input"}]`). The refusals seed 004 did not have carry
+/// the canonical error beside `detail`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Seed004Error {
     pub detail: Value,
+    /// For the rules seed 004 did not have (a key used for another order, too many
+    /// unpaid orders, an amount that is not the catalogue's...): the canonical error,
+    /// whose `code` says which.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
 }
 
 fn detail(status: StatusCode, detail: impl Into<Value>) -> Response {
@@ -68,6 +81,7 @@ fn detail(status: StatusCode, detail: impl Into<Value>) -> Response {
         status,
         axum::Json(Seed004Error {
             detail: detail.into(),
+            error: None,
         }),
     )
         .into_response()
@@ -96,7 +110,14 @@ fn refused(err: OrderError) -> Response {
         other => {
             let err = ApiError::from(other);
             let wait = retry_after(&err.code);
-            let mut response = detail(err.status, err.message);
+            let mut response = (
+                err.status,
+                axum::Json(Seed004Error {
+                    error: Some(err.body().error),
+                    detail: err.message.into(),
+                }),
+            )
+                .into_response();
             if let Some(wait) = wait {
                 response.headers_mut().insert(
                     axum::http::header::RETRY_AFTER,
@@ -388,7 +409,7 @@ fn parse(body: &[u8]) -> Result<OneCallOrder, Vec<Value>> {
     responses((status = 200, description = "Placed and charged (`CONFIRMED`), or declined (`FAILED`); or placed earlier with this key", body = Order),
                (status = 400, description = "insufficient stock", body = Seed004Error),
                (status = 404, description = "item not found (no stock item for the SKU)", body = Seed004Error),
-               (status = 409, description = "The amount is not the catalogue's price, too many unpaid orders, or this key's first request is still in progress (`Retry-After`)", body = Seed004Error),
+               (status = 409, description = "The amount is not the catalogue's price, too many unpaid orders or reserved units, or this key's first request is still in progress (`Retry-After`)", body = Seed004Error),
                (status = 413, body = Seed004Error),
                (status = 422, description = "Not a valid order (FastAPI's list of problems), or the key was used for another request", body = Seed004Error),
                (status = 503, description = "Inventory or payments unavailable", body = Seed004Error)))]
