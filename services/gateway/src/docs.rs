@@ -205,10 +205,13 @@ pub fn add_gateway_answers(document: &mut Value) {
                 continue;
             };
             let mut add = |status: &str, description: &str| {
-                responses
+                let documented = responses
                     .entry(status)
                     .or_insert_with(|| answer(description));
+                also_gateway_error(documented);
             };
+            // The gateway refuses a path it cannot route unambiguously on any route.
+            add("400", "`invalid_path`: the path is ambiguous or malformed");
             if has_body {
                 add(
                     "413",
@@ -229,6 +232,23 @@ pub fn add_gateway_answers(document: &mut Value) {
                 "`upstream_timeout`: the service did not answer in time",
             );
         }
+    }
+}
+
+/// A status the service documents with a body of its own (a seed's error shape) can
+/// also come from the gateway, with the gateway's `ErrorResponse`: either is valid.
+fn also_gateway_error(response: &mut Value) {
+    let gateway = json!({"$ref": "#/components/schemas/ErrorResponse"});
+    let Some(schema) = response.pointer_mut("/content/application~1json/schema") else {
+        return;
+    };
+    let already = *schema == gateway
+        || schema
+            .get("anyOf")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.contains(&gateway));
+    if !already {
+        *schema = json!({"anyOf": [schema.take(), gateway]});
     }
 }
 
@@ -318,6 +338,31 @@ mod tests {
         assert_eq!(get["429"]["description"], "its own");
         assert!(get["413"].is_null());
         assert!(doc["paths"]["/health"]["get"]["responses"]["429"].is_null());
+    }
+
+    #[test]
+    fn a_seed_error_shape_also_admits_the_gateways_own_answer() {
+        let seed = json!({"$ref": "#/components/schemas/Seed004Error"});
+        let gateway = json!({"$ref": "#/components/schemas/ErrorResponse"});
+        let with = |schema: &Value| json!({"description": "x", "content": {"application/json": {"schema": schema}}});
+        let mut doc = json!({"paths": {"/api/v1/orders/": {"post": {
+            "requestBody": {},
+            "responses": {"400": with(&seed), "503": with(&seed), "429": with(&gateway)}
+        }}}});
+        add_gateway_answers(&mut doc);
+        add_gateway_answers(&mut doc);
+        let responses = &doc["paths"]["/api/v1/orders/"]["post"]["responses"];
+        let schema =
+            |status: &str| responses[status]["content"]["application/json"]["schema"].clone();
+        for status in ["400", "503"] {
+            assert_eq!(
+                schema(status),
+                json!({"anyOf": [seed, gateway]}),
+                "{status}"
+            );
+        }
+        assert_eq!(schema("429"), gateway);
+        assert_eq!(schema("413"), gateway);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! reserve ──> pending ──update-stock──> held ──paid-order──> committed
 //!                │                        │                     │
 //!                └─expires / release──> released <──cancel──────┘ (restocked)
+//!                                          (final: a late update-stock takes nothing)
 //! ```
 //!
 //! Reserving is all-or-nothing and never oversells: the stock rows of every item are
@@ -370,8 +371,9 @@ pub async fn commit_reservation(conn: &mut PgConnection, id: i64) -> Result<Rese
 
 /// `update-stock`: the order was placed, so its stock stays held until it is paid or
 /// cancelled (no more expiry). If the order reserved nothing beforehand (a producer
-/// that only sends `update-stock`, as seed 000's did), or its reservation expired
-/// before this message came, the stock is taken now, if there is enough.
+/// that only sends `update-stock`, as seed 000's did), the stock is taken now, if there
+/// is enough. A reservation already released stays released: this message can arrive
+/// after the order's own release (a declined payment releases at once).
 pub async fn hold_for_order(
     conn: &mut PgConnection,
     order_id: i64,
@@ -398,13 +400,15 @@ pub async fn hold_for_order(
                     set_status(conn, r.reservation_id, ReservationStatus::Held).await?;
                 }
                 ReservationStatus::Held | ReservationStatus::Committed => {}
+                // Released by the order (declined, cancelled) or expired at the order's
+                // own deadline: either way the order's outcome is decided, and taking
+                // the stock again would lock it for good (issue 12).
                 ReservationStatus::Released => {
-                    tracing::warn!(
+                    tracing::info!(
                         order_id,
-                        "reservation expired before the order was placed; reserving again"
+                        reservation_id = r.reservation_id,
+                        "the order's reservation was already released; nothing to hold"
                     );
-                    take_stock(conn, &r.items).await?;
-                    set_status(conn, r.reservation_id, ReservationStatus::Held).await?;
                 }
             }
             get_reservation(conn, r.reservation_id).await

@@ -12,7 +12,7 @@ use std::time::Duration;
 use reqwest::Method;
 use reqwest::StatusCode;
 use sales_contracts::Envelope;
-use sales_contracts::events::{CanceledItem, RestoreCanceledItem};
+use sales_contracts::events::{CanceledItem, RestoreCanceledItem, StockLine, UpdateStock};
 use sales_platform::identity::TokenClaims;
 use sales_testkit::identity::TestIdentity;
 use serde_json::{Value, json};
@@ -682,5 +682,77 @@ async fn a_sku_with_a_nul_character_gets_a_clear_400() {
         );
     }
     assert_eq!(inv.level("A").await["reserved"], 0);
+    inv.stop().await;
+}
+
+/// Issue 12: the order service releases a declined order's reservation at once, and the
+/// order's `update-stock` (sent when the order was stored, through the outbox) may come
+/// after it. It used to take the stock again ("reserving again"), locking it for good.
+/// A released reservation stays released: the order's outcome is decided.
+#[tokio::test]
+async fn update_stock_after_the_order_released_its_reservation_takes_nothing() {
+    let inv = Inventory::start().await;
+    inv.set_stock("LATE", 5).await;
+    let r = inv
+        .reserve_for_order(Some(91), json!([{"sku": "LATE", "quantity": 2}]))
+        .await;
+    let id = r["reservation_id"].as_i64().unwrap();
+    let (status, body) = inv
+        .post(
+            ORDER_SERVICE,
+            &format!("/api/v1/inventory/reservations/{id}/release"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let update = Envelope::new(
+        "test",
+        UpdateStock {
+            order_id: 91,
+            user_id: None,
+            items: vec![StockLine {
+                product_id: 1,
+                sku: "LATE".into(),
+                quantity: 2,
+            }],
+        },
+    )
+    .into_json();
+    inv.broker
+        .publish_raw(
+            update.message_type.as_str(),
+            &serde_json::to_vec(&update).unwrap(),
+        )
+        .await;
+    let pool = sqlx::PgPool::connect(&inv.db.url).await.unwrap();
+    sales_testkit::eventually(
+        "the update-stock to be handled",
+        Duration::from_secs(20),
+        || async {
+            let handled: i64 = sqlx::query_scalar(
+                "select count(*) from inbox where message_type = 'update-stock'",
+            )
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (handled == 1).then_some(())
+        },
+    )
+    .await;
+    pool.close().await;
+    let level = inv.level("LATE").await;
+    assert_eq!(
+        (level["on_hand"].as_i64(), level["reserved"].as_i64()),
+        (Some(5), Some(0)),
+        "the released order's stock is free: {level}"
+    );
+    let (_, r) = inv
+        .get(
+            ORDER_SERVICE,
+            &format!("/api/v1/inventory/reservations/{id}"),
+        )
+        .await;
+    assert_eq!(r["status"], "released");
     inv.stop().await;
 }
