@@ -93,6 +93,13 @@ pub mod stock {
         /// At least one; the quantities of one SKU add up to at most 2147483647.
         #[schema(min_items = 1)]
         pub items: Vec<ReservationLine>,
+        /// Until when the reservation is kept if no order claims it (`update-stock`).
+        /// The order service sends its order's pay-by time, so the order's deadline
+        /// and the hold are one clock. At most 24 hours ahead (a later time counts as
+        /// 24 hours); a time past lets it expire at the next sweep. Without it, the
+        /// inventory's `RESERVATION_HOLD`.
+        #[serde(default)]
+        pub hold_until: Option<DateTime<Utc>>,
     }
 
     /// Where a reservation is in its life.

@@ -36,7 +36,8 @@ pub struct Config {
     pub telemetry: TelemetryArgs,
     #[command(flatten)]
     pub identity: IdentityArgs,
-    /// How long stock reserved for an order that was never placed stays reserved.
+    /// How long stock reserved without a `hold_until` (the order service sends its
+    /// order's pay-by time) stays reserved if no order claims it.
     #[arg(long, env = "RESERVATION_HOLD", default_value = "15m", value_parser = humantime::parse_duration)]
     pub reservation_hold: Duration,
     /// How often expired reservations are looked for.

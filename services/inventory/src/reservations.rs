@@ -91,6 +91,18 @@ pub fn normalise_lines(lines: &[ReservationLine]) -> Result<Vec<ReservationLine>
         .collect()
 }
 
+/// The longest a caller may ask a reservation no order claims to be kept.
+pub const MAX_HOLD: Duration = Duration::from_secs(24 * 3600);
+
+/// How long to keep a reservation asked to be kept until `until` (the order's pay-by
+/// time): up to [`MAX_HOLD`]; nothing if the time is past.
+pub fn hold_until(until: DateTime<Utc>) -> Duration {
+    (until - Utc::now())
+        .to_std()
+        .unwrap_or_default()
+        .min(MAX_HOLD)
+}
+
 /// Reserve `lines` for `order_id` (or for nobody), all or nothing, in one transaction.
 /// Reserving again for the same order returns the first reservation (`false`).
 pub async fn reserve_stock(

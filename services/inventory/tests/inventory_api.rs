@@ -756,3 +756,61 @@ async fn update_stock_after_the_order_released_its_reservation_takes_nothing() {
     assert_eq!(r["status"], "released");
     inv.stop().await;
 }
+
+/// Issue 12: an order's stock is held as long as the order may be paid (the order
+/// service sends its pay-by time), not by a second clock of the inventory's own; a
+/// time too far ahead counts as the longest hold, a time past expires at once.
+#[tokio::test]
+async fn a_reservation_is_held_until_the_time_the_order_asks_for() {
+    let inv = Inventory::start().await;
+    inv.set_stock("CLOCK", 9).await;
+    let reserve = |order_id: i64, until: chrono::DateTime<chrono::Utc>| {
+        inv.post(
+            ORDER_SERVICE,
+            "/api/v1/inventory/reservations",
+            json!({"order_id": order_id, "items": [{"sku": "CLOCK", "quantity": 1}],
+                   "hold_until": until}),
+        )
+    };
+    let expires = |r: &Value| {
+        r["expires_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_else(|| panic!("no expiry in {r}"))
+    };
+    let now = chrono::Utc::now();
+    let pay_by = now + chrono::Duration::minutes(47);
+    let (status, r) = reserve(1, pay_by).await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    let off = (expires(&r) - pay_by).num_milliseconds().abs();
+    assert!(off < 2_000, "held until the order's pay-by time: {r}");
+
+    let (_, far) = reserve(2, now + chrono::Duration::days(30)).await;
+    let hold = expires(&far) - now;
+    assert!(
+        hold <= chrono::Duration::hours(24) + chrono::Duration::seconds(5)
+            && hold >= chrono::Duration::hours(24) - chrono::Duration::seconds(5),
+        "at most 24 hours: {far}"
+    );
+
+    let (_, past) = reserve(3, now - chrono::Duration::hours(1)).await;
+    let id = past["reservation_id"].as_i64().unwrap();
+    sales_testkit::eventually(
+        "the reservation asked to end in the past to expire",
+        Duration::from_secs(20),
+        || async {
+            let (_, r) = inv
+                .get(
+                    ORDER_SERVICE,
+                    &format!("/api/v1/inventory/reservations/{id}"),
+                )
+                .await;
+            (r["status"] == "released").then_some(())
+        },
+    )
+    .await;
+    let level = inv.level("CLOCK").await;
+    assert_eq!(level["reserved"].as_i64(), Some(2), "{level}");
+    inv.stop().await;
+}

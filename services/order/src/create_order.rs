@@ -298,6 +298,9 @@ async fn place_claimed(
             }
         })?;
 
+    // One clock: the order must be paid by `pay_by`, and its stock is held as long.
+    let now = Utc::now();
+    let pay_by = now + chrono::Duration::from_std(ctx.unpaid_timeout).unwrap_or_default();
     let reservation = inventory_client::reserve_for_order(
         &ctx.inventory,
         order_id,
@@ -308,6 +311,7 @@ async fn place_claimed(
                 quantity: l.quantity,
             })
             .collect(),
+        pay_by,
     )
     .await
     .inspect_err(|e| {
@@ -319,7 +323,6 @@ async fn place_claimed(
         }
     })?;
 
-    let now = Utc::now();
     let order = Order::new(OrderParts {
         order_id,
         status: OrderStatus::Pending,
@@ -329,7 +332,7 @@ async fn place_claimed(
         items: lines,
         total,
         reservation_id: Some(reservation.reservation_id),
-        pay_by: now + chrono::Duration::from_std(ctx.unpaid_timeout).unwrap_or_default(),
+        pay_by,
         cancel_reason: None,
         payment_id: None,
         failure_reason: None,

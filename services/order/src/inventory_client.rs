@@ -2,17 +2,20 @@
 //! the order cannot be stored.
 
 use axum::http::{Method, StatusCode};
+use chrono::{DateTime, Utc};
 use sales_contracts::api::stock::{Reservation, ReservationLine, ReserveStock, Shortage};
 use sales_platform::client::{CallError, ServiceClient};
 
 use crate::error::{OrderError, Result};
 
-/// Reserve every line for `order_id`, or nothing. Safe to retry: the inventory
+/// Reserve every line for `order_id`, or nothing, held until `pay_by` (the order's
+/// deadline: one clock for the order and its stock). Safe to retry: the inventory
 /// returns the first reservation for an order.
 pub async fn reserve_for_order(
     client: &ServiceClient,
     order_id: i64,
     lines: Vec<ReservationLine>,
+    pay_by: DateTime<Utc>,
 ) -> Result<Reservation> {
     let requested = |sku: &str| {
         lines
@@ -24,6 +27,7 @@ pub async fn reserve_for_order(
     let request = ReserveStock {
         order_id: Some(order_id),
         items: lines.clone(),
+        hold_until: Some(pay_by),
     };
     match client
         .post("/api/v1/inventory/reservations", &request)
@@ -129,7 +133,7 @@ mod tests {
                 json!({"error": {"code": "validation_failed", "message": message}}),
             )
             .await;
-            let err = reserve_for_order(&inventory, 7, line("a/b"))
+            let err = reserve_for_order(&inventory, 7, line("a/b"), chrono::Utc::now())
                 .await
                 .unwrap_err();
             let answer = ApiError::from(err);
@@ -151,7 +155,7 @@ mod tests {
             json!({"error": {"code": "internal", "message": "boom"}}),
         )
         .await;
-        let err = reserve_for_order(&inventory, 7, line("A"))
+        let err = reserve_for_order(&inventory, 7, line("A"), chrono::Utc::now())
             .await
             .unwrap_err();
         assert_eq!(ApiError::from(err).status, StatusCode::SERVICE_UNAVAILABLE);

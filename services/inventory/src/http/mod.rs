@@ -148,12 +148,16 @@ async fn reserve(
     State(state): State<AppState>,
     Json(body): Json<ReserveStock>,
 ) -> Result<(StatusCode, Json<Reservation>), InventoryError> {
+    let hold = match body.hold_until {
+        Some(until) => reservations::hold_until(until),
+        None => state.reservation_hold,
+    };
     let (reservation, created) = reservations::reserve_stock(
         &state.pool,
         reservations::Origin::Canonical,
         body.order_id,
         &body.items,
-        state.reservation_hold,
+        hold,
     )
     .await?;
     let status = if created {
