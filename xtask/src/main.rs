@@ -4,6 +4,7 @@ mod bench;
 mod debian;
 mod infra;
 mod local_services;
+mod restarts;
 mod supply_chain;
 mod test;
 mod test_vhost;

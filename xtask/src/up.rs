@@ -2,8 +2,8 @@
 //!
 //! Infrastructure (private or from `SALES_*_URL`), a database per service
 //! (`sales_products`, `sales_orders`, ...), every service binary on the ports of
-//! seed 002's table, demo products with stock, the URLs printed; Ctrl-C stops the
-//! services gracefully (the infrastructure keeps running: `cargo xtask infra down`).
+//! seed 002's table, demo products with stock, the URLs printed; a service that dies is
+//! started again (`restarts`); Ctrl-C stops the services gracefully (the infrastructure keeps running: `cargo xtask infra down`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::infra::{self, Infra};
 use crate::local_services::{self, Existing};
+use crate::restarts::{self, Watched};
 
 /// Products loaded into an empty catalogue: (sku, name, description, price in cents, stock).
 const DEMO_PRODUCTS: &[(&str, &str, &str, i64, i32)] = &[
@@ -79,29 +80,23 @@ pub async fn run(root: &Path, seed_routes_open: bool) -> Result<ExitCode> {
 
     print_welcome(&wiring, &infra, &logs, &secrets);
 
-    // Run until Ctrl-C, or until a service dies on its own.
-    let outcome = loop {
+    // Run until Ctrl-C; a service that dies is started again (restarts.rs), as
+    // Kubernetes restarts a pod.
+    let mut watched: Vec<Watched> = processes.into_iter().map(Watched::new).collect();
+    loop {
         tokio::select! {
-            _ = stop_requested() => break Ok(ExitCode::SUCCESS),
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                let exited = processes
-                    .iter_mut()
-                    .find_map(|p| matches!(p.child.try_wait(), Ok(Some(_))).then_some(p.service));
-                if let Some(service) = exited {
-                    break Err(anyhow::anyhow!(
-                        "the {} service stopped on its own; see {}",
-                        service.name(),
-                        local_services::log_file(&logs, service).display()
-                    ));
-                }
+            _ = stop_requested() => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                restarts::check(&mut watched, &bin_dir, &wiring, &logs);
             }
         }
-    };
+    }
     eprintln!(
         "\nxtask: stopping the services (the infrastructure keeps running; `cargo xtask infra down` stops it)"
     );
+    let mut processes: Vec<_> = watched.into_iter().map(|w| w.process).collect();
     local_services::stop(&mut processes);
-    outcome
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Ctrl-C or SIGTERM.
