@@ -39,6 +39,8 @@ pub enum BrokerError {
     Nacked,
     #[error("RabbitMQ: {0}")]
     Amqp(#[from] lapin::Error),
+    #[error("RabbitMQ did not confirm within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 /// A handle on the broker connection; cheap to clone.
@@ -148,10 +150,15 @@ impl Broker {
         }
         .await;
         if matches!(result, Err(BrokerError::Amqp(_))) {
-            // The channel may be dead; the next publish opens a fresh one.
-            *self.inner.publish_channel.lock().await = None;
+            self.forget_publish_channel().await;
         }
         result
+    }
+
+    /// Drop the publishing channel (dead, or with confirms that never came); the next
+    /// publish opens a fresh one.
+    pub async fn forget_publish_channel(&self) {
+        *self.inner.publish_channel.lock().await = None;
     }
 
     /// Publish several messages, then wait for all confirms (pipelined). Returns how

@@ -8,7 +8,8 @@
 //! - [`error`]: the JSON error answer and extractors that reject bad input clearly;
 //! - [`db`]: the PostgreSQL pool and migrations;
 //! - [`broker`]: the RabbitMQ connection, topology and confirmed publishing;
-//! - [`outbox`] and [`consumer`]: events out at least once, handled exactly once;
+//! - [`outbox`] and [`consumer`]: events out at least once, handled exactly once
+//!   ([`inbox`]: what was handled, pruned after a week);
 //! - [`identity`]: tokens, keys, the verified caller and each service's access table;
 //! - [`client`]: calls to other services, with the service's own token;
 //! - [`service`]: start-up and graceful shutdown.
@@ -23,6 +24,7 @@ pub mod dead_letters;
 pub mod error;
 pub mod http;
 pub mod identity;
+pub mod inbox;
 pub mod listing;
 pub mod metrics;
 pub mod outbox;

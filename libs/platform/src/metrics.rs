@@ -47,6 +47,9 @@ pub struct Metrics {
     pub outbox_oldest_pending_seconds: prometheus::Gauge,
     /// `outbox_publish_failures_total`
     pub outbox_publish_failures: IntCounter,
+    /// `outbox_parked_messages`: events the broker refused again and again, set aside
+    /// so they hold back nothing (retried every few minutes).
+    pub outbox_parked: IntGauge,
     /// `broker_connected`: 1 while connected to RabbitMQ.
     pub broker_connected: IntGauge,
     /// `broker_connections_total`: successful connects; more than one means reconnects.
@@ -131,6 +134,11 @@ impl Metrics {
                 "Attempts to relay outbox events that failed",
             )
             .unwrap_or_else(unreachable_metric),
+            outbox_parked: IntGauge::new(
+                "outbox_parked_messages",
+                "Outbox events the broker refused again and again, set aside so they hold back nothing",
+            )
+            .unwrap_or_else(unreachable_metric),
             broker_connected: IntGauge::new("broker_connected", "1 while connected to RabbitMQ")
                 .unwrap_or_else(unreachable_metric),
             broker_connections: IntCounter::new(
@@ -172,6 +180,7 @@ impl Metrics {
         m.register(Box::new(m.outbox_pending.clone()));
         m.register(Box::new(m.outbox_oldest_pending_seconds.clone()));
         m.register(Box::new(m.outbox_publish_failures.clone()));
+        m.register(Box::new(m.outbox_parked.clone()));
         m.register(Box::new(m.broker_connected.clone()));
         m.register(Box::new(m.broker_connections.clone()));
         m.register(Box::new(m.consumers_active.clone()));

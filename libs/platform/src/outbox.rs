@@ -6,6 +6,13 @@
 //!
 //! Several replicas can relay at once: each batch is claimed with
 //! `for update skip locked`. Events of one batch go out in commit order.
+//!
+//! A batch that the broker does not confirm within [`PUBLISH_TIMEOUT`] counts as not
+//! published (a blocked or frozen broker cannot hold the relay, or its row locks,
+//! for ever). An event the broker refuses (a negative confirm) [`PARK_AFTER`] times
+//! is parked: the events behind it go on, `outbox_parked_messages` counts it (alert
+//! `SalesOutboxEventParked`), and it is tried again every [`RETRY_PARKED_AFTER`]. A
+//! broker that is down or slow never parks anything: only a refusal counts.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -16,13 +23,19 @@ use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::broker::{AmqpHeader, Broker, OutgoingMessage};
+use crate::broker::{AmqpHeader, Broker, BrokerError, OutgoingMessage};
 use crate::telemetry::{self, MapExtractor};
 
 const NOTIFY_CHANNEL: &str = "outbox";
 const BATCH: i64 = 200;
 /// Relays wake on `NOTIFY`; this is the fallback if a notification is missed.
 const POLL_EVERY: Duration = Duration::from_secs(1);
+/// How long the broker has to confirm a batch.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Refusals of one event after which it is parked.
+pub const PARK_AFTER: i32 = 5;
+/// How long a parked event waits before it is tried again.
+pub const RETRY_PARKED_AFTER: Duration = Duration::from_secs(300);
 
 /// Write `event` to the outbox. Call it inside the transaction that makes the change
 /// the event announces: it is published after that transaction commits.
@@ -135,9 +148,12 @@ async fn relay_batch(pool: &PgPool, broker: &Broker) -> anyhow::Result<usize> {
     let mut tx = pool.begin().await?;
     let batch: Vec<PendingEvent> = sqlx::query_as(
         "select id, message_id, message_type, envelope, trace_headers
-         from outbox order by id limit $1 for update skip locked",
+         from outbox
+         where parked_at is null or parked_at < now() - make_interval(secs => $2)
+         order by id limit $1 for update skip locked",
     )
     .bind(BATCH)
+    .bind(RETRY_PARKED_AFTER.as_secs_f64())
     .fetch_all(&mut *tx)
     .await?;
     if batch.is_empty() {
@@ -188,7 +204,19 @@ async fn relay_batch(pool: &PgPool, broker: &Broker) -> anyhow::Result<usize> {
         })
         .collect();
     let span = tracing::info_span!("outbox.relay", batch = batch.len());
-    let (confirmed, failure) = broker.publish_batch(&messages).instrument(span).await;
+    let (confirmed, failure) =
+        match tokio::time::timeout(PUBLISH_TIMEOUT, broker.publish_batch(&messages))
+            .instrument(span)
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // Which of them the broker took is unknown: all go again (consumers
+                // drop duplicates), on a fresh channel.
+                broker.forget_publish_channel().await;
+                (0, Some(BrokerError::Timeout(PUBLISH_TIMEOUT)))
+            }
+        };
     drop(spans);
     let published: Vec<i64> = batch[..confirmed].iter().map(|e| e.id).collect();
     sqlx::query("delete from outbox where id = any($1)")
@@ -205,6 +233,9 @@ async fn relay_batch(pool: &PgPool, broker: &Broker) -> anyhow::Result<usize> {
         .bind(err.to_string())
         .execute(&mut *tx)
         .await?;
+        if matches!(err, BrokerError::Nacked) {
+            park_if_refused_too_often(&mut tx, &batch[confirmed]).await?;
+        }
     }
     tx.commit().await?;
     for event in &batch[..confirmed] {
@@ -220,13 +251,42 @@ async fn relay_batch(pool: &PgPool, broker: &Broker) -> anyhow::Result<usize> {
     }
 }
 
+/// The broker refused `event`: count it, and park it at the [`PARK_AFTER`]th time.
+async fn park_if_refused_too_often(
+    tx: &mut PgConnection,
+    event: &PendingEvent,
+) -> Result<(), sqlx::Error> {
+    let parked: bool = sqlx::query_scalar(
+        "update outbox set refusals = refusals + 1,
+             parked_at = case when refusals + 1 >= $2 then now() end
+         where id = $1 returning parked_at is not null",
+    )
+    .bind(event.id)
+    .bind(PARK_AFTER)
+    .fetch_one(&mut *tx)
+    .await?;
+    if parked {
+        tracing::error!(
+            message_id = %event.message_id,
+            message_type = %event.message_type,
+            "RabbitMQ refused this outbox event {PARK_AFTER} times or more: parked, the \
+             events behind it go on; it is tried again every {RETRY_PARKED_AFTER:?}"
+        );
+    }
+    Ok(())
+}
+
 async fn update_backlog_metrics(pool: &PgPool, broker: &Broker) {
-    let row: Result<(i64, Option<f64>), _> = sqlx::query_as(
-        "select count(*), extract(epoch from now() - min(created_at))::float8 from outbox",
+    let row: Result<(i64, Option<f64>, i64), _> = sqlx::query_as(
+        "select count(*) filter (where parked_at is null),
+                extract(epoch from now() - min(created_at) filter (where parked_at is null))::float8,
+                count(*) filter (where parked_at is not null)
+         from outbox",
     )
     .fetch_one(pool)
     .await;
-    if let Ok((count, oldest)) = row {
+    if let Ok((count, oldest, parked)) = row {
+        broker.metrics().outbox_parked.set(parked);
         broker.metrics().outbox_pending.set(count);
         broker
             .metrics()

@@ -201,6 +201,13 @@ impl ServiceBuilder {
             prefetch: self.prefetch,
         };
         let shutdown = self.shutdown.clone();
+        if self.subscriptions.is_empty() {
+            // One pruner per process that consumes: its inbox grows with what it handles.
+            self.worker(
+                "inbox-pruning",
+                crate::inbox::run_pruning(ctx.pool.clone(), shutdown.clone()),
+            );
+        }
         self.subscriptions.push(subscription);
         let name = format!(
             "consumer {}.{}",
