@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -19,11 +18,10 @@ use sales_platform::config::BrokerArgs;
 use sales_platform::consumer::{HandlerError, MessageHandler};
 use sales_platform::outbox;
 use sales_platform::service::{RunningService, ServiceBuilder};
+use sales_testkit::fault_proxy::{Fault, FaultProxy};
 use sales_testkit::identity::TestIdentity;
 use sales_testkit::{TestBroker, TestDatabase, eventually};
 use sqlx::{PgPool, Postgres, Transaction};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
 
 /// Records every `cancel-order` it handles in `effects`.
 struct Recorder;
@@ -223,65 +221,15 @@ async fn an_event_the_broker_keeps_refusing_is_parked_and_the_others_go_on() {
     db.drop_database().await;
 }
 
-/// A TCP relay to RabbitMQ that can be frozen: while frozen it passes nothing on
-/// (a broker that hangs, not one that is gone: the connection stays open).
-async fn freezable_proxy(upstream: String, frozen: Arc<AtomicBool>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = TcpStream::connect(&upstream).await else {
-                continue;
-            };
-            let (cr, cw) = client.into_split();
-            let (sr, sw) = server.into_split();
-            tokio::spawn(pipe(cr, sw, frozen.clone()));
-            tokio::spawn(pipe(sr, cw, frozen.clone()));
-        }
-    });
-    port
-}
-
-async fn pipe(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    frozen: Arc<AtomicBool>,
-) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let Ok(n) = from.read(&mut buf).await else {
-            return;
-        };
-        if n == 0 {
-            return;
-        }
-        while frozen.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_broker_that_never_confirms_cannot_hold_the_relay() {
     sales_testkit::init_test_logging();
     let db = TestDatabase::create("outbox_frozen").await;
     let broker = TestBroker::new();
     let identity = TestIdentity::start().await;
-    let amqp = reqwest::Url::parse(&sales_testkit::amqp_url()).unwrap();
-    let upstream = format!(
-        "{}:{}",
-        amqp.host_str().unwrap(),
-        amqp.port().unwrap_or(5672)
-    );
-    let frozen = Arc::new(AtomicBool::new(false));
-    let port = freezable_proxy(upstream, frozen.clone()).await;
-    let mut through_proxy = amqp.clone();
-    through_proxy.set_port(Some(port)).unwrap();
+    let proxy = FaultProxy::for_url(&sales_testkit::amqp_url()).await;
     let mut args = broker.args();
-    args.amqp_url = secrecy::SecretString::from(through_proxy.to_string());
+    args.amqp_url = secrecy::SecretString::from(proxy.url_through(&sales_testkit::amqp_url()));
     let service = start_service(&db, &args, &identity).await;
     sales_testkit::wait_ready(
         &format!("{}/ready", service.base_url()),
@@ -299,7 +247,7 @@ async fn a_broker_that_never_confirms_cannot_hold_the_relay() {
     .await;
 
     // The broker hangs: the publish is written, its confirm never comes.
-    frozen.store(true, Ordering::SeqCst);
+    proxy.set(Fault::Frozen);
     enqueue_cancel(&pool, 2).await;
     let error: String = eventually(
         "the relay to give up on the unconfirmed publish",
@@ -322,7 +270,7 @@ async fn a_broker_that_never_confirms_cannot_hold_the_relay() {
     assert!(!parked, "a hanging broker parks nothing");
 
     // The broker answers again: the event goes out.
-    frozen.store(false, Ordering::SeqCst);
+    proxy.set(Fault::None);
     eventually(
         "the event to go out once the broker answers",
         Duration::from_secs(60),

@@ -4,6 +4,9 @@
 //! - A redelivered message finds its inbox row and is acked with no second effect.
 //! - A handler failure that may pass ([`HandlerError::Transient`]) sends the message to
 //!   the queue's retry queues (1 s, 10 s, 60 s), then parks it in the dead-letter queue.
+//!   Unless the database is away: then the failure is not the message's. The consumer
+//!   holds it and tries again, with back-off, for as long as the outage lasts, and its
+//!   retries are not used up.
 //! - A message that can never succeed (not an envelope, wrong payload:
 //!   [`HandlerError::Rejected`]) goes straight to the dead-letter queue. Neither blocks
 //!   the queue nor stops the consumer.
@@ -212,7 +215,7 @@ impl<H: MessageHandler> QueueConsumer<H> {
                 next = deliveries.next() => next,
             };
             match next {
-                Some(Ok(delivery)) => self.process(delivery).await,
+                Some(Ok(delivery)) => self.process(delivery, shutdown).await,
                 Some(Err(err)) => return Err(err),
                 None => break,
             }
@@ -221,7 +224,7 @@ impl<H: MessageHandler> QueueConsumer<H> {
         Ok(())
     }
 
-    async fn process(&self, delivery: Delivery) {
+    async fn process(&self, delivery: Delivery, shutdown: &CancellationToken) {
         let started = Instant::now();
         let headers = read_headers(&delivery.properties);
         let span = tracing::info_span!(
@@ -236,8 +239,21 @@ impl<H: MessageHandler> QueueConsumer<H> {
         );
         telemetry::continue_trace(&span, &MapExtractor(&text_headers(&headers)));
         let outcome = async {
-            let result = self.apply(&delivery.data).await;
-            self.settle(&delivery, &headers, result).await
+            match self
+                .apply_once_the_database_answers(&delivery.data, shutdown)
+                .await
+            {
+                Some(result) => self.settle(&delivery, &headers, result).await,
+                None => {
+                    // Shut down during an outage: back to the queue, for the next consumer.
+                    let requeue = BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    };
+                    let _ = delivery.nack(requeue).await;
+                    None
+                }
+            }
         }
         .instrument(span)
         .await;
@@ -253,6 +269,36 @@ impl<H: MessageHandler> QueueConsumer<H> {
                 .messages_consumed
                 .with_label_values(&[label, outcome.label()])
                 .inc();
+        }
+    }
+
+    /// [`Self::apply`]; while it fails because the database does not answer, hold the
+    /// message and try again (every 0.5 s, doubling to 30 s) for as long as it takes.
+    /// `None`: shut down while waiting.
+    async fn apply_once_the_database_answers(
+        &self,
+        body: &[u8],
+        shutdown: &CancellationToken,
+    ) -> Option<Result<Outcome, HandlerError>> {
+        let mut wait = Duration::from_millis(500);
+        let mut warned = false;
+        loop {
+            let result = self.apply(body).await;
+            if !matches!(result, Err(HandlerError::Transient(_))) {
+                return Some(result);
+            }
+            let Err(outage) = crate::db::ping(&self.ctx.pool).await else {
+                return Some(result);
+            };
+            if !warned {
+                tracing::warn!(queue = %self.queue, %outage, "the database does not answer; holding the message until it does");
+                warned = true;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(30));
         }
     }
 

@@ -59,8 +59,11 @@ impl Readiness {
         self.started.store(true, Ordering::Release);
     }
 
-    /// `Ok` when every dependency answers; otherwise what is missing.
-    pub async fn check(&self) -> Result<(), Vec<String>> {
+    /// `Ok` when what the API needs answers (the database, start-up done), with what
+    /// is degraded but not needed to serve: without the broker, changes still commit
+    /// and their events wait in the outbox; consumers wait for it on their own.
+    /// Otherwise what is missing.
+    pub async fn check(&self) -> Result<Vec<String>, Vec<String>> {
         let mut problems = Vec::new();
         if let Some(pool) = &self.pool
             && let Err(e) = crate::db::ping(pool).await
@@ -70,14 +73,17 @@ impl Readiness {
         if !self.started.load(Ordering::Acquire) {
             problems.push("starting: migrations or start-up steps not done yet".into());
         }
+        let mut degraded = Vec::new();
         if let Some(broker) = &self.broker
             && !broker.is_connected()
         {
-            problems.push("broker: not connected to RabbitMQ".into());
+            degraded
+                .push("broker: not connected to RabbitMQ; events wait in the outbox".to_owned());
         }
         if problems.is_empty() {
-            Ok(())
+            Ok(degraded)
         } else {
+            problems.extend(degraded);
             Err(problems)
         }
     }
@@ -98,13 +104,18 @@ async fn health() -> impl IntoResponse {
 
 /// Ready: the database and the broker answer, migrations and start-up steps are done.
 #[utoipa::path(get, path = "/ready", tag = "probes",
-    responses((status = 200, description = "Ready to serve", body = serde_json::Value,
+    responses((status = 200, description = "Ready to serve; `degraded` lists what is away but not needed to serve (the broker: events wait in the outbox)", body = serde_json::Value,
                example = json!({"status": "ready"})),
-              (status = 503, description = "Not ready; `problems` says why", body = serde_json::Value,
-               example = json!({"status": "not_ready", "problems": ["broker: not connected to RabbitMQ"]}))))]
+              (status = 503, description = "Not ready (the database is away, or start-up is not done); `problems` says why", body = serde_json::Value,
+               example = json!({"status": "not_ready", "problems": ["database: connection refused"]}))))]
 async fn ready(State(readiness): State<Readiness>) -> Response {
     match readiness.check().await {
-        Ok(()) => axum::Json(json!({ "status": "ready" })).into_response(),
+        Ok(degraded) if degraded.is_empty() => {
+            axum::Json(json!({ "status": "ready" })).into_response()
+        }
+        Ok(degraded) => {
+            axum::Json(json!({ "status": "ready", "degraded": degraded })).into_response()
+        }
         Err(problems) => {
             tracing::warn!(?problems, "not ready");
             (

@@ -4,6 +4,7 @@
 //! Each test gets its own database and its own broker namespace (a name prefix), and
 //! removes them when done.
 
+pub mod fault_proxy;
 pub mod identity;
 pub mod launch;
 
@@ -249,7 +250,8 @@ pub fn http_args() -> HttpArgs {
     }
 }
 
-/// Poll `url` until it answers 200 or `timeout` passes.
+/// Poll `url` until it answers 200 with nothing `degraded` (a service is ready without
+/// the broker; tests that publish to it want its queues declared), or `timeout` passes.
 pub async fn wait_ready(url: &str, timeout: Duration) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + timeout;
@@ -257,7 +259,10 @@ pub async fn wait_ready(url: &str, timeout: Duration) -> anyhow::Result<()> {
         if let Ok(r) = client.get(url).send().await
             && r.status().is_success()
         {
-            return Ok(());
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            if body.get("degraded").is_none() {
+                return Ok(());
+            }
         }
         if tokio::time::Instant::now() > deadline {
             anyhow::bail!("{url} not ready after {timeout:?}");
