@@ -383,7 +383,10 @@ async fn seed_002_examples() {
         "Product not found or insufficient stock"
     );
 
-    // POST /shipping {order_id} -> pending; PUT /shipping/:id {status} -> shipped
+    // POST /shipping {order_id} -> pending; PUT /shipping/:id {status} -> shipped, once
+    // the order is paid (issue 12: seed 002 shipped unpaid orders, and the order service
+    // refused their shipped events). This order is not paid (its payment above was
+    // declined): shipping it is a 409 that says why. life_cycle.rs ships a paid one.
     let (status, shipment) = sys
         .call(
             Method::POST,
@@ -402,8 +405,17 @@ async fn seed_002_examples() {
             None,
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(shipped["status"], "shipped");
+    assert_eq!(status, StatusCode::CONFLICT, "{shipped}");
+    assert_eq!(shipped["error"]["code"], "order_not_paid", "{shipped}");
+    let (_, still) = sys
+        .call(
+            Method::GET,
+            &format!("/shipping/{}", shipment["id"]),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(still["status"], "pending");
     sys.stop().await;
 }
 

@@ -24,7 +24,7 @@ impl MessageHandler for ShippingConsumer {
         match envelope.message_type {
             MessageType::PaidOrder => {
                 let paid: PaidOrder = envelope.decode()?;
-                let (shipment, opened) = shipments::open(tx, paid.order_id, paid.customer_id)
+                let (shipment, opened) = shipments::open(tx, paid.order_id, paid.customer_id, true)
                     .await
                     .map_err(handler_error)?;
                 if opened {

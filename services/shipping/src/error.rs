@@ -30,6 +30,11 @@ pub enum ShippingError {
         shipment_id: i64,
         source: IllegalTransition,
     },
+    /// Only a paid order ships: its `paid-order` has not come (yet).
+    #[error(
+        "shipment {shipment_id} cannot ship: order {order_id} has not been paid (its paid-order has not arrived)"
+    )]
+    OrderNotPaid { shipment_id: i64, order_id: i64 },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -52,6 +57,7 @@ impl From<ShippingError> for ApiError {
                     "allowed": source.from.next().into_iter().collect::<Vec<_>>(),
                 }))
             }
+            ShippingError::OrderNotPaid { .. } => ApiError::conflict("order_not_paid", message),
             ShippingError::Database(e) => ApiError::from(e),
         }
     }

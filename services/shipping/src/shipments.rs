@@ -45,12 +45,15 @@ pub struct Shipment {
     pub shipped_at: Option<DateTime<Utc>>,
     /// When it arrived.
     pub delivered_at: Option<DateTime<Utc>>,
+    /// When the order's payment was announced (its `paid-order`); null: not yet, and
+    /// the shipment cannot ship until it is.
+    pub paid_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "id, order_id, customer_id, status, carrier, tracking_number, \
-                       shipped_at, delivered_at, created_at, updated_at";
+                       shipped_at, delivered_at, order_paid_at, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct ShipmentRow {
@@ -62,6 +65,7 @@ struct ShipmentRow {
     tracking_number: Option<String>,
     shipped_at: Option<DateTime<Utc>>,
     delivered_at: Option<DateTime<Utc>>,
+    order_paid_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -85,6 +89,7 @@ impl TryFrom<ShipmentRow> for Shipment {
             tracking_number: row.tracking_number,
             shipped_at: row.shipped_at,
             delivered_at: row.delivered_at,
+            paid_at: row.order_paid_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -106,38 +111,40 @@ pub fn validate_order_id(order_id: i64) -> Result<()> {
 
 /// Open the shipment of `order_id` (pending), unless the order already has one.
 /// Returns the shipment and whether it was opened now. An existing shipment is left
-/// as it is, except that a customer it did not know yet is recorded.
+/// as it is, except that a customer it did not know yet is recorded, and that `paid`
+/// (the order's `paid-order` came) lets it ship.
 pub async fn open(
     conn: &mut PgConnection,
     order_id: i64,
     customer_id: Option<i64>,
+    paid: bool,
 ) -> Result<(Shipment, bool)> {
     validate_order_id(order_id)?;
     let inserted: Option<ShipmentRow> = sqlx::query_as(&format!(
-        "insert into shipments (order_id, customer_id) values ($1, $2)
+        "insert into shipments (order_id, customer_id, order_paid_at)
+         values ($1, $2, case when $3 then now() end)
          on conflict (order_id) do nothing returning {COLUMNS}"
     ))
     .bind(order_id)
     .bind(customer_id)
+    .bind(paid)
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(row) = inserted {
         return Ok((to_shipment(row)?, true));
     }
-    if customer_id.is_some() {
-        sqlx::query(
-            "update shipments set customer_id = $2, updated_at = now()
-             where order_id = $1 and customer_id is null",
-        )
-        .bind(order_id)
-        .bind(customer_id)
-        .execute(&mut *conn)
-        .await?;
-    }
     let row: ShipmentRow = sqlx::query_as(&format!(
-        "select {COLUMNS} from shipments where order_id = $1"
+        "update shipments set
+             customer_id = coalesce(customer_id, $2),
+             order_paid_at = case when $3 then coalesce(order_paid_at, now()) else order_paid_at end,
+             updated_at = case when ($2::bigint is not null and customer_id is null)
+                                    or ($3 and order_paid_at is null)
+                               then now() else updated_at end
+         where order_id = $1 returning {COLUMNS}"
     ))
     .bind(order_id)
+    .bind(customer_id)
+    .bind(paid)
     .fetch_one(&mut *conn)
     .await?;
     Ok((to_shipment(row)?, false))
@@ -146,7 +153,7 @@ pub async fn open(
 /// Open a shipment in its own transaction (the HTTP `POST`s).
 pub async fn open_in_pool(pool: &PgPool, order_id: i64) -> Result<(Shipment, bool)> {
     let mut tx = pool.begin().await?;
-    let opened = open(&mut tx, order_id, None).await?;
+    let opened = open(&mut tx, order_id, None, false).await?;
     tx.commit().await?;
     Ok(opened)
 }
@@ -285,6 +292,12 @@ pub async fn advance(
             shipment_id: id,
             source,
         })?;
+    if next == ShipmentStatus::Shipped && current.paid_at.is_none() {
+        return Err(ShippingError::OrderNotPaid {
+            shipment_id: id,
+            order_id: current.order_id,
+        });
+    }
     let row: ShipmentRow = sqlx::query_as(&format!(
         "update shipments set
              status = $2,

@@ -293,6 +293,7 @@ async fn concurrent_moves_and_opens_each_succeed_once() {
         .collect();
     assert_eq!(ids.len(), 1);
     let id = *ids.first().unwrap();
+    s.mark_paid(300).await;
 
     let path = format!("/api/v1/shipments/{id}/ship");
     let ships = (0..10).map(|_| s.post(&path, json!({})));
@@ -490,6 +491,19 @@ async fn seed_002_shapes() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(got, created);
 
+    // Issue 12: only a paid order ships. Until its paid-order comes, shipping is a
+    // 409 that says why (it used to ship, and the order service refused the event).
+    let (status, unpaid) = s
+        .seed_put(&format!("/shipping/{id}"), json!({"status": "shipped"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{unpaid}");
+    assert_eq!(unpaid["error"]["code"], "order_not_paid", "{unpaid}");
+    assert_eq!(
+        s.seed_get(&format!("/shipping/{id}")).await.1["status"],
+        "pending"
+    );
+    s.mark_paid(123).await;
+
     let (status, shipped) = s
         .seed_put(&format!("/shipping/{id}"), json!({"status": "shipped"}))
         .await;
@@ -535,6 +549,7 @@ async fn seed_002_shapes() {
             "tracking_number",
             "shipped_at",
             "delivered_at",
+            "paid_at",
             "created_at",
             "updated_at"
         ]
@@ -1312,7 +1327,8 @@ async fn anonymous_callers_get_seed_002s_rights_and_no_more() {
     assert_eq!(after, alices, "a customer's shipment changed");
     events.assert_quiet(Duration::from_millis(300)).await;
 
-    // Their own moves go through, and are announced.
+    // Their own moves go through once the order is paid, and are announced.
+    s.mark_paid(3).await;
     let (status, shipped) = s
         .seed_put(&format!("/shipping/{mine}"), json!({"status": "shipped"}))
         .await;

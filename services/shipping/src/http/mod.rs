@@ -242,7 +242,7 @@ pub fn label_schema() -> utoipa::openapi::schema::Object {
     responses((status = 200, body = Shipment), (status = 400, body = ErrorResponse),
                (status = 403, description = "Customers may not move shipments", body = ErrorResponse),
                (status = 404, body = ErrorResponse),
-               (status = 409, description = "Not `pending`", body = ErrorResponse)))]
+               (status = 409, description = "Not `pending`, or (`order_not_paid`) its order's paid-order has not come", body = ErrorResponse)))]
 async fn ship(
     State(state): State<AppState>,
     caller: Caller,

@@ -175,7 +175,7 @@ impl ToSchema for UpdateShipping {}
                (status = 400, description = "Unknown status; `details.allowed` lists the known ones", body = ErrorResponse),
                (status = 403, description = "Customers may not move shipments", body = ErrorResponse),
                (status = 404, description = "Unknown, or not the caller's to move", body = ErrorResponse),
-               (status = 409, description = "Not the next status", body = ErrorResponse)))]
+               (status = 409, description = "Not the next status, or (`order_not_paid`) shipping an order whose paid-order has not come", body = ErrorResponse)))]
 pub async fn update_shipping(
     State(state): State<AppState>,
     caller: Caller,

@@ -203,7 +203,8 @@ impl Shipping {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    /// Open a shipment through the canonical API, as an admin; returns its id.
+    /// Open a shipment through the canonical API, as an admin, for an order whose
+    /// `paid-order` then comes (without a customer); returns its id once it may ship.
     pub async fn open(&self, order_id: i64) -> i64 {
         let (status, body) = self
             .post(
@@ -212,7 +213,26 @@ impl Shipping {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
+        self.mark_paid(order_id).await;
         body["id"].as_i64().unwrap()
+    }
+
+    /// Publish the `paid-order` (no customer) of an order whose shipment is open, and
+    /// wait until the shipment knows it is paid.
+    pub async fn mark_paid(&self, order_id: i64) {
+        self.publish(&Self::paid_order(order_id, None)).await;
+        sales_testkit::eventually(
+            &format!("order {order_id}'s shipment to be paid"),
+            Duration::from_secs(15),
+            || async {
+                let (_, list) = self
+                    .get(&format!("/api/v1/shipments?order_id={order_id}"))
+                    .await;
+                let shipment = list.as_array()?.first()?.clone();
+                (!shipment["paid_at"].is_null()).then_some(())
+            },
+        )
+        .await;
     }
 
     /// A `paid-order` envelope, as the order service would publish it.
