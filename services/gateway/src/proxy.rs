@@ -224,7 +224,12 @@ impl Upstreams {
                 Attempt::TimedOut => (Outcome::Timeout, false),
             };
             self.metrics.upstream(upstream, outcome, took);
-            self.record(upstream, guard, outcome == Outcome::Ok);
+            // A 503 with `Retry-After` is an upstream shedding load on purpose (the
+            // customer service's bounded password hashing): it is alive, and its
+            // answer must not open the breaker for everyone else.
+            let alive = outcome == Outcome::Ok
+                || matches!(&attempt, Attempt::Answer { status, headers, .. } if sheds_load(*status, headers));
+            self.record(upstream, guard, alive);
 
             if retryable && retry && retries_done < self.config.retries {
                 retries_done += 1;
@@ -427,6 +432,11 @@ fn breaker_open(upstream: Upstream, wait: Duration) -> Response {
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     response
+}
+
+/// An upstream's deliberate 503: it answers, with `Retry-After`, that it is busy.
+fn sheds_load(status: StatusCode, headers: &axum::http::HeaderMap) -> bool {
+    status == StatusCode::SERVICE_UNAVAILABLE && headers.contains_key(header::RETRY_AFTER)
 }
 
 #[cfg(test)]

@@ -1009,6 +1009,42 @@ async fn a_retry_succeeds_when_the_upstream_comes_back() {
     gw.stop().await;
 }
 
+/// Found attacking issue 11: the customer service answers a login flood with 503
+/// `busy` and `Retry-After` (bounded password hashing); the breaker took those for a
+/// failing service and refused every customer route to everyone for 10 s. An upstream
+/// that sheds load on purpose is alive: its 503 with `Retry-After` is passed on and
+/// does not count against it.
+#[tokio::test]
+async fn a_503_with_retry_after_is_load_shedding_and_does_not_open_the_breaker() {
+    let backends = Backends::start().await;
+    let mut c = config(&backends);
+    c.fault_tolerance.upstream_retries = 0;
+    c.fault_tolerance.breaker_min_requests = 2;
+    let gw = Gateway::start(c).await;
+    let token = customer(1);
+    let busy = "/api/v1/notifications/busy";
+    for _ in 0..10 {
+        let (status, headers, body) = gw.send(gw.request("GET", busy).bearer_auth(&token)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(code(&body), "busy", "the upstream's own answer: {body}");
+        assert!(headers.contains_key("retry-after"));
+    }
+    assert_eq!(backends.seen.count("GET", busy), 10, "every one reached it");
+    assert_eq!(
+        gw.metric("gateway_breaker_state", &[("upstream", "notification")])
+            .await,
+        Some(0.0),
+        "closed"
+    );
+    assert_eq!(
+        gw.call("GET", "/api/v1/notifications/ok", Some(&token))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn half_open_breaker_recovers() {
     let backends = Backends::start().await;

@@ -69,8 +69,8 @@ struct EchoState {
 }
 
 /// Answers with what it received: service, method, path, query, headers, body size.
-/// Paths ending in `/slow` wait [`SLOW`]; `/unavailable` is a 503; `/flaky` a 503
-/// unless [`Seen::healthy`]; `/teapot` a 418 with a header and a text body.
+/// Paths ending in `/slow` wait [`SLOW`]; `/unavailable` is a 503; `/busy` a 503 with
+/// `Retry-After` (load shed on purpose); `/flaky` a 503 unless [`Seen::healthy`]; `/teapot` a 418 with a header and a text body.
 async fn echo(State(state): State<EchoState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
@@ -119,6 +119,15 @@ async fn echo(State(state): State<EchoState>, req: Request) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             [("x-upstream", state.name)],
             axum::Json(json!({"error": {"code": "unavailable", "message": state.name}})),
+        )
+            .into_response();
+    }
+    if path.ends_with("/busy") {
+        // Shedding load on purpose (the customer service's password hashing): alive.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "1")],
+            axum::Json(json!({"error": {"code": "busy", "message": state.name}})),
         )
             .into_response();
     }
