@@ -42,6 +42,12 @@ pub enum InventoryError {
         quantity: i32,
         reserved: i32,
     },
+    /// Seed 004's callers act on seed 004's items; a catalogue product's stock is an
+    /// administrator's to count.
+    #[error(
+        "{0} is the stock of a catalogue product: only an administrator changes or reserves it here (PUT /api/v1/inventory/items/{0})"
+    )]
+    CatalogueItem(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -87,6 +93,9 @@ impl From<InventoryError> for ApiError {
             }
             // Not a bad request: the units reserved now leave no room for that many.
             InventoryError::TooManyUnits { .. } => ApiError::conflict("too_many_units", message),
+            InventoryError::CatalogueItem(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "catalogue_item", message)
+            }
             InventoryError::Database(e) => ApiError::from(e),
         }
     }

@@ -238,6 +238,20 @@ pub async fn get_stock_of_product(
     Ok(row.map(StockLevel::from))
 }
 
+/// Refuse `sku` if it is a catalogue product's item (seed 004's callers may act only
+/// on items that belong to no product). An item not there yet is no product's.
+pub async fn refuse_catalogue_item(conn: &mut PgConnection, sku: &str) -> Result<()> {
+    let product: Option<Option<i64>> =
+        sqlx::query_scalar("select product_id from stock_items where sku = $1")
+            .bind(sku)
+            .fetch_optional(conn)
+            .await?;
+    match product {
+        Some(Some(_)) => Err(InventoryError::CatalogueItem(sku.to_owned())),
+        _ => Ok(()),
+    }
+}
+
 /// Make `available` units orderable (seed 004's "add or update a stock item", whose
 /// quantity is what can still be reserved): on hand becomes `available` plus what
 /// is reserved now. That sum must still be a count (at most [`i32::MAX`]): checked

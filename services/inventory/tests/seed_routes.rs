@@ -536,3 +536,89 @@ async fn seed_004_release_touches_only_seed_004_reservations() {
     );
     inv.stop().await;
 }
+
+/// Found attacking issue 11: with the seeds' routes open, a caller without an account
+/// emptied and rewrote the catalogue's stock through seed 004's stock API (which knows
+/// nothing of a catalogue). Seed 004's unauthenticated rights cover seed 004's own
+/// items; a catalogue product's item is an administrator's to count, and it is refused
+/// with a 403 that says so. Administrators keep every right.
+#[tokio::test]
+async fn seed_004_callers_cannot_touch_a_catalogue_products_stock() {
+    let inv = Inventory::start().await;
+    let created = sales_contracts::Envelope::new(
+        "test",
+        sales_contracts::events::ProductCreated {
+            product_id: 12,
+            sku: "ESPRESSO".into(),
+            name: "Espresso".into(),
+            price: sales_contracts::Money::new(2490, sales_contracts::Currency::USD),
+            initial_stock: 50,
+        },
+    )
+    .into_json();
+    inv.broker
+        .publish_raw(
+            created.message_type.as_str(),
+            &serde_json::to_vec(&created).unwrap(),
+        )
+        .await;
+    sales_testkit::eventually(
+        "the catalogue item to open",
+        Duration::from_secs(15),
+        || async {
+            let (status, level) = inv.get(ADMIN, "/api/v1/inventory/items/ESPRESSO").await;
+            (status == StatusCode::OK && level["on_hand"] == 50).then_some(())
+        },
+    )
+    .await;
+
+    for (path, body) in [
+        (
+            "/api/v1/stock/reserve",
+            json!({"item_sku": "ESPRESSO", "quantity": 50}),
+        ),
+        (
+            "/api/v1/stock/items",
+            json!({"item_sku": "ESPRESSO", "quantity": 1}),
+        ),
+    ] {
+        let (status, body) = inv.post(SEED_CLIENT, path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "catalogue_item", "{path}: {body}");
+    }
+    let level = inv.level("ESPRESSO").await;
+    assert_eq!(
+        (level["on_hand"].as_i64(), level["reserved"].as_i64()),
+        (Some(50), Some(0)),
+        "untouched: {level}"
+    );
+
+    // Seed 004's own items are seed 004's callers' to stock and reserve.
+    let (status, _) = inv
+        .post(
+            SEED_CLIENT,
+            "/api/v1/stock/items",
+            json!({"item_sku": "SKU-S4", "quantity": 5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = inv
+        .post(
+            SEED_CLIENT,
+            "/api/v1/stock/reserve",
+            json!({"item_sku": "SKU-S4", "quantity": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // An administrator may do both on the catalogue item.
+    let (status, body) = inv
+        .post(
+            ADMIN,
+            "/api/v1/stock/items",
+            json!({"item_sku": "ESPRESSO", "quantity": 40}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    inv.stop().await;
+}

@@ -84,12 +84,17 @@ fn seed004_error(err: InventoryError) -> ApiError {
 #[utoipa::path(post, path = "/api/v1/stock/items", tag = "seed 004",
     operation_id = "seed004_upsert_item",
     request_body = StockItem,
-    responses((status = 201, body = StockItem), (status = 400, body = ErrorResponse)))]
+    responses((status = 201, body = StockItem), (status = 400, body = ErrorResponse),
+               (status = 403, description = "`catalogue_item`: a catalogue product's stock (administrators only)", body = ErrorResponse)))]
 pub async fn upsert_item(
     State(state): State<AppState>,
+    caller: Caller,
     Json(body): Json<StockItem>,
 ) -> Result<(StatusCode, Json<StockItem>), ApiError> {
     let mut conn = state.pool.acquire().await?;
+    if !caller.is_admin() {
+        stock::refuse_catalogue_item(&mut conn, &body.item_sku).await?;
+    }
     let level = stock::set_available(&mut conn, &body.item_sku, body.quantity)
         .await
         .map_err(seed004_error)?;
@@ -160,11 +165,16 @@ pub struct Seed004Reservation {
     request_body = ReserveItem,
     responses((status = 200, body = Seed004Reservation),
                (status = 400, description = "Not enough stock, or bad input", body = ErrorResponse),
+               (status = 403, description = "`catalogue_item`: a catalogue product's stock (administrators only)", body = ErrorResponse),
                (status = 404, body = ErrorResponse)))]
 pub async fn reserve(
     State(state): State<AppState>,
+    caller: Caller,
     Json(body): Json<ReserveItem>,
 ) -> Result<Json<Seed004Reservation>, ApiError> {
+    if !caller.is_admin() {
+        stock::refuse_catalogue_item(&mut *state.pool.acquire().await?, &body.item_sku).await?;
+    }
     let line = ReservationLine {
         sku: body.item_sku.clone(),
         quantity: body.quantity,
