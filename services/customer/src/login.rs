@@ -36,27 +36,36 @@ pub async fn log_in(
 ) -> Result<SignedIn> {
     let email = validate_email(email)?;
     let subjects = Subjects::login(&ctx.throttle, &email, address);
-    login_throttle::check(&ctx.pool, &ctx.throttle, &subjects)
+    login_throttle::take(&ctx.pool, &ctx.throttle, &subjects)
         .await
         .inspect_err(|_| ctx.metrics.login_throttled())?;
-    let account = sqlx::query_as::<_, Credentials>(
-        "select id, email, name, password_hash, role, token_version from customers
-         where lower(email) = lower($1) and password_hash is not null",
-    )
-    .bind(&email)
-    .fetch_optional(&ctx.pool)
-    .await?;
-
-    let stored_hash = account.as_ref().map(|a| a.password_hash.clone());
-    let matches = ctx.hasher.verify(password, stored_hash).await?;
-    let account = match account {
-        Some(account) if matches => account,
-        _ => {
+    let checked = async {
+        let account = sqlx::query_as::<_, Credentials>(
+            "select id, email, name, password_hash, role, token_version from customers
+             where lower(email) = lower($1) and password_hash is not null",
+        )
+        .bind(&email)
+        .fetch_optional(&ctx.pool)
+        .await?;
+        let stored_hash = account.as_ref().map(|a| a.password_hash.clone());
+        let matches = ctx.hasher.verify(password, stored_hash).await?;
+        Ok::<_, CustomerError>(account.filter(|_| matches))
+    }
+    .await;
+    let account = match checked {
+        Ok(Some(account)) => account,
+        // A wrong email or password keeps its place in the count.
+        Ok(None) => {
             ctx.metrics.login(false);
-            login_throttle::record(&ctx.pool, &ctx.throttle, &subjects).await?;
             return Err(CustomerError::InvalidCredentials);
         }
+        // Not checked (hashing busy, database trouble): not a guess.
+        Err(err) => {
+            login_throttle::give_back(&ctx.pool, &ctx.throttle, &subjects).await?;
+            return Err(err);
+        }
     };
+    login_throttle::give_back(&ctx.pool, &ctx.throttle, &subjects).await?;
     login_throttle::clear_account(&ctx.pool, &email).await?;
     ctx.metrics.login(true);
     tracing::info!(customer_id = account.id, "customer logged in");
@@ -102,14 +111,19 @@ pub async fn change_password(
     .await?
     .ok_or(CustomerError::NotFound(customer_id))?;
     let subjects = Subjects::login(&ctx.throttle, &account.email, address);
-    login_throttle::check(&ctx.pool, &ctx.throttle, &subjects).await?;
-    if !ctx
+    login_throttle::take(&ctx.pool, &ctx.throttle, &subjects).await?;
+    let verified = ctx
         .hasher
         .verify(current, Some(account.password_hash.clone()))
-        .await?
-    {
-        login_throttle::record(&ctx.pool, &ctx.throttle, &subjects).await?;
-        return Err(CustomerError::InvalidCredentials);
+        .await;
+    match verified {
+        // A wrong current password keeps its place in the count.
+        Ok(false) => return Err(CustomerError::InvalidCredentials),
+        Ok(true) => login_throttle::give_back(&ctx.pool, &ctx.throttle, &subjects).await?,
+        Err(err) => {
+            login_throttle::give_back(&ctx.pool, &ctx.throttle, &subjects).await?;
+            return Err(err.into());
+        }
     }
     let hash = ctx.hasher.hash(new).await?;
     let mut tx = ctx.pool.begin().await?;

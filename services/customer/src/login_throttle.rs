@@ -122,6 +122,69 @@ pub async fn record(pool: &PgPool, config: &ThrottleConfig, subjects: &Subjects)
     Ok(())
 }
 
+/// Take a place in every subject's count before a password is checked, refusing
+/// (429) if that goes past any allowance: concurrent guesses cannot all pass a check
+/// made before any of them is counted. A check that turns out not to be a failure
+/// gives its place back ([`give_back`]).
+pub async fn take(pool: &PgPool, config: &ThrottleConfig, subjects: &Subjects) -> Result<()> {
+    if subjects.subjects.is_empty() {
+        return Ok(());
+    }
+    let counted: Vec<(String, i32, f64)> = sqlx::query_as(
+        "insert into login_failures (subject, failures, window_started_at)
+         select unnest($1::text[]), 1, now()
+         on conflict (subject) do update set
+             failures = case
+                 when login_failures.window_started_at + make_interval(secs => $2) > now()
+                     then login_failures.failures + 1
+                 else 1 end,
+             window_started_at = case
+                 when login_failures.window_started_at + make_interval(secs => $2) > now()
+                     then login_failures.window_started_at
+                 else now() end,
+             updated_at = now()
+         returning subject, failures,
+             extract(epoch from (window_started_at + make_interval(secs => $2) - now()))::float8",
+    )
+    .bind(subjects.names())
+    .bind(config.window.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    let retry_after = counted
+        .iter()
+        .filter(|(subject, failures, _)| {
+            subjects
+                .subjects
+                .iter()
+                .any(|(s, allowed)| s == subject && failures > allowed)
+        })
+        .map(|(_, _, left)| left.ceil().max(1.0) as u64)
+        .max();
+    match retry_after {
+        Some(seconds) => Err(CustomerError::Throttled {
+            retry_after: seconds,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Give back the place [`take`] took: the password was right, or was not checked
+/// (hashing busy, database trouble).
+pub async fn give_back(pool: &PgPool, config: &ThrottleConfig, subjects: &Subjects) -> Result<()> {
+    if subjects.subjects.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "update login_failures set failures = greatest(failures - 1, 0), updated_at = now()
+         where subject = any($1) and window_started_at + make_interval(secs => $2) > now()",
+    )
+    .bind(subjects.names())
+    .bind(config.window.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// The account's owner logged in: its failures no longer count.
 pub async fn clear_account(pool: &PgPool, email: &str) -> Result<()> {
     sqlx::query("delete from login_failures where subject = $1")

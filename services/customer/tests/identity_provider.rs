@@ -395,6 +395,49 @@ async fn guessing_one_account_from_many_addresses_is_throttled_then_the_owner_ge
     svc.stop().await;
 }
 
+/// Found attacking issue 11: the allowance was checked before and counted after the
+/// password check, so concurrent guesses all passed the check together (14 to 17
+/// passwords checked of an allowance of 10). Each guess now takes its place in the
+/// count before its password is checked: never more checks than the allowance.
+#[tokio::test]
+async fn concurrent_guesses_check_no_more_passwords_than_the_allowance() {
+    let svc = Customers::start_with(|c| {
+        c.throttle.login_failures_per_account = 5;
+        c.throttle.login_failure_window = Duration::from_secs(600);
+    })
+    .await;
+    svc.register("target@example.com", PASSWORD, "Target").await;
+    let guesses = (0..30).map(|n| {
+        let svc = &svc;
+        async move {
+            login_from(
+                svc,
+                &format!("198.51.100.{n}"),
+                "target@example.com",
+                "guess",
+            )
+            .await
+            .0
+        }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert!(checked <= 5, "{checked} passwords checked: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::SERVICE_UNAVAILABLE
+        ]
+        .contains(s)),
+        "{statuses:?}"
+    );
+    svc.stop().await;
+}
+
 #[tokio::test]
 async fn guessing_many_accounts_from_one_address_is_throttled() {
     let svc = Customers::start_with(|c| {
