@@ -962,6 +962,31 @@ emit(out)
     assert_eq!(result["checksum_stays_without_config_change"], true);
 }
 
+/// Found attacking issue 11: behind an ingress with no trusted proxies every client is
+/// the ingress's address, and one client's wrong passwords throttle everyone. The
+/// chart's notes say so when it is installed that way.
+#[test]
+fn the_notes_warn_about_an_ingress_without_trusted_proxies() {
+    let result = python(
+        r##"
+def notes(values):
+    rendered = render("sales-system", values)
+    return rendered[[t for t in rendered if t.endswith("NOTES.txt")][0]]
+ingress = {"enabled": True, "host": "shop.example.com"}
+emit({
+    "untrusted": "WARNING" in notes({"gateway": {"ingress": ingress}}),
+    "trusted": "WARNING" in notes({"gateway": {"ingress": ingress, "trustedProxies": ["10.0.0.0/8"]}}),
+    "no_ingress": "WARNING" in notes({}),
+})
+"##,
+        &[],
+    );
+    assert_eq!(
+        result,
+        serde_json::json!({"untrusted": true, "trusted": false, "no_ingress": false})
+    );
+}
+
 #[test]
 fn both_charts_have_a_helm_test_hook_and_notes() {
     let result = python(
