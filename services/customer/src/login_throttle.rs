@@ -8,8 +8,10 @@
 //! before any password is checked, until the window ends: then the account's owner
 //! logs in as before. A successful login clears the account's count.
 //!
-//! Counts live in the customer service's database, so every replica sees the same
-//! ones and they survive restarts; two statements per failed attempt.
+//! An attempt takes its place in the counts before its password is checked ([`take`])
+//! and gives it back when it was not a failure ([`give_back`]), so concurrent guesses
+//! cannot all slip past one check. Counts live in the customer service's database, so
+//! every replica sees the same ones and they survive restarts.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -61,65 +63,6 @@ impl Subjects {
     fn names(&self) -> Vec<String> {
         self.subjects.iter().map(|(s, _)| s.clone()).collect()
     }
-}
-
-/// Refuse (429) if any subject has used up its allowance in its current window.
-pub async fn check(pool: &PgPool, config: &ThrottleConfig, subjects: &Subjects) -> Result<()> {
-    if subjects.subjects.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<(String, i32, f64)> = sqlx::query_as(
-        "select subject, failures,
-                extract(epoch from (window_started_at + make_interval(secs => $2) - now()))::float8
-         from login_failures
-         where subject = any($1) and window_started_at + make_interval(secs => $2) > now()",
-    )
-    .bind(subjects.names())
-    .bind(config.window.as_secs_f64())
-    .fetch_all(pool)
-    .await?;
-    let retry_after = rows
-        .iter()
-        .filter(|(subject, failures, _)| {
-            subjects
-                .subjects
-                .iter()
-                .any(|(s, allowed)| s == subject && failures >= allowed)
-        })
-        .map(|(_, _, left)| left.ceil().max(1.0) as u64)
-        .max();
-    match retry_after {
-        Some(seconds) => Err(CustomerError::Throttled {
-            retry_after: seconds,
-        }),
-        None => Ok(()),
-    }
-}
-
-/// Count one failure (or registration) against every subject.
-pub async fn record(pool: &PgPool, config: &ThrottleConfig, subjects: &Subjects) -> Result<()> {
-    if subjects.subjects.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "insert into login_failures (subject, failures, window_started_at)
-         select unnest($1::text[]), 1, now()
-         on conflict (subject) do update set
-             failures = case
-                 when login_failures.window_started_at + make_interval(secs => $2) > now()
-                     then login_failures.failures + 1
-                 else 1 end,
-             window_started_at = case
-                 when login_failures.window_started_at + make_interval(secs => $2) > now()
-                     then login_failures.window_started_at
-                 else now() end,
-             updated_at = now()",
-    )
-    .bind(subjects.names())
-    .bind(config.window.as_secs_f64())
-    .execute(pool)
-    .await?;
-    Ok(())
 }
 
 /// Take a place in every subject's count before a password is checked, refusing

@@ -51,11 +51,18 @@ pub async fn register(
     let email = validate_email(&account.email)?;
     validate_password(&account.password)?;
     let subjects = Subjects::registration(&ctx.throttle, address);
-    login_throttle::check(&ctx.pool, &ctx.throttle, &subjects).await?;
-    login_throttle::record(&ctx.pool, &ctx.throttle, &subjects).await?;
+    // Counted before hashing (concurrent registrations cannot all pass one check);
+    // one refused because hashing is busy gives its place back.
+    login_throttle::take(&ctx.pool, &ctx.throttle, &subjects).await?;
 
     // Hashed before looking: a taken email costs the same time as a new one.
-    let hash = ctx.hasher.hash(account.password).await?;
+    let hash = match ctx.hasher.hash(account.password).await {
+        Ok(hash) => hash,
+        Err(err) => {
+            login_throttle::give_back(&ctx.pool, &ctx.throttle, &subjects).await?;
+            return Err(err.into());
+        }
+    };
     let details = account.details;
     let customer_id: Option<i64> = sqlx::query_scalar(
         "insert into customers (email, password_hash, name, address, contact, role)
