@@ -1,6 +1,9 @@
 //! The whole system as real processes: each service binary started on free ports
 //! with its own fresh database, all sharing a private namespace on the broker.
-//! Tests drive it through HTTP, as users do.
+//! Tests drive it through HTTP, as users do. [`effects`] is a consumer for the
+//! platform's own messaging tests.
+
+pub mod effects;
 
 use std::collections::HashMap;
 use std::net::TcpListener;

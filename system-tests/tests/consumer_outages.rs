@@ -13,35 +13,16 @@ use axum::Router;
 use sales_contracts::Envelope;
 use sales_contracts::events::{CancelOrder, CancelReason, MessageType};
 use sales_contracts::topology::Subscription;
-use sales_platform::consumer::{HandlerError, MessageHandler};
 use sales_platform::service::{RunningService, ServiceBuilder};
 use sales_testkit::fault_proxy::{Fault, FaultProxy};
 use sales_testkit::identity::TestIdentity;
 use sales_testkit::{TestBroker, TestDatabase, eventually};
-use sqlx::{PgPool, Postgres, Transaction};
+use system_tests::effects::{Recorder, effects};
 
 const SUBSCRIPTION: Subscription = Subscription {
     service: "notification",
     message_type: MessageType::CancelOrder,
 };
-
-struct Recorder;
-
-impl MessageHandler for Recorder {
-    async fn handle(
-        &self,
-        tx: &mut Transaction<'static, Postgres>,
-        envelope: &Envelope,
-    ) -> Result<(), HandlerError> {
-        let event: CancelOrder = envelope.decode()?;
-        sqlx::query("insert into effects (message_id, order_id) values ($1, $2)")
-            .bind(envelope.message_id)
-            .bind(event.order_id)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
-    }
-}
 
 async fn outcome_count(service: &RunningService, outcome: &str) -> f64 {
     let text = reqwest::get(format!("{}/metrics", service.admin_url()))
@@ -55,13 +36,6 @@ async fn outcome_count(service: &RunningService, outcome: &str) -> f64 {
         .filter(|l| l.contains(&format!("outcome=\"{outcome}\"")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-async fn effects(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("select count(*) from effects")
-        .fetch_one(pool)
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

@@ -10,37 +10,17 @@ use std::time::Duration;
 use axum::Router;
 use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use sales_contracts::Envelope;
 use sales_contracts::events::{CancelOrder, CancelReason, MessageType, PaidOrder};
 use sales_contracts::money::{Currency, Money};
 use sales_contracts::topology::Subscription;
 use sales_platform::config::BrokerArgs;
-use sales_platform::consumer::{HandlerError, MessageHandler};
 use sales_platform::outbox;
 use sales_platform::service::{RunningService, ServiceBuilder};
 use sales_testkit::fault_proxy::{Fault, FaultProxy};
 use sales_testkit::identity::TestIdentity;
 use sales_testkit::{TestBroker, TestDatabase, eventually};
-use sqlx::{PgPool, Postgres, Transaction};
-
-/// Records every `cancel-order` it handles in `effects`.
-struct Recorder;
-
-impl MessageHandler for Recorder {
-    async fn handle(
-        &self,
-        tx: &mut Transaction<'static, Postgres>,
-        envelope: &Envelope,
-    ) -> Result<(), HandlerError> {
-        let event: CancelOrder = envelope.decode()?;
-        sqlx::query("insert into effects (message_id, order_id) values ($1, $2)")
-            .bind(envelope.message_id)
-            .bind(event.order_id)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
-    }
-}
+use sqlx::PgPool;
+use system_tests::effects::{Recorder, effects};
 
 async fn start_service(
     db: &TestDatabase,
@@ -84,13 +64,6 @@ async fn enqueue_cancel(pool: &PgPool, order_id: i64) {
     .await
     .unwrap();
     tx.commit().await.unwrap();
-}
-
-async fn effects(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("select count(*) from effects")
-        .fetch_one(pool)
-        .await
-        .unwrap()
 }
 
 async fn metric(service: &RunningService, name: &str) -> Option<f64> {

@@ -1,0 +1,34 @@
+//! A consumer for platform tests: it records each `cancel-order` it handles as a row
+//! of the test migration's `effects` table, so a test counts effects, not deliveries.
+
+use sales_contracts::Envelope;
+use sales_contracts::events::CancelOrder;
+use sales_platform::consumer::{HandlerError, MessageHandler};
+use sqlx::{PgPool, Postgres, Transaction};
+
+/// Writes `(message_id, order_id)` of every `cancel-order` to `effects`.
+pub struct Recorder;
+
+impl MessageHandler for Recorder {
+    async fn handle(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        envelope: &Envelope,
+    ) -> Result<(), HandlerError> {
+        let event: CancelOrder = envelope.decode()?;
+        sqlx::query("insert into effects (message_id, order_id) values ($1, $2)")
+            .bind(envelope.message_id)
+            .bind(event.order_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// How many effects were recorded.
+pub async fn effects(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("select count(*) from effects")
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("counting effects: {e}"))
+}
