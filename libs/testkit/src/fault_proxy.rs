@@ -70,6 +70,7 @@ impl FaultProxy {
             .or(match parsed.scheme() {
                 "postgres" | "postgresql" => Some(5432),
                 "amqp" => Some(5672),
+                "redis" => Some(6379),
                 _ => None,
             })
             .unwrap_or_else(|| panic!("{url}: no port"));

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use gateway_service::routes::{ROUTES, Upstream};
 use reqwest::StatusCode;
+use sales_testkit::fault_proxy::{Fault, FaultProxy};
 use serde_json::{Value, json};
 use support::*;
 
@@ -745,22 +746,22 @@ async fn without_redis_each_replica_still_limits() {
 #[tokio::test]
 async fn rate_limits_come_back_with_redis() {
     let backends = Backends::start().await;
-    let mut relay = TcpRelay::start(redis_addr().await).await;
+    let relay = FaultProxy::for_url(&sales_testkit::redis_url()).await;
     let mut c = config(&backends);
-    c.rate_limit.redis_url = format!("redis://{}", relay.addr).into();
+    c.rate_limit.redis_url = relay.url_through(&sales_testkit::redis_url()).into();
     let gw = Gateway::start(c).await;
     let alice = customer(1);
     let (_, headers, _) = gw.call("GET", "/api/v1/orders", Some(&alice)).await;
     assert_eq!(headers["x-ratelimit-remaining"], "999");
 
-    relay.cut().await;
+    relay.set(Fault::Down);
     for _ in 0..3 {
         let (status, headers, _) = gw.call("GET", "/api/v1/orders", Some(&alice)).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(headers["x-ratelimit-limit"], "1000", "counted locally");
     }
     assert!(gw.metric("gateway_rate_limit_local_total", &[]).await >= Some(3.0));
-    relay.restore().await;
+    relay.set(Fault::None);
     // Back to the shared counters: a request no longer counted locally.
     sales_testkit::eventually(
         "rate limits shared again",

@@ -6,7 +6,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
@@ -451,72 +450,6 @@ pub async fn forwarded_claims(gw: &Gateway, echo: &Value) -> TokenClaims {
     .verify(token)
     .await
     .unwrap_or_else(|e| panic!("the forwarded token does not verify: {e}"))
-}
-
-/// A TCP forwarder to `target` on a fixed local port, that can be cut and restored.
-pub struct TcpRelay {
-    pub addr: SocketAddr,
-    target: SocketAddr,
-    task: Option<JoinHandle<()>>,
-}
-
-impl TcpRelay {
-    pub async fn start(target: SocketAddr) -> TcpRelay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut relay = TcpRelay {
-            addr,
-            target,
-            task: None,
-        };
-        relay.task = Some(Self::spawn(listener, target));
-        relay
-    }
-
-    fn spawn(listener: TcpListener, target: SocketAddr) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                connections.spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        })
-    }
-
-    /// Close the port and every connection through it.
-    pub async fn cut(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
-        }
-    }
-
-    /// Listen again on the same port.
-    pub async fn restore(&mut self) {
-        let listener = TcpListener::bind(self.addr).await.unwrap();
-        self.task = Some(Self::spawn(listener, self.target));
-    }
-}
-
-/// The address of `redis://host:port…`.
-pub async fn redis_addr() -> SocketAddr {
-    let url = sales_testkit::redis_url();
-    let rest = url
-        .trim_start_matches("redis://")
-        .rsplit('@')
-        .next()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    tokio::net::lookup_host(rest).await.unwrap().next().unwrap()
 }
 
 /// Send `head` then `body` as raw bytes to `base` (`http://host:port`); the answer as text.
