@@ -51,6 +51,29 @@ pub mod catalogue {
 pub mod stock {
     use super::*;
 
+    /// A SKU, as the inventory names its items and the catalogue its products: 1 to
+    /// 64 characters, not only spaces and dots, without control characters, `/`, `\`,
+    /// `;` or `%` (so that it fits in a path).
+    pub const SKU_PATTERN: &str = r"^[^/\\;%\u0000-\u001f\u007f-\u009f]*[^/\\;%\u0000-\u001f\u007f-\u009f\s.][^/\\;%\u0000-\u001f\u007f-\u009f]*$";
+
+    /// The longest SKU, in characters.
+    pub const MAX_SKU_CHARS: usize = 64;
+
+    /// The OpenAPI schema of a SKU field (`#[schema(schema_with = sku_schema)]`).
+    pub fn sku_schema() -> utoipa::openapi::schema::Object {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "A SKU: 1 to 64 characters, not only spaces and dots, without control \
+                 characters, `/`, `\\`, `;` or `%`",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(MAX_SKU_CHARS))
+            .pattern(Some(SKU_PATTERN))
+            .examples([serde_json::json!("SKU-ABC")])
+            .build()
+    }
+
     /// Stock of one item. `available = on_hand - reserved`.
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
     pub struct StockLevel {
@@ -69,14 +92,7 @@ pub mod stock {
     /// One item to reserve.
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
     pub struct ReservationLine {
-        /// A SKU: 1 to 64 characters, not only spaces and dots, without control
-        /// characters, `/`, `\`, `;` or `%` (so that it fits in a path).
-        #[schema(
-            example = "SKU-ABC",
-            min_length = 1,
-            max_length = 64,
-            pattern = r"^[^/\\;%\u0000-\u001f\u007f-\u009f]*[^/\\;%\u0000-\u001f\u007f-\u009f\s.][^/\\;%\u0000-\u001f\u007f-\u009f]*$"
-        )]
+        #[schema(schema_with = sku_schema)]
         pub sku: String,
         #[schema(example = 2, minimum = 1)]
         pub quantity: i32,

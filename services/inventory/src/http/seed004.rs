@@ -32,12 +32,7 @@ use crate::{reservations, stock};
 pub struct StockItem {
     /// 1 to 64 characters, not only spaces and dots, without control characters,
     /// `/`, `\`, `;` or `%`.
-    #[schema(
-        example = "SKU-ABC",
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[^/\\;%\u0000-\u001f\u007f-\u009f]*[^/\\;%\u0000-\u001f\u007f-\u009f\s.][^/\\;%\u0000-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(schema_with = sales_contracts::api::stock::sku_schema)]
     item_sku: String,
     /// Not negative; with what is reserved, at most 2147483647 on hand.
     #[schema(example = 10, minimum = 0)]
@@ -47,12 +42,7 @@ pub struct StockItem {
 /// Units of one item to reserve.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ReserveItem {
-    #[schema(
-        example = "SKU-ABC",
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[^/\\;%\u0000-\u001f\u007f-\u009f]*[^/\\;%\u0000-\u001f\u007f-\u009f\s.][^/\\;%\u0000-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(schema_with = sales_contracts::api::stock::sku_schema)]
     item_sku: String,
     #[schema(example = 2, minimum = 1)]
     quantity: i32,

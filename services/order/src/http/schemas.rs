@@ -11,13 +11,7 @@ use utoipa::openapi::{RefOr, Schema};
 
 use crate::create_order::{MAX_LINES, MAX_QUANTITY};
 
-/// A SKU as the inventory names its items (and the catalogue its products): 1 to 64
-/// characters, not only spaces and dots, without control characters, `/`, `\`, `;`
-/// or `%`. A SKU outside it names no item: the order routes answer it as not found.
-pub const SKU_PATTERN: &str = r"^[^/\\;%\u0000-\u001f\u007f-\u009f]*[^/\\;%\u0000-\u001f\u007f-\u009f\s.][^/\\;%\u0000-\u001f\u007f-\u009f]*$";
-
-/// The longest SKU, in characters.
-pub const MAX_SKU_CHARS: usize = 64;
+pub use sales_contracts::api::stock::{MAX_SKU_CHARS, SKU_PATTERN, sku_schema as sku};
 
 /// The longest idempotency key, in characters.
 pub const MAX_KEY_CHARS: usize = 255;
@@ -29,21 +23,6 @@ pub const KEY_HEADER_PATTERN: &str = r"^[!-~]([ -~]{0,253}[!-~])?$";
 /// A product id written as a string: digits, at least 1 (at most 18 significant
 /// digits, so that it fits in 64 bits).
 pub const PRODUCT_ID_TEXT_PATTERN: &str = r"^0*[1-9][0-9]{0,17}$";
-
-/// A SKU in a request.
-pub fn sku() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .description(Some(
-            "A SKU: 1 to 64 characters, not only spaces and dots, without control \
-             characters, `/`, `\\`, `;` or `%`",
-        ))
-        .min_length(Some(1))
-        .max_length(Some(MAX_SKU_CHARS))
-        .pattern(Some(SKU_PATTERN))
-        .examples([serde_json::json!("SKU-ABC")])
-        .build()
-}
 
 /// Units of one line of an order.
 pub fn quantity() -> Object {

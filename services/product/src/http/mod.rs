@@ -75,12 +75,7 @@ pub struct CreateProduct {
     /// Stock-keeping unit; generated as `SKU-<id>` when left out. 1 to 64 characters,
     /// not only spaces and dots, without control characters, `/`, `\`, `;` or `%`
     /// (it names the stock item in paths); surrounding spaces are dropped.
-    #[schema(
-        example = "SKU-ABC",
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[^/\\;%\u0000-\u001f\u007f-\u009f]*[^/\\;%\u0000-\u001f\u007f-\u009f\s.][^/\\;%\u0000-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(schema_with = sales_contracts::api::stock::sku_schema)]
     sku: Option<String>,
     /// 1 to 200 characters, not only spaces; surrounding spaces are dropped.
     #[schema(
