@@ -9,7 +9,7 @@ use sales_platform::consumer::{HandlerError, MessageHandler};
 use sqlx::{Postgres, Transaction};
 
 use crate::error::InventoryError;
-use crate::{reservations, stock};
+use crate::{order_reservations, stock};
 
 /// Handles every inventory subscription: `product-created`, `update-stock`,
 /// `paid-order`, `restore-canceled-item`.
@@ -44,7 +44,7 @@ impl MessageHandler for InventoryConsumer {
                         quantity: i.quantity,
                     })
                     .collect();
-                let r = reservations::hold_for_order(tx, update.order_id, &lines)
+                let r = order_reservations::hold_for_order(tx, update.order_id, &lines)
                     .await
                     .map_err(handler_error)?;
                 tracing::info!(
@@ -55,9 +55,17 @@ impl MessageHandler for InventoryConsumer {
             }
             MessageType::PaidOrder => {
                 let paid: PaidOrder = envelope.decode()?;
-                let r = reservations::commit_for_order(tx, paid.order_id)
+                let r = order_reservations::commit_for_order(tx, paid.order_id)
                     .await
-                    .map_err(handler_error)?;
+                    .map_err(|err| match err {
+                        InventoryError::NoReservationForOrder(order_id) => {
+                            HandlerError::Rejected(format!(
+                                "paid-order for order {order_id}, for which no stock is reserved: \
+                                 replay it once the order's update-stock has been handled"
+                            ))
+                        }
+                        other => handler_error(other),
+                    })?;
                 tracing::info!(
                     order_id = paid.order_id,
                     reservation_id = r.reservation_id,
@@ -70,7 +78,7 @@ impl MessageHandler for InventoryConsumer {
                 orders.sort_unstable();
                 orders.dedup();
                 for order_id in orders {
-                    reservations::restore_for_order(tx, order_id)
+                    order_reservations::restore_for_order(tx, order_id)
                         .await
                         .map_err(handler_error)?;
                     tracing::info!(order_id, "stock restored");

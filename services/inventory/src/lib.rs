@@ -1,6 +1,7 @@
 //! The inventory service: stock per item and reservations that never oversell.
 //!
-//! - [`reservations`]: reserve, hold, commit, release, expire — where stock is reserved;
+//! - [`reservations`]: reserve, commit, release, expire — where stock is reserved;
+//! - [`order_reservations`]: what an order's messages do to its reservation, in any order;
 //! - [`stock`]: stock levels and counts;
 //! - [`consumers`]: `product-created`, `update-stock`, `paid-order`, `restore-canceled-item`;
 //! - [`http`]: the API.
@@ -10,6 +11,7 @@
 pub mod consumers;
 pub mod error;
 pub mod http;
+pub mod order_reservations;
 pub mod reservations;
 pub mod stock;
 

@@ -20,7 +20,7 @@ use sales_contracts::api::stock::{Reservation, ReservationLine, ReservationStatu
 use sqlx::{PgConnection, PgPool};
 
 use crate::error::{InventoryError, Result};
-use crate::stock::{MAX_COUNT, validate_sku_to_find};
+use crate::stock::validate_sku_to_find;
 
 /// Where a reservation was made. Seed 004's stock API let anyone release what its
 /// own `reserve` made, and nothing else; its `release` may touch only [`Origin::Seed004`]
@@ -42,22 +42,55 @@ impl Origin {
     }
 }
 
+/// Who released a reservation (`reservations.released_by`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleasedBy {
+    /// The order: declined, cancelled, restored. Final for the order's messages.
+    Order,
+    /// No order claimed it in time. A `paid-order` that comes later sells the units
+    /// again from free stock (the order was paid at its last moment).
+    Expiry,
+    /// A caller of the API (seed 004's clients, administrators).
+    Caller,
+}
+
+impl ReleasedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleasedBy::Order => "order",
+            ReleasedBy::Expiry => "expiry",
+            ReleasedBy::Caller => "caller",
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
-struct ReservationRow {
-    id: i64,
+pub(crate) struct ReservationRow {
+    pub(crate) id: i64,
     order_id: Option<i64>,
     status: String,
     expires_at: Option<DateTime<Utc>>,
+    released_by: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
 impl ReservationRow {
-    fn status(&self) -> ReservationStatus {
+    pub(crate) fn status(&self) -> ReservationStatus {
         // The table's check constraint allows only the four known values.
         ReservationStatus::parse(&self.status).unwrap_or(ReservationStatus::Released)
     }
+
+    pub(crate) fn released_by(&self) -> Option<ReleasedBy> {
+        match self.released_by.as_deref()? {
+            "expiry" => Some(ReleasedBy::Expiry),
+            "caller" => Some(ReleasedBy::Caller),
+            _ => Some(ReleasedBy::Order),
+        }
+    }
 }
+
+const COLUMNS: &str = "id, order_id, status, expires_at, released_by, created_at, updated_at";
 
 /// Merge duplicate SKUs and check every line.
 pub fn normalise_lines(lines: &[ReservationLine]) -> Result<Vec<ReservationLine>> {
@@ -150,7 +183,7 @@ pub async fn reserve_stock(
 
 /// The reserving itself, inside the caller's transaction.
 #[tracing::instrument(name = "db reserve stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-async fn reserve_in(
+pub(crate) async fn reserve_in(
     conn: &mut PgConnection,
     origin: Origin,
     order_id: Option<i64>,
@@ -160,10 +193,10 @@ async fn reserve_in(
 ) -> Result<Reservation> {
     take_stock(conn, lines).await?;
     let expires_at = hold.map(|h| Utc::now() + chrono::Duration::from_std(h).unwrap_or_default());
-    let row: ReservationRow = sqlx::query_as(
+    let row: ReservationRow = sqlx::query_as(&format!(
         "insert into reservations (order_id, status, expires_at, origin) values ($1, $2, $3, $4)
-         returning id, order_id, status, expires_at, created_at, updated_at",
-    )
+         returning {COLUMNS}"
+    ))
     .bind(order_id)
     .bind(status.as_str())
     .bind(expires_at)
@@ -229,21 +262,20 @@ async fn take_stock(conn: &mut PgConnection, lines: &[ReservationLine]) -> Resul
 }
 
 pub async fn get_reservation(conn: &mut PgConnection, id: i64) -> Result<Reservation> {
-    let row: ReservationRow = sqlx::query_as(
-        "select id, order_id, status, expires_at, created_at, updated_at from reservations where id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or(InventoryError::ReservationNotFound(id))?;
+    let row: ReservationRow =
+        sqlx::query_as(&format!("select {COLUMNS} from reservations where id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(InventoryError::ReservationNotFound(id))?;
     let lines = load_lines(conn, id).await?;
     Ok(to_reservation(row, lines))
 }
 
 pub async fn find_for_order(conn: &mut PgConnection, order_id: i64) -> Result<Option<Reservation>> {
-    let row: Option<ReservationRow> = sqlx::query_as(
-        "select id, order_id, status, expires_at, created_at, updated_at from reservations where order_id = $1",
-    )
+    let row: Option<ReservationRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from reservations where order_id = $1"
+    ))
     .bind(order_id)
     .fetch_optional(&mut *conn)
     .await?;
@@ -282,11 +314,10 @@ fn to_reservation(row: ReservationRow, items: Vec<ReservationLine>) -> Reservati
 }
 
 /// Lock a reservation row (and learn its status).
-async fn lock(conn: &mut PgConnection, id: i64) -> Result<ReservationRow> {
-    sqlx::query_as(
-        "select id, order_id, status, expires_at, created_at, updated_at
-         from reservations where id = $1 for update",
-    )
+pub(crate) async fn lock(conn: &mut PgConnection, id: i64) -> Result<ReservationRow> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from reservations where id = $1 for update"
+    ))
     .bind(id)
     .fetch_optional(conn)
     .await?
@@ -294,7 +325,7 @@ async fn lock(conn: &mut PgConnection, id: i64) -> Result<ReservationRow> {
 }
 
 /// Lock the reservation's stock rows in SKU order, then apply `update` to them.
-async fn adjust_stock(conn: &mut PgConnection, id: i64, update: &str) -> Result<()> {
+pub(crate) async fn adjust_stock(conn: &mut PgConnection, id: i64, update: &str) -> Result<()> {
     sqlx::query(
         "select 1 from stock_items where sku in
             (select sku from reservation_lines where reservation_id = $1)
@@ -313,24 +344,37 @@ async fn adjust_stock(conn: &mut PgConnection, id: i64, update: &str) -> Result<
     Ok(())
 }
 
-async fn set_status(conn: &mut PgConnection, id: i64, status: ReservationStatus) -> Result<()> {
+/// Move a reservation to `status` (released: by whom) and count up its version.
+pub(crate) async fn set_status(
+    conn: &mut PgConnection,
+    id: i64,
+    status: ReservationStatus,
+    released_by: Option<ReleasedBy>,
+) -> Result<()> {
     sqlx::query(
-        "update reservations set status = $2, expires_at = null, updated_at = now() where id = $1",
+        "update reservations set status = $2, released_by = $3, expires_at = null,
+                version = version + 1, updated_at = now()
+         where id = $1",
     )
     .bind(id)
     .bind(status.as_str())
+    .bind(released_by.map(ReleasedBy::as_str))
     .execute(conn)
     .await?;
     Ok(())
 }
 
 /// Give a pending or held reservation's units back to stock.
-pub async fn release_reservation(conn: &mut PgConnection, id: i64) -> Result<Reservation> {
+pub async fn release_reservation(
+    conn: &mut PgConnection,
+    id: i64,
+    by: ReleasedBy,
+) -> Result<Reservation> {
     let row = lock(conn, id).await?;
     match row.status() {
         ReservationStatus::Pending | ReservationStatus::Held => {
             adjust_stock(conn, id, "reserved = s.reserved - l.quantity").await?;
-            set_status(conn, id, ReservationStatus::Released).await?;
+            set_status(conn, id, ReservationStatus::Released, Some(by)).await?;
             get_reservation(conn, id).await
         }
         status => Err(InventoryError::InvalidTransition {
@@ -354,7 +398,7 @@ pub async fn release_seed004_reservation(conn: &mut PgConnection, id: i64) -> Re
     if origin.as_deref() != Some(Origin::Seed004.as_str()) {
         return Err(InventoryError::ReservationNotFound(id));
     }
-    release_reservation(conn, id).await
+    release_reservation(conn, id, ReleasedBy::Caller).await
 }
 
 /// The order was paid: the reserved units leave the warehouse. Committing twice is
@@ -369,7 +413,7 @@ pub async fn commit_reservation(conn: &mut PgConnection, id: i64) -> Result<Rese
                 "on_hand = s.on_hand - l.quantity, reserved = s.reserved - l.quantity",
             )
             .await?;
-            set_status(conn, id, ReservationStatus::Committed).await?;
+            set_status(conn, id, ReservationStatus::Committed, None).await?;
             get_reservation(conn, id).await
         }
         ReservationStatus::Committed => get_reservation(conn, id).await,
@@ -379,116 +423,6 @@ pub async fn commit_reservation(conn: &mut PgConnection, id: i64) -> Result<Rese
             action: "committed",
         }),
     }
-}
-
-/// `update-stock`: the order was placed, so its stock stays held until it is paid or
-/// cancelled (no more expiry). If the order reserved nothing beforehand (a producer
-/// that only sends `update-stock`, as seed 000's did), the stock is taken now, if there
-/// is enough. A reservation already released stays released: this message can arrive
-/// after the order's own release (a declined payment releases at once).
-pub async fn hold_for_order(
-    conn: &mut PgConnection,
-    order_id: i64,
-    lines: &[ReservationLine],
-) -> Result<Reservation> {
-    let existing = find_for_order(conn, order_id).await?;
-    match existing {
-        None => {
-            let lines = normalise_lines(lines)?;
-            reserve_in(
-                conn,
-                Origin::Canonical,
-                Some(order_id),
-                &lines,
-                ReservationStatus::Held,
-                None,
-            )
-            .await
-        }
-        Some(r) => {
-            let row = lock(conn, r.reservation_id).await?;
-            match row.status() {
-                ReservationStatus::Pending => {
-                    set_status(conn, r.reservation_id, ReservationStatus::Held).await?;
-                }
-                ReservationStatus::Held | ReservationStatus::Committed => {}
-                // Released by the order (declined, cancelled) or expired at the order's
-                // own deadline: either way the order's outcome is decided, and taking
-                // the stock again would lock it for good (issue 12).
-                ReservationStatus::Released => {
-                    tracing::info!(
-                        order_id,
-                        reservation_id = r.reservation_id,
-                        "the order's reservation was already released; nothing to hold"
-                    );
-                }
-            }
-            get_reservation(conn, r.reservation_id).await
-        }
-    }
-}
-
-/// `paid-order`: commit the order's reservation.
-pub async fn commit_for_order(conn: &mut PgConnection, order_id: i64) -> Result<Reservation> {
-    let r = find_for_order(conn, order_id)
-        .await?
-        .ok_or(InventoryError::NoReservationForOrder(order_id))?;
-    commit_reservation(conn, r.reservation_id).await
-}
-
-/// `restore-canceled-item`: the order's units go back to stock, whether they were
-/// still reserved or already sold. Restoring twice, or an order that reserved
-/// nothing, is a no-op.
-pub async fn restore_for_order(
-    conn: &mut PgConnection,
-    order_id: i64,
-) -> Result<Option<Reservation>> {
-    let Some(r) = find_for_order(conn, order_id).await? else {
-        tracing::info!(order_id, "no reservation to restore");
-        return Ok(None);
-    };
-    let row = lock(conn, r.reservation_id).await?;
-    match row.status() {
-        ReservationStatus::Pending | ReservationStatus::Held => {
-            release_reservation(conn, r.reservation_id).await.map(Some)
-        }
-        ReservationStatus::Committed => {
-            check_restock(conn, r.reservation_id).await?;
-            adjust_stock(conn, r.reservation_id, "on_hand = s.on_hand + l.quantity").await?;
-            set_status(conn, r.reservation_id, ReservationStatus::Released).await?;
-            get_reservation(conn, r.reservation_id).await.map(Some)
-        }
-        ReservationStatus::Released => Ok(Some(r)),
-    }
-}
-
-/// Lock the stock rows of a sold reservation and check that its units fit back on
-/// hand: an item counts at most [`MAX_COUNT`] units.
-async fn check_restock(conn: &mut PgConnection, id: i64) -> Result<()> {
-    let lines: Vec<(String, i32, i32)> = sqlx::query_as(
-        "select s.sku, s.on_hand, l.quantity from stock_items s
-         join reservation_lines l on l.sku = s.sku and l.reservation_id = $1
-         order by s.sku for update of s",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let over: Vec<String> = lines
-        .iter()
-        .filter(|(_, on_hand, quantity)| {
-            i64::from(*on_hand) + i64::from(*quantity) > i64::from(MAX_COUNT)
-        })
-        .map(|(sku, on_hand, quantity)| {
-            format!("{quantity} units of {sku} (it has {on_hand} on hand)")
-        })
-        .collect();
-    if over.is_empty() {
-        return Ok(());
-    }
-    Err(InventoryError::Validation(format!(
-        "cannot give {} back to stock: an item counts at most {MAX_COUNT} units",
-        over.join(", ")
-    )))
 }
 
 /// Release pending reservations whose time is up. Safe to run on every replica:
@@ -507,7 +441,7 @@ pub async fn expire_pending(pool: &PgPool) -> Result<usize> {
             return Ok(released);
         }
         for id in &due {
-            release_reservation(&mut tx, *id).await?;
+            release_reservation(&mut tx, *id, ReleasedBy::Expiry).await?;
         }
         tx.commit().await?;
         released += due.len();

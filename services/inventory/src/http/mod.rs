@@ -20,6 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::InventoryError;
+use crate::reservations::ReleasedBy;
 use crate::{reservations, stock};
 
 #[derive(Clone)]
@@ -190,7 +191,7 @@ async fn release(
     Path(id): Path<i64>,
 ) -> Result<Json<Reservation>, InventoryError> {
     let mut tx = state.pool.begin().await?;
-    let r = reservations::release_reservation(&mut tx, id).await?;
+    let r = reservations::release_reservation(&mut tx, id, ReleasedBy::Caller).await?;
     tx.commit().await?;
     Ok(Json(r))
 }

@@ -24,7 +24,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use crate::error::InventoryError;
-use crate::reservations::Origin;
+use crate::reservations::{Origin, ReleasedBy};
 use crate::{reservations, stock};
 
 /// A stock item: `quantity` is what can still be reserved.
@@ -219,7 +219,7 @@ pub async fn release(
 ) -> Result<Json<Released>, ApiError> {
     let mut tx = state.pool.begin().await?;
     let released = if caller.is_admin() {
-        reservations::release_reservation(&mut tx, body.reservation_id).await
+        reservations::release_reservation(&mut tx, body.reservation_id, ReleasedBy::Caller).await
     } else {
         reservations::release_seed004_reservation(&mut tx, body.reservation_id).await
     };
