@@ -17,13 +17,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use sales_testkit::identity::{Minter, Who};
-use sales_testkit::launch::{IdentityMaterial, Process, Service, Wiring};
+use sales_testkit::launch::{Process, Service, Wiring};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::infra::{self, Infra};
-use crate::local_services::{self, Existing};
+use crate::infra;
+use crate::local_services::{self, Isolated};
+use crate::storefront::{self, ProductSpec, percentile};
 
 /// Products in the benchmark's catalogue; each client picks one at random per order.
 const PRODUCTS: usize = 20;
@@ -90,7 +90,19 @@ pub async fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let profile = if args.debug { "debug" } else { "release" };
     eprintln!("bench: building the services ({profile})");
     let bin_dir = local_services::build(root, !args.debug).await?;
-    let wiring = wiring(&infra).await?;
+    let wiring = local_services::isolated_wiring(
+        &infra,
+        Isolated {
+            db_prefix: "sales_bench_",
+            amqp_url: &infra.amqp_url,
+            amqp_prefix: AMQP_PREFIX,
+            redis_prefix: format!("bench{}:", std::process::id()),
+            log_filter: "warn",
+            requests_per_minute: 1_000_000_000,
+            env: Vec::new(),
+        },
+    )
+    .await?;
     let logs = root.join("target/sales-bench/logs");
     let mut processes = local_services::start(&bin_dir, &wiring, &logs)
         .await
@@ -98,44 +110,6 @@ pub async fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let outcome = measure(&wiring, args, &processes, profile).await;
     local_services::stop(&mut processes);
     outcome.with_context(|| format!("service logs: {}", logs.display()))
-}
-
-/// Fresh databases, free ports, the gateway's rate limit out of the way.
-async fn wiring(infra: &Infra) -> Result<Wiring> {
-    let database_urls =
-        local_services::databases(&infra.postgres_url, "sales_bench_", Existing::Recreate).await?;
-    // Queues of an earlier run may hold its messages; they are not this run's.
-    sales_testkit::delete_broker_namespace(&infra.amqp_url, AMQP_PREFIX).await;
-
-    let mut ports = HashMap::new();
-    for service in Service::ALL {
-        ports.insert(service, (free_port()?, free_port()?));
-    }
-    Ok(Wiring {
-        ports,
-        database_urls,
-        amqp_url: infra.amqp_url.clone(),
-        amqp_prefix: AMQP_PREFIX.into(),
-        log_format: "text".into(),
-        log_filter: "warn".into(),
-        env: vec![
-            ("RATE_LIMIT_REQUESTS".into(), "1000000000".into()),
-            ("RATE_LIMIT_WINDOW".into(), "1m".into()),
-            // Every bench customer registers from 127.0.0.1.
-            ("REGISTRATIONS_PER_ADDRESS".into(), "1000000".into()),
-        ],
-        service_env: HashMap::new(),
-        redis_url: infra.redis_url.clone(),
-        redis_prefix: format!("bench{}:", std::process::id()),
-        identity: IdentityMaterial::generate()?,
-        admin: None,
-    })
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port())
 }
 
 async fn measure(
@@ -155,11 +129,20 @@ async fn measure(
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)
         .build()?;
-    let products = make_catalogue(&http, wiring).await?;
+    let catalogue: Vec<ProductSpec> = (0..PRODUCTS)
+        .map(|n| ProductSpec {
+            sku: format!("BENCH-{n:03}"),
+            name: format!("Bench product {n}"),
+            price_cents: PRICE_CENTS,
+            stock: 1_000_000,
+        })
+        .collect();
+    let products = storefront::make_catalogue(&http, wiring, &catalogue).await?;
     let gateway = wiring.base_url(Service::Gateway);
     let mut tokens = Vec::with_capacity(args.clients);
     for client in 0..args.clients {
-        tokens.push(register(&http, &gateway, client).await?);
+        let email = format!("bench-{client}@example.com");
+        tokens.push(storefront::register(&http, &gateway, &email).await?);
     }
     let before = usage(processes);
     let neighbours_before = neighbours_cpu();
@@ -349,105 +332,6 @@ async fn timed(
             *s.errors.entry(0).or_default() += 1;
             None
         }
-    }
-}
-
-/// The value at quantile `q` of sorted microseconds, in milliseconds.
-fn percentile(sorted: &[u64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
-}
-
-/// Products with plenty of stock, created in the product service (as an admin, with
-/// a token signed by the bench's own gateway key); waits until the inventory has
-/// opened their stock items (from `product-created`).
-async fn make_catalogue(http: &reqwest::Client, wiring: &Wiring) -> Result<Vec<i64>> {
-    let minter = Minter::new(
-        &wiring.identity.gateway_signing_keys,
-        &wiring.identity.customer_signing_keys,
-    );
-    let admin = |service: Service| {
-        minter
-            .token(service.name(), Who::Admin(1))
-            .unwrap_or_default()
-    };
-    let product_service = wiring.base_url(Service::Product);
-    let mut ids = Vec::with_capacity(PRODUCTS);
-    for n in 0..PRODUCTS {
-        let r = http
-            .post(format!("{product_service}/api/v1/products"))
-            .bearer_auth(admin(Service::Product))
-            .json(&json!({
-                "sku": format!("BENCH-{n:03}"), "name": format!("Bench product {n}"),
-                "price": {"amount": PRICE_CENTS, "currency": "USD"},
-                "initial_stock": 1_000_000
-            }))
-            .send()
-            .await?;
-        if !r.status().is_success() {
-            bail!("creating a product failed: {}", r.text().await?);
-        }
-        let body: Value = r.json().await?;
-        ids.push(body["id"].as_i64().context("a product without an id")?);
-    }
-    let inventory = wiring.base_url(Service::Inventory);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let items: Vec<Value> = http
-            .get(format!("{inventory}/api/v1/inventory/items"))
-            .bearer_auth(admin(Service::Inventory))
-            .send()
-            .await?
-            .json()
-            .await?;
-        if items.len() >= PRODUCTS {
-            return Ok(ids);
-        }
-        if Instant::now() > deadline {
-            bail!("the inventory did not open the products' stock in 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A new customer, registered and logged in through the gateway; their token.
-async fn register(http: &reqwest::Client, gateway: &str, client: usize) -> Result<String> {
-    let email = format!("bench-{client}@example.com");
-    let r = http
-        .post(format!("{gateway}/api/v1/customers/register"))
-        .json(&json!({
-            "email": email,
-            "password": "bench-password",
-            "name": format!("Bench client {client}")
-        }))
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!("registering a customer failed: {}", r.text().await?);
-    }
-    let r = http
-        .post(format!("{gateway}/api/v1/customers/login"))
-        .json(&json!({"email": email, "password": "bench-password"}))
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!("logging a customer in failed: {}", r.text().await?);
-    }
-    let body: Value = r.json().await?;
-    find_token(&body).context("the login answer has no token")
-}
-
-fn find_token(value: &Value) -> Option<String> {
-    match value {
-        Value::Object(map) => map
-            .get("token")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| map.values().find_map(find_token)),
-        _ => None,
     }
 }
 

@@ -1,4 +1,4 @@
-//! The service binaries on this machine, for `cargo xtask up` and `bench`: building
+//! The service binaries on this machine, for `cargo xtask up`, `bench` and `chaos`: building
 //! them, a database per service, starting them with their logs in files, waiting
 //! until they are ready, stopping them.
 
@@ -9,8 +9,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use sales_testkit::launch::{Process, Service, Wiring};
+use sales_testkit::launch::{IdentityMaterial, Process, Service, Wiring};
 use sqlx::{Connection as _, PgConnection};
+
+use crate::infra::Infra;
 
 /// How long a service may take to answer `/ready` (migrations included).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -85,6 +87,62 @@ pub async fn databases(
     }
     let _ = admin.close().await;
     Ok(urls)
+}
+
+/// A system of its own beside `cargo xtask up`'s (for `bench` and `chaos`): fresh
+/// databases named `<db_prefix><service's database>`, free ports, new keys, its own
+/// broker (`amqp_url`, namespace `amqp_prefix`) and Redis prefix, and the gateway's
+/// rate limit set to `requests_per_minute` per client.
+pub struct Isolated<'a> {
+    pub db_prefix: &'a str,
+    pub amqp_url: &'a str,
+    pub amqp_prefix: &'a str,
+    pub redis_prefix: String,
+    pub log_filter: &'a str,
+    pub requests_per_minute: u64,
+    /// More variables for every service (after the defaults: they win).
+    pub env: Vec<(String, String)>,
+}
+
+/// The wiring of an [`Isolated`] system.
+pub async fn isolated_wiring(infra: &Infra, iso: Isolated<'_>) -> Result<Wiring> {
+    let database_urls = databases(&infra.postgres_url, iso.db_prefix, Existing::Recreate).await?;
+    // Queues of an earlier run may hold its messages; they are not this run's.
+    sales_testkit::delete_broker_namespace(iso.amqp_url, iso.amqp_prefix).await;
+    let mut ports = HashMap::new();
+    for service in Service::ALL {
+        ports.insert(service, (free_port()?, free_port()?));
+    }
+    let mut env = vec![
+        (
+            "RATE_LIMIT_REQUESTS".into(),
+            iso.requests_per_minute.to_string(),
+        ),
+        ("RATE_LIMIT_WINDOW".into(), "1m".into()),
+        // Every load client registers from 127.0.0.1.
+        ("REGISTRATIONS_PER_ADDRESS".into(), "1000000".into()),
+    ];
+    env.extend(iso.env);
+    Ok(Wiring {
+        ports,
+        database_urls,
+        amqp_url: iso.amqp_url.to_owned(),
+        amqp_prefix: iso.amqp_prefix.to_owned(),
+        log_format: "text".into(),
+        log_filter: iso.log_filter.to_owned(),
+        env,
+        service_env: HashMap::new(),
+        redis_url: infra.redis_url.clone(),
+        redis_prefix: iso.redis_prefix,
+        identity: IdentityMaterial::generate()?,
+        admin: None,
+    })
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
 }
 
 /// Every service's log file in `logs`.

@@ -5,6 +5,7 @@ mod debian;
 mod infra;
 mod local_services;
 mod restarts;
+mod storefront;
 mod supply_chain;
 mod test;
 mod test_vhost;
