@@ -1,6 +1,7 @@
 //! `cargo xtask`: developer tasks for the sales system.
 
 mod bench;
+mod chaos;
 mod debian;
 mod infra;
 mod local_services;
@@ -50,6 +51,10 @@ enum Cmd {
     /// Measure throughput, latency, CPU and memory under an order load through the
     /// gateway (release build); prints numbers.
     Bench(bench::BenchArgs),
+    /// A fault run under load: kill, restart and freeze the broker, the database and
+    /// the services while customers order through the gateway, then check that every
+    /// order, unit of stock and cent is accounted for (report in target/chaos/).
+    Chaos(chaos::ChaosArgs),
     /// Ensure the infrastructure, build all binaries, run every test (nextest if installed).
     Test {
         /// Passed to `cargo nextest run` / `cargo test` (after `--`).
@@ -65,6 +70,10 @@ enum InfraCmd {
     Up,
     /// Stop the private instances (never servers given by URL).
     Down,
+    /// Start (or reuse) the infrastructure only, printing nothing on stdout (what
+    /// `chaos` runs to start a private instance again after killing it).
+    #[command(hide = true)]
+    Ensure,
 }
 
 #[tokio::main]
@@ -108,6 +117,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             infra::stop_private_infra(&root)?;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Infra {
+            action: InfraCmd::Ensure,
+        } => {
+            infra::ensure_infra(&root).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Chaos(args) => chaos::run(&root, &args).await,
         Cmd::Test { args } => test::run(&root, &args).await,
         Cmd::Bench(args) => {
             bench::run(&root, &args).await?;

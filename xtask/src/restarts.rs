@@ -59,6 +59,11 @@ impl Watched {
             restarts: 0,
         }
     }
+
+    /// How many times the service was started again.
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
 }
 
 /// Look at every service once: one that exited is scheduled for a restart (saying

@@ -15,7 +15,8 @@ use crate::{infra, test_vhost::TestVhost, tools};
 /// dependencies with cargo-deny ([`supply_chain`]), builds every binary (system tests
 /// start them), then runs
 /// `cargo nextest run` (or `cargo test` without nextest) with the infrastructure's
-/// `SALES_*` variables, and (without `extra`) a two-second smoke run of the benchmark.
+/// `SALES_*` variables, and (without `extra`) a two-second smoke run of the benchmark and
+/// the short chaos run.
 /// `extra` goes to the test runner. Returns the failing step's status.
 pub async fn run(workspace_root: &Path, extra: &[String]) -> Result<ExitCode> {
     let infra = infra::ensure_infra(workspace_root).await?;
@@ -129,7 +130,14 @@ async fn run_steps(
     crate::bench::run(workspace_root, &crate::bench::BenchArgs::smoke())
         .await
         .context("the benchmark's smoke run failed")?;
-    Ok(ExitCode::SUCCESS)
+
+    // A short fault run under load (about two minutes): the faults are real, so it
+    // runs after every test, when nothing else uses the private infrastructure.
+    eprintln!("xtask: cargo xtask chaos --short (a fault run under load; report in target/chaos/)");
+    let code = crate::chaos::run(workspace_root, &crate::chaos::ChaosArgs::short_run())
+        .await
+        .context("the short chaos run failed")?;
+    Ok(code)
 }
 
 /// Runs `cmd`, showing it first, and says so when it fails.

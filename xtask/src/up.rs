@@ -100,7 +100,7 @@ pub async fn run(root: &Path, seed_routes_open: bool) -> Result<ExitCode> {
 }
 
 /// Ctrl-C or SIGTERM.
-async fn stop_requested() {
+pub async fn stop_requested() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => {
