@@ -230,6 +230,13 @@ const RULES: &[(&str, &str, &str, Rule, Edge)] = &[
     ),
     (
         "payment",
+        "GET",
+        "/api/v1/payments/orders/{order_id}",
+        R::AdminOrOrder,
+        E::Token,
+    ),
+    (
+        "payment",
         "POST",
         "/api/v1/payments/{id}/authorize",
         R::Admin,
@@ -639,6 +646,7 @@ impl Fixture {
         path.replace("{id}", &id.to_string())
             .replace("{sku}", &self.sku)
             .replace("{product_id}", &self.product.to_string())
+            .replace("{order_id}", &self.order.to_string())
             .replace("{service}", "order")
     }
 }

@@ -211,6 +211,13 @@ impl Metrics {
         c
     }
 
+    /// A gauge registered on this service's registry.
+    pub fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        let g = IntGauge::with_opts(Opts::new(name, help)).unwrap_or_else(unreachable_metric);
+        self.register(Box::new(g.clone()));
+        g
+    }
+
     /// A histogram registered on this service's registry.
     pub fn histogram(&self, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
         let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))

@@ -7,6 +7,7 @@ use sales_contracts::money::DecimalError;
 use sales_platform::ApiError;
 
 use crate::payment_status::{IllegalTransition, as_str};
+use crate::provider::Operation;
 
 pub type Result<T, E = PaymentError> = std::result::Result<T, E>;
 
@@ -31,6 +32,26 @@ pub enum PaymentError {
     InvalidTransition {
         payment_id: i64,
         source: IllegalTransition,
+    },
+    #[error(
+        "payment {payment_id} has a {operation} call to the provider in flight; ask again once it is answered"
+    )]
+    CallInFlight {
+        payment_id: i64,
+        operation: Operation,
+    },
+    #[error(
+        "the payment provider did not answer the {operation} of payment {payment_id}; the call is made again until it is answered: ask again for the outcome"
+    )]
+    ProviderNoAnswer {
+        payment_id: i64,
+        operation: Operation,
+    },
+    #[error("the payment provider refused the {operation} of payment {payment_id}: {reason}")]
+    ProviderRefused {
+        payment_id: i64,
+        operation: Operation,
+        reason: String,
     },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -63,6 +84,12 @@ impl From<PaymentError> for ApiError {
                 ApiError::conflict("invalid_transition", message)
                     .with_details(serde_json::json!({ "status": as_str(source.from) }))
             }
+            PaymentError::CallInFlight { .. } => {
+                ApiError::conflict("provider_call_in_flight", message)
+            }
+            PaymentError::ProviderNoAnswer { payment_id, .. } => ApiError::unavailable(message)
+                .with_details(serde_json::json!({ "payment_id": payment_id })),
+            PaymentError::ProviderRefused { .. } => ApiError::conflict("provider_refused", message),
             PaymentError::Database(e) => ApiError::from(e),
         }
     }

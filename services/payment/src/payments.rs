@@ -16,22 +16,26 @@
 //! concurrent requests for one order make exactly one payment (`insert ... on conflict
 //! do nothing` waits for the other insert to commit, then the row is locked).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sales_contracts::api::payments::Payment;
 use sales_contracts::{Currency, Money};
 use sales_platform::identity::Caller;
 use sqlx::{PgConnection, PgPool};
 
-use crate::authorizer::{Authorizer, Decision};
 use crate::error::{PaymentError, Result};
 use crate::metrics::PaymentMetrics;
-use crate::payment_status::{self, Outcome, PaymentMove, PaymentStatus};
+use crate::payment_status::{self, PaymentMove, PaymentStatus};
+use crate::provider::{Operation, PaymentProvider};
+use crate::provider_calls::{Join, begin_call};
 
 /// What the payment operations share.
 #[derive(Clone)]
 pub struct Payments {
     pub pool: PgPool,
-    pub authorizer: Authorizer,
+    /// Where money moves (today the simulated provider).
+    pub provider: Arc<dyn PaymentProvider>,
     pub metrics: PaymentMetrics,
 }
 
@@ -100,6 +104,8 @@ struct PaymentRow {
     currency: String,
     status: String,
     decline_reason: Option<String>,
+    provider_call: Option<String>,
+    provider_reference: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -129,7 +135,7 @@ impl TryFrom<PaymentRow> for Payment {
 }
 
 const COLUMNS: &str = "id, order_id, customer_id, source, amount_minor, currency, status, \
-    decline_reason, created_at, updated_at";
+    decline_reason, provider_call, provider_reference, created_at, updated_at";
 
 /// Check what a new payment would be made of.
 pub fn validate_new(order_id: i64, amount: Money) -> Result<()> {
@@ -148,7 +154,7 @@ pub fn validate_new(order_id: i64, amount: Money) -> Result<()> {
 
 /// The statuses a transaction moved payments into, counted once it has committed.
 #[derive(Default)]
-struct Entered(Vec<(PaymentStatus, Money)>);
+pub(crate) struct Entered(pub(crate) Vec<(PaymentStatus, Money)>);
 
 impl Payments {
     /// One payment, if `caller` may see it: a customer sees only the payments of
@@ -191,21 +197,36 @@ impl Payments {
         rows.into_iter().map(Payment::try_from).collect()
     }
 
+    /// The order's own payment ([`Source::Canonical`]), if it has one: what the order
+    /// service asks when it settles an order whose charge it never heard back from.
+    pub async fn of_order(&self, order_id: i64) -> Result<Option<Payment>> {
+        let row: Option<PaymentRow> = sqlx::query_as(&format!(
+            "select {COLUMNS} from payments where order_id = $1 and source = 'canonical'"
+        ))
+        .bind(order_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Payment::try_from).transpose()
+    }
+
     /// Open a pending payment for an order (or find the one it has in `source`).
     pub async fn open(&self, order_id: i64, amount: Money, source: Source) -> Result<Stored> {
         validate_new(order_id, amount)?;
         let mut entered = Entered::default();
         let mut tx = self.pool.begin().await?;
-        let (payment, created) =
+        let (locked, created) =
             lock_or_open(&mut tx, order_id, None, amount, source, &mut entered).await?;
         tx.commit().await?;
         self.count(entered);
-        Ok(Stored { payment, created })
+        Ok(Stored {
+            payment: locked.payment,
+            created,
+        })
     }
 
-    /// Charge an order: authorize and capture in one step, ending `confirmed` or
-    /// `declined`. An order's payment that exists already is taken as far as it goes
-    /// (pending: authorized and captured; authorized: captured) and returned.
+    /// Charge an order: authorize and capture in one call to the provider, ending
+    /// `confirmed` or `declined`. An order's payment that exists already is taken as
+    /// far as it goes (pending: charged; authorized: captured) and returned.
     pub async fn charge(
         &self,
         order_id: i64,
@@ -218,28 +239,18 @@ impl Payments {
                 "customer_id must be a positive integer".into(),
             ));
         }
-        let mut entered = Entered::default();
-        let mut tx = self.pool.begin().await?;
-        let (mut payment, created) = lock_or_open(
-            &mut tx,
+        self.open_and_call(
             order_id,
             customer_id,
             amount,
             Source::Canonical,
-            &mut entered,
+            |status| match status {
+                PaymentStatus::Pending => Some(Operation::Charge),
+                PaymentStatus::Authorized => Some(Operation::Capture),
+                _ => None,
+            },
         )
-        .await?;
-        if payment.status == PaymentStatus::Pending {
-            payment = self
-                .authorize_locked(&mut tx, payment, &mut entered)
-                .await?;
-        }
-        if payment.status == PaymentStatus::Authorized {
-            payment = apply(&mut tx, payment, PaymentMove::Capture, None, &mut entered).await?;
-        }
-        tx.commit().await?;
-        self.count(entered);
-        Ok(Stored { payment, created })
+        .await
     }
 
     /// Seed 004: authorize an order's payment in `source`, making it if there is
@@ -251,109 +262,128 @@ impl Payments {
         source: Source,
     ) -> Result<Stored> {
         validate_new(order_id, amount)?;
+        self.open_and_call(order_id, None, amount, source, |status| {
+            (status == PaymentStatus::Pending).then_some(Operation::Authorize)
+        })
+        .await
+    }
+
+    /// Find or open the order's payment, then make the provider call `next` picks
+    /// for its status, if any. These requests are idempotent: one that finds the same
+    /// call in flight makes it again with its key and answers its outcome.
+    async fn open_and_call(
+        &self,
+        order_id: i64,
+        customer_id: Option<i64>,
+        amount: Money,
+        source: Source,
+        next: impl FnOnce(PaymentStatus) -> Option<Operation>,
+    ) -> Result<Stored> {
         let mut entered = Entered::default();
         let mut tx = self.pool.begin().await?;
-        let (mut payment, created) =
-            lock_or_open(&mut tx, order_id, None, amount, source, &mut entered).await?;
-        if payment.status == PaymentStatus::Pending {
-            payment = self
-                .authorize_locked(&mut tx, payment, &mut entered)
-                .await?;
-        }
+        let (locked, created) =
+            lock_or_open(&mut tx, order_id, customer_id, amount, source, &mut entered).await?;
+        let call = match next(locked.payment.status) {
+            Some(operation) => Some(begin_call(&mut tx, &locked, operation, Join::Yes).await?),
+            None => None,
+        };
         tx.commit().await?;
         self.count(entered);
+        let payment = match call {
+            Some(call) => self.finish_call(locked.payment.payment_id, call).await?,
+            None => locked.payment,
+        };
         Ok(Stored { payment, created })
     }
 
-    /// Authorize a pending payment: `authorized` or `declined`, as the authorizer decides.
+    /// Authorize a pending payment: `authorized` or `declined`, as the provider decides.
     pub async fn authorize(&self, id: i64) -> Result<Payment> {
-        let mut entered = Entered::default();
-        let mut tx = self.pool.begin().await?;
-        let payment = lock(&mut tx, id, Reach::All).await?;
-        let payment = self
-            .authorize_locked(&mut tx, payment, &mut entered)
-            .await?;
-        tx.commit().await?;
-        self.count(entered);
-        Ok(payment)
+        self.call(id, Reach::All, Join::No, |_| Some(Operation::Authorize))
+            .await
     }
 
-    /// Confirm (capture) a payment within `reach`. A pending one is authorized first
-    /// and ends `declined` if the authorizer declines. With `already_ok`, a payment
-    /// that is already confirmed is returned as it is (seed 002's idempotent `PUT`).
+    /// Confirm (capture) a payment within `reach`. A pending one is charged (authorized
+    /// and captured at once) and ends `declined` if the provider declines. With
+    /// `already_ok`, a payment that is already confirmed is returned as it is (seed
+    /// 002's idempotent `PUT`).
     pub async fn confirm(&self, id: i64, reach: Reach<'_>, already_ok: bool) -> Result<Payment> {
-        let mut entered = Entered::default();
-        let mut tx = self.pool.begin().await?;
-        let mut payment = lock(&mut tx, id, reach).await?;
-        if already_ok && payment.status == PaymentStatus::Confirmed {
-            return Ok(payment);
-        }
-        if payment.status == PaymentStatus::Pending {
-            payment = self
-                .authorize_locked(&mut tx, payment, &mut entered)
-                .await?;
-            if payment.status == PaymentStatus::Declined {
-                tx.commit().await?;
-                self.count(entered);
-                return Ok(payment);
-            }
-        }
-        let payment = apply(&mut tx, payment, PaymentMove::Capture, None, &mut entered).await?;
-        tx.commit().await?;
-        self.count(entered);
-        Ok(payment)
+        self.call(id, reach, Join::when(already_ok), |status| match status {
+            PaymentStatus::Confirmed if already_ok => None,
+            PaymentStatus::Pending => Some(Operation::Charge),
+            _ => Some(Operation::Capture),
+        })
+        .await
     }
 
     /// Refund a confirmed payment within `reach`. With `already_ok`, a payment that is
     /// already refunded is returned as it is (seed 002's idempotent `PUT`).
     pub async fn refund(&self, id: i64, reach: Reach<'_>, already_ok: bool) -> Result<Payment> {
-        let mut entered = Entered::default();
-        let mut tx = self.pool.begin().await?;
-        let payment = lock(&mut tx, id, reach).await?;
-        if already_ok && payment.status == PaymentStatus::Refunded {
-            return Ok(payment);
-        }
-        let payment = apply(&mut tx, payment, PaymentMove::Refund, None, &mut entered).await?;
-        tx.commit().await?;
-        self.count(entered);
-        Ok(payment)
+        self.call(id, reach, Join::when(already_ok), |status| match status {
+            PaymentStatus::Refunded if already_ok => None,
+            _ => Some(Operation::Refund),
+        })
+        .await
     }
 
-    /// Ask the (simulated) authorizer and move the locked payment accordingly.
-    async fn authorize_locked(
+    /// Lock payment `id` (within `reach`) and make the provider call `next` picks for
+    /// its status (`None`: return it as it is).
+    async fn call(
         &self,
-        conn: &mut PgConnection,
-        payment: Payment,
-        entered: &mut Entered,
+        id: i64,
+        reach: Reach<'_>,
+        join: Join,
+        next: impl FnOnce(PaymentStatus) -> Option<Operation>,
     ) -> Result<Payment> {
-        let decision = self.authorizer.decide(payment.amount);
-        let reason = match &decision {
-            Decision::Approved => None,
-            Decision::Declined { reason } => Some(reason.as_str()),
+        let mut tx = self.pool.begin().await?;
+        let locked = lock(&mut tx, id, reach).await?;
+        let Some(operation) = next(locked.payment.status) else {
+            return Ok(locked.payment);
         };
-        let mv = PaymentMove::Authorize(Outcome::from(&decision));
-        let payment = apply(conn, payment, mv, reason, entered).await?;
-        tracing::info!(
-            payment_id = payment.payment_id,
-            order_id = payment.order_id,
-            amount = %payment.amount,
-            status = payment_status::as_str(payment.status),
-            decline_reason = reason,
-            "payment authorization decided"
-        );
-        Ok(payment)
+        let call = begin_call(&mut tx, &locked, operation, join).await?;
+        tx.commit().await?;
+        self.finish_call(id, call).await
     }
 
-    fn count(&self, entered: Entered) {
+    pub(crate) fn count(&self, entered: Entered) {
         for (status, amount) in entered.0 {
             self.metrics.entered(status, amount);
         }
     }
 }
 
+/// A payment locked in a transaction, with the provider call in flight for it.
+pub(crate) struct Locked {
+    pub payment: Payment,
+    /// The call written down and not yet answered, if any.
+    pub call: Option<Operation>,
+    /// The provider's reference for the payment's last approved call.
+    pub provider_reference: Option<String>,
+}
+
+impl TryFrom<PaymentRow> for Locked {
+    type Error = PaymentError;
+
+    fn try_from(mut row: PaymentRow) -> Result<Locked> {
+        let call = match row.provider_call.take() {
+            Some(text) => Some(Operation::parse(&text).ok_or_else(|| {
+                PaymentError::Database(sqlx::Error::Decode(
+                    format!("payment {}: unknown provider call {text:?}", row.id).into(),
+                ))
+            })?),
+            None => None,
+        };
+        let provider_reference = row.provider_reference.take();
+        Ok(Locked {
+            payment: row.try_into()?,
+            call,
+            provider_reference,
+        })
+    }
+}
+
 /// Lock a payment's row for the rest of the transaction, if it is within `reach`
 /// (another is not found).
-async fn lock(conn: &mut PgConnection, id: i64, reach: Reach<'_>) -> Result<Payment> {
+pub(crate) async fn lock(conn: &mut PgConnection, id: i64, reach: Reach<'_>) -> Result<Locked> {
     let row: Option<PaymentRow> = sqlx::query_as(&format!(
         "select {COLUMNS} from payments where id = $1 for update"
     ))
@@ -382,7 +412,7 @@ async fn lock_or_open(
     amount: Money,
     source: Source,
     entered: &mut Entered,
-) -> Result<(Payment, bool)> {
+) -> Result<(Locked, bool)> {
     // Rows are never deleted, so a conflicting insert means the row is there once the
     // other transaction commits; the loop only guards against the impossible.
     for _ in 0..3 {
@@ -400,10 +430,12 @@ async fn lock_or_open(
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(row) = inserted {
-            let payment = Payment::try_from(row)?;
-            entered.0.push((PaymentStatus::Pending, payment.amount));
-            tracing::info!(payment_id = payment.payment_id, order_id, amount = %amount, source = source.as_str(), "payment opened");
-            return Ok((payment, true));
+            let locked = Locked::try_from(row)?;
+            entered
+                .0
+                .push((PaymentStatus::Pending, locked.payment.amount));
+            tracing::info!(payment_id = locked.payment.payment_id, order_id, amount = %amount, source = source.as_str(), "payment opened");
+            return Ok((locked, true));
         }
         let existing: Option<PaymentRow> = sqlx::query_as(&format!(
             "select {COLUMNS} from payments where order_id = $1 and source = $2 for update"
@@ -413,23 +445,23 @@ async fn lock_or_open(
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(row) = existing {
-            let payment = Payment::try_from(row)?;
-            if payment.amount != amount {
+            let locked = Locked::try_from(row)?;
+            if locked.payment.amount != amount {
                 return Err(PaymentError::PaymentExists {
                     order_id,
-                    payment_id: payment.payment_id,
-                    existing: payment.amount,
+                    payment_id: locked.payment.payment_id,
+                    existing: locked.payment.amount,
                     requested: amount,
                 });
             }
-            return Ok((payment, false));
+            return Ok((locked, false));
         }
     }
     Err(PaymentError::Database(sqlx::Error::RowNotFound))
 }
 
 /// Make one move of the state machine on a locked payment.
-async fn apply(
+pub(crate) async fn apply(
     conn: &mut PgConnection,
     payment: Payment,
     mv: PaymentMove,

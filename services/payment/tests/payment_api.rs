@@ -1085,6 +1085,7 @@ async fn openapi_lists_every_route_and_health_answers() {
         ("/api/v1/payments", "post"),
         ("/api/v1/payments", "get"),
         ("/api/v1/payments/{id}", "get"),
+        ("/api/v1/payments/orders/{order_id}", "get"),
         ("/api/v1/payments/{id}/authorize", "post"),
         ("/api/v1/payments/{id}/confirm", "post"),
         ("/api/v1/payments/{id}/refund", "post"),

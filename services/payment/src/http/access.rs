@@ -14,6 +14,11 @@ pub const POLICY: &[RouteRule] = &[
     rule("POST", "/api/v1/payments", Admin),
     rule("GET", "/api/v1/payments", SignedIn),
     rule("GET", "/api/v1/payments/{id}", SignedIn),
+    rule(
+        "GET",
+        "/api/v1/payments/orders/{order_id}",
+        AdminOrService("payments:charge"),
+    ),
     rule("POST", "/api/v1/payments/{id}/authorize", Admin),
     rule("POST", "/api/v1/payments/{id}/confirm", Admin),
     rule(

@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(charge))
         .routes(routes!(create_payment, list_payments))
         .routes(routes!(get_payment))
+        .routes(routes!(payment_of_order))
         .routes(routes!(authorize))
         .routes(routes!(confirm))
         .routes(routes!(refund))
@@ -208,6 +209,31 @@ async fn get_payment(
     Path(id): Path<i64>,
 ) -> Result<Json<Payment>, PaymentError> {
     Ok(Json(state.payments.get(id, &caller).await?))
+}
+
+/// The order's own payment (not the seeds' payments under the same order id): what
+/// the order service asks when it settles an order whose charge it never heard back
+/// from. Admins and the order service only.
+#[utoipa::path(get, path = "/api/v1/payments/orders/{order_id}", tag = "payments",
+    params(("order_id" = i64, Path, minimum = 1, description = "The order id")),
+    responses((status = 200, body = Payment), (status = 400, body = ErrorResponse),
+               (status = 403, body = ErrorResponse),
+               (status = 404, description = "The order has no payment", body = ErrorResponse)))]
+async fn payment_of_order(
+    State(state): State<AppState>,
+    Path(order_id): Path<i64>,
+) -> Result<Json<Payment>, ApiError> {
+    if order_id < 1 {
+        return Err(ApiError::validation(format!(
+            "order_id must be a positive integer, got {order_id}"
+        )));
+    }
+    match state.payments.of_order(order_id).await? {
+        Some(payment) => Ok(Json(payment)),
+        None => Err(ApiError::not_found(format!(
+            "order {order_id} has no payment"
+        ))),
+    }
 }
 
 /// Authorize a pending payment: `authorized`, or `declined` (with `decline_reason`)

@@ -7,7 +7,11 @@
 use std::time::Duration;
 
 use clap::Parser;
-use payment_service::{Config, build};
+use payment_service::provider::PaymentProvider;
+use payment_service::{Config, build, build_with_provider};
+
+/// Makes the provider from the service's database pool.
+pub type ProviderFactory = Box<dyn FnOnce(sqlx::PgPool) -> std::sync::Arc<dyn PaymentProvider>>;
 use reqwest::StatusCode;
 use sales_platform::service::RunningService;
 use sales_testkit::TestDatabase;
@@ -68,6 +72,15 @@ impl PaymentService {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> PaymentService {
+        Self::start_with_provider(adjust, None).await
+    }
+
+    /// Started with the provider `provider` makes from the service's pool (`None`:
+    /// the simulated provider, as in production).
+    pub async fn start_with_provider(
+        adjust: impl FnOnce(&mut Config),
+        provider: Option<ProviderFactory>,
+    ) -> PaymentService {
         sales_testkit::init_test_logging();
         let identity = TestIdentity::start().await;
         let db = TestDatabase::create("payment").await;
@@ -84,7 +97,11 @@ impl PaymentService {
         config.database = db.args();
         config.identity = identity.args();
         adjust(&mut config);
-        let service = build(config).await.expect("payment service starts");
+        let service = match provider {
+            Some(make) => build_with_provider(config, make).await,
+            None => build(config).await,
+        }
+        .expect("payment service starts");
         let base = service.base_url();
         let admin = service.admin_url();
         sales_testkit::wait_ready(&format!("{base}/ready"), Duration::from_secs(30))
