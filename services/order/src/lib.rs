@@ -4,6 +4,7 @@
 //! - [`claims`]: each order claimed before any side effect: idempotency keys per
 //!   customer, bounded unpaid orders and reserved units;
 //! - [`pay_order`], [`cancel_order`], [`unpaid_timeout`]: what happens to it next;
+//! - [`payment_reconciler`]: charges whose outcome the order never recorded, settled;
 //! - [`order_status`]: the state machine;
 //! - [`orders`]: how orders are stored;
 //! - [`shipment_events`]: shipped and delivered, from the shipping service;
@@ -23,6 +24,7 @@ pub mod order_status;
 pub mod orders;
 pub mod pay_order;
 pub mod payment_client;
+pub mod payment_reconciler;
 pub mod product_client;
 pub mod shipment_events;
 pub mod unpaid_timeout;
@@ -89,6 +91,13 @@ pub struct Config {
     /// taken to have crashed: the next request with the key takes its claim over.
     #[arg(long, env = "IDEMPOTENCY_CLAIM_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub idempotency_claim_ttl: Duration,
+    /// A charge whose outcome the order has not recorded this long after it started
+    /// is settled by asking the payment service (a crash, a lost answer).
+    #[arg(long, env = "PAYMENT_RECONCILE_AFTER", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub payment_reconcile_after: Duration,
+    /// How often unsettled charges are looked for.
+    #[arg(long, env = "PAYMENT_RECONCILE_EVERY", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub payment_reconcile_every: Duration,
     /// How long a request waits for an earlier one with the same idempotency key to
     /// finish before answering 409 (retry later).
     #[arg(long, env = "IDEMPOTENCY_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
@@ -103,6 +112,8 @@ pub struct OrderContext {
     pub inventory: ServiceClient,
     pub payments: ServiceClient,
     pub unpaid_timeout: Duration,
+    /// How long after a charge started "no payment" means it never arrived.
+    pub payment_reconcile_after: Duration,
     /// Bounds per customer, and how idempotency claims behave.
     pub limits: claims::Limits,
     pub metrics: metrics::OrderMetrics,
@@ -142,6 +153,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
         payments: ServiceClient::new("payment", &config.payment_url, config.upstream_timeout)?
             .with_credentials(identity.tokens),
         unpaid_timeout: config.unpaid_order_timeout,
+        payment_reconcile_after: config.payment_reconcile_after,
         limits: claims::Limits {
             max_unpaid_orders: i64::from(config.max_unpaid_orders_per_customer),
             max_reserved_units: i64::from(config.max_reserved_units_per_customer),
@@ -156,6 +168,14 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
         unpaid_timeout::run(
             ctx.clone(),
             config.unpaid_order_sweep_every,
+            service.shutdown_token(),
+        ),
+    );
+    service.worker(
+        "payment-reconciler",
+        payment_reconciler::run(
+            ctx.clone(),
+            config.payment_reconcile_every,
             service.shutdown_token(),
         ),
     );

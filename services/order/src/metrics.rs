@@ -1,7 +1,7 @@
 //! The order service's business metrics (the "orders" and "revenue" panels of the
 //! Grafana dashboards read these).
 
-use prometheus::IntCounterVec;
+use prometheus::{IntCounterVec, IntGauge};
 use sales_contracts::Money;
 use sales_platform::metrics::Metrics;
 
@@ -16,6 +16,9 @@ pub struct OrderMetrics {
     pub orders_refused: IntCounterVec,
     /// `order_revenue_minor_units_total{currency}`: paid order totals.
     pub revenue: IntCounterVec,
+    /// `order_payments_unsettled`: charges started over 10 minutes ago whose outcome
+    /// the order has not settled (`payment_reconciler`).
+    pub payments_unsettled: IntGauge,
 }
 
 impl OrderMetrics {
@@ -31,6 +34,10 @@ impl OrderMetrics {
                 "order_revenue_minor_units_total",
                 "Totals of paid orders, in minor units of the currency",
                 &["currency"],
+            ),
+            payments_unsettled: metrics.gauge(
+                "order_payments_unsettled",
+                "Charges started over 10 minutes ago whose outcome the order has not settled",
             ),
         };
         // Every status exists from the start, at 0, so the first order of each shows.

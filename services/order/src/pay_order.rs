@@ -4,9 +4,12 @@
 //! stock goes back).
 //!
 //! The charge happens outside the order's transaction (it is a call to another
-//! service); the outcome is then applied to the order under a row lock. If the
-//! order stopped waiting for payment in between (cancelled, timed out), the charge
-//! is refunded: the customer never pays for an order they do not get. An order of
+//! service): it is written down on the order first (`payment_attempted_at`), then
+//! made, then its outcome is applied to the order under a row lock (and the charge
+//! marked settled). If the order stopped waiting for payment in between
+//! (cancelled, timed out), the charge is refunded: the customer never pays for an
+//! order they do not get. A crash anywhere in between leaves the charge unsettled
+//! for the [`payment_reconciler`](crate::payment_reconciler) to finish. An order of
 //! free products (a total of zero) has nothing to charge (the payment service takes
 //! no charge below one minor unit): it is confirmed without a payment.
 
@@ -21,7 +24,7 @@ use crate::cancel_order::restore_stock_event;
 use crate::error::{OrderError, Result};
 use crate::order_status::{OrderEvent, OrderStatus, PaymentStatus};
 use crate::orders::{self, Order};
-use crate::{OrderContext, SERVICE, inventory_client, payment_client};
+use crate::{OrderContext, SERVICE, inventory_client, payment_client, payment_reconciler};
 
 /// Pay `order_id`. Only the customer who placed it may (another customer gets 404,
 /// as if it did not exist). Paying an order that is not `PENDING` is a 409; a
@@ -52,6 +55,25 @@ pub async fn charge_and_settle(ctx: &OrderContext, order: Order) -> Result<Order
     if order.total.amount == 0 {
         return confirm(ctx, order.order_id, None).await;
     }
+    let started = sqlx::query(
+        "update orders set payment_attempted_at = now(), payment_settled_at = null
+         where id = $1 and status = $2",
+    )
+    .bind(order.order_id)
+    .bind(OrderStatus::Pending.as_str())
+    .execute(&ctx.pool)
+    .await?;
+    if started.rows_affected() == 0 {
+        // Cancelled or paid since it was read: say so as the state machine does.
+        let now = orders::load(&mut *ctx.pool.acquire().await?, order.order_id).await?;
+        return Err(OrderError::IllegalTransition {
+            order_id: order.order_id,
+            source: match now.status.on(OrderEvent::Pay) {
+                Err(source) => source,
+                Ok(_) => return Err(OrderError::NotFound(order.order_id)),
+            },
+        });
+    }
     let payment = payment_client::charge(
         &ctx.payments,
         order.order_id,
@@ -59,44 +81,41 @@ pub async fn charge_and_settle(ctx: &OrderContext, order: Order) -> Result<Order
         order.total,
     )
     .await?;
-    match payment.status {
+    let settled = match payment.status {
         ChargeStatus::Confirmed => confirm(ctx, order.order_id, Some(&payment)).await,
         ChargeStatus::Declined => fail(ctx, order.order_id, &payment).await,
         other => Err(OrderError::Upstream(CallError::BadAnswer {
             service: "payment",
             reason: format!("a charge ended {other:?}, neither confirmed nor declined"),
         })),
+    };
+    if let Err(OrderError::IllegalTransition { .. }) = &settled {
+        // The order stopped waiting while it was charged: refund now (the
+        // reconciler would, later).
+        if let Err(err) = payment_reconciler::settle(ctx, order.order_id).await {
+            tracing::warn!(order_id = order.order_id, error = %err, "refund left to the payment reconciler");
+        }
     }
+    settled
 }
 
-/// Record the order paid by `payment` (`None`: nothing was charged, a free order).
-async fn confirm(ctx: &OrderContext, order_id: i64, payment: Option<&Payment>) -> Result<Order> {
+/// Record the order paid by `payment` (`None`: nothing was charged, a free order),
+/// and its charge settled. An order no longer `PENDING` is an `IllegalTransition`.
+pub(crate) async fn confirm(
+    ctx: &OrderContext,
+    order_id: i64,
+    payment: Option<&Payment>,
+) -> Result<Order> {
     let mut tx = ctx.pool.begin().await?;
     let order = orders::lock(&mut tx, order_id).await?;
-    let next = match order.status.on(OrderEvent::Pay) {
-        Ok(next) => next,
-        Err(source) => {
-            drop(tx);
-            // Paid twice at once: the other request recorded this same payment.
-            if let Some(payment) = payment
-                && order.payment_id != Some(payment.payment_id)
-            {
-                tracing::warn!(
-                    order_id,
-                    status = order.status.as_str(),
-                    "order stopped waiting for payment while it was charged; refunding"
-                );
-                if let Err(err) = payment_client::refund(&ctx.payments, payment.payment_id).await {
-                    tracing::error!(order_id, payment_id = payment.payment_id, error = %err, "refund failed; needs a person");
-                }
-            }
-            return Err(OrderError::IllegalTransition { order_id, source });
-        }
-    };
+    let next = order
+        .status
+        .on(OrderEvent::Pay)
+        .map_err(|source| OrderError::IllegalTransition { order_id, source })?;
     let paid_at = Utc::now();
     sqlx::query(
         "update orders set status = $2, payment_status = $3, payment_id = $4, paid_at = $5,
-                updated_at = $5
+                updated_at = $5, payment_settled_at = $5
          where id = $1",
     )
     .bind(order_id)
@@ -127,7 +146,9 @@ async fn confirm(ctx: &OrderContext, order_id: i64, payment: Option<&Payment>) -
     Ok(order)
 }
 
-async fn fail(ctx: &OrderContext, order_id: i64, payment: &Payment) -> Result<Order> {
+/// Record the order's payment declined: `FAILED`, its stock released, its charge
+/// settled.
+pub(crate) async fn fail(ctx: &OrderContext, order_id: i64, payment: &Payment) -> Result<Order> {
     let mut tx = ctx.pool.begin().await?;
     let order = orders::lock(&mut tx, order_id).await?;
     let next = order
@@ -141,7 +162,7 @@ async fn fail(ctx: &OrderContext, order_id: i64, payment: &Payment) -> Result<Or
     let now = Utc::now();
     sqlx::query(
         "update orders set status = $2, payment_status = $3, payment_id = $4, failure_reason = $5,
-                updated_at = $6
+                updated_at = $6, payment_settled_at = $6
          where id = $1",
     )
     .bind(order_id)

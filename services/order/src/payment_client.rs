@@ -39,3 +39,16 @@ pub async fn refund(client: &ServiceClient, payment_id: i64) -> Result<Payment> 
         .await
         .map_err(OrderError::Upstream)
 }
+
+/// The order's own payment, if the payment service has one (`None`: the charge
+/// never reached it).
+pub async fn of_order(client: &ServiceClient, order_id: i64) -> Result<Option<Payment>> {
+    match client
+        .get::<Payment>(&format!("/api/v1/payments/orders/{order_id}"))
+        .await
+    {
+        Ok(payment) => Ok(Some(payment)),
+        Err(err) if err.status() == Some(axum::http::StatusCode::NOT_FOUND) => Ok(None),
+        Err(err) => Err(OrderError::Upstream(err)),
+    }
+}

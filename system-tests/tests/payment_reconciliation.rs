@@ -1,0 +1,202 @@
+//! Payments the order never heard back from (issue 12). The order service writes
+//! down that it is charging an order before it calls the payment service; if it
+//! crashes before it records the outcome, its payment reconciler asks the payment
+//! service later and settles the order: a captured payment confirms it (the unpaid
+//! timeout does not cancel an order that was paid), a declined one fails it, and a
+//! payment captured for an order cancelled meanwhile is refunded, once.
+//!
+//! Each test puts the system in the state such a crash leaves: the order's charge
+//! written down in its row, the payment made straight at the payment service with
+//! the order service's own credentials, and nothing recorded on the order.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use system_tests::{Service, System, SystemOptions, Who};
+
+const ORDER_SERVICE: Who = Who::Service("order", &["payments:charge"]);
+
+async fn start() -> System {
+    let mut env = HashMap::new();
+    env.insert(
+        Service::Order,
+        vec![
+            ("PAYMENT_RECONCILE_AFTER".into(), "1s".into()),
+            ("PAYMENT_RECONCILE_EVERY".into(), "200ms".into()),
+        ],
+    );
+    System::start_with(SystemOptions {
+        unpaid_order_timeout: "4s".into(),
+        env,
+        ..Default::default()
+    })
+    .await
+}
+
+/// A customer's order of one unit of a new product at `price` cents: (order, token, sku).
+async fn place(sys: &System, sku: &str, price: i64) -> (Value, String) {
+    let admin = sys.admin_token().await;
+    let product = sys.add_product_as(&admin, sku, price, 5).await;
+    let (_, token) = sys
+        .register(&format!("{}@example.com", sku.to_lowercase()), "Pat")
+        .await;
+    let (status, order) = sys
+        .call(
+            Method::POST,
+            "/api/v1/orders",
+            Some(json!({"items": [{"product_id": product, "quantity": 1}]})),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    (order, token)
+}
+
+/// What the order service wrote before its charge, then crashed.
+async fn charge_started(sys: &System, order_id: i64) {
+    let pool = sqlx::PgPool::connect(&sys.wiring.database_urls[&Service::Order])
+        .await
+        .unwrap();
+    let marked = sqlx::query("update orders set payment_attempted_at = now() where id = $1")
+        .bind(order_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(marked.rows_affected(), 1);
+    pool.close().await;
+}
+
+/// The charge the order service made, straight at the payment service.
+async fn charge(sys: &System, order: &Value) -> Value {
+    let (status, payment) = sys
+        .post_as(
+            Service::Payment,
+            "/api/v1/payments/charge",
+            json!({"order_id": order["order_id"], "amount": order["total"],
+                   "customer_id": order["customer_id"]}),
+            ORDER_SERVICE,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{payment}");
+    payment
+}
+
+async fn order_status(sys: &System, token: &str, id: i64) -> String {
+    let (_, order) = sys
+        .call(
+            Method::GET,
+            &format!("/api/v1/orders/{id}"),
+            None,
+            Some(token),
+        )
+        .await;
+    order["status"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn payment_of(sys: &System, order_id: i64) -> Value {
+    sys.get(
+        Service::Payment,
+        &format!("/api/v1/payments/orders/{order_id}"),
+    )
+    .await
+    .1
+}
+
+/// The payment provider's books for a payment: (operation, approved), oldest first.
+async fn provider_books(sys: &System, payment_id: i64) -> Vec<(String, bool)> {
+    let pool = sqlx::PgPool::connect(&sys.wiring.database_urls[&Service::Payment])
+        .await
+        .unwrap();
+    let rows = sqlx::query_as(
+        "select operation, approved from simulated_provider_operations
+         where idempotency_key like $1 order by created_at",
+    )
+    .bind(format!("payment-{payment_id}-%"))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows
+}
+
+#[tokio::test]
+async fn an_order_paid_while_the_order_service_was_down_is_confirmed_not_cancelled() {
+    let sys = start().await;
+    let (order, token) = place(&sys, "LAMP", 2_000).await;
+    let id = order["order_id"].as_i64().unwrap();
+    charge_started(&sys, id).await;
+    let payment = charge(&sys, &order).await;
+    assert_eq!(payment["status"], "confirmed");
+
+    // The unpaid timeout (4 s) passes: the order is confirmed by what the payment
+    // service says, and stays so.
+    sales_testkit::eventually("the order confirmed", Duration::from_secs(20), || async {
+        (order_status(&sys, &token, id).await == "CONFIRMED").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(order_status(&sys, &token, id).await, "CONFIRMED");
+    assert_eq!(payment_of(&sys, id).await["status"], "confirmed");
+    sales_testkit::eventually("the unit sold", Duration::from_secs(20), || async {
+        (sys.stock("LAMP").await == (4, 0, 4)).then_some(())
+    })
+    .await;
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_payment_captured_after_its_order_was_cancelled_is_refunded_once() {
+    let sys = start().await;
+    let (order, token) = place(&sys, "RUG", 3_000).await;
+    let id = order["order_id"].as_i64().unwrap();
+    charge_started(&sys, id).await;
+    let (status, body) = sys
+        .call(
+            Method::POST,
+            &format!("/api/v1/orders/{id}/cancel"),
+            None,
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The charge that was in flight when the customer cancelled goes through.
+    let payment = charge(&sys, &order).await;
+    let payment_id = payment["payment_id"].as_i64().unwrap();
+
+    sales_testkit::eventually("the refund", Duration::from_secs(20), || async {
+        (payment_of(&sys, id).await["status"] == "refunded").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        provider_books(&sys, payment_id).await,
+        [("charge".to_owned(), true), ("refund".to_owned(), true)],
+        "charged once, refunded once"
+    );
+    assert_eq!(order_status(&sys, &token, id).await, "CANCELLED");
+    assert_eq!(sys.stock("RUG").await, (5, 0, 5));
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn an_order_whose_declined_payment_was_never_recorded_fails_and_gives_its_stock_back() {
+    let sys = start().await;
+    // 1500.00 is above the 1000.00 limit: declined.
+    let (order, token) = place(&sys, "SOFA", 150_000).await;
+    let id = order["order_id"].as_i64().unwrap();
+    charge_started(&sys, id).await;
+    assert_eq!(charge(&sys, &order).await["status"], "declined");
+    sales_testkit::eventually("the order failed", Duration::from_secs(20), || async {
+        (order_status(&sys, &token, id).await == "FAILED").then_some(())
+    })
+    .await;
+    sales_testkit::eventually("the stock back", Duration::from_secs(20), || async {
+        (sys.stock("SOFA").await == (5, 0, 5)).then_some(())
+    })
+    .await;
+    sys.stop().await;
+}
