@@ -111,7 +111,14 @@ pub fn plan(scenarios: &[Scenario], short: bool, outage_seconds: u64) -> Vec<Pha
                     } else {
                         &Service::ALL
                     };
-                    vec![services.iter().flat_map(|s| [Kill(*s), Wait(5)]).collect()]
+                    let mut kills: Vec<Action> =
+                        services.iter().flat_map(|s| [Kill(*s), Wait(5)]).collect();
+                    if !short {
+                        // Then the order service three times while it charges
+                        // payments: a crash between a capture and its record.
+                        kills.extend([Kill(Service::Order), Wait(4)].repeat(3));
+                    }
+                    vec![kills]
                 }
                 Scenario::ConsumerFreeze => {
                     vec![vec![

@@ -263,6 +263,7 @@ pub fn check(world: &World, expected: &Expected) -> Vec<Violation> {
             Told::Paid => paid(&o.status),
             Told::Declined => o.status == "FAILED",
             Told::Cancelled => o.status == "CANCELLED",
+            Told::PaidAndCancelled => false,
         };
         if !ok {
             v(

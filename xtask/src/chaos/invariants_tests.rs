@@ -276,3 +276,60 @@ async fn a_lost_acknowledged_order_a_stuck_order_and_a_dead_letter_are_reported(
         "{violations:#?}"
     );
 }
+
+#[test]
+fn a_client_told_both_paid_and_cancelled_is_a_violation_whatever_the_order_shows() {
+    let order = |status: &str| OrderRow {
+        id: 5,
+        status: status.into(),
+        total_amount: 0,
+        customer_id: Some(7),
+        idempotency_key: None,
+        pay_by: Utc::now(),
+        created_at: Utc::now(),
+    };
+    let expected = Expected {
+        told: [(5, Told::PaidAndCancelled)].into(),
+        now: Utc::now(),
+        ..Expected::default()
+    };
+    for status in ["CONFIRMED", "CANCELLED"] {
+        let world = World {
+            orders: vec![order(status)],
+            notifications: vec![
+                (5, "create-order".into()),
+                (
+                    5,
+                    if status == "CANCELLED" {
+                        "cancel-order"
+                    } else {
+                        "paid-order"
+                    }
+                    .into(),
+                ),
+            ],
+            shipments: if status == "CONFIRMED" {
+                vec![5]
+            } else {
+                vec![]
+            },
+            reservation_lines: vec![ReservationLine {
+                reservation_id: 1,
+                order_id: Some(5),
+                status: if status == "CANCELLED" {
+                    "released"
+                } else {
+                    "committed"
+                }
+                .into(),
+                sku: "SKU-A".into(),
+                quantity: 1,
+            }],
+            ..World::default()
+        };
+        assert_eq!(
+            found(&check(&world, &expected)),
+            [(Invariant::Acknowledged, Some(5))]
+        );
+    }
+}

@@ -2,8 +2,8 @@
 //! through the gateway, then pay it, cancel it or leave it unpaid, and retry like a
 //! careful client: on a connection error, a 429, a 5xx or a 409 "key in use", the
 //! same request again with the SAME Idempotency-Key, backing off, within a budget.
-//! What each client was told is kept in a [`Ledger`]: the checker holds the system
-//! to it.
+//! Some customers pay and cancel at once. What each client was told is kept in a
+//! [`Ledger`]: the checker holds the system to it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +23,8 @@ pub enum Told {
     Paid,
     Declined,
     Cancelled,
+    /// Both the payment and the cancellation were answered 200: a contradiction.
+    PaidAndCancelled,
 }
 
 /// Everything the clients were told.
@@ -47,6 +49,8 @@ pub struct Stats {
     pub declined: u64,
     pub cancelled: u64,
     pub left_unpaid: u64,
+    /// Paid and cancelled at once.
+    pub raced: u64,
     pub refused: u64,
     pub gave_up: u64,
 }
@@ -196,30 +200,18 @@ pub async fn customer(shop: Arc<Shop>, client: usize, token: String) {
         shop.stats(|s| s.placed += 1);
         shop.timeline.at_now(|s| s.placed += 1);
 
-        // Three in four are paid, about one in six cancelled, the rest left unpaid
-        // for the unpaid-order timeout.
-        let choice = rng.next() % 100;
-        let (step, path) = match choice {
-            0..75 => ("pay order", "pay"),
-            75..92 => ("cancel order", "cancel"),
+        // About seven in ten are paid, one in six cancelled, one in twenty paid and
+        // cancelled at once (an impatient customer with two tabs: at most one may
+        // succeed, and money taken for a cancelled order goes back), the rest left
+        // unpaid for the unpaid-order timeout.
+        let told = match rng.next() % 100 {
+            0..72 => settle(&shop, &token, order_id, "pay").await,
+            72..88 => settle(&shop, &token, order_id, "cancel").await,
+            88..93 => race(&shop, &token, order_id).await,
             _ => {
                 shop.stats(|s| s.left_unpaid += 1);
                 continue;
             }
-        };
-        let url = format!("{}/api/v1/orders/{order_id}/{path}", shop.gateway);
-        let (answer, attempts) = shop
-            .call(step, || shop.http.post(&url).bearer_auth(&token))
-            .await;
-        let told = match (answer, path) {
-            (Answer::Ok(_), "pay") => Some(Told::Paid),
-            (Answer::Ok(_), _) => Some(Told::Cancelled),
-            (Answer::Refused(StatusCode::PAYMENT_REQUIRED), "pay") => Some(Told::Declined),
-            // Not PENDING any more: after a retry, an earlier attempt went through.
-            (Answer::Refused(StatusCode::CONFLICT), _) if attempts > 1 => {
-                shop.learn(&token, order_id).await
-            }
-            _ => None,
         };
         if let Some(told) = told {
             shop.tell(order_id, told);
@@ -227,9 +219,67 @@ pub async fn customer(shop: Arc<Shop>, client: usize, token: String) {
                 Told::Paid => s.paid += 1,
                 Told::Declined => s.declined += 1,
                 Told::Cancelled => s.cancelled += 1,
-                Told::Placed => {}
+                Told::Placed | Told::PaidAndCancelled => {}
             });
         }
+    }
+}
+
+/// Pay or cancel (`action`) and learn the outcome.
+async fn settle(shop: &Shop, token: &str, order_id: i64, action: &str) -> Option<Told> {
+    let url = format!("{}/api/v1/orders/{order_id}/{action}", shop.gateway);
+    let step = if action == "pay" {
+        "pay order"
+    } else {
+        "cancel order"
+    };
+    let (answer, attempts) = shop
+        .call(step, || shop.http.post(&url).bearer_auth(token))
+        .await;
+    outcome(shop, token, order_id, action, answer, attempts).await
+}
+
+async fn outcome(
+    shop: &Shop,
+    token: &str,
+    order_id: i64,
+    action: &str,
+    answer: Answer,
+    attempts: u32,
+) -> Option<Told> {
+    match (answer, action) {
+        (Answer::Ok(_), "pay") => Some(Told::Paid),
+        (Answer::Ok(_), _) => Some(Told::Cancelled),
+        (Answer::Refused(StatusCode::PAYMENT_REQUIRED), "pay") => Some(Told::Declined),
+        // Not PENDING any more: after a retry, an earlier attempt went through.
+        (Answer::Refused(StatusCode::CONFLICT), _) if attempts > 1 => {
+            shop.learn(token, order_id).await
+        }
+        _ => None,
+    }
+}
+
+/// Pay and cancel at once: what each answer said, or what the order shows.
+async fn race(shop: &Shop, token: &str, order_id: i64) -> Option<Told> {
+    shop.stats(|s| s.raced += 1);
+    let pay_url = format!("{}/api/v1/orders/{order_id}/pay", shop.gateway);
+    let cancel_url = format!("{}/api/v1/orders/{order_id}/cancel", shop.gateway);
+    let ((pay, _), (cancel, _)) = tokio::join!(
+        shop.call("pay (racing a cancel)", || shop
+            .http
+            .post(&pay_url)
+            .bearer_auth(token)),
+        shop.call("cancel (racing a pay)", || shop
+            .http
+            .post(&cancel_url)
+            .bearer_auth(token)),
+    );
+    match (pay, cancel) {
+        (Answer::Ok(_), Answer::Ok(_)) => Some(Told::PaidAndCancelled),
+        (Answer::Ok(_), _) => Some(Told::Paid),
+        (_, Answer::Ok(_)) => Some(Told::Cancelled),
+        (Answer::Refused(StatusCode::PAYMENT_REQUIRED), _) => Some(Told::Declined),
+        _ => shop.learn(token, order_id).await,
     }
 }
 

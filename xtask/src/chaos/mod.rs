@@ -50,7 +50,7 @@ pub struct ChaosArgs {
     /// (default 60; --short 40).
     #[arg(long)]
     pub seconds: Option<u64>,
-    /// Fault scenarios, comma-separated (default: all; with --short: postgres-immediate,service-kills).
+    /// Fault scenarios, comma-separated (default: all; with --short: postgres-immediate,service-kills,rabbitmq-kill).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub faults: Vec<Scenario>,
     /// The short run of `cargo xtask test`: a couple of faults, about two minutes.
@@ -92,7 +92,11 @@ impl ChaosArgs {
     fn scenarios(&self) -> Vec<Scenario> {
         match (self.faults.is_empty(), self.short) {
             (false, _) => self.faults.clone(),
-            (true, true) => vec![Scenario::PostgresImmediate, Scenario::ServiceKills],
+            (true, true) => vec![
+                Scenario::PostgresImmediate,
+                Scenario::ServiceKills,
+                Scenario::RabbitmqKill,
+            ],
             (true, false) => Scenario::ALL.to_vec(),
         }
     }

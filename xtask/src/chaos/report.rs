@@ -151,13 +151,14 @@ pub fn markdown(f: &Figures<'_>) -> String {
     let _ = writeln!(out, "\n## Load\n");
     let _ = writeln!(
         out,
-        "- orders placed: {} ({:.1}/s); paid {}, declined {} ({:.0}% of payments), cancelled {}, left unpaid {}; refused {}, requests given up {}",
+        "- orders placed: {} ({:.1}/s); paid {}, declined {} ({:.0}% of payments), cancelled {}, paid and cancelled at once {}, left unpaid {}; refused {}, requests given up {}",
         s.placed,
         per_s(s.placed),
         s.paid,
         s.declined,
         100.0 * s.declined as f64 / payments.max(1) as f64,
         s.cancelled,
+        s.raced,
         s.left_unpaid,
         s.refused,
         s.gave_up
