@@ -110,10 +110,12 @@ pub mod stock {
         #[schema(min_items = 1)]
         pub items: Vec<ReservationLine>,
         /// Until when the reservation is kept if no order claims it (`update-stock`).
-        /// The order service sends its order's pay-by time, so the order's deadline
-        /// and the hold are one clock. At most 24 hours ahead (a later time counts as
-        /// 24 hours); a time past lets it expire at the next sweep. Without it, the
-        /// inventory's `RESERVATION_HOLD`.
+        /// The order service sends its order's pay-by time: the order decides its
+        /// timeout (and gives the stock back), and the inventory releases a
+        /// reservation for an order by itself only `RESERVATION_GRACE` (1 hour) later,
+        /// a backstop that outlasts a broker outage holding back the order's
+        /// `paid-order`. At most 24 hours ahead (a later time counts as 24 hours).
+        /// Without it, the inventory's `RESERVATION_HOLD`.
         #[serde(default)]
         pub hold_until: Option<DateTime<Utc>>,
     }

@@ -42,6 +42,14 @@ pub struct Config {
     /// order's pay-by time) stays reserved if no order claims it.
     #[arg(long, env = "RESERVATION_HOLD", default_value = "15m", value_parser = humantime::parse_duration)]
     pub reservation_hold: Duration,
+    /// How long after its order's pay-by time (`hold_until`) the inventory releases an
+    /// order's reservation by itself. The order service cancels unpaid orders at
+    /// pay-by and gives their stock back with `restore-canceled-item`; this is the
+    /// backstop for an order that was never stored, and outlasts a broker outage that
+    /// holds back a paid order's `paid-order` (which would otherwise find its
+    /// reservation released and its units taken).
+    #[arg(long, env = "RESERVATION_GRACE", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub reservation_grace: Duration,
     /// How often expired reservations are looked for.
     #[arg(long, env = "RESERVATION_SWEEP_EVERY", default_value = "5s", value_parser = humantime::parse_duration)]
     pub reservation_sweep_every: Duration,
@@ -68,6 +76,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let state = http::AppState {
         pool,
         reservation_hold: config.reservation_hold,
+        reservation_grace: config.reservation_grace,
     };
     let (router, openapi) = http::router(state).split_for_parts();
     service.serve(router, openapi).await

@@ -762,7 +762,8 @@ async fn update_stock_after_the_order_released_its_reservation_takes_nothing() {
 /// time too far ahead counts as the longest hold, a time past expires at once.
 #[tokio::test]
 async fn a_reservation_is_held_until_the_time_the_order_asks_for() {
-    let inv = Inventory::start().await;
+    // Without the grace after pay-by (`a_paid_order_keeps_its_stock_...` has it).
+    let inv = Inventory::start_with(|c| c.reservation_grace = Duration::ZERO).await;
     inv.set_stock("CLOCK", 9).await;
     let reserve = |order_id: i64, until: chrono::DateTime<chrono::Utc>| {
         inv.post(
@@ -811,6 +812,49 @@ async fn a_reservation_is_held_until_the_time_the_order_asks_for() {
     )
     .await;
     let level = inv.level("CLOCK").await;
+    assert_eq!(level["reserved"].as_i64(), Some(2), "{level}");
+    inv.stop().await;
+}
+
+/// Found reviewing issue 12: an order paid before its pay-by time whose
+/// `update-stock` and `paid-order` are held up by a broker outage over the pay-by
+/// time kept no stock: the inventory released the still-pending reservation at
+/// pay-by, another order took the units, and the `paid-order` found none. The
+/// inventory now holds an order's reservation until `RESERVATION_GRACE` after the
+/// pay-by time (the order service's own timeout gives unpaid orders' stock back).
+#[tokio::test]
+async fn a_paid_order_keeps_its_stock_through_a_broker_outage_over_its_pay_by_time() {
+    let inv = Inventory::start_with(|c| {
+        c.reservation_grace = Duration::from_secs(3600);
+        c.reservation_sweep_every = Duration::from_millis(200);
+    })
+    .await;
+    inv.set_stock("LAST", 2).await;
+    let pay_by = chrono::Utc::now() + chrono::Duration::milliseconds(500);
+    let (status, r) = inv
+        .post(
+            ORDER_SERVICE,
+            "/api/v1/inventory/reservations",
+            json!({"order_id": 1, "items": [{"sku": "LAST", "quantity": 2}], "hold_until": pay_by}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    // The order was paid; its events wait in the order service's outbox. Pay-by
+    // passes and the expiry sweeps (every 200 ms here) run.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (status, other) = inv
+        .post(
+            ORDER_SERVICE,
+            "/api/v1/inventory/reservations",
+            json!({"order_id": 2, "items": [{"sku": "LAST", "quantity": 2}]}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "another order must not take the paid order's units: {other}"
+    );
+    let level = inv.level("LAST").await;
     assert_eq!(level["reserved"].as_i64(), Some(2), "{level}");
     inv.stop().await;
 }

@@ -28,6 +28,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// How long a reservation no order has claimed stays pending.
     pub reservation_hold: Duration,
+    /// Added to an order's `hold_until` (`RESERVATION_GRACE`).
+    pub reservation_grace: Duration,
 }
 
 #[derive(OpenApi)]
@@ -150,6 +152,11 @@ async fn reserve(
     Json(body): Json<ReserveStock>,
 ) -> Result<(StatusCode, Json<Reservation>), InventoryError> {
     let hold = match body.hold_until {
+        // An order's own deadline: its unpaid timeout gives the stock back; the
+        // inventory's clock is only the backstop, `RESERVATION_GRACE` later.
+        Some(until) if body.order_id.is_some() => {
+            reservations::hold_until(until) + state.reservation_grace
+        }
         Some(until) => reservations::hold_until(until),
         None => state.reservation_hold,
     };
