@@ -255,6 +255,8 @@ impl Saboteur {
                 self.say("the private infrastructure answers again".into());
             }
             Action::Kill(s) => {
+                // A service killed a moment ago may not be back yet.
+                self.fleet.wait_ready(s, Duration::from_secs(90)).await?;
                 let pid = self.fleet.signal(s, Signal::SIGKILL)?;
                 self.say(format!("SIGKILL the {} service (pid {pid})", s.name()));
             }
@@ -406,4 +408,51 @@ pub fn private_infra(infra: &Infra, scenarios: &[Scenario]) -> Result<PathBuf> {
         }
     }
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn infra(postgres_url: &str, amqp_url: &str) -> Infra {
+        Infra {
+            postgres_url: postgres_url.into(),
+            amqp_url: amqp_url.into(),
+            rabbitmq_management_url: None,
+            redis_url: "redis://127.0.0.1:56379".into(),
+            infra_dir: None,
+        }
+    }
+
+    #[test]
+    fn servers_given_by_url_elsewhere_are_never_killed() {
+        let elsewhere = infra(
+            "postgres://postgres@db.example:5432/postgres",
+            "amqp://guest:guest@mq.example:5672/%2f",
+        );
+        let err = private_infra(&elsewhere, &[Scenario::PostgresFast]).unwrap_err();
+        assert!(
+            err.to_string().contains("refusing to stop PostgreSQL"),
+            "{err}"
+        );
+        let err = private_infra(&elsewhere, &[Scenario::RabbitmqKill]).unwrap_err();
+        assert!(
+            err.to_string().contains("refusing to kill RabbitMQ"),
+            "{err}"
+        );
+        // Killing services touches neither server.
+        assert!(private_infra(&elsewhere, &[Scenario::ServiceKills]).is_ok());
+    }
+
+    #[test]
+    fn the_short_run_kills_order_and_payment_and_the_long_one_every_service() {
+        let kills = |short| -> usize {
+            plan(&[Scenario::ServiceKills], short, 0)[0].tracks[0]
+                .iter()
+                .filter(|a| matches!(a, Action::Kill(_)))
+                .count()
+        };
+        assert_eq!(kills(true), 2);
+        assert_eq!(kills(false), Service::ALL.len() + 3);
+    }
 }

@@ -94,16 +94,21 @@ pub struct Figures<'a> {
     pub rows: &'a [Row],
     pub violations: &'a [Violation],
     pub totals: String,
+    /// Why the fault run stopped before its end, if it did.
+    pub incomplete: Option<String>,
 }
 
 pub fn markdown(f: &Figures<'_>) -> String {
     let mut out = String::new();
     let s = f.stats;
-    let verdict = if f.violations.is_empty() {
+    let mut verdict = if f.violations.is_empty() {
         "PASS: no invariant violated".to_owned()
     } else {
         format!("FAIL: {} violations", f.violations.len())
     };
+    if let Some(why) = &f.incomplete {
+        verdict = format!("FAIL: the fault run did not complete ({why}); {verdict}");
+    }
     let _ = writeln!(
         out,
         "# Chaos run, {}\n",

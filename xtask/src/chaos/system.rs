@@ -58,6 +58,33 @@ impl Fleet {
         Ok(p.process.child.id())
     }
 
+    /// Wait until `service` answers `/ready` (after a restart the supervisor may still
+    /// be waiting out its back-off).
+    pub async fn wait_ready(&self, service: Service, timeout: Duration) -> Result<()> {
+        let url = format!("{}/ready", self.wiring.base_url(service));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if http
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "the {} service is not ready after {timeout:?}",
+                    service.name()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Restarts so far, per service.
     pub fn restarts(&self) -> Vec<(Service, u32)> {
         self.watched
