@@ -200,3 +200,80 @@ async fn an_order_whose_declined_payment_was_never_recorded_fails_and_gives_its_
     .await;
     sys.stop().await;
 }
+
+/// Found in review: with a provider slower than the order service's wait for the
+/// payment service, the customer was told 503 while the card was charged, the
+/// payment service dropped its provider call when the order service hung up, and
+/// the order was confirmed only a minute later by the reconciler.
+#[tokio::test]
+async fn a_slow_provider_still_gives_the_customer_the_charges_outcome() {
+    let sys = start().await;
+    let (order, _token) = place(&sys, "DESK", 2_000).await;
+    let id = order["order_id"].as_i64().unwrap();
+    let customer = order["customer_id"].as_i64().unwrap();
+
+    // The provider answers in 5 s: its books are locked that long.
+    let books = sqlx::PgPool::connect(&sys.wiring.database_urls[&Service::Payment])
+        .await
+        .unwrap();
+    let mut slow = books.begin().await.unwrap();
+    sqlx::query("lock table simulated_provider_operations in exclusive mode")
+        .execute(&mut *slow)
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        slow.rollback().await.unwrap();
+    });
+    let (status, paid) = sys
+        .send_as(
+            Method::POST,
+            Service::Order,
+            &format!("/api/v1/orders/{id}/pay"),
+            None,
+            Who::Customer(customer),
+        )
+        .await;
+    release.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{paid}");
+    assert_eq!(paid["status"], "CONFIRMED");
+    books.close().await;
+    sys.stop().await;
+}
+
+/// Found in review: an order whose own payment an administrator had opened by hand
+/// for another amount could not be paid (503) and was never timed out either (the
+/// reconciler waited for a pending payment no call would ever settle).
+#[tokio::test]
+async fn an_order_whose_payment_was_opened_by_hand_is_refused_clearly_and_still_times_out() {
+    let sys = start().await;
+    let (order, token) = place(&sys, "STOOL", 2_000).await;
+    let id = order["order_id"].as_i64().unwrap();
+    let (status, p) = sys
+        .post(
+            Service::Payment,
+            "/api/v1/payments",
+            json!({"order_id": id, "amount": {"amount": 1_999, "currency": "USD"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let (status, body) = sys
+        .call(
+            Method::POST,
+            &format!("/api/v1/orders/{id}/pay"),
+            None,
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "payment_conflict", "{body}");
+    sales_testkit::eventually("the timeout", Duration::from_secs(30), || async {
+        (order_status(&sys, &token, id).await == "CANCELLED").then_some(())
+    })
+    .await;
+    sales_testkit::eventually("the stock back", Duration::from_secs(20), || async {
+        (sys.stock("STOOL").await == (5, 0, 5)).then_some(())
+    })
+    .await;
+    sys.stop().await;
+}

@@ -263,6 +263,12 @@ pub mod payments {
         pub status: PaymentStatus,
         /// Why it was declined, when it was.
         pub decline_reason: Option<String>,
+        /// The call to the payment provider made for it and not yet answered
+        /// (`authorize`, `charge`, `capture` or `refund`): its outcome is being
+        /// decided, and the payment service makes the call again until it is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(example = json!(null))]
+        pub provider_call_in_flight: Option<String>,
         pub created_at: DateTime<Utc>,
         pub updated_at: DateTime<Utc>,
     }

@@ -80,6 +80,15 @@ pub enum OrderError {
         "payment for order {order_id} was declined: {reason}; the order failed and its stock was released"
     )]
     PaymentDeclined { order_id: i64, reason: String },
+    #[error(
+        "order {order_id} was not paid by its pay-by time ({pay_by}); it is being cancelled and can no longer be paid"
+    )]
+    PayByPassed {
+        order_id: i64,
+        pay_by: chrono::DateTime<chrono::Utc>,
+    },
+    #[error("order {order_id} cannot be charged: {reason}")]
+    PaymentConflict { order_id: i64, reason: String },
     #[error("{0}")]
     Upstream(CallError),
     #[error(transparent)]
@@ -168,6 +177,8 @@ impl From<OrderError> for ApiError {
             OrderError::PaymentDeclined { .. } => {
                 ApiError::new(StatusCode::PAYMENT_REQUIRED, "payment_declined", message)
             }
+            OrderError::PayByPassed { .. } => ApiError::conflict("pay_by_passed", message),
+            OrderError::PaymentConflict { .. } => ApiError::conflict("payment_conflict", message),
             OrderError::IdempotencyKeyReused => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",

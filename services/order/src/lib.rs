@@ -71,6 +71,11 @@ pub struct Config {
     /// How long a call to another service may take.
     #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Duration,
+    /// How long a charge at the payment service may take: longer than the payment
+    /// service waits for its provider (10 s), so a slow provider's answer still
+    /// reaches the order.
+    #[arg(long, env = "PAYMENT_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub payment_timeout: Duration,
     /// An order not paid within this time is cancelled and its stock restored.
     #[arg(long, env = "UNPAID_ORDER_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
     pub unpaid_order_timeout: Duration,
@@ -150,7 +155,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
             .with_credentials(identity.tokens.clone()),
         inventory: ServiceClient::new("inventory", &config.inventory_url, config.upstream_timeout)?
             .with_credentials(identity.tokens.clone()),
-        payments: ServiceClient::new("payment", &config.payment_url, config.upstream_timeout)?
+        payments: ServiceClient::new("payment", &config.payment_url, config.payment_timeout)?
             .with_credentials(identity.tokens),
         unpaid_timeout: config.unpaid_order_timeout,
         payment_reconcile_after: config.payment_reconcile_after,

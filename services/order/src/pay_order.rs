@@ -51,36 +51,62 @@ pub async fn pay_order(ctx: &OrderContext, caller: &Caller, order_id: i64) -> Re
 
 /// Charge the order's total and apply the outcome. An order of free products (a
 /// total of zero) has nothing to charge: it is confirmed without a payment.
+///
+/// It runs in a task of its own: a client that hangs up (a gateway's timeout) does
+/// not abandon a charge half made; its outcome is recorded all the same.
 pub async fn charge_and_settle(ctx: &OrderContext, order: Order) -> Result<Order> {
+    let order_id = order.order_id;
+    let task_ctx = ctx.clone();
+    tokio::spawn(async move { charge_and_record(&task_ctx, order).await })
+        .await
+        .unwrap_or_else(|err| {
+            Err(OrderError::Upstream(CallError::Unavailable {
+                service: "payment",
+                reason: format!("paying order {order_id} stopped: {err}"),
+            }))
+        })
+}
+
+async fn charge_and_record(ctx: &OrderContext, order: Order) -> Result<Order> {
     if order.total.amount == 0 {
         return confirm(ctx, order.order_id, None).await;
     }
     let started = sqlx::query(
         "update orders set payment_attempted_at = now(), payment_settled_at = null
-         where id = $1 and status = $2",
+         where id = $1 and status = $2 and pay_by > now()",
     )
     .bind(order.order_id)
     .bind(OrderStatus::Pending.as_str())
     .execute(&ctx.pool)
     .await?;
     if started.rows_affected() == 0 {
-        // Cancelled or paid since it was read: say so as the state machine does.
+        // Cancelled or paid since it was read, or its time is up.
         let now = orders::load(&mut *ctx.pool.acquire().await?, order.order_id).await?;
-        return Err(OrderError::IllegalTransition {
-            order_id: order.order_id,
-            source: match now.status.on(OrderEvent::Pay) {
-                Err(source) => source,
-                Ok(_) => return Err(OrderError::NotFound(order.order_id)),
+        return Err(match now.status.on(OrderEvent::Pay) {
+            Err(source) => OrderError::IllegalTransition {
+                order_id: order.order_id,
+                source,
+            },
+            Ok(_) => OrderError::PayByPassed {
+                order_id: order.order_id,
+                pay_by: now.pay_by,
             },
         });
     }
-    let payment = payment_client::charge(
+    let payment = match payment_client::charge(
         &ctx.payments,
         order.order_id,
         order.customer_id,
         order.total,
     )
-    .await?;
+    .await
+    {
+        Ok(payment) => payment,
+        Err(err @ OrderError::Upstream(_)) => {
+            return outcome_after_lost_answer(ctx, &order, err).await;
+        }
+        Err(err) => return Err(err),
+    };
     let settled = match payment.status {
         ChargeStatus::Confirmed => confirm(ctx, order.order_id, Some(&payment)).await,
         ChargeStatus::Declined => fail(ctx, order.order_id, &payment).await,
@@ -97,6 +123,24 @@ pub async fn charge_and_settle(ctx: &OrderContext, order: Order) -> Result<Order
         }
     }
     settled
+}
+
+/// The charge's answer was lost (a timeout, the payment service busy): ask once
+/// what became of it. Settled, the order's outcome is the answer; otherwise the
+/// error, and the payment reconciler settles it later.
+async fn outcome_after_lost_answer(
+    ctx: &OrderContext,
+    order: &Order,
+    err: OrderError,
+) -> Result<Order> {
+    if let Err(e) = payment_reconciler::settle(ctx, order.order_id).await {
+        tracing::warn!(order_id = order.order_id, error = %e, "the charge's outcome is not known yet");
+    }
+    let now = orders::load(&mut *ctx.pool.acquire().await?, order.order_id).await?;
+    match now.status {
+        OrderStatus::Pending | OrderStatus::Cancelled => Err(err),
+        _ => Ok(now),
+    }
 }
 
 /// Record the order paid by `payment` (`None`: nothing was charged, a free order),

@@ -25,7 +25,15 @@ pub async fn charge(
     client
         .post("/api/v1/payments/charge", &charge)
         .await
-        .map_err(OrderError::Upstream)
+        .map_err(|err| match err.error_body() {
+            // The order's own payment was made by hand for another amount: no
+            // charge can be made until an administrator sorts it out.
+            Some(body) if body.error.code == "payment_exists" => OrderError::PaymentConflict {
+                order_id,
+                reason: body.error.message.clone(),
+            },
+            _ => OrderError::Upstream(err),
+        })
 }
 
 /// Give the money back (the order was cancelled while its payment went through).

@@ -11,7 +11,8 @@
 //! | PENDING   | confirmed               | the order is paid (`CONFIRMED`)         |
 //! | PENDING   | declined                | the order fails, its stock goes back    |
 //! | CANCELLED | confirmed               | the payment is refunded (once: the payment service refunds a payment at most once) |
-//! | any       | pending (call in doubt) | wait: the payment service settles it first |
+//! | any       | pending or authorized, a provider call in flight | wait: the payment service settles it first |
+//! | any       | pending or authorized, no call in flight | settled: this charge took nothing (a payment opened by hand) |
 //! | any       | none, long enough after | settled: the charge never arrived       |
 //! | otherwise | anything                | settled: nothing to do                  |
 //!
@@ -55,6 +56,10 @@ pub async fn settle(ctx: &OrderContext, order_id: i64) -> Result<Settled> {
     let Some(attempted_at) = started else {
         return Ok(Settled::Yes);
     };
+    sqlx::query("update orders set payment_checked_at = now() where id = $1")
+        .bind(order_id)
+        .execute(&ctx.pool)
+        .await?;
     let payment = payment_client::of_order(&ctx.payments, order_id).await?;
     let order = orders::load(&mut *ctx.pool.acquire().await?, order_id).await?;
     let Some(payment) = payment else {
@@ -68,7 +73,11 @@ pub async fn settle(ctx: &OrderContext, order_id: i64) -> Result<Settled> {
         return Ok(Settled::Yes);
     };
     match (order.status, payment.status) {
-        (_, ChargeStatus::Pending | ChargeStatus::Authorized) => Ok(Settled::NotYet),
+        (_, ChargeStatus::Pending | ChargeStatus::Authorized)
+            if payment.provider_call_in_flight.is_some() =>
+        {
+            Ok(Settled::NotYet)
+        }
         (OrderStatus::Pending, ChargeStatus::Confirmed) => {
             tracing::warn!(
                 order_id,
@@ -135,7 +144,7 @@ pub async fn reconcile(ctx: &OrderContext) -> Result<usize> {
         "select id from orders
          where payment_attempted_at is not null and payment_settled_at is null
            and payment_attempted_at <= now() - make_interval(secs => $1)
-         order by payment_attempted_at limit 100",
+         order by coalesce(payment_checked_at, payment_attempted_at) limit 100",
     )
     .bind(ctx.payment_reconcile_after.as_secs_f64())
     .fetch_all(&ctx.pool)

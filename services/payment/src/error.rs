@@ -53,6 +53,8 @@ pub enum PaymentError {
         operation: Operation,
         reason: String,
     },
+    #[error("the payment provider refused idempotency key {key} of payment {payment_id}")]
+    ProviderKeyReused { payment_id: i64, key: String },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -90,6 +92,7 @@ impl From<PaymentError> for ApiError {
             PaymentError::ProviderNoAnswer { payment_id, .. } => ApiError::unavailable(message)
                 .with_details(serde_json::json!({ "payment_id": payment_id })),
             PaymentError::ProviderRefused { .. } => ApiError::conflict("provider_refused", message),
+            PaymentError::ProviderKeyReused { .. } => ApiError::internal(err),
             PaymentError::Database(e) => ApiError::from(e),
         }
     }

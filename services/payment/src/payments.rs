@@ -128,6 +128,7 @@ impl TryFrom<PaymentRow> for Payment {
             amount: Money::new(r.amount_minor, currency),
             status,
             decline_reason: r.decline_reason,
+            provider_call_in_flight: r.provider_call.clone(),
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -290,7 +291,10 @@ impl Payments {
         tx.commit().await?;
         self.count(entered);
         let payment = match call {
-            Some(call) => self.finish_call(locked.payment.payment_id, call).await?,
+            Some(call) => {
+                self.finish_call_detached(locked.payment.payment_id, call)
+                    .await?
+            }
             None => locked.payment,
         };
         Ok(Stored { payment, created })
@@ -341,7 +345,7 @@ impl Payments {
         };
         let call = begin_call(&mut tx, &locked, operation, join).await?;
         tx.commit().await?;
-        self.finish_call(id, call).await
+        self.finish_call_detached(id, call).await
     }
 
     pub(crate) fn count(&self, entered: Entered) {
@@ -364,8 +368,8 @@ impl TryFrom<PaymentRow> for Locked {
     type Error = PaymentError;
 
     fn try_from(mut row: PaymentRow) -> Result<Locked> {
-        let call = match row.provider_call.take() {
-            Some(text) => Some(Operation::parse(&text).ok_or_else(|| {
+        let call = match row.provider_call.as_deref() {
+            Some(text) => Some(Operation::parse(text).ok_or_else(|| {
                 PaymentError::Database(sqlx::Error::Decode(
                     format!("payment {}: unknown provider call {text:?}", row.id).into(),
                 ))

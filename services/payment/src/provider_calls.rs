@@ -30,7 +30,8 @@ use crate::payment_status::{Outcome, PaymentMove};
 use crate::payments::{Entered, Locked, Payments, Reach, apply, lock};
 use crate::provider::{Operation, PROVIDER_TIMEOUT, ProviderCall, ProviderError, ProviderOutcome};
 
-/// Calls tried this many times without an answer are counted and alerted on.
+/// Calls the reconciler tried this many times without an answer are counted and
+/// alerted on.
 pub const ATTEMPTS_BEFORE_ALERT: i32 = 3;
 
 /// The move a call makes if the provider approves it.
@@ -92,9 +93,12 @@ pub(crate) async fn begin_call(
             Operation::Authorize | Operation::Charge => None,
         },
     };
+    // Attempts count the reconciler's tries only: a request joining the call in
+    // flight keeps the count.
     sqlx::query(
         "update payments set provider_call = $2, provider_call_key = $3, provider_call_at = now(),
-                provider_call_attempts = provider_call_attempts + 1
+                provider_call_attempts =
+                    case when provider_call is null then 0 else provider_call_attempts end
          where id = $1",
     )
     .bind(payment.payment_id)
@@ -106,6 +110,24 @@ pub(crate) async fn begin_call(
 }
 
 impl Payments {
+    /// [`Payments::finish_call`] in a task of its own: a client that hangs up (the
+    /// order service's timeout, a gateway giving up) does not abandon a call that
+    /// may be moving money; its answer is recorded all the same.
+    pub(crate) async fn finish_call_detached(
+        &self,
+        payment_id: i64,
+        call: ProviderCall,
+    ) -> Result<Payment> {
+        let operation = call.operation;
+        let payments = self.clone();
+        tokio::spawn(async move { payments.finish_call(payment_id, call).await })
+            .await
+            .unwrap_or(Err(PaymentError::ProviderNoAnswer {
+                payment_id,
+                operation,
+            }))
+    }
+
     /// Make a call written down by [`begin_call`] and record its answer.
     pub(crate) async fn finish_call(&self, payment_id: i64, call: ProviderCall) -> Result<Payment> {
         let operation = call.operation;
@@ -117,6 +139,13 @@ impl Payments {
         };
         let outcome = match answer {
             Ok(outcome) => outcome,
+            Err(ProviderError::KeyReused(key)) => {
+                // A bug, not an outage: the call stays written down (counted in
+                // doubt, alerted on) and the request fails as one.
+                self.metrics.provider_call(operation, "key_reused");
+                tracing::error!(payment_id, %operation, key, "the provider refused the call's idempotency key");
+                return Err(PaymentError::ProviderKeyReused { payment_id, key });
+            }
             Err(err) => {
                 self.metrics.provider_call(operation, "no_answer");
                 tracing::warn!(payment_id, %operation, error = %err, "provider call unanswered; it will be made again");
@@ -185,6 +214,7 @@ impl Payments {
         .bind(reference)
         .execute(&mut *tx)
         .await?;
+        payment.provider_call_in_flight = None;
         tx.commit().await?;
         self.count(entered);
         match refused {

@@ -210,6 +210,8 @@ async fn a_provider_that_does_not_answer_leaves_the_call_in_doubt_counted_until_
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     let id = body["error"]["details"]["payment_id"].as_i64().unwrap();
     assert_eq!(status_of(&svc, id).await, "pending");
+    let (_, in_doubt) = svc.get_as("/api/v1/payments/orders/5", As::Order).await;
+    assert_eq!(in_doubt["provider_call_in_flight"], "charge", "{in_doubt}");
     let metrics = || async {
         reqwest::get(format!("{}/metrics", svc.admin))
             .await
@@ -241,6 +243,8 @@ async fn a_provider_that_does_not_answer_leaves_the_call_in_doubt_counted_until_
     })
     .await;
     assert_eq!(carried_out(&svc, id).await, [("charge".into(), true)]);
+    let (_, settled) = svc.get_as("/api/v1/payments/orders/5", As::Order).await;
+    assert!(settled.get("provider_call_in_flight").is_none(), "{settled}");
 }
 
 #[tokio::test]
