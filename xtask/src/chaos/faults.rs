@@ -311,17 +311,32 @@ impl Saboteur {
     /// `cargo xtask infra ensure` without the `SALES_*_URL` variables: it starts every
     /// private instance that is not running, as `infra up` does.
     pub async fn start_infra(&self) -> Result<()> {
-        let status = tokio::process::Command::new(&self.exe)
-            .args(["infra", "ensure"])
-            .env_remove(infra::ENV_POSTGRES_URL)
-            .env_remove(infra::ENV_AMQP_URL)
-            .env_remove(infra::ENV_RABBITMQ_MANAGEMENT_URL)
-            .env_remove(infra::ENV_REDIS_URL)
-            .env(infra::ENV_INFRA_DIR, &self.infra_dir)
-            .status()
-            .await?;
-        if !status.success() {
-            bail!("starting the private infrastructure again failed ({status})");
+        // A RabbitMQ node started again right after a SIGKILL sometimes finds its AMQP
+        // port still taken and dies booting (`could_not_start_listener`); like a pod's
+        // restart policy, try again a few times.
+        const ATTEMPTS: u32 = 4;
+        for attempt in 1..=ATTEMPTS {
+            let status = tokio::process::Command::new(&self.exe)
+                .args(["infra", "ensure"])
+                .env_remove(infra::ENV_POSTGRES_URL)
+                .env_remove(infra::ENV_AMQP_URL)
+                .env_remove(infra::ENV_RABBITMQ_MANAGEMENT_URL)
+                .env_remove(infra::ENV_REDIS_URL)
+                .env(infra::ENV_INFRA_DIR, &self.infra_dir)
+                .status()
+                .await?;
+            if status.success() {
+                return Ok(());
+            }
+            if attempt == ATTEMPTS {
+                bail!(
+                    "starting the private infrastructure again failed {ATTEMPTS} times ({status})"
+                );
+            }
+            self.say(format!(
+                "starting the private infrastructure again failed ({status}; attempt {attempt}); trying again in 5 s"
+            ));
+            tokio::time::sleep(Duration::from_secs(5)).await;
         }
         Ok(())
     }

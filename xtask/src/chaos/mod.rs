@@ -270,6 +270,12 @@ async fn drive(
         }
         tokio::time::sleep(Duration::from_secs(gap)).await;
     }
+    if fault_error.is_some() {
+        // Whatever the failed fault left stopped comes back before the load ends.
+        if let Err(e) = saboteur.start_infra().await {
+            saboteur.say(format!("the private infrastructure is not back: {e:#}"));
+        }
+    }
     let rest = Duration::from_secs(args.seconds()).saturating_sub(load_started.elapsed());
     tokio::time::sleep(rest).await;
     shop.stop.store(true, Ordering::Relaxed);
@@ -297,7 +303,14 @@ async fn drive(
     });
     sampling.store(false, Ordering::Relaxed);
 
-    let dead = dead_letters(&system.broker).await?;
+    // Dead letters that cannot be read count as a violation, not as no dead letters.
+    let (dead, unreadable) = match dead_letters(&system.broker).await {
+        Ok(dead) => (dead, None),
+        Err(e) => (
+            Vec::new(),
+            Some(format!("the dead-letter queues could not be read: {e:#}")),
+        ),
+    };
     let world = invariants::read_world(&dbs, dead).await?;
     let (told, keys) = shop
         .ledger
@@ -310,7 +323,12 @@ async fn drive(
         keys,
         now: Utc::now(),
     };
-    let violations = invariants::check(&world, &expected);
+    let mut violations = invariants::check(&world, &expected);
+    violations.extend(unreadable.map(|detail| invariants::Violation {
+        invariant: invariants::Invariant::DeadLetters,
+        order_id: None,
+        detail,
+    }));
     let created: BTreeMap<i64, chrono::DateTime<Utc>> =
         world.orders.iter().map(|o| (o.id, o.created_at)).collect();
     let rows = report::rows(
