@@ -52,7 +52,7 @@ pub fn rows(
         ..Row::default()
     });
     rows.push(Row {
-        label: "whole run (per SKU)".into(),
+        label: "whole run (per SKU, or an order that does not exist)".into(),
         ..Row::default()
     });
     let (no_fault, whole) = (windows.len(), windows.len() + 1);
