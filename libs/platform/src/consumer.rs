@@ -139,6 +139,11 @@ struct QueueConsumer<H> {
     handler: Arc<H>,
 }
 
+/// The longest an ack, a nack or a forward may wait for the broker: a connection
+/// that dies under it may never answer, and the consumer must get back to its loop
+/// (and reconnect) instead of waiting for ever.
+const BROKER_OP_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl<H: MessageHandler> QueueConsumer<H> {
     async fn run(&self, shutdown: CancellationToken) {
         let active = self
@@ -250,7 +255,7 @@ impl<H: MessageHandler> QueueConsumer<H> {
                         requeue: true,
                         ..Default::default()
                     };
-                    let _ = delivery.nack(requeue).await;
+                    let _ = tokio::time::timeout(BROKER_OP_TIMEOUT, delivery.nack(requeue)).await;
                     None
                 }
             }
@@ -395,9 +400,19 @@ impl<H: MessageHandler> QueueConsumer<H> {
                 }
             }
         };
-        if let Err(err) = delivery.ack(BasicAckOptions::default()).await {
+        match tokio::time::timeout(BROKER_OP_TIMEOUT, delivery.ack(BasicAckOptions::default()))
+            .await
+        {
+            Ok(Ok(_)) => {}
             // The effect is committed; the redelivery will find the inbox row.
-            tracing::warn!(error = %err, "ack failed; the message will come back and be dropped as a duplicate");
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "ack failed; the message will come back and be dropped as a duplicate")
+            }
+            // A connection that died under the ack may never answer it (found by
+            // `cargo xtask chaos`: a consumer hung here for good after a RabbitMQ kill).
+            Err(_) => tracing::warn!(
+                "ack unanswered; the message will come back and be dropped as a duplicate"
+            ),
         }
         Some(outcome)
     }
@@ -441,16 +456,18 @@ impl<H: MessageHandler> QueueConsumer<H> {
             message_type: delivery.properties.kind().as_ref().map(|s| s.to_string()),
             headers: out,
         };
-        match self.ctx.broker.publish(message).await {
+        let published = tokio::time::timeout(BROKER_OP_TIMEOUT, self.ctx.broker.publish(message))
+            .await
+            .unwrap_or(Err(crate::broker::BrokerError::Timeout(BROKER_OP_TIMEOUT)));
+        match published {
             Ok(()) => Some(()),
             Err(err) => {
                 tracing::warn!(error = %err, queue, "could not forward the message; returning it to its queue");
-                let _ = delivery
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await;
+                let nack = delivery.nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                });
+                let _ = tokio::time::timeout(BROKER_OP_TIMEOUT, nack).await;
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 None
             }
