@@ -244,7 +244,10 @@ async fn a_provider_that_does_not_answer_leaves_the_call_in_doubt_counted_until_
     .await;
     assert_eq!(carried_out(&svc, id).await, [("charge".into(), true)]);
     let (_, settled) = svc.get_as("/api/v1/payments/orders/5", As::Order).await;
-    assert!(settled.get("provider_call_in_flight").is_none(), "{settled}");
+    assert!(
+        settled.get("provider_call_in_flight").is_none(),
+        "{settled}"
+    );
 }
 
 #[tokio::test]
