@@ -128,8 +128,12 @@ pub async fn run(root: &Path, args: &ChaosArgs) -> Result<ExitCode> {
     if args.clients() == 0 {
         bail!("--clients must be at least 1");
     }
-    // Before the build replaces this program's file (faults run it to start servers).
-    let exe = std::env::current_exe().context("this program's path")?;
+    // Faults run this program to start servers. A build may have replaced its file
+    // since it started (`cargo xtask test` builds every binary first): Linux then
+    // names it "<path> (deleted)", and the path itself holds the rebuilt program,
+    // which has the same `infra ensure` (the short run in `cargo xtask test` failed
+    // with "No such file or directory" before this).
+    let exe = program_path(std::env::current_exe().context("this program's path")?);
     let scenarios = args.scenarios();
     let infra = infra::ensure_infra(root).await?;
     let infra_dir = faults::private_infra(&infra, &scenarios)?;
@@ -509,4 +513,12 @@ async fn dead_letters(broker: &BrokerApi) -> Result<Vec<broker_api::DeadLetter>>
         );
     }
     Ok(out)
+}
+
+/// `path` without the " (deleted)" Linux adds to a running program's replaced file.
+fn program_path(path: std::path::PathBuf) -> std::path::PathBuf {
+    match path.to_str().and_then(|p| p.strip_suffix(" (deleted)")) {
+        Some(live) => std::path::PathBuf::from(live),
+        None => path,
+    }
 }
