@@ -20,7 +20,7 @@
 //! So any arrival order gives the same end: paid and never cancelled: `committed`;
 //! cancelled: `released` with every unit back.
 
-use sales_contracts::api::stock::{Reservation, ReservationLine, ReservationStatus};
+use sales_contracts::api::stock::{Reservation, ReservationLine, ReservationStatus, Shortage};
 use sqlx::PgConnection;
 
 use crate::error::{InventoryError, Result};
@@ -141,27 +141,39 @@ pub async fn restore_for_order(conn: &mut PgConnection, order_id: i64) -> Result
     }
 }
 
-/// Sell a released reservation's units from the stock nobody holds, if there is
-/// enough of every line (none is taken otherwise).
-async fn sell_from_free_stock(conn: &mut PgConnection, id: i64) -> Result<()> {
-    let lines: Vec<(String, i32, i32, i32)> = sqlx::query_as(
+/// A reservation's line with its item's stock, the item's row locked.
+#[derive(sqlx::FromRow)]
+struct LockedLine {
+    sku: String,
+    on_hand: i32,
+    reserved: i32,
+    quantity: i32,
+}
+
+/// Lock the stock rows of reservation `id`'s lines (in SKU order) and read them.
+async fn lock_lines(conn: &mut PgConnection, id: i64) -> Result<Vec<LockedLine>> {
+    Ok(sqlx::query_as(
         "select s.sku, s.on_hand, s.reserved, l.quantity from stock_items s
          join reservation_lines l on l.sku = s.sku and l.reservation_id = $1
          order by s.sku for update of s",
     )
     .bind(id)
     .fetch_all(&mut *conn)
-    .await?;
-    let shortages: Vec<_> = lines
-        .iter()
-        .filter(|(_, on_hand, reserved, quantity)| on_hand - reserved < *quantity)
-        .map(
-            |(sku, on_hand, reserved, quantity)| sales_contracts::api::stock::Shortage {
-                sku: sku.clone(),
-                requested: *quantity,
-                available: on_hand - reserved,
-            },
-        )
+    .await?)
+}
+
+/// Sell a released reservation's units from the stock nobody holds, if there is
+/// enough of every line (none is taken otherwise).
+async fn sell_from_free_stock(conn: &mut PgConnection, id: i64) -> Result<()> {
+    let shortages: Vec<Shortage> = lock_lines(conn, id)
+        .await?
+        .into_iter()
+        .filter(|l| l.on_hand - l.reserved < l.quantity)
+        .map(|l| Shortage {
+            available: l.on_hand - l.reserved,
+            sku: l.sku,
+            requested: l.quantity,
+        })
         .collect();
     if !shortages.is_empty() {
         return Err(InventoryError::InsufficientStock(shortages));
@@ -172,21 +184,15 @@ async fn sell_from_free_stock(conn: &mut PgConnection, id: i64) -> Result<()> {
 /// Lock the stock rows of a sold reservation and check that its units fit back on
 /// hand: an item counts at most [`MAX_COUNT`] units.
 async fn check_restock(conn: &mut PgConnection, id: i64) -> Result<()> {
-    let lines: Vec<(String, i32, i32)> = sqlx::query_as(
-        "select s.sku, s.on_hand, l.quantity from stock_items s
-         join reservation_lines l on l.sku = s.sku and l.reservation_id = $1
-         order by s.sku for update of s",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
+    let lines = lock_lines(conn, id).await?;
     let over: Vec<String> = lines
         .iter()
-        .filter(|(_, on_hand, quantity)| {
-            i64::from(*on_hand) + i64::from(*quantity) > i64::from(MAX_COUNT)
-        })
-        .map(|(sku, on_hand, quantity)| {
-            format!("{quantity} units of {sku} (it has {on_hand} on hand)")
+        .filter(|l| i64::from(l.on_hand) + i64::from(l.quantity) > i64::from(MAX_COUNT))
+        .map(|l| {
+            format!(
+                "{} units of {} (it has {} on hand)",
+                l.quantity, l.sku, l.on_hand
+            )
         })
         .collect();
     if over.is_empty() {
