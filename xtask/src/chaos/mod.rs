@@ -298,7 +298,7 @@ async fn drive(
     let settled_after = settle(&dbs, &system.broker, settle_for).await;
     saboteur.say(match settled_after {
         Some(t) => format!(
-            "settled {t:.0} s after the load: outboxes and queues empty, no order past its pay-by"
+            "settled {t:.0} s after the load: outboxes and queues empty, no order past its pay-by, no charge unsettled"
         ),
         None => format!(
             "not settled {} s after the load; checking anyway",
@@ -448,7 +448,9 @@ async fn sample_queues(broker: Arc<BrokerApi>, timeline: Arc<Timeline>, running:
 }
 
 /// Wait until nothing is in flight: every outbox and queue empty, no order PENDING
-/// past its pay-by time. How long that took, or `None` at the deadline.
+/// past its pay-by time, no charge the order has not settled and no payment provider
+/// call unanswered (a refund the payment service could not make during a fault is
+/// made by the reconcilers). How long that took, or `None` at the deadline.
 async fn settle(dbs: &Databases, broker: &BrokerApi, deadline: Duration) -> Option<f64> {
     let started = Instant::now();
     while started.elapsed() < deadline {
@@ -490,11 +492,18 @@ async fn quiet(dbs: &Databases, broker: &BrokerApi) -> Result<bool> {
     }
     let mut orders = PgConnection::connect(&dbs.orders).await?;
     let overdue: i64 = sqlx::query_scalar(
-        "select count(*) from orders where status = 'PENDING' and pay_by <= now()",
+        "select count(*) from orders
+         where (status = 'PENDING' and pay_by <= now())
+            or (payment_attempted_at is not null and payment_settled_at is null)",
     )
     .fetch_one(&mut orders)
     .await?;
-    Ok(overdue == 0)
+    let mut payments = PgConnection::connect(&dbs.payments).await?;
+    let in_doubt: i64 =
+        sqlx::query_scalar("select count(*) from payments where provider_call is not null")
+            .fetch_one(&mut payments)
+            .await?;
+    Ok(overdue == 0 && in_doubt == 0)
 }
 
 /// Every message in the run's dead-letter queues.

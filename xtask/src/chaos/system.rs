@@ -122,6 +122,12 @@ fn chaos_env() -> Vec<(String, String)> {
     [
         // Orders left unpaid are cancelled within the run, under the faults.
         ("UNPAID_ORDER_TIMEOUT", "60s"),
+        // Charges and provider calls a fault left unsettled are settled within the
+        // run (production: 1 min and 30 s).
+        ("PAYMENT_RECONCILE_AFTER", "5s"),
+        ("PAYMENT_RECONCILE_EVERY", "1s"),
+        ("PROVIDER_CALL_IN_DOUBT_AFTER", "5s"),
+        ("PROVIDER_RECONCILE_EVERY", "1s"),
         // The per-customer bounds guard against abuse, not what chaos looks at.
         ("MAX_UNPAID_ORDERS_PER_CUSTOMER", "10000"),
         ("MAX_RESERVED_UNITS_PER_CUSTOMER", "1000000"),
