@@ -181,11 +181,16 @@ async fn an_event_the_broker_keeps_refusing_is_parked_and_the_others_go_on() {
         || async { (metric(&service, "outbox_parked_messages").await == Some(1.0)).then_some(()) },
     )
     .await;
-    assert_eq!(
-        metric(&service, "outbox_pending_messages").await,
-        Some(0.0),
-        "a parked event is not pending"
-    );
+    // The relay sets its gauges right after the pass that deleted the events, a
+    // moment after the outbox shows them gone: read the gauge once it has caught up
+    // (it stays at 1 for good if a parked event counts as pending). Asserting at
+    // once failed in one of three full runs with the previous pass's snapshot (2 pending).
+    eventually(
+        "a parked event not counted as pending",
+        Duration::from_secs(10),
+        || async { (metric(&service, "outbox_pending_messages").await == Some(0.0)).then_some(()) },
+    )
+    .await;
 
     let _ = conn.close(200, "done".into()).await;
     service.stop().await;
