@@ -57,18 +57,23 @@ pub async fn make_catalogue(
     let inventory = wiring.base_url(Service::Inventory);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let items: Vec<Value> = http
+        let r = http
             .get(format!("{inventory}/api/v1/inventory/items"))
             .bearer_auth(admin(Service::Inventory))
             .send()
-            .await?
-            .json()
             .await?;
-        if items.len() >= products.len() {
-            return Ok(ids);
-        }
+        // A service still starting answers 503 with an error body: not yet.
+        let last = if r.status().is_success() {
+            let items: Vec<Value> = r.json().await?;
+            if items.len() >= products.len() {
+                return Ok(ids);
+            }
+            format!("{} of {} items open", items.len(), products.len())
+        } else {
+            format!("{}: {}", r.status(), r.text().await?)
+        };
         if Instant::now() > deadline {
-            bail!("the inventory did not open the products' stock in 30 s");
+            bail!("the inventory did not open the products' stock in 30 s (last: {last})");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
