@@ -220,21 +220,7 @@ impl System {
                 .collect();
             system.wiring = wiring.clone();
             for service in Service::ALL {
-                let (stdout, stderr) = match &log_dir {
-                    Some(dir) => {
-                        let path = dir.join(format!("{}.log", service.name()));
-                        let file = std::fs::OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(&path)
-                            .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
-                        let copy = file
-                            .try_clone()
-                            .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
-                        (Stdio::from(file), Stdio::from(copy))
-                    }
-                    None => (Stdio::inherit(), Stdio::inherit()),
-                };
+                let (stdout, stderr) = output_of(log_dir.as_deref(), service);
                 let process = Process::spawn(service, &bin_dir(), &wiring, stdout, stderr)
                     .unwrap_or_else(|e| panic!("cannot start {}: {e}", service.binary()));
                 system.processes.insert(service, process);
@@ -565,6 +551,25 @@ impl System {
             .collect()
     }
 
+    /// SIGKILL `service` (a crash: nothing is finished, nothing flushed), start it
+    /// again on the same ports and wait until it is ready.
+    pub async fn kill_and_restart(&mut self, service: Service) {
+        if let Some(mut p) = self.processes.remove(&service) {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+        let (stdout, stderr) = output_of(self.log_dir.as_deref(), service);
+        let process = Process::spawn(service, &bin_dir(), &self.wiring, stdout, stderr)
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", service.binary()));
+        self.processes.insert(service, process);
+        sales_testkit::wait_ready(
+            &format!("{}/ready", self.url(service)),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{} did not become ready again: {e}", service.binary()));
+    }
+
     /// Stop every process (SIGTERM) and remove the databases and broker namespace.
     pub async fn stop(mut self) {
         for p in self.processes.values_mut() {
@@ -580,6 +585,23 @@ impl System {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// Where `service`'s output goes: its own file in `log_dir`, or the test's output.
+fn output_of(log_dir: Option<&std::path::Path>, service: Service) -> (Stdio, Stdio) {
+    let Some(dir) = log_dir else {
+        return (Stdio::inherit(), Stdio::inherit());
+    };
+    let path = dir.join(format!("{}.log", service.name()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    let copy = file
+        .try_clone()
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    (Stdio::from(file), Stdio::from(copy))
 }
 
 impl Drop for System {

@@ -23,6 +23,14 @@
 //! item, amount mismatch, a dependency down) is deleted: the key is free again, as in
 //! seed 004, where a refused order left nothing behind.
 //!
+//! **Stock asked for and never ordered.** Before it asks the inventory, a claim writes
+//! down the lines it asks for ([`note_reserve`]). A request that gives up after that
+//! (the inventory's answer lost, the order not stored) gives its claim up with a
+//! `restore-canceled-item` for its order id, in one transaction ([`give_up`]); a claim
+//! left by a crash expires and [`crate::expired_claims`] does the same. Storing the
+//! order locks its claim and requires it, so an order is stored or its claim given
+//! up, never both: a request slower than `IDEMPOTENCY_CLAIM_TTL` gets a 503.
+//!
 //! **Bounds.** A customer has at most `MAX_UNPAID_ORDERS_PER_CUSTOMER` unpaid
 //! (`PENDING`) orders and `MAX_RESERVED_UNITS_PER_CUSTOMER` units in them at once;
 //! callers without an account are bounded per client address (the gateway's
@@ -34,13 +42,15 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use sales_contracts::events::{CanceledItem, RestoreCanceledItem, StockLine};
 use sales_platform::identity::Caller;
 use sales_platform::identity::caller::Principal;
+use sales_platform::outbox;
 use sqlx::PgConnection;
 
-use crate::OrderContext;
 use crate::error::{Holder, OrderError, Result};
 use crate::orders::{self, Order};
+use crate::{OrderContext, SERVICE};
 
 /// `pg_advisory_xact_lock(class, key)`'s class for the per-owner bound check.
 const BOUND_LOCK_CLASS: i32 = 0x4f52_4431; // "ORD1"
@@ -352,7 +362,7 @@ async fn check_bounds(
     Ok(())
 }
 
-async fn mark_done(conn: &mut PgConnection, order_id: i64) -> Result<(), sqlx::Error> {
+pub(crate) async fn mark_done(conn: &mut PgConnection, order_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("update order_claims set state = 'done' where order_id = $1")
         .bind(order_id)
         .execute(conn)
@@ -360,7 +370,7 @@ async fn mark_done(conn: &mut PgConnection, order_id: i64) -> Result<(), sqlx::E
         .map(|_| ())
 }
 
-async fn delete(conn: &mut PgConnection, order_id: i64) -> Result<(), sqlx::Error> {
+pub(crate) async fn delete(conn: &mut PgConnection, order_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("delete from order_claims where order_id = $1")
         .bind(order_id)
         .execute(conn)
@@ -382,21 +392,76 @@ pub async fn finish(ctx: &OrderContext, claim: &Claim) {
     }
 }
 
-/// Nothing was stored: free the claim (and its key).
-pub async fn abandon(ctx: &OrderContext, claim: &Claim) {
-    let result = match ctx.pool.acquire().await {
-        Ok(mut conn) => {
-            sqlx::query("delete from order_claims where order_id = $1 and state = 'in_progress'")
-                .bind(claim.order_id)
-                .execute(&mut *conn)
-                .await
-                .map(|_| ())
+/// Write down what the claim asks the inventory to hold, before it asks: if its order
+/// is never stored, [`give_up`] gives these units back. Fails with
+/// [`OrderError::ClaimExpired`] if the claim was given up already.
+pub async fn note_reserve(ctx: &OrderContext, order_id: i64, lines: &[StockLine]) -> Result<()> {
+    let noted = sqlx::query(
+        "update order_claims set reserve_lines = $2 where order_id = $1 and state = 'in_progress'",
+    )
+    .bind(order_id)
+    .bind(sqlx::types::Json(lines))
+    .execute(&ctx.pool)
+    .await?;
+    if noted.rows_affected() == 0 {
+        return Err(OrderError::ClaimExpired { order_id });
+    }
+    Ok(())
+}
+
+/// Nothing was stored: free the claim (and its key). Unless the inventory refused
+/// the stock outright, it may hold some for the order id: that is given back too.
+pub async fn abandon(ctx: &OrderContext, claim: &Claim, inventory_refused: bool) {
+    let result = async {
+        let mut tx = ctx.pool.begin().await?;
+        let restoring = give_up(&mut tx, claim.order_id, !inventory_refused).await?;
+        tx.commit().await?;
+        if restoring {
+            ctx.metrics.placements_abandoned("refused");
         }
-        Err(e) => Err(e),
-    };
+        Ok::<_, sqlx::Error>(())
+    }
+    .await;
     if let Err(err) = result {
         tracing::warn!(order_id = claim.order_id, error = %err, "could not free an order claim; it will expire");
     }
+}
+
+/// Delete the in-progress claim of `order_id`, whose order was not stored. If it had
+/// asked the inventory for stock and `restore` is set, a `restore-canceled-item` for
+/// the order id goes into the outbox in the same transaction: the inventory gives back
+/// whatever it holds for the order, and marks it released so a reservation still on
+/// its way takes nothing. Returns whether a restore was sent.
+pub async fn give_up(
+    conn: &mut PgConnection,
+    order_id: i64,
+    restore: bool,
+) -> Result<bool, sqlx::Error> {
+    let deleted: Option<Option<sqlx::types::Json<Vec<StockLine>>>> = sqlx::query_scalar(
+        "delete from order_claims where order_id = $1 and state = 'in_progress'
+         returning reserve_lines",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(Some(sqlx::types::Json(lines))) = deleted.filter(|_| restore) else {
+        return Ok(false);
+    };
+    let items = lines
+        .into_iter()
+        .map(|l| CanceledItem {
+            order_id,
+            product_id: l.product_id,
+            sku: l.sku,
+            quantity: l.quantity,
+        })
+        .collect();
+    outbox::enqueue(conn, SERVICE, RestoreCanceledItem { items }).await?;
+    tracing::warn!(
+        order_id,
+        "an order was given up after its stock was asked for; the stock goes back"
+    );
+    Ok(true)
 }
 
 #[cfg(test)]

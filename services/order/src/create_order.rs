@@ -10,14 +10,17 @@
 //!    states its amount: it must match the catalogue wherever the item has a price;
 //!    an item only the inventory stocks is sold for the stated amount, kept as the
 //!    line's total (it need not split into equal unit prices).
-//! 4. Reserve the stock for the order id in the inventory: all items or none. Not
-//!    enough stock: refuse with 409 "Product is not available", and no order exists.
-//! 5. In one transaction: the order (`PENDING`), its lines, and the `create-order`
-//!    and `update-stock` events in the outbox. If that fails, give the reservation back.
+//! 4. Write the lines down on the claim, then reserve the stock for the order id in
+//!    the inventory: all items or none. Not enough stock: refuse with 409 "Product is
+//!    not available", and no order exists.
+//! 5. In one transaction, while the claim is still there: the order (`PENDING`), its
+//!    lines, and the `create-order` and `update-stock` events in the outbox. If that
+//!    fails, give the reservation back.
 //! 6. Seed 004's one-call form is charged at once and answered `CONFIRMED` or
 //!    `FAILED` ([`crate::pay_order`]).
 //! 7. Finish the claim (the key now names the order), or, if nothing was stored,
-//!    free it.
+//!    give it up, with the stock the inventory may hold for it
+//!    ([`claims::give_up`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -273,7 +276,12 @@ pub async fn place_order(ctx: &OrderContext, request: PlaceOrder) -> Result<Plac
             error,
             stored: false,
         }) => {
-            claims::abandon(ctx, &claim).await;
+            // The inventory said no, or was never asked: it holds nothing for the order.
+            let inventory_refused = matches!(
+                error,
+                OrderError::Unavailable(_) | OrderError::NotStocked(_) | OrderError::Validation(_)
+            );
+            claims::abandon(ctx, &claim, inventory_refused).await;
             Err(error)
         }
     }
@@ -301,6 +309,7 @@ async fn place_claimed(
     // One clock: the order must be paid by `pay_by`, and its stock is held as long.
     let now = Utc::now();
     let pay_by = now + chrono::Duration::from_std(ctx.unpaid_timeout).unwrap_or_default();
+    claims::note_reserve(ctx, order_id, &stock_lines(&lines)).await?;
     let reservation = inventory_client::reserve_for_order(
         &ctx.inventory,
         order_id,
@@ -478,6 +487,18 @@ fn total_of(lines: &[OrderLine]) -> Result<Money> {
     total.ok_or_else(|| OrderError::Validation("order has no items".into()))
 }
 
+/// The units of each line, as `update-stock` and a claim's note carry them.
+fn stock_lines(lines: &[OrderLine]) -> Vec<StockLine> {
+    lines
+        .iter()
+        .map(|l| StockLine {
+            product_id: l.product_id.unwrap_or_default(),
+            sku: l.sku.clone(),
+            quantity: l.quantity,
+        })
+        .collect()
+}
+
 /// The order, its lines and its events, in one transaction.
 async fn store(
     ctx: &OrderContext,
@@ -487,6 +508,18 @@ async fn store(
     limit_owner: Option<&str>,
 ) -> Result<()> {
     let mut tx = ctx.pool.begin().await?;
+    // The claim must still be ours (or a takeover's): a claim given up meanwhile has
+    // had its stock given back.
+    let claimed: Option<i64> =
+        sqlx::query_scalar("select order_id from order_claims where order_id = $1 for update")
+            .bind(order.order_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if claimed.is_none() {
+        return Err(OrderError::ClaimExpired {
+            order_id: order.order_id,
+        });
+    }
     orders::insert(&mut tx, order, key, fingerprint, limit_owner).await?;
     outbox::enqueue(
         &mut tx,
@@ -518,15 +551,7 @@ async fn store(
         UpdateStock {
             order_id: order.order_id,
             user_id: order.customer_id,
-            items: order
-                .items
-                .iter()
-                .map(|l| StockLine {
-                    product_id: l.product_id.unwrap_or_default(),
-                    sku: l.sku.clone(),
-                    quantity: l.quantity,
-                })
-                .collect(),
+            items: stock_lines(&order.items),
         },
     )
     .await?;

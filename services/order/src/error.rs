@@ -89,6 +89,10 @@ pub enum OrderError {
     },
     #[error("order {order_id} cannot be charged: {reason}")]
     PaymentConflict { order_id: i64, reason: String },
+    #[error(
+        "placing order {order_id} took longer than its claim lasts (IDEMPOTENCY_CLAIM_TTL); it was given up and its stock given back: try again"
+    )]
+    ClaimExpired { order_id: i64 },
     #[error("{0}")]
     Upstream(CallError),
     #[error(transparent)]
@@ -197,6 +201,7 @@ impl From<OrderError> for ApiError {
             } => ApiError::conflict("too_many_reserved_units", message).with_details(
                 serde_json::json!({ "reserved_units": held, "requested": requested, "limit": limit }),
             ),
+            OrderError::ClaimExpired { .. } => ApiError::unavailable(message),
             OrderError::Upstream(e) => {
                 tracing::warn!(error = %e, "upstream call failed");
                 ApiError::unavailable(message)

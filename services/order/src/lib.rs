@@ -17,6 +17,7 @@ pub mod cancel_order;
 pub mod claims;
 pub mod create_order;
 pub mod error;
+pub mod expired_claims;
 pub mod http;
 pub mod inventory_client;
 pub mod metrics;
@@ -79,7 +80,8 @@ pub struct Config {
     /// An order not paid within this time is cancelled and its stock restored.
     #[arg(long, env = "UNPAID_ORDER_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
     pub unpaid_order_timeout: Duration,
-    /// How often orders past their payment time are looked for.
+    /// How often orders past their payment time, and expired order claims, are
+    /// looked for.
     #[arg(long, env = "UNPAID_ORDER_SWEEP_EVERY", default_value = "5s", value_parser = humantime::parse_duration)]
     pub unpaid_order_sweep_every: Duration,
     /// Most unpaid (`PENDING`) orders one customer may have at once, orders being
@@ -171,6 +173,14 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     service.worker(
         "unpaid-timeout",
         unpaid_timeout::run(
+            ctx.clone(),
+            config.unpaid_order_sweep_every,
+            service.shutdown_token(),
+        ),
+    );
+    service.worker(
+        "expired-claims",
+        expired_claims::run(
             ctx.clone(),
             config.unpaid_order_sweep_every,
             service.shutdown_token(),

@@ -19,6 +19,10 @@ pub struct OrderMetrics {
     /// `order_payments_unsettled`: charges started over 10 minutes ago whose outcome
     /// the order has not settled (`payment_reconciler`).
     pub payments_unsettled: IntGauge,
+    /// `order_placements_abandoned_total{cause}`: orders given up after their stock was
+    /// asked for and before they were stored, their stock given back: `refused` (the
+    /// request failed), `expired` (its claim expired: a crash or a hung request).
+    pub placements_abandoned: IntCounterVec,
 }
 
 impl OrderMetrics {
@@ -39,7 +43,15 @@ impl OrderMetrics {
                 "order_payments_unsettled",
                 "Charges started over 10 minutes ago whose outcome the order has not settled",
             ),
+            placements_abandoned: metrics.counter_vec(
+                "order_placements_abandoned_total",
+                "Orders given up after their stock was asked for, before they were stored",
+                &["cause"],
+            ),
         };
+        for cause in ["refused", "expired"] {
+            m.placements_abandoned.with_label_values(&[cause]);
+        }
         // Every status exists from the start, at 0, so the first order of each shows.
         for status in OrderStatus::ALL {
             m.orders.with_label_values(&[status.as_str()]);
@@ -57,6 +69,10 @@ impl OrderMetrics {
 
     pub fn status_entered(&self, status: OrderStatus) {
         self.orders.with_label_values(&[status.as_str()]).inc();
+    }
+
+    pub fn placements_abandoned(&self, cause: &str) {
+        self.placements_abandoned.with_label_values(&[cause]).inc();
     }
 
     pub fn revenue(&self, total: Money) {

@@ -298,7 +298,7 @@ async fn drive(
     let settled_after = settle(&dbs, &system.broker, settle_for).await;
     saboteur.say(match settled_after {
         Some(t) => format!(
-            "settled {t:.0} s after the load: outboxes and queues empty, no order past its pay-by, no charge unsettled"
+            "settled {t:.0} s after the load: outboxes and queues empty, no order past its pay-by or half placed, no charge unsettled"
         ),
         None => format!(
             "not settled {} s after the load; checking anyway",
@@ -448,7 +448,8 @@ async fn sample_queues(broker: Arc<BrokerApi>, timeline: Arc<Timeline>, running:
 }
 
 /// Wait until nothing is in flight: every outbox and queue empty, no order PENDING
-/// past its pay-by time, no charge the order has not settled and no payment provider
+/// past its pay-by time, no order being placed (a claim a killed order service left
+/// is settled once it expires), no charge the order has not settled and no payment provider
 /// call unanswered (a refund the payment service could not make during a fault is
 /// made by the reconcilers). How long that took, or `None` at the deadline.
 async fn settle(dbs: &Databases, broker: &BrokerApi, deadline: Duration) -> Option<f64> {
@@ -492,9 +493,10 @@ async fn quiet(dbs: &Databases, broker: &BrokerApi) -> Result<bool> {
     }
     let mut orders = PgConnection::connect(&dbs.orders).await?;
     let overdue: i64 = sqlx::query_scalar(
-        "select count(*) from orders
-         where (status = 'PENDING' and pay_by <= now())
-            or (payment_attempted_at is not null and payment_settled_at is null)",
+        "select (select count(*) from orders
+                 where (status = 'PENDING' and pay_by <= now())
+                    or (payment_attempted_at is not null and payment_settled_at is null))
+              + (select count(*) from order_claims where state = 'in_progress')",
     )
     .fetch_one(&mut orders)
     .await?;

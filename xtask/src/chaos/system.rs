@@ -128,6 +128,9 @@ fn chaos_env() -> Vec<(String, String)> {
         ("PAYMENT_RECONCILE_EVERY", "1s"),
         ("PROVIDER_CALL_IN_DOUBT_AFTER", "5s"),
         ("PROVIDER_RECONCILE_EVERY", "1s"),
+        // A claim a killed order service left is settled, its stock given back,
+        // within the run (production: 30 s).
+        ("IDEMPOTENCY_CLAIM_TTL", "10s"),
         // The per-customer bounds guard against abuse, not what chaos looks at.
         ("MAX_UNPAID_ORDERS_PER_CUSTOMER", "10000"),
         ("MAX_RESERVED_UNITS_PER_CUSTOMER", "1000000"),
