@@ -27,7 +27,8 @@
 //! down the lines it asks for ([`note_reserve`]). A request that gives up after that
 //! (the inventory's answer lost, the order not stored) gives its claim up with a
 //! `restore-canceled-item` for its order id, in one transaction ([`give_up`]); a claim
-//! left by a crash expires and [`crate::expired_claims`] does the same. Storing the
+//! left by a crash expires, and once no retry has taken it over for as long again,
+//! [`crate::expired_claims`] does the same. Storing the
 //! order locks its claim and requires it, so an order is stored or its claim given
 //! up, never both: a request slower than `IDEMPOTENCY_CLAIM_TTL` gets a 503.
 //!
@@ -301,7 +302,7 @@ async fn try_claim(ctx: &OrderContext, request: &ClaimRequest<'_>) -> Result<Att
     }))
 }
 
-fn millis(d: Duration) -> i64 {
+pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 

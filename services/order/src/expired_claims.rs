@@ -1,7 +1,8 @@
 //! Claims left behind: the order service died (or a request hung) after it claimed an
-//! order and before it finished. Once a claim has expired (`IDEMPOTENCY_CLAIM_TTL`)
-//! it is settled here, by whichever replica gets to it first (`for update skip
-//! locked`):
+//! order and before it finished. A claim expires after `IDEMPOTENCY_CLAIM_TTL`; for as
+//! long again, a retry with its key may take it over (keeping its order id and the
+//! stock reserved for it). After that it is settled here, by whichever replica gets
+//! to it first (`for update skip locked`):
 //! - its order was stored after all: the claim is finished, as the request would have;
 //! - it was not: the claim is given up ([`claims::give_up`]), and the stock it asked
 //!   the inventory for goes back through `restore-canceled-item`.
@@ -17,7 +18,8 @@ use crate::OrderContext;
 use crate::claims;
 use crate::error::Result;
 
-/// Settle up to 100 expired claims at a time until none is left; returns how many.
+/// Settle claims expired for a claim's lifetime, 100 at a time, until none is
+/// left; returns how many.
 pub async fn settle_expired_claims(ctx: &OrderContext) -> Result<usize> {
     let mut settled = 0;
     loop {
@@ -26,10 +28,12 @@ pub async fn settle_expired_claims(ctx: &OrderContext) -> Result<usize> {
             "select c.order_id, c.idempotency_key is not null,
                     exists (select 1 from orders o where o.id = c.order_id)
              from order_claims c
-             where c.state = 'in_progress' and c.expires_at < now()
+             where c.state = 'in_progress'
+               and c.expires_at < now() - $1 * interval '1 millisecond'
              order by c.expires_at limit 100
              for update of c skip locked",
         )
+        .bind(claims::millis(ctx.limits.claim_ttl))
         .fetch_all(&mut *tx)
         .await?;
         if expired.is_empty() {
