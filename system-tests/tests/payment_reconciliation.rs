@@ -277,3 +277,50 @@ async fn an_order_whose_payment_was_opened_by_hand_is_refused_clearly_and_still_
     .await;
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn an_order_past_its_pay_by_time_is_not_charged_even_before_the_timeout_cancels_it() {
+    // The unpaid timeout cancels orders only every hour here: the order sits
+    // PENDING past its pay-by time, as it does between two sweeps.
+    let mut env = HashMap::new();
+    env.insert(
+        Service::Order,
+        vec![("UNPAID_ORDER_SWEEP_EVERY".into(), "1h".into())],
+    );
+    let sys = System::start_with(SystemOptions {
+        unpaid_order_timeout: "2s".into(),
+        env,
+        ..Default::default()
+    })
+    .await;
+    let (order, token) = place(&sys, "LATE", 1_500).await;
+    let id = order["order_id"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(order_status(&sys, &token, id).await, "PENDING");
+
+    let (status, body) = sys
+        .call(
+            Method::POST,
+            &format!("/api/v1/orders/{id}/pay"),
+            None,
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "pay_by_passed", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("was not paid by its pay-by time") && message.contains("cancelled"),
+        "{message}"
+    );
+    let (status, payment) = sys
+        .get(Service::Payment, &format!("/api/v1/payments/orders/{id}"))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "no payment for it: {payment}"
+    );
+    assert_eq!(order_status(&sys, &token, id).await, "PENDING");
+    sys.stop().await;
+}
