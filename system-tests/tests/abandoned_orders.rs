@@ -4,8 +4,9 @@
 //! killed, the request outliving its claim), no order exists to cancel, and the
 //! units must still come back, not sit reserved for an order nobody can see.
 //!
-//! The inventory is reached through a relay the test controls: it passes every call
-//! on, and for reservations it can lose the answer, hold it, or hold it for good.
+//! The inventory (and, in one test, the payment service) is reached through a relay
+//! the test controls: it passes every call on, and for one route (reservations,
+//! charges) it can lose the answer, hold it, or hold it for good.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,7 +21,7 @@ use serde_json::{Value, json};
 use system_tests::{Service, System, SystemOptions};
 use tokio::sync::Notify;
 
-/// What the relay does with a reservation, after the inventory has made it.
+/// What the relay does with a call to its route, after the service has answered.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Answer {
     /// Pass the inventory's answer on.
@@ -35,17 +36,20 @@ enum Answer {
 
 #[derive(Clone)]
 struct Relay {
+    /// The `POST` route whose answers the relay plays with.
+    route: &'static str,
     upstream: Arc<Mutex<String>>,
     answer: Arc<Mutex<Answer>>,
-    /// Told each time the inventory has answered a reservation.
+    /// Told each time the service has answered a call to the route.
     reserved: Arc<Notify>,
     client: reqwest::Client,
 }
 
 impl Relay {
     /// Listen on a free port; calls go to the upstream set with [`Relay::to`].
-    async fn start() -> (Relay, String) {
+    async fn start(route: &'static str) -> (Relay, String) {
         let relay = Relay {
+            route,
             upstream: Arc::new(Mutex::new(String::new())),
             answer: Arc::new(Mutex::new(Answer::Pass)),
             reserved: Arc::new(Notify::new()),
@@ -73,7 +77,7 @@ impl Relay {
     }
 
     async fn forward(&self, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-        let reservation = method == Method::POST && uri.path() == "/api/v1/inventory/reservations";
+        let played = method == Method::POST && uri.path() == self.route;
         let upstream = self.upstream.lock().unwrap().clone();
         let mut request = self
             .client
@@ -89,7 +93,7 @@ impl Relay {
         };
         let status = response.status();
         let body = response.bytes().await.unwrap_or_default();
-        if reservation {
+        if played {
             self.reserved.notify_one();
             let answer = *self.answer.lock().unwrap();
             match answer {
@@ -104,8 +108,10 @@ impl Relay {
 }
 
 /// The system, its order service reaching the inventory through a relay.
+const RESERVATIONS: &str = "/api/v1/inventory/reservations";
+
 async fn start(order_env: &[(&str, &str)]) -> (System, Relay) {
-    let (relay, url) = Relay::start().await;
+    let (relay, url) = Relay::start(RESERVATIONS).await;
     let mut env: Vec<(String, String)> = vec![("INVENTORY_SERVICE_URL".into(), url)];
     env.extend(
         order_env
@@ -258,5 +264,79 @@ async fn a_request_that_outlived_its_claim_does_not_store_an_order_without_stock
     until_nothing_reserved(&sys, "SLOW", Duration::from_secs(15))
         .await
         .unwrap_or_else(|reserved| panic!("{reserved} units stay reserved"));
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_stale_attempt_giving_up_does_not_take_the_stock_of_the_order_its_retry_stored() {
+    // A (key K) reserves; the answer never comes. Its claim expires (2 s) and B, the
+    // client's retry with K, takes it over, is answered A's reservation, stores the
+    // order and charges it, slowly (8 s). Meanwhile A's call to the inventory times
+    // out (4 s) and A gives up: it must leave B's claim and stock alone.
+    let (payments, payment_url) = Relay::start("/api/v1/payments/charge").await;
+    let (sys, inventory) = start(&[
+        ("IDEMPOTENCY_CLAIM_TTL", "2s"),
+        ("UPSTREAM_TIMEOUT", "4s"),
+        ("PAYMENT_TIMEOUT", "30s"),
+        ("PAYMENT_SERVICE_URL", payment_url.as_str()),
+    ])
+    .await;
+    payments.to(sys.url(Service::Payment));
+    let (customer, _, _) = shop(&sys, "RETRIED", 5).await;
+    let body = json!({"item_sku": "RETRIED", "quantity": 2, "amount": "25.00",
+                      "currency": "USD", "idempotency_key": "retried-1"});
+    let place = || {
+        sys.post_as(
+            Service::Order,
+            "/api/v1/orders/",
+            body.clone(),
+            system_tests::Who::Customer(customer),
+        )
+    };
+    inventory.answer(Answer::Withhold);
+    let first = tokio::spawn({
+        let url = format!("{}/api/v1/orders/", sys.url(Service::Order));
+        let token = sys.token_for(Service::Order, system_tests::Who::Customer(customer));
+        let body = body.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            r.status()
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(15), inventory.reserved.notified())
+        .await
+        .expect("the order service never reserved the stock");
+    inventory.answer(Answer::Pass);
+    payments.answer(Answer::Delay(Duration::from_secs(8)));
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    let (status, second) = place().await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second["status"], "CONFIRMED", "{second}");
+    assert_eq!(
+        first.await.unwrap(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the first attempt timed out"
+    );
+
+    // The order was paid: its two units are sold, none given back.
+    let sold = sales_testkit::eventually("the units sold", Duration::from_secs(15), || async {
+        let stock = sys.stock("RETRIED").await;
+        (stock.1 == 0).then_some(stock)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!((sold, sys.stock("RETRIED").await), ((3, 0, 3), (3, 0, 3)));
+    // K still names that order: a third request replays it.
+    payments.answer(Answer::Pass);
+    let (status, third) = place().await;
+    assert_eq!(status, StatusCode::OK, "{third}");
+    assert_eq!(third["order_id"], second["order_id"]);
+    assert_eq!(stored_orders(&sys).await, 1);
     sys.stop().await;
 }

@@ -29,8 +29,10 @@
 //! `restore-canceled-item` for its order id, in one transaction ([`give_up`]); a claim
 //! left by a crash expires, and once no retry has taken it over for as long again,
 //! [`crate::expired_claims`] does the same. Storing the
-//! order locks its claim and requires it, so an order is stored or its claim given
-//! up, never both: a request slower than `IDEMPOTENCY_CLAIM_TTL` gets a 503.
+//! order marks its claim `stored` in the same transaction, and only a claim still in
+//! progress is given up, so an order is stored or its claim given up, never both: a
+//! request slower than twice `IDEMPOTENCY_CLAIM_TTL` (and a sweep) gets a 503. Only
+//! the latest attempt on a claim (a takeover counts one up) gives it up.
 //!
 //! **Bounds.** A customer has at most `MAX_UNPAID_ORDERS_PER_CUSTOMER` unpaid
 //! (`PENDING`) orders and `MAX_RESERVED_UNITS_PER_CUSTOMER` units in them at once;
@@ -155,6 +157,9 @@ pub struct ClaimRequest<'a> {
 pub struct Claim {
     pub order_id: i64,
     keyed: bool,
+    /// Which attempt on the claim this is (a takeover counts one up): only the latest
+    /// may note its lines or give the claim up.
+    attempt: i32,
 }
 
 /// The outcome of claiming.
@@ -249,15 +254,16 @@ async fn try_claim(ctx: &OrderContext, request: &ClaimRequest<'_>) -> Result<Att
                 (_, true, _) => Ok(Attempt::Busy),
                 (_, false, false) => {
                     // Left by a crash: take it over, with its order id.
-                    sqlx::query(
+                    let attempt: i32 = sqlx::query_scalar(
                         "update order_claims
                          set expires_at = now() + $2 * interval '1 millisecond',
                              attempts = attempts + 1
-                         where order_id = $1",
+                         where order_id = $1
+                         returning attempts",
                     )
                     .bind(existing.order_id)
                     .bind(millis(ctx.limits.claim_ttl))
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await?;
                     tx.commit().await?;
                     tracing::warn!(
@@ -267,6 +273,7 @@ async fn try_claim(ctx: &OrderContext, request: &ClaimRequest<'_>) -> Result<Att
                     Ok(Attempt::Claimed(Claim {
                         order_id: existing.order_id,
                         keyed: true,
+                        attempt,
                     }))
                 }
             };
@@ -299,6 +306,7 @@ async fn try_claim(ctx: &OrderContext, request: &ClaimRequest<'_>) -> Result<Att
     Ok(Attempt::Claimed(Claim {
         order_id,
         keyed: request.key.is_some(),
+        attempt: 1,
     }))
 }
 
@@ -395,29 +403,53 @@ pub async fn finish(ctx: &OrderContext, claim: &Claim) {
 
 /// Write down what the claim asks the inventory to hold, before it asks: if its order
 /// is never stored, [`give_up`] gives these units back. Fails with
-/// [`OrderError::ClaimExpired`] if the claim was given up already.
-pub async fn note_reserve(ctx: &OrderContext, order_id: i64, lines: &[StockLine]) -> Result<()> {
+/// [`OrderError::ClaimExpired`] if the claim was given up or taken over meanwhile.
+pub async fn note_reserve(ctx: &OrderContext, claim: &Claim, lines: &[StockLine]) -> Result<()> {
     let noted = sqlx::query(
-        "update order_claims set reserve_lines = $2 where order_id = $1 and state = 'in_progress'",
+        "update order_claims set reserve_lines = $3
+         where order_id = $1 and attempts = $2 and state = 'in_progress'",
     )
-    .bind(order_id)
+    .bind(claim.order_id)
+    .bind(claim.attempt)
     .bind(sqlx::types::Json(lines))
     .execute(&ctx.pool)
     .await?;
     if noted.rows_affected() == 0 {
-        return Err(OrderError::ClaimExpired { order_id });
+        return Err(OrderError::ClaimExpired {
+            order_id: claim.order_id,
+        });
     }
     Ok(())
 }
 
-/// Nothing was stored: free the claim (and its key). Unless the inventory refused
-/// the stock outright, it may hold some for the order id: that is given back too.
+/// Inside the transaction that stores the claim's order: the claim is `stored`, so
+/// nothing gives it up any more. `false` if it is no longer in progress: given up (its
+/// stock given back), or another attempt on it stored the order first.
+pub async fn mark_stored(conn: &mut PgConnection, order_id: i64) -> Result<bool, sqlx::Error> {
+    let marked = sqlx::query(
+        "update order_claims set state = 'stored' where order_id = $1 and state = 'in_progress'",
+    )
+    .bind(order_id)
+    .execute(conn)
+    .await?;
+    Ok(marked.rows_affected() == 1)
+}
+
+/// Nothing was stored: free the claim (and its key), if this attempt still holds it.
+/// Unless the inventory refused the stock outright, it may hold some for the order
+/// id: that is given back too.
 pub async fn abandon(ctx: &OrderContext, claim: &Claim, inventory_refused: bool) {
     let result = async {
         let mut tx = ctx.pool.begin().await?;
-        let restoring = give_up(&mut tx, claim.order_id, !inventory_refused).await?;
+        let restored = give_up(
+            &mut tx,
+            claim.order_id,
+            Some(claim.attempt),
+            !inventory_refused,
+        )
+        .await?;
         tx.commit().await?;
-        if restoring {
+        if restored {
             ctx.metrics.placements_abandoned("refused");
         }
         Ok::<_, sqlx::Error>(())
@@ -428,26 +460,35 @@ pub async fn abandon(ctx: &OrderContext, claim: &Claim, inventory_refused: bool)
     }
 }
 
-/// Delete the in-progress claim of `order_id`, whose order was not stored. If it had
-/// asked the inventory for stock and `restore` is set, a `restore-canceled-item` for
-/// the order id goes into the outbox in the same transaction: the inventory gives back
-/// whatever it holds for the order, and marks it released so a reservation still on
-/// its way takes nothing. Returns whether a restore was sent.
+/// Delete the claim of `order_id` if it is still in progress (its order not stored:
+/// storing marks it `stored` in the same transaction) and, with `attempt`, still held
+/// by that attempt. If it had asked the inventory for stock, and `restore` is set or
+/// another attempt may have reserved under the same order id (it was taken over), a
+/// `restore-canceled-item` for the order id goes into the outbox in the same
+/// transaction: the inventory gives back whatever it holds for the order, and marks it
+/// released so a reservation still on its way takes nothing. Returns whether a
+/// restore was sent.
 pub async fn give_up(
     conn: &mut PgConnection,
     order_id: i64,
+    attempt: Option<i32>,
     restore: bool,
 ) -> Result<bool, sqlx::Error> {
-    let deleted: Option<Option<sqlx::types::Json<Vec<StockLine>>>> = sqlx::query_scalar(
-        "delete from order_claims where order_id = $1 and state = 'in_progress'
-         returning reserve_lines",
+    let deleted: Option<(Option<sqlx::types::Json<Vec<StockLine>>>, i32)> = sqlx::query_as(
+        "delete from order_claims
+         where order_id = $1 and state = 'in_progress' and ($2::integer is null or attempts = $2)
+         returning reserve_lines, attempts",
     )
     .bind(order_id)
+    .bind(attempt)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(Some(sqlx::types::Json(lines))) = deleted.filter(|_| restore) else {
+    let Some((Some(sqlx::types::Json(lines)), attempts)) = deleted else {
         return Ok(false);
     };
+    if !restore && attempts == 1 {
+        return Ok(false);
+    }
     let items = lines
         .into_iter()
         .map(|l| CanceledItem {

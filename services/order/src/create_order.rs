@@ -31,7 +31,7 @@ use sales_contracts::api::stock::ReservationLine;
 use sales_contracts::events::{CreateOrder, StockLine, UpdateStock};
 use sales_platform::outbox;
 
-use crate::claims::{self, ClaimRequest, Claimed, Placer};
+use crate::claims::{self, Claim, ClaimRequest, Claimed, Placer};
 use crate::error::{OrderError, Result};
 use crate::order_status::{OrderStatus, PaymentStatus};
 use crate::orders::{self, Order, OrderLine, OrderParts};
@@ -260,7 +260,7 @@ pub async fn place_order(ctx: &OrderContext, request: PlaceOrder) -> Result<Plac
         Claimed::Mine(claim) => claim,
     };
     tracing::Span::current().record("order_id", claim.order_id);
-    match place_claimed(ctx, &request, &items, &fingerprint, claim.order_id).await {
+    match place_claimed(ctx, &request, &items, &fingerprint, &claim).await {
         Ok(placed) => {
             claims::finish(ctx, &claim).await;
             Ok(placed)
@@ -293,8 +293,9 @@ async fn place_claimed(
     request: &PlaceOrder,
     items: &[RequestedItem],
     fingerprint: &str,
-    order_id: i64,
+    claim: &Claim,
 ) -> std::result::Result<Placed, Failure> {
+    let order_id = claim.order_id;
     let (lines, total) = price_lines(ctx, items, request.payment, request.pricing)
         .await
         .inspect_err(|e| {
@@ -309,7 +310,7 @@ async fn place_claimed(
     // One clock: the order must be paid by `pay_by`, and its stock is held as long.
     let now = Utc::now();
     let pay_by = now + chrono::Duration::from_std(ctx.unpaid_timeout).unwrap_or_default();
-    claims::note_reserve(ctx, order_id, &stock_lines(&lines)).await?;
+    claims::note_reserve(ctx, claim, &stock_lines(&lines)).await?;
     let reservation = inventory_client::reserve_for_order(
         &ctx.inventory,
         order_id,
@@ -353,18 +354,19 @@ async fn place_claimed(
         updated_at: now,
     });
     let key = request.idempotency_key.as_deref();
-    if let Err(err) = store(ctx, &order, key, fingerprint, request.placer.bound_owner()).await {
-        // The claim was taken over (it had expired) and the other request stored the
-        // order first: the reservation is that order's; leave it.
-        if let OrderError::Database(sqlx::Error::Database(db)) = &err
-            && db.is_unique_violation()
+    // If storing fails, the claim is given up with its stock ([`claims::give_up`]):
+    // unless the commit went through after all, then the claim is `stored` and stays.
+    if !store(ctx, &order, key, fingerprint, request.placer.bound_owner()).await? {
+        // Another attempt on this claim (a takeover) stored the order first, or the
+        // claim was given up and its stock given back.
+        let mut conn = ctx.pool.acquire().await.map_err(OrderError::from)?;
+        if orders::exists(&mut conn, order_id)
+            .await
+            .map_err(OrderError::from)?
         {
-            let mut conn = ctx.pool.acquire().await.map_err(OrderError::from)?;
-            let existing = orders::load(&mut conn, order_id).await?;
-            return Ok(Placed::Replayed(existing));
+            return Ok(Placed::Replayed(orders::load(&mut conn, order_id).await?));
         }
-        inventory_client::release(&ctx.inventory, reservation.reservation_id).await;
-        return Err(err.into());
+        return Err(OrderError::ClaimExpired { order_id }.into());
     }
     ctx.metrics.status_entered(OrderStatus::Pending);
     ctx.invalidate_order_caches(&order).await;
@@ -499,26 +501,18 @@ fn stock_lines(lines: &[OrderLine]) -> Vec<StockLine> {
         .collect()
 }
 
-/// The order, its lines and its events, in one transaction.
+/// The order, its lines and its events, and its claim marked `stored`, in one
+/// transaction. `false` (nothing stored) if the claim is no longer in progress.
 async fn store(
     ctx: &OrderContext,
     order: &Order,
     key: Option<&str>,
     fingerprint: &str,
     limit_owner: Option<&str>,
-) -> Result<()> {
+) -> Result<bool> {
     let mut tx = ctx.pool.begin().await?;
-    // The claim must still be ours (or a takeover's): a claim given up meanwhile has
-    // had its stock given back.
-    let claimed: Option<i64> =
-        sqlx::query_scalar("select order_id from order_claims where order_id = $1 for update")
-            .bind(order.order_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if claimed.is_none() {
-        return Err(OrderError::ClaimExpired {
-            order_id: order.order_id,
-        });
+    if !claims::mark_stored(&mut tx, order.order_id).await? {
+        return Ok(false);
     }
     orders::insert(&mut tx, order, key, fingerprint, limit_owner).await?;
     outbox::enqueue(
@@ -556,7 +550,7 @@ async fn store(
     )
     .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -3,12 +3,13 @@
 //! long again, a retry with its key may take it over (keeping its order id and the
 //! stock reserved for it). After that it is settled here, by whichever replica gets
 //! to it first (`for update skip locked`):
-//! - its order was stored after all: the claim is finished, as the request would have;
+//! - its order was stored (the claim is `stored`): the claim is finished, as the
+//!   request would have;
 //! - it was not: the claim is given up ([`claims::give_up`]), and the stock it asked
 //!   the inventory for goes back through `restore-canceled-item`.
 //!
-//! A request still working on a claim settled here cannot store its order afterwards
-//! (storing locks the claim and requires it): it answers 503.
+//! A request still working on a claim given up here cannot store its order afterwards
+//! (storing requires the claim in progress): it answers 503.
 
 use std::time::Duration;
 
@@ -24,11 +25,15 @@ pub async fn settle_expired_claims(ctx: &OrderContext) -> Result<usize> {
     let mut settled = 0;
     loop {
         let mut tx = ctx.pool.begin().await?;
+        // A claim still `in_progress` once locked has no order: storing one marks the
+        // claim `stored` in the same transaction (and the row is checked again after
+        // the lock). Its order is looked for all the same, for claims that a version
+        // before the `stored` state left in progress after storing their order.
         let expired: Vec<(i64, bool, bool)> = sqlx::query_as(
             "select c.order_id, c.idempotency_key is not null,
-                    exists (select 1 from orders o where o.id = c.order_id)
+                    c.state = 'stored' or exists (select 1 from orders o where o.id = c.order_id)
              from order_claims c
-             where c.state = 'in_progress'
+             where c.state in ('in_progress', 'stored')
                and c.expires_at < now() - $1 * interval '1 millisecond'
              order by c.expires_at limit 100
              for update of c skip locked",
@@ -45,7 +50,7 @@ pub async fn settle_expired_claims(ctx: &OrderContext) -> Result<usize> {
                 (true, true) => claims::mark_done(&mut tx, *order_id).await?,
                 (true, false) => claims::delete(&mut tx, *order_id).await?,
                 (false, _) => {
-                    if claims::give_up(&mut tx, *order_id, true).await? {
+                    if claims::give_up(&mut tx, *order_id, None, true).await? {
                         restored += 1;
                     }
                 }
