@@ -117,13 +117,30 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::warn!(error = %err, "database unavailable");
-                ApiError::unavailable("the database is unavailable; try again shortly")
-            }
-            other => ApiError::internal(other),
+        if database_unavailable(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            return ApiError::unavailable("the database is unavailable; try again shortly");
         }
+        ApiError::internal(err)
+    }
+}
+
+/// Whether `err` says the database cannot be reached or is going away (an outage,
+/// which passes), not that the request went wrong: no connection to be had, the
+/// connection broken, or the server shutting down, starting or out of connections
+/// (SQLSTATE classes 08 and 53, and 57P01 to 57P03).
+pub fn database_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::Io(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || code.starts_with("53")
+                || matches!(&*code, "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
     }
 }
 
