@@ -34,10 +34,12 @@ pub enum Invariant {
     Idempotency,
     /// Every dead-letter queue empty.
     DeadLetters,
+    /// No answer was a 500: an outage is a 502, 503 or 504 that says so; a 500 is a bug.
+    Answers,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 8] = [
+    pub const ALL: [Invariant; 9] = [
         Invariant::Settled,
         Invariant::Acknowledged,
         Invariant::Stock,
@@ -46,6 +48,7 @@ impl Invariant {
         Invariant::Notifications,
         Invariant::Idempotency,
         Invariant::DeadLetters,
+        Invariant::Answers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +61,7 @@ impl Invariant {
             Invariant::Notifications => "notifications",
             Invariant::Idempotency => "idempotency",
             Invariant::DeadLetters => "dead letters",
+            Invariant::Answers => "no 500",
         }
     }
 }
@@ -185,6 +189,24 @@ fn paid(status: &str) -> bool {
 }
 
 /// Every violation of every invariant.
+/// A violation for each kind of 500 answer the clients got (`errors`: failed attempts
+/// by kind, as the load counts them: `place order: 500`, `pay order: 500 (final)`).
+pub fn server_errors(errors: &BTreeMap<String, u64>) -> Vec<Violation> {
+    errors
+        .iter()
+        .filter(|(kind, _)| {
+            kind.rsplit(": ")
+                .next()
+                .is_some_and(|status| status.starts_with("500"))
+        })
+        .map(|(kind, n)| Violation {
+            invariant: Invariant::Answers,
+            order_id: None,
+            detail: format!("{kind}: {n} answer(s); the services' logs name the cause"),
+        })
+        .collect()
+}
+
 pub fn check(world: &World, expected: &Expected) -> Vec<Violation> {
     let mut out = Vec::new();
     let mut v = |invariant, order_id: Option<i64>, detail: String| {

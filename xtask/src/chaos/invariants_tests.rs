@@ -333,3 +333,29 @@ fn a_client_told_both_paid_and_cancelled_is_a_violation_whatever_the_order_shows
         );
     }
 }
+
+#[test]
+fn a_500_answer_is_a_violation_and_an_outage_answer_is_not() {
+    let errors: BTreeMap<String, u64> = [
+        ("place order: 503".to_owned(), 72),
+        ("place order: 504".to_owned(), 3),
+        ("pay order: 502".to_owned(), 1),
+        ("pay order: 409 (final)".to_owned(), 7),
+        ("place order: connection".to_owned(), 2),
+    ]
+    .into();
+    assert!(server_errors(&errors).is_empty());
+    let mut with_500 = errors.clone();
+    with_500.insert("place order: 500".into(), 1);
+    with_500.insert("cancel order: 500 (final)".into(), 2);
+    let found: Vec<(Invariant, String)> = server_errors(&with_500)
+        .into_iter()
+        .map(|v| (v.invariant, v.detail))
+        .collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found.iter().all(|(i, _)| *i == Invariant::Answers));
+    assert!(
+        found[0].1.starts_with("cancel order: 500 (final): 2"),
+        "{found:?}"
+    );
+}

@@ -333,6 +333,12 @@ async fn drive(
         order_id: None,
         detail,
     }));
+    let stats = shop
+        .stats
+        .lock()
+        .map(|mut s| std::mem::take(&mut *s))
+        .unwrap_or_default();
+    violations.extend(invariants::server_errors(&stats.errors));
     let created: BTreeMap<i64, chrono::DateTime<Utc>> =
         world.orders.iter().map(|o| (o.id, o.created_at)).collect();
     let rows = report::rows(
@@ -341,11 +347,6 @@ async fn drive(
         &created,
         &violations,
     );
-    let stats = shop
-        .stats
-        .lock()
-        .map(|mut s| std::mem::take(&mut *s))
-        .unwrap_or_default();
     let log = saboteur.log.lock().map(|l| l.clone()).unwrap_or_default();
     let restarts: Vec<(String, u32)> = system
         .fleet
