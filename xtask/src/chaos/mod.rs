@@ -432,7 +432,7 @@ async fn sample_queues(broker: Arc<BrokerApi>, timeline: Arc<Timeline>, running:
                 queues
                     .iter()
                     .filter(|q| f(&q.name))
-                    .map(|q| q.messages)
+                    .filter_map(|q| q.messages)
                     .sum::<u64>()
             };
             let dead = sum(&|n| n.ends_with(".dead"));
@@ -452,12 +452,19 @@ async fn sample_queues(broker: Arc<BrokerApi>, timeline: Arc<Timeline>, running:
 /// past its pay-by time, no order being placed (a claim a killed order service left
 /// is settled once it expires), no charge the order has not settled and no payment provider
 /// call unanswered (a refund the payment service could not make during a fault is
-/// made by the reconcilers). How long that took, or `None` at the deadline.
+/// made by the reconcilers), seen on two looks in a row, 2 s apart (the broker's
+/// queue figures are a second old). How long that took, or `None` at the deadline.
 async fn settle(dbs: &Databases, broker: &BrokerApi, deadline: Duration) -> Option<f64> {
     let started = Instant::now();
+    let mut quiet_looks = 0;
     while started.elapsed() < deadline {
         if quiet(dbs, broker).await.unwrap_or(false) {
-            return Some(started.elapsed().as_secs_f64());
+            quiet_looks += 1;
+            if quiet_looks == 2 {
+                return Some(started.elapsed().as_secs_f64());
+            }
+        } else {
+            quiet_looks = 0;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
@@ -465,14 +472,17 @@ async fn settle(dbs: &Databases, broker: &BrokerApi, deadline: Duration) -> Opti
 }
 
 async fn quiet(dbs: &Databases, broker: &BrokerApi) -> Result<bool> {
-    let in_queues: u64 = broker
-        .queues(VHOST)
-        .await?
+    // No queue listed at all is as unknown as a queue without figures.
+    let queues = broker.queues(VHOST).await?;
+    let mut live = queues
         .iter()
         .filter(|q| !q.name.ends_with(".dead"))
-        .map(|q| q.messages)
-        .sum();
-    if in_queues > 0 {
+        .peekable();
+    let in_queues: Option<u64> = match live.peek() {
+        None => None,
+        Some(_) => live.map(|q| q.messages).sum(),
+    };
+    if in_queues != Some(0) {
         return Ok(false);
     }
     for url in [
@@ -516,13 +526,10 @@ async fn dead_letters(broker: &BrokerApi) -> Result<Vec<broker_api::DeadLetter>>
         .queues(VHOST)
         .await?
         .iter()
-        .filter(|q| q.name.ends_with(".dead") && q.messages > 0)
+        .filter(|q| q.name.ends_with(".dead") && q.messages != Some(0))
     {
-        out.extend(
-            broker
-                .dead_letters(VHOST, &q.name, q.messages.min(1000))
-                .await?,
-        );
+        let depth = q.messages.unwrap_or(1000).min(1000);
+        out.extend(broker.dead_letters(VHOST, &q.name, depth).await?);
     }
     Ok(out)
 }
