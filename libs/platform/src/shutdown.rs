@@ -23,3 +23,27 @@ pub async fn signal() {
         _ = terminate => tracing::info!("SIGTERM received"),
     }
 }
+
+/// Run `pass` now and then every `period` until `shutdown`: the background sweeps
+/// (unpaid orders, expired claims, reconcilers, reservation expiry). A pass that
+/// fails is logged ("could not {what}") and the next one tried a period later.
+pub async fn every<F, Fut, T, E>(
+    period: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+    what: &str,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    while !shutdown.is_cancelled() {
+        if let Err(err) = pass().await {
+            tracing::warn!(error = %err, "could not {what}");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+    }
+}

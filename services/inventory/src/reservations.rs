@@ -455,13 +455,8 @@ pub async fn run_expiry(
     every: Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    while !shutdown.is_cancelled() {
-        if let Err(err) = expire_pending(&pool).await {
-            tracing::warn!(error = %err, "could not expire reservations");
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-    }
+    sales_platform::shutdown::every(every, shutdown, "expire reservations", || {
+        expire_pending(&pool)
+    })
+    .await;
 }

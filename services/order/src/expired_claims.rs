@@ -66,13 +66,8 @@ pub async fn settle_expired_claims(ctx: &OrderContext) -> Result<usize> {
 
 /// Run [`settle_expired_claims`] every `every` until shut down.
 pub async fn run(ctx: OrderContext, every: Duration, shutdown: CancellationToken) {
-    while !shutdown.is_cancelled() {
-        if let Err(err) = settle_expired_claims(&ctx).await {
-            tracing::warn!(error = %err, "could not settle expired order claims");
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-    }
+    sales_platform::shutdown::every(every, shutdown, "settle expired order claims", || {
+        settle_expired_claims(&ctx)
+    })
+    .await;
 }

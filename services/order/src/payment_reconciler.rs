@@ -173,13 +173,6 @@ pub async fn reconcile(ctx: &OrderContext) -> Result<usize> {
 
 /// Run [`reconcile`] every `every` until shut down.
 pub async fn run(ctx: OrderContext, every: Duration, shutdown: CancellationToken) {
-    while !shutdown.is_cancelled() {
-        if let Err(err) = reconcile(&ctx).await {
-            tracing::warn!(error = %err, "could not reconcile payments");
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-    }
+    sales_platform::shutdown::every(every, shutdown, "reconcile payments", || reconcile(&ctx))
+        .await;
 }

@@ -63,13 +63,8 @@ pub async fn cancel_unpaid_orders(ctx: &OrderContext) -> Result<usize> {
 
 /// Run [`cancel_unpaid_orders`] every `every` until shut down.
 pub async fn run(ctx: OrderContext, every: Duration, shutdown: CancellationToken) {
-    while !shutdown.is_cancelled() {
-        if let Err(err) = cancel_unpaid_orders(&ctx).await {
-            tracing::warn!(error = %err, "could not cancel unpaid orders");
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-    }
+    sales_platform::shutdown::every(every, shutdown, "cancel unpaid orders", || {
+        cancel_unpaid_orders(&ctx)
+    })
+    .await;
 }

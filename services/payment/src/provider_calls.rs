@@ -289,13 +289,8 @@ pub async fn run(
     in_doubt_after: Duration,
     shutdown: CancellationToken,
 ) {
-    while !shutdown.is_cancelled() {
-        if let Err(err) = settle_calls_in_doubt(&payments, in_doubt_after).await {
-            tracing::warn!(error = %err, "could not settle provider calls in doubt");
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-    }
+    sales_platform::shutdown::every(every, shutdown, "settle provider calls in doubt", || {
+        settle_calls_in_doubt(&payments, in_doubt_after)
+    })
+    .await;
 }
