@@ -85,6 +85,17 @@ async fn charge(sys: &System, order: &Value) -> Value {
     payment
 }
 
+/// The customer pays order `id` through the gateway.
+async fn pay(sys: &System, token: &str, id: i64) -> (StatusCode, Value) {
+    sys.call(
+        Method::POST,
+        &format!("/api/v1/orders/{id}/pay"),
+        None,
+        Some(token),
+    )
+    .await
+}
+
 async fn order_status(sys: &System, token: &str, id: i64) -> String {
     let (_, order) = sys
         .call(
@@ -257,14 +268,7 @@ async fn an_order_whose_payment_was_opened_by_hand_is_refused_clearly_and_still_
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{p}");
-    let (status, body) = sys
-        .call(
-            Method::POST,
-            &format!("/api/v1/orders/{id}/pay"),
-            None,
-            Some(&token),
-        )
-        .await;
+    let (status, body) = pay(&sys, &token, id).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "payment_conflict", "{body}");
     sales_testkit::eventually("the timeout", Duration::from_secs(30), || async {
@@ -298,14 +302,7 @@ async fn an_order_past_its_pay_by_time_is_not_charged_even_before_the_timeout_ca
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(order_status(&sys, &token, id).await, "PENDING");
 
-    let (status, body) = sys
-        .call(
-            Method::POST,
-            &format!("/api/v1/orders/{id}/pay"),
-            None,
-            Some(&token),
-        )
-        .await;
+    let (status, body) = pay(&sys, &token, id).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "pay_by_passed", "{body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
