@@ -340,3 +340,113 @@ async fn a_stale_attempt_giving_up_does_not_take_the_stock_of_the_order_its_retr
     assert_eq!(stored_orders(&sys).await, 1);
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn a_one_call_order_stored_but_never_charged_is_charged_by_the_retry_with_its_key() {
+    // Seed 004's one-call order answers CONFIRMED or FAILED. Here the order is stored
+    // and then PostgreSQL goes away before the charge is written down (a trigger
+    // refuses it as a server shutting down would): the client is told 503. Its retry
+    // with the same key must charge the order, not replay it PENDING for good.
+    let (sys, _) = start(&[]).await;
+    let (customer, _, _) = shop(&sys, "UNCHARGED", 5).await;
+    let orders = sqlx::PgPool::connect(&sys.wiring.database_urls[&Service::Order])
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "create function refuse_charge() returns trigger language plpgsql as $$
+         begin raise exception 'the database system is shutting down' using errcode = '57P01'; end $$;
+         create trigger refuse_charge before update of payment_attempted_at on orders
+         for each row when (old.payment_attempted_at is null and new.payment_attempted_at is not null)
+         execute function refuse_charge();",
+    )
+    .execute(&orders)
+    .await
+    .unwrap();
+    let body = json!({"item_sku": "UNCHARGED", "quantity": 1, "amount": "12.50",
+                      "currency": "USD", "idempotency_key": "uncharged-1"});
+    let place = || {
+        sys.post_as(
+            Service::Order,
+            "/api/v1/orders/",
+            body.clone(),
+            system_tests::Who::Customer(customer),
+        )
+    };
+    let (status, first) = place().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{first}");
+    assert_eq!(stored_orders(&sys).await, 1);
+
+    sqlx::raw_sql("drop trigger refuse_charge on orders")
+        .execute(&orders)
+        .await
+        .unwrap();
+    let (status, second) = place().await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second["status"], "CONFIRMED", "{second}");
+    let (status, payment) = sys
+        .get(
+            Service::Payment,
+            &format!("/api/v1/payments/orders/{}", second["order_id"]),
+        )
+        .await;
+    assert_eq!(
+        (status, &payment["status"]),
+        (StatusCode::OK, &json!("confirmed")),
+        "{payment}"
+    );
+    let (_, third) = place().await;
+    assert_eq!(
+        (&third["order_id"], &third["status"]),
+        (&second["order_id"], &json!("CONFIRMED"))
+    );
+    orders.close().await;
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn stock_held_by_a_crashed_claim_counts_against_the_customers_bound_until_it_is_given_back() {
+    // The state a crash leaves: a claim past its expiry, whose stock the inventory
+    // still holds, not yet given up (that happens a claim's lifetime after expiry).
+    let (sys, _) = start(&[("MAX_RESERVED_UNITS_PER_CUSTOMER", "5")]).await;
+    let (customer, token, product) = shop(&sys, "BOUNDED", 10).await;
+    let orders = sqlx::PgPool::connect(&sys.wiring.database_urls[&Service::Order])
+        .await
+        .unwrap();
+    let owner = format!("customer:{customer}");
+    let claimed: i64 = sqlx::query_scalar(
+        "insert into order_claims (order_id, key_owner, idempotency_key, fingerprint,
+             limit_owner, units, state, expires_at, reserve_lines)
+         values (nextval(pg_get_serial_sequence('orders', 'id')), $1, 'crashed', 'f', $1, 5,
+             'in_progress', now() - interval '1 second',
+             '[{\"product_id\": 1, \"sku\": \"BOUNDED\", \"quantity\": 5}]')
+         returning order_id",
+    )
+    .bind(&owner)
+    .fetch_one(&orders)
+    .await
+    .unwrap();
+    let (status, reservation) = sys
+        .post(
+            Service::Inventory,
+            "/api/v1/inventory/reservations",
+            json!({"order_id": claimed, "items": [{"sku": "BOUNDED", "quantity": 5}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reservation}");
+
+    let (status, refused) = sys
+        .call(
+            Method::POST,
+            "/api/v1/orders",
+            Some(order_of(product, 1)),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(
+        refused["error"]["code"], "too_many_reserved_units",
+        "{refused}"
+    );
+    orders.close().await;
+    sys.stop().await;
+}

@@ -40,6 +40,8 @@
 //! `client_ip`; IPv6 per /64), administrators not at all. The claims still in
 //! progress count too, and the check and the claim happen in one transaction under a
 //! per-owner advisory lock, so concurrent requests cannot pass the bound together.
+//! A claim left by a crash after it asked for stock counts until it is given up
+//! (its stock given back), not only until it expires.
 //! A replay is never refused by the bounds: it is no new order.
 
 use std::net::IpAddr;
@@ -330,7 +332,8 @@ async fn check_bounds(
              from orders o where o.limit_owner = $1 and o.status = 'PENDING'
              union all
              select c.units from order_claims c
-             where c.limit_owner = $1 and c.state = 'in_progress' and c.expires_at > now()
+             where c.limit_owner = $1 and c.state = 'in_progress'
+               and (c.expires_at > now() or c.reserve_lines is not null)
                and not exists (select 1 from orders o where o.id = c.order_id)
          )
          select count(*)::bigint, coalesce(sum(units), 0)::bigint from held",

@@ -17,7 +17,8 @@
 //!    lines, and the `create-order` and `update-stock` events in the outbox. If that
 //!    fails, give the reservation back.
 //! 6. Seed 004's one-call form is charged at once and answered `CONFIRMED` or
-//!    `FAILED` ([`crate::pay_order`]).
+//!    `FAILED` ([`crate::pay_order`]); a retry with its key that finds it still
+//!    `PENDING` (its charge lost to a crash or an outage) charges it.
 //! 7. Finish the claim (the key now names the order), or, if nothing was stored,
 //!    give it up, with the stock the inventory may hold for it
 //!    ([`claims::give_up`]).
@@ -256,6 +257,16 @@ pub async fn place_order(ctx: &OrderContext, request: PlaceOrder) -> Result<Plac
     )
     .await?
     {
+        // A one-call order stored but never charged (the charge lost to a crash or
+        // an outage): its retry charges it; the payment service answers a charge
+        // already made for the order with that one.
+        Claimed::Replay(order)
+            if request.payment.is_some() && order.status == OrderStatus::Pending =>
+        {
+            return Ok(Placed::Replayed(
+                pay_order::charge_and_settle(ctx, *order).await?,
+            ));
+        }
         Claimed::Replay(order) => return Ok(Placed::Replayed(*order)),
         Claimed::Mine(claim) => claim,
     };
