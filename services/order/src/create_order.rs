@@ -371,13 +371,11 @@ async fn place_claimed(
         // Another attempt on this claim (a takeover) stored the order first, or the
         // claim was given up and its stock given back.
         let mut conn = ctx.pool.acquire().await.map_err(OrderError::from)?;
-        if orders::exists(&mut conn, order_id)
-            .await
-            .map_err(OrderError::from)?
-        {
-            return Ok(Placed::Replayed(orders::load(&mut conn, order_id).await?));
-        }
-        return Err(OrderError::ClaimExpired { order_id }.into());
+        return match orders::load(&mut conn, order_id).await {
+            Ok(stored) => Ok(Placed::Replayed(stored)),
+            Err(OrderError::NotFound(_)) => Err(OrderError::ClaimExpired { order_id }.into()),
+            Err(err) => Err(err.into()),
+        };
     }
     ctx.metrics.status_entered(OrderStatus::Pending);
     ctx.invalidate_order_caches(&order).await;
