@@ -502,7 +502,7 @@ fn rabbitmqctl_list_queues() -> BTreeMap<String, (u64, u64)> {
 async fn the_depth_read_matches_rabbitmqctl_and_drives_the_replicas() {
     let broker = TestBroker::new();
     let conn = broker.connect().await;
-    sales_platform::broker::declare_topology(&conn, &broker.topology())
+    sales_platform::messaging::rabbitmq::declare_topology(&conn, &broker.topology())
         .await
         .expect("declare the queues");
     let queues: Vec<String> = subscriptions_of("inventory")

@@ -3,7 +3,7 @@
 
 use sales_contracts::Envelope;
 use sales_contracts::events::CancelOrder;
-use sales_platform::consumer::{HandlerError, MessageHandler};
+use sales_platform::messaging::{HandlerError, MessageHandler};
 use sqlx::{PgPool, Postgres, Transaction};
 
 /// Writes `(message_id, order_id)` of every `cancel-order` to `effects`.

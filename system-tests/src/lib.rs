@@ -17,7 +17,7 @@ use sales_testkit::identity::Minter;
 pub use sales_testkit::identity::Who;
 pub use sales_testkit::launch::Service;
 use sales_testkit::launch::{IdentityMaterial, Process, Wiring};
-use sales_testkit::{TestBroker, TestDatabase};
+use sales_testkit::{TestDatabase, TestTransport};
 use serde_json::Value;
 
 /// Where cargo put this test's binaries (`target/debug`).
@@ -114,6 +114,8 @@ pub struct SystemOptions {
     /// Write each service's output to a file of its own (read with
     /// [`System::logs`]) instead of the test's output.
     pub logs_to_files: bool,
+    /// Carry the events over Kafka instead of RabbitMQ.
+    pub kafka: bool,
 }
 
 impl Default for SystemOptions {
@@ -125,6 +127,7 @@ impl Default for SystemOptions {
             rate_limit: 100_000,
             env: HashMap::new(),
             logs_to_files: false,
+            kafka: false,
         }
     }
 }
@@ -139,7 +142,7 @@ pub struct System {
     /// Where each service writes its output, with [`SystemOptions::logs_to_files`].
     pub log_dir: Option<PathBuf>,
     databases: Vec<TestDatabase>,
-    broker: Option<TestBroker>,
+    transport: Option<TestTransport>,
     client: reqwest::Client,
 }
 
@@ -150,7 +153,12 @@ impl System {
 
     pub async fn start_with(options: SystemOptions) -> System {
         ensure_binaries();
-        let broker = TestBroker::new();
+        let transport = if options.kafka {
+            TestTransport::kafka()
+        } else {
+            TestTransport::rabbitmq()
+        };
+        let prefix = transport.topology().prefix().to_owned();
         let mut databases = Vec::new();
         let mut database_urls = HashMap::new();
         for service in Service::ALL {
@@ -164,7 +172,7 @@ impl System {
             ports: HashMap::new(),
             database_urls,
             amqp_url: sales_testkit::amqp_url(),
-            amqp_prefix: broker.prefix.clone(),
+            amqp_prefix: prefix.clone(),
             log_format: "json".into(),
             log_filter: std::env::var("SERVICE_LOG").unwrap_or_else(|_| "warn".into()),
             env: vec![
@@ -187,11 +195,21 @@ impl System {
             ],
             service_env: options.env.clone(),
             redis_url: sales_testkit::redis_url(),
-            redis_prefix: broker.prefix.clone(),
+            redis_prefix: prefix.clone(),
             identity: IdentityMaterial::generate()
                 .unwrap_or_else(|e| panic!("cannot make the system's keys: {e}")),
             admin: Some((ADMIN_EMAIL.into(), ADMIN_PASSWORD.into())),
         };
+        if options.kafka {
+            wiring.env.extend([
+                ("MESSAGING_KIND".into(), "kafka".into()),
+                (
+                    "KAFKA_BOOTSTRAP_SERVERS".into(),
+                    sales_testkit::kafka_bootstrap(),
+                ),
+                ("KAFKA_TOPIC_PREFIX".into(), prefix.clone()),
+            ]);
+        }
         let minter = Minter::new(
             &wiring.identity.gateway_signing_keys,
             &wiring.identity.customer_signing_keys,
@@ -208,7 +226,7 @@ impl System {
             minter,
             log_dir: log_dir.clone(),
             databases,
-            broker: Some(broker),
+            transport: Some(transport),
             client: reqwest::Client::new(),
         };
         // A service that exits while starting most likely lost its port to another
@@ -529,10 +547,10 @@ impl System {
         )
     }
 
-    /// Publish `body` as is onto this system's exchange with `routing_key`.
+    /// Publish `body` as is as a message of type `routing_key`, on this system's broker.
     pub async fn publish_raw(&self, routing_key: &str, body: &[u8]) {
-        if let Some(broker) = &self.broker {
-            broker.publish_raw(routing_key, body).await;
+        if let Some(transport) = &self.transport {
+            transport.publish_raw(routing_key, "raw", body).await;
         }
     }
 
@@ -575,8 +593,8 @@ impl System {
         for p in self.processes.values_mut() {
             p.terminate(Duration::from_secs(15));
         }
-        if let Some(b) = self.broker.take() {
-            b.delete().await;
+        if let Some(t) = self.transport.take() {
+            t.delete().await;
         }
         for db in self.databases.drain(..) {
             db.drop_database().await;

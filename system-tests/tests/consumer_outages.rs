@@ -54,7 +54,7 @@ async fn a_message_waits_out_a_database_outage_without_using_up_its_retries() {
     builder
         .database(&database, sqlx::migrate!("tests/migrations"))
         .unwrap();
-    builder.broker(&broker.args());
+    builder.broker(&broker.args()).unwrap();
     builder.consumer(SUBSCRIPTION, Arc::new(Recorder)).unwrap();
     let service = builder
         .serve(Router::new(), utoipa::openapi::OpenApi::default())

@@ -463,7 +463,7 @@ async fn every_document_holds_under_fuzzing() {
                 .lines()
                 // Messages a consumer could not handle (a shipment of an order that does not
                 // exist, made up by the fuzzer) are not answers to requests.
-                .filter(|l| l.contains("\"ERROR\"") && !l.contains("sales_platform::consumer"))
+                .filter(|l| l.contains("\"ERROR\"") && !l.contains("sales_platform::messaging"))
                 .take(20)
                 .collect();
             if !errors.is_empty() {

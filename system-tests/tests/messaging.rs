@@ -1,6 +1,7 @@
-//! The platform's messaging against a real RabbitMQ and PostgreSQL: a redelivered
-//! message has one effect, a malformed one is parked without stopping the consumer,
-//! a failing one is retried, outbox events wait for the broker, and connections
+//! The platform's messaging against a real broker and PostgreSQL, the same tests on
+//! RabbitMQ and on Kafka (module `rabbitmq`, module `kafka`): a redelivered message
+//! has one effect, a malformed one is parked without stopping the consumer, a failing
+//! one is retried, outbox events wait for the broker; on RabbitMQ also: connections
 //! come back after the broker drops them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,17 +11,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use lapin::options::{BasicGetOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use sales_contracts::events::{CancelOrder, CancelReason, MessageType};
 use sales_contracts::topology::Subscription;
 use sales_contracts::{Envelope, Event};
 use sales_platform::config::BrokerArgs;
-use sales_platform::consumer::{HandlerError, MessageHandler};
+use sales_platform::messaging::{HandlerError, MessageHandler};
 use sales_platform::outbox;
 use sales_platform::service::{RunningService, ServiceBuilder};
 use sales_testkit::identity::TestIdentity;
-use sales_testkit::{TestBroker, TestDatabase, eventually};
+use sales_testkit::{TestDatabase, TestTransport, eventually};
 use sqlx::{PgPool, Postgres, Transaction};
 
 const SUBSCRIPTION: Subscription = Subscription {
@@ -62,7 +61,7 @@ struct Harness {
     identity: TestIdentity,
     service: Option<RunningService>,
     db: TestDatabase,
-    broker: TestBroker,
+    transport: TestTransport,
     pool: PgPool,
 }
 
@@ -77,7 +76,7 @@ async fn start_service(
     builder
         .database(&db.args(), sqlx::migrate!("tests/migrations"))
         .unwrap();
-    builder.broker(broker_args);
+    builder.broker(broker_args).unwrap();
     builder.outbox_relay().unwrap();
     if let Some(handler) = handler {
         builder.consumer(SUBSCRIPTION, handler).unwrap();
@@ -89,13 +88,12 @@ async fn start_service(
 }
 
 impl Harness {
-    async fn start() -> Harness {
+    async fn start(transport: TestTransport) -> Harness {
         sales_testkit::init_test_logging();
         let db = TestDatabase::create("messaging").await;
-        let broker = TestBroker::new();
         let handler = Arc::new(RecordingHandler::default());
         let identity = TestIdentity::start().await;
-        let service = start_service(&db, &broker.args(), Some(handler.clone()), &identity).await;
+        let service = start_service(&db, &transport.args(), Some(handler.clone()), &identity).await;
         sales_testkit::wait_ready(
             &format!("{}/ready", service.base_url()),
             Duration::from_secs(30),
@@ -108,7 +106,7 @@ impl Harness {
             identity,
             service: Some(service),
             db,
-            broker,
+            transport,
             pool,
         }
     }
@@ -126,9 +124,11 @@ impl Harness {
         .into_json()
     }
 
+    /// Publish `body` as is. Every message of these tests has the same key, so on
+    /// Kafka too they stay in the order they were sent.
     async fn publish_raw(&self, body: &[u8]) {
-        self.broker
-            .publish_raw(CancelOrder::TYPE.as_str(), body)
+        self.transport
+            .publish_raw(CancelOrder::TYPE.as_str(), "messaging-test", body)
             .await;
     }
 
@@ -174,46 +174,34 @@ impl Harness {
         .unwrap_or(0.0)
     }
 
-    /// Messages waiting in the dead-letter queue, and the first one's reason header.
-    async fn dead_letters(&self) -> (u32, Option<String>) {
-        let conn = self.broker.connect().await;
-        let channel = conn.create_channel().await.unwrap();
-        let name = self.broker.topology().dead_letter_queue(SUBSCRIPTION);
-        let queue = channel
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        let count = queue.message_count();
-        let reason = match channel
-            .basic_get(name.as_str().into(), BasicGetOptions { no_ack: false })
+    /// Messages parked for the subscription, and the first one's reason: asked of
+    /// the admin port's count and peek, which each transport answers its own way.
+    async fn dead_letters(&self) -> (u64, Option<String>) {
+        let admin = self.service.as_ref().unwrap().admin_url();
+        let operator = self.identity.minter().access_token(1, true);
+        let http = reqwest::Client::new();
+        let summary: serde_json::Value = http
+            .get(format!("{admin}/admin/dead-letters"))
+            .bearer_auth(&operator)
+            .send()
             .await
             .unwrap()
-        {
-            Some(message) => {
-                let headers = sales_platform::broker::read_headers(&message.delivery.properties);
-                // Leave it where it was.
-                let _ = message
-                    .delivery
-                    .nack(lapin::options::BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await;
-                match headers.get(sales_platform::broker::DEATH_REASON_HEADER) {
-                    Some(sales_platform::broker::AmqpHeader::Text(t)) => Some(t.clone()),
-                    _ => None,
-                }
-            }
-            None => None,
-        };
-        let _ = conn.close(200, "done".into()).await;
+            .json()
+            .await
+            .unwrap();
+        let count = summary[0]["dead_letters"].as_u64().unwrap();
+        let parked: serde_json::Value = http
+            .get(format!(
+                "{admin}/admin/dead-letters/notification.cancel-order?limit=1"
+            ))
+            .bearer_auth(&operator)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let reason = parked[0]["reason"].as_str().map(str::to_owned);
         (count, reason)
     }
 
@@ -222,14 +210,13 @@ impl Harness {
             s.stop().await;
         }
         self.pool.close().await;
-        self.broker.delete().await;
+        self.transport.delete().await;
         self.db.drop_database().await;
     }
 }
 
-#[tokio::test]
-async fn a_message_delivered_twice_has_one_effect() {
-    let h = Harness::start().await;
+async fn a_message_delivered_twice_has_one_effect(transport: TestTransport) {
+    let h = Harness::start(transport).await;
     let message = Harness::envelope(1);
     h.publish(&message).await;
     h.publish(&message).await;
@@ -244,9 +231,8 @@ async fn a_message_delivered_twice_has_one_effect() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn a_malformed_message_is_parked_and_the_consumer_keeps_going() {
-    let h = Harness::start().await;
+async fn a_malformed_message_is_parked_and_the_consumer_keeps_going(transport: TestTransport) {
+    let h = Harness::start(transport).await;
     h.publish_raw(b"this is not an envelope").await;
     let mut wrong_payload = serde_json::to_value(Harness::envelope(2)).unwrap();
     wrong_payload["data"] = serde_json::json!({"order_id": "two"});
@@ -369,9 +355,8 @@ async fn a_malformed_message_is_parked_and_the_consumer_keeps_going() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn a_failing_message_is_retried_then_handled_once() {
-    let h = Harness::start().await;
+async fn a_failing_message_is_retried_then_handled_once(transport: TestTransport) {
+    let h = Harness::start(transport).await;
     h.publish(&Harness::envelope(13)).await;
     eventually("the retry to succeed", Duration::from_secs(15), || async {
         (h.effects(13).await == 1).then_some(())
@@ -383,15 +368,15 @@ async fn a_failing_message_is_retried_then_handled_once() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn outbox_events_wait_for_the_broker_and_are_not_lost() {
+async fn outbox_events_wait_for_the_broker_and_are_not_lost(transport: TestTransport) {
     sales_testkit::init_test_logging();
     let db = TestDatabase::create("outbox").await;
-    let broker = TestBroker::new();
     // First the service runs with a broker that is not there.
-    let mut unreachable = broker.args();
-    unreachable.amqp_url =
-        secrecy::SecretString::from("amqp://guest:guest@127.0.0.1:1/%2f".to_owned());
+    let mut unreachable = transport.args();
+    unreachable.amqp_url = Some(secrecy::SecretString::from(
+        "amqp://guest:guest@127.0.0.1:1/%2f".to_owned(),
+    ));
+    unreachable.kafka.kafka_bootstrap_servers = Some("127.0.0.1:1".to_owned());
     let identity = TestIdentity::start().await;
     let service = start_service(&db, &unreachable, None, &identity).await;
     let base = service.base_url();
@@ -434,7 +419,7 @@ async fn outbox_events_wait_for_the_broker_and_are_not_lost() {
 
     // The service comes back with the broker: the event goes out and is consumed.
     let identity = TestIdentity::start().await;
-    let service = start_service(&db, &broker.args(), Some(Arc::default()), &identity).await;
+    let service = start_service(&db, &transport.args(), Some(Arc::default()), &identity).await;
     eventually(
         "the event to be published and handled",
         Duration::from_secs(15),
@@ -454,9 +439,34 @@ async fn outbox_events_wait_for_the_broker_and_are_not_lost() {
     assert_eq!(left, 0);
     service.stop().await;
     pool.close().await;
-    broker.delete().await;
+    transport.delete().await;
     db.drop_database().await;
 }
+
+/// Each test above, once per transport.
+macro_rules! on_both_transports {
+    ($($test:ident),* $(,)?) => {
+        mod rabbitmq {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(sales_testkit::TestTransport::rabbitmq()).await
+            })*
+        }
+        mod kafka {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(sales_testkit::TestTransport::kafka()).await
+            })*
+        }
+    };
+}
+
+on_both_transports!(
+    a_message_delivered_twice_has_one_effect,
+    a_malformed_message_is_parked_and_the_consumer_keeps_going,
+    a_failing_message_is_retried_then_handled_once,
+    outbox_events_wait_for_the_broker_and_are_not_lost,
+);
 
 #[tokio::test]
 async fn consumers_and_the_relay_come_back_after_the_broker_drops_the_connection() {
@@ -464,7 +474,10 @@ async fn consumers_and_the_relay_come_back_after_the_broker_drops_the_connection
         "this test closes connections through RabbitMQ's management API: run it with \
          `cargo xtask test`, or set SALES_RABBITMQ_MANAGEMENT_URL",
     );
-    let h = Harness::start().await;
+    let h = Harness::start(TestTransport::rabbitmq()).await;
+    let TestTransport::RabbitMq(broker) = &h.transport else {
+        unreachable!("started on RabbitMQ")
+    };
     h.publish(&Harness::envelope(100)).await;
     eventually("the first message", Duration::from_secs(10), || async {
         (h.effects(100).await == 1).then_some(())
@@ -474,7 +487,7 @@ async fn consumers_and_the_relay_come_back_after_the_broker_drops_the_connection
     // Close every connection of this test's namespace from the broker's side.
     let (base, user, password) = split_credentials(&management);
     let client = reqwest::Client::new();
-    let namespace = h.broker.prefix.trim_end_matches('.').to_owned();
+    let namespace = broker.prefix.trim_end_matches('.').to_owned();
     let closed = eventually(
         "the service's connection to show up",
         Duration::from_secs(15),

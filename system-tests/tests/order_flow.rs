@@ -41,7 +41,20 @@ async fn wait_notifications(sys: &System, order_id: i64, want: &[&str]) {
 
 #[tokio::test]
 async fn an_order_is_placed_refused_paid_and_every_change_is_notified() {
-    let sys = System::start().await;
+    an_order_is_placed_refused_paid_and_notified_on(SystemOptions::default()).await;
+}
+
+#[tokio::test]
+async fn on_kafka_an_order_is_placed_refused_paid_and_every_change_is_notified() {
+    an_order_is_placed_refused_paid_and_notified_on(SystemOptions {
+        kafka: true,
+        ..SystemOptions::default()
+    })
+    .await;
+}
+
+async fn an_order_is_placed_refused_paid_and_notified_on(options: SystemOptions) {
+    let sys = System::start_with(options).await;
     let coffee = sys.add_product("COFFEE", 1250, 5).await;
     let mug = sys.add_product("MUG", 800, 2).await;
 

@@ -32,7 +32,7 @@ async fn start_service(
     builder
         .database(&db.args(), sqlx::migrate!("tests/migrations"))
         .unwrap();
-    builder.broker(broker);
+    builder.broker(broker).unwrap();
     builder.outbox_relay().unwrap();
     builder
         .consumer(
@@ -207,7 +207,9 @@ async fn a_broker_that_never_confirms_cannot_hold_the_relay() {
     let identity = TestIdentity::start().await;
     let proxy = FaultProxy::for_url(&sales_testkit::amqp_url()).await;
     let mut args = broker.args();
-    args.amqp_url = secrecy::SecretString::from(proxy.url_through(&sales_testkit::amqp_url()));
+    args.amqp_url = Some(secrecy::SecretString::from(
+        proxy.url_through(&sales_testkit::amqp_url()),
+    ));
     let service = start_service(&db, &args, &identity).await;
     sales_testkit::wait_ready(
         &format!("{}/ready", service.base_url()),

@@ -29,7 +29,21 @@ use system_tests::{Service, System, SystemOptions};
 /// stock, order, be refused when a product is not available, pay.
 #[tokio::test]
 async fn seed_000_and_001_examples() {
-    let sys = System::start().await;
+    seed_000_and_001_examples_on(SystemOptions::default()).await;
+}
+
+/// Seed 001 runs its system on Kafka: the same examples with the events on Kafka.
+#[tokio::test]
+async fn seed_000_and_001_examples_on_kafka() {
+    seed_000_and_001_examples_on(SystemOptions {
+        kafka: true,
+        ..SystemOptions::default()
+    })
+    .await;
+}
+
+async fn seed_000_and_001_examples_on(options: SystemOptions) {
+    let sys = System::start_with(options).await;
     let admin = sys.admin_token().await;
     for (sku, price, stock) in [("BOOK", 1500, 3), ("PEN", 200, 50)] {
         let (s, _) = sys

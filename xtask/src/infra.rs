@@ -233,6 +233,11 @@ pub async fn ensure_infra(workspace_root: &Path) -> Result<Infra> {
     }
 }
 
+/// Where the private instances live: `$SALES_INFRA_DIR`, else [`DEFAULT_INFRA_DIR`].
+pub fn private_dir(workspace_root: &Path) -> PathBuf {
+    Dirs::new(workspace_root).base
+}
+
 /// Stops the private instances under `/var/tmp/sales-system-infra` (never servers
 /// given by URL or system-wide ones). Instances that are not running are fine.
 pub fn stop_private_infra(workspace_root: &Path) -> Result<()> {
@@ -251,6 +256,7 @@ pub fn stop_private_infra(workspace_root: &Path) -> Result<()> {
         ("postgres", stop_postgres(&dirs, root)),
         ("rabbitmq", stop_rabbitmq(&dirs, root)),
         ("redis", stop_redis(&dirs)),
+        ("kafka", crate::kafka::stop_kafka(&dirs.base)),
     ] {
         match result {
             Ok(what) => eprintln!("infra: {name:<8} {what}"),

@@ -4,6 +4,7 @@ mod bench;
 mod chaos;
 mod debian;
 mod infra;
+mod kafka;
 mod local_services;
 mod restarts;
 mod storefront;
@@ -32,6 +33,12 @@ struct Cli {
     command: Cmd,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum BrokerChoice {
+    Rabbitmq,
+    Kafka,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Build everything, start the infrastructure and every service locally.
@@ -41,6 +48,10 @@ enum Cmd {
         /// clients).
         #[arg(long)]
         seed_routes_closed: bool,
+        /// The broker that carries the events: `rabbitmq`, or `kafka` (a local
+        /// Kafka-protocol broker, tansu, built once per machine).
+        #[arg(long, value_enum, default_value = "rabbitmq")]
+        broker: BrokerChoice,
     },
     /// Local PostgreSQL, RabbitMQ and Redis (private instances under /var/tmp/sales-system-infra,
     /// unless SALES_POSTGRES_URL / SALES_AMQP_URL / SALES_REDIS_URL are set).
@@ -95,7 +106,10 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let root = workspace_root()?;
     match cli.command {
-        Cmd::Up { seed_routes_closed } => up::run(&root, !seed_routes_closed).await,
+        Cmd::Up {
+            seed_routes_closed,
+            broker,
+        } => up::run(&root, !seed_routes_closed, broker == BrokerChoice::Kafka).await,
         Cmd::Infra {
             action: InfraCmd::Up,
         } => {
@@ -103,6 +117,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             for (name, value) in infra.env() {
                 println!("export {name}={}", shell_quote(&value));
             }
+            let kafka = kafka::ensure_kafka(&infra::private_dir(&root)).await?;
+            println!(
+                "export {}={}",
+                kafka::ENV_KAFKA_BOOTSTRAP,
+                shell_quote(&kafka)
+            );
             let venv = tools::ensure_tools_venv(&root).await?;
             println!(
                 "export {}={}",

@@ -8,7 +8,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use tokio::process::Command;
 
-use crate::{infra, test_vhost::TestVhost, tools};
+use crate::{infra, kafka, test_vhost::TestVhost, tools};
 
 // A step of this command; the file sits beside the others in xtask/src.
 /// Ensures the infrastructure, checks formatting and clippy lints, checks the
@@ -24,6 +24,9 @@ pub async fn run(workspace_root: &Path, extra: &[String]) -> Result<ExitCode> {
     tools::ensure_prometheus().await?;
     let mut env: Vec<(&'static str, String)> = infra.env();
     env.push((tools::ENV_TOOLS_VENV, venv.display().to_string()));
+    // The messaging tests run on Kafka too.
+    let kafka = kafka::ensure_kafka(&infra::private_dir(workspace_root)).await?;
+    env.push((kafka::ENV_KAFKA_BOOTSTRAP, kafka));
     // The tests run in a vhost of their own, deleted at the end with whatever they left.
     let vhost = match &infra.rabbitmq_management_url {
         Some(management) => Some(TestVhost::create(management, &infra.amqp_url).await?),

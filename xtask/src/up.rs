@@ -51,14 +51,25 @@ const DEMO_PRODUCTS: &[(&str, &str, &str, i64, i32)] = &[
     ),
 ];
 
-pub async fn run(root: &Path, seed_routes_open: bool) -> Result<ExitCode> {
+pub async fn run(root: &Path, seed_routes_open: bool, on_kafka: bool) -> Result<ExitCode> {
     let infra = infra::ensure_infra(root).await?;
+    let kafka = if on_kafka {
+        Some(crate::kafka::ensure_kafka(&infra::private_dir(root)).await?)
+    } else {
+        None
+    };
 
     eprintln!("xtask: building the services");
     let bin_dir = local_services::build(root, false).await?;
 
     let secrets = LocalSecrets::load_or_make(&root.join("target/sales-up"))?;
-    let wiring = wiring(&infra, &secrets, seed_routes_open).await?;
+    let mut wiring = wiring(&infra, &secrets, seed_routes_open).await?;
+    if let Some(bootstrap) = &kafka {
+        wiring.env.extend([
+            ("MESSAGING_KIND".into(), "kafka".into()),
+            ("KAFKA_BOOTSTRAP_SERVERS".into(), bootstrap.clone()),
+        ]);
+    }
     let logs = root.join("target/sales-up/logs");
     for service in Service::ALL {
         let (http, admin) = wiring.ports[&service];
@@ -78,7 +89,7 @@ pub async fn run(root: &Path, seed_routes_open: bool) -> Result<ExitCode> {
         return Err(err);
     }
 
-    print_welcome(&wiring, &infra, &logs, &secrets);
+    print_welcome(&wiring, &infra, kafka.as_deref(), &logs, &secrets);
 
     // Run until Ctrl-C; a service that dies is started again (restarts.rs), as
     // Kubernetes restarts a pod.
@@ -276,7 +287,13 @@ async fn admin_token(
     }
 }
 
-fn print_welcome(wiring: &Wiring, infra: &Infra, logs: &Path, secrets: &LocalSecrets) {
+fn print_welcome(
+    wiring: &Wiring,
+    infra: &Infra,
+    kafka: Option<&str>,
+    logs: &Path,
+    secrets: &LocalSecrets,
+) {
     let gateway = wiring.base_url(Service::Gateway);
     println!("\nsales-system is up. Everything is reached through the gateway:\n");
     println!("  API           {gateway}");
@@ -295,8 +312,13 @@ fn print_welcome(wiring: &Wiring, infra: &Infra, logs: &Path, secrets: &LocalSec
             wiring.admin_url(service)
         );
     }
-    if let Some(management) = &infra.rabbitmq_management_url {
-        println!("\n  RabbitMQ management: {}", infra::redact(management));
+    match kafka {
+        Some(bootstrap) => println!("\n  Events on Kafka (tansu) at {bootstrap}"),
+        None => {
+            if let Some(management) = &infra.rabbitmq_management_url {
+                println!("\n  RabbitMQ management: {}", infra::redact(management));
+            }
+        }
     }
     println!("\nTry it (README.md has more):");
     println!(

@@ -12,8 +12,17 @@
 //! inventory.update-stock.dead   (parked until listed and replayed)
 //! ```
 //!
-//! Every name can carry a prefix (`AMQP_PREFIX`) so several systems, or tests, can
-//! share one broker without seeing each other's messages.
+//! On Kafka the same names serve: one topic per event type, and per subscription a
+//! consumer group named like its queue, with retry topics and a dead-letter topic.
+//!
+//! ```text
+//! sales.update-stock (topic, key = order id) --> group inventory.update-stock
+//! inventory.update-stock.retry-1 / -2 / -3 (topics; due 1 s, 10 s, 60 s after they arrive)
+//! inventory.update-stock.dlt    (parked until listed and replayed)
+//! ```
+//!
+//! Every name can carry a prefix (`AMQP_PREFIX`, `KAFKA_TOPIC_PREFIX`) so several
+//! systems, or tests, can share one broker without seeing each other's messages.
 
 use std::time::Duration;
 
@@ -109,6 +118,36 @@ impl Topology {
     pub fn dead_letter_queue(&self, subscription: Subscription) -> String {
         format!("{}.dead", self.queue(subscription))
     }
+
+    /// Kafka: the topic of one event type, `sales.update-stock`; `message_type` is
+    /// the routing key form ([`MessageType::as_str`]).
+    pub fn event_topic(&self, message_type: &str) -> String {
+        format!("{}sales.{message_type}", self.prefix)
+    }
+
+    /// Kafka: the consumer group of a subscription, named like its queue.
+    pub fn consumer_group(&self, subscription: Subscription) -> String {
+        self.queue(subscription)
+    }
+
+    /// Kafka: the dead-letter topic of a subscription, `inventory.update-stock.dlt`.
+    pub fn dead_letter_topic(&self, subscription: Subscription) -> String {
+        format!("{}.dlt", self.queue(subscription))
+    }
+
+    /// Kafka: every topic of the system: one per event type, and each subscription's
+    /// retry and dead-letter topics.
+    pub fn kafka_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = MessageType::ALL
+            .iter()
+            .map(|t| self.event_topic(t.as_str()))
+            .collect();
+        for sub in SUBSCRIPTIONS {
+            topics.extend((0..RETRY_DELAYS.len()).map(|tier| self.retry_queue(*sub, tier)));
+            topics.push(self.dead_letter_topic(*sub));
+        }
+        topics
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +162,15 @@ mod tests {
         assert_eq!(t.queue(s), "t1.inventory.update-stock");
         assert_eq!(t.retry_queue(s, 0), "t1.inventory.update-stock.retry-1");
         assert_eq!(t.dead_letter_queue(s), "t1.inventory.update-stock.dead");
+        assert_eq!(t.event_topic("update-stock"), "t1.sales.update-stock");
+        assert_eq!(t.consumer_group(s), "t1.inventory.update-stock");
+        assert_eq!(t.dead_letter_topic(s), "t1.inventory.update-stock.dlt");
+        let topics = t.kafka_topics();
+        assert_eq!(
+            topics.len(),
+            MessageType::ALL.len() + SUBSCRIPTIONS.len() * (RETRY_DELAYS.len() + 1)
+        );
+        assert!(topics.contains(&"t1.inventory.update-stock.retry-3".to_owned()));
     }
 
     #[test]

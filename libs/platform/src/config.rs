@@ -51,18 +51,62 @@ pub struct DatabaseArgs {
     pub database_acquire_timeout: Duration,
 }
 
-/// The RabbitMQ broker.
+/// The message broker: RabbitMQ or Kafka.
 #[derive(Args, Clone, Debug)]
 pub struct BrokerArgs {
-    /// `amqp://user:password@host:port/vhost` (vhost `/` is `%2f`).
+    /// Which broker carries the events: `rabbitmq` (the default) or `kafka`.
+    #[arg(long, env = "MESSAGING_KIND", default_value = "rabbitmq")]
+    pub messaging_kind: MessagingKind,
+    /// RabbitMQ: `amqp://user:password@host:port/vhost` (vhost `/` is `%2f`).
     #[arg(long, env = "AMQP_URL", hide_env_values = true)]
-    pub amqp_url: SecretString,
-    /// Prefix for the exchange and every queue name, so several systems can share a broker.
+    pub amqp_url: Option<SecretString>,
+    /// RabbitMQ: prefix for the exchange and every queue name, so several systems can
+    /// share a broker.
     #[arg(long, env = "AMQP_PREFIX", default_value = "")]
     pub amqp_prefix: String,
-    /// How many unacknowledged messages each consumer holds at once.
+    /// RabbitMQ: how many unacknowledged messages each consumer holds at once.
     #[arg(long, env = "AMQP_PREFETCH", default_value_t = 16)]
     pub amqp_prefetch: u16,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MessagingKind {
+    #[default]
+    Rabbitmq,
+    Kafka,
+}
+
+/// Kafka: where it is, how to log in, and how the topics this system creates are laid out.
+#[derive(Args, Clone, Debug, Default)]
+pub struct KafkaArgs {
+    /// `host:port[,host:port...]` of the Kafka brokers.
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    pub kafka_bootstrap_servers: Option<String>,
+    /// Prefix for every topic and consumer group, so several systems can share a cluster.
+    #[arg(long, env = "KAFKA_TOPIC_PREFIX", default_value = "")]
+    pub kafka_topic_prefix: String,
+    /// Partitions of each topic the services create (the most consumers of one
+    /// subscription that can work at once).
+    #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 3,
+          value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub kafka_topic_partitions: i32,
+    /// Replicas of each topic the services create (3 on a cluster that must survive a
+    /// broker; at most the number of brokers).
+    #[arg(long, env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1,
+          value_parser = clap::value_parser!(i32).range(1..=16))]
+    pub kafka_replication_factor: i32,
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", default_value = "plaintext")]
+    pub kafka_security_protocol: String,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`, with the two below.
+    #[arg(long, env = "KAFKA_SASL_MECHANISM")]
+    pub kafka_sasl_mechanism: Option<String>,
+    #[arg(long, env = "KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    pub kafka_sasl_password: Option<SecretString>,
 }
 
 /// Logs and traces.

@@ -20,9 +20,9 @@ use tracing::Instrument;
 use utoipa::openapi::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::broker::Broker;
 use crate::error::ApiError;
 use crate::identity::access::{Access, RouteRule};
+use crate::messaging::Messaging;
 use crate::metrics::Metrics;
 use crate::telemetry::{self, HeaderExtractor};
 
@@ -43,11 +43,11 @@ pub struct Readiness {
     /// Migrations and start-up steps are done.
     started: Arc<AtomicBool>,
     pool: Option<PgPool>,
-    broker: Option<Broker>,
+    broker: Option<Messaging>,
 }
 
 impl Readiness {
-    pub fn new(pool: Option<PgPool>, broker: Option<Broker>) -> Self {
+    pub fn new(pool: Option<PgPool>, broker: Option<Messaging>) -> Self {
         Readiness {
             started: Arc::new(AtomicBool::new(false)),
             pool,
@@ -77,8 +77,10 @@ impl Readiness {
         if let Some(broker) = &self.broker
             && !broker.is_connected()
         {
-            degraded
-                .push("broker: not connected to RabbitMQ; events wait in the outbox".to_owned());
+            degraded.push(format!(
+                "broker: not connected to {}; events wait in the outbox",
+                broker.name()
+            ));
         }
         if problems.is_empty() {
             Ok(degraded)

@@ -1,4 +1,4 @@
-//! The inbox keeps one row per message a consumer handled (see [`crate::consumer`]), so
+//! The inbox keeps one row per message a consumer handled (see [`crate::messaging::handling`]), so
 //! a redelivery has no second effect. A redelivery comes within minutes (the retry
 //! queues end after 60 s; the broker redelivers what a closed channel held), so rows
 //! older than [`INBOX_RETENTION`] protect against nothing and are deleted, in small

@@ -7,25 +7,24 @@
 //! - [`http`]: common layers, `/health`, `/ready`, `/metrics`, Swagger UI;
 //! - [`error`]: the JSON error answer and extractors that reject bad input clearly;
 //! - [`db`]: the PostgreSQL pool and migrations;
-//! - [`broker`]: the RabbitMQ connection, topology and confirmed publishing;
-//! - [`outbox`] and [`consumer`]: events out at least once, handled exactly once
-//!   ([`inbox`]: what was handled, pruned after a week);
+//! - [`messaging`]: events over RabbitMQ or Kafka, behind one seam: acknowledged
+//!   publishing, consumers with retries and dead letters;
+//! - [`outbox`] and [`messaging::handling`]: events out at least once, handled
+//!   exactly once ([`inbox`]: what was handled, pruned after a week);
 //! - [`identity`]: tokens, keys, the verified caller and each service's access table;
 //! - [`client`]: calls to other services, with the service's own token;
 //! - [`service`]: start-up and graceful shutdown.
 
-pub mod broker;
 pub mod cache;
 pub mod client;
 pub mod config;
-pub mod consumer;
 pub mod db;
-pub mod dead_letters;
 pub mod error;
 pub mod http;
 pub mod identity;
 pub mod inbox;
 pub mod listing;
+pub mod messaging;
 pub mod metrics;
 pub mod outbox;
 pub mod service;

@@ -50,12 +50,18 @@ pub struct Metrics {
     /// `outbox_parked_messages`: events the broker refused again and again, set aside
     /// so they hold back nothing (retried every few minutes).
     pub outbox_parked: IntGauge,
-    /// `broker_connected`: 1 while connected to RabbitMQ.
+    /// `broker_connected`: 1 while connected to the broker.
     pub broker_connected: IntGauge,
     /// `broker_connections_total`: successful connects; more than one means reconnects.
     pub broker_connections: IntCounter,
     /// `consumers_active{queue}`: 1 while a consumer is attached to the queue.
     pub consumers_active: IntGaugeVec,
+    /// `kafka_consumer_lag_messages{group, topic}`: messages of the topic not yet read
+    /// by this member of the group (librdkafka's statistics, every 5 s).
+    pub kafka_consumer_lag: IntGaugeVec,
+    /// `kafka_rebalances_total{group, kind}`: partitions assigned to or revoked from
+    /// this member.
+    pub kafka_rebalances: IntCounterVec,
 }
 
 impl Metrics {
@@ -139,11 +145,14 @@ impl Metrics {
                 "Outbox events the broker refused again and again, set aside so they hold back nothing",
             )
             .unwrap_or_else(unreachable_metric),
-            broker_connected: IntGauge::new("broker_connected", "1 while connected to RabbitMQ")
-                .unwrap_or_else(unreachable_metric),
+            broker_connected: IntGauge::new(
+                "broker_connected",
+                "1 while connected to the message broker (RabbitMQ or Kafka)",
+            )
+            .unwrap_or_else(unreachable_metric),
             broker_connections: IntCounter::new(
                 "broker_connections_total",
-                "Connections made to RabbitMQ (more than one means reconnects)",
+                "Connections made to the message broker (more than one means reconnects)",
             )
             .unwrap_or_else(unreachable_metric),
             consumers_active: IntGaugeVec::new(
@@ -152,6 +161,22 @@ impl Metrics {
                     "1 while a consumer is attached to the queue",
                 ),
                 &["queue"],
+            )
+            .unwrap_or_else(unreachable_metric),
+            kafka_consumer_lag: IntGaugeVec::new(
+                Opts::new(
+                    "kafka_consumer_lag_messages",
+                    "Messages of the topic not yet read by this member of the consumer group",
+                ),
+                &["group", "topic"],
+            )
+            .unwrap_or_else(unreachable_metric),
+            kafka_rebalances: IntCounterVec::new(
+                Opts::new(
+                    "kafka_rebalances_total",
+                    "Partitions assigned to (assign) or revoked from (revoke) this member of the consumer group",
+                ),
+                &["group", "kind"],
             )
             .unwrap_or_else(unreachable_metric),
             registry,
@@ -169,7 +194,7 @@ impl Metrics {
     }
 
     /// Export the broker, outbox and consumer families: only services that use
-    /// RabbitMQ do (a service without a broker would otherwise report
+    /// a broker do (a service without a broker would otherwise report
     /// `broker_connected 0` forever).
     pub fn register_messaging(&self) {
         let m = self;
@@ -184,6 +209,8 @@ impl Metrics {
         m.register(Box::new(m.broker_connected.clone()));
         m.register(Box::new(m.broker_connections.clone()));
         m.register(Box::new(m.consumers_active.clone()));
+        m.register(Box::new(m.kafka_consumer_lag.clone()));
+        m.register(Box::new(m.kafka_rebalances.clone()));
     }
 
     /// Export `db_pool_connections{state}` (`idle`, `in_use`) and

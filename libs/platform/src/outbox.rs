@@ -1,5 +1,5 @@
 //! The transactional outbox: an event is written to the `outbox` table in the same
-//! transaction as the change it announces, and the relay publishes it to RabbitMQ,
+//! transaction as the change it announces, and the relay publishes it to the broker,
 //! deleting the row only after the broker confirms. If the broker or the service dies
 //! between commit and publish, the event waits in the table and goes out later: at
 //! least once, never lost. Consumers drop the duplicates (see [`crate::consumer`]).
@@ -14,7 +14,7 @@
 //! `SalesOutboxEventParked`), and it is tried again every [`RETRY_PARKED_AFTER`]. A
 //! broker that is down or slow never parks anything: only a refusal counts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use sales_contracts::{Envelope, Event};
@@ -23,7 +23,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::broker::{AmqpHeader, Broker, BrokerError, OutgoingMessage};
+use crate::messaging::{Messaging, OutgoingEvent, PublishError};
 use crate::telemetry::{self, MapExtractor};
 
 const NOTIFY_CHANNEL: &str = "outbox";
@@ -83,7 +83,7 @@ struct PendingEvent {
 }
 
 /// Publishes outbox events until `shutdown`; run one per service process.
-pub async fn run_relay(pool: PgPool, broker: Broker, shutdown: CancellationToken) {
+pub async fn run_relay(pool: PgPool, broker: Messaging, shutdown: CancellationToken) {
     let mut listener: Option<PgListener> = None;
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
@@ -133,7 +133,7 @@ async fn listen(pool: &PgPool) -> Option<PgListener> {
 }
 
 /// Publish every pending event, batch by batch. Returns how many were published.
-pub async fn relay_pending(pool: &PgPool, broker: &Broker) -> anyhow::Result<usize> {
+pub async fn relay_pending(pool: &PgPool, broker: &Messaging) -> anyhow::Result<usize> {
     let mut total = 0;
     loop {
         let published = relay_batch(pool, broker).await?;
@@ -144,7 +144,7 @@ pub async fn relay_pending(pool: &PgPool, broker: &Broker) -> anyhow::Result<usi
     }
 }
 
-async fn relay_batch(pool: &PgPool, broker: &Broker) -> anyhow::Result<usize> {
+async fn relay_batch(pool: &PgPool, broker: &Messaging) -> anyhow::Result<usize> {
     let mut tx = pool.begin().await?;
     let batch: Vec<PendingEvent> = sqlx::query_as(
         "select id, message_id, message_type, envelope, trace_headers
@@ -160,9 +160,8 @@ async fn relay_batch(pool: &PgPool, broker: &Broker) -> anyhow::Result<usize> {
         return Ok(0);
     }
     if !broker.is_connected() {
-        anyhow::bail!("RabbitMQ is not connected");
+        anyhow::bail!("{} is not connected", broker.name());
     }
-    let exchange = broker.topology().exchange();
     let bodies: Vec<Vec<u8>> = batch
         .iter()
         .map(|e| serde_json::to_vec(&e.envelope.0))
@@ -178,8 +177,8 @@ async fn relay_batch(pool: &PgPool, broker: &Broker) -> anyhow::Result<usize> {
                 "publish",
                 otel.kind = "producer",
                 otel.name = format!("{} publish", event.message_type),
-                messaging.system = "rabbitmq",
-                messaging.destination = %exchange,
+                messaging.system = broker.system(),
+                messaging.destination = %event.message_type,
                 messaging.message_id = %event.message_id,
                 trace_id = tracing::field::Empty,
             );
@@ -187,34 +186,41 @@ async fn relay_batch(pool: &PgPool, broker: &Broker) -> anyhow::Result<usize> {
             span
         })
         .collect();
-    let messages: Vec<OutgoingMessage<'_>> = batch
+    let events: Vec<OutgoingEvent<'_>> = batch
         .iter()
         .zip(&bodies)
         .zip(&spans)
-        .map(|((event, body), span)| OutgoingMessage {
-            exchange: &exchange,
-            routing_key: &event.message_type,
+        .map(|((event, body), span)| OutgoingEvent {
+            message_type: &event.message_type,
+            key: event
+                .envelope
+                .0
+                .get("correlation_id")
+                .and_then(|k| k.as_str())
+                .unwrap_or_default(),
             body,
-            message_id: Some(event.message_id.to_string()),
-            message_type: Some(event.message_type.clone()),
-            headers: telemetry::trace_headers_of(span)
-                .into_iter()
-                .map(|(k, v)| (k, AmqpHeader::Text(v)))
-                .collect::<BTreeMap<_, _>>(),
+            message_id: event.message_id.to_string(),
+            headers: telemetry::trace_headers_of(span).into_iter().collect(),
         })
         .collect();
     let span = tracing::info_span!("outbox.relay", batch = batch.len());
     let (confirmed, failure) =
-        match tokio::time::timeout(PUBLISH_TIMEOUT, broker.publish_batch(&messages))
+        match tokio::time::timeout(PUBLISH_TIMEOUT, broker.publish_events(&events))
             .instrument(span)
             .await
         {
             Ok(outcome) => outcome,
             Err(_) => {
                 // Which of them the broker took is unknown: all go again (consumers
-                // drop duplicates), on a fresh channel.
-                broker.forget_publish_channel().await;
-                (0, Some(BrokerError::Timeout(PUBLISH_TIMEOUT)))
+                // drop duplicates), afresh.
+                broker.after_publish_timeout().await;
+                (
+                    0,
+                    Some(PublishError::Timeout {
+                        broker: broker.name(),
+                        timeout: PUBLISH_TIMEOUT,
+                    }),
+                )
             }
         };
     drop(spans);
@@ -233,7 +239,7 @@ async fn relay_batch(pool: &PgPool, broker: &Broker) -> anyhow::Result<usize> {
         .bind(err.to_string())
         .execute(&mut *tx)
         .await?;
-        if matches!(err, BrokerError::Nacked) {
+        if matches!(err, PublishError::Refused { .. }) {
             park_if_refused_too_often(&mut tx, &batch[confirmed]).await?;
         }
     }
@@ -269,14 +275,14 @@ async fn park_if_refused_too_often(
         tracing::error!(
             message_id = %event.message_id,
             message_type = %event.message_type,
-            "RabbitMQ refused this outbox event {PARK_AFTER} times or more: parked, the \
+            "the broker refused this outbox event {PARK_AFTER} times or more: parked, the \
              events behind it go on; it is tried again every {RETRY_PARKED_AFTER:?}"
         );
     }
     Ok(())
 }
 
-async fn update_backlog_metrics(pool: &PgPool, broker: &Broker) {
+async fn update_backlog_metrics(pool: &PgPool, broker: &Messaging) {
     let row: Result<(i64, Option<f64>, i64), _> = sqlx::query_as(
         "select count(*) filter (where parked_at is null),
                 extract(epoch from now() - min(created_at) filter (where parked_at is null))::float8,

@@ -20,13 +20,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use utoipa::openapi::OpenApi;
 
-use crate::broker::Broker;
-use crate::config::{BrokerArgs, DatabaseArgs, HttpArgs, IdentityArgs, ServiceRole};
-use crate::consumer::{ConsumerContext, MessageHandler, run_consumer};
+use crate::config::{BrokerArgs, DatabaseArgs, HttpArgs, IdentityArgs, MessagingKind, ServiceRole};
 use crate::http::{Readiness, admin_router, public_router};
 use crate::identity::access::{AccessState, RouteRule, check_policy, enforce};
 use crate::identity::admin_access::{AdminAccess, require_admin};
 use crate::identity::{ServiceIdentity, TokenVerifier};
+use crate::messaging::kafka::KafkaBus;
+use crate::messaging::rabbitmq::Broker;
+use crate::messaging::{MessageHandler, Messaging};
 use crate::metrics::Metrics;
 use crate::{db, outbox};
 
@@ -43,7 +44,7 @@ pub struct ServiceBuilder {
     infrastructure: CancellationToken,
     pool: Option<PgPool>,
     migrations: Option<Migrator>,
-    broker: Option<Broker>,
+    broker: Option<Messaging>,
     prefetch: u16,
     subscriptions: Vec<Subscription>,
     startup_steps: Vec<Worker>,
@@ -146,21 +147,35 @@ impl ServiceBuilder {
         Ok(pool)
     }
 
-    /// Connect to RabbitMQ (in the background, reconnecting as needed).
-    pub fn broker(&mut self, args: &BrokerArgs) -> Broker {
+    /// Connect to the broker `args` names, RabbitMQ or Kafka (in the background,
+    /// reconnecting as needed). Fails only on settings that cannot work.
+    pub fn broker(&mut self, args: &BrokerArgs) -> anyhow::Result<Messaging> {
         if self.broker.is_none() {
             self.metrics.register_messaging();
         }
-        let broker = Broker::start(
-            self.name,
-            args.amqp_url.clone(),
-            Topology::new(args.amqp_prefix.clone()),
-            self.metrics.clone(),
-            self.infrastructure.clone(),
-        );
+        let messaging = match args.messaging_kind {
+            MessagingKind::Rabbitmq => {
+                let url = args.amqp_url.clone().ok_or_else(|| {
+                    anyhow::anyhow!("MESSAGING_KIND=rabbitmq needs AMQP_URL (--amqp-url)")
+                })?;
+                Messaging::RabbitMq(Broker::start(
+                    self.name,
+                    url,
+                    Topology::new(args.amqp_prefix.clone()),
+                    self.metrics.clone(),
+                    self.infrastructure.clone(),
+                ))
+            }
+            MessagingKind::Kafka => Messaging::Kafka(KafkaBus::start(
+                self.name,
+                &args.kafka,
+                self.metrics.clone(),
+                self.infrastructure.clone(),
+            )?),
+        };
         self.prefetch = args.amqp_prefetch;
-        self.broker = Some(broker.clone());
-        broker
+        self.broker = Some(messaging.clone());
+        Ok(messaging)
     }
 
     /// A background task started after migrations; it must end soon after
@@ -194,18 +209,12 @@ impl ServiceBuilder {
             return Ok(());
         }
         let (pool, broker) = self.pool_and_broker("a consumer")?;
-        let ctx = ConsumerContext {
-            pool,
-            broker,
-            metrics: self.metrics.clone(),
-            prefetch: self.prefetch,
-        };
         let shutdown = self.shutdown.clone();
         if self.subscriptions.is_empty() {
             // One pruner per process that consumes: its inbox grows with what it handles.
             self.worker(
                 "inbox-pruning",
-                crate::inbox::run_pruning(ctx.pool.clone(), shutdown.clone()),
+                crate::inbox::run_pruning(pool.clone(), shutdown.clone()),
             );
         }
         self.subscriptions.push(subscription);
@@ -213,11 +222,15 @@ impl ServiceBuilder {
             "consumer {}.{}",
             subscription.service, subscription.message_type
         );
-        self.worker(&name, run_consumer(ctx, subscription, handler, shutdown));
+        let prefetch = self.prefetch;
+        self.worker(
+            &name,
+            broker.run_consumer(pool, prefetch, subscription, handler, shutdown),
+        );
         Ok(())
     }
 
-    fn pool_and_broker(&self, what: &str) -> anyhow::Result<(PgPool, Broker)> {
+    fn pool_and_broker(&self, what: &str) -> anyhow::Result<(PgPool, Messaging)> {
         match (&self.pool, &self.broker) {
             (Some(p), Some(b)) => Ok((p.clone(), b.clone())),
             _ => anyhow::bail!("{what} needs the database and the broker configured first"),
@@ -270,7 +283,7 @@ impl ServiceBuilder {
         );
         let dead_letters = match (&self.broker, self.admin_access) {
             (Some(broker), Some(admin)) => {
-                crate::dead_letters::router(broker.clone(), self.subscriptions.clone())
+                crate::messaging::dead_letters::router(broker.clone(), self.subscriptions.clone())
                     .route_layer(axum::middleware::from_fn_with_state(admin, require_admin))
             }
             (Some(_), None) => {

@@ -7,11 +7,14 @@
 pub mod fault_proxy;
 pub mod identity;
 pub mod launch;
+pub mod transport;
+
+pub use transport::{TestKafka, TestTransport, kafka_bootstrap};
 
 use std::time::Duration;
 
 use sales_contracts::topology::{RETRY_DELAYS, SUBSCRIPTIONS, Topology};
-use sales_platform::config::{BrokerArgs, DatabaseArgs, HttpArgs};
+use sales_platform::config::{BrokerArgs, DatabaseArgs, HttpArgs, KafkaArgs, MessagingKind};
 use secrecy::SecretString;
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -160,9 +163,11 @@ impl TestBroker {
 
     pub fn args(&self) -> BrokerArgs {
         BrokerArgs {
-            amqp_url: SecretString::from(amqp_url()),
+            messaging_kind: MessagingKind::Rabbitmq,
+            amqp_url: Some(SecretString::from(amqp_url())),
             amqp_prefix: self.prefix.clone(),
             amqp_prefetch: 16,
+            kafka: KafkaArgs::default(),
         }
     }
 

@@ -5,7 +5,7 @@ use sales_contracts::api::stock::ReservationLine;
 use sales_contracts::events::{
     MessageType, PaidOrder, ProductCreated, RestoreCanceledItem, UpdateStock,
 };
-use sales_platform::consumer::{HandlerError, MessageHandler};
+use sales_platform::messaging::{HandlerError, MessageHandler};
 use sqlx::{Postgres, Transaction};
 
 use crate::error::InventoryError;

@@ -16,7 +16,7 @@ use sales_contracts::events::{
     CanceledItem, PaidOrder, RestoreCanceledItem, StockLine, UpdateStock,
 };
 use sales_contracts::{Currency, Envelope, Money};
-use sales_platform::consumer::{HandlerError, MessageHandler};
+use sales_platform::messaging::{HandlerError, MessageHandler};
 use sales_testkit::TestDatabase;
 use sqlx::PgPool;
 

@@ -100,7 +100,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let mut service = ServiceBuilder::new(SERVICE, &config.http);
     service.identity(&config.identity, POLICY)?;
     let pool = service.database(&config.database, sqlx::migrate!())?;
-    service.broker(&config.broker);
+    service.broker(&config.broker)?;
     let consumer = Arc::new(notifications::NotificationConsumer);
     for subscription in subscriptions_of(SERVICE) {
         service.consumer(subscription, consumer.clone())?;

@@ -6,7 +6,7 @@ use sales_contracts::events::{
     CancelOrder, CancelReason, CreateOrder, MessageType, OrderFailed, PaidOrder, ShipmentDelivered,
     ShipmentShipped,
 };
-use sales_platform::consumer::{HandlerError, MessageHandler};
+use sales_platform::messaging::{HandlerError, MessageHandler};
 use serde::Serialize;
 use sqlx::{PgConnection, Postgres, Transaction};
 use utoipa::ToSchema;

@@ -8,7 +8,7 @@
 use chrono::Utc;
 use sales_contracts::Envelope;
 use sales_contracts::events::{MessageType, ShipmentDelivered, ShipmentShipped};
-use sales_platform::consumer::{HandlerError, MessageHandler};
+use sales_platform::messaging::{HandlerError, MessageHandler};
 use sqlx::{Postgres, Transaction};
 
 use crate::OrderContext;

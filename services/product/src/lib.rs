@@ -54,7 +54,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let mut service = ServiceBuilder::new(SERVICE, &config.http);
     let identity = service.identity(&config.identity, http::access::POLICY)?;
     let pool = service.database(&config.database, sqlx::migrate!())?;
-    service.broker(&config.broker);
+    service.broker(&config.broker)?;
     service.outbox_relay()?;
     let state = http::AppState {
         pool,

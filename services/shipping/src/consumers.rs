@@ -2,7 +2,7 @@
 
 use sales_contracts::Envelope;
 use sales_contracts::events::{MessageType, PaidOrder};
-use sales_platform::consumer::{HandlerError, MessageHandler};
+use sales_platform::messaging::{HandlerError, MessageHandler};
 use sqlx::{Postgres, Transaction};
 
 use crate::error::ShippingError;

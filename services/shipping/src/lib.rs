@@ -46,7 +46,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let mut service = ServiceBuilder::new(SERVICE, &config.http);
     service.identity(&config.identity, http::access::POLICY)?;
     let pool = service.database(&config.database, sqlx::migrate!())?;
-    service.broker(&config.broker);
+    service.broker(&config.broker)?;
     service.outbox_relay()?;
     let metrics = metrics::ShippingMetrics::new(service.metrics());
     let consumer = Arc::new(consumers::ShippingConsumer {

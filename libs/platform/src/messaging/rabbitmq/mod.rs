@@ -1,4 +1,4 @@
-//! RabbitMQ: one connection per service process, kept up by a supervisor task that
+//! The RabbitMQ transport. One connection per service process, kept up by a supervisor task that
 //! reconnects with back-off after the broker restarts or the network drops, and a
 //! publisher that waits for the broker's confirm of every message.
 //!
@@ -22,14 +22,11 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::messaging::{OutgoingEvent, PublishError};
 use crate::metrics::Metrics;
 
-/// Header carrying how many times a message has been attempted and failed.
-pub const ATTEMPT_HEADER: &str = "x-attempt";
-/// Header saying why a message was dead-lettered.
-pub const DEATH_REASON_HEADER: &str = "x-death-reason";
-/// Header naming the queue a dead-lettered message came from.
-pub const ORIGIN_QUEUE_HEADER: &str = "x-origin-queue";
+pub(crate) mod consumer;
+pub(crate) mod dead_letters;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -229,6 +226,49 @@ impl Broker {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// [`crate::messaging::Messaging::publish_events`]: to the exchange, routed by type.
+    pub(crate) async fn publish_events(
+        &self,
+        events: &[OutgoingEvent<'_>],
+    ) -> (usize, Option<PublishError>) {
+        if !self.is_connected() {
+            return (0, Some(PublishError::NotConnected("RabbitMQ")));
+        }
+        let exchange = self.topology().exchange();
+        let messages: Vec<OutgoingMessage<'_>> = events
+            .iter()
+            .map(|event| OutgoingMessage {
+                exchange: &exchange,
+                routing_key: event.message_type,
+                body: event.body,
+                message_id: Some(event.message_id.clone()),
+                message_type: Some(event.message_type.to_owned()),
+                headers: event
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), AmqpHeader::Text(v.clone())))
+                    .collect(),
+            })
+            .collect();
+        let (confirmed, failure) = self.publish_batch(&messages).await;
+        let failure = failure.map(|err| match err {
+            BrokerError::NotConnected => PublishError::NotConnected("RabbitMQ"),
+            BrokerError::Nacked => PublishError::Refused {
+                broker: "RabbitMQ",
+                reason: "negative confirm".into(),
+            },
+            BrokerError::Timeout(timeout) => PublishError::Timeout {
+                broker: "RabbitMQ",
+                timeout,
+            },
+            BrokerError::Amqp(e) => PublishError::Failed {
+                broker: "RabbitMQ",
+                reason: e.to_string(),
+            },
+        });
+        (confirmed, failure)
     }
 }
 

@@ -1,0 +1,348 @@
+//! The Kafka transport (librdkafka through `rdkafka`).
+//!
+//! - Topics: one per event type (`sales.paid-order`), and per subscription three retry
+//!   topics and a dead-letter topic ([`sales_contracts::topology`]). Every service
+//!   creates the whole set at start (existing ones are left alone), with the partitions
+//!   and replication factor of `KAFKA_TOPIC_PARTITIONS` / `KAFKA_REPLICATION_FACTOR`.
+//! - Producer: idempotent, `acks=all`; the message key is the envelope's
+//!   `correlation_id` (the order id for order events), so one order's events keep
+//!   their order in one partition. An event counts as published once the broker has
+//!   acknowledged it.
+//! - Consumers: [`consumer`], a group per subscription.
+//! - Dead letters: [`dead_letters`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use sales_contracts::topology::Topology;
+use secrecy::ExposeSecret;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KafkaArgs;
+use crate::messaging::{OutgoingEvent, PublishError};
+use crate::metrics::Metrics;
+
+pub(crate) mod consumer;
+pub(crate) mod dead_letters;
+
+const KAFKA: &str = "Kafka";
+/// How long the producer keeps trying one record before it reports a failure.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the connection is checked (a metadata request).
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// A handle on the Kafka producer and settings; cheap to clone.
+#[derive(Clone)]
+pub struct KafkaBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: ClientConfig,
+    topology: Topology,
+    partitions: i32,
+    replication: i32,
+    producer: FutureProducer,
+    connected: watch::Receiver<bool>,
+    metrics: Metrics,
+}
+
+impl KafkaBus {
+    /// Create the producer and start the supervisor that creates the topics and
+    /// watches the connection. Returns at once; fails only on settings that cannot work.
+    pub fn start(
+        service: &str,
+        args: &KafkaArgs,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<KafkaBus> {
+        let client = client_config(service, args)?;
+        let producer: FutureProducer = client
+            .clone()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set(
+                "message.timeout.ms",
+                DELIVERY_TIMEOUT.as_millis().to_string(),
+            )
+            .create()
+            .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
+        let (tx, rx) = watch::channel(false);
+        let bus = KafkaBus {
+            inner: Arc::new(Inner {
+                client,
+                topology: Topology::new(args.kafka_topic_prefix.clone()),
+                partitions: args.kafka_topic_partitions,
+                replication: args.kafka_replication_factor,
+                producer,
+                connected: rx,
+                metrics,
+            }),
+        };
+        tokio::spawn(supervise(bus.clone(), tx, shutdown));
+        Ok(bus)
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.inner.topology
+    }
+
+    pub fn is_connected(&self) -> bool {
+        *self.inner.connected.borrow()
+    }
+
+    /// Wait until the brokers answered and the topics exist, or until `timeout` passes.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let mut rx = self.inner.connected.clone();
+        tokio::time::timeout(timeout, rx.wait_for(|c| *c))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The settings every client of this service shares (brokers, credentials).
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        self.inner.client.clone()
+    }
+
+    /// [`crate::messaging::Messaging::publish_events`]: each to its type's topic,
+    /// keyed, all handed to the producer at once, then every acknowledgement awaited.
+    pub(crate) async fn publish_events(
+        &self,
+        events: &[OutgoingEvent<'_>],
+    ) -> (usize, Option<PublishError>) {
+        let mut deliveries = Vec::with_capacity(events.len());
+        let mut failure = None;
+        for event in events {
+            let topic = self.inner.topology.event_topic(event.message_type);
+            let headers = event.headers.iter().fold(
+                OwnedHeaders::new().insert(Header {
+                    key: "message_id",
+                    value: Some(event.message_id.as_str()),
+                }),
+                |h, (k, v)| {
+                    h.insert(Header {
+                        key: k,
+                        value: Some(v.as_str()),
+                    })
+                },
+            );
+            let record = FutureRecord::to(&topic)
+                .key(event.key)
+                .payload(event.body)
+                .headers(headers);
+            match self.inner.producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((err, _)) => {
+                    failure = Some(publish_error(err));
+                    break;
+                }
+            }
+        }
+        let mut acknowledged = 0;
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) if failure.is_none() => acknowledged += 1,
+                Ok(Ok(_)) => {}
+                Ok(Err((err, _))) => {
+                    failure.get_or_insert(publish_error(err));
+                }
+                Err(_) => {
+                    failure.get_or_insert(PublishError::Failed {
+                        broker: KAFKA,
+                        reason: "the producer dropped the record".into(),
+                    });
+                }
+            }
+        }
+        (acknowledged, failure)
+    }
+
+    /// Send one record and wait for its acknowledgement (retry and dead-letter copies).
+    pub(crate) async fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: OwnedHeaders,
+    ) -> Result<(), PublishError> {
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
+        match self.inner.producer.send(record, DELIVERY_TIMEOUT).await {
+            Ok(_) => Ok(()),
+            Err((err, _)) => Err(publish_error(err)),
+        }
+    }
+
+    /// Create every topic of the system that does not exist yet.
+    async fn create_topics(&self) -> Result<(), String> {
+        let admin: AdminClient<DefaultClientContext> = self
+            .inner
+            .client
+            .create()
+            .map_err(|e| format!("cannot create the Kafka admin client: {e}"))?;
+        let names = self.inner.topology.kafka_topics();
+        let topics: Vec<NewTopic<'_>> = names
+            .iter()
+            .map(|name| {
+                NewTopic::new(
+                    name,
+                    self.inner.partitions,
+                    TopicReplication::Fixed(self.inner.replication),
+                )
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = admin
+            .create_topics(&topics, &options)
+            .await
+            .map_err(|e| format!("cannot create the topics: {e}"))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => return Err(format!("cannot create topic {topic}: {code}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the brokers answer a metadata request.
+    async fn answers(&self) -> bool {
+        let producer = self.inner.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(5))
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+/// The settings shared by the producer, the consumers and the admin client.
+fn client_config(service: &str, args: &KafkaArgs) -> anyhow::Result<ClientConfig> {
+    let servers = args
+        .kafka_bootstrap_servers
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!("MESSAGING_KIND=kafka needs KAFKA_BOOTSTRAP_SERVERS (host:port,...)")
+        })?;
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", servers)
+        .set(
+            "client.id",
+            format!(
+                "{service}@{}",
+                hostname::get()
+                    .map(|h| h.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ),
+        )
+        .set("security.protocol", &args.kafka_security_protocol)
+        .set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+    match (
+        &args.kafka_sasl_mechanism,
+        &args.kafka_sasl_username,
+        &args.kafka_sasl_password,
+    ) {
+        (None, None, None) => {}
+        (Some(mechanism), Some(user), Some(password)) => {
+            config
+                .set("sasl.mechanism", mechanism)
+                .set("sasl.username", user)
+                .set("sasl.password", password.expose_secret());
+        }
+        _ => anyhow::bail!(
+            "Kafka SASL needs all of KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+        ),
+    }
+    // Unknown or misspelt settings fail here, at start, not at the first message.
+    config
+        .create::<rdkafka::consumer::BaseConsumer>()
+        .map_err(|e| anyhow::anyhow!("Kafka settings: {e}"))?;
+    Ok(config)
+}
+
+/// A producer error as the outbox sees it: the broker refusing this record (it will
+/// be parked after some refusals) or a failure that may pass.
+fn publish_error(err: KafkaError) -> PublishError {
+    use RDKafkaErrorCode as C;
+    match err.rdkafka_error_code() {
+        Some(
+            C::MessageSizeTooLarge
+            | C::InvalidMessage
+            | C::InvalidMessageSize
+            | C::InvalidRecord
+            | C::TopicAuthorizationFailed,
+        ) => PublishError::Refused {
+            broker: KAFKA,
+            reason: err.to_string(),
+        },
+        _ => PublishError::Failed {
+            broker: KAFKA,
+            reason: err.to_string(),
+        },
+    }
+}
+
+/// Create the topics (again after every reconnect: a broker may have been replaced),
+/// then check the brokers answer, every [`CHECK_EVERY`].
+async fn supervise(bus: KafkaBus, connected: watch::Sender<bool>, shutdown: CancellationToken) {
+    let metrics = bus.inner.metrics.clone();
+    let mut delay = Duration::from_millis(200);
+    while !shutdown.is_cancelled() {
+        if !*connected.borrow() {
+            match bus.create_topics().await {
+                Ok(()) => {
+                    delay = Duration::from_millis(200);
+                    tracing::info!("connected to Kafka; topics in place");
+                    metrics.broker_connections.inc();
+                    metrics.broker_connected.set(1);
+                    connected.send_replace(true);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?delay, "cannot reach Kafka");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(CHECK_EVERY) => {}
+        }
+        if !bus.answers().await {
+            tracing::warn!("lost Kafka; reconnecting");
+            metrics.broker_connected.set(0);
+            connected.send_replace(false);
+        }
+    }
+    // What the producer still holds goes out now if the brokers are there.
+    let producer = bus.inner.producer.clone();
+    let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+    metrics.broker_connected.set(0);
+    connected.send_replace(false);
+}

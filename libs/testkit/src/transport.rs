@@ -1,0 +1,142 @@
+//! The two transports a test can run on: RabbitMQ (a private prefix on the shared
+//! broker, [`TestBroker`]) and Kafka (private topics on the shared Kafka-protocol
+//! broker, [`TestKafka`]), behind one [`TestTransport`], so one test body checks both.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sales_contracts::topology::Topology;
+use sales_platform::config::{BrokerArgs, KafkaArgs, MessagingKind};
+
+use crate::{TestBroker, short_id};
+
+/// `host:port` of the Kafka-protocol broker: `SALES_KAFKA_BOOTSTRAP`, which
+/// `cargo xtask test` exports, or the standard local port.
+pub fn kafka_bootstrap() -> String {
+    std::env::var("SALES_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// A private set of topics and groups on the shared Kafka broker.
+pub struct TestKafka {
+    pub prefix: String,
+}
+
+impl TestKafka {
+    pub fn new() -> TestKafka {
+        TestKafka {
+            prefix: format!("t{}.", short_id()),
+        }
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology::new(self.prefix.clone())
+    }
+
+    pub fn kafka_args(&self) -> KafkaArgs {
+        KafkaArgs {
+            kafka_bootstrap_servers: Some(kafka_bootstrap()),
+            kafka_topic_prefix: self.prefix.clone(),
+            kafka_topic_partitions: 3,
+            kafka_replication_factor: 1,
+            kafka_security_protocol: "plaintext".into(),
+            ..KafkaArgs::default()
+        }
+    }
+
+    pub fn args(&self) -> BrokerArgs {
+        BrokerArgs {
+            messaging_kind: MessagingKind::Kafka,
+            amqp_url: None,
+            amqp_prefix: String::new(),
+            amqp_prefetch: 16,
+            kafka: self.kafka_args(),
+        }
+    }
+
+    fn client() -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", kafka_bootstrap());
+        config
+    }
+
+    /// Publish `body` as is to the event topic of `message_type`, keyed by `key`, and
+    /// wait for the broker's acknowledgement.
+    pub async fn publish_raw(&self, message_type: &str, key: &str, body: &[u8]) {
+        let producer: FutureProducer = Self::client()
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap_or_else(|e| panic!("cannot create a Kafka producer: {e}"));
+        let topic = self.topology().event_topic(message_type);
+        producer
+            .send(
+                FutureRecord::to(&topic).key(key).payload(body),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("Kafka at {} did not take the record for {topic}: {e}; run `cargo xtask test` or set SALES_KAFKA_BOOTSTRAP", kafka_bootstrap()));
+    }
+
+    /// Delete this namespace's topics. Best effort.
+    pub async fn delete(self) {
+        let Ok(admin) = Self::client().create::<AdminClient<DefaultClientContext>>() else {
+            return;
+        };
+        let topics = self.topology().kafka_topics();
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
+    }
+}
+
+impl Default for TestKafka {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A test's broker, either kind.
+pub enum TestTransport {
+    RabbitMq(TestBroker),
+    Kafka(TestKafka),
+}
+
+impl TestTransport {
+    pub fn rabbitmq() -> Self {
+        TestTransport::RabbitMq(TestBroker::new())
+    }
+
+    pub fn kafka() -> Self {
+        TestTransport::Kafka(TestKafka::new())
+    }
+
+    pub fn args(&self) -> BrokerArgs {
+        match self {
+            TestTransport::RabbitMq(b) => b.args(),
+            TestTransport::Kafka(k) => k.args(),
+        }
+    }
+
+    pub fn topology(&self) -> Topology {
+        match self {
+            TestTransport::RabbitMq(b) => b.topology(),
+            TestTransport::Kafka(k) => k.topology(),
+        }
+    }
+
+    /// Publish `body` as is as a message of `message_type` about `key`.
+    pub async fn publish_raw(&self, message_type: &str, key: &str, body: &[u8]) {
+        match self {
+            TestTransport::RabbitMq(b) => b.publish_raw(message_type, body).await,
+            TestTransport::Kafka(k) => k.publish_raw(message_type, key, body).await,
+        }
+    }
+
+    pub async fn delete(self) {
+        match self {
+            TestTransport::RabbitMq(b) => b.delete().await,
+            TestTransport::Kafka(k) => k.delete().await,
+        }
+    }
+}
