@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
@@ -163,11 +163,13 @@ impl<H: MessageHandler> Member<H> {
             }
         }
         self.handling.set_active(false);
-        // Commit what was settled, then leave the group (in the background: closing
-        // waits for the group's answer).
-        let _ = consumer.commit_consumer_state(CommitMode::Sync);
-        consumer.unsubscribe();
-        let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+        // Leave the group: the revoke commits the stored offsets. Off the runtime,
+        // since closing waits for the group coordinator's answer.
+        let _ = tokio::task::spawn_blocking(move || {
+            consumer.unsubscribe();
+            drop(consumer);
+        })
+        .await;
         tracing::info!(group = %self.group, "consumer stopped");
     }
 
@@ -179,26 +181,16 @@ impl<H: MessageHandler> Member<H> {
         shutdown: &CancellationToken,
     ) {
         if let Some(tier) = self.retry_topics.iter().position(|t| t == message.topic()) {
+            let delay = RETRY_DELAYS[tier].as_millis() as i64;
             let arrived = message.timestamp().to_millis().unwrap_or(0);
-            let due_in = arrived + RETRY_DELAYS[tier].as_millis() as i64 - now_millis();
-            if due_in > 0 {
-                // Not due: hold this partition (and read this message again when due).
-                let key = (message.topic().to_owned(), message.partition());
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(&key.0, key.1);
-                if consumer.pause(&tpl).is_ok() {
-                    let _ = consumer.seek(
-                        &key.0,
-                        key.1,
-                        Offset::Offset(message.offset()),
-                        Duration::from_secs(1),
-                    );
-                    paused.insert(
-                        key,
-                        Instant::now() + Duration::from_millis(due_in.unsigned_abs()),
-                    );
-                    return;
-                }
+            // At most the tier's delay, whatever the producer's clock said.
+            let due_in = (arrived + delay - now_millis()).min(delay);
+            if due_in > 0 && hold_until_due(consumer, message) {
+                paused.insert(
+                    (message.topic().to_owned(), message.partition()),
+                    Instant::now() + Duration::from_millis(due_in.unsigned_abs()),
+                );
+                return;
             }
         }
         let headers = text_headers(message);
@@ -241,7 +233,7 @@ impl<H: MessageHandler> Member<H> {
                 message.topic(),
                 message.partition(),
                 Offset::Offset(message.offset()),
-                Duration::from_secs(1),
+                Duration::ZERO,
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
             return None;
@@ -284,7 +276,7 @@ impl<H: MessageHandler> Member<H> {
             headers = headers
                 .insert(Header {
                     key: DEATH_REASON_HEADER,
-                    value: Some(reason),
+                    value: Some(truncated(reason, MAX_REASON_BYTES)),
                 })
                 .insert(Header {
                     key: ORIGIN_HEADER,
@@ -308,6 +300,43 @@ pub(crate) fn text_headers<M: Message>(message: &M) -> HashMap<String, String> {
         }
     }
     out
+}
+
+/// Pause the message's partition and seek back to the message, so it is read again
+/// when the partition resumes. `false` if the seek failed: then the message must be
+/// handled now (resuming after a failed seek would skip it).
+fn hold_until_due(consumer: &GroupConsumer, message: &BorrowedMessage<'_>) -> bool {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(message.topic(), message.partition());
+    if consumer.pause(&tpl).is_err() {
+        return false;
+    }
+    let sought = consumer.seek(
+        message.topic(),
+        message.partition(),
+        Offset::Offset(message.offset()),
+        Duration::ZERO,
+    );
+    if sought.is_err() {
+        let _ = consumer.resume(&tpl);
+        return false;
+    }
+    true
+}
+
+/// Dead-letter reasons are cut to this many bytes, so the copy is never refused for
+/// its size when the original was taken.
+const MAX_REASON_BYTES: usize = 1024;
+
+fn truncated(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn now_millis() -> i64 {

@@ -94,7 +94,7 @@ impl Parked {
 }
 
 /// Look up the parked range of `sub`'s dead-letter topic (blocking: call it off the runtime).
-fn parked(bus: &KafkaBus, sub: Subscription) -> Result<Parked, String> {
+fn look_up(bus: &KafkaBus, sub: Subscription) -> Result<Parked, String> {
     let topic = bus.topology().dead_letter_topic(sub);
     let group = format!("{}.dead-letters", bus.topology().consumer_group(sub));
     let consumer: BaseConsumer = bus
@@ -154,7 +154,7 @@ async fn blocking<T: Send + 'static>(
 /// How many messages of `sub` are parked.
 pub(crate) async fn count(bus: &KafkaBus, sub: Subscription) -> Result<u64, ApiError> {
     let bus = bus.clone();
-    blocking(move || parked(&bus, sub).map(|p| p.count())).await
+    blocking(move || look_up(&bus, sub).map(|p| p.count())).await
 }
 
 /// Up to `limit` parked messages of `sub`, left where they are.
@@ -164,7 +164,7 @@ pub(crate) async fn peek(
     limit: u32,
 ) -> Result<Vec<ParkedMessage>, ApiError> {
     let bus = bus.clone();
-    let messages = blocking(move || parked(&bus, sub)?.read(limit)).await?;
+    let messages = blocking(move || look_up(&bus, sub)?.read(limit)).await?;
     Ok(messages.iter().map(describe).collect())
 }
 
@@ -184,9 +184,10 @@ pub(crate) async fn replay(
     sub: Subscription,
     limit: u32,
 ) -> Result<(u32, u64), ApiError> {
+    let _one_at_a_time = bus.inner.replaying.lock().await;
     let reader = bus.clone();
     let (parked, messages) = blocking(move || {
-        let parked = parked(&reader, sub)?;
+        let parked = look_up(&reader, sub)?;
         let messages = parked.read(limit)?;
         Ok((parked, messages))
     })
@@ -208,6 +209,8 @@ pub(crate) async fn replay(
             .send(&target, message.key(), message.payload(), headers)
             .await
         {
+            // The consumer closes (and leaves its group) off the runtime.
+            let _ = tokio::task::spawn_blocking(move || drop(parked)).await;
             return Err(ApiError::unavailable(format!(
                 "replayed {replayed}, then could not publish: {err}"
             )));
@@ -217,10 +220,10 @@ pub(crate) async fn replay(
         replayed += 1;
     }
     let bus = bus.clone();
-    let still = blocking(move || parked_count_after(&bus, sub)).await?;
+    let still = blocking(move || {
+        drop(parked);
+        look_up(&bus, sub).map(|p| p.count())
+    })
+    .await?;
     Ok((replayed, still))
-}
-
-fn parked_count_after(bus: &KafkaBus, sub: Subscription) -> Result<u64, String> {
-    parked(bus, sub).map(|p| p.count())
 }

@@ -11,7 +11,7 @@
 //! - Consumers: [`consumer`], a group per subscription.
 //! - Dead letters: [`dead_letters`].
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -35,6 +35,13 @@ pub(crate) mod dead_letters;
 const KAFKA: &str = "Kafka";
 /// How long the producer keeps trying one record before it reports a failure.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long event and retry topics keep a message: shorter than the inbox keeps its
+/// rows ([`crate::inbox::INBOX_RETENTION`]), so a group that starts over from the
+/// earliest offset finds every message it handled before in its inbox. Dead-letter
+/// topics keep theirs until replayed (`retention.ms=-1`).
+pub const EVENT_RETENTION: Duration = Duration::from_secs(3 * 24 * 3600);
+static EVENT_RETENTION_MS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| EVENT_RETENTION.as_millis().to_string());
 /// How often the connection is checked (a metadata request).
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 
@@ -49,7 +56,11 @@ struct Inner {
     topology: Topology,
     partitions: i32,
     replication: i32,
-    producer: FutureProducer,
+    /// Replaced when librdkafka reports a fatal error (an idempotent producer that
+    /// lost its sequence cannot send again).
+    producer: RwLock<FutureProducer>,
+    /// One dead-letter replay at a time in this process.
+    pub(crate) replaying: tokio::sync::Mutex<()>,
     connected: watch::Receiver<bool>,
     metrics: Metrics,
 }
@@ -64,17 +75,7 @@ impl KafkaBus {
         shutdown: CancellationToken,
     ) -> anyhow::Result<KafkaBus> {
         let client = client_config(service, args)?;
-        let producer: FutureProducer = client
-            .clone()
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set(
-                "message.timeout.ms",
-                DELIVERY_TIMEOUT.as_millis().to_string(),
-            )
-            .create()
-            .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
+        let producer = create_producer(&client)?;
         let (tx, rx) = watch::channel(false);
         let bus = KafkaBus {
             inner: Arc::new(Inner {
@@ -82,7 +83,8 @@ impl KafkaBus {
                 topology: Topology::new(args.kafka_topic_prefix.clone()),
                 partitions: args.kafka_topic_partitions,
                 replication: args.kafka_replication_factor,
-                producer,
+                producer: RwLock::new(producer),
+                replaying: tokio::sync::Mutex::new(()),
                 connected: rx,
                 metrics,
             }),
@@ -122,8 +124,10 @@ impl KafkaBus {
         &self,
         events: &[OutgoingEvent<'_>],
     ) -> (usize, Option<PublishError>) {
+        let producer = self.producer();
         let mut deliveries = Vec::with_capacity(events.len());
-        let mut failure = None;
+        // The producer refused to queue an event: those before it may still go out.
+        let mut refused_at = None;
         for event in events {
             let topic = self.inner.topology.event_topic(event.message_type);
             let headers = event.headers.iter().fold(
@@ -142,31 +146,36 @@ impl KafkaBus {
                 .key(event.key)
                 .payload(event.body)
                 .headers(headers);
-            match self.inner.producer.send_result(record) {
+            match producer.send_result(record) {
                 Ok(delivery) => deliveries.push(delivery),
                 Err((err, _)) => {
-                    failure = Some(publish_error(err));
+                    refused_at = Some(publish_error(err));
                     break;
                 }
             }
         }
+        // Acknowledged counts the events from the start, in order, up to the first
+        // that was not: the outbox blames that one, and only that one.
         let mut acknowledged = 0;
+        let mut failure = None;
         for delivery in deliveries {
-            match delivery.await {
-                Ok(Ok(_)) if failure.is_none() => acknowledged += 1,
-                Ok(Ok(_)) => {}
-                Ok(Err((err, _))) => {
-                    failure.get_or_insert(publish_error(err));
-                }
-                Err(_) => {
-                    failure.get_or_insert(PublishError::Failed {
-                        broker: KAFKA,
-                        reason: "the producer dropped the record".into(),
-                    });
+            let result = match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((err, _))) => Err(publish_error(err)),
+                Err(_) => Err(PublishError::Failed {
+                    broker: KAFKA,
+                    reason: "the producer dropped the record".into(),
+                }),
+            };
+            match result {
+                Ok(()) if failure.is_none() => acknowledged += 1,
+                Ok(()) => {}
+                Err(err) => {
+                    failure.get_or_insert(err);
                 }
             }
         }
-        (acknowledged, failure)
+        (acknowledged, failure.or(refused_at))
     }
 
     /// Send one record and wait for its acknowledgement (retry and dead-letter copies).
@@ -184,7 +193,7 @@ impl KafkaBus {
         if let Some(payload) = payload {
             record = record.payload(payload);
         }
-        match self.inner.producer.send(record, DELIVERY_TIMEOUT).await {
+        match self.producer().send(record, DELIVERY_TIMEOUT).await {
             Ok(_) => Ok(()),
             Err((err, _)) => Err(publish_error(err)),
         }
@@ -201,11 +210,16 @@ impl KafkaBus {
         let topics: Vec<NewTopic<'_>> = names
             .iter()
             .map(|name| {
-                NewTopic::new(
+                let topic = NewTopic::new(
                     name,
                     self.inner.partitions,
                     TopicReplication::Fixed(self.inner.replication),
-                )
+                );
+                if name.ends_with(".dlt") {
+                    topic.set("retention.ms", "-1")
+                } else {
+                    topic.set("retention.ms", &EVENT_RETENTION_MS)
+                }
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -222,9 +236,31 @@ impl KafkaBus {
         Ok(())
     }
 
+    fn producer(&self) -> FutureProducer {
+        match self.inner.producer.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// A fresh producer in place of one that hit a fatal error.
+    fn replace_fatal_producer(&self) {
+        let Some((code, reason)) = self.producer().client().fatal_error() else {
+            return;
+        };
+        tracing::error!(%code, %reason, "the Kafka producer hit a fatal error; starting a new one");
+        match create_producer(&self.inner.client) {
+            Ok(fresh) => match self.inner.producer.write() {
+                Ok(mut p) => *p = fresh,
+                Err(poisoned) => *poisoned.into_inner() = fresh,
+            },
+            Err(err) => tracing::error!(error = %err, "cannot start a new Kafka producer"),
+        }
+    }
+
     /// Whether the brokers answer a metadata request.
     async fn answers(&self) -> bool {
-        let producer = self.inner.producer.clone();
+        let producer = self.producer();
         tokio::task::spawn_blocking(move || {
             producer
                 .client()
@@ -234,6 +270,20 @@ impl KafkaBus {
         .await
         .unwrap_or(false)
     }
+}
+
+fn create_producer(client: &ClientConfig) -> anyhow::Result<FutureProducer> {
+    client
+        .clone()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set(
+            "message.timeout.ms",
+            DELIVERY_TIMEOUT.as_millis().to_string(),
+        )
+        .create()
+        .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))
 }
 
 /// The settings shared by the producer, the consumers and the admin client.
@@ -334,6 +384,7 @@ async fn supervise(bus: KafkaBus, connected: watch::Sender<bool>, shutdown: Canc
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(CHECK_EVERY) => {}
         }
+        bus.replace_fatal_producer();
         if !bus.answers().await {
             tracing::warn!("lost Kafka; reconnecting");
             metrics.broker_connected.set(0);
@@ -341,7 +392,7 @@ async fn supervise(bus: KafkaBus, connected: watch::Sender<bool>, shutdown: Canc
         }
     }
     // What the producer still holds goes out now if the brokers are there.
-    let producer = bus.inner.producer.clone();
+    let producer = bus.producer();
     let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
     metrics.broker_connected.set(0);
     connected.send_replace(false);
