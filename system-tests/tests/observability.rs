@@ -812,7 +812,13 @@ async fn drive_traffic(sys: &System) {
 #[tokio::test]
 async fn every_metric_of_the_dashboards_and_rules_is_exported_by_the_running_system() {
     let prometheus_bin = tool("prometheus");
-    let sys = System::start().await;
+    // On Kafka: the services export the same families on both brokers, and on Kafka
+    // also `kafka_*` (lag, rebalances), which the Kafka panels and alerts use.
+    let sys = System::start_with(SystemOptions {
+        kafka: true,
+        ..SystemOptions::default()
+    })
+    .await;
     drive_traffic(&sys).await;
     let prom = Prometheus::start(&prometheus_bin, &sys).await;
 

@@ -147,21 +147,31 @@ pub fn render_markdown() -> String {
     let mut out = String::new();
     out.push_str("<!-- Generated from libs/contracts (catalogue.rs); `UPDATE_DOCS=1 cargo test -p sales-contracts` rewrites it. -->\n");
     out.push_str("# Event catalogue\n\n");
+    let retries = RETRY_DELAYS
+        .iter()
+        .map(|d| format!("{} s", d.as_secs()))
+        .collect::<Vec<_>>()
+        .join(", ");
     out.push_str(&format!(
-        "Every message goes to one durable topic exchange, `{}`, with its type as the routing key. \
-         Each consuming service has one durable queue per message type, `<service>.<type>`. \
-         Messages are persistent JSON; producers publish from a transactional outbox with publisher \
-         confirms (at least once), consumers apply each message once (an inbox keyed by message id) \
-         and ack after committing. A failed message is retried after {} and then parked in \
-         `<queue>.dead`, where the service's admin port lists and replays it \
-         (`GET /admin/dead-letters`, `POST /admin/dead-letters/{{queue}}/replay`). \
-         With `AMQP_PREFIX` every name above starts with that prefix.\n\n",
+        "The events travel over RabbitMQ (the default) or Kafka (`MESSAGING_KIND=kafka`; \
+         [messaging.md](messaging.md) compares them). On both, producers publish from a \
+         transactional outbox and wait for the broker's acknowledgement (at least once), \
+         consumers apply each message once (an inbox keyed by message id) and acknowledge it \
+         after committing. A failed message is retried after {retries} and then parked as a \
+         dead letter, which the service's admin port lists and replays \
+         (`GET /admin/dead-letters`, `POST /admin/dead-letters/{{queue}}/replay`).\n\n\
+         - **RabbitMQ**: every message goes to one durable topic exchange, `{}`, with its type \
+         as the routing key. Each consuming service has one durable queue per message type, \
+         `<service>.<type>`, with retry queues `<queue>.retry-1..3` and a dead-letter queue \
+         `<queue>.dead`. Messages are persistent JSON. `AMQP_PREFIX` prefixes every name.\n\
+         - **Kafka**: each type has its topic, `{}`, and the record key is the envelope's \
+         `correlation_id` (the order id for order messages), so one order's messages stay in \
+         order in one partition. Each subscription is a consumer group named like its queue, \
+         `<service>.<type>`, reading the type's topic and its retry topics \
+         `<group>.retry-1..3`; dead letters go to `<group>.dlt`. `KAFKA_TOPIC_PREFIX` \
+         prefixes every topic and group.\n\n",
         topology.exchange(),
-        RETRY_DELAYS
-            .iter()
-            .map(|d| format!("{} s", d.as_secs()))
-            .collect::<Vec<_>>()
-            .join(", ")
+        topology.event_topic("<type>"),
     ));
     out.push_str("## The envelope\n\n");
     out.push_str(
@@ -174,11 +184,15 @@ pub fn render_markdown() -> String {
          | `producer` | the service that published it (seed 001's `owner`) |\n\
          | `data` | the payload below |\n\n\
          AMQP properties: `message_id`, `type`, `content_type: application/json`, persistent \
-         delivery; headers carry the W3C trace context (`traceparent`, `tracestate`), so one \
-         trace follows a request through every message it causes. Seed 001's Kafka envelope \
-         `{key, owner, data}` maps to `type`, `producer`, `data`.\n\n",
+         delivery. Kafka records: key `correlation_id`, header `message_id`. On both, headers \
+         carry the W3C trace context (`traceparent`, `tracestate`), so one trace follows a \
+         request through every message it causes. Seed 001's Kafka envelope \
+         `{key, owner, data}` maps to `correlation_id` (its key), `producer`, `data`, with its \
+         message type in `type`.\n\n",
     );
-    out.push_str("## Messages\n\n| type | producer | consumers (queue) |\n|---|---|---|\n");
+    out.push_str(
+        "## Messages\n\n| type | Kafka topic | producer | consumers (queue; on Kafka, consumer group) |\n|---|---|---|---|\n",
+    );
     for t in MessageType::ALL {
         let consumers: Vec<String> = SUBSCRIPTIONS
             .iter()
@@ -186,9 +200,10 @@ pub fn render_markdown() -> String {
             .map(|s| format!("{} (`{}`)", s.service, topology.queue(*s)))
             .collect();
         out.push_str(&format!(
-            "| [`{}`](#{}) | {} | {} |\n",
+            "| [`{}`](#{}) | `{}` | {} | {} |\n",
             t.as_str(),
             t.as_str(),
+            topology.event_topic(t.as_str()),
             t.producer(),
             if consumers.is_empty() {
                 "-".to_owned()
