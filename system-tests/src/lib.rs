@@ -17,7 +17,7 @@ use sales_testkit::identity::Minter;
 pub use sales_testkit::identity::Who;
 pub use sales_testkit::launch::Service;
 use sales_testkit::launch::{IdentityMaterial, Process, Wiring};
-use sales_testkit::{TestDatabase, TestTransport};
+use sales_testkit::{TestBroker, TestDatabase, TestKafka, TestTransport};
 use serde_json::Value;
 
 /// Where cargo put this test's binaries (`target/debug`).
@@ -208,6 +208,8 @@ impl System {
                     sales_testkit::kafka_bootstrap(),
                 ),
                 ("KAFKA_TOPIC_PREFIX".into(), prefix.clone()),
+                // tansu cannot fetch from inside a batch (docs/messaging.md).
+                ("KAFKA_BATCH_MESSAGES".into(), "1".into()),
             ]);
         }
         let minter = Minter::new(
@@ -551,6 +553,16 @@ impl System {
     pub async fn publish_raw(&self, routing_key: &str, body: &[u8]) {
         if let Some(transport) = &self.transport {
             transport.publish_raw(routing_key, "raw", body).await;
+        }
+    }
+
+    /// A handle on this system's broker namespace, to publish from another task
+    /// (dropping it deletes nothing).
+    pub fn publisher(&self) -> TestTransport {
+        let prefix = self.wiring.amqp_prefix.clone();
+        match &self.transport {
+            Some(TestTransport::Kafka(_)) => TestTransport::Kafka(TestKafka { prefix }),
+            _ => TestTransport::RabbitMq(TestBroker { prefix }),
         }
     }
 

@@ -1,18 +1,18 @@
 //! A consumer told to stop finishes what it holds: SIGTERM a consumer process while
 //! messages flow, and every message is still handled exactly once (by it before it
-//! exits, or redelivered to the other consumer).
+//! exits, or redelivered to the other consumer). On RabbitMQ and on Kafka; on Kafka
+//! also SIGKILL: the group gives the dead member's partitions to the other, from the
+//! last offsets committed, and the inbox drops what it had handled past them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use lapin::BasicProperties;
-use lapin::options::BasicPublishOptions;
 use sales_contracts::events::{CreateOrder, OrderLine};
 use sales_contracts::{Currency, Envelope, Event, Money};
 use sales_testkit::launch::{Process, Service};
-use system_tests::{System, bin_dir, free_port};
+use system_tests::{System, SystemOptions, bin_dir, free_port};
 
 const MESSAGES: i64 = 1500;
 
@@ -41,7 +41,39 @@ fn order(order_id: i64) -> Envelope {
 
 #[tokio::test]
 async fn a_consumer_stopped_mid_stream_loses_and_repeats_nothing() {
-    let mut sys = System::start().await;
+    stopped_mid_stream(false, Stop::Term).await;
+}
+
+#[tokio::test]
+async fn on_kafka_a_consumer_stopped_mid_stream_loses_and_repeats_nothing() {
+    stopped_mid_stream(true, Stop::Term).await;
+}
+
+/// Ignored against the local broker: tansu 0.6.0 does not always recover a consumer
+/// group from a SIGKILLed member. Seen here: the survivor's partitions are revoked once
+/// the dead member's session expires, and its rejoin is never answered with an
+/// assignment (docs/messaging.md). Run it against a real Kafka:
+/// `SALES_KAFKA_BOOTSTRAP=host:9092 cargo nextest run --run-ignored only -E 'test(killed_mid_stream)'`.
+#[tokio::test]
+#[ignore = "tansu 0.6.0 leaves a group without assignment after a member is killed; run against real Kafka"]
+async fn on_kafka_a_consumer_killed_mid_stream_loses_and_repeats_nothing() {
+    stopped_mid_stream(true, Stop::Kill).await;
+}
+
+#[derive(PartialEq)]
+enum Stop {
+    /// SIGTERM: it finishes what it holds and leaves.
+    Term,
+    /// SIGKILL: it just dies.
+    Kill,
+}
+
+async fn stopped_mid_stream(kafka: bool, stop: Stop) {
+    let mut sys = System::start_with(SystemOptions {
+        kafka,
+        ..SystemOptions::default()
+    })
+    .await;
     // A second notification process: two consumers on each queue.
     let mut wiring = sys.wiring.clone();
     wiring
@@ -77,55 +109,58 @@ async fn a_consumer_stopped_mid_stream_loses_and_repeats_nothing() {
         }
     };
 
-    // Publish every message (confirmed), in a task, while we stop a consumer.
-    let amqp = sales_testkit::amqp_url();
-    let exchange =
-        sales_contracts::topology::Topology::new(sys.wiring.amqp_prefix.clone()).exchange();
-    let publisher = tokio::spawn(async move {
-        let conn = lapin::Connection::connect(&amqp, Default::default())
+    // Publish every message (acknowledged), while we stop a consumer. Keyed by order,
+    // so on Kafka they spread over every partition.
+    let messages: Vec<(String, Vec<u8>)> = (1..=MESSAGES)
+        .map(|id| (id.to_string(), serde_json::to_vec(&order(id)).unwrap()))
+        .collect();
+    let publisher = sys.publisher();
+    let mut publishing = tokio::spawn(async move {
+        publisher
+            .publish_many(CreateOrder::TYPE.as_str(), &messages)
             .await
-            .unwrap();
-        let channel = conn.create_channel().await.unwrap();
-        channel.confirm_select(Default::default()).await.unwrap();
-        for id in 1..=MESSAGES {
-            let body = serde_json::to_vec(&order(id)).unwrap();
-            channel
-                .basic_publish(
-                    exchange.as_str().into(),
-                    CreateOrder::TYPE.as_str().into(),
-                    BasicPublishOptions::default(),
-                    &body,
-                    BasicProperties::default().with_delivery_mode(2),
-                )
-                .await
-                .unwrap()
-                .await
-                .unwrap();
-        }
-        let _ = conn.close(200, "done".into()).await;
     });
+    let mut published = false;
 
     // Once work is flowing, stop the first process: it must finish what it holds.
-    sales_testkit::eventually("messages to flow", Duration::from_secs(30), || async {
-        (handled(&db).await >= 100).then_some(())
-    })
-    .await;
+    let flowing =
+        sales_testkit::eventually("messages to flow", Duration::from_secs(30), || async {
+            (handled(&db).await >= 100).then_some(())
+        });
+    tokio::select! {
+        _ = flowing => {}
+        done = &mut publishing => {
+            done.unwrap();
+            published = true;
+            sales_testkit::eventually("messages to flow", Duration::from_secs(30), || async {
+                (handled(&db).await >= 100).then_some(())
+            })
+            .await;
+        }
+    }
     let first = sys.processes.get_mut(&Service::Notification).unwrap();
-    let status = first
-        .terminate(Duration::from_secs(25))
-        .expect("the process exits");
-    assert!(
-        status.success(),
-        "the stopped consumer exited with {status}"
-    );
+    if stop == Stop::Kill {
+        let _ = first.child.kill();
+        let _ = first.child.wait();
+    } else {
+        let status = first
+            .terminate(Duration::from_secs(25))
+            .expect("the process exits");
+        assert!(
+            status.success(),
+            "the stopped consumer exited with {status}"
+        );
+    }
     let at_stop = handled(&db).await;
     assert!(
         at_stop < MESSAGES,
         "stopped too late to prove anything ({at_stop} handled)"
     );
 
-    publisher.await.unwrap();
-    sales_testkit::eventually("every message handled", Duration::from_secs(60), || async {
+    if !published {
+        publishing.await.unwrap();
+    }
+    sales_testkit::eventually("every message handled", Duration::from_secs(90), || async {
         (handled(&db).await == MESSAGES).then_some(())
     })
     .await;

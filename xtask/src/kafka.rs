@@ -23,8 +23,11 @@ use anyhow::{Context as _, Result, bail};
 
 /// The pinned broker version (features `dynostore`: in-memory storage, `postgres`: storage in PostgreSQL).
 pub const TANSU_VERSION: &str = "0.6.0";
-/// Port of the private broker.
-pub const KAFKA_PORT: u16 = 59092;
+/// Port of the private broker: below Linux's ephemeral range (32768-60999). A port
+/// inside it can be taken as the source port of a client's connection to itself while
+/// the broker is down (TCP self-connect; seen here on 59092), and the broker then
+/// cannot bind it until that socket's TIME-WAIT ends.
+pub const KAFKA_PORT: u16 = 29092;
 pub const ENV_KAFKA_BOOTSTRAP: &str = "SALES_KAFKA_BOOTSTRAP";
 const ENV_TANSU_BIN: &str = "SALES_TANSU_BIN";
 

@@ -68,6 +68,8 @@ pub async fn run(root: &Path, seed_routes_open: bool, on_kafka: bool) -> Result<
         wiring.env.extend([
             ("MESSAGING_KIND".into(), "kafka".into()),
             ("KAFKA_BOOTSTRAP_SERVERS".into(), bootstrap.clone()),
+            // tansu cannot fetch from inside a batch (docs/messaging.md).
+            ("KAFKA_BATCH_MESSAGES".into(), "1".into()),
         ]);
     }
     let logs = root.join("target/sales-up/logs");

@@ -97,6 +97,13 @@ pub struct KafkaArgs {
     #[arg(long, env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1,
           value_parser = clap::value_parser!(i32).range(1..=16))]
     pub kafka_replication_factor: i32,
+    /// At most this many records in one batch the producer sends (librdkafka's
+    /// `batch.num.messages`; unset: its default, 10000). The local broker, tansu
+    /// 0.6.0, returns nothing for a fetch that starts inside a batch, so a consumer
+    /// resuming mid-batch would stall: `cargo xtask` and the tests set 1 against it.
+    #[arg(long, env = "KAFKA_BATCH_MESSAGES",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub kafka_batch_messages: Option<u32>,
     /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
     #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", default_value = "plaintext")]
     pub kafka_security_protocol: String,

@@ -204,6 +204,36 @@ impl TestBroker {
         let _ = conn.close(200, "done".into()).await;
     }
 
+    /// Publish every body to this namespace's exchange with `routing_key`, on one
+    /// channel, each confirmed before the next goes.
+    pub async fn publish_many(&self, routing_key: &str, bodies: &[&[u8]]) {
+        let conn = self.connect().await;
+        let channel = conn
+            .create_channel()
+            .await
+            .unwrap_or_else(|e| panic!("cannot open a channel: {e}"));
+        channel
+            .confirm_select(Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("cannot turn on publisher confirms: {e}"));
+        let exchange = self.topology().exchange();
+        for body in bodies {
+            channel
+                .basic_publish(
+                    exchange.as_str().into(),
+                    routing_key.into(),
+                    lapin::options::BasicPublishOptions::default(),
+                    body,
+                    lapin::BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("cannot publish: {e}"))
+                .await
+                .unwrap_or_else(|e| panic!("the broker did not confirm: {e}"));
+        }
+        let _ = conn.close(200, "done".into()).await;
+    }
+
     /// Delete this namespace's exchange and queues.
     pub async fn delete(self) {
         delete_broker_namespace(&amqp_url(), &self.prefix).await;

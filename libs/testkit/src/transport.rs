@@ -42,6 +42,8 @@ impl TestKafka {
             kafka_topic_partitions: 3,
             kafka_replication_factor: 1,
             kafka_security_protocol: "plaintext".into(),
+            // tansu cannot fetch from inside a batch (docs/messaging.md).
+            kafka_batch_messages: Some(1),
             ..KafkaArgs::default()
         }
     }
@@ -62,13 +64,19 @@ impl TestKafka {
         config
     }
 
+    /// A producer that sends one record per batch, as the services do against tansu.
+    fn producer() -> FutureProducer {
+        Self::client()
+            .set("enable.idempotence", "true")
+            .set("batch.num.messages", "1")
+            .create()
+            .unwrap_or_else(|e| panic!("cannot create a Kafka producer: {e}"))
+    }
+
     /// Publish `body` as is to the event topic of `message_type`, keyed by `key`, and
     /// wait for the broker's acknowledgement.
     pub async fn publish_raw(&self, message_type: &str, key: &str, body: &[u8]) {
-        let producer: FutureProducer = Self::client()
-            .set("enable.idempotence", "true")
-            .create()
-            .unwrap_or_else(|e| panic!("cannot create a Kafka producer: {e}"));
+        let producer = Self::producer();
         let topic = self.topology().event_topic(message_type);
         producer
             .send(
@@ -77,6 +85,28 @@ impl TestKafka {
             )
             .await
             .unwrap_or_else(|(e, _)| panic!("Kafka at {} did not take the record for {topic}: {e}; run `cargo xtask test` or set SALES_KAFKA_BOOTSTRAP", kafka_bootstrap()));
+    }
+
+    /// Publish every `(key, body)` to the event topic of `message_type` with one
+    /// producer, and wait until the broker acknowledged them all.
+    pub async fn publish_many(&self, message_type: &str, messages: &[(String, Vec<u8>)]) {
+        let producer = Self::producer();
+        let topic = self.topology().event_topic(message_type);
+        let deliveries: Vec<_> = messages
+            .iter()
+            .map(|(key, body)| {
+                producer
+                    .send_result(FutureRecord::to(&topic).key(key).payload(body))
+                    .unwrap_or_else(|(e, _)| panic!("Kafka did not queue a record: {e}"))
+            })
+            .collect();
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => panic!("Kafka did not take a record for {topic}: {e}"),
+                Err(_) => panic!("the producer dropped a record for {topic}"),
+            }
+        }
     }
 
     /// Delete this namespace's topics. Best effort.
@@ -130,6 +160,17 @@ impl TestTransport {
         match self {
             TestTransport::RabbitMq(b) => b.publish_raw(message_type, body).await,
             TestTransport::Kafka(k) => k.publish_raw(message_type, key, body).await,
+        }
+    }
+
+    /// Publish every `(key, body)` as a message of `message_type`, each acknowledged.
+    pub async fn publish_many(&self, message_type: &str, messages: &[(String, Vec<u8>)]) {
+        match self {
+            TestTransport::RabbitMq(b) => {
+                let bodies: Vec<&[u8]> = messages.iter().map(|(_, b)| b.as_slice()).collect();
+                b.publish_many(message_type, &bodies).await
+            }
+            TestTransport::Kafka(k) => k.publish_many(message_type, messages).await,
         }
     }
 

@@ -55,17 +55,33 @@ impl ClientContext for GroupContext {
 
 impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let kind = match rebalance {
-            Rebalance::Assign(_) => "assign",
-            Rebalance::Revoke(_) => "revoke",
-            Rebalance::Error(_) => "error",
+        let (kind, partitions) = match rebalance {
+            Rebalance::Assign(tpl) => ("assign", describe(tpl)),
+            Rebalance::Revoke(tpl) => ("revoke", describe(tpl)),
+            Rebalance::Error(e) => ("error", e.to_string()),
         };
-        tracing::info!(group = %self.group, kind, "consumer group rebalanced");
+        tracing::info!(group = %self.group, kind, %partitions, "consumer group rebalanced");
         self.metrics
             .kafka_rebalances
             .with_label_values(&[self.group.as_str(), kind])
             .inc();
     }
+}
+
+/// `topic[0,1]` for a list of partitions.
+fn describe(partitions: &TopicPartitionList) -> String {
+    let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+    for element in partitions.elements() {
+        by_topic
+            .entry(element.topic().to_owned())
+            .or_default()
+            .push(element.partition());
+    }
+    by_topic
+        .iter()
+        .map(|(topic, ps)| format!("{topic}{ps:?}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Consume `subscription` until `shutdown`.

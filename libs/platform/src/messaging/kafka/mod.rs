@@ -56,6 +56,8 @@ struct Inner {
     topology: Topology,
     partitions: i32,
     replication: i32,
+    /// The producer's settings: the shared ones and the batch size.
+    producer_config: ClientConfig,
     /// Replaced when librdkafka reports a fatal error (an idempotent producer that
     /// lost its sequence cannot send again).
     producer: RwLock<FutureProducer>,
@@ -75,7 +77,11 @@ impl KafkaBus {
         shutdown: CancellationToken,
     ) -> anyhow::Result<KafkaBus> {
         let client = client_config(service, args)?;
-        let producer = create_producer(&client)?;
+        let mut producer_config = client.clone();
+        if let Some(n) = args.kafka_batch_messages {
+            producer_config.set("batch.num.messages", n.to_string());
+        }
+        let producer = create_producer(&producer_config)?;
         let (tx, rx) = watch::channel(false);
         let bus = KafkaBus {
             inner: Arc::new(Inner {
@@ -83,6 +89,7 @@ impl KafkaBus {
                 topology: Topology::new(args.kafka_topic_prefix.clone()),
                 partitions: args.kafka_topic_partitions,
                 replication: args.kafka_replication_factor,
+                producer_config,
                 producer: RwLock::new(producer),
                 replaying: tokio::sync::Mutex::new(()),
                 connected: rx,
@@ -249,7 +256,7 @@ impl KafkaBus {
             return;
         };
         tracing::error!(%code, %reason, "the Kafka producer hit a fatal error; starting a new one");
-        match create_producer(&self.inner.client) {
+        match create_producer(&self.inner.producer_config) {
             Ok(fresh) => match self.inner.producer.write() {
                 Ok(mut p) => *p = fresh,
                 Err(poisoned) => *poisoned.into_inner() = fresh,
