@@ -1115,6 +1115,16 @@ fn one<'a>(
 // this one, or the services' exporters time out flushing their last spans.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_order_through_the_gateway_makes_one_connected_trace() {
+    one_connected_trace(false).await;
+}
+
+/// The same over Kafka: the trace context crosses each Kafka hop in the record headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_kafka_one_order_through_the_gateway_makes_one_connected_trace() {
+    one_connected_trace(true).await;
+}
+
+async fn one_connected_trace(kafka: bool) {
     let collector = Collector::start().await;
     let env: HashMap<Service, Vec<(String, String)>> = Service::ALL
         .iter()
@@ -1136,6 +1146,7 @@ async fn one_order_through_the_gateway_makes_one_connected_trace() {
         .collect();
     let sys = System::start_with(SystemOptions {
         env,
+        kafka,
         ..Default::default()
     })
     .await;

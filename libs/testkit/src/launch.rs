@@ -256,6 +256,17 @@ pub struct Process {
     pub child: Child,
 }
 
+/// A process nobody stopped (a test that failed before its clean-up) is killed, not
+/// left running with its database sessions and broker connections.
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Process {
     /// Start `service`'s binary from `bin_dir`. Output goes where `stdout`/`stderr` say.
     pub fn spawn(

@@ -180,28 +180,7 @@ impl TestBroker {
     /// Publish `body` as is to this namespace's exchange with `routing_key` (a message
     /// type), persistent, and wait for the broker's confirm.
     pub async fn publish_raw(&self, routing_key: &str, body: &[u8]) {
-        let conn = self.connect().await;
-        let channel = conn
-            .create_channel()
-            .await
-            .unwrap_or_else(|e| panic!("cannot open a channel: {e}"));
-        channel
-            .confirm_select(Default::default())
-            .await
-            .unwrap_or_else(|e| panic!("cannot turn on publisher confirms: {e}"));
-        channel
-            .basic_publish(
-                self.topology().exchange().as_str().into(),
-                routing_key.into(),
-                lapin::options::BasicPublishOptions::default(),
-                body,
-                lapin::BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("cannot publish: {e}"))
-            .await
-            .unwrap_or_else(|e| panic!("the broker did not confirm: {e}"));
-        let _ = conn.close(200, "done".into()).await;
+        self.publish_many(routing_key, &[body]).await;
     }
 
     /// Publish every body to this namespace's exchange with `routing_key`, on one
