@@ -104,10 +104,11 @@ pub struct KafkaArgs {
     #[arg(long, env = "KAFKA_BATCH_MESSAGES",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub kafka_batch_messages: Option<u32>,
-    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    /// `plaintext` or `sasl_plaintext` (this build has no TLS: `ssl` and `sasl_ssl` are
+    /// refused at start).
     #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", default_value = "plaintext")]
     pub kafka_security_protocol: String,
-    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`, with the two below.
+    /// `PLAIN`, with the two below (SCRAM needs the TLS build).
     #[arg(long, env = "KAFKA_SASL_MECHANISM")]
     pub kafka_sasl_mechanism: Option<String>,
     #[arg(long, env = "KAFKA_SASL_USERNAME")]

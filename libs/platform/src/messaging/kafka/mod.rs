@@ -404,3 +404,46 @@ async fn supervise(bus: KafkaBus, connected: watch::Sender<bool>, shutdown: Canc
     metrics.broker_connected.set(0);
     connected.send_replace(false);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(protocol: &str) -> KafkaArgs {
+        KafkaArgs {
+            kafka_bootstrap_servers: Some("127.0.0.1:1".into()),
+            kafka_security_protocol: protocol.into(),
+            ..KafkaArgs::default()
+        }
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_at_start_with_the_reason() {
+        assert!(client_config("t", &args("plaintext")).is_ok());
+        let mut plain = args("sasl_plaintext");
+        plain.kafka_sasl_mechanism = Some("PLAIN".into());
+        plain.kafka_sasl_username = Some("svc".into());
+        plain.kafka_sasl_password = Some(secrecy::SecretString::from("pw".to_owned()));
+        assert!(client_config("t", &plain).is_ok());
+        // This build has no TLS: refused now, not at the first message.
+        let Err(tls) = client_config("t", &args("ssl")) else {
+            panic!("ssl accepted by a build without TLS");
+        };
+        assert!(tls.to_string().contains("security.protocol"), "{tls}");
+        let mut missing = args("plaintext");
+        missing.kafka_bootstrap_servers = None;
+        let Err(none) = client_config("t", &missing) else {
+            panic!("no bootstrap servers accepted");
+        };
+        assert!(
+            none.to_string().contains("KAFKA_BOOTSTRAP_SERVERS"),
+            "{none}"
+        );
+        let mut half = args("sasl_plaintext");
+        half.kafka_sasl_username = Some("svc".into());
+        let Err(sasl) = client_config("t", &half) else {
+            panic!("a SASL user without mechanism or password accepted");
+        };
+        assert!(sasl.to_string().contains("KAFKA_SASL_MECHANISM"), "{sasl}");
+    }
+}
