@@ -2,8 +2,6 @@
 //! broker, [`TestBroker`]) and Kafka (private topics on the shared Kafka-protocol
 //! broker, [`TestKafka`]), behind one [`TestTransport`], so one test body checks both.
 
-use std::time::Duration;
-
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
@@ -76,15 +74,8 @@ impl TestKafka {
     /// Publish `body` as is to the event topic of `message_type`, keyed by `key`, and
     /// wait for the broker's acknowledgement.
     pub async fn publish_raw(&self, message_type: &str, key: &str, body: &[u8]) {
-        let producer = Self::producer();
-        let topic = self.topology().event_topic(message_type);
-        producer
-            .send(
-                FutureRecord::to(&topic).key(key).payload(body),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap_or_else(|(e, _)| panic!("Kafka at {} did not take the record for {topic}: {e}; run `cargo xtask test` or set SALES_KAFKA_BOOTSTRAP", kafka_bootstrap()));
+        self.publish_many(message_type, &[(key.to_owned(), body.to_vec())])
+            .await;
     }
 
     /// Publish every `(key, body)` to the event topic of `message_type` with one

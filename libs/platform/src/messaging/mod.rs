@@ -35,6 +35,8 @@ pub const ATTEMPT_HEADER: &str = "x-attempt";
 pub const DEATH_REASON_HEADER: &str = "x-death-reason";
 /// Header naming the queue or topic a dead letter came from.
 pub const ORIGIN_HEADER: &str = "x-origin";
+/// The headers a retry or a parking writes: a replayed message starts without them.
+pub(crate) const PARKING_HEADERS: [&str; 3] = [ATTEMPT_HEADER, DEATH_REASON_HEADER, ORIGIN_HEADER];
 
 /// The connection to the message broker; cheap to clone.
 #[derive(Clone)]
@@ -158,9 +160,7 @@ impl Messaging {
     ) {
         match self {
             Messaging::RabbitMq(b) => {
-                let metrics = b.metrics().clone();
-                rabbitmq::consumer::run(b, pool, metrics, prefetch, subscription, handler, shutdown)
-                    .await
+                rabbitmq::consumer::run(b, pool, prefetch, subscription, handler, shutdown).await
             }
             Messaging::Kafka(k) => {
                 kafka::consumer::run(k, pool, subscription, handler, shutdown).await

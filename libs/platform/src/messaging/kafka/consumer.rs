@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::KafkaBus;
 use crate::messaging::handling::{Handling, MessageHandler, Outcome, Verdict};
-use crate::messaging::{ATTEMPT_HEADER, DEATH_REASON_HEADER, ORIGIN_HEADER};
+use crate::messaging::{ATTEMPT_HEADER, DEATH_REASON_HEADER, ORIGIN_HEADER, PARKING_HEADERS};
 use crate::metrics::Metrics;
 
 /// Counts rebalances and reads the consumer lag from librdkafka's statistics.
@@ -274,7 +274,7 @@ impl<H: MessageHandler> Member<H> {
     ) -> Result<(), crate::messaging::PublishError> {
         let mut headers = OwnedHeaders::new();
         for (key, value) in text_headers(message) {
-            if [ATTEMPT_HEADER, DEATH_REASON_HEADER, ORIGIN_HEADER].contains(&key.as_str()) {
+            if PARKING_HEADERS.contains(&key.as_str()) {
                 continue;
             }
             headers = headers.insert(Header {

@@ -19,7 +19,7 @@ use super::KafkaBus;
 use super::consumer::text_headers;
 use crate::error::ApiError;
 use crate::messaging::dead_letters::{ParkedMessage, parked_body};
-use crate::messaging::{ATTEMPT_HEADER, DEATH_REASON_HEADER, ORIGIN_HEADER};
+use crate::messaging::{ATTEMPT_HEADER, DEATH_REASON_HEADER, PARKING_HEADERS};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -198,7 +198,7 @@ pub(crate) async fn replay(
     for message in messages {
         let mut headers = OwnedHeaders::new();
         for (key, value) in text_headers(&message) {
-            if ![ATTEMPT_HEADER, DEATH_REASON_HEADER, ORIGIN_HEADER].contains(&key.as_str()) {
+            if !PARKING_HEADERS.contains(&key.as_str()) {
                 headers = headers.insert(Header {
                     key: &key,
                     value: Some(value.as_str()),

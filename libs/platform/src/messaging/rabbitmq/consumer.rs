@@ -24,7 +24,6 @@ use tokio_util::sync::CancellationToken;
 use super::{AmqpHeader, Broker, BrokerError, OutgoingMessage, read_headers, text_headers};
 use crate::messaging::handling::{Handling, MessageHandler, Outcome, Verdict};
 use crate::messaging::{ATTEMPT_HEADER, DEATH_REASON_HEADER, ORIGIN_HEADER};
-use crate::metrics::Metrics;
 
 /// The longest an ack, a nack or a forward may wait for the broker: a connection
 /// that dies under it may never answer, and the consumer must get back to its loop
@@ -35,7 +34,6 @@ const BROKER_OP_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) async fn run<H: MessageHandler>(
     broker: Broker,
     pool: PgPool,
-    metrics: Metrics,
     prefetch: u16,
     subscription: Subscription,
     handler: Arc<H>,
@@ -48,7 +46,7 @@ pub(crate) async fn run<H: MessageHandler>(
             .map(|tier| topology.retry_queue(subscription, tier))
             .collect(),
         dead_letter_queue: topology.dead_letter_queue(subscription),
-        handling: Handling::new(pool, metrics, subscription, handler),
+        handling: Handling::new(pool, broker.metrics().clone(), subscription, handler),
         broker,
         prefetch,
     };

@@ -12,7 +12,7 @@ use sales_contracts::topology::Subscription;
 use super::{AmqpHeader, Broker, OutgoingMessage, read_headers};
 use crate::error::ApiError;
 use crate::messaging::dead_letters::{ParkedMessage, parked_body};
-use crate::messaging::{ATTEMPT_HEADER, DEATH_REASON_HEADER, ORIGIN_HEADER};
+use crate::messaging::{ATTEMPT_HEADER, DEATH_REASON_HEADER, PARKING_HEADERS};
 
 async fn channel(broker: &Broker) -> Result<lapin::Channel, ApiError> {
     let conn = broker
@@ -105,7 +105,7 @@ pub(crate) async fn replay(
         let mut headers: BTreeMap<String, AmqpHeader> = read_headers(&message.delivery.properties)
             .into_iter()
             .collect();
-        for h in [ATTEMPT_HEADER, DEATH_REASON_HEADER, ORIGIN_HEADER] {
+        for h in PARKING_HEADERS {
             headers.remove(h);
         }
         let props = &message.delivery.properties;
