@@ -84,8 +84,9 @@ impl AppService {
         Self::ALL.into_iter().filter(|s| s.database().is_some())
     }
 
-    /// Talks to RabbitMQ (publishes through its outbox, or consumes). Customer and
-    /// payment are called over REST only; the gateway has no broker.
+    /// Talks to the broker, RabbitMQ or Kafka (publishes through its outbox, or
+    /// consumes). Customer and payment are called over REST only; the gateway has no
+    /// broker.
     pub fn uses_broker(self) -> bool {
         matches!(
             self,

@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalogue::AppService;
 
+mod messaging;
+pub use messaging::*;
+
 /// The API group of the resource.
 pub const GROUP: &str = "sales-system.io";
 /// Set to `"true"` on a SalesSystem to stop the operator from changing anything.
@@ -102,7 +105,12 @@ pub struct SalesSystemSpec {
     /// Replicas and resources of each service.
     #[serde(default)]
     pub services: ServicesSpec,
+    /// Which broker carries the events: RabbitMQ (the default, configured under
+    /// `rabbitmq`) or Kafka (configured here).
+    #[serde(default)]
+    pub messaging: MessagingSpec,
     /// The RabbitMQ broker: run by the operator (`managed`, the default) or `external`.
+    /// Read only with `messaging.kind: rabbitmq`.
     #[serde(default)]
     pub rabbitmq: BrokerSpec,
     /// PostgreSQL: one database per service (the gateway has none).
@@ -149,6 +157,37 @@ pub struct SalesSystemSpec {
     pub deletion_policy: DeletionPolicy,
 }
 
+impl SalesSystemSpec {
+    /// The Kafka settings, with `messaging.kind: kafka`.
+    pub fn kafka(&self) -> Option<KafkaSpec> {
+        match self.messaging.kind {
+            MessagingKind::Kafka => Some(self.messaging.kafka.clone().unwrap_or_default()),
+            MessagingKind::Rabbitmq => None,
+        }
+    }
+
+    /// The RabbitMQ settings, with `messaging.kind: rabbitmq`.
+    pub fn rabbitmq(&self) -> Option<&BrokerSpec> {
+        match self.messaging.kind {
+            MessagingKind::Rabbitmq => Some(&self.rabbitmq),
+            MessagingKind::Kafka => None,
+        }
+    }
+
+    /// The RabbitMQ the operator runs, if it runs one.
+    pub fn managed_rabbitmq(&self) -> Option<ManagedBroker> {
+        self.rabbitmq().and_then(BrokerSpec::managed)
+    }
+
+    /// The Kafka cluster the operator runs, if it runs one.
+    pub fn managed_kafka(&self) -> Option<ManagedKafka> {
+        match self.kafka()?.choice() {
+            KafkaChoice::Managed(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
 fn default_unpaid_order_timeout() -> String {
     "30m".into()
 }
@@ -159,6 +198,7 @@ impl Default for SalesSystemSpec {
         SalesSystemSpec {
             image: ImageSpec::default(),
             services: ServicesSpec::default(),
+            messaging: MessagingSpec::default(),
             rabbitmq: BrokerSpec::default(),
             postgres: DatabasesSpec::default(),
             redis: RedisSpec::default(),
@@ -995,6 +1035,14 @@ pub struct QueueStatus {
     pub publish_rate: String,
     /// Messages acknowledged per second (decimal).
     pub ack_rate: String,
+    /// Kafka: the consumer group this is the lag of; the queue's `name` is the topic,
+    /// `ready` the group's lag on it, `unacknowledged` always 0, and the rates the
+    /// growth per second of the end and committed offsets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_group: Option<String>,
+    /// Kafka: the topic's partitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
 }
 
 impl SalesSystem {

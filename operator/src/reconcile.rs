@@ -32,7 +32,7 @@ use serde_json::json;
 
 use crate::children::names::{LABEL_COMPONENT, MANAGER, Names};
 use crate::children::secrets::{self, GeneratedSecret, Sources};
-use crate::children::{self, Child, env};
+use crate::children::{self, Child, env, kafka_topics};
 use crate::crd::{DeletionPolicy, FINALIZER, SalesSystem, SalesSystemStatus};
 use crate::metrics::Metrics;
 use crate::status::{self, Observed, Outcome};
@@ -407,7 +407,24 @@ fn prunable_kinds() -> Vec<ApiResource> {
         ApiResource::erase::<NetworkPolicy>(&()),
         ApiResource::erase::<Ingress>(&()),
         children::service_monitor_resource(),
+        kafka_topics::kafka_topic_resource(),
     ]
+}
+
+/// Tell Strimzi's Topic Operator to let go of a KafkaTopic, so that deleting the
+/// object leaves its topic (and the messages in it) in Kafka.
+async fn release_topic(api: &Api<DynamicObject>, name: &str) -> Result<(), kube::Error> {
+    let patch = json!({"metadata": {"annotations": {
+        kafka_topics::STRIMZI_MANAGED_ANNOTATION: "false"
+    }}});
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Delete children of this system that its current spec no longer wants (a database
@@ -442,6 +459,9 @@ async fn prune(
                 .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref());
             let name = object.name_any();
             if ours && !wanted.contains(&(resource.kind.clone(), name.clone())) {
+                if resource.kind == "KafkaTopic" {
+                    release_topic(&api, &name).await?;
+                }
                 match api.delete(&name, &DeleteParams::background()).await {
                     Ok(_) => pruned.push(format!("{} {name}", resource.kind)),
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -547,13 +567,28 @@ async fn cleanup(system: &SalesSystem, ctx: &Context) -> Result<Action, Error> {
             .await;
         }
         DeletionPolicy::Retain => {
+            let topics: Api<DynamicObject> = Api::namespaced_with(
+                ctx.client.clone(),
+                &names.namespace,
+                &kafka_topics::kafka_topic_resource(),
+            );
+            match topics.list(&params).await {
+                Ok(list) => {
+                    for topic in list.items {
+                        release_topic(&topics, &topic.name_any()).await?;
+                    }
+                }
+                // No Strimzi in this cluster: no KafkaTopics either.
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
             let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
             let mut kept = Vec::new();
             for secret in api.list(&params).await?.items {
                 let guards_data = secret
                     .labels()
                     .get(LABEL_COMPONENT)
-                    .is_some_and(|c| c.ends_with("-db") || c == "rabbitmq");
+                    .is_some_and(|c| c.ends_with("-db") || c == "rabbitmq" || c == "kafka");
                 if !guards_data {
                     continue;
                 }

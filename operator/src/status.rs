@@ -60,6 +60,11 @@ struct Check {
 }
 
 fn stateful_ready(observed: &Observed, name: &str) -> bool {
+    stateful_ready_at_least(observed, name, 1)
+}
+
+/// At least `wanted` pods of the StatefulSet are ready.
+fn stateful_ready_at_least(observed: &Observed, name: &str, wanted: i32) -> bool {
     observed
         .stateful_sets
         .iter()
@@ -67,7 +72,7 @@ fn stateful_ready(observed: &Observed, name: &str) -> bool {
         .and_then(|s| s.status.as_ref())
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0)
-        >= 1
+        >= wanted
 }
 
 fn replicas_of(observed: &Observed, name: &str, desired: i32) -> (ServiceReplicas, bool) {
@@ -137,18 +142,41 @@ pub fn derive(
     let spec = &system.spec;
     let previous = system.status.clone().unwrap_or_default();
 
-    let broker = match spec.rabbitmq.managed() {
-        None => Check {
+    let broker = match (spec.managed_rabbitmq(), spec.managed_kafka()) {
+        // A majority of the nodes: a quorum, and a leader for every partition.
+        (None, Some(kafka))
+            if stateful_ready_at_least(
+                observed,
+                &names.of(Component::Kafka),
+                kafka.replicas.max(1) / 2 + 1,
+            ) =>
+        {
+            Check {
+                ok: true,
+                reason: "Running",
+                message: "a majority of the Kafka nodes is ready".into(),
+            }
+        }
+        (None, Some(kafka)) => Check {
+            ok: false,
+            reason: "Starting",
+            message: format!(
+                "waiting for {} of the {} Kafka nodes to be ready",
+                kafka.replicas.max(1) / 2 + 1,
+                kafka.replicas.max(1)
+            ),
+        },
+        (None, None) => Check {
             ok: true,
             reason: "External",
             message: "an external broker is used".into(),
         },
-        Some(_) if stateful_ready(observed, &names.of(Component::Broker)) => Check {
+        (Some(_), _) if stateful_ready(observed, &names.of(Component::Broker)) => Check {
             ok: true,
             reason: "Running",
             message: "RabbitMQ is ready".into(),
         },
-        Some(_) => Check {
+        (Some(_), _) => Check {
             ok: false,
             reason: "Starting",
             message: "RabbitMQ has no ready pod yet".into(),

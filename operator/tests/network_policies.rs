@@ -350,3 +350,61 @@ fn the_management_api_admits_only_the_operators_namespace_when_known() {
     let peers = management_peers(None);
     assert_eq!(peers[0]["namespaceSelector"], json!({}));
 }
+
+/// The managed Kafka: its client port from the services that use the broker and from
+/// the operator's pods (it reads the groups' lag); replication and quorum ports only
+/// from the Kafka nodes themselves. Nothing else, from any pod of the system.
+#[test]
+fn the_managed_kafka_is_reached_only_by_its_users_and_its_own_nodes() {
+    let children = children("salessystem-kafka.yaml", Some("sales-operator"));
+    let kafka_pods = system_pods(&children)
+        .into_iter()
+        .find(|(name, _)| name == "shop-kafka-kafka")
+        .expect("the Kafka StatefulSet")
+        .1;
+    let policy = policy_of(&children, &kafka_pods);
+    let kafka = Pod::of_the_system(kafka_pods.clone());
+    for port in [9092, 9091, 9093] {
+        assert!(admits(policy, port, &kafka), "node to node on {port}");
+    }
+    for (name, labels) in system_pods(&children) {
+        if name == "shop-kafka-kafka" {
+            continue;
+        }
+        let pod = Pod::of_the_system(labels);
+        let component = name.trim_start_matches("shop-kafka-");
+        let service = component.trim_end_matches("-consumer");
+        let user = ["product", "order", "inventory", "shipping", "notification"].contains(&service);
+        assert_eq!(
+            admits(policy, 9092, &pod),
+            user,
+            "{name} on the client port"
+        );
+        for port in [9091, 9093] {
+            assert!(!admits(policy, port, &pod), "{name} on {port}");
+        }
+    }
+    let operator = Pod {
+        namespace: "sales-operator".into(),
+        labels: BTreeMap::from([(
+            "app.kubernetes.io/name".to_owned(),
+            "sales-operator".to_owned(),
+        )]),
+    };
+    assert!(
+        admits(policy, 9092, &operator),
+        "the operator reads the lag"
+    );
+    assert!(!admits(policy, 9093, &operator));
+    let stranger = Pod {
+        namespace: "elsewhere".into(),
+        labels: BTreeMap::new(),
+    };
+    assert!(!admits(policy, 9092, &stranger));
+    // No RabbitMQ on Kafka.
+    assert!(
+        system_pods(&children)
+            .iter()
+            .all(|(name, _)| !name.contains("rabbitmq"))
+    );
+}

@@ -48,9 +48,15 @@ fn not_found() -> Response<Body> {
     )
 }
 
-/// Answers like an API server holding the lean system's infrastructure Secret and
-/// nothing else; records `METHOD path` of every request.
-async fn serve(mut handle: Handle, seen: Arc<Mutex<Vec<String>>>, system: Value) {
+/// Answers like an API server holding the lean system's infrastructure Secret and,
+/// with `stale_topic`, a KafkaTopic of the system its spec no longer wants; records
+/// `METHOD path` of every request.
+async fn serve(
+    mut handle: Handle,
+    seen: Arc<Mutex<Vec<String>>>,
+    system: Value,
+    stale_topic: bool,
+) {
     while let Some((request, send)) = handle.next_request().await {
         let method = request.method().to_string();
         let uri = request.uri().clone();
@@ -77,6 +83,10 @@ async fn serve(mut handle: Handle, seen: Arc<Mutex<Vec<String>>>, system: Value)
                 );
                 format!("APPLY {path}")
             }
+            "PATCH" if path.contains("/kafkatopics/") => format!(
+                "PATCH {path} ({content_type}) strimzi.io/managed={}",
+                body["metadata"]["annotations"]["strimzi.io/managed"]
+            ),
             "PATCH" => format!("PATCH {path} ({content_type})"),
             "GET" if !query.is_empty() && query.contains("labelSelector") => format!("LIST {path}"),
             _ => format!("{method} {path}"),
@@ -92,6 +102,25 @@ async fn serve(mut handle: Handle, seen: Arc<Mutex<Vec<String>>>, system: Value)
                             "customer": "postgres://c", "payment": "postgres://pa",
                             "inventory": "postgres://i", "shipping": "postgres://s",
                             "notification": "postgres://n"}}),
+            ),
+            ("GET", p)
+                if stale_topic && line.starts_with("LIST") && p.ends_with("/kafkatopics") =>
+            {
+                json_response(
+                    StatusCode::OK,
+                    &json!({"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaTopicList",
+                        "metadata": {}, "items": [{
+                            "apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaTopic",
+                            "metadata": {"name": "lean-old.sales.paid-order", "namespace": "sales",
+                                "ownerReferences": [{"apiVersion": "sales-system.io/v1alpha1",
+                                    "kind": "SalesSystem", "name": "lean", "uid": "uid-lean",
+                                    "controller": true}]},
+                            "spec": {"topicName": "old.sales.paid-order"}}]}),
+                )
+            }
+            ("DELETE", _) => json_response(
+                StatusCode::OK,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
             ),
             ("GET", _) if line.starts_with("LIST") => json_response(
                 StatusCode::OK,
@@ -120,6 +149,7 @@ async fn one_reconcile_makes_exactly_these_requests() {
         handle,
         seen.clone(),
         serde_json::to_value(&system).unwrap_or_default(),
+        false,
     ));
 
     let recorder = Recorder::new(
@@ -184,6 +214,7 @@ async fn one_reconcile_makes_exactly_these_requests() {
         "/apis/networking.k8s.io/v1/namespaces/sales/networkpolicies".into(),
         "/apis/networking.k8s.io/v1/namespaces/sales/ingresses".into(),
         "/apis/monitoring.coreos.com/v1/namespaces/sales/servicemonitors".into(),
+        "/apis/kafka.strimzi.io/v1/namespaces/sales/kafkatopics".into(),
     ] {
         expected.push(format!("LIST {list}"));
     }
@@ -196,6 +227,45 @@ async fn one_reconcile_makes_exactly_these_requests() {
     ]);
     let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
     assert_eq!(seen, expected);
-    assert_eq!(seen.len(), 48);
+    assert_eq!(seen.len(), 49);
     assert_eq!(system.name_any(), "lean");
+}
+
+/// A KafkaTopic the spec no longer wants is let go by Strimzi first
+/// (`strimzi.io/managed: "false"`), then deleted: its topic and messages stay in Kafka.
+#[tokio::test]
+async fn a_stale_kafka_topic_is_released_before_it_is_deleted() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let system = lean();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let server = tokio::spawn(serve(
+        handle,
+        seen.clone(),
+        serde_json::to_value(&system).unwrap_or_default(),
+        true,
+    ));
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "sales-operator".into(),
+            instance: Some("test".into()),
+        },
+    );
+    let ctx = Arc::new(Context::new(client, recorder, Arc::new(Metrics::new())));
+    tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(system), ctx))
+        .await
+        .expect("the reconcile finishes")
+        .expect("reconcile succeeds");
+    server.abort();
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let topic = "/apis/kafka.strimzi.io/v1/namespaces/sales/kafkatopics/lean-old.sales.paid-order";
+    let touched: Vec<&String> = seen.iter().filter(|l| l.contains(topic)).collect();
+    assert_eq!(
+        touched,
+        [
+            &format!("PATCH {topic} (application/merge-patch+json) strimzi.io/managed=\"false\""),
+            &format!("DELETE {topic}"),
+        ]
+    );
 }

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 const K8S_VERSION: &str = "1.33.0";
 const SERVICE_MONITOR_CRD: &str = "testdata/schemas/monitoring.coreos.com_servicemonitors.yaml";
+const KAFKA_TOPIC_CRD: &str = "testdata/schemas/kafka.strimzi.io_kafkatopics.yaml";
 
 /// Run validate_custom_resources.py: one result per object of the CRD's kind.
 fn validate_custom_resources(crd: &Path, files: &[PathBuf]) -> Vec<(String, Vec<String>)> {
@@ -154,11 +155,22 @@ fn trusted_proxies_the_crd_accepts_are_what_the_gateway_parses() {
     }
 }
 
-/// Render one example into built-in objects and ServiceMonitors, as files.
-fn render_split(example: &Path, dir: &Path) -> (PathBuf, PathBuf, usize) {
+/// One example rendered into files: built-in objects (and how many), ServiceMonitors,
+/// and Strimzi KafkaTopics (and how many).
+struct Rendered {
+    builtin: PathBuf,
+    builtin_count: usize,
+    monitors: PathBuf,
+    topics: PathBuf,
+    topic_count: usize,
+}
+
+/// Render one example into built-in objects, ServiceMonitors and KafkaTopics, as files.
+fn render_split(example: &Path, dir: &Path) -> Rendered {
     let yaml = common::operator(&["render", "-f", &example.display().to_string()]);
     let mut builtin = Vec::new();
     let mut monitors = Vec::new();
+    let mut topics = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(&yaml) {
         let value: Value = serde::Deserialize::deserialize(doc).expect("rendered YAML parses");
         assert!(
@@ -167,6 +179,8 @@ fn render_split(example: &Path, dir: &Path) -> (PathBuf, PathBuf, usize) {
         );
         if value["kind"] == "ServiceMonitor" {
             monitors.push(value);
+        } else if value["kind"] == "KafkaTopic" {
+            topics.push(value);
         } else {
             builtin.push(value);
         }
@@ -178,10 +192,17 @@ fn render_split(example: &Path, dir: &Path) -> (PathBuf, PathBuf, usize) {
         .into_owned();
     let builtin_file = dir.join(format!("{stem}.builtin.yaml"));
     let monitor_file = dir.join(format!("{stem}.servicemonitors.yaml"));
-    let count = builtin.len();
+    let topic_file = dir.join(format!("{stem}.kafkatopics.yaml"));
     std::fs::write(&builtin_file, sales_operator::yaml::documents(&builtin)).expect("write");
     std::fs::write(&monitor_file, sales_operator::yaml::documents(&monitors)).expect("write");
-    (builtin_file, monitor_file, count)
+    std::fs::write(&topic_file, sales_operator::yaml::documents(&topics)).expect("write");
+    Rendered {
+        builtin: builtin_file,
+        builtin_count: builtin.len(),
+        monitors: monitor_file,
+        topics: topic_file,
+        topic_count: topics.len(),
+    }
 }
 
 #[test]
@@ -189,10 +210,15 @@ fn rendered_objects_pass_kubernetes_validate_strict() {
     let dir = common::scratch_dir("rendered");
     let validate = common::tools_venv().join("bin/kubernetes-validate");
     let mut monitor_files = Vec::new();
+    let mut topic_files = Vec::new();
+    let mut topics = 0;
     let mut total = 0;
     for example in common::examples() {
-        let (builtin, monitors, count) = render_split(&example, &dir);
-        monitor_files.push(monitors);
+        let rendered = render_split(&example, &dir);
+        let (builtin, count) = (rendered.builtin, rendered.builtin_count);
+        monitor_files.push(rendered.monitors);
+        topic_files.push(rendered.topics);
+        topics += rendered.topic_count;
         let output = Command::new(&validate)
             .args(["--strict", "-k", K8S_VERSION])
             .arg(&builtin)
@@ -228,6 +254,21 @@ fn rendered_objects_pass_kubernetes_validate_strict() {
         &monitor_files,
     );
     assert!(!results.is_empty(), "the full example has a ServiceMonitor");
+    for (file, errors) in results {
+        assert!(errors.is_empty(), "{file}: {errors:?}");
+    }
+
+    // The Strimzi example's topics, against Strimzi's own CRD (kafka.strimzi.io/v1).
+    let topic_count = sales_contracts::topology::Topology::default()
+        .kafka_topics()
+        .len();
+    assert_eq!(
+        topics, topic_count,
+        "one KafkaTopic per topic, in one example"
+    );
+    let results =
+        validate_custom_resources(&common::workspace().join(KAFKA_TOPIC_CRD), &topic_files);
+    assert_eq!(results.len(), topic_count);
     for (file, errors) in results {
         assert!(errors.is_empty(), "{file}: {errors:?}");
     }

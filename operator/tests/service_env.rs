@@ -66,6 +66,8 @@ fn every_variable_set_is_read_and_every_required_one_is_set() {
         "salessystem-external.yaml",
         "salessystem-minimal.yaml",
         "salessystem-autoscaling.yaml",
+        "salessystem-kafka.yaml",
+        "salessystem-strimzi.yaml",
     ] {
         let system = example(file);
         let names = Names::new("shop", "sales");
@@ -278,6 +280,67 @@ fn the_generated_identity_is_what_the_services_parse() {
     for key in ["token-signing-keys", "gateway-signing-keys"] {
         sales_platform::identity::keys::SigningKeys::from_pem(&identity[key])
             .unwrap_or_else(|e| panic!("{key}: {e}"));
+    }
+}
+
+/// On Kafka every service that uses the broker gets the Kafka settings and no AMQP
+/// ones, its credentials from the generated Secret (managed) or none (Strimzi, where
+/// the operator's KafkaTopics own the topics), and starts with them.
+#[test]
+fn the_kafka_examples_give_the_services_kafka_and_nothing_of_rabbitmq() {
+    use sales_operator::children::env::plain_settings;
+    let names = Names::new("shop", "sales");
+    let secret = |_: &str, _: &str| "stand-in".to_owned();
+    let cases = [
+        (
+            "salessystem-kafka.yaml",
+            "shop-kafka.sales.svc:9092",
+            "sasl_plaintext",
+            "3",
+            "6",
+            "true",
+        ),
+        (
+            "salessystem-strimzi.yaml",
+            "events-kafka-bootstrap:9092",
+            "plaintext",
+            "3",
+            "3",
+            "false",
+        ),
+    ];
+    for (file, bootstrap, protocol, replication, partitions, create) in cases {
+        let system = example(file);
+        for service in AppService::ALL {
+            let plain = plain_settings(&names, &system.spec, service);
+            let secrets: Vec<String> = secret_env(&names, &system.spec, service)
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            assert!(!plain.contains_key("AMQP_PREFIX") && !secrets.contains(&"AMQP_URL".into()));
+            if !service.uses_broker() {
+                assert!(!plain.contains_key("MESSAGING_KIND"), "{file}: {service}");
+                continue;
+            }
+            let get = |k: &str| plain.get(k).map(String::as_str);
+            assert_eq!(get("MESSAGING_KIND"), Some("kafka"), "{file}: {service}");
+            assert_eq!(get("KAFKA_BOOTSTRAP_SERVERS"), Some(bootstrap));
+            assert_eq!(get("KAFKA_SECURITY_PROTOCOL"), Some(protocol));
+            assert_eq!(get("KAFKA_REPLICATION_FACTOR"), Some(replication));
+            assert_eq!(get("KAFKA_TOPIC_PARTITIONS"), Some(partitions));
+            assert_eq!(get("KAFKA_CREATE_TOPICS"), Some(create));
+            let sasl = protocol == "sasl_plaintext";
+            assert_eq!(get("KAFKA_SASL_MECHANISM"), sasl.then_some("PLAIN"));
+            assert_eq!(
+                secrets.contains(&"KAFKA_SASL_PASSWORD".into()),
+                sasl,
+                "{file}: {service}: {secrets:?}"
+            );
+            let args = command_line(&names, &system, service, &secret);
+            if let Err(e) = declared_command(service).try_get_matches_from(&args) {
+                panic!("{file}: {service} does not start with {args:?}: {e}");
+            }
+        }
     }
 }
 

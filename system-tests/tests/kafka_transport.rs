@@ -202,3 +202,61 @@ async fn an_event_kafka_refuses_is_parked_alone_and_the_others_go_out() {
     assert!(error.contains("refused"), "{error}");
     h.stop().await;
 }
+
+/// `KAFKA_CREATE_TOPICS=false` (Strimzi's Topic Operator owns the topics): the service
+/// creates none, and counts as not connected to the broker (`/ready` lists it as
+/// degraded, events wait in the outbox) until every topic exists; then it is.
+#[tokio::test]
+async fn a_service_that_does_not_create_topics_connects_once_they_exist() {
+    sales_testkit::init_test_logging();
+    let db = TestDatabase::create("kafka_no_create").await;
+    let kafka = TestKafka::new();
+    let identity = TestIdentity::start().await;
+    let mut args = kafka.args();
+    args.kafka.kafka_create_topics = false;
+    let mut builder = ServiceBuilder::new("kafka-test", &sales_testkit::http_args());
+    builder.identity(&identity.args(), &[]).unwrap();
+    builder
+        .database(&db.args(), sqlx::migrate!("tests/migrations"))
+        .unwrap();
+    builder.broker(&args).unwrap();
+    let service = builder
+        .serve(Router::new(), utoipa::openapi::OpenApi::default())
+        .await
+        .unwrap();
+    let ready = format!("{}/ready", service.base_url());
+    let readiness = || async {
+        let body: serde_json::Value = reqwest::get(&ready).await.unwrap().json().await.unwrap();
+        body["degraded"].clone()
+    };
+    // Several checks of the connection later: still not connected, and no topic made.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let degraded = readiness().await;
+    assert!(
+        degraded.to_string().contains("broker: not connected"),
+        "{degraded}"
+    );
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .create()
+        .unwrap();
+    let metadata = reader.fetch_metadata(None, Duration::from_secs(5)).unwrap();
+    assert!(
+        metadata
+            .topics()
+            .iter()
+            .all(|t| !t.name().starts_with(&kafka.prefix)),
+        "the service created topics"
+    );
+    // The topics' owner creates them: the service connects.
+    kafka.create_topics(3).await;
+    eventually(
+        "connected once the topics exist",
+        Duration::from_secs(30),
+        || async { readiness().await.is_null().then_some(()) },
+    )
+    .await;
+    service.stop().await;
+    kafka.delete().await;
+    db.drop_database().await;
+}

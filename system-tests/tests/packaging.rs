@@ -823,6 +823,7 @@ emit({
         "networking.k8s.io|networkpolicies|": crud,
         "networking.k8s.io|ingresses|": crud,
         "monitoring.coreos.com|servicemonitors|": crud,
+        "kafka.strimzi.io|kafkatopics|": crud,
         "events.k8s.io|events|": ["create", "patch"],
     });
     assert_eq!(result["cluster"], expected, "the ClusterRole");

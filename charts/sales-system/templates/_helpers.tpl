@@ -73,3 +73,15 @@ storage:
   storageClassName: {{ . | quote }}
   {{- end }}
 {{- end }}
+
+{{/*
+The broker the operator runs for this system: `RabbitMQ`, `Kafka`, or empty when it
+runs none (an external broker, or a Strimzi `Kafka`).
+*/}}
+{{- define "sales-system.managedBroker" -}}
+{{- $m := .Values.messaging }}
+{{- if eq $m.kind "kafka" }}
+{{- if not (or $m.kafka.external.bootstrapServers $m.kafka.strimzi.clusterName) }}Kafka{{ end }}
+{{- else if not .Values.rabbitmq.external.secretName }}RabbitMQ
+{{- end }}
+{{- end }}

@@ -79,7 +79,7 @@ pub enum MessagingKind {
 }
 
 /// Kafka: where it is, how to log in, and how the topics this system creates are laid out.
-#[derive(Args, Clone, Debug, Default)]
+#[derive(Args, Clone, Debug)]
 pub struct KafkaArgs {
     /// `host:port[,host:port...]` of the Kafka brokers.
     #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
@@ -97,6 +97,13 @@ pub struct KafkaArgs {
     #[arg(long, env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1,
           value_parser = clap::value_parser!(i32).range(1..=16))]
     pub kafka_replication_factor: i32,
+    /// Create the topics at start (`true`, the default), or only check that they exist
+    /// (`false`: something else owns them, e.g. Strimzi's Topic Operator; until every
+    /// topic is there the service counts as not connected to the broker: events wait
+    /// in the outbox, consumers wait, `/ready` lists the broker as degraded).
+    #[arg(long, env = "KAFKA_CREATE_TOPICS", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub kafka_create_topics: bool,
     /// At most this many records in one batch the producer sends (librdkafka's
     /// `batch.num.messages`; unset: its default, 10000). The local broker, tansu
     /// 0.6.0, returns nothing for a fetch that starts inside a batch, so a consumer
@@ -115,6 +122,24 @@ pub struct KafkaArgs {
     pub kafka_sasl_username: Option<String>,
     #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
     pub kafka_sasl_password: Option<SecretString>,
+}
+
+impl Default for KafkaArgs {
+    /// The command line's defaults.
+    fn default() -> Self {
+        KafkaArgs {
+            kafka_bootstrap_servers: None,
+            kafka_topic_prefix: String::new(),
+            kafka_topic_partitions: 3,
+            kafka_replication_factor: 1,
+            kafka_create_topics: true,
+            kafka_batch_messages: None,
+            kafka_security_protocol: "plaintext".into(),
+            kafka_sasl_mechanism: None,
+            kafka_sasl_username: None,
+            kafka_sasl_password: None,
+        }
+    }
 }
 
 /// Logs and traces.

@@ -3,7 +3,7 @@
 //! broker, [`TestKafka`]), behind one [`TestTransport`], so one test body checks both.
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sales_contracts::topology::Topology;
@@ -96,6 +96,28 @@ impl TestKafka {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => panic!("Kafka did not take a record for {topic}: {e}"),
                 Err(_) => panic!("the producer dropped a record for {topic}"),
+            }
+        }
+    }
+
+    /// Create every topic of this namespace with `partitions` partitions, as a
+    /// service would at start.
+    pub async fn create_topics(&self, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = Self::client()
+            .create()
+            .unwrap_or_else(|e| panic!("cannot create a Kafka admin client: {e}"));
+        let topics = self.topology().kafka_topics();
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+            .collect();
+        for result in admin
+            .create_topics(&new, &AdminOptions::new())
+            .await
+            .unwrap_or_else(|e| panic!("cannot create the topics: {e}"))
+        {
+            if let Err((topic, code)) = result {
+                panic!("cannot create topic {topic}: {code}");
             }
         }
     }

@@ -255,6 +255,7 @@ impl QueueInfo {
             unacknowledged: self.messages_unacknowledged,
             publish_rate: self.message_stats.publish_details.rate.max(0.0),
             ack_rate: self.message_stats.ack_details.rate.max(0.0),
+            ..QueueLoad::default()
         }
     }
 }

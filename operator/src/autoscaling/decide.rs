@@ -91,6 +91,10 @@ pub struct QueueLoad {
     pub publish_rate: f64,
     /// Messages acknowledged per second.
     pub ack_rate: f64,
+    /// Kafka: the consumer group whose lag this is (the queue is its topic).
+    pub consumer_group: Option<String>,
+    /// Kafka: the topic's partitions, the most consumers of the group that can work.
+    pub partitions: Option<u32>,
 }
 
 impl QueueLoad {
@@ -396,6 +400,7 @@ mod tests {
             unacknowledged: unacked,
             publish_rate: publish,
             ack_rate: ack,
+            ..QueueLoad::default()
         }
     }
 

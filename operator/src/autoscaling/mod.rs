@@ -5,6 +5,7 @@
 //!   time it is given;
 //! - [`broker`]: reading each queue's ready and unacknowledged messages and its publish
 //!   and ack rates from RabbitMQ's management API;
+//! - [`kafka_lag`]: the same numbers on Kafka, from each consumer group's lag;
 //! - [`scaler`]: the loop that, every tick, reads the queues of every autoscaled
 //!   consumer, decides, writes `spec.replicas` of the consumer Deployment (its own
 //!   field manager), the status, Events and metrics;
@@ -13,6 +14,8 @@
 
 pub mod broker;
 pub mod decide;
+pub mod kafka_lag;
 pub mod plot;
 pub mod scaler;
 pub mod simulate;
+pub mod source;

@@ -25,21 +25,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
-use sales_contracts::topology::{Topology, subscriptions_of};
+use sales_contracts::topology::Topology;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::broker::{Management, ReadError};
+use super::broker::ReadError;
 use super::decide::{Decision, Policy, QueueLoad, Reading, Reason, Window, decide};
+use super::kafka_lag::GroupOffsets;
+use super::source::{QueueSource, partition_cap, topology_of};
 use crate::catalogue::AppService;
-use crate::children::infrastructure::RABBITMQ_MANAGEMENT_PORT;
 use crate::children::names::{Component, Names};
 use crate::children::{self};
 use crate::crd::{ConsumerStatus, QueueStatus, SalesSystem};
@@ -70,6 +70,8 @@ struct Memory {
     namespace: String,
     name: String,
     windows: HashMap<AppService, Window>,
+    /// Kafka: each service's last offsets, for the next reading's rates.
+    offsets: HashMap<AppService, (Timestamp, Vec<GroupOffsets>)>,
     /// Label values of the queue series exported, to remove them when they go.
     queues: BTreeSet<(String, String)>,
     services: BTreeSet<String>,
@@ -152,9 +154,9 @@ impl Scaler {
             .list(&ListParams::default().labels(&names.list_selector()))
             .await?
             .items;
-        let management = self.management(system, &names).await;
+        let source = QueueSource::of(&self.client, &system.spec, &names).await;
         let previous = system.status.clone().unwrap_or_default();
-        let topology = Topology::new(system.spec.rabbitmq.prefix.clone());
+        let topology = topology_of(&system.spec);
 
         let mut outcomes = Vec::new();
         for service in scaled.iter().copied() {
@@ -165,7 +167,7 @@ impl Scaler {
                     &names,
                     service,
                     &deployments,
-                    &management,
+                    &source,
                     &topology,
                     before,
                     now,
@@ -184,7 +186,7 @@ impl Scaler {
         names: &Names,
         service: AppService,
         deployments: &[Deployment],
-        management: &Result<Management, ReadError>,
+        source: &Result<QueueSource, ReadError>,
         topology: &Topology,
         before: Option<ConsumerStatus>,
         now: Timestamp,
@@ -201,7 +203,7 @@ impl Scaler {
             },
             failure: Some((reason, message)),
         };
-        let policy = match system.spec.autoscaling.get(service).map(Policy::from_spec) {
+        let mut policy = match system.spec.autoscaling.get(service).map(Policy::from_spec) {
             Some(Ok(policy)) => policy,
             Some(Err(message)) => return held("InvalidPolicy", message, before.replicas),
             None => return held("InvalidPolicy", "not a consumer".into(), before.replicas),
@@ -227,14 +229,25 @@ impl Scaler {
             .and_then(|s| s.ready_replicas)
             .unwrap_or(0);
 
-        let queue_names: Vec<String> = subscriptions_of(service.name())
-            .map(|s| topology.queue(s))
-            .collect();
-        let read = match management {
-            Ok(m) => m.queues(&self.http, &queue_names).await,
+        let key = key_of(system);
+        let last_offsets = self.offsets(&key, service);
+        let read = match source {
+            Ok(source) => source
+                .read(&self.http, service, topology, last_offsets.as_ref(), now)
+                .await
+                .map(|backlog| {
+                    if let Some(offsets) = backlog.offsets {
+                        self.remember_offsets(system, service, offsets);
+                    }
+                    backlog.queues
+                }),
             Err(err) => Err(err.clone()),
         };
-        let key = key_of(system);
+        // On Kafka a group gives each partition to one member: more would idle.
+        if let Some(cap) = read.as_ref().ok().and_then(|q| partition_cap(q)) {
+            policy.max_replicas = policy.max_replicas.min(cap.max(1));
+            policy.min_replicas = policy.min_replicas.min(policy.max_replicas);
+        }
         let window = self
             .window(&key, service)
             .unwrap_or_else(|| Window::starting(current, now));
@@ -361,47 +374,6 @@ impl Scaler {
             status,
             failure,
         }
-    }
-
-    /// The broker's management API and the credentials to use there.
-    async fn management(
-        &self,
-        system: &SalesSystem,
-        names: &Names,
-    ) -> Result<Management, ReadError> {
-        let (secret, key, management_url) = match &system.spec.rabbitmq.external {
-            Some(external) => (
-                external.secret_name.clone(),
-                external.key.clone(),
-                external.management_url.clone(),
-            ),
-            None => (
-                names.broker_secret(),
-                "url".to_owned(),
-                Some(format!(
-                    "http://{}.{}.svc:{RABBITMQ_MANAGEMENT_PORT}",
-                    names.of(Component::Broker),
-                    names.namespace
-                )),
-            ),
-        };
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), &names.namespace);
-        let found = api.get_opt(&secret).await.map_err(|e| {
-            ReadError::new(
-                "BrokerCredentialsMissing",
-                format!("cannot read Secret {secret}: {e}"),
-            )
-        })?;
-        let url = found
-            .as_ref()
-            .and_then(|s| secret_value(s, &key))
-            .ok_or_else(|| {
-                ReadError::new(
-                    "BrokerCredentialsMissing",
-                    format!("Secret {secret} with key {key} (the AMQP URL) does not exist"),
-                )
-            })?;
-        Management::new(&url, management_url.as_deref())
     }
 
     async fn write_replicas(
@@ -563,6 +535,28 @@ impl Scaler {
         entry.services.insert(service.name().to_owned());
     }
 
+    fn offsets(&self, key: &str, service: AppService) -> Option<(Timestamp, Vec<GroupOffsets>)> {
+        self.lock()
+            .get(key)
+            .and_then(|m| m.offsets.get(&service).cloned())
+    }
+
+    fn remember_offsets(
+        &self,
+        system: &SalesSystem,
+        service: AppService,
+        offsets: (Timestamp, Vec<GroupOffsets>),
+    ) {
+        let mut memory = self.lock();
+        let entry = memory.entry(key_of(system)).or_insert_with(|| Memory {
+            namespace: system.namespace().unwrap_or_default(),
+            name: system.name_any(),
+            ..Memory::default()
+        });
+        entry.offsets.insert(service, offsets);
+        entry.services.insert(service.name().to_owned());
+    }
+
     fn remember_queues(&self, system: &SalesSystem, service: AppService, queues: &[QueueLoad]) {
         if let Some(entry) = self.lock().get_mut(&key_of(system)) {
             for q in queues {
@@ -582,6 +576,7 @@ impl Scaler {
         };
         let keep: BTreeSet<&str> = scaled.iter().map(|s| s.name()).collect();
         entry.windows.retain(|s, _| keep.contains(s.name()));
+        entry.offsets.retain(|s, _| keep.contains(s.name()));
         let gone: Vec<String> = entry
             .services
             .iter()
@@ -638,20 +633,6 @@ fn key_of(system: &SalesSystem) -> String {
     })
 }
 
-fn secret_value(secret: &Secret, key: &str) -> Option<String> {
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(key).cloned())
-        })
-}
-
 fn queue_status(q: &QueueLoad) -> QueueStatus {
     QueueStatus {
         name: q.name.clone(),
@@ -659,6 +640,8 @@ fn queue_status(q: &QueueLoad) -> QueueStatus {
         unacknowledged: i64::try_from(q.unacknowledged).unwrap_or(i64::MAX),
         publish_rate: format!("{:.2}", q.publish_rate),
         ack_rate: format!("{:.2}", q.ack_rate),
+        consumer_group: q.consumer_group.clone(),
+        partitions: q.partitions.map(|p| i32::try_from(p).unwrap_or(i32::MAX)),
     }
 }
 

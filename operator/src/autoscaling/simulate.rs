@@ -250,6 +250,7 @@ pub fn run(profile: &Profile) -> anyhow::Result<Simulation> {
                     unacknowledged,
                     publish_rate,
                     ack_rate,
+                    ..QueueLoad::default()
                 }];
                 let reading = if phase.broker_down {
                     Reading::Unavailable

@@ -9,7 +9,9 @@ use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 
 use super::names::{Component, Names};
 use crate::catalogue::{ADMIN_PORT, AppService, HTTP_PORT, SHUTDOWN_GRACE_SECONDS};
-use crate::crd::{DatabaseChoice, SalesSystemSpec, SecretKeyRef};
+use crate::crd::{
+    DatabaseChoice, KafkaChoice, KafkaSecurityProtocol, KafkaSpec, SalesSystemSpec, SecretKeyRef,
+};
 
 /// Key of the generated auth Secret holding the admin's password.
 pub const ADMIN_PASSWORD_KEY: &str = "admin-password";
@@ -90,7 +92,14 @@ pub fn plain_settings(
         set("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone());
     }
     if service.uses_broker() {
-        set("AMQP_PREFIX", spec.rabbitmq.prefix.clone());
+        match spec.kafka() {
+            Some(kafka) => {
+                for (k, v) in kafka_settings(names, &kafka) {
+                    set(k, v);
+                }
+            }
+            None => set("AMQP_PREFIX", spec.rabbitmq.prefix.clone()),
+        }
     }
     // Keys carry the namespace and the system so systems can share an external Redis.
     let redis_prefix = format!("{}.{}:", names.namespace, names.instance);
@@ -143,11 +152,21 @@ pub fn secret_env(names: &Names, spec: &SalesSystemSpec, service: AppService) ->
         env.push(from_secret("DATABASE_URL", &secret, &key));
     }
     if service.uses_broker() {
-        let (secret, key) = match &spec.rabbitmq.external {
-            Some(external) => (external.secret_name.clone(), external.key.clone()),
-            None => (names.broker_secret(), "url".to_owned()),
-        };
-        env.push(from_secret("AMQP_URL", &secret, &key));
+        match spec.kafka() {
+            Some(kafka) => {
+                if let Some((secret, user, password)) = kafka_credentials(names, &kafka) {
+                    env.push(from_secret("KAFKA_SASL_USERNAME", &secret, &user));
+                    env.push(from_secret("KAFKA_SASL_PASSWORD", &secret, &password));
+                }
+            }
+            None => {
+                let (secret, key) = match &spec.rabbitmq.external {
+                    Some(external) => (external.secret_name.clone(), external.key.clone()),
+                    None => (names.broker_secret(), "url".to_owned()),
+                };
+                env.push(from_secret("AMQP_URL", &secret, &key));
+            }
+        }
     }
     if service.uses_redis() {
         let (secret, key) = match &spec.redis.external {
@@ -168,6 +187,70 @@ pub fn secret_env(names: &Names, spec: &SalesSystemSpec, service: AppService) ->
         env.push(from_secret("ADMIN_PASSWORD", &secret, &key));
     }
     env
+}
+
+/// Port of the managed Kafka's client listener (SASL/PLAIN).
+pub const KAFKA_CLIENT_PORT: i32 = 9092;
+
+/// Where the services find Kafka: `host:port,...`.
+pub fn kafka_bootstrap(names: &Names, kafka: &KafkaSpec) -> String {
+    match kafka.choice() {
+        KafkaChoice::Managed(_) => format!(
+            "{}.{}.svc:{KAFKA_CLIENT_PORT}",
+            names.of(Component::Kafka),
+            names.namespace
+        ),
+        KafkaChoice::Strimzi(s) => s.bootstrap(),
+        KafkaChoice::External(e) => e.bootstrap_servers,
+    }
+}
+
+/// The security protocol the services speak to Kafka with.
+pub fn kafka_protocol(kafka: &KafkaSpec) -> KafkaSecurityProtocol {
+    match kafka.choice() {
+        KafkaChoice::Managed(_) => KafkaSecurityProtocol::SaslPlaintext,
+        KafkaChoice::Strimzi(_) => KafkaSecurityProtocol::Plaintext,
+        KafkaChoice::External(e) => e.security_protocol,
+    }
+}
+
+/// The plain Kafka settings of a service (`KafkaArgs` in the platform library).
+fn kafka_settings(names: &Names, kafka: &KafkaSpec) -> Vec<(&'static str, String)> {
+    let protocol = kafka_protocol(kafka);
+    let mut out = vec![
+        ("MESSAGING_KIND", "kafka".to_owned()),
+        ("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap(names, kafka)),
+        ("KAFKA_TOPIC_PREFIX", kafka.topic_prefix.clone()),
+        ("KAFKA_TOPIC_PARTITIONS", kafka.partitions.to_string()),
+        ("KAFKA_SECURITY_PROTOCOL", protocol.as_str().to_owned()),
+        // Strimzi's Topic Operator owns the topics there, through KafkaTopics.
+        (
+            "KAFKA_CREATE_TOPICS",
+            (!matches!(kafka.choice(), KafkaChoice::Strimzi(_))).to_string(),
+        ),
+    ];
+    if let Some(replication) = kafka.replication() {
+        out.push(("KAFKA_REPLICATION_FACTOR", replication.to_string()));
+    }
+    if protocol == KafkaSecurityProtocol::SaslPlaintext {
+        out.push(("KAFKA_SASL_MECHANISM", "PLAIN".to_owned()));
+    }
+    out
+}
+
+/// `(Secret, user key, password key)` of the services' Kafka account, if they log in.
+pub fn kafka_credentials(names: &Names, kafka: &KafkaSpec) -> Option<(String, String, String)> {
+    match kafka.choice() {
+        KafkaChoice::Managed(_) => Some((
+            names.kafka_secret(),
+            "username".to_owned(),
+            "password".to_owned(),
+        )),
+        KafkaChoice::Strimzi(_) => None,
+        KafkaChoice::External(e) => e
+            .credentials_secret
+            .map(|c| (c.secret_name, c.username_key, c.password_key)),
+    }
 }
 
 /// Every variable name `service` is started with (plain and secret), sorted.
@@ -203,8 +286,14 @@ pub fn referenced_secrets(spec: &SalesSystemSpec) -> Vec<(String, String)> {
             refs.push((r.secret_name, r.key));
         }
     }
-    if let Some(r) = &spec.rabbitmq.external {
+    if let Some(r) = spec.rabbitmq().and_then(|r| r.external.as_ref()) {
         refs.push((r.secret_name.clone(), r.key.clone()));
+    }
+    if let Some(KafkaChoice::External(e)) = spec.kafka().map(|k| k.choice())
+        && let Some(c) = e.credentials_secret
+    {
+        refs.push((c.secret_name.clone(), c.username_key));
+        refs.push((c.secret_name, c.password_key));
     }
     if let Some(r) = &spec.redis.external {
         refs.push((r.secret_name.clone(), r.key.clone()));
@@ -230,8 +319,11 @@ pub fn managed_dependencies(spec: &SalesSystemSpec, service: AppService) -> Vec<
     if let Some(DatabaseChoice::Managed(_)) = spec.postgres.choice(service) {
         deps.push(Component::Database(service));
     }
-    if service.uses_broker() && spec.rabbitmq.managed().is_some() {
+    if service.uses_broker() && spec.managed_rabbitmq().is_some() {
         deps.push(Component::Broker);
+    }
+    if service.uses_broker() && spec.managed_kafka().is_some() {
+        deps.push(Component::Kafka);
     }
     if service.uses_redis() && spec.redis.managed().is_some() {
         deps.push(Component::Cache);

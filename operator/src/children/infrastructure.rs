@@ -35,7 +35,7 @@ pub const REDIS_PORT: i32 = 6379;
 /// The name of the data volume claim template: PVCs are `data-<statefulset>-0`.
 pub const DATA_VOLUME: &str = "data";
 
-fn scratch(name: &str) -> Volume {
+pub(super) fn scratch(name: &str) -> Volume {
     Volume {
         name: name.into(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -43,7 +43,7 @@ fn scratch(name: &str) -> Volume {
     }
 }
 
-fn mount(name: &str, path: &str) -> VolumeMount {
+pub(super) fn mount(name: &str, path: &str) -> VolumeMount {
     VolumeMount {
         name: name.into(),
         mount_path: path.into(),
@@ -64,7 +64,7 @@ fn exec_probe(script: &str, period: i32, timeout: i32, failures: i32, delay: i32
     }
 }
 
-fn value(name: &str, value: &str) -> EnvVar {
+pub(super) fn value(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: Some(value.into()),
@@ -96,13 +96,14 @@ fn claim(names: &Names, component: Component, storage: &StorageSpec) -> Persiste
 }
 
 /// A single-replica StatefulSet around one container with a data volume.
-fn stateful_set(
+pub(super) fn stateful_set(
     names: &Names,
     component: Component,
     container: Container,
     scratch_volumes: Vec<Volume>,
     storage: &StorageSpec,
     owner: &Option<OwnerReference>,
+    uid: i64,
 ) -> StatefulSet {
     let name = names.of(component);
     StatefulSet {
@@ -125,7 +126,7 @@ fn stateful_set(
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     termination_grace_period_seconds: Some(60),
-                    security_context: Some(pod_security(INFRA_UID)),
+                    security_context: Some(pod_security(uid)),
                     ..Default::default()
                 }),
             },
@@ -144,7 +145,7 @@ fn stateful_set(
 }
 
 /// A Service in front of one component's pods.
-fn service(
+pub(super) fn service(
     names: &Names,
     component: Component,
     ports: &[(&str, i32)],
@@ -162,7 +163,7 @@ fn service(
     }
 }
 
-fn resources(
+pub(super) fn resources(
     given: &Option<ResourceRequirements>,
     cpu: &str,
     mem: &str,
@@ -211,6 +212,7 @@ pub fn postgres(
             vec![scratch("run"), scratch("tmp")],
             &settings.storage,
             owner,
+            INFRA_UID,
         ),
         service(names, component, &[("postgres", POSTGRES_PORT)], owner),
     )
@@ -254,6 +256,7 @@ pub fn rabbitmq(
             vec![scratch("tmp"), scratch("logs")],
             &settings.storage,
             owner,
+            INFRA_UID,
         ),
         service(
             names,

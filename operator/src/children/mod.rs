@@ -8,6 +8,8 @@
 
 pub mod env;
 pub mod infrastructure;
+pub mod kafka;
+pub mod kafka_topics;
 pub mod names;
 pub mod network;
 pub mod secrets;
@@ -135,10 +137,19 @@ fn build(
             out.push(Child::typed(&sts)?);
         }
     }
-    if let Some(settings) = spec.rabbitmq.managed() {
+    if let Some(settings) = spec.managed_rabbitmq() {
         let (sts, svc) = infrastructure::rabbitmq(names, &settings, owner);
         out.push(Child::typed(&svc)?);
         out.push(Child::typed(&sts)?);
+    }
+    if let Some(settings) = spec.managed_kafka() {
+        let (sts, nodes, bootstrap) = kafka::kafka(names, &settings, owner);
+        out.push(Child::typed(&nodes)?);
+        out.push(Child::typed(&bootstrap)?);
+        out.push(Child::typed(&sts)?);
+    }
+    if let Some(settings) = spec.kafka() {
+        out.extend(kafka_topics::kafka_topics(names, &settings, owner)?);
     }
     if let Some(settings) = spec.redis.managed() {
         let (deploy, svc) = infrastructure::redis(names, &settings, owner);
@@ -168,6 +179,14 @@ fn build(
                 owner,
             ))?);
         }
+    }
+    if spec.managed_kafka().is_some() {
+        // One node at a time: a quorum of three survives one node away.
+        out.push(Child::typed(&services::disruption_budget(
+            names,
+            Component::Kafka,
+            owner,
+        ))?);
     }
     for policy in network::policies(names, spec, owner, operator_namespace) {
         out.push(Child::typed(&policy)?);

@@ -33,7 +33,10 @@ pub enum Component {
     /// The consumer pods of an autoscaled service (`SERVICE_ROLE=consumer`).
     Consumer(AppService),
     Database(AppService),
+    /// The managed RabbitMQ.
     Broker,
+    /// The managed Kafka cluster's nodes.
+    Kafka,
     Cache,
 }
 
@@ -45,6 +48,7 @@ impl Component {
             Component::Consumer(s) => format!("{}-consumer", s.name()),
             Component::Database(s) => format!("{}-db", s.name()),
             Component::Broker => "rabbitmq".into(),
+            Component::Kafka => "kafka".into(),
             Component::Cache => "redis".into(),
         }
     }
@@ -55,6 +59,7 @@ impl Component {
             Component::Service(s) | Component::Consumer(s) => s.image_name(),
             Component::Database(_) => "postgres".into(),
             Component::Broker => "rabbitmq".into(),
+            Component::Kafka => "kafka".into(),
             Component::Cache => "redis".into(),
         }
     }
@@ -88,6 +93,33 @@ impl Names {
     /// The generated Secret of the managed broker.
     pub fn broker_secret(&self) -> String {
         self.of(Component::Broker)
+    }
+
+    /// The generated Secret of the managed Kafka (`username`, `password`, `jaas`,
+    /// `cluster-id`).
+    pub fn kafka_secret(&self) -> String {
+        self.of(Component::Kafka)
+    }
+
+    /// The headless Service that gives each managed Kafka node its DNS name.
+    pub fn kafka_nodes(&self) -> String {
+        format!("{}-nodes", self.of(Component::Kafka))
+    }
+
+    /// A `KafkaTopic` (Strimzi) of this system for `topic`: a DNS name made of it.
+    pub fn kafka_topic(&self, topic: &str) -> String {
+        let topic: String = topic
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        format!("{}-{}", self.instance, topic.trim_matches(['.', '-']))
     }
 
     /// The generated Secret of the managed Redis.

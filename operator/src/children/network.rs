@@ -18,7 +18,10 @@
 //! - the broker's management API (15672), while a consumer is autoscaled: the
 //!   operator's pods (`app.kubernetes.io/name: sales-operator`) of the operator's
 //!   namespace (of any namespace when it is not known, as in `render`), which read
-//!   the queues' depth there.
+//!   the queues' depth there;
+//! - the managed Kafka: its client port (9092) from the services that use it, and from
+//!   the operator while a consumer is autoscaled (it reads the groups' lag there); its
+//!   replication (9091) and quorum (9093) ports only from its own nodes.
 //!
 //! Only ingress is restricted; every pod of the system is selected by one policy, so
 //! anything not listed is refused. The kubelet's probes are not affected.
@@ -34,8 +37,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::env::managed_dependencies;
+use super::env::{KAFKA_CLIENT_PORT, managed_dependencies};
 use super::infrastructure::{AMQP_PORT, POSTGRES_PORT, RABBITMQ_MANAGEMENT_PORT, REDIS_PORT};
+use super::kafka::{KAFKA_BROKER_PORT, KAFKA_CONTROLLER_PORT};
 use super::names::{Component, LABEL_MANAGED_BY, LABEL_NAME, MANAGER, Names};
 use super::services::{Role, meta};
 use crate::catalogue::{ADMIN_PORT, AppService, HTTP_PORT};
@@ -202,6 +206,7 @@ pub fn policies(
         let port = match component {
             Component::Database(_) => POSTGRES_PORT,
             Component::Broker => AMQP_PORT,
+            Component::Kafka => KAFKA_CLIENT_PORT,
             Component::Cache => REDIS_PORT,
             Component::Service(_) | Component::Consumer(_) => continue,
         };
@@ -209,10 +214,27 @@ pub fn policies(
             from: Some(clients.into_iter().map(|c| pods_of(names, c)).collect()),
             ports: Some(vec![tcp(port)]),
         }];
-        if component == Component::Broker && spec.autoscaling.scaled_services().next().is_some() {
+        let autoscaled = spec.autoscaling.scaled_services().next().is_some();
+        if component == Component::Broker && autoscaled {
             rules.push(NetworkPolicyIngressRule {
                 from: Some(vec![the_operator(operator_namespace)]),
                 ports: Some(vec![tcp(RABBITMQ_MANAGEMENT_PORT)]),
+            });
+        }
+        if component == Component::Kafka {
+            if autoscaled {
+                rules.push(NetworkPolicyIngressRule {
+                    from: Some(vec![the_operator(operator_namespace)]),
+                    ports: Some(vec![tcp(KAFKA_CLIENT_PORT)]),
+                });
+            }
+            rules.push(NetworkPolicyIngressRule {
+                from: Some(vec![pods_of(names, Component::Kafka)]),
+                ports: Some(vec![
+                    tcp(KAFKA_CLIENT_PORT),
+                    tcp(KAFKA_BROKER_PORT),
+                    tcp(KAFKA_CONTROLLER_PORT),
+                ]),
             });
         }
         out.push(policy(names, component, rules, owner));

@@ -26,6 +26,11 @@ use crate::crd::{DatabaseChoice, SalesSystemSpec};
 /// The user the managed databases and broker are given.
 pub const USERNAME: &str = "sales";
 
+/// Key of the managed Kafka's Secret: the KRaft cluster id.
+pub const KAFKA_CLUSTER_ID_KEY: &str = "cluster-id";
+/// Key of the managed Kafka's Secret: the client listener's JAAS configuration.
+pub const KAFKA_JAAS_KEY: &str = "jaas";
+
 /// What one generated Secret holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credentials {
@@ -33,6 +38,10 @@ pub enum Credentials {
     Database { host: String, database: String },
     /// `username`, `password`, `url` of the managed RabbitMQ.
     Broker { host: String },
+    /// `username`, `password`, `cluster-id` (the KRaft cluster's id, formatted into
+    /// every node's storage once) and `jaas` (the brokers' SASL/PLAIN user list, made
+    /// from the other two) of the managed Kafka.
+    Kafka,
     /// `password`, `url` of the managed Redis.
     Cache { host: String },
     /// `admin-password`.
@@ -114,6 +123,26 @@ impl Credentials {
                     .entry("url".into())
                     .or_insert_with(|| format!("amqp://{user}:{password}@{host}:{AMQP_PORT}/%2f"));
             }
+            Credentials::Kafka => {
+                values
+                    .entry("username".into())
+                    .or_insert_with(|| USERNAME.into());
+                let password = ensure(&mut values, "password", 32);
+                let user = values.get("username").cloned().unwrap_or_default();
+                // A cluster id is a UUID in base64url, 22 characters whose last carries
+                // only two bits: 21 random ones and an `A` (all zero bits).
+                if !values.contains_key(KAFKA_CLUSTER_ID_KEY) {
+                    let id = format!("{}A", random(21));
+                    values.insert(KAFKA_CLUSTER_ID_KEY.to_owned(), id);
+                }
+                values.insert(
+                    KAFKA_JAAS_KEY.to_owned(),
+                    format!(
+                        "org.apache.kafka.common.security.plain.PlainLoginModule required \
+                         user_{user}=\"{password}\";"
+                    ),
+                );
+            }
             Credentials::Cache { host } => {
                 let password = ensure(&mut values, "password", 32);
                 values
@@ -185,7 +214,14 @@ pub fn generated(names: &Names, spec: &SalesSystemSpec) -> Vec<GeneratedSecret> 
             });
         }
     }
-    if spec.rabbitmq.managed().is_some() {
+    if spec.managed_kafka().is_some() {
+        secrets.push(GeneratedSecret {
+            name: names.kafka_secret(),
+            component: Some(Component::Kafka),
+            credentials: Credentials::Kafka,
+        });
+    }
+    if spec.managed_rabbitmq().is_some() {
         secrets.push(GeneratedSecret {
             name: names.broker_secret(),
             component: Some(Component::Broker),
@@ -286,6 +322,33 @@ mod tests {
         let made = complete(&c, &existing);
         assert_eq!(made["password"], "kept");
         assert_eq!(made["url"], "amqp://sales:kept@s-rabbitmq:5672/%2f");
+    }
+
+    #[test]
+    fn the_kafka_secret_follows_its_password_and_keeps_its_cluster_id() {
+        let made = complete(&Credentials::Kafka, &BTreeMap::new());
+        assert_eq!(made["username"], "sales");
+        assert_eq!(made["password"], "r1-32");
+        assert_eq!(made["cluster-id"], "r2-21A");
+        assert_eq!(
+            made["jaas"],
+            "org.apache.kafka.common.security.plain.PlainLoginModule required user_sales=\"r1-32\";"
+        );
+        assert_eq!(complete(&Credentials::Kafka, &made), made);
+        // A password changed by hand is what the brokers accept next.
+        let mut changed = made.clone();
+        changed.insert("password".into(), "new".into());
+        let followed = complete(&Credentials::Kafka, &changed);
+        assert!(
+            followed["jaas"].contains("user_sales=\"new\""),
+            "{followed:?}"
+        );
+        assert_eq!(followed["cluster-id"], made["cluster-id"]);
+        // A real id: 22 characters of base64url that decode to 16 bytes.
+        let real = Sources::system(|s| Credentials::Kafka.complete(&BTreeMap::new(), s)).unwrap();
+        let id = &real["cluster-id"];
+        assert_eq!(id.len(), 22);
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric()) && id.ends_with('A'));
     }
 
     #[test]

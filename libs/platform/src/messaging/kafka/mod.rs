@@ -56,6 +56,8 @@ struct Inner {
     topology: Topology,
     partitions: i32,
     replication: i32,
+    /// Create the topics (`KAFKA_CREATE_TOPICS`), or only check they exist.
+    create_topics: bool,
     /// The producer's settings: the shared ones and the batch size.
     producer_config: ClientConfig,
     /// Replaced when librdkafka reports a fatal error (an idempotent producer that
@@ -89,6 +91,7 @@ impl KafkaBus {
                 topology: Topology::new(args.kafka_topic_prefix.clone()),
                 partitions: args.kafka_topic_partitions,
                 replication: args.kafka_replication_factor,
+                create_topics: args.kafka_create_topics,
                 producer_config,
                 producer: RwLock::new(producer),
                 replaying: tokio::sync::Mutex::new(()),
@@ -204,6 +207,54 @@ impl KafkaBus {
             Ok(_) => Ok(()),
             Err((err, _)) => Err(publish_error(err)),
         }
+    }
+
+    /// Create every topic of the system that does not exist yet, or, when something
+    /// else owns them, check that they all exist.
+    async fn prepare_topics(&self) -> Result<(), String> {
+        if self.inner.create_topics {
+            self.create_topics().await
+        } else {
+            self.check_topics().await
+        }
+    }
+
+    /// Every topic of the system is in the cluster's metadata.
+    async fn check_topics(&self) -> Result<(), String> {
+        let producer = self.producer();
+        let wanted = self.inner.topology.kafka_topics();
+        tokio::task::spawn_blocking(move || {
+            let metadata = producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(10))
+                .map_err(|e| format!("cannot read the cluster's topics: {e}"))?;
+            let present: std::collections::HashSet<&str> = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+                .map(|t| t.name())
+                .collect();
+            let missing: Vec<&str> = wanted
+                .iter()
+                .map(String::as_str)
+                .filter(|t| !present.contains(t))
+                .collect();
+            match missing.len() {
+                0 => Ok(()),
+                n => Err(format!(
+                    "KAFKA_CREATE_TOPICS=false and {n} topics do not exist yet (whoever owns \
+                     them has not created them): {}",
+                    missing
+                        .iter()
+                        .take(5)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            }
+        })
+        .await
+        .map_err(|e| format!("the topic check stopped: {e}"))?
     }
 
     /// Create every topic of the system that does not exist yet.
@@ -368,7 +419,7 @@ async fn supervise(bus: KafkaBus, connected: watch::Sender<bool>, shutdown: Canc
     let mut delay = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
         if !*connected.borrow() {
-            match bus.create_topics().await {
+            match bus.prepare_topics().await {
                 Ok(()) => {
                     delay = Duration::from_millis(200);
                     tracing::info!("connected to Kafka; topics in place");

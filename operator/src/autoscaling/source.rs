@@ -1,0 +1,175 @@
+//! Where the scaler reads a service's backlog: RabbitMQ's management API (queue
+//! depth) or Kafka (consumer-group lag), with the credentials the services use.
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::{Api, Client};
+use sales_contracts::topology::{RETRY_DELAYS, Topology, subscriptions_of};
+
+use super::broker::{Management, ReadError};
+use super::decide::QueueLoad;
+use super::kafka_lag::{self, GroupOffsets, KafkaReader};
+use crate::catalogue::AppService;
+use crate::children::env::{kafka_bootstrap, kafka_credentials, kafka_protocol};
+use crate::children::infrastructure::RABBITMQ_MANAGEMENT_PORT;
+use crate::children::names::{Component, Names};
+use crate::crd::SalesSystemSpec;
+
+/// The broker of one system, ready to be read.
+#[derive(Debug)]
+pub enum QueueSource {
+    RabbitMq(Management),
+    Kafka(KafkaReader),
+}
+
+/// One service's backlog as read, and on Kafka the offsets to compute the next
+/// reading's rates from.
+pub struct Backlog {
+    pub queues: Vec<QueueLoad>,
+    pub offsets: Option<(Timestamp, Vec<GroupOffsets>)>,
+}
+
+impl QueueSource {
+    /// The broker of `spec`, and the credentials to read it with.
+    pub async fn of(
+        client: &Client,
+        spec: &SalesSystemSpec,
+        names: &Names,
+    ) -> Result<QueueSource, ReadError> {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &names.namespace);
+        if let Some(kafka) = spec.kafka() {
+            let credentials = match kafka_credentials(names, &kafka) {
+                Some((secret, user_key, password_key)) => {
+                    let found = read_secret(&secrets, &secret).await?;
+                    let value = |key: &str| {
+                        secret_value(&found, key).ok_or_else(|| {
+                            ReadError::new(
+                                "BrokerCredentialsMissing",
+                                format!("Secret {secret} has no key {key}"),
+                            )
+                        })
+                    };
+                    Some((value(&user_key)?, value(&password_key)?))
+                }
+                None => None,
+            };
+            let reader = KafkaReader::new(
+                &kafka_bootstrap(names, &kafka),
+                kafka_protocol(&kafka).as_str(),
+                credentials,
+            )?;
+            return Ok(QueueSource::Kafka(reader));
+        }
+        let (secret, key, management_url) = match &spec.rabbitmq.external {
+            Some(external) => (
+                external.secret_name.clone(),
+                external.key.clone(),
+                external.management_url.clone(),
+            ),
+            None => (
+                names.broker_secret(),
+                "url".to_owned(),
+                Some(format!(
+                    "http://{}.{}.svc:{RABBITMQ_MANAGEMENT_PORT}",
+                    names.of(Component::Broker),
+                    names.namespace
+                )),
+            ),
+        };
+        let found = read_secret(&secrets, &secret).await?;
+        let url = secret_value(&found, &key).ok_or_else(|| {
+            ReadError::new(
+                "BrokerCredentialsMissing",
+                format!("Secret {secret} has no key {key} (the AMQP URL)"),
+            )
+        })?;
+        Management::new(&url, management_url.as_deref()).map(QueueSource::RabbitMq)
+    }
+
+    /// Every queue (RabbitMQ) or every group and topic (Kafka) of `service`;
+    /// `previous`: the offsets of the last Kafka reading, for the rates.
+    pub async fn read(
+        &self,
+        http: &reqwest::Client,
+        service: AppService,
+        topology: &Topology,
+        previous: Option<&(Timestamp, Vec<GroupOffsets>)>,
+        now: Timestamp,
+    ) -> Result<Backlog, ReadError> {
+        match self {
+            QueueSource::RabbitMq(management) => {
+                let names: Vec<String> = subscriptions_of(service.name())
+                    .map(|s| topology.queue(s))
+                    .collect();
+                Ok(Backlog {
+                    queues: management.queues(http, &names).await?,
+                    offsets: None,
+                })
+            }
+            QueueSource::Kafka(reader) => {
+                let groups = subscriptions_of(service.name())
+                    .map(|s| {
+                        let mut topics = vec![topology.event_topic(s.message_type.as_str())];
+                        topics.extend((0..RETRY_DELAYS.len()).map(|t| topology.retry_queue(s, t)));
+                        (topology.consumer_group(s), topics)
+                    })
+                    .collect();
+                let offsets = reader.read(groups).await?;
+                let queues = kafka_lag::loads(
+                    &offsets,
+                    previous.map(|(then, read)| (*then, read.as_slice())),
+                    now,
+                );
+                Ok(Backlog {
+                    queues,
+                    offsets: Some((now, offsets)),
+                })
+            }
+        }
+    }
+}
+
+/// The topology names of `spec`'s broker (the prefix of queues or topics).
+pub fn topology_of(spec: &SalesSystemSpec) -> Topology {
+    match spec.kafka() {
+        Some(kafka) => Topology::new(kafka.topic_prefix),
+        None => Topology::new(spec.rabbitmq.prefix.clone()),
+    }
+}
+
+/// The most consumers that can work at once: on Kafka, the partitions of the busiest
+/// topic the service reads (a group gives each partition to one member).
+pub fn partition_cap(queues: &[QueueLoad]) -> Option<u32> {
+    queues.iter().filter_map(|q| q.partitions).max()
+}
+
+async fn read_secret(api: &Api<Secret>, name: &str) -> Result<Secret, ReadError> {
+    api.get_opt(name)
+        .await
+        .map_err(|e| {
+            ReadError::new(
+                "BrokerCredentialsMissing",
+                format!("cannot read Secret {name}: {e}"),
+            )
+        })?
+        .ok_or_else(|| {
+            ReadError::new(
+                "BrokerCredentialsMissing",
+                format!("Secret {name} does not exist"),
+            )
+        })
+}
+
+pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key).cloned())
+        })
+}

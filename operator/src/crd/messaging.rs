@@ -1,0 +1,244 @@
+//! `spec.messaging`: which broker carries the events. RabbitMQ (the default) is
+//! configured under `spec.rabbitmq`; Kafka under `spec.messaging.kafka`, as a KRaft
+//! cluster the operator runs, a Strimzi `Kafka` of the namespace, or brokers run
+//! elsewhere (`docs/messaging.md` helps choose).
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{SECRET_KEY_PATTERN, SECRET_NAME_PATTERN, StorageSpec};
+
+/// `host:port[,host:port...]`.
+const BOOTSTRAP_PATTERN: &str = r"^[A-Za-z0-9.-]+:[0-9]{1,5}(,[A-Za-z0-9.-]+:[0-9]{1,5})*$";
+
+/// Which broker carries the events, and how.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.kind == 'kafka' || !has(self.kafka)").message("messaging.kafka is only read with messaging.kind: kafka")
+)]
+pub struct MessagingSpec {
+    /// `rabbitmq` (the default; see `spec.rabbitmq`) or `kafka` (see `kafka`).
+    #[serde(default)]
+    pub kind: MessagingKind,
+    /// Kafka's brokers, topics and credentials (with `kind: kafka`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaSpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessagingKind {
+    #[default]
+    Rabbitmq,
+    Kafka,
+}
+
+impl MessagingKind {
+    /// The services' `MESSAGING_KIND`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessagingKind::Rabbitmq => "rabbitmq",
+            MessagingKind::Kafka => "kafka",
+        }
+    }
+}
+
+/// Kafka: run by the operator (`managed`, the default), a Strimzi cluster (`strimzi`),
+/// or `external` brokers; and the layout of the topics.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("[has(self.managed), has(self.strimzi), has(self.external)].filter(x, x).size() <= 1").message("messaging.kafka: give at most one of managed, strimzi or external"),
+    validation = Rule::new("!has(self.managed) || !has(self.managed.replicas) || self.managed.replicas == 1 || self.managed.replicas >= 3").message("messaging.kafka.managed.replicas: 1, or 3 or more (a quorum of two nodes survives no loss)"),
+    validation = Rule::new("!has(self.replicationFactor) || !has(self.managed) || self.replicationFactor <= (has(self.managed.replicas) ? self.managed.replicas : 1)").message("messaging.kafka.replicationFactor cannot exceed managed.replicas")
+)]
+pub struct KafkaSpec {
+    /// A KRaft cluster of Apache Kafka's official image (brokers and controllers in
+    /// the same pods), with a volume per node and a generated SASL/PLAIN account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedKafka>,
+    /// A Strimzi `Kafka` in this namespace: the operator creates a `KafkaTopic` for
+    /// every topic, and the services create none themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strimzi: Option<StrimziKafka>,
+    /// Brokers run elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalKafka>,
+    /// Prefix of every topic and consumer group (`KAFKA_TOPIC_PREFIX`), so systems can
+    /// share a cluster.
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]*$"), length(max = 64))]
+    pub topic_prefix: String,
+    /// Partitions of every topic: the most consumer pods of one service that can work
+    /// at once (autoscaling never runs more).
+    #[serde(default = "three")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub partitions: i32,
+    /// Copies of every partition. Unset: the managed cluster's node count up to 3, or
+    /// the brokers' `default.replication.factor` on Strimzi and external clusters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16))]
+    pub replication_factor: Option<i32>,
+}
+
+fn three() -> i32 {
+    3
+}
+
+impl Default for KafkaSpec {
+    fn default() -> Self {
+        KafkaSpec {
+            managed: None,
+            strimzi: None,
+            external: None,
+            topic_prefix: String::new(),
+            partitions: three(),
+            replication_factor: None,
+        }
+    }
+}
+
+/// Where the Kafka brokers are, after defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KafkaChoice {
+    Managed(ManagedKafka),
+    Strimzi(StrimziKafka),
+    External(ExternalKafka),
+}
+
+impl KafkaSpec {
+    pub fn choice(&self) -> KafkaChoice {
+        match (&self.external, &self.strimzi, &self.managed) {
+            (Some(e), _, _) => KafkaChoice::External(e.clone()),
+            (None, Some(s), _) => KafkaChoice::Strimzi(s.clone()),
+            (None, None, m) => KafkaChoice::Managed(m.clone().unwrap_or_default()),
+        }
+    }
+
+    /// The replication factor the topics are created with; `None`: the brokers'
+    /// default.
+    pub fn replication(&self) -> Option<i32> {
+        match (self.replication_factor, self.choice()) {
+            (Some(r), _) => Some(r),
+            (None, KafkaChoice::Managed(m)) => Some(m.replicas.min(3)),
+            (None, _) => None,
+        }
+    }
+}
+
+/// A KRaft cluster the operator runs: a StatefulSet of `replicas` combined
+/// broker-controller nodes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ManagedKafka {
+    /// Apache Kafka's official image (`apache/kafka`, 4.x).
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Nodes: 1, or 3 (or 5) to survive the loss of one (or two).
+    #[schemars(range(min = 1, max = 9))]
+    pub replicas: i32,
+    pub storage: StorageSpec,
+    /// Unset: requests 250m CPU and 1Gi, limit 2Gi of memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl Default for ManagedKafka {
+    fn default() -> Self {
+        ManagedKafka {
+            image: "apache/kafka:4.1.1".into(),
+            replicas: 1,
+            storage: StorageSpec::default(),
+            resources: None,
+        }
+    }
+}
+
+/// A Strimzi-managed Kafka in the SalesSystem's namespace, reached on a listener
+/// without TLS or authentication (this build of the services has no TLS, and Strimzi
+/// offers no SASL/PLAIN).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StrimziKafka {
+    /// The `Kafka` resource's name (its `KafkaTopic`s carry `strimzi.io/cluster: <it>`).
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub cluster_name: String,
+    /// The listener's bootstrap address. Unset: `<clusterName>-kafka-bootstrap:9092`,
+    /// Strimzi's `plain` listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = BOOTSTRAP_PATTERN), length(max = 1024))]
+    pub bootstrap_servers: Option<String>,
+}
+
+impl StrimziKafka {
+    pub fn bootstrap(&self) -> String {
+        self.bootstrap_servers
+            .clone()
+            .unwrap_or_else(|| format!("{}-kafka-bootstrap:9092", self.cluster_name))
+    }
+}
+
+/// Kafka brokers run elsewhere.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("(self.securityProtocol == 'SASL_PLAINTEXT') == has(self.credentialsSecret)").message("messaging.kafka.external: SASL_PLAINTEXT needs credentialsSecret, PLAINTEXT takes none")
+)]
+pub struct ExternalKafka {
+    /// `host:port[,host:port...]`.
+    #[schemars(regex(pattern = BOOTSTRAP_PATTERN), length(min = 1, max = 1024))]
+    pub bootstrap_servers: String,
+    /// `PLAINTEXT` or `SASL_PLAINTEXT` (with SASL/PLAIN). TLS needs a build of the
+    /// services with it, which this release is not.
+    #[serde(default)]
+    pub security_protocol: KafkaSecurityProtocol,
+    /// The SASL/PLAIN user and password (with `SASL_PLAINTEXT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<KafkaCredentials>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum KafkaSecurityProtocol {
+    #[default]
+    #[serde(rename = "PLAINTEXT")]
+    Plaintext,
+    #[serde(rename = "SASL_PLAINTEXT")]
+    SaslPlaintext,
+}
+
+impl KafkaSecurityProtocol {
+    /// The services' `KAFKA_SECURITY_PROTOCOL`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KafkaSecurityProtocol::Plaintext => "plaintext",
+            KafkaSecurityProtocol::SaslPlaintext => "sasl_plaintext",
+        }
+    }
+}
+
+/// A Secret of this namespace with a SASL user and password.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaCredentials {
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_NAME_PATTERN))]
+    pub secret_name: String,
+    #[serde(default = "username")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY_PATTERN))]
+    pub username_key: String,
+    #[serde(default = "password")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY_PATTERN))]
+    pub password_key: String,
+}
+
+fn username() -> String {
+    "username".into()
+}
+fn password() -> String {
+    "password".into()
+}
