@@ -188,7 +188,17 @@ async fn apply(system: &SalesSystem, ctx: &Context) -> Result<Action, Error> {
     let identity = referenced
         .get(&identity_secret)
         .or_else(|| generated.get(&identity_secret));
-    let desired = children::desired_with(system, ctx.operator_namespace.as_deref(), identity)?;
+    // The Kafka account the services log in with (the brokers' user list with it).
+    let kafka_account = system
+        .spec
+        .kafka()
+        .and_then(|kafka| env::kafka_credentials(&names, &kafka))
+        .and_then(|(secret, _, _)| referenced.get(&secret).or_else(|| generated.get(&secret)));
+    let known = children::KnownSecrets {
+        identity,
+        kafka_account,
+    };
+    let desired = children::desired_with(system, ctx.operator_namespace.as_deref(), known)?;
     let mut failures = Vec::new();
     for child in &desired {
         if let Err(err) = apply_child(ctx, &names, child).await {

@@ -228,3 +228,49 @@ fn strimzi_gets_a_kafka_topic_for_every_topic_and_no_broker_is_run() {
         "only the databases are run"
     );
 }
+
+/// An RFC 1123 subdomain as Kubernetes checks object names (`IsDNS1123Subdomain`: at
+/// most 253 characters, dot-separated runs of lower-case letters, digits and `-` that
+/// start and end with a letter or digit).
+fn dns_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// Whatever the prefix (it may hold capitals, `_` and runs of dots), the KafkaTopics'
+/// names are valid, and two systems never name two different topics alike.
+#[test]
+fn kafka_topic_names_are_valid_and_unique_for_any_prefix() {
+    use sales_operator::children::names::Names;
+    let mut seen = std::collections::BTreeMap::new();
+    for (instance, prefix) in [
+        ("shop", ""),
+        ("shop", "x-"),
+        ("shop-x", ""),
+        ("shop", "A_."),
+        ("shop", "a.."),
+        ("shop", "-._-"),
+        ("shop", "Shop_.X..y-."),
+        ("shop", &"p".repeat(64)),
+        ("a23456789012345678901234567890", &"q.".repeat(32)),
+    ] {
+        let names = Names::new(instance, "sales");
+        for topic in Topology::new(prefix).kafka_topics() {
+            let object = names.kafka_topic(&topic);
+            assert!(
+                dns_subdomain(&object),
+                "{instance} {prefix:?} {topic}: {object}"
+            );
+            if let Some(other) = seen.insert(object.clone(), (instance, topic.clone())) {
+                assert_eq!(other, (instance, topic.clone()), "{object} twice");
+            }
+        }
+    }
+}

@@ -18,8 +18,21 @@ const KAFKA_TOPIC_CRD: &str = "testdata/schemas/kafka.strimzi.io_kafkatopics.yam
 
 /// Run validate_custom_resources.py: one result per object of the CRD's kind.
 fn validate_custom_resources(crd: &Path, files: &[PathBuf]) -> Vec<(String, Vec<String>)> {
-    let output = Command::new(common::python())
-        .arg(common::tool_script("validate_custom_resources.py"))
+    validate_updates(None, crd, files)
+}
+
+/// [`validate_custom_resources`], as updates of the objects in `old` when given.
+fn validate_updates(
+    old: Option<&Path>,
+    crd: &Path,
+    files: &[PathBuf],
+) -> Vec<(String, Vec<String>)> {
+    let mut command = Command::new(common::python());
+    command.arg(common::tool_script("validate_custom_resources.py"));
+    if let Some(old) = old {
+        command.arg("--old").arg(old);
+    }
+    let output = command
         .arg(crd)
         .args(files)
         .output()
@@ -80,6 +93,42 @@ fn invalid_salessystems_are_rejected_with_the_rules_message() {
             "{file}: expected an error containing {expected:?}, got {errors:?}"
         );
     }
+}
+
+/// The managed Kafka's quorum is fixed when it is made: an update that resizes it is
+/// refused (a transition rule), one that changes anything else is not, and a new
+/// SalesSystem of any valid size is accepted.
+#[test]
+fn resizing_the_managed_kafka_is_refused_on_update() {
+    let old = common::workspace().join("examples/salessystem-kafka.yaml");
+    let base: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&old).unwrap()).unwrap();
+    let dir = common::scratch_dir("kafka-updates");
+    let variant = |file: &str, edit: &dyn Fn(&mut Value)| {
+        let mut v = base.clone();
+        edit(&mut v);
+        let path = dir.join(file);
+        std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
+        path
+    };
+    let resized = variant("resized.yaml", &|v| {
+        v["spec"]["messaging"]["kafka"]["managed"]["replicas"] = 5.into();
+    });
+    let repartitioned = variant("repartitioned.yaml", &|v| {
+        v["spec"]["messaging"]["kafka"]["partitions"] = 12.into();
+    });
+    let results = validate_updates(Some(&old), &crd_path(), &[resized.clone(), repartitioned]);
+    assert_eq!(results.len(), 2);
+    assert!(
+        results[0]
+            .1
+            .iter()
+            .any(|e| e.contains("managed.replicas cannot change")),
+        "{results:?}"
+    );
+    assert!(results[1].1.is_empty(), "{results:?}");
+    // Created at that size (no old object): fine.
+    let created = validate_custom_resources(&crd_path(), &[resized]);
+    assert!(created[0].1.is_empty(), "{created:?}");
 }
 
 /// The CRD's rule on `gateway.trustedProxies` refuses whatever the gateway cannot

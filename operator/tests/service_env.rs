@@ -302,7 +302,7 @@ fn the_kafka_examples_give_the_services_kafka_and_nothing_of_rabbitmq() {
         ),
         (
             "salessystem-strimzi.yaml",
-            "events-kafka-bootstrap:9092",
+            "events-kafka-bootstrap.sales.svc:9092",
             "plaintext",
             "3",
             "3",

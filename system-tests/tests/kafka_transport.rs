@@ -260,3 +260,61 @@ async fn a_service_that_does_not_create_topics_connects_once_they_exist() {
     kafka.delete().await;
     db.drop_database().await;
 }
+
+/// `KAFKA_REPLICATION_FACTOR=-1` (what the operator gives when a SalesSystem on
+/// external brokers sets none): the topics are created with the brokers' default.
+#[tokio::test]
+async fn topics_take_the_brokers_default_replication_when_asked() {
+    sales_testkit::init_test_logging();
+    let db = TestDatabase::create("kafka_default_replication").await;
+    let kafka = TestKafka::new();
+    let identity = TestIdentity::start().await;
+    let mut args = kafka.args();
+    args.kafka.kafka_replication_factor = -1;
+    let mut builder = ServiceBuilder::new("kafka-test", &sales_testkit::http_args());
+    builder.identity(&identity.args(), &[]).unwrap();
+    builder
+        .database(&db.args(), sqlx::migrate!("tests/migrations"))
+        .unwrap();
+    builder.broker(&args).unwrap();
+    let service = builder
+        .serve(Router::new(), utoipa::openapi::OpenApi::default())
+        .await
+        .unwrap();
+    let ready = format!("{}/ready", service.base_url());
+    eventually(
+        "connected, topics made",
+        Duration::from_secs(30),
+        || async {
+            let body: serde_json::Value = reqwest::get(&ready).await.ok()?.json().await.ok()?;
+            body["degraded"].is_null().then_some(())
+        },
+    )
+    .await;
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .create()
+        .unwrap();
+    let metadata = reader.fetch_metadata(None, Duration::from_secs(5)).unwrap();
+    let ours: Vec<_> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name().starts_with(&kafka.prefix))
+        .collect();
+    let missing: Vec<String> = kafka
+        .topology()
+        .kafka_topics()
+        .into_iter()
+        .filter(|t| !ours.iter().any(|o| o.name() == t))
+        .collect();
+    assert!(missing.is_empty(), "not created: {missing:?}");
+    for topic in ours {
+        assert_eq!(topic.partitions().len(), 3, "{}", topic.name());
+        for partition in topic.partitions() {
+            assert!(!partition.replicas().is_empty(), "{}", topic.name());
+        }
+    }
+    service.stop().await;
+    kafka.delete().await;
+    db.drop_database().await;
+}

@@ -9,7 +9,12 @@
 //! unit of it (stock reserved, events committed) and pays it (payment authorized and
 //! captured, `paid-order` published). After the load, the bench waits until every
 //! paid order has its shipment and every event its notification, and reports how
-//! long the pipeline took to drain.
+//! long the pipeline took to drain, how many events the consumers handled per
+//! second, and how long each paid order took to get its shipment (the `paid-order`
+//! hop, from the order's `paid_at` to the shipment's `created_at`).
+//!
+//! `--broker kafka` runs the same on the local Kafka-protocol broker (tansu), with
+//! topics of its own that are deleted afterwards.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -21,9 +26,9 @@ use sales_testkit::launch::{Process, Service, Wiring};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::infra;
 use crate::local_services::{self, Isolated};
 use crate::storefront::{self, ProductSpec, percentile};
+use crate::{BrokerChoice, infra};
 
 /// Products in the benchmark's catalogue; each client picks one at random per order.
 const PRODUCTS: usize = 20;
@@ -43,6 +48,9 @@ pub struct BenchArgs {
     /// Benchmark the debug build (quicker to build, far slower to run).
     #[arg(long)]
     debug: bool,
+    /// The broker that carries the events.
+    #[arg(long, value_enum, default_value = "rabbitmq")]
+    broker: BrokerChoice,
 }
 
 impl BenchArgs {
@@ -52,6 +60,7 @@ impl BenchArgs {
             clients: 2,
             seconds: 2,
             debug: true,
+            broker: BrokerChoice::Rabbitmq,
         }
     }
 }
@@ -87,6 +96,22 @@ pub async fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         bail!("--clients and --seconds must be at least 1");
     }
     let infra = infra::ensure_infra(root).await?;
+    let kafka_prefix = format!("bench{}.", std::process::id());
+    let mut env = Vec::new();
+    let kafka = match args.broker {
+        BrokerChoice::Kafka => {
+            let bootstrap = crate::kafka::ensure_kafka(&infra::private_dir(root)).await?;
+            env.extend([
+                ("MESSAGING_KIND".to_owned(), "kafka".to_owned()),
+                ("KAFKA_BOOTSTRAP_SERVERS".to_owned(), bootstrap.clone()),
+                ("KAFKA_TOPIC_PREFIX".to_owned(), kafka_prefix.clone()),
+                // tansu cannot fetch from inside a batch (docs/messaging.md).
+                ("KAFKA_BATCH_MESSAGES".to_owned(), "1".to_owned()),
+            ]);
+            Some(bootstrap)
+        }
+        BrokerChoice::Rabbitmq => None,
+    };
     let profile = if args.debug { "debug" } else { "release" };
     eprintln!("bench: building the services ({profile})");
     let bin_dir = local_services::build(root, !args.debug).await?;
@@ -99,7 +124,7 @@ pub async fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             redis_prefix: format!("bench{}:", std::process::id()),
             log_filter: "warn",
             requests_per_minute: 1_000_000_000,
-            env: Vec::new(),
+            env,
         },
     )
     .await?;
@@ -109,6 +134,9 @@ pub async fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         .with_context(|| format!("service logs: {}", logs.display()))?;
     let outcome = measure(&wiring, args, &processes, profile).await;
     local_services::stop(&mut processes);
+    if let Some(bootstrap) = &kafka {
+        sales_testkit::transport::delete_kafka_topics(bootstrap, &kafka_prefix).await;
+    }
     outcome.with_context(|| format!("service logs: {}", logs.display()))
 }
 
@@ -222,14 +250,28 @@ async fn measure(
     };
     let drained_after = drain_started.elapsed();
     let lag = mean_lag(&http, wiring, Service::Notification).await;
+    let mut handled = 0;
+    for service in [
+        Service::Inventory,
+        Service::Shipping,
+        Service::Notification,
+        Service::Order,
+    ] {
+        handled += consumed(&http, wiring, service).await;
+    }
+    let to_shipment = paid_to_shipment(wiring).await?;
     let after = usage(processes);
     let neighbours_after = neighbours_cpu();
 
     println!();
     println!(
-        "sales-system bench: {profile} build, {} clients, {:.1} s of load through the gateway",
+        "sales-system bench: {profile} build, {} clients, {:.1} s of load through the gateway, events on {}",
         args.clients,
-        load_took.as_secs_f64()
+        load_took.as_secs_f64(),
+        match args.broker {
+            BrokerChoice::Rabbitmq => "RabbitMQ",
+            BrokerChoice::Kafka => "Kafka (tansu)",
+        }
     );
     println!();
     println!(
@@ -261,6 +303,19 @@ async fn measure(
         drained_after.as_secs_f64(),
         lag.map_or("n/a".into(), |l| format!("{:.1} ms", l * 1000.0)),
     );
+    let window = load_took + drained_after;
+    println!(
+        "events handled by the consumers: {handled}, {:.1} per s from the load's start to the last event",
+        handled as f64 / window.as_secs_f64()
+    );
+    println!(
+        "paid -> shipment opened ({} orders): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        to_shipment.len(),
+        percentile(&to_shipment, 0.50),
+        percentile(&to_shipment, 0.95),
+        percentile(&to_shipment, 0.99),
+        percentile(&to_shipment, 1.0),
+    );
     println!();
     println!(
         "{:<14} {:>12} {:>10} {:>14}",
@@ -281,7 +336,6 @@ async fn measure(
     }
     println!();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let window = load_took + drained_after;
     let spent: Vec<String> = neighbours_after
         .iter()
         .map(|(name, after)| {
@@ -335,6 +389,40 @@ async fn timed(
     }
 }
 
+/// For every paid order that has a shipment: microseconds from the order's `paid_at`
+/// (order database) to the shipment's `created_at` (shipping database), sorted.
+async fn paid_to_shipment(wiring: &Wiring) -> Result<Vec<u64>> {
+    use sqlx::Connection as _;
+    let url = |service: Service| {
+        wiring
+            .database_urls
+            .get(&service)
+            .cloned()
+            .with_context(|| format!("no database for {}", service.name()))
+    };
+    let mut orders = sqlx::PgConnection::connect(&url(Service::Order)?).await?;
+    let paid: HashMap<i64, chrono::DateTime<chrono::Utc>> =
+        sqlx::query_as("select id, paid_at from orders where paid_at is not null")
+            .fetch_all(&mut orders)
+            .await?
+            .into_iter()
+            .collect();
+    let mut shipping = sqlx::PgConnection::connect(&url(Service::Shipping)?).await?;
+    let opened: Vec<(i64, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("select order_id, created_at from shipments")
+            .fetch_all(&mut shipping)
+            .await?;
+    let mut out: Vec<u64> = opened
+        .into_iter()
+        .filter_map(|(order, created)| {
+            let took = created.signed_duration_since(*paid.get(&order)?);
+            u64::try_from(took.num_microseconds()?).ok()
+        })
+        .collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
 /// Messages a service has handled (every queue, outcome `processed`), from its metrics.
 async fn consumed(http: &reqwest::Client, wiring: &Wiring, service: Service) -> usize {
     let text = metrics(http, wiring, service).await;
@@ -382,13 +470,14 @@ fn usage(processes: &[Process]) -> HashMap<&'static str, Usage> {
 }
 
 /// What else shares the machine, by program: CPU seconds of every process of the
-/// infrastructure (PostgreSQL's backends, RabbitMQ's Erlang VM, Redis), and of this
+/// infrastructure (PostgreSQL's backends, RabbitMQ's Erlang VM, Redis, tansu), and of this
 /// load generator.
 fn neighbours_cpu() -> BTreeMap<&'static str, f64> {
-    const PROGRAMS: [(&str, &str); 3] = [
+    const PROGRAMS: [(&str, &str); 4] = [
         ("postgres", "postgresql"),
         ("beam.smp", "rabbitmq"),
         ("redis-server", "redis"),
+        ("tansu", "kafka (tansu)"),
     ];
     let mut out = BTreeMap::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {

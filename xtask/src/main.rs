@@ -33,8 +33,9 @@ struct Cli {
     command: Cmd,
 }
 
+/// The broker the services' events go through.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum BrokerChoice {
+pub enum BrokerChoice {
     Rabbitmq,
     Kafka,
 }

@@ -93,9 +93,10 @@ pub struct KafkaArgs {
           value_parser = clap::value_parser!(i32).range(1..=10_000))]
     pub kafka_topic_partitions: i32,
     /// Replicas of each topic the services create (3 on a cluster that must survive a
-    /// broker; at most the number of brokers).
+    /// broker; at most the number of brokers), or `-1`: the brokers'
+    /// `default.replication.factor`.
     #[arg(long, env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1,
-          value_parser = clap::value_parser!(i32).range(1..=16))]
+          value_parser = replication_factor)]
     pub kafka_replication_factor: i32,
     /// Create the topics at start (`true`, the default), or only check that they exist
     /// (`false`: something else owns them, e.g. Strimzi's Topic Operator; until every
@@ -122,6 +123,16 @@ pub struct KafkaArgs {
     pub kafka_sasl_username: Option<String>,
     #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
     pub kafka_sasl_password: Option<SecretString>,
+}
+
+/// `-1` (the brokers' default) or 1 to 16.
+fn replication_factor(value: &str) -> Result<i32, String> {
+    match value.trim().parse::<i32>() {
+        Ok(n) if n == -1 || (1..=16).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{value:?} is not a replication factor: 1 to 16, or -1 for the brokers' default"
+        )),
+    }
 }
 
 impl Default for KafkaArgs {

@@ -124,13 +124,22 @@ impl TestKafka {
 
     /// Delete this namespace's topics. Best effort.
     pub async fn delete(self) {
-        let Ok(admin) = Self::client().create::<AdminClient<DefaultClientContext>>() else {
-            return;
-        };
-        let topics = self.topology().kafka_topics();
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
+        delete_kafka_topics(&kafka_bootstrap(), &self.prefix).await;
     }
+}
+
+/// Delete every topic of the system under `prefix` on the brokers at `bootstrap`.
+/// Best effort.
+pub async fn delete_kafka_topics(bootstrap: &str, prefix: &str) {
+    let Ok(admin) = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create::<AdminClient<DefaultClientContext>>()
+    else {
+        return;
+    };
+    let topics = Topology::new(prefix).kafka_topics();
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
 }
 
 impl Default for TestKafka {

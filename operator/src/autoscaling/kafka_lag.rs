@@ -1,8 +1,9 @@
 //! Reading consumer-group lag from Kafka, the Kafka counterpart of [`super::broker`].
 //!
 //! For each group of an autoscaled service (one per subscription, named like its
-//! RabbitMQ queue) and each topic it reads (the event topic and its three retry
-//! topics): the end offsets (high watermarks) and the group's committed offsets,
+//! RabbitMQ queue) and the topics asked about (the scaler asks for the event topic:
+//! retries wait on purpose until due, as RabbitMQ's retry queues, which are not read
+//! either): the end offsets (high watermarks) and the group's committed offsets,
 //! summed over the partitions. A partition the group never committed counts from its
 //! earliest offset, as the services' consumers start there (`auto.offset.reset =
 //! earliest`).
@@ -26,7 +27,10 @@ use super::broker::ReadError;
 use super::decide::QueueLoad;
 
 /// How long one request to the brokers may take.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one service's reading may take in all: past it, the read fails (the
+/// scaler keeps the replicas) instead of holding up the other services and systems.
+pub const READ_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Where the brokers are and how the operator logs in.
 #[derive(Clone)]
@@ -83,12 +87,6 @@ impl KafkaReader {
                 .set("sasl.username", user)
                 .set("sasl.password", password);
         }
-        // Settings librdkafka refuses are refused here, not at the first read.
-        config
-            .clone()
-            .set("group.id", "sales-operator")
-            .create::<BaseConsumer>()
-            .map_err(|e| ReadError::new("KafkaSettingsInvalid", e.to_string()))?;
         Ok(KafkaReader {
             config,
             bootstrap: bootstrap.to_owned(),
@@ -121,10 +119,26 @@ impl KafkaReader {
             .map_err(|e| ReadError::new("KafkaSettingsInvalid", e.to_string()))
     }
 
+    /// Fails once [`READ_DEADLINE`] has passed since `started`.
+    fn in_time(&self, started: std::time::Instant) -> Result<(), ReadError> {
+        if started.elapsed() > READ_DEADLINE {
+            return Err(ReadError::new(
+                "KafkaUnreachable",
+                format!(
+                    "reading the lag at {} took longer than {} s",
+                    self.bootstrap,
+                    READ_DEADLINE.as_secs()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn read_blocking(
         &self,
         groups: &[(String, Vec<String>)],
     ) -> Result<Vec<GroupOffsets>, ReadError> {
+        let started = std::time::Instant::now();
         let client = self.client("sales-operator")?;
         let metadata = client
             .fetch_metadata(None, REQUEST_TIMEOUT)
@@ -147,6 +161,7 @@ impl KafkaReader {
                 if marks.contains_key(&(topic.clone(), partition)) {
                     continue;
                 }
+                self.in_time(started)?;
                 let mark = client
                     .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
                     .map_err(|e| self.unreachable(&format!("read the end of {topic}"), e))?;
@@ -175,6 +190,7 @@ impl KafkaReader {
             let committed = if list.count() == 0 {
                 list
             } else {
+                self.in_time(started)?;
                 self.client(group)?
                     .committed_offsets(list, REQUEST_TIMEOUT)
                     .map_err(|e| self.unreachable(&format!("read group {group}'s offsets"), e))?

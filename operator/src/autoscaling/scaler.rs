@@ -244,8 +244,13 @@ impl Scaler {
             Err(err) => Err(err.clone()),
         };
         // On Kafka a group gives each partition to one member: more would idle.
+        let mut capped = None;
         if let Some(cap) = read.as_ref().ok().and_then(|q| partition_cap(q)) {
-            policy.max_replicas = policy.max_replicas.min(cap.max(1));
+            let cap = cap.max(1);
+            if cap < policy.max_replicas {
+                capped = Some(cap);
+            }
+            policy.max_replicas = policy.max_replicas.min(cap);
             policy.min_replicas = policy.min_replicas.min(policy.max_replicas);
         }
         let window = self
@@ -352,9 +357,13 @@ impl Scaler {
                     Some((reason, _)) => (*reason).into(),
                     None => decision.reason.as_str().into(),
                 },
-                message: match &failure {
-                    Some((_, message)) => message.clone(),
-                    None => explain(&policy, &decision, current, Some(queues)),
+                message: match (&failure, capped) {
+                    (Some((_, message)), _) => message.clone(),
+                    (None, None) => explain(&policy, &decision, current, Some(queues)),
+                    (None, Some(cap)) => format!(
+                        "{}; at most {cap} pods (minReplicas and maxReplicas capped): the topics have {cap} partitions",
+                        explain(&policy, &decision, current, Some(queues))
+                    ),
                 },
                 last_read_time: Some(Time(now)),
                 last_scale_time,

@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
-use sales_contracts::topology::{RETRY_DELAYS, Topology, subscriptions_of};
+use sales_contracts::topology::{Topology, subscriptions_of};
 
 use super::broker::{Management, ReadError};
 use super::decide::QueueLoad;
@@ -107,11 +107,12 @@ impl QueueSource {
                 })
             }
             QueueSource::Kafka(reader) => {
+                // The event topics only, as the main queues on RabbitMQ: a retry waits
+                // on purpose until it is due, and is no work a new pod could take.
                 let groups = subscriptions_of(service.name())
                     .map(|s| {
-                        let mut topics = vec![topology.event_topic(s.message_type.as_str())];
-                        topics.extend((0..RETRY_DELAYS.len()).map(|t| topology.retry_queue(s, t)));
-                        (topology.consumer_group(s), topics)
+                        let topic = topology.event_topic(s.message_type.as_str());
+                        (topology.consumer_group(s), vec![topic])
                     })
                     .collect();
                 let offsets = reader.read(groups).await?;

@@ -200,7 +200,7 @@ pub fn kafka_bootstrap(names: &Names, kafka: &KafkaSpec) -> String {
             names.of(Component::Kafka),
             names.namespace
         ),
-        KafkaChoice::Strimzi(s) => s.bootstrap(),
+        KafkaChoice::Strimzi(s) => s.bootstrap(&names.namespace),
         KafkaChoice::External(e) => e.bootstrap_servers,
     }
 }
@@ -229,9 +229,9 @@ fn kafka_settings(names: &Names, kafka: &KafkaSpec) -> Vec<(&'static str, String
             (!matches!(kafka.choice(), KafkaChoice::Strimzi(_))).to_string(),
         ),
     ];
-    if let Some(replication) = kafka.replication() {
-        out.push(("KAFKA_REPLICATION_FACTOR", replication.to_string()));
-    }
+    // -1: the brokers' `default.replication.factor`.
+    let replication = kafka.replication().unwrap_or(-1);
+    out.push(("KAFKA_REPLICATION_FACTOR", replication.to_string()));
     if protocol == KafkaSecurityProtocol::SaslPlaintext {
         out.push(("KAFKA_SASL_MECHANISM", "PLAIN".to_owned()));
     }

@@ -15,18 +15,21 @@
 //! variable replaces all the image's defaults). The storage is formatted with the
 //! Secret's `cluster-id` at the first start of each node.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, ObjectFieldSelector, Probe, Service, TCPSocketAction,
+    Container, EnvVar, EnvVarSource, ObjectFieldSelector, Probe, ResourceRequirements, Service,
+    TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::env::{KAFKA_CLIENT_PORT, from_secret};
 use super::infrastructure::{DATA_VOLUME, mount, resources, scratch, service, stateful_set, value};
-use super::names::{Component, Names};
+use super::names::{ANNOTATION_CREDENTIALS_HASH, Component, Names};
 use super::secrets::{KAFKA_CLUSTER_ID_KEY, KAFKA_JAAS_KEY};
-use super::services::{container_security, port};
+use super::services::{container_security, port, values_hash};
 use crate::crd::ManagedKafka;
 
 /// The user of `apache/kafka` (`appuser`).
@@ -61,6 +64,36 @@ fn from_field(variable: &str, path: &str) -> EnvVar {
         }),
         ..Default::default()
     }
+}
+
+/// Bytes of a memory quantity (`2Gi`, `1536Mi`, `2G`, `1073741824`); `None` for what
+/// is not one.
+fn memory_bytes(quantity: &str) -> Option<u64> {
+    let q = quantity.trim();
+    let split = q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len());
+    let (number, unit) = q.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit {
+        "" => 1,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+/// The JVM heap: half the memory limit (the rest is page cache's and the JVM's own),
+/// at least 256 MiB; `None` (the image's 1 GiB) without a limit.
+fn heap_options(resources: &ResourceRequirements) -> Option<String> {
+    let limit = resources.limits.as_ref()?.get("memory")?;
+    let mib = (memory_bytes(&limit.0)? / 2 / (1 << 20)).max(256);
+    Some(format!("-Xms{mib}m -Xmx{mib}m"))
 }
 
 /// The `KAFKA_*` settings of every node.
@@ -143,7 +176,14 @@ fn environment(names: &Names, settings: &ManagedKafka) -> Vec<EnvVar> {
         ("LOG_DIR", "/opt/kafka/logs".to_owned()),
     ];
     env.extend(plain.iter().map(|(k, v)| value(k, v)));
+    if let Some(heap) = heap_options(&kafka_resources(settings)) {
+        env.push(value("KAFKA_HEAP_OPTS", &heap));
+    }
     env
+}
+
+fn kafka_resources(settings: &ManagedKafka) -> ResourceRequirements {
+    resources(&settings.resources, "250m", "1Gi", "2Gi")
 }
 
 /// The managed Kafka: StatefulSet, the headless Service of its nodes and the
@@ -152,6 +192,7 @@ pub fn kafka(
     names: &Names,
     settings: &ManagedKafka,
     owner: &Option<OwnerReference>,
+    account: Option<&BTreeMap<String, String>>,
 ) -> (StatefulSet, Service, Service) {
     let component = Component::Kafka;
     let container = Container {
@@ -163,7 +204,7 @@ pub fn kafka(
             port("controller", KAFKA_CONTROLLER_PORT),
         ]),
         env: Some(environment(names, settings)),
-        resources: Some(resources(&settings.resources, "250m", "1Gi", "2Gi")),
+        resources: Some(kafka_resources(settings)),
         // The client port opens once the node has caught up with the cluster's
         // metadata: an open port is a ready broker.
         readiness_probe: Some(tcp_probe("client", 10, 3, 10)),
@@ -187,6 +228,15 @@ pub fn kafka(
         KAFKA_UID,
     );
     if let Some(spec) = sts.spec.as_mut() {
+        // A new password (the user list) restarts the nodes, one at a time.
+        if let Some(hash) = account.and_then(|a| values_hash(a, &[KAFKA_JAAS_KEY.to_owned()]))
+            && let Some(meta) = spec.template.metadata.as_mut()
+        {
+            meta.annotations = Some(BTreeMap::from([(
+                ANNOTATION_CREDENTIALS_HASH.to_owned(),
+                hash,
+            )]));
+        }
         spec.replicas = Some(settings.replicas.max(1));
         spec.service_name = Some(names.kafka_nodes());
         spec.pod_management_policy = Some("Parallel".into());
@@ -209,4 +259,37 @@ pub fn kafka(
         spec.publish_not_ready_addresses = Some(true);
     }
     (sts, nodes, bootstrap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heap_is_half_the_memory_limit() {
+        assert_eq!(memory_bytes("2Gi"), Some(2 << 30));
+        assert_eq!(memory_bytes("1536Mi"), Some(1536 << 20));
+        assert_eq!(memory_bytes("2G"), Some(2_000_000_000));
+        assert_eq!(memory_bytes("lots"), None);
+        let limit = |q: &str| ResourceRequirements {
+            limits: Some(BTreeMap::from([(
+                "memory".to_owned(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity(q.into()),
+            )])),
+            ..Default::default()
+        };
+        assert_eq!(
+            heap_options(&limit("2Gi")).as_deref(),
+            Some("-Xms1024m -Xmx1024m")
+        );
+        assert_eq!(
+            heap_options(&limit("4Gi")).as_deref(),
+            Some("-Xms2048m -Xmx2048m")
+        );
+        assert_eq!(
+            heap_options(&limit("300Mi")).as_deref(),
+            Some("-Xms256m -Xmx256m")
+        );
+        assert_eq!(heap_options(&ResourceRequirements::default()), None);
+    }
 }

@@ -98,20 +98,31 @@ pub fn desired_for(
     system: &SalesSystem,
     operator_namespace: Option<&str>,
 ) -> Result<Vec<Child>, serde_json::Error> {
-    desired_with(system, operator_namespace, None)
+    desired_with(system, operator_namespace, KnownSecrets::default())
 }
 
-/// [`desired_for`], and with the identity Secret's values (as the reconcile read or
-/// made them) each service's pods carry a digest of those they read, so that a new
-/// signing key or client secret rolls them.
+/// Values of the Secrets pods read, as the reconcile read or made them (none in
+/// `render`): pods carry a digest of those they read, so a change rolls them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KnownSecrets<'a> {
+    /// The identity Secret: signing keys and client secrets.
+    pub identity: Option<&'a BTreeMap<String, String>>,
+    /// The Secret of the services' Kafka account (the managed cluster's, or the
+    /// `external` credentials).
+    pub kafka_account: Option<&'a BTreeMap<String, String>>,
+}
+
+/// [`desired_for`], and with the values of the Secrets pods read, each pod carries a
+/// digest of those it reads, so that a new signing key, client secret or Kafka
+/// password rolls them.
 pub fn desired_with(
     system: &SalesSystem,
     operator_namespace: Option<&str>,
-    identity: Option<&BTreeMap<String, String>>,
+    known: KnownSecrets<'_>,
 ) -> Result<Vec<Child>, serde_json::Error> {
     let names = names_of(system);
     let owner = owner_of(system);
-    build(&names, &system.spec, &owner, operator_namespace, identity)
+    build(&names, &system.spec, &owner, operator_namespace, known)
 }
 
 fn build(
@@ -119,7 +130,7 @@ fn build(
     spec: &SalesSystemSpec,
     owner: &Option<OwnerReference>,
     operator_namespace: Option<&str>,
-    identity: Option<&BTreeMap<String, String>>,
+    known: KnownSecrets<'_>,
 ) -> Result<Vec<Child>, serde_json::Error> {
     let mut out = Vec::new();
     for service in AppService::ALL {
@@ -143,7 +154,7 @@ fn build(
         out.push(Child::typed(&sts)?);
     }
     if let Some(settings) = spec.managed_kafka() {
-        let (sts, nodes, bootstrap) = kafka::kafka(names, &settings, owner);
+        let (sts, nodes, bootstrap) = kafka::kafka(names, &settings, owner, known.kafka_account);
         out.push(Child::typed(&nodes)?);
         out.push(Child::typed(&bootstrap)?);
         out.push(Child::typed(&sts)?);
@@ -167,7 +178,7 @@ fn build(
                 ))?);
             }
             out.push(Child::typed(&services::deployment(
-                names, spec, service, *role, owner, identity,
+                names, spec, service, *role, owner, known,
             ))?);
         }
     }

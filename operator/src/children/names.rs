@@ -22,6 +22,9 @@ pub const ANNOTATION_CONFIG_HASH: &str = "sales-system.io/config-hash";
 /// Pod template annotation: a SHA-256 digest (truncated) of the identity Secret's keys
 /// the service reads, so a new signing key or client secret rolls its pods.
 pub const ANNOTATION_IDENTITY_HASH: &str = "sales-system.io/identity-hash";
+/// Pod template annotation: a digest (truncated SHA-256) of the Kafka account the pods
+/// log in with (the brokers: the user list), so a new password rolls them.
+pub const ANNOTATION_CREDENTIALS_HASH: &str = "sales-system.io/credentials-hash";
 /// The field manager of every server-side apply, and the `managed-by` label.
 pub const MANAGER: &str = "sales-operator";
 
@@ -106,20 +109,34 @@ impl Names {
         format!("{}-nodes", self.of(Component::Kafka))
     }
 
-    /// A `KafkaTopic` (Strimzi) of this system for `topic`: a DNS name made of it.
+    /// A `KafkaTopic` (Strimzi) of this system for `topic`: a DNS name made of it
+    /// (lower case, anything else a `-`, no two separators in a row) and a digest of
+    /// the exact name, so no two topics of any two systems share an object.
     pub fn kafka_topic(&self, topic: &str) -> String {
-        let topic: String = topic
-            .to_ascii_lowercase()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        format!("{}-{}", self.instance, topic.trim_matches(['.', '-']))
+        use sha2::Digest;
+        let mut readable = String::new();
+        let mut after_separator = true;
+        for c in topic.chars() {
+            let c = match c.to_ascii_lowercase() {
+                c @ ('a'..='z' | '0'..='9' | '.') => c,
+                _ => '-',
+            };
+            let separator = c == '.' || c == '-';
+            if !(separator && after_separator) {
+                readable.push(c);
+            }
+            after_separator = separator;
+        }
+        let digest = sha2::Sha256::digest(topic.as_bytes());
+        let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        // 253 characters at most: the instance (30), two dashes and the digest (8).
+        let room = 253 - self.instance.len() - 10;
+        let readable: String = readable.chars().take(room).collect();
+        format!(
+            "{}-{}-{hex}",
+            self.instance,
+            readable.trim_end_matches(['.', '-'])
+        )
     }
 
     /// The generated Secret of the managed Redis.

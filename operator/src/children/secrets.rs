@@ -135,11 +135,14 @@ impl Credentials {
                     let id = format!("{}A", random(21));
                     values.insert(KAFKA_CLUSTER_ID_KEY.to_owned(), id);
                 }
+                // A quoted JAAS value takes `\\` and `\"` escapes (a password edited by
+                // hand may hold either).
+                let quoted = password.replace('\\', "\\\\").replace('"', "\\\"");
                 values.insert(
                     KAFKA_JAAS_KEY.to_owned(),
                     format!(
                         "org.apache.kafka.common.security.plain.PlainLoginModule required \
-                         user_{user}=\"{password}\";"
+                         user_{user}=\"{quoted}\";"
                     ),
                 );
             }
@@ -344,6 +347,13 @@ mod tests {
             "{followed:?}"
         );
         assert_eq!(followed["cluster-id"], made["cluster-id"]);
+        // Quotes and backslashes are escaped, as a quoted JAAS value reads them.
+        changed.insert("password".into(), r#"a"b\c"#.into());
+        let escaped = complete(&Credentials::Kafka, &changed);
+        assert!(
+            escaped["jaas"].ends_with(r#"user_sales="a\"b\\c";"#),
+            "{escaped:?}"
+        );
         // A real id: 22 characters of base64url that decode to 16 bytes.
         let real = Sources::system(|s| Credentials::Kafka.complete(&BTreeMap::new(), s)).unwrap();
         let id = &real["cluster-id"];

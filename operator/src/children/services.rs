@@ -32,8 +32,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::env;
 use super::names::{
-    ANNOTATION_CONFIG_HASH, ANNOTATION_IDENTITY_HASH, Component, LABEL_METRICS, LABEL_SERVICE,
-    Names,
+    ANNOTATION_CONFIG_HASH, ANNOTATION_CREDENTIALS_HASH, ANNOTATION_IDENTITY_HASH, Component,
+    LABEL_METRICS, LABEL_SERVICE, Names,
 };
 use crate::catalogue::{
     ADMIN_PORT, AppService, CONSUMER_TERMINATION_GRACE_SECONDS, HTTP_PORT,
@@ -167,12 +167,21 @@ pub fn identity_hash(
     service: AppService,
     identity: Option<&BTreeMap<String, String>>,
 ) -> Option<String> {
+    let keys: Vec<String> = env::identity_variables(service)
+        .into_iter()
+        .map(|(_, key)| key)
+        .collect();
+    values_hash(identity?, &keys)
+}
+
+/// A digest of `values`' `keys` (those present), as [`identity_hash`] makes it; `None`
+/// when none is present.
+pub fn values_hash(values: &BTreeMap<String, String>, keys: &[String]) -> Option<String> {
     use sha2::{Digest, Sha256};
-    let identity = identity?;
     let mut hasher = Sha256::new();
     let mut any = false;
-    for (_, key) in env::identity_variables(service) {
-        if let Some(value) = identity.get(&key) {
+    for key in keys {
+        if let Some(value) = values.get(key) {
             any = true;
             hasher.update(key.as_bytes());
             hasher.update([0]);
@@ -241,14 +250,15 @@ impl Role {
 }
 
 /// The service's Deployment (`Role::All`), or one of its two when autoscaled. With
-/// the identity Secret's values, its pods carry their digest ([`identity_hash`]).
+/// the identity Secret's values, its pods carry their digest ([`identity_hash`]);
+/// with the Kafka account's, a service that uses the broker carries theirs.
 pub fn deployment(
     names: &Names,
     spec: &SalesSystemSpec,
     service: AppService,
     role: Role,
     owner: &Option<OwnerReference>,
-    identity: Option<&BTreeMap<String, String>>,
+    known: super::KnownSecrets<'_>,
 ) -> Deployment {
     let component = role.component(service);
     let name = names.of(component);
@@ -258,8 +268,18 @@ pub fn deployment(
         ANNOTATION_CONFIG_HASH.to_owned(),
         stable_hash(&env::plain_settings(names, spec, service)),
     )]);
-    if let Some(hash) = identity_hash(service, identity) {
+    if let Some(hash) = identity_hash(service, known.identity) {
         annotations.insert(ANNOTATION_IDENTITY_HASH.to_owned(), hash);
+    }
+    let kafka_keys = spec
+        .kafka()
+        .and_then(|kafka| env::kafka_credentials(names, &kafka))
+        .map(|(_, user, password)| vec![user, password]);
+    if let (true, Some(keys), Some(account)) =
+        (service.uses_broker(), kafka_keys, known.kafka_account)
+        && let Some(hash) = values_hash(account, &keys)
+    {
+        annotations.insert(ANNOTATION_CREDENTIALS_HASH.to_owned(), hash);
     }
     let mut variables = env::secret_env(names, spec, service);
     if let Some(value) = role.variable() {

@@ -53,7 +53,9 @@ impl MessagingKind {
 #[x_kube(
     validation = Rule::new("[has(self.managed), has(self.strimzi), has(self.external)].filter(x, x).size() <= 1").message("messaging.kafka: give at most one of managed, strimzi or external"),
     validation = Rule::new("!has(self.managed) || !has(self.managed.replicas) || self.managed.replicas == 1 || self.managed.replicas >= 3").message("messaging.kafka.managed.replicas: 1, or 3 or more (a quorum of two nodes survives no loss)"),
-    validation = Rule::new("!has(self.replicationFactor) || !has(self.managed) || self.replicationFactor <= (has(self.managed.replicas) ? self.managed.replicas : 1)").message("messaging.kafka.replicationFactor cannot exceed managed.replicas")
+    validation = Rule::new("!has(self.replicationFactor) || has(self.strimzi) || has(self.external) || self.replicationFactor <= (has(self.managed) && has(self.managed.replicas) ? self.managed.replicas : 1)").message("messaging.kafka.replicationFactor cannot exceed managed.replicas (1 unless given)"),
+    validation = Rule::new("!has(self.replicationFactor) || !has(self.managed) || !has(self.managed.replicas) || self.managed.replicas < 3 || self.replicationFactor >= 3").message("messaging.kafka.replicationFactor: at least 3 on 3 or more managed nodes (they require 2 copies in sync for every write)"),
+    validation = Rule::new("!has(oldSelf.managed) || !has(self.managed) || (has(self.managed.replicas) ? self.managed.replicas : 1) == (has(oldSelf.managed.replicas) ? oldSelf.managed.replicas : 1)").message("messaging.kafka.managed.replicas cannot change: the KRaft quorum is fixed when the cluster is made (docs/operator/README.md#kafka)")
 )]
 pub struct KafkaSpec {
     /// A KRaft cluster of Apache Kafka's official image (brokers and controllers in
@@ -137,7 +139,8 @@ pub struct ManagedKafka {
     /// Apache Kafka's official image (`apache/kafka`, 4.x).
     #[schemars(length(min = 1))]
     pub image: String,
-    /// Nodes: 1, or 3 (or 5) to survive the loss of one (or two).
+    /// Nodes: 1, or 3 (or 5) to survive the loss of one (or two). Fixed once the
+    /// cluster exists (its controller quorum is static).
     #[schemars(range(min = 1, max = 9))]
     pub replicas: i32,
     pub storage: StorageSpec,
@@ -169,18 +172,20 @@ pub struct StrimziKafka {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub cluster_name: String,
-    /// The listener's bootstrap address. Unset: `<clusterName>-kafka-bootstrap:9092`,
-    /// Strimzi's `plain` listener.
+    /// The listener's bootstrap address. Unset:
+    /// `<clusterName>-kafka-bootstrap.<namespace>.svc:9092`, Strimzi's `plain` listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = BOOTSTRAP_PATTERN), length(max = 1024))]
     pub bootstrap_servers: Option<String>,
 }
 
 impl StrimziKafka {
-    pub fn bootstrap(&self) -> String {
-        self.bootstrap_servers
-            .clone()
-            .unwrap_or_else(|| format!("{}-kafka-bootstrap:9092", self.cluster_name))
+    /// The bootstrap address, fully qualified (the operator reads the lag from its own
+    /// namespace).
+    pub fn bootstrap(&self, namespace: &str) -> String {
+        self.bootstrap_servers.clone().unwrap_or_else(|| {
+            format!("{}-kafka-bootstrap.{namespace}.svc:9092", self.cluster_name)
+        })
     }
 }
 

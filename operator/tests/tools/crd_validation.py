@@ -61,44 +61,60 @@ def apply_defaults(schema, value):
             apply_defaults(schema["items"], v)
 
 
-def cel_errors(schema, value, path=""):
-    """Every x-kubernetes-validations rule, evaluated where it stands."""
+def cel_errors(schema, value, path="", old=None):
+    """Every x-kubernetes-validations rule, evaluated where it stands. Transition
+    rules (those that read `oldSelf`) only on an update (`old` given) where the old
+    object has a value at the same place, as the API server does."""
     import celpy
 
     env = celpy.Environment()
     errors = []
 
-    def walk(schema, value, path):
+    def walk(schema, value, path, old):
         for rule in schema.get("x-kubernetes-validations") or []:
+            transition = "oldSelf" in rule["rule"]
+            if transition and old is None:
+                continue
             program = env.program(env.compile(rule["rule"]))
+            activation = {"self": celpy.json_to_cel(value)}
+            if transition:
+                activation["oldSelf"] = celpy.json_to_cel(old)
             try:
-                ok = program.evaluate({"self": celpy.json_to_cel(value)})
+                ok = program.evaluate(activation)
             except Exception as e:  # noqa: BLE001 - report, do not crash
                 errors.append(f"{path or '<root>'}: rule {rule['rule']!r} could not be evaluated: {e}")
                 continue
             if not bool(ok):
                 errors.append(f"{path or '<root>'}: {rule.get('message', rule['rule'])}")
+        old_map = old if isinstance(old, dict) else {}
         if isinstance(value, dict):
             for name, prop in (schema.get("properties") or {}).items():
                 if name in value and value[name] is not None:
-                    walk(prop, value[name], f"{path}.{name}" if path else name)
+                    walk(prop, value[name], f"{path}.{name}" if path else name, old_map.get(name))
             extra = schema.get("additionalProperties")
             if isinstance(extra, dict):
                 for k, v in value.items():
-                    walk(extra, v, f"{path}[{k}]")
+                    walk(extra, v, f"{path}[{k}]", old_map.get(k))
         elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+            # List items are matched by position only for the rules that need it;
+            # none of this project's transition rules sit inside a list.
             for i, v in enumerate(value):
-                walk(schema["items"], v, f"{path}[{i}]")
+                walk(schema["items"], v, f"{path}[{i}]", None)
 
-    walk(schema, value, path)
+    walk(schema, value, path, old)
     return errors
 
 
-def validate(schema, doc):
-    """Defaults applied, then the schema, then (if the schema holds) the CEL rules."""
+def validate(schema, doc, old_doc=None):
+    """Defaults applied, then the schema, then (if the schema holds) the CEL rules;
+    with `old_doc`, as an update of it (transition rules included)."""
     obj = copy.deepcopy(doc)
     apply_defaults(schema, obj)
     errors = schema_errors(schema, obj)
     if not errors:
-        errors = cel_errors(schema, obj)
+        old = None
+        if old_doc is not None:
+            old = copy.deepcopy(old_doc)
+            apply_defaults(schema, old)
+        errors = cel_errors(schema, obj, old=old)
     return errors

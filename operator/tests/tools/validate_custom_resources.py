@@ -1,10 +1,12 @@
 """Validate custom resources the way the API server would, without one.
 
-usage: validate_custom_resources.py CRD.yaml FILE...
+usage: validate_custom_resources.py [--old OLD.yaml] CRD.yaml FILE...
 
 For every object of the CRD's kind in the files (SalesSystems, ServiceMonitors...): apply the schema's defaults (structural
 defaulting), validate against the CRD's openAPIV3Schema with jsonschema, then
 evaluate every `x-kubernetes-validations` CEL rule at its place with cel-python.
+With `--old`, each object is checked as an update of the object of the same name in
+OLD.yaml (the CEL transition rules, which read `oldSelf`, included).
 Prints one JSON object per document: {"file", "name", "errors": [...]}.
 """
 
@@ -19,12 +21,19 @@ from crd_validation import validate  # noqa: E402
 
 
 def main():
-    crd = yaml.safe_load(open(sys.argv[1]))
+    args = sys.argv[1:]
+    olds = {}
+    if args[:1] == ["--old"]:
+        for doc in yaml.safe_load_all(open(args[1])):
+            if doc:
+                olds[(doc.get("metadata") or {}).get("name")] = doc
+        args = args[2:]
+    crd = yaml.safe_load(open(args[0]))
     group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
     schemas = {
         f"{group}/{v['name']}": v["schema"]["openAPIV3Schema"] for v in crd["spec"]["versions"]
     }
-    for path in sys.argv[2:]:
+    for path in args[1:]:
         for doc in yaml.safe_load_all(open(path)):
             if not doc or doc.get("kind") != kind:
                 continue
@@ -33,7 +42,8 @@ def main():
                 print(json.dumps({"file": path, "name": None,
                                   "errors": [f"no version {doc.get('apiVersion')} in the CRD"]}))
                 continue
-            errors = validate(schema, doc)
+            name = (doc.get("metadata") or {}).get("name")
+            errors = validate(schema, doc, olds.get(name))
             print(json.dumps({
                 "file": path,
                 "name": (doc.get("metadata") or {}).get("name"),

@@ -213,10 +213,11 @@ impl KafkaBus {
     /// else owns them, check that they all exist.
     async fn prepare_topics(&self) -> Result<(), String> {
         if self.inner.create_topics {
-            self.create_topics().await
-        } else {
-            self.check_topics().await
+            self.create_topics().await?;
         }
+        // A created topic reaches the cluster's metadata a moment later: connected
+        // only once every one is there.
+        self.check_topics().await
     }
 
     /// Every topic of the system is in the cluster's metadata.
@@ -242,8 +243,8 @@ impl KafkaBus {
             match missing.len() {
                 0 => Ok(()),
                 n => Err(format!(
-                    "KAFKA_CREATE_TOPICS=false and {n} topics do not exist yet (whoever owns \
-                     them has not created them): {}",
+                    "{n} topics are not in the cluster's metadata yet (with \
+                     KAFKA_CREATE_TOPICS=false: whoever owns them has not created them): {}",
                     missing
                         .iter()
                         .take(5)
