@@ -29,7 +29,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, ResourceExt};
 use kube_fake_client::ClientBuilder;
 use lapin::BasicProperties;
@@ -103,19 +102,13 @@ async fn server(system: &SalesSystem, amqp_url: &str) -> Client {
         .expect("fake API server")
 }
 
-fn recorder(client: &Client) -> Recorder {
-    Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: MANAGER.into(),
-            instance: Some("test".into()),
-        },
-    )
-}
-
 async fn reconcile_once(client: &Client) {
     let system = get(client).await;
-    let ctx = Context::new(client.clone(), recorder(client), Arc::new(Metrics::new()));
+    let ctx = Context::new(
+        client.clone(),
+        common::recorder(client),
+        Arc::new(Metrics::new()),
+    );
     reconcile(Arc::new(system), Arc::new(ctx))
         .await
         .expect("reconcile succeeds");
@@ -305,7 +298,7 @@ async fn an_unreachable_broker_scales_nothing_and_says_so() {
         .unwrap();
 
     let metrics = Arc::new(Metrics::new());
-    let scaler = Scaler::new(client.clone(), recorder(&client), metrics.clone());
+    let scaler = Scaler::new(client.clone(), common::recorder(&client), metrics.clone());
     let start = Timestamp::now();
     for minutes in [0, 10, 30] {
         let now = start + SignedDuration::from_mins(minutes);
@@ -357,7 +350,11 @@ async fn turning_autoscaling_off_removes_the_consumer_deployment_and_its_status(
     let system = on_external_broker("t-off.", "http://127.0.0.1:1");
     let client = server(&system, "amqp://guest:guest@127.0.0.1:1/%2f").await;
     reconcile_once(&client).await;
-    let scaler = Scaler::new(client.clone(), recorder(&client), Arc::new(Metrics::new()));
+    let scaler = Scaler::new(
+        client.clone(),
+        common::recorder(&client),
+        Arc::new(Metrics::new()),
+    );
     scaler
         .scale(&get(&client).await, Timestamp::now())
         .await
@@ -604,7 +601,7 @@ async fn the_depth_read_matches_rabbitmqctl_and_drives_the_replicas() {
     );
 
     let metrics = Arc::new(Metrics::new());
-    let scaler = Scaler::new(client.clone(), recorder(&client), metrics.clone());
+    let scaler = Scaler::new(client.clone(), common::recorder(&client), metrics.clone());
     let t0 = Timestamp::now();
     scaler.scale(&get(&client).await, t0).await.unwrap();
 

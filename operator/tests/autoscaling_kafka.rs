@@ -22,13 +22,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use kube::api::Api;
-use kube::runtime::events::{Recorder, Reporter};
 use kube_fake_client::ClientBuilder;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sales_contracts::topology::subscriptions_of;
 use sales_operator::autoscaling::scaler::Scaler;
-use sales_operator::children::names::MANAGER;
 use sales_operator::crd::{
     ExternalKafka, FINALIZER, KafkaSecurityProtocol, KafkaSpec, MessagingKind, SalesSystem,
 };
@@ -80,16 +78,6 @@ async fn server(system: &SalesSystem) -> Client {
         .build()
         .await
         .expect("fake API server")
-}
-
-fn recorder(client: &Client) -> Recorder {
-    Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: MANAGER.into(),
-            instance: Some("test".into()),
-        },
-    )
 }
 
 async fn get(client: &Client) -> SalesSystem {
@@ -172,12 +160,16 @@ async fn the_lag_read_drives_the_replicas_capped_at_the_partitions() {
 
     let system = on_kafka(&kafka.prefix);
     let client = server(&system).await;
-    let ctx = Context::new(client.clone(), recorder(&client), Arc::new(Metrics::new()));
+    let ctx = Context::new(
+        client.clone(),
+        common::recorder(&client),
+        Arc::new(Metrics::new()),
+    );
     reconcile(Arc::new(get(&client).await), Arc::new(ctx))
         .await
         .expect("reconcile");
     let metrics = Arc::new(Metrics::new());
-    let scaler = Scaler::new(client.clone(), recorder(&client), metrics.clone());
+    let scaler = Scaler::new(client.clone(), common::recorder(&client), metrics.clone());
     let t0 = Timestamp::now();
     scaler.scale(&get(&client).await, t0).await.unwrap();
 
@@ -296,12 +288,20 @@ async fn an_unreachable_kafka_scales_nothing_and_says_so() {
         kafka.external.as_mut().unwrap().bootstrap_servers = "127.0.0.1:1".into();
     }
     let client = server(&system).await;
-    let ctx = Context::new(client.clone(), recorder(&client), Arc::new(Metrics::new()));
+    let ctx = Context::new(
+        client.clone(),
+        common::recorder(&client),
+        Arc::new(Metrics::new()),
+    );
     reconcile(Arc::new(get(&client).await), Arc::new(ctx))
         .await
         .expect("reconcile");
     let before = consumer_replicas(&client).await;
-    let scaler = Scaler::new(client.clone(), recorder(&client), Arc::new(Metrics::new()));
+    let scaler = Scaler::new(
+        client.clone(),
+        common::recorder(&client),
+        Arc::new(Metrics::new()),
+    );
     scaler
         .scale(&get(&client).await, Timestamp::now())
         .await

@@ -127,6 +127,10 @@ async fn serve(
                 &json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []}),
             ),
             ("GET", _) => not_found(),
+            // The finalizer taken off (a JSON patch): the object as it stands.
+            ("PATCH", p) if p.ends_with("/salessystems/lean") => {
+                json_response(StatusCode::OK, &system)
+            }
             ("PATCH", p) if p.ends_with("/status") => {
                 let mut updated = system.clone();
                 updated["status"] = body["status"].clone();
@@ -139,19 +143,18 @@ async fn serve(
     }
 }
 
-#[tokio::test]
-async fn one_reconcile_makes_exactly_these_requests() {
+/// One reconcile of `system` against [`serve`]: the requests it made, and what it
+/// asked to be done next.
+async fn one_reconcile(system: SalesSystem, stale_topic: bool) -> (Vec<String>, Action) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
-    let system = lean();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let server = tokio::spawn(serve(
         handle,
         seen.clone(),
         serde_json::to_value(&system).unwrap_or_default(),
-        false,
+        stale_topic,
     ));
-
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -160,15 +163,19 @@ async fn one_reconcile_makes_exactly_these_requests() {
         },
     );
     let ctx = Arc::new(Context::new(client, recorder, Arc::new(Metrics::new())));
-    let action = tokio::time::timeout(
-        Duration::from_secs(10),
-        reconcile(Arc::new(system.clone()), ctx),
-    )
-    .await
-    .expect("the reconcile finishes (an unanswered request would hang it)")
-    .expect("reconcile succeeds");
-    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+    let action = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(system), ctx))
+        .await
+        .expect("the reconcile finishes (an unanswered request would hang it)")
+        .expect("reconcile succeeds");
     server.abort();
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    (seen, action)
+}
+
+#[tokio::test]
+async fn one_reconcile_makes_exactly_these_requests() {
+    let (seen, action) = one_reconcile(lean(), false).await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
 
     let ns = "/api/v1/namespaces/sales";
     let apps = "/apis/apps/v1/namespaces/sales";
@@ -225,40 +232,16 @@ async fn one_reconcile_makes_exactly_these_requests() {
         format!("LIST {apps}/statefulsets"),
         "PATCH /apis/sales-system.io/v1alpha1/namespaces/sales/salessystems/lean/status (application/merge-patch+json)".into(),
     ]);
-    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
     assert_eq!(seen, expected);
     assert_eq!(seen.len(), 49);
-    assert_eq!(system.name_any(), "lean");
+    assert_eq!(lean().name_any(), "lean");
 }
 
 /// A KafkaTopic the spec no longer wants is let go by Strimzi first
 /// (`strimzi.io/managed: "false"`), then deleted: its topic and messages stay in Kafka.
 #[tokio::test]
 async fn a_stale_kafka_topic_is_released_before_it_is_deleted() {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
-    let system = lean();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let server = tokio::spawn(serve(
-        handle,
-        seen.clone(),
-        serde_json::to_value(&system).unwrap_or_default(),
-        true,
-    ));
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "sales-operator".into(),
-            instance: Some("test".into()),
-        },
-    );
-    let ctx = Arc::new(Context::new(client, recorder, Arc::new(Metrics::new())));
-    tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(system), ctx))
-        .await
-        .expect("the reconcile finishes")
-        .expect("reconcile succeeds");
-    server.abort();
-    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let (seen, _) = one_reconcile(lean(), true).await;
     let topic = "/apis/kafka.strimzi.io/v1/namespaces/sales/kafkatopics/lean-old.sales.paid-order";
     let touched: Vec<&String> = seen.iter().filter(|l| l.contains(topic)).collect();
     assert_eq!(
@@ -267,5 +250,25 @@ async fn a_stale_kafka_topic_is_released_before_it_is_deleted() {
             &format!("PATCH {topic} (application/merge-patch+json) strimzi.io/managed=\"false\""),
             &format!("DELETE {topic}"),
         ]
+    );
+}
+
+/// A SalesSystem deleted with `deletionPolicy: Retain` lets Strimzi go of its
+/// KafkaTopics before garbage collection deletes them: the topics stay in Kafka.
+#[tokio::test]
+async fn a_retained_system_releases_its_kafka_topics_and_deletes_none() {
+    let mut system = lean();
+    system.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    let (seen, _) = one_reconcile(system, true).await;
+    let topic = "/apis/kafka.strimzi.io/v1/namespaces/sales/kafkatopics/lean-old.sales.paid-order";
+    let touched: Vec<&String> = seen.iter().filter(|l| l.contains(topic)).collect();
+    assert_eq!(
+        touched,
+        [&format!(
+            "PATCH {topic} (application/merge-patch+json) strimzi.io/managed=\"false\""
+        )],
+        "{seen:#?}"
     );
 }

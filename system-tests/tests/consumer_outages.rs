@@ -1,8 +1,8 @@
 //! Failures by cause (issue 12): a consumer whose database is away holds its message
 //! and tries again until the database answers; the outage does not use up the
 //! message's retries, so a long one no longer sends healthy messages to the
-//! dead-letter queue. The database is taken away through a relay (the server itself
-//! keeps serving the other tests).
+//! dead-letter queue (or topic). The database is taken away through a relay (the
+//! server itself keeps serving the other tests). On both transports.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,7 +16,7 @@ use sales_contracts::topology::Subscription;
 use sales_platform::service::{RunningService, ServiceBuilder};
 use sales_testkit::fault_proxy::{Fault, FaultProxy};
 use sales_testkit::identity::TestIdentity;
-use sales_testkit::{TestBroker, TestDatabase, eventually};
+use sales_testkit::{TestDatabase, TestTransport, eventually};
 use system_tests::effects::{Recorder, effects};
 
 const SUBSCRIPTION: Subscription = Subscription {
@@ -39,10 +39,18 @@ async fn outcome_count(service: &RunningService, outcome: &str) -> f64 {
 }
 
 #[tokio::test]
-async fn a_message_waits_out_a_database_outage_without_using_up_its_retries() {
+async fn on_rabbitmq_a_message_waits_out_a_database_outage_without_using_up_its_retries() {
+    waits_out_a_database_outage(TestTransport::rabbitmq()).await;
+}
+
+#[tokio::test]
+async fn on_kafka_a_message_waits_out_a_database_outage_without_using_up_its_retries() {
+    waits_out_a_database_outage(TestTransport::kafka()).await;
+}
+
+async fn waits_out_a_database_outage(broker: TestTransport) {
     sales_testkit::init_test_logging();
     let db = TestDatabase::create("consumer_outage").await;
-    let broker = TestBroker::new();
     let identity = TestIdentity::start().await;
     let proxy = FaultProxy::for_url(&db.url).await;
     let mut database = db.args();
@@ -83,6 +91,7 @@ async fn a_message_waits_out_a_database_outage_without_using_up_its_retries() {
     broker
         .publish_raw(
             envelope.message_type.as_str(),
+            "41",
             &serde_json::to_vec(&envelope).unwrap(),
         )
         .await;

@@ -14,6 +14,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use sales_contracts::Envelope;
 use sales_contracts::events::{CancelOrder, CancelReason, MessageType};
 use sales_contracts::topology::Subscription;
+use sales_platform::config::KafkaArgs;
 use sales_platform::outbox;
 use sales_platform::service::{RunningService, ServiceBuilder};
 use sales_testkit::identity::TestIdentity;
@@ -203,118 +204,121 @@ async fn an_event_kafka_refuses_is_parked_alone_and_the_others_go_out() {
     h.stop().await;
 }
 
+/// A service with no consumer on its own topics, its Kafka settings edited.
+struct Bare {
+    kafka: TestKafka,
+    db: TestDatabase,
+    service: RunningService,
+    _identity: TestIdentity,
+}
+
+impl Bare {
+    async fn start(name: &str, edit: impl FnOnce(&mut KafkaArgs)) -> Bare {
+        sales_testkit::init_test_logging();
+        let db = TestDatabase::create(name).await;
+        let kafka = TestKafka::new();
+        let identity = TestIdentity::start().await;
+        let mut args = kafka.args();
+        edit(&mut args.kafka);
+        let mut builder = ServiceBuilder::new("kafka-test", &sales_testkit::http_args());
+        builder.identity(&identity.args(), &[]).unwrap();
+        builder
+            .database(&db.args(), sqlx::migrate!("tests/migrations"))
+            .unwrap();
+        builder.broker(&args).unwrap();
+        let service = builder
+            .serve(Router::new(), utoipa::openapi::OpenApi::default())
+            .await
+            .unwrap();
+        Bare {
+            kafka,
+            db,
+            service,
+            _identity: identity,
+        }
+    }
+
+    /// What `/ready` lists as degraded (`null`: nothing).
+    async fn degraded(&self) -> serde_json::Value {
+        let ready = format!("{}/ready", self.service.base_url());
+        let body: serde_json::Value = reqwest::get(&ready).await.unwrap().json().await.unwrap();
+        body["degraded"].clone()
+    }
+
+    /// The cluster's topics of this service's prefix: name and partition count.
+    fn topics(&self) -> Vec<(String, usize)> {
+        let reader: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka_bootstrap())
+            .create()
+            .unwrap();
+        let metadata = reader.fetch_metadata(None, Duration::from_secs(5)).unwrap();
+        metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name().starts_with(&self.kafka.prefix))
+            .map(|t| (t.name().to_owned(), t.partitions().len()))
+            .collect()
+    }
+
+    async fn stop(self) {
+        self.service.stop().await;
+        self.kafka.delete().await;
+        self.db.drop_database().await;
+    }
+}
+
 /// `KAFKA_CREATE_TOPICS=false` (Strimzi's Topic Operator owns the topics): the service
 /// creates none, and counts as not connected to the broker (`/ready` lists it as
 /// degraded, events wait in the outbox) until every topic exists; then it is.
 #[tokio::test]
 async fn a_service_that_does_not_create_topics_connects_once_they_exist() {
-    sales_testkit::init_test_logging();
-    let db = TestDatabase::create("kafka_no_create").await;
-    let kafka = TestKafka::new();
-    let identity = TestIdentity::start().await;
-    let mut args = kafka.args();
-    args.kafka.kafka_create_topics = false;
-    let mut builder = ServiceBuilder::new("kafka-test", &sales_testkit::http_args());
-    builder.identity(&identity.args(), &[]).unwrap();
-    builder
-        .database(&db.args(), sqlx::migrate!("tests/migrations"))
-        .unwrap();
-    builder.broker(&args).unwrap();
-    let service = builder
-        .serve(Router::new(), utoipa::openapi::OpenApi::default())
-        .await
-        .unwrap();
-    let ready = format!("{}/ready", service.base_url());
-    let readiness = || async {
-        let body: serde_json::Value = reqwest::get(&ready).await.unwrap().json().await.unwrap();
-        body["degraded"].clone()
-    };
+    let bare = Bare::start("kafka_no_create", |k| k.kafka_create_topics = false).await;
     // Several checks of the connection later: still not connected, and no topic made.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let degraded = readiness().await;
+    let degraded = bare.degraded().await;
     assert!(
         degraded.to_string().contains("broker: not connected"),
         "{degraded}"
     );
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .create()
-        .unwrap();
-    let metadata = reader.fetch_metadata(None, Duration::from_secs(5)).unwrap();
-    assert!(
-        metadata
-            .topics()
-            .iter()
-            .all(|t| !t.name().starts_with(&kafka.prefix)),
-        "the service created topics"
-    );
+    assert!(bare.topics().is_empty(), "the service created topics");
     // The topics' owner creates them: the service connects.
-    kafka.create_topics(3).await;
+    bare.kafka.create_topics(3).await;
     eventually(
         "connected once the topics exist",
         Duration::from_secs(30),
-        || async { readiness().await.is_null().then_some(()) },
+        || async { bare.degraded().await.is_null().then_some(()) },
     )
     .await;
-    service.stop().await;
-    kafka.delete().await;
-    db.drop_database().await;
+    bare.stop().await;
 }
 
 /// `KAFKA_REPLICATION_FACTOR=-1` (what the operator gives when a SalesSystem on
 /// external brokers sets none): the topics are created with the brokers' default.
 #[tokio::test]
 async fn topics_take_the_brokers_default_replication_when_asked() {
-    sales_testkit::init_test_logging();
-    let db = TestDatabase::create("kafka_default_replication").await;
-    let kafka = TestKafka::new();
-    let identity = TestIdentity::start().await;
-    let mut args = kafka.args();
-    args.kafka.kafka_replication_factor = -1;
-    let mut builder = ServiceBuilder::new("kafka-test", &sales_testkit::http_args());
-    builder.identity(&identity.args(), &[]).unwrap();
-    builder
-        .database(&db.args(), sqlx::migrate!("tests/migrations"))
-        .unwrap();
-    builder.broker(&args).unwrap();
-    let service = builder
-        .serve(Router::new(), utoipa::openapi::OpenApi::default())
-        .await
-        .unwrap();
-    let ready = format!("{}/ready", service.base_url());
+    let bare = Bare::start("kafka_default_replication", |k| {
+        k.kafka_replication_factor = -1;
+    })
+    .await;
     eventually(
         "connected, topics made",
         Duration::from_secs(30),
-        || async {
-            let body: serde_json::Value = reqwest::get(&ready).await.ok()?.json().await.ok()?;
-            body["degraded"].is_null().then_some(())
-        },
+        || async { bare.degraded().await.is_null().then_some(()) },
     )
     .await;
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .create()
-        .unwrap();
-    let metadata = reader.fetch_metadata(None, Duration::from_secs(5)).unwrap();
-    let ours: Vec<_> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name().starts_with(&kafka.prefix))
-        .collect();
-    let missing: Vec<String> = kafka
+    // Connected means every topic is in the metadata.
+    let topics = bare.topics();
+    let missing: Vec<String> = bare
+        .kafka
         .topology()
         .kafka_topics()
         .into_iter()
-        .filter(|t| !ours.iter().any(|o| o.name() == t))
+        .filter(|t| !topics.iter().any(|(name, _)| name == t))
         .collect();
     assert!(missing.is_empty(), "not created: {missing:?}");
-    for topic in ours {
-        assert_eq!(topic.partitions().len(), 3, "{}", topic.name());
-        for partition in topic.partitions() {
-            assert!(!partition.replicas().is_empty(), "{}", topic.name());
-        }
-    }
-    service.stop().await;
-    kafka.delete().await;
-    db.drop_database().await;
+    assert!(
+        topics.iter().all(|(_, partitions)| *partitions == 3),
+        "{topics:?}"
+    );
+    bare.stop().await;
 }

@@ -72,3 +72,14 @@ pub fn operator(args: &[&str]) -> String {
     );
     String::from_utf8(output.stdout).expect("UTF-8 output")
 }
+
+/// An Event recorder as the operator's (controller `sales-operator`, instance `test`).
+pub fn recorder(client: &kube::Client) -> kube::runtime::events::Recorder {
+    kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: sales_operator::children::names::MANAGER.into(),
+            instance: Some("test".into()),
+        },
+    )
+}
