@@ -80,6 +80,17 @@ async fn server(system: &SalesSystem) -> Client {
         .expect("fake API server")
 }
 
+async fn reconcile_once(client: &Client) {
+    let ctx = Context::new(
+        client.clone(),
+        common::recorder(client),
+        Arc::new(Metrics::new()),
+    );
+    reconcile(Arc::new(get(client).await), Arc::new(ctx))
+        .await
+        .expect("reconcile");
+}
+
 async fn get(client: &Client) -> SalesSystem {
     Api::<SalesSystem>::namespaced(client.clone(), NS)
         .get(NAME)
@@ -160,14 +171,7 @@ async fn the_lag_read_drives_the_replicas_capped_at_the_partitions() {
 
     let system = on_kafka(&kafka.prefix);
     let client = server(&system).await;
-    let ctx = Context::new(
-        client.clone(),
-        common::recorder(&client),
-        Arc::new(Metrics::new()),
-    );
-    reconcile(Arc::new(get(&client).await), Arc::new(ctx))
-        .await
-        .expect("reconcile");
+    reconcile_once(&client).await;
     let metrics = Arc::new(Metrics::new());
     let scaler = Scaler::new(client.clone(), common::recorder(&client), metrics.clone());
     let t0 = Timestamp::now();
@@ -288,14 +292,7 @@ async fn an_unreachable_kafka_scales_nothing_and_says_so() {
         kafka.external.as_mut().unwrap().bootstrap_servers = "127.0.0.1:1".into();
     }
     let client = server(&system).await;
-    let ctx = Context::new(
-        client.clone(),
-        common::recorder(&client),
-        Arc::new(Metrics::new()),
-    );
-    reconcile(Arc::new(get(&client).await), Arc::new(ctx))
-        .await
-        .expect("reconcile");
+    reconcile_once(&client).await;
     let before = consumer_replicas(&client).await;
     let scaler = Scaler::new(
         client.clone(),

@@ -533,15 +533,22 @@ impl Scaler {
             .and_then(|m| m.windows.get(&service).cloned())
     }
 
-    fn remember(&self, system: &SalesSystem, service: AppService, window: Window) {
+    /// Change what is kept for `service` of `system` (made on first use).
+    fn keep(&self, system: &SalesSystem, service: AppService, change: impl FnOnce(&mut Memory)) {
         let mut memory = self.lock();
         let entry = memory.entry(key_of(system)).or_insert_with(|| Memory {
             namespace: system.namespace().unwrap_or_default(),
             name: system.name_any(),
             ..Memory::default()
         });
-        entry.windows.insert(service, window);
+        change(entry);
         entry.services.insert(service.name().to_owned());
+    }
+
+    fn remember(&self, system: &SalesSystem, service: AppService, window: Window) {
+        self.keep(system, service, |m| {
+            m.windows.insert(service, window);
+        });
     }
 
     fn offsets(&self, key: &str, service: AppService) -> Option<(Timestamp, Vec<GroupOffsets>)> {
@@ -556,14 +563,9 @@ impl Scaler {
         service: AppService,
         offsets: (Timestamp, Vec<GroupOffsets>),
     ) {
-        let mut memory = self.lock();
-        let entry = memory.entry(key_of(system)).or_insert_with(|| Memory {
-            namespace: system.namespace().unwrap_or_default(),
-            name: system.name_any(),
-            ..Memory::default()
+        self.keep(system, service, |m| {
+            m.offsets.insert(service, offsets);
         });
-        entry.offsets.insert(service, offsets);
-        entry.services.insert(service.name().to_owned());
     }
 
     fn remember_queues(&self, system: &SalesSystem, service: AppService, queues: &[QueueLoad]) {
