@@ -29,7 +29,7 @@ pub const TANSU_VERSION: &str = "0.6.0";
 /// cannot bind it until that socket's TIME-WAIT ends.
 pub const KAFKA_PORT: u16 = 29092;
 pub const ENV_KAFKA_BOOTSTRAP: &str = "SALES_KAFKA_BOOTSTRAP";
-const ENV_TANSU_BIN: &str = "SALES_TANSU_BIN";
+pub const ENV_TANSU_BIN: &str = "SALES_TANSU_BIN";
 
 /// Where the broker is, starting (or reusing) the private one when none is given.
 pub async fn ensure_kafka(infra_dir: &Path) -> Result<String> {
@@ -112,7 +112,7 @@ pub fn stop_kafka(infra_dir: &Path) -> Result<String> {
 }
 
 /// The tansu binary: `SALES_TANSU_BIN`, or the cached build, built now if missing.
-async fn ensure_tansu() -> Result<PathBuf> {
+pub async fn ensure_tansu() -> Result<PathBuf> {
     if let Ok(bin) = std::env::var(ENV_TANSU_BIN) {
         return Ok(PathBuf::from(bin));
     }

@@ -27,6 +27,9 @@ pub async fn run(workspace_root: &Path, extra: &[String]) -> Result<ExitCode> {
     // The messaging tests run on Kafka too.
     let kafka = kafka::ensure_kafka(&infra::private_dir(workspace_root)).await?;
     env.push((kafka::ENV_KAFKA_BOOTSTRAP, kafka));
+    // The Kafka outage tests start brokers of their own, to freeze them.
+    let tansu = kafka::ensure_tansu().await?;
+    env.push((kafka::ENV_TANSU_BIN, tansu.display().to_string()));
     // The tests run in a vhost of their own, deleted at the end with whatever they left.
     let vhost = match &infra.rabbitmq_management_url {
         Some(management) => Some(TestVhost::create(management, &infra.amqp_url).await?),

@@ -7,6 +7,7 @@
 pub mod fault_proxy;
 pub mod identity;
 pub mod launch;
+pub mod private_kafka;
 pub mod transport;
 
 pub use transport::{TestKafka, TestTransport, kafka_bootstrap};

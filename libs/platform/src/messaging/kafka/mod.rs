@@ -159,7 +159,7 @@ impl KafkaBus {
             match producer.send_result(record) {
                 Ok(delivery) => deliveries.push(delivery),
                 Err((err, _)) => {
-                    refused_at = Some(publish_error(err));
+                    refused_at = Some(publish_error(&err));
                     break;
                 }
             }
@@ -168,10 +168,17 @@ impl KafkaBus {
         // that was not: the outbox blames that one, and only that one.
         let mut acknowledged = 0;
         let mut failure = None;
+        let mut stuck = None;
         for delivery in deliveries {
             let result = match delivery.await {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err((err, _))) => Err(publish_error(err)),
+                Ok(Err((err, _))) => {
+                    let refused = publish_error(&err);
+                    if needs_new_producer(&err) {
+                        stuck.get_or_insert(err);
+                    }
+                    Err(refused)
+                }
                 Err(_) => Err(PublishError::Failed {
                     broker: KAFKA,
                     reason: "the producer dropped the record".into(),
@@ -184,6 +191,9 @@ impl KafkaBus {
                     failure.get_or_insert(err);
                 }
             }
+        }
+        if let Some(err) = stuck {
+            self.replace_stuck_producer(&err);
         }
         (acknowledged, failure.or(refused_at))
     }
@@ -205,7 +215,12 @@ impl KafkaBus {
         }
         match self.producer().send(record, DELIVERY_TIMEOUT).await {
             Ok(_) => Ok(()),
-            Err((err, _)) => Err(publish_error(err)),
+            Err((err, _)) => {
+                if needs_new_producer(&err) {
+                    self.replace_stuck_producer(&err);
+                }
+                Err(publish_error(&err))
+            }
         }
     }
 
@@ -235,10 +250,24 @@ impl KafkaBus {
                 .filter(|t| t.error().is_none() && !t.partitions().is_empty())
                 .map(|t| t.name())
                 .collect();
+            // A list of every topic can miss some while others are created or deleted
+            // (seen on tansu): what it lacks is asked about by name.
             let missing: Vec<&str> = wanted
                 .iter()
                 .map(String::as_str)
                 .filter(|t| !present.contains(t))
+                .filter(|t| {
+                    producer
+                        .client()
+                        .fetch_metadata(Some(t), Duration::from_secs(5))
+                        .map_or(true, |m| {
+                            !m.topics().iter().any(|found| {
+                                found.name() == *t
+                                    && found.error().is_none()
+                                    && !found.partitions().is_empty()
+                            })
+                        })
+                })
                 .collect();
             match missing.len() {
                 0 => Ok(()),
@@ -308,6 +337,18 @@ impl KafkaBus {
             return;
         };
         tracing::error!(%code, %reason, "the Kafka producer hit a fatal error; starting a new one");
+        self.replace_producer();
+    }
+
+    /// A fresh producer (a new producer id) in place of one the brokers will not take
+    /// records from again ([`needs_new_producer`]). What it had not sent is sent again
+    /// from the outbox; a copy the brokers did take is dropped by the consumers' inbox.
+    fn replace_stuck_producer(&self, err: &KafkaError) {
+        tracing::warn!(error = %err, "the brokers refuse this Kafka producer; starting a new one");
+        self.replace_producer();
+    }
+
+    fn replace_producer(&self) {
         match create_producer(&self.inner.producer_config) {
             Ok(fresh) => match self.inner.producer.write() {
                 Ok(mut p) => *p = fresh,
@@ -367,6 +408,9 @@ fn client_config(service: &str, args: &KafkaArgs) -> anyhow::Result<ClientConfig
             ),
         )
         .set("security.protocol", &args.kafka_security_protocol)
+        // Topics are made whole at start (or by their owner), never by a metadata
+        // request or a record on the way.
+        .set("allow.auto.create.topics", "false")
         .set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
     match (
         &args.kafka_sasl_mechanism,
@@ -391,9 +435,27 @@ fn client_config(service: &str, args: &KafkaArgs) -> anyhow::Result<ClientConfig
     Ok(config)
 }
 
+/// Errors after which a producer never sends again though librdkafka does not call
+/// them fatal: the brokers fenced its producer id or lost its sequence (seen after
+/// the broker froze past the delivery timeout: every record was then refused with
+/// `ProducerFenced`, for good).
+fn needs_new_producer(err: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            C::ProducerFenced
+                | C::InvalidProducerEpoch
+                | C::OutOfOrderSequenceNumber
+                | C::UnknownProducerId
+                | C::InvalidProducerIdMapping
+        )
+    )
+}
+
 /// A producer error as the outbox sees it: the broker refusing this record (it will
 /// be parked after some refusals) or a failure that may pass.
-fn publish_error(err: KafkaError) -> PublishError {
+fn publish_error(err: &KafkaError) -> PublishError {
     use RDKafkaErrorCode as C;
     match err.rdkafka_error_code() {
         Some(

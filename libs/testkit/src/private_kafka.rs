@@ -1,0 +1,91 @@
+//! A Kafka-protocol broker of one test's own (tansu, the binary `SALES_TANSU_BIN`
+//! that `cargo xtask test` exports), so the test can freeze it (SIGSTOP, SIGCONT)
+//! without disturbing the other tests on the shared broker. Killed when dropped.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+/// A private tansu with its data in memory.
+pub struct PrivateKafka {
+    child: Child,
+    pub bootstrap: String,
+}
+
+impl PrivateKafka {
+    /// Start it on a free port and wait until it answers.
+    pub fn start() -> PrivateKafka {
+        let binary = std::env::var("SALES_TANSU_BIN").unwrap_or_else(|_| {
+            panic!(
+                "SALES_TANSU_BIN is not set: this test starts a Kafka-protocol broker of its \
+                 own; run it through `cargo xtask test`, which builds tansu and exports it"
+            )
+        });
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free port: {e}"));
+        let bootstrap = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{bootstrap}");
+        let child = Command::new(&binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        let kafka = PrivateKafka { child, bootstrap };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !kafka.answers() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu at {} does not answer",
+                kafka.bootstrap
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        kafka
+    }
+
+    /// The broker answers a metadata request.
+    pub fn answers(&self) -> bool {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create::<BaseConsumer>()
+            .is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok())
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = i32::try_from(self.child.id()).unwrap_or(i32::MAX);
+        kill(Pid::from_raw(pid), signal).unwrap_or_else(|e| panic!("{signal} tansu: {e}"));
+    }
+
+    /// Freeze the broker: its connections stay open and nothing answers.
+    pub fn freeze(&self) {
+        self.signal(Signal::SIGSTOP);
+    }
+
+    /// Let it run again.
+    pub fn thaw(&self) {
+        self.signal(Signal::SIGCONT);
+    }
+}
+
+impl Drop for PrivateKafka {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
