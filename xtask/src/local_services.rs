@@ -139,7 +139,37 @@ pub async fn isolated_wiring(infra: &Infra, iso: Isolated<'_>) -> Result<Wiring>
     })
 }
 
+/// A port nobody listens on, below the kernel's range of ephemeral ports. A port from
+/// that range (what binding port 0 gives) can be taken, before the service binds it, by
+/// one of the many outgoing connections made meanwhile (seen: a chaos run's order
+/// service could not listen, "Address already in use"). Never the same port twice in
+/// one run.
 fn free_port() -> Result<u16> {
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (start, end) = (10_000u16, ephemeral_low.clamp(10_500, 32768));
+    let span = u64::from(end - start);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let seed = u64::from(std::process::id()).wrapping_mul(7919) ^ nanos;
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for i in 0..span {
+        let port = start + u16::try_from((seed.wrapping_add(i)) % span).unwrap_or(0);
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return Ok(port);
+        }
+    }
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
         .local_addr()?
         .port())
