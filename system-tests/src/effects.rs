@@ -32,3 +32,20 @@ pub async fn effects(pool: &PgPool) -> i64 {
         .await
         .unwrap_or_else(|e| panic!("counting effects: {e}"))
 }
+
+/// Messages the consumers of the service at `admin_url` counted under `outcome`
+/// (`processed`, `retried`, `dead_lettered`...), from its metrics.
+#[allow(clippy::expect_used)]
+pub async fn consumed(admin_url: &str, outcome: &str) -> f64 {
+    let text = reqwest::get(format!("{admin_url}/metrics"))
+        .await
+        .expect("the metrics answer")
+        .text()
+        .await
+        .expect("the metrics text");
+    text.lines()
+        .filter(|l| l.starts_with("messages_consumed_total{"))
+        .filter(|l| l.contains(&format!("outcome=\"{outcome}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

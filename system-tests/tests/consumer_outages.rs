@@ -13,30 +13,16 @@ use axum::Router;
 use sales_contracts::Envelope;
 use sales_contracts::events::{CancelOrder, CancelReason, MessageType};
 use sales_contracts::topology::Subscription;
-use sales_platform::service::{RunningService, ServiceBuilder};
+use sales_platform::service::ServiceBuilder;
 use sales_testkit::fault_proxy::{Fault, FaultProxy};
 use sales_testkit::identity::TestIdentity;
 use sales_testkit::{TestDatabase, TestTransport, eventually};
-use system_tests::effects::{Recorder, effects};
+use system_tests::effects::{Recorder, consumed, effects};
 
 const SUBSCRIPTION: Subscription = Subscription {
     service: "notification",
     message_type: MessageType::CancelOrder,
 };
-
-async fn outcome_count(service: &RunningService, outcome: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", service.admin_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("messages_consumed_total{"))
-        .filter(|l| l.contains(&format!("outcome=\"{outcome}\"")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 #[tokio::test]
 async fn on_rabbitmq_a_message_waits_out_a_database_outage_without_using_up_its_retries() {
@@ -100,8 +86,8 @@ async fn waits_out_a_database_outage(broker: TestTransport) {
     assert_eq!(effects(&pool).await, 0);
     assert_eq!(
         (
-            outcome_count(&service, "retried").await,
-            outcome_count(&service, "dead_lettered").await
+            consumed(&service.admin_url(), "retried").await,
+            consumed(&service.admin_url(), "dead_lettered").await
         ),
         (0.0, 0.0),
         "an outage is not the message's failure"
@@ -115,8 +101,8 @@ async fn waits_out_a_database_outage(broker: TestTransport) {
         || async { (effects(&pool).await == 1).then_some(()) },
     )
     .await;
-    assert_eq!(outcome_count(&service, "retried").await, 0.0);
-    assert_eq!(outcome_count(&service, "processed").await, 1.0);
+    assert_eq!(consumed(&service.admin_url(), "retried").await, 0.0);
+    assert_eq!(consumed(&service.admin_url(), "processed").await, 1.0);
 
     service.stop().await;
     pool.close().await;

@@ -21,7 +21,7 @@ use sales_testkit::identity::TestIdentity;
 use sales_testkit::private_kafka::PrivateKafka;
 use sales_testkit::{TestDatabase, TestKafka, eventually, kafka_bootstrap};
 use sqlx::PgPool;
-use system_tests::effects::{Recorder, effects};
+use system_tests::effects::{Recorder, consumed, effects};
 
 struct Harness {
     kafka: TestKafka,
@@ -333,21 +333,6 @@ async fn topics_take_the_brokers_default_replication_when_asked() {
     bare.stop().await;
 }
 
-/// Messages counted by the service's consumers under `outcome`.
-async fn consumed(service: &RunningService, outcome: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", service.admin_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("messages_consumed_total{"))
-        .filter(|l| l.contains(&format!("outcome=\"{outcome}\"")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// The broker freezes (SIGSTOP: connections open, nothing answers) for longer than the
 /// producer's delivery timeout while events are committed; when it runs again every
 /// event reaches the consumer, each handled once, none parked, and the outbox empties.
@@ -394,6 +379,6 @@ async fn a_frozen_broker_loses_nothing_and_parks_nothing() {
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(effects(&h.pool).await, 25, "each event once");
-    assert_eq!(consumed(&h.service, "dead_lettered").await, 0.0);
+    assert_eq!(consumed(&h.service.admin_url(), "dead_lettered").await, 0.0);
     h.stop().await;
 }
