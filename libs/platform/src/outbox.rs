@@ -30,6 +30,8 @@ const NOTIFY_CHANNEL: &str = "outbox";
 const BATCH: i64 = 200;
 /// Relays wake on `NOTIFY`; this is the fallback if a notification is missed.
 const POLL_EVERY: Duration = Duration::from_secs(1);
+/// How often the relay reads the outbox's backlog for its gauges.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// How long the broker has to confirm a batch.
 pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Refusals of one event after which it is parked.
@@ -56,20 +58,20 @@ pub async fn enqueue_envelope(
     envelope: &Envelope,
 ) -> Result<(), sqlx::Error> {
     let trace_headers = telemetry::current_trace_headers();
+    // One round trip: the row, and the wake-up the relays get when it commits.
     sqlx::query(
-        "insert into outbox (message_id, message_type, envelope, trace_headers)
-         values ($1, $2, $3, $4)",
+        "with queued as (
+             insert into outbox (message_id, message_type, envelope, trace_headers)
+             values ($1, $2, $3, $4) returning 1)
+         select pg_notify($5, '') from queued",
     )
     .bind(envelope.message_id)
     .bind(envelope.message_type.as_str())
     .bind(sqlx::types::Json(envelope))
     .bind(sqlx::types::Json(&trace_headers))
+    .bind(NOTIFY_CHANNEL)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("select pg_notify($1, '')")
-        .bind(NOTIFY_CHANNEL)
-        .execute(&mut *tx)
-        .await?;
     Ok(())
 }
 
@@ -83,25 +85,35 @@ struct PendingEvent {
 }
 
 /// Publishes outbox events until `shutdown`; run one per service process.
+///
+/// A pass runs when a commit's `NOTIFY` arrives (or every [`POLL_EVERY`]); the
+/// notifications already received are taken together first, since one pass publishes
+/// every event they announce. The backlog gauges are read at most every
+/// [`METRICS_EVERY`], not on every pass.
 pub async fn run_relay(pool: PgPool, broker: Messaging, shutdown: CancellationToken) {
     let mut listener: Option<PgListener> = None;
     let mut backoff = Duration::from_millis(100);
+    let mut metrics_read: Option<std::time::Instant> = None;
     while !shutdown.is_cancelled() {
-        match relay_pending(&pool, &broker).await {
-            Ok(_) => backoff = Duration::from_millis(100),
-            Err(err) => {
-                broker.metrics().outbox_publish_failures.inc();
-                update_backlog_metrics(&pool, &broker).await;
-                tracing::warn!(error = %err, retry_in = ?backoff, "outbox relay could not publish");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
+        if let Some(l) = listener.as_mut() {
+            while l.next_buffered().is_some() {}
         }
-        update_backlog_metrics(&pool, &broker).await;
+        let outcome = relay_pending(&pool, &broker).await;
+        if outcome.is_err() || metrics_read.is_none_or(|at| at.elapsed() >= METRICS_EVERY) {
+            update_backlog_metrics(&pool, &broker).await;
+            metrics_read = Some(std::time::Instant::now());
+        }
+        if let Err(err) = outcome {
+            broker.metrics().outbox_publish_failures.inc();
+            tracing::warn!(error = %err, retry_in = ?backoff, "outbox relay could not publish");
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            continue;
+        }
+        backoff = Duration::from_millis(100);
         if listener.is_none() {
             listener = listen(&pool).await;
         }

@@ -214,13 +214,6 @@ struct Existing {
 async fn try_claim(ctx: &OrderContext, request: &ClaimRequest<'_>) -> Result<Attempt> {
     let placer = request.placer;
     let mut tx = ctx.pool.begin().await?;
-    if let Some((owner, _)) = &placer.bound {
-        sqlx::query("select pg_advisory_xact_lock($1, hashtext($2))")
-            .bind(BOUND_LOCK_CLASS)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
-    }
     if let Some(key) = request.key {
         let existing: Option<Existing> = sqlx::query_as(
             "select order_id, fingerprint, state, expires_at > now() as live
@@ -281,25 +274,10 @@ async fn try_claim(ctx: &OrderContext, request: &ClaimRequest<'_>) -> Result<Att
             };
         }
     }
-    if let Some((owner, kind)) = &placer.bound {
-        check_bounds(ctx, &mut tx, owner, *kind, request.units).await?;
-    }
-    let order_id: Option<i64> = sqlx::query_scalar(
-        "insert into order_claims (order_id, key_owner, idempotency_key, fingerprint,
-             limit_owner, units, state, expires_at)
-         values (nextval(pg_get_serial_sequence('orders', 'id')), $1, $2, $3, $4, $5,
-             'in_progress', now() + $6 * interval '1 millisecond')
-         on conflict (key_owner, idempotency_key) do nothing
-         returning order_id",
-    )
-    .bind(request.key.map(|_| placer.key_owner.as_str()))
-    .bind(request.key)
-    .bind(request.fingerprint)
-    .bind(placer.bound_owner())
-    .bind(request.units)
-    .bind(millis(ctx.limits.claim_ttl))
-    .fetch_optional(&mut *tx)
-    .await?;
+    let order_id = match &placer.bound {
+        Some((owner, kind)) => insert_within_bounds(ctx, &mut tx, request, owner, *kind).await?,
+        None => insert_claim(&mut tx, request, ctx.limits.claim_ttl).await?,
+    };
     let Some(order_id) = order_id else {
         // Another caller in the namespace (another address) claimed the key first.
         return Ok(Attempt::Again);
@@ -312,42 +290,92 @@ async fn try_claim(ctx: &OrderContext, request: &ClaimRequest<'_>) -> Result<Att
     }))
 }
 
-pub(crate) fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+/// The new claim's row, its order id taken from the orders' sequence; `None` if the
+/// key was claimed meanwhile.
+const INSERT_CLAIM: &str = "insert into order_claims (order_id, key_owner, idempotency_key,
+         fingerprint, limit_owner, units, state, expires_at)
+     select nextval(pg_get_serial_sequence('orders', 'id')), $1, $2, $3, $4, $5,
+         'in_progress', now() + $6 * interval '1 millisecond'";
+
+async fn insert_claim(
+    conn: &mut PgConnection,
+    request: &ClaimRequest<'_>,
+    ttl: Duration,
+) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar(&format!(
+        "{INSERT_CLAIM} on conflict (key_owner, idempotency_key) do nothing returning order_id"
+    ))
+    .bind(request.key.map(|_| request.placer.key_owner.as_str()))
+    .bind(request.key)
+    .bind(request.fingerprint)
+    .bind(request.placer.bound_owner())
+    .bind(request.units)
+    .bind(millis(ttl))
+    .fetch_optional(conn)
+    .await?)
 }
 
-/// Refuse if one more order of `units` would pass `owner`'s bounds. The caller holds
-/// the owner's advisory lock, so no other claim of this owner is being made now.
-async fn check_bounds(
+/// Claim an order for `owner` unless one more of `units` would pass its bounds
+/// (refused). The owner's advisory lock, held until the transaction ends, makes the
+/// count and the insert one step for that owner; the count and the insert are one
+/// statement, so the lock is held for two round trips (this one and the commit).
+async fn insert_within_bounds(
     ctx: &OrderContext,
-    conn: &mut PgConnection,
+    tx: &mut PgConnection,
+    request: &ClaimRequest<'_>,
     owner: &str,
     kind: BoundKind,
-    units: i64,
-) -> Result<()> {
-    let (count, held): (i64, i64) = sqlx::query_as(
+) -> Result<Option<i64>> {
+    // The lock first, in a statement of its own: the count's snapshot must be taken
+    // after it, to see what the lock's previous holder committed.
+    sqlx::query("select pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(BOUND_LOCK_CLASS)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+    let limits = ctx.limits;
+    let (count, held, order_id): (i64, i64, Option<i64>) = sqlx::query_as(&format!(
         "with held as (
              select (select coalesce(sum(l.quantity), 0) from order_lines l
                      where l.order_id = o.id)::bigint as units
-             from orders o where o.limit_owner = $1 and o.status = 'PENDING'
+             from orders o where o.limit_owner = $4 and o.status = 'PENDING'
              union all
              select c.units from order_claims c
-             where c.limit_owner = $1 and c.state = 'in_progress'
+             where c.limit_owner = $4 and c.state = 'in_progress'
                and (c.expires_at > now() or c.reserve_lines is not null)
                and not exists (select 1 from orders o where o.id = c.order_id)
+         ),
+         totals as (
+             select count(*)::bigint as orders, coalesce(sum(units), 0)::bigint as units
+             from held
+         ),
+         claimed as (
+             {INSERT_CLAIM} from totals
+             where totals.orders < $7 and totals.units + $5 <= $8
+             on conflict (key_owner, idempotency_key) do nothing
+             returning order_id
          )
-         select count(*)::bigint, coalesce(sum(units), 0)::bigint from held",
-    )
+         select orders, units, (select order_id from claimed) from totals"
+    ))
+    .bind(request.key.map(|_| request.placer.key_owner.as_str()))
+    .bind(request.key)
+    .bind(request.fingerprint)
     .bind(owner)
-    .fetch_one(&mut *conn)
+    .bind(request.units)
+    .bind(millis(limits.claim_ttl))
+    .bind(limits.max_unpaid_orders)
+    .bind(limits.max_reserved_units)
+    .fetch_one(&mut *tx)
     .await?;
+    if order_id.is_some() {
+        return Ok(order_id);
+    }
     let holder = || match kind {
         BoundKind::Customer => Holder::Customer,
         BoundKind::Address => Holder::Address {
             unpaid_timeout: humantime::format_duration(ctx.unpaid_timeout).to_string(),
         },
     };
-    let limits = ctx.limits;
     if count >= limits.max_unpaid_orders {
         ctx.metrics
             .orders_refused
@@ -359,7 +387,7 @@ async fn check_bounds(
             limit: limits.max_unpaid_orders,
         });
     }
-    if held.saturating_add(units) > limits.max_reserved_units {
+    if held.saturating_add(request.units) > limits.max_reserved_units {
         ctx.metrics
             .orders_refused
             .with_label_values(&["too_many_reserved_units"])
@@ -367,11 +395,15 @@ async fn check_bounds(
         return Err(OrderError::TooManyReservedUnits {
             holder: holder(),
             held,
-            requested: units,
+            requested: request.units,
             limit: limits.max_reserved_units,
         });
     }
-    Ok(())
+    Ok(None)
+}
+
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 pub(crate) async fn mark_done(conn: &mut PgConnection, order_id: i64) -> Result<(), sqlx::Error> {
