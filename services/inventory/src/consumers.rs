@@ -49,7 +49,7 @@ impl MessageHandler for InventoryConsumer {
                     .map_err(handler_error)?;
                 tracing::info!(
                     order_id = update.order_id,
-                    reservation_id = r.reservation_id,
+                    reservation_id = r,
                     "stock held for order"
                 );
             }
@@ -66,11 +66,7 @@ impl MessageHandler for InventoryConsumer {
                         }
                         other => handler_error(other),
                     })?;
-                tracing::info!(
-                    order_id = paid.order_id,
-                    reservation_id = r.reservation_id,
-                    "stock sold"
-                );
+                tracing::info!(order_id = paid.order_id, reservation_id = r, "stock sold");
             }
             MessageType::RestoreCanceledItem => {
                 let restore: RestoreCanceledItem = envelope.decode()?;

@@ -20,28 +20,38 @@
 //! So any arrival order gives the same end: paid and never cancelled: `committed`;
 //! cancelled: `released` with every unit back.
 
-use sales_contracts::api::stock::{Reservation, ReservationLine, ReservationStatus, Shortage};
+use sales_contracts::api::stock::{ReservationLine, ReservationStatus, Shortage};
 use sqlx::PgConnection;
 
 use crate::error::{InventoryError, Result};
 use crate::reservations::{
-    Origin, ReleasedBy, adjust_stock, find_for_order, get_reservation, lock, normalise_lines,
+    COLUMNS, Origin, ReleasedBy, ReservationRow, adjust_stock, normalise_lines,
     release_reservation, reserve_in, set_status,
 };
 use crate::stock::MAX_COUNT;
 
+/// The order's reservation, its row locked; `None` if the order has none.
+async fn lock_for_order(conn: &mut PgConnection, order_id: i64) -> Result<Option<ReservationRow>> {
+    Ok(sqlx::query_as(&format!(
+        "select {COLUMNS} from reservations where order_id = $1 for update"
+    ))
+    .bind(order_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
 /// `update-stock`: the order was placed, so its stock stays held until it is paid or
 /// cancelled (no more expiry). If the order reserved nothing beforehand (a producer
 /// that only sends `update-stock`, as seed 000's did), the stock is taken now, if
-/// there is enough.
+/// there is enough. Returns the reservation's id.
 pub async fn hold_for_order(
     conn: &mut PgConnection,
     order_id: i64,
     lines: &[ReservationLine],
-) -> Result<Reservation> {
-    let Some(r) = find_for_order(conn, order_id).await? else {
+) -> Result<i64> {
+    let Some(row) = lock_for_order(conn, order_id).await? else {
         let lines = normalise_lines(lines)?;
-        return reserve_in(
+        let r = reserve_in(
             conn,
             Origin::Canonical,
             Some(order_id),
@@ -49,9 +59,9 @@ pub async fn hold_for_order(
             ReservationStatus::Held,
             None,
         )
-        .await;
+        .await?;
+        return Ok(r.reservation_id);
     };
-    let row = lock(conn, r.reservation_id).await?;
     if row.status() == ReservationStatus::Pending {
         set_status(conn, row.id, ReservationStatus::Held, None).await?;
     } else {
@@ -62,15 +72,14 @@ pub async fn hold_for_order(
             "the order's reservation is past held; update-stock changes nothing"
         );
     }
-    get_reservation(conn, row.id).await
+    Ok(row.id)
 }
 
-/// `paid-order`: sell the order's reserved units.
-pub async fn commit_for_order(conn: &mut PgConnection, order_id: i64) -> Result<Reservation> {
-    let r = find_for_order(conn, order_id)
+/// `paid-order`: sell the order's reserved units. Returns the reservation's id.
+pub async fn commit_for_order(conn: &mut PgConnection, order_id: i64) -> Result<i64> {
+    let row = lock_for_order(conn, order_id)
         .await?
         .ok_or(InventoryError::NoReservationForOrder(order_id))?;
-    let row = lock(conn, r.reservation_id).await?;
     match (row.status(), row.released_by()) {
         (ReservationStatus::Pending | ReservationStatus::Held, _) => {
             adjust_stock(
@@ -97,14 +106,15 @@ pub async fn commit_for_order(conn: &mut PgConnection, order_id: i64) -> Result<
             "the order's stock is sold or given back already; paid-order changes nothing"
         ),
     }
-    get_reservation(conn, row.id).await
+    Ok(row.id)
 }
 
 /// `restore-canceled-item`: the order's units go back to stock, whether they were
 /// still reserved or already sold. For an order that reserved nothing (yet), a
-/// released mark is left, so that its late `update-stock` takes nothing.
-pub async fn restore_for_order(conn: &mut PgConnection, order_id: i64) -> Result<Reservation> {
-    let Some(r) = find_for_order(conn, order_id).await? else {
+/// released mark is left, so that its late `update-stock` takes nothing. Returns the
+/// reservation's id.
+pub async fn restore_for_order(conn: &mut PgConnection, order_id: i64) -> Result<i64> {
+    let Some(row) = lock_for_order(conn, order_id).await? else {
         tracing::info!(
             order_id,
             "nothing reserved for the order; marking it released"
@@ -118,12 +128,11 @@ pub async fn restore_for_order(conn: &mut PgConnection, order_id: i64) -> Result
         .bind(Origin::Canonical.as_str())
         .fetch_one(&mut *conn)
         .await?;
-        return get_reservation(conn, id).await;
+        return Ok(id);
     };
-    let row = lock(conn, r.reservation_id).await?;
     match row.status() {
         ReservationStatus::Pending | ReservationStatus::Held => {
-            release_reservation(conn, row.id, ReleasedBy::Order).await
+            release_reservation(conn, row.id, ReleasedBy::Order).await?;
         }
         ReservationStatus::Committed => {
             check_restock(conn, row.id).await?;
@@ -135,10 +144,10 @@ pub async fn restore_for_order(conn: &mut PgConnection, order_id: i64) -> Result
                 Some(ReleasedBy::Order),
             )
             .await?;
-            get_reservation(conn, row.id).await
         }
-        ReservationStatus::Released => Ok(r),
+        ReservationStatus::Released => {}
     }
+    Ok(row.id)
 }
 
 /// A reservation's line with its item's stock, the item's row locked.

@@ -90,7 +90,8 @@ impl ReservationRow {
     }
 }
 
-const COLUMNS: &str = "id, order_id, status, expires_at, released_by, created_at, updated_at";
+pub(crate) const COLUMNS: &str =
+    "id, order_id, status, expires_at, released_by, created_at, updated_at";
 
 /// Merge duplicate SKUs and check every line.
 pub fn normalise_lines(lines: &[ReservationLine]) -> Result<Vec<ReservationLine>> {
@@ -146,11 +147,8 @@ pub async fn reserve_stock(
     hold: Duration,
 ) -> Result<(Reservation, bool)> {
     let lines = normalise_lines(lines)?;
-    if let Some(order_id) = order_id
-        && let Some(existing) = find_for_order(&mut *pool.acquire().await?, order_id).await?
-    {
-        return Ok((existing, false));
-    }
+    // An order's reservation is unique: a second one for it fails its first insert,
+    // and the first one is answered (below).
     let mut tx = pool.begin().await?;
     match reserve_in(
         &mut tx,
@@ -166,7 +164,8 @@ pub async fn reserve_stock(
             tx.commit().await?;
             Ok((reservation, true))
         }
-        // Another request reserved for the same order at the same moment: return its work.
+        // The order has a reservation already (a retry, or another request at the
+        // same moment): return it.
         Err(InventoryError::Database(sqlx::Error::Database(db)))
             if db.is_unique_violation() && order_id.is_some() =>
         {
