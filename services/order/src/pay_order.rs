@@ -13,7 +13,7 @@
 //! free products (a total of zero) has nothing to charge (the payment service takes
 //! no charge below one minor unit): it is confirmed without a payment.
 
-use chrono::Utc;
+use chrono::{SubsecRound as _, Utc};
 use sales_contracts::api::payments::{Payment, PaymentStatus as ChargeStatus};
 use sales_contracts::events::{OrderFailed, PaidOrder};
 use sales_platform::client::CallError;
@@ -156,7 +156,8 @@ pub(crate) async fn confirm(
         .status
         .on(OrderEvent::Pay)
         .map_err(|source| OrderError::IllegalTransition { order_id, source })?;
-    let paid_at = Utc::now();
+    // The database keeps microseconds: the answer shows the time as stored.
+    let paid_at = Utc::now().trunc_subsecs(6);
     sqlx::query(
         "update orders set status = $2, payment_status = $3, payment_id = $4, paid_at = $5,
                 updated_at = $5, payment_settled_at = $5
@@ -181,8 +182,14 @@ pub(crate) async fn confirm(
         },
     )
     .await?;
-    let order = orders::load(&mut tx, order_id).await?;
     tx.commit().await?;
+    // The locked order, as the update left it (nothing else changes it meanwhile).
+    let mut order = order;
+    order.status = next;
+    order.payment_status = PaymentStatus::Succeeded;
+    order.payment_id = payment.map(|p| p.payment_id);
+    order.paid_at = Some(paid_at);
+    order.updated_at = paid_at;
     ctx.metrics.status_entered(next);
     ctx.metrics.revenue(order.total);
     ctx.invalidate_order_caches(&order).await;
@@ -203,7 +210,7 @@ pub(crate) async fn fail(ctx: &OrderContext, order_id: i64, payment: &Payment) -
         .decline_reason
         .clone()
         .unwrap_or_else(|| "declined by the payment service".into());
-    let now = Utc::now();
+    let now = Utc::now().trunc_subsecs(6);
     sqlx::query(
         "update orders set status = $2, payment_status = $3, payment_id = $4, failure_reason = $5,
                 updated_at = $6, payment_settled_at = $6
@@ -229,8 +236,13 @@ pub(crate) async fn fail(ctx: &OrderContext, order_id: i64, payment: &Payment) -
     )
     .await?;
     outbox::enqueue(&mut tx, SERVICE, restore_stock_event(&order)).await?;
-    let order = orders::load(&mut tx, order_id).await?;
     tx.commit().await?;
+    let mut order = order;
+    order.status = next;
+    order.payment_status = PaymentStatus::Failed;
+    order.payment_id = Some(payment.payment_id);
+    order.failure_reason = Some(reason.clone());
+    order.updated_at = now;
     // The event restores the stock too; releasing now makes it visible at once
     // (seed 004's clients check the stock right after a declined order).
     if let Some(reservation_id) = order.reservation_id {
