@@ -934,7 +934,8 @@ async fn private_postgres(dirs: &Dirs, bin: &PgBin, root: bool) -> Result<(Strin
     };
     let options = format!(
         "-p {POSTGRES_PORT} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
-         -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+         -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+         -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all",
         shell_quote(&socket_dir)
     );
     let mut start = pg(bin.pg_ctl());

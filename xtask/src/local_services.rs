@@ -183,11 +183,23 @@ pub fn log_file(logs: &Path, service: Service) -> PathBuf {
 /// Start every service from `bin_dir`, output to `logs/<service>.log`, and wait until
 /// all answer `/ready`. On failure, those started are stopped again.
 pub async fn start(bin_dir: &Path, wiring: &Wiring, logs: &Path) -> Result<Vec<Process>> {
+    Ok(start_timed(bin_dir, wiring, logs).await?.0)
+}
+
+/// [`start`], and how long each service took from its exec to its first ready answer
+/// (`/ready` polled every 2 ms, all services at once).
+pub async fn start_timed(
+    bin_dir: &Path,
+    wiring: &Wiring,
+    logs: &Path,
+) -> Result<(Vec<Process>, Vec<(Service, Duration)>)> {
     std::fs::create_dir_all(logs)?;
     let mut processes: Vec<Process> = Vec::new();
     let started = async {
+        let mut spawned = Vec::new();
         for service in Service::ALL {
             let log = File::create(log_file(logs, service))?;
+            let at = tokio::time::Instant::now();
             let process = Process::spawn(
                 service,
                 bin_dir,
@@ -197,26 +209,37 @@ pub async fn start(bin_dir: &Path, wiring: &Wiring, logs: &Path) -> Result<Vec<P
             )
             .with_context(|| format!("cannot start {}", service.binary()))?;
             processes.push(process);
+            spawned.push((service, at));
         }
-        for service in Service::ALL {
-            sales_testkit::wait_ready(
-                &format!("{}/ready", wiring.base_url(service)),
-                READY_TIMEOUT,
-            )
-            .await
-            .with_context(|| {
-                format!(
-                    "the {} service did not become ready; see {}",
-                    service.name(),
-                    log_file(logs, service).display()
-                )
-            })?;
-        }
-        Ok::<_, anyhow::Error>(())
+        let http = reqwest::Client::new();
+        let waits = spawned.into_iter().map(|(service, at)| {
+            let http = http.clone();
+            async move {
+                let url = format!("{}/ready", wiring.base_url(service));
+                loop {
+                    if let Ok(r) = http.get(&url).send().await
+                        && r.status().is_success()
+                        // 200 with `degraded`: not ready yet (as `wait_ready` reads it).
+                        && r.json::<serde_json::Value>().await.is_ok_and(|b| b.get("degraded").is_none())
+                    {
+                        return Ok((service, at.elapsed()));
+                    }
+                    if at.elapsed() > READY_TIMEOUT {
+                        bail!(
+                            "the {} service did not become ready; see {}",
+                            service.name(),
+                            log_file(logs, service).display()
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        });
+        futures::future::try_join_all(waits).await
     }
     .await;
     match started {
-        Ok(()) => Ok(processes),
+        Ok(ready) => Ok((processes, ready)),
         Err(err) => {
             stop(&mut processes);
             Err(err)

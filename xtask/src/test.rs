@@ -132,7 +132,9 @@ async fn run_steps(
 
     // The benchmark's own flow, briefly, so `cargo xtask bench` keeps working (its
     // numbers mean nothing here; it fails only if a request or an event does).
-    eprintln!("xtask: cargo xtask bench --debug --clients 2 --seconds 2 (smoke run)");
+    eprintln!(
+        "xtask: cargo xtask bench --debug --scenario one-call,saga --clients 2 --seconds 2 --skus 100 (smoke run)"
+    );
     crate::bench::run(workspace_root, &crate::bench::BenchArgs::smoke())
         .await
         .context("the benchmark's smoke run failed")?;

@@ -1,0 +1,248 @@
+//! `cargo xtask bench`: how fast the system takes orders, and where the time goes.
+//!
+//! Every service runs as its own process (release build unless `--debug`) against
+//! fresh `sales_bench_*` databases and a private broker namespace (`bench.`), so a
+//! run neither sees nor disturbs `cargo xtask up`'s data. The scenarios
+//! ([`scenarios`]): seed 004's one-call order, the full saga through the gateway, and
+//! every order on one hot SKU; each runs in steps, closed loop at each `--clients`
+//! count and then open loop at each `--rate` ([`load`]). Per step: orders per
+//! second, latency percentiles (HDR), errors by status, CPU per order of every
+//! process ([`usage`]), statements per order ([`statements`]), and the services' own
+//! timestamps from payment to shipment and notification ([`pipeline`]). Per service:
+//! time from exec to ready, memory idle and at its peak. `--peer-url` runs the
+//! one-call order at a peer system too, alternating with ours.
+//!
+//! The tables go to stdout; JSON, markdown and a PNG to `target/bench/` ([`report`]).
+//! The run fails (after writing them) if an order of ours failed or events did not
+//! all arrive; nothing passes or fails on the numbers.
+
+mod chart;
+mod layout;
+mod load;
+mod pipeline;
+mod plan;
+mod report;
+mod scenarios;
+mod session;
+mod shop;
+mod statements;
+mod tables;
+mod usage;
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::local_services::{self, Isolated};
+use crate::{BrokerChoice, infra};
+
+/// Broker namespace of the benchmark's exchange and queues.
+const AMQP_PREFIX: &str = "bench.";
+/// Prefix of the benchmark's databases.
+const DB_PREFIX: &str = "sales_bench_";
+/// Set for the release build of xtask that a debug one hands the benchmark over to.
+const RELEASE_LOAD: &str = "SALES_BENCH_RELEASE_LOAD_GENERATOR";
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScenarioArg {
+    OneCall,
+    Saga,
+    HotSku,
+    All,
+}
+
+/// Where the one-call and hot-sku orders go.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// The order service itself, as seed 004's order service is hit.
+    Direct,
+    Gateway,
+    Both,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Scenarios, comma-separated: one-call, saga, hot-sku, or all.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    scenario: Vec<ScenarioArg>,
+    /// Closed-loop steps: concurrent clients, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32,64,256")]
+    clients: Vec<usize>,
+    /// Length of each step, in seconds.
+    #[arg(long, default_value_t = 15)]
+    seconds: u64,
+    /// Open-loop steps after the closed ones: orders per second offered
+    /// (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    rate: Vec<f64>,
+    /// Benchmark the debug build (quicker to build, far slower to run).
+    #[arg(long)]
+    debug: bool,
+    /// The broker that carries the events.
+    #[arg(long, value_enum, default_value = "rabbitmq")]
+    broker: BrokerChoice,
+    /// Where one-call and hot-sku orders go.
+    #[arg(long, value_enum, default_value = "direct")]
+    via: Via,
+    /// A peer system's base URL (its `POST /api/v1/orders/` takes the same body): the
+    /// one-call order runs there too, alternating with ours. Its SKU-0..SKU-999 must be
+    /// in stock; its CPU is every process whose command line holds `uvicorn`.
+    #[arg(long)]
+    peer_url: Option<String>,
+    /// The peer's own PostgreSQL port, to count its CPU too.
+    #[arg(long, requires = "peer_url")]
+    peer_pg_port: Option<u16>,
+    /// One-call SKUs stocked (SKU-0 ...).
+    #[arg(long, default_value_t = 1000)]
+    skus: usize,
+}
+
+impl BenchArgs {
+    /// The one-call order and the saga, two clients for two seconds each on the
+    /// debug build: does the flow still work?
+    pub fn smoke() -> BenchArgs {
+        BenchArgs {
+            scenario: vec![ScenarioArg::OneCall, ScenarioArg::Saga],
+            clients: vec![2],
+            seconds: 2,
+            rate: Vec::new(),
+            debug: true,
+            broker: BrokerChoice::Rabbitmq,
+            via: Via::Direct,
+            peer_url: None,
+            peer_pg_port: None,
+            skus: 100,
+        }
+    }
+}
+
+pub async fn run(root: &Path, args: &BenchArgs) -> Result<()> {
+    if args.seconds == 0 || args.clients.contains(&0) || args.skus == 0 {
+        bail!("--clients, --seconds and --skus must be at least 1");
+    }
+    if args.rate.iter().any(|r| !r.is_finite() || *r <= 0.0) {
+        bail!("--rate must be more than 0 orders per second");
+    }
+    let profile = if args.debug { "debug" } else { "release" };
+    let handed_over = std::env::var_os(RELEASE_LOAD).is_some();
+    let bin_dir = if handed_over {
+        // Built a moment ago by the debug build that handed the benchmark over.
+        root.join("target/release")
+    } else {
+        eprintln!("bench: building the services ({profile})");
+        local_services::build(root, !args.debug).await?
+    };
+    // The load generator shares the machine: the debug build `cargo xtask` runs
+    // would spend several times the CPU per order of a release one. The release build
+    // of xtask was just built beside the services: it runs the benchmark.
+    if !args.debug && cfg!(debug_assertions) && !handed_over {
+        return hand_over(&bin_dir).await;
+    }
+    let infra = infra::ensure_infra(root).await?;
+    let kafka_prefix = format!("bench{}.", std::process::id());
+    let mut env = vec![
+        // Seed 004's one-call order is for callers without an account.
+        ("SEED_COMPAT_OPEN".to_owned(), "true".to_owned()),
+        // Every client of the bench is one address (127.0.0.1), and callers without
+        // an account are bounded per address: not what is measured here.
+        (
+            "MAX_UNPAID_ORDERS_PER_CUSTOMER".to_owned(),
+            "1000000".to_owned(),
+        ),
+        (
+            "MAX_RESERVED_UNITS_PER_CUSTOMER".to_owned(),
+            "1000000".to_owned(),
+        ),
+    ];
+    let kafka = match args.broker {
+        BrokerChoice::Kafka => {
+            let bootstrap = crate::kafka::ensure_kafka(&infra::private_dir(root)).await?;
+            env.extend([
+                ("MESSAGING_KIND".to_owned(), "kafka".to_owned()),
+                ("KAFKA_BOOTSTRAP_SERVERS".to_owned(), bootstrap.clone()),
+                ("KAFKA_TOPIC_PREFIX".to_owned(), kafka_prefix.clone()),
+                // tansu cannot fetch from inside a batch (docs/messaging.md).
+                ("KAFKA_BATCH_MESSAGES".to_owned(), "1".to_owned()),
+            ]);
+            Some(bootstrap)
+        }
+        BrokerChoice::Rabbitmq => None,
+    };
+    let settings: Vec<String> = env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .chain(["gateway rate limit 1000000000 requests a minute".to_owned()])
+        .chain(args.peer_url.iter().map(|url| {
+            format!(
+                "peer: {url}; its CPU: every process whose command line holds `uvicorn`{}",
+                args.peer_pg_port.map_or(String::new(), |p| format!(
+                    ", and the PostgreSQL on port {p}"
+                ))
+            )
+        }))
+        .collect();
+    let wiring = local_services::isolated_wiring(
+        &infra,
+        Isolated {
+            db_prefix: DB_PREFIX,
+            amqp_url: &infra.amqp_url,
+            amqp_prefix: AMQP_PREFIX,
+            redis_prefix: format!("bench{}:", std::process::id()),
+            log_filter: "warn",
+            requests_per_minute: 1_000_000_000,
+            env,
+        },
+    )
+    .await?;
+    let logs = root.join("target/sales-bench/logs");
+    let (mut processes, ready) = local_services::start_timed(&bin_dir, &wiring, &logs)
+        .await
+        .with_context(|| format!("service logs: {}", logs.display()))?;
+    let system = session::System {
+        root,
+        infra: &infra,
+        wiring: &wiring,
+        processes: &processes,
+        ready,
+        kafka: kafka.as_deref(),
+        profile,
+        settings,
+    };
+    let outcome = session::measure(&system, args).await;
+    local_services::stop(&mut processes);
+    if let Some(bootstrap) = &kafka {
+        sales_testkit::transport::delete_kafka_topics(bootstrap, &kafka_prefix).await;
+    }
+    let report = outcome.with_context(|| format!("service logs: {}", logs.display()))?;
+    layout::print(&report);
+    let dir = report.write(root)?;
+    eprintln!(
+        "bench: report in {} (latest.json, latest.md, latest.png)",
+        dir.display()
+    );
+    let failures = report.failures();
+    if !failures.is_empty() {
+        bail!(
+            "the run measured something else than the system working:\n{}\n(service logs: {})",
+            failures.join("\n"),
+            logs.display()
+        );
+    }
+    Ok(())
+}
+
+/// Run this same command with the release build of xtask in `bin_dir`.
+async fn hand_over(bin_dir: &Path) -> Result<()> {
+    let xtask = bin_dir.join("xtask");
+    eprintln!("bench: the load runs from {}", xtask.display());
+    let status = tokio::process::Command::new(&xtask)
+        .args(std::env::args_os().skip(1))
+        .env(RELEASE_LOAD, "1")
+        .status()
+        .await
+        .with_context(|| format!("cannot run {}", xtask.display()))?;
+    if !status.success() {
+        bail!("the benchmark failed ({} {status})", xtask.display());
+    }
+    Ok(())
+}
