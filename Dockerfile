@@ -39,6 +39,10 @@ LABEL org.opencontainers.image.source="https://github.com/sales-system/sales-sys
       org.opencontainers.image.title="${BIN}" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=builder /usr/local/bin/app /app
+# Blocks over 256 KiB get mappings of their own, returned when freed: with glibc's
+# default threshold (it grows to the largest block freed) each thread's arena kept
+# argon2's 19 MiB per password hash, 400-590 MiB in the customer service.
+ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=262144
 USER 65532:65532
 EXPOSE 8080 9090
 ENTRYPOINT ["/app"]

@@ -95,6 +95,10 @@ pub struct BenchArgs {
     /// One-call SKUs stocked (SKU-0 ...).
     #[arg(long, default_value_t = 1000)]
     skus: usize,
+    /// Run the service binaries in this directory instead of this checkout's (the
+    /// release build of another commit, say, to compare the two on one machine).
+    #[arg(long)]
+    services_from: Option<std::path::PathBuf>,
 }
 
 impl BenchArgs {
@@ -112,6 +116,7 @@ impl BenchArgs {
             peer_url: None,
             peer_pg_port: None,
             skus: 100,
+            services_from: None,
         }
     }
 }
@@ -180,6 +185,11 @@ pub async fn run(root: &Path, args: &BenchArgs) -> Result<()> {
                 ))
             )
         }))
+        .chain(
+            args.services_from
+                .iter()
+                .map(|dir| format!("the services' binaries: {}", dir.display())),
+        )
         .collect();
     let wiring = local_services::isolated_wiring(
         &infra,
@@ -195,7 +205,9 @@ pub async fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     )
     .await?;
     let logs = root.join("target/sales-bench/logs");
-    let (mut processes, ready) = local_services::start_timed(&bin_dir, &wiring, &logs)
+    let services = args.services_from.as_deref().unwrap_or(&bin_dir);
+    eprintln!("bench: the services run from {}", services.display());
+    let (mut processes, ready) = local_services::start_timed(services, &wiring, &logs)
         .await
         .with_context(|| format!("service logs: {}", logs.display()))?;
     let system = session::System {
