@@ -164,7 +164,7 @@ async fn lock_lines(conn: &mut PgConnection, id: i64) -> Result<Vec<LockedLine>>
     Ok(sqlx::query_as(
         "select s.sku, s.on_hand, s.reserved, l.quantity from stock_items s
          join reservation_lines l on l.sku = s.sku and l.reservation_id = $1
-         order by s.sku for no key update of s",
+         order by s.sku for update of s",
     )
     .bind(id)
     .fetch_all(&mut *conn)

@@ -181,12 +181,6 @@ pub async fn reserve_stock(
 }
 
 /// The reserving itself, inside the caller's transaction.
-///
-/// The reservation and its lines are written first, then the stock rows are locked,
-/// checked and updated: a row of a busy item is held for two round trips and the
-/// commit, not for the inserts too (every order of a hot item waits on that row).
-/// The lines' foreign key takes only a key-share lock on the stock rows, which the
-/// `for no key update` of other reservations does not wait for (nor it for them).
 #[tracing::instrument(name = "db reserve stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub(crate) async fn reserve_in(
     conn: &mut PgConnection,
@@ -196,9 +190,8 @@ pub(crate) async fn reserve_in(
     status: ReservationStatus,
     hold: Option<Duration>,
 ) -> Result<Reservation> {
+    take_stock(conn, lines).await?;
     let expires_at = hold.map(|h| Utc::now() + chrono::Duration::from_std(h).unwrap_or_default());
-    let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
-    let quantities: Vec<i32> = lines.iter().map(|l| l.quantity).collect();
     let row: ReservationRow = sqlx::query_as(&format!(
         "insert into reservations (order_id, status, expires_at, origin) values ($1, $2, $3, $4)
          returning {COLUMNS}"
@@ -209,31 +202,17 @@ pub(crate) async fn reserve_in(
     .bind(origin.as_str())
     .fetch_one(&mut *conn)
     .await?;
-    // Only the lines of items the inventory has: a shortfall names the others.
-    let written = sqlx::query(
+    let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
+    let quantities: Vec<i32> = lines.iter().map(|l| l.quantity).collect();
+    sqlx::query(
         "insert into reservation_lines (reservation_id, sku, quantity)
-         select $1, l.sku, l.quantity from unnest($2::text[], $3::int[]) as l(sku, quantity)
-         join stock_items s on s.sku = l.sku",
+         select $1, sku, quantity from unnest($2::text[], $3::int[]) as l(sku, quantity)",
     )
     .bind(row.id)
     .bind(&skus)
     .bind(&quantities)
     .execute(&mut *conn)
     .await?;
-    if written.rows_affected() != lines.len() as u64 {
-        let known: Vec<String> =
-            sqlx::query_scalar("select sku from stock_items where sku = any($1)")
-                .bind(&skus)
-                .fetch_all(&mut *conn)
-                .await?;
-        return Err(InventoryError::UnknownItems(
-            skus.iter()
-                .filter(|s| !known.iter().any(|k| k == *s))
-                .map(|s| (*s).to_owned())
-                .collect(),
-        ));
-    }
-    take_stock(conn, lines).await?;
     Ok(to_reservation(row, lines.to_vec()))
 }
 
@@ -241,8 +220,7 @@ pub(crate) async fn reserve_in(
 async fn take_stock(conn: &mut PgConnection, lines: &[ReservationLine]) -> Result<()> {
     let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
     let stock: Vec<(String, i32, i32)> = sqlx::query_as(
-        "select sku, on_hand, reserved from stock_items where sku = any($1)
-         order by sku for no key update",
+        "select sku, on_hand, reserved from stock_items where sku = any($1) order by sku for update",
     )
     .bind(&skus)
     .fetch_all(&mut *conn)
@@ -350,7 +328,7 @@ pub(crate) async fn adjust_stock(conn: &mut PgConnection, id: i64, update: &str)
     sqlx::query(
         "select 1 from stock_items where sku in
             (select sku from reservation_lines where reservation_id = $1)
-         order by sku for no key update",
+         order by sku for update",
     )
     .bind(id)
     .execute(&mut *conn)

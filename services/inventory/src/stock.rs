@@ -88,12 +88,11 @@ pub async fn set_on_hand(
             "quantity on hand cannot be negative".into(),
         ));
     }
-    let existing: Option<(i32, Option<i64>)> = sqlx::query_as(
-        "select reserved, product_id from stock_items where sku = $1 for no key update",
-    )
-    .bind(sku)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let existing: Option<(i32, Option<i64>)> =
+        sqlx::query_as("select reserved, product_id from stock_items where sku = $1 for update")
+            .bind(sku)
+            .fetch_optional(&mut *conn)
+            .await?;
     let created = existing.is_none();
     if let Some((reserved, linked)) = existing {
         if on_hand < reserved {

@@ -858,3 +858,67 @@ async fn a_paid_order_keeps_its_stock_through_a_broker_outage_over_its_pay_by_ti
     assert_eq!(level["reserved"].as_i64(), Some(2), "{level}");
     inv.stop().await;
 }
+
+/// How many of this database's sessions wait for a lock.
+async fn waiting_on_locks(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from pg_stat_activity
+         where datname = current_database() and wait_event_type = 'Lock'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// A stock count and a reservation of one item, both waiting for its row (a third
+/// session holds it), the count first: both go through once the row is free. A
+/// reservation that wrote its lines (their foreign key takes a key-share lock on the
+/// row) before waiting for the row deadlocked with the count, whose upsert needs the
+/// row whole: PostgreSQL aborted one of them.
+#[tokio::test]
+async fn a_stock_count_and_a_reservation_waiting_on_one_item_both_go_through() {
+    let inv = Inventory::start().await;
+    inv.set_stock("DEADLOCK-1", 100).await;
+    let pool = inv.db.pool().await;
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("select 1 from stock_items where sku = 'DEADLOCK-1' for no key update")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let count = inv.put(
+        ADMIN,
+        "/api/v1/inventory/items/DEADLOCK-1",
+        json!({"on_hand": 90}),
+    );
+    let reservation = async {
+        sales_testkit::eventually("the count waiting", Duration::from_secs(10), || async {
+            (waiting_on_locks(&pool).await >= 1).then_some(())
+        })
+        .await;
+        inv.post(
+            ORDER_SERVICE,
+            "/api/v1/inventory/reservations",
+            json!({"order_id": 4242, "items": [{"sku": "DEADLOCK-1", "quantity": 2}]}),
+        )
+        .await
+    };
+    let release = async {
+        sales_testkit::eventually("both waiting", Duration::from_secs(10), || async {
+            (waiting_on_locks(&pool).await >= 2).then_some(())
+        })
+        .await;
+        holder.rollback().await.unwrap();
+    };
+    let ((counted, counted_body), (reserved, reserved_body), ()) =
+        tokio::join!(count, reservation, release);
+    assert!(counted.is_success(), "{counted} {counted_body}");
+    assert_eq!(reserved, StatusCode::CREATED, "{reserved_body}");
+    let level = inv.level("DEADLOCK-1").await;
+    assert_eq!(
+        (level["on_hand"].as_i64(), level["reserved"].as_i64()),
+        (Some(90), Some(2)),
+        "{level}"
+    );
+    pool.close().await;
+    inv.stop().await;
+}
