@@ -384,6 +384,7 @@ async fn bounded_unpaid_orders_and_slow_or_crashed_claims() {
     a_customer_has_a_bounded_number_of_unpaid_orders_and_reserved_units(&o).await;
     callers_without_an_account_are_bounded_per_client_address(&o).await;
     concurrent_orders_cannot_exceed_the_bound(&o).await;
+    a_duplicate_sent_at_once_is_never_refused_by_the_bound(&o).await;
     sys.stop().await;
 }
 
@@ -1374,4 +1375,51 @@ async fn concurrent_orders_cannot_exceed_the_bound(o: &Orders<'_>) {
     );
     assert_eq!(reservations_of(sys, "S14-RUSH").await, 2);
     assert_eq!(sys.stock("S14-RUSH").await, (1000, 2, 998));
+}
+
+/// The same order sent twice at once with one key (a client's retry): the second is
+/// the first order again (or, if that is not finished within `IDEMPOTENCY_WAIT`, a
+/// 409 saying the key is in use), never refused as if it were one order more.
+/// Both requests are held at the customer's bound lock until both are in flight,
+/// so each looks its key up before the other's claim is committed.
+async fn a_duplicate_sent_at_once_is_never_refused_by_the_bound(o: &Orders<'_>) {
+    let sys = o.sys;
+    let twin = sys.add_product("S15-TWIN", 100, 1000).await;
+    let customer = o.token(Who::Customer(1405));
+    // 3 units, twice, would pass the bound of 5 reserved units.
+    let body = json!({"items": [{"product_id": twin, "quantity": 3}]});
+    let mut holder = db(sys, Service::Order).await;
+    // The order service's lock class for bounds ("ORD1") and the customer's owner.
+    sqlx::query("select pg_advisory_lock(1330791473, hashtext('customer:1405'))")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let both = futures::future::join(
+        o.post_keyed("/api/v1/orders", &customer, "s15-twin", body.clone()),
+        o.post_keyed("/api/v1/orders", &customer, "s15-twin", body.clone()),
+    );
+    let release = async {
+        wait_in_flight(sys, 2).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqlx::query("select pg_advisory_unlock_all()")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+    };
+    let ((a, b), ()) = tokio::join!(both, release);
+    for r in [&a, &b] {
+        let code = r.body["error"]["code"].as_str().unwrap_or_default();
+        assert!(
+            r.status.is_success() || code == "idempotency_key_in_use",
+            "a duplicate was refused: {r:?} (the other: {:?})",
+            if std::ptr::eq(r, &a) { &b } else { &a }
+        );
+    }
+    let ids: BTreeSet<i64> = [&a, &b]
+        .iter()
+        .filter(|r| r.status.is_success())
+        .filter_map(|r| r.body["order_id"].as_i64())
+        .collect();
+    assert_eq!(ids.len(), 1, "one order for one key: {a:?} {b:?}");
+    assert_eq!(reservations_of(sys, "S15-TWIN").await, 1);
 }

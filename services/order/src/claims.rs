@@ -279,7 +279,7 @@ async fn try_claim(ctx: &OrderContext, request: &ClaimRequest<'_>) -> Result<Att
         None => insert_claim(&mut tx, request, ctx.limits.claim_ttl).await?,
     };
     let Some(order_id) = order_id else {
-        // Another caller in the namespace (another address) claimed the key first.
+        // Another request claimed the key after this one looked it up.
         return Ok(Attempt::Again);
     };
     tx.commit().await?;
@@ -316,7 +316,7 @@ async fn insert_claim(
 }
 
 /// Claim an order for `owner` unless one more of `units` would pass its bounds
-/// (refused). The owner's advisory lock, held until the transaction ends, makes the
+/// (refused); `None` if the key was claimed after it was looked up. The owner's advisory lock, held until the transaction ends, makes the
 /// count and the insert one step for that owner; the count and the insert are one
 /// statement, so the lock is held for two round trips (this one and the commit).
 async fn insert_within_bounds(
@@ -334,8 +334,9 @@ async fn insert_within_bounds(
         .execute(&mut *tx)
         .await?;
     let limits = ctx.limits;
-    let (count, held, order_id): (i64, i64, Option<i64>) = sqlx::query_as(&format!(
-        "with held as (
+    let (count, held, order_id, key_taken): (i64, i64, Option<i64>, bool) =
+        sqlx::query_as(&format!(
+            "with held as (
              select (select coalesce(sum(l.quantity), 0) from order_lines l
                      where l.order_id = o.id)::bigint as units
              from orders o where o.limit_owner = $4 and o.status = 'PENDING'
@@ -355,20 +356,28 @@ async fn insert_within_bounds(
              on conflict (key_owner, idempotency_key) do nothing
              returning order_id
          )
-         select orders, units, (select order_id from claimed) from totals"
-    ))
-    .bind(request.key.map(|_| request.placer.key_owner.as_str()))
-    .bind(request.key)
-    .bind(request.fingerprint)
-    .bind(owner)
-    .bind(request.units)
-    .bind(millis(limits.claim_ttl))
-    .bind(limits.max_unpaid_orders)
-    .bind(limits.max_reserved_units)
-    .fetch_one(&mut *tx)
-    .await?;
+         select orders, units, (select order_id from claimed),
+             exists (select 1 from order_claims
+                     where key_owner = $1 and idempotency_key = $2) as key_taken
+         from totals"
+        ))
+        .bind(request.key.map(|_| request.placer.key_owner.as_str()))
+        .bind(request.key)
+        .bind(request.fingerprint)
+        .bind(owner)
+        .bind(request.units)
+        .bind(millis(limits.claim_ttl))
+        .bind(limits.max_unpaid_orders)
+        .bind(limits.max_reserved_units)
+        .fetch_one(&mut *tx)
+        .await?;
     if order_id.is_some() {
         return Ok(order_id);
+    }
+    if key_taken {
+        // The same key was claimed while this request waited for the lock (a retry
+        // sent at once): that claim is this order, not one more; look again.
+        return Ok(None);
     }
     let holder = || match kind {
         BoundKind::Customer => Holder::Customer,
