@@ -2,6 +2,7 @@
 
 mod bench;
 mod chaos;
+mod chart_png;
 mod debian;
 mod infra;
 mod kafka;

@@ -1,17 +1,11 @@
 //! The PNG: orders per second (left) and p99 latency (right) per number of clients,
-//! a line per series (the peer's too), closed-loop steps only. Drawn with the
-//! operator's embedded font, as the chaos timeline is: no system font needed.
+//! a line per series (the peer's too), closed-loop steps only.
 
-use std::sync::OnceLock;
-
-use anyhow::{Result, bail};
+use anyhow::Result;
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
 
 use super::report::{Report, StepReport};
-
-const FONT: &[u8] = include_bytes!("../../../operator/assets/DejaVuSansMono.ttf");
-const FAMILY: &str = "sans-serif";
+use crate::chart_png::{self, FAMILY, drawing};
 const WIDTH: u32 = 1400;
 const HEIGHT: u32 = 620;
 const COLOURS: [RGBColor; 6] = [
@@ -42,17 +36,10 @@ fn lines(report: &Report, value: fn(&StepReport) -> Option<f64>) -> Lines {
 }
 
 pub fn png(report: &Report) -> Result<Vec<u8>> {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    if !*REGISTERED.get_or_init(|| register_font(FAMILY, FontStyle::Normal, FONT).is_ok()) {
-        bail!("the embedded font cannot be read");
-    }
     let throughput = lines(report, |s| Some(s.orders_per_s));
     // A step without an answered order has no latency.
     let p99 = lines(report, |s| (s.orders > 0).then_some(s.latency_ms.p99));
-    let mut pixels = vec![255u8; (WIDTH as usize) * (HEIGHT as usize) * 3];
-    {
-        let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(drawing)?;
+    chart_png::png(WIDTH, HEIGHT, |root| {
         let title = format!(
             "sales-system bench: {} build, {} s per step, {} cores ({})",
             report.build, report.seconds_per_step, report.machine.cores, report.machine.model
@@ -60,19 +47,8 @@ pub fn png(report: &Report) -> Result<Vec<u8>> {
         let root = root.titled(&title, (FAMILY, 18)).map_err(drawing)?;
         let (left, right) = root.split_horizontally(WIDTH / 2);
         panel(&left, "Orders per second", "orders/s", &throughput)?;
-        panel(&right, "p99 latency of an order", "ms", &p99)?;
-        root.present().map_err(drawing)?;
-    }
-    let mut out = Vec::new();
-    {
-        let mut encoder = png::Encoder::new(&mut out, WIDTH, HEIGHT);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header()?;
-        writer.write_image_data(&pixels)?;
-        writer.finish()?;
-    }
-    Ok(out)
+        panel(&right, "p99 latency of an order", "ms", &p99)
+    })
 }
 
 fn panel<DB: DrawingBackend>(
@@ -105,10 +81,7 @@ where
         // An empty segment on either side (and a range that is never one value wide).
         .build_cartesian_2d((-1..counts.len() as i32).into_segmented(), 0.0..top)
         .map_err(drawing)?;
-    chart
-        .configure_mesh()
-        .x_desc("concurrent clients")
-        .y_desc(y_desc)
+    chart_png::style_mesh(&mut chart.configure_mesh(), "concurrent clients", y_desc)
         .x_labels(counts.len() + 3)
         .x_label_formatter(&|x| match x {
             SegmentValue::CenterOf(i) => counts
@@ -117,10 +90,6 @@ where
             _ => String::new(),
         })
         .y_label_formatter(&|y| format!("{y:.0}"))
-        .label_style((FAMILY, 12))
-        .axis_desc_style((FAMILY, 13))
-        .light_line_style(WHITE.mix(0.0))
-        .bold_line_style(BLACK.mix(0.08))
         .draw()
         .map_err(drawing)?;
     for (i, (name, points)) in lines.iter().enumerate() {
@@ -136,9 +105,7 @@ where
             ))
             .map_err(drawing)?
             .label(name.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(3))
-            });
+            .legend(chart_png::legend_mark(colour));
         chart
             .draw_series(
                 points
@@ -147,19 +114,7 @@ where
             )
             .map_err(drawing)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FAMILY, 12))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(drawing)?;
-    Ok(())
-}
-
-fn drawing(err: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("drawing the bench chart: {err}")
+    chart_png::draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
 #[cfg(test)]

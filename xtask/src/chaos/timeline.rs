@@ -1,17 +1,14 @@
 //! The run second by second: orders placed and errors (from the load), queue depths
 //! (sampled from the management API), and the faults as windows; drawn as a PNG.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
 
-/// The operator's embedded font: no system font needed.
-const FONT: &[u8] = include_bytes!("../../../operator/assets/DejaVuSansMono.ttf");
-const FAMILY: &str = "sans-serif";
+use crate::chart_png::{self, FAMILY, drawing};
 
 /// One second of the run.
 #[derive(Clone, Debug, Default)]
@@ -84,10 +81,6 @@ impl Timeline {
     /// The PNG: orders and errors per second above, queue depths below, each fault a
     /// shaded band with its name.
     pub fn png(&self, title: &str, width: u32, height: u32) -> Result<Vec<u8>> {
-        static REGISTERED: OnceLock<bool> = OnceLock::new();
-        if !*REGISTERED.get_or_init(|| register_font(FAMILY, FontStyle::Normal, FONT).is_ok()) {
-            anyhow::bail!("the embedded font cannot be read");
-        }
         let seconds = self.seconds();
         let bands: Vec<(f64, f64, String)> = self
             .windows()
@@ -100,10 +93,7 @@ impl Timeline {
                 )
             })
             .collect();
-        let mut pixels = vec![255u8; (width as usize) * (height as usize) * 3];
-        {
-            let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
-            root.fill(&WHITE).map_err(drawing)?;
+        chart_png::png(width, height, |root| {
             let root = root.titled(title, (FAMILY, 20)).map_err(drawing)?;
             let (top, bottom) = root.split_vertically((50).percent());
             let end = seconds.len().max(1) as f64;
@@ -151,19 +141,8 @@ impl Timeline {
                         per_second(|s| s.dead.map(|d| d as f64)),
                     ),
                 ],
-            )?;
-            root.present().map_err(drawing)?;
-        }
-        let mut out = Vec::new();
-        {
-            let mut encoder = png::Encoder::new(&mut out, width, height);
-            encoder.set_color(png::ColorType::Rgb);
-            encoder.set_depth(png::BitDepth::Eight);
-            let mut writer = encoder.write_header()?;
-            writer.write_image_data(&pixels)?;
-            writer.finish()?;
-        }
-        Ok(out)
+            )
+        })
     }
 }
 
@@ -205,16 +184,13 @@ where
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..end, 0.0..top)
         .map_err(drawing)?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds since the load started")
-        .y_desc(y_desc)
-        .label_style((FAMILY, 12))
-        .axis_desc_style((FAMILY, 13))
-        .light_line_style(WHITE.mix(0.0))
-        .bold_line_style(BLACK.mix(0.08))
-        .draw()
-        .map_err(drawing)?;
+    chart_png::style_mesh(
+        &mut chart.configure_mesh(),
+        "seconds since the load started",
+        y_desc,
+    )
+    .draw()
+    .map_err(drawing)?;
     for (i, (start, stop, label)) in bands.iter().enumerate() {
         chart
             .draw_series(std::iter::once(Rectangle::new(
@@ -240,26 +216,12 @@ where
                 .draw_series(LineSeries::new(run.iter().copied(), colour.stroke_width(2)))
                 .map_err(drawing)?;
             if first {
-                drawn.label(*label).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(3))
-                });
+                drawn.label(*label).legend(chart_png::legend_mark(colour));
                 first = false;
             }
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FAMILY, 12))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(drawing)?;
-    Ok(())
-}
-
-fn drawing(err: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("drawing the timeline: {err}")
+    chart_png::draw_legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 #[cfg(test)]
