@@ -1,6 +1,6 @@
 //! Consumer-lag autoscaling end to end, against the in-memory API server
-//! (`kube-fake-client`) and, for the lag, the real Kafka-protocol broker of `cargo
-//! xtask test` (`SALES_KAFKA_BOOTSTRAP`):
+//! (`kube-fake-client`) and, for the lag, a real Kafka-protocol broker (the test's
+//! own tansu under `cargo xtask test`, see `sales_testkit::TestKafka`):
 //!
 //! - the lag the operator reads, group by group and topic by topic, is what was
 //!   published minus what the group committed;
@@ -24,7 +24,7 @@ use kube::Client;
 use kube::api::Api;
 use kube_fake_client::ClientBuilder;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use sales_contracts::topology::subscriptions_of;
 use sales_operator::autoscaling::scaler::Scaler;
 use sales_operator::crd::{
@@ -32,14 +32,14 @@ use sales_operator::crd::{
 };
 use sales_operator::metrics::Metrics;
 use sales_operator::reconcile::{Context, reconcile};
-use sales_testkit::{TestKafka, kafka_bootstrap};
+use sales_testkit::TestKafka;
 
 const NS: &str = "sales";
 const NAME: &str = "shop-lag";
 
-/// The autoscaling example on external Kafka (the test broker, `prefix`), inventory
+/// The autoscaling example on external Kafka (the test's broker at `bootstrap`, topics under `prefix`), inventory
 /// scaled 1..10 on 100 messages per replica with a 5 minute window, 3 partitions.
-fn on_kafka(prefix: &str) -> SalesSystem {
+fn on_kafka(bootstrap: &str, prefix: &str) -> SalesSystem {
     let path = common::workspace().join("examples/salessystem-autoscaling.yaml");
     let mut system = sales_operator::render::parse(&std::fs::read_to_string(path).unwrap())
         .expect("a SalesSystem");
@@ -51,7 +51,7 @@ fn on_kafka(prefix: &str) -> SalesSystem {
     system.spec.messaging.kind = MessagingKind::Kafka;
     system.spec.messaging.kafka = Some(KafkaSpec {
         external: Some(ExternalKafka {
-            bootstrap_servers: kafka_bootstrap(),
+            bootstrap_servers: bootstrap.into(),
             security_protocol: KafkaSecurityProtocol::Plaintext,
             credentials_secret: None,
         }),
@@ -108,9 +108,9 @@ async fn consumer_replicas(client: &Client) -> Option<i32> {
 }
 
 /// Commit `offsets` (per partition of `topic`) for `group`, without joining it.
-fn commit(group: &str, topic: &str, offsets: &[i64]) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+fn commit(kafka: &TestKafka, group: &str, topic: &str, offsets: &[i64]) {
+    let consumer: BaseConsumer = kafka
+        .client()
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
@@ -124,12 +124,8 @@ fn commit(group: &str, topic: &str, offsets: &[i64]) {
 }
 
 /// The end offset of every partition of `topic`.
-fn ends(topic: &str) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .set("group.id", "ends")
-        .create()
-        .unwrap();
+fn ends(kafka: &TestKafka, topic: &str) -> Vec<i64> {
+    let consumer: BaseConsumer = kafka.client().set("group.id", "ends").create().unwrap();
     (0..3)
         .map(|p| {
             consumer
@@ -158,7 +154,7 @@ async fn the_lag_read_drives_the_replicas_capped_at_the_partitions() {
     kafka.publish_many("update-stock", &messages(350)).await;
     kafka.publish_many("paid-order", &messages(60)).await;
     // The update-stock group has finished 20 of them: 330 + 60 to go.
-    let stock_ends = ends(&stock_topic);
+    let stock_ends = ends(&kafka, &stock_topic);
     assert_eq!(stock_ends.iter().sum::<i64>(), 350);
     let mut done = stock_ends.clone();
     let mut left = 20;
@@ -167,9 +163,9 @@ async fn the_lag_read_drives_the_replicas_capped_at_the_partitions() {
         *d = take;
         left -= take;
     }
-    commit(&topology.consumer_group(stock), &stock_topic, &done);
+    commit(&kafka, &topology.consumer_group(stock), &stock_topic, &done);
 
-    let system = on_kafka(&kafka.prefix);
+    let system = on_kafka(&kafka.bootstrap, &kafka.prefix);
     let client = server(&system).await;
     reconcile_once(&client).await;
     let metrics = Arc::new(Metrics::new());
@@ -216,14 +212,14 @@ async fn the_lag_read_drives_the_replicas_capped_at_the_partitions() {
 
     // 15 s later: 150 more published, the group committed 150 more.
     kafka.publish_many("update-stock", &messages(150)).await;
-    let stock_ends = ends(&stock_topic);
+    let stock_ends = ends(&kafka, &stock_topic);
     let mut more = 150;
     for (d, end) in done.iter_mut().zip(&stock_ends) {
         let take = more.min(end - *d);
         *d += take;
         more -= take;
     }
-    commit(&topology.consumer_group(stock), &stock_topic, &done);
+    commit(&kafka, &topology.consumer_group(stock), &stock_topic, &done);
     scaler
         .scale(&get(&client).await, t0 + SignedDuration::from_secs(15))
         .await
@@ -245,14 +241,16 @@ async fn the_lag_read_drives_the_replicas_capped_at_the_partitions() {
 
     // Caught up everywhere: 3 stay for the window, then 1.
     commit(
+        &kafka,
         &topology.consumer_group(stock),
         &stock_topic,
-        &ends(&stock_topic),
+        &ends(&kafka, &stock_topic),
     );
     commit(
+        &kafka,
         &topology.consumer_group(paid),
         &paid_topic,
-        &ends(&paid_topic),
+        &ends(&kafka, &paid_topic),
     );
     for seconds in [30, 200, 314] {
         scaler
@@ -287,10 +285,8 @@ async fn the_lag_read_drives_the_replicas_capped_at_the_partitions() {
 
 #[tokio::test]
 async fn an_unreachable_kafka_scales_nothing_and_says_so() {
-    let mut system = on_kafka("t-none.");
-    if let Some(kafka) = system.spec.messaging.kafka.as_mut() {
-        kafka.external.as_mut().unwrap().bootstrap_servers = "127.0.0.1:1".into();
-    }
+    // Nothing listens on port 1.
+    let system = on_kafka("127.0.0.1:1", "t-none.");
     let client = server(&system).await;
     reconcile_once(&client).await;
     let before = consumer_replicas(&client).await;

@@ -6,7 +6,6 @@
 pub mod effects;
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -17,7 +16,7 @@ use sales_testkit::identity::Minter;
 pub use sales_testkit::identity::Who;
 pub use sales_testkit::launch::Service;
 use sales_testkit::launch::{IdentityMaterial, Process, Wiring};
-use sales_testkit::{TestBroker, TestDatabase, TestKafka, TestTransport};
+use sales_testkit::{TestBroker, TestDatabase, TestTransport};
 use serde_json::Value;
 
 /// Where cargo put this test's binaries (`target/debug`).
@@ -72,25 +71,7 @@ fn ensure_binaries() {
     });
 }
 
-/// A port that is free now, outside the kernel's ephemeral range (32768 and up), so
-/// no connection another test opens can take it before our service binds it. Tests
-/// running at the same time may still pick the same one: [`System::start_with`]
-/// starts again on other ports when a service cannot bind.
-pub fn free_port() -> u16 {
-    use std::sync::Mutex;
-    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    loop {
-        let candidate = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
-        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-        if handed_out.contains(&candidate) {
-            continue;
-        }
-        if TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
-            handed_out.push(candidate);
-            return candidate;
-        }
-    }
-}
+pub use sales_testkit::free_port;
 
 /// The admin account every test system has; it is the first account made, so its id
 /// is [`ADMIN_ID`].
@@ -200,13 +181,10 @@ impl System {
                 .unwrap_or_else(|e| panic!("cannot make the system's keys: {e}")),
             admin: Some((ADMIN_EMAIL.into(), ADMIN_PASSWORD.into())),
         };
-        if options.kafka {
+        if let TestTransport::Kafka(kafka) = &transport {
             wiring.env.extend([
                 ("MESSAGING_KIND".into(), "kafka".into()),
-                (
-                    "KAFKA_BOOTSTRAP_SERVERS".into(),
-                    sales_testkit::kafka_bootstrap(),
-                ),
+                ("KAFKA_BOOTSTRAP_SERVERS".into(), kafka.bootstrap.clone()),
                 ("KAFKA_TOPIC_PREFIX".into(), prefix.clone()),
                 // tansu cannot fetch from inside a batch (docs/messaging.md).
                 ("KAFKA_BATCH_MESSAGES".into(), "1".into()),
@@ -561,7 +539,7 @@ impl System {
     pub fn publisher(&self) -> TestTransport {
         let prefix = self.wiring.amqp_prefix.clone();
         match &self.transport {
-            Some(TestTransport::Kafka(_)) => TestTransport::Kafka(TestKafka { prefix }),
+            Some(TestTransport::Kafka(kafka)) => TestTransport::Kafka(kafka.clone()),
             _ => TestTransport::RabbitMq(TestBroker { prefix }),
         }
     }

@@ -19,7 +19,7 @@ use sales_platform::outbox;
 use sales_platform::service::{RunningService, ServiceBuilder};
 use sales_testkit::identity::TestIdentity;
 use sales_testkit::private_kafka::PrivateKafka;
-use sales_testkit::{TestDatabase, TestKafka, eventually, kafka_bootstrap};
+use sales_testkit::{TestDatabase, TestKafka, eventually};
 use sqlx::PgPool;
 use system_tests::effects::{Recorder, consumed, effects};
 
@@ -33,23 +33,20 @@ struct Harness {
 
 impl Harness {
     async fn start(name: &str) -> Harness {
-        Harness::start_with(name, |_| {}).await
+        Harness::start_on(name, TestKafka::new()).await
     }
 
-    /// [`Harness::start`] with the service's Kafka settings edited.
-    async fn start_with(name: &str, edit: impl FnOnce(&mut KafkaArgs)) -> Harness {
+    /// [`Harness::start`] on `kafka`.
+    async fn start_on(name: &str, kafka: TestKafka) -> Harness {
         sales_testkit::init_test_logging();
         let db = TestDatabase::create(name).await;
-        let kafka = TestKafka::new();
         let identity = TestIdentity::start().await;
         let mut builder = ServiceBuilder::new("kafka-test", &sales_testkit::http_args());
         builder.identity(&identity.args(), &[]).unwrap();
         builder
             .database(&db.args(), sqlx::migrate!("tests/migrations"))
             .unwrap();
-        let mut args = kafka.args();
-        edit(&mut args.kafka);
-        builder.broker(&args).unwrap();
+        builder.broker(&kafka.args()).unwrap();
         builder.outbox_relay().unwrap();
         builder
             .consumer(
@@ -123,7 +120,7 @@ async fn one_orders_events_share_a_partition_in_order_on_topics_as_configured() 
 
     let topic = h.kafka.topology().event_topic("cancel-order");
     let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+        .set("bootstrap.servers", &h.kafka.bootstrap)
         .set("group.id", format!("{}reader", h.kafka.prefix))
         .set("enable.auto.commit", "false")
         .create()
@@ -255,10 +252,7 @@ impl Bare {
 
     /// The cluster's topics of this service's prefix: name and partition count.
     fn topics(&self) -> Vec<(String, usize)> {
-        let reader: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", kafka_bootstrap())
-            .create()
-            .unwrap();
+        let reader: BaseConsumer = self.kafka.client().create().unwrap();
         let metadata = reader.fetch_metadata(None, Duration::from_secs(5)).unwrap();
         metadata
             .topics()
@@ -316,10 +310,7 @@ async fn topics_take_the_brokers_default_replication_when_asked() {
     .await;
     // Connected means every topic is in the metadata: asked one by one (tansu's
     // list of all topics can miss some while other tests delete theirs).
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .create()
-        .unwrap();
+    let reader: BaseConsumer = bare.kafka.client().create().unwrap();
     for topic in bare.kafka.topology().kafka_topics() {
         let metadata = reader
             .fetch_metadata(Some(&topic), Duration::from_secs(5))
@@ -338,12 +329,8 @@ async fn topics_take_the_brokers_default_replication_when_asked() {
 /// event reaches the consumer, each handled once, none parked, and the outbox empties.
 #[tokio::test]
 async fn a_frozen_broker_loses_nothing_and_parks_nothing() {
-    let broker = PrivateKafka::start();
-    let bootstrap = broker.bootstrap.clone();
-    let h = Harness::start_with("kafka_frozen", move |k| {
-        k.kafka_bootstrap_servers = Some(bootstrap);
-    })
-    .await;
+    let broker = Arc::new(PrivateKafka::start());
+    let h = Harness::start_on("kafka_frozen", TestKafka::on(broker.clone())).await;
     let before: Vec<Envelope> = (0..5).map(|i| cancel(100 + i)).collect();
     enqueue(&h.pool, &before).await;
     eventually(

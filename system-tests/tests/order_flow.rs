@@ -30,12 +30,18 @@ async fn notifications(sys: &System, order_id: i64) -> Vec<String> {
 async fn wait_notifications(sys: &System, order_id: i64, want: &[&str]) {
     // 30 s: on a freshly started Kafka system the first events also wait for every
     // consumer group to form (seen: over 15 s once, with the whole suite running).
-    sales_testkit::eventually(
+    sales_testkit::eventually_seen(
         &format!("notifications {want:?} for order {order_id}"),
         Duration::from_secs(30),
         || async {
             let got = notifications(sys, order_id).await;
-            (got == want).then_some(())
+            if got == want {
+                return Ok(());
+            }
+            let (_, order) = sys
+                .get(Service::Order, &format!("/api/v1/orders/{order_id}"))
+                .await;
+            Err(format!("notifications {got:?}; the order: {order}"))
         },
     )
     .await;

@@ -58,6 +58,26 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
 }
 
+/// A port that is free now, outside the kernel's ephemeral range (32768 and up), so
+/// no connection another test opens can take it before our server binds it. Tests
+/// running at the same time may still pick the same one: callers start again on
+/// another port when their server cannot bind.
+pub fn free_port() -> u16 {
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let candidate = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if handed_out.contains(&candidate) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+            handed_out.push(candidate);
+            return candidate;
+        }
+    }
+}
+
 pub fn redis_url() -> String {
     std::env::var("SALES_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
@@ -299,6 +319,26 @@ where
         }
         if tokio::time::Instant::now() > deadline {
             panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Like [`eventually`], but `check` says what it saw when it is not done yet (`Err`),
+/// and the panic after `timeout` quotes the last of that.
+pub async fn eventually_seen<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let seen = match check().await {
+            Ok(v) => return v,
+            Err(seen) => seen,
+        };
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}; last seen: {seen}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

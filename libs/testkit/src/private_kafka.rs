@@ -1,6 +1,7 @@
 //! A Kafka-protocol broker of one test's own (tansu, the binary `SALES_TANSU_BIN`
-//! that `cargo xtask test` exports), so the test can freeze it (SIGSTOP, SIGCONT)
-//! without disturbing the other tests on the shared broker. Killed when dropped.
+//! that `cargo xtask test` exports): the broker of every [`crate::TestKafka`] when
+//! that is set, and the one a test freezes (SIGSTOP, SIGCONT) without disturbing the
+//! others. Killed when dropped.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +18,8 @@ pub struct PrivateKafka {
 }
 
 impl PrivateKafka {
-    /// Start it on a free port and wait until it answers.
+    /// Start it on a free port and wait until it answers. Panics, saying why, when
+    /// `SALES_TANSU_BIN` is not set.
     pub fn start() -> PrivateKafka {
         let binary = std::env::var("SALES_TANSU_BIN").unwrap_or_else(|_| {
             panic!(
@@ -25,46 +27,57 @@ impl PrivateKafka {
                  own; run it through `cargo xtask test`, which builds tansu and exports it"
             )
         });
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("no free port: {e}"));
-        let bootstrap = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{bootstrap}");
-        let child = Command::new(&binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-        let kafka = PrivateKafka { child, bootstrap };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !kafka.answers() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu at {} does not answer",
-                kafka.bootstrap
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        Self::start_binary(&binary)
+    }
+
+    /// [`PrivateKafka::start`] with the tansu at `binary`. A broker that exits at once
+    /// lost its port to another test: it starts again on another one.
+    pub fn start_binary(binary: &str) -> PrivateKafka {
+        for _ in 0..5 {
+            let bootstrap = format!("127.0.0.1:{}", crate::free_port());
+            let url = format!("tcp://{bootstrap}");
+            let child = Command::new(binary)
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
+                .args(["--storage-engine", "memory://tansu/"])
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+            let mut kafka = PrivateKafka { child, bootstrap };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if kafka.answers() {
+                    return kafka;
+                }
+                if let Ok(Some(_)) = kafka.child.try_wait() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "tansu at {} does not answer",
+                    kafka.bootstrap
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        kafka
+        panic!("tansu ({binary}) exited at start five times; is the binary broken?")
     }
 
     /// The broker answers a metadata request.
     pub fn answers(&self) -> bool {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create::<BaseConsumer>()
-            .is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok())
+        std::net::TcpStream::connect(&self.bootstrap).is_ok()
+            && ClientConfig::new()
+                .set("bootstrap.servers", &self.bootstrap)
+                .create::<BaseConsumer>()
+                .is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok())
     }
 
     fn signal(&self, signal: Signal) {

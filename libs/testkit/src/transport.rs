@@ -1,6 +1,9 @@
 //! The two transports a test can run on: RabbitMQ (a private prefix on the shared
-//! broker, [`TestBroker`]) and Kafka (private topics on the shared Kafka-protocol
-//! broker, [`TestKafka`]), behind one [`TestTransport`], so one test body checks both.
+//! broker, [`TestBroker`]) and Kafka (private topics, on a broker of the test's own
+//! or a shared one, [`TestKafka`]), behind one [`TestTransport`], so one test body
+//! checks both.
+
+use std::sync::Arc;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -9,23 +12,54 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use sales_contracts::topology::Topology;
 use sales_platform::config::{BrokerArgs, KafkaArgs, MessagingKind};
 
+use crate::private_kafka::PrivateKafka;
 use crate::{TestBroker, short_id};
 
-/// `host:port` of the Kafka-protocol broker: `SALES_KAFKA_BOOTSTRAP`, which
-/// `cargo xtask test` exports, or the standard local port.
+/// `host:port` of the shared Kafka-protocol broker: `SALES_KAFKA_BOOTSTRAP`, or the
+/// standard local port.
 pub fn kafka_bootstrap() -> String {
     std::env::var("SALES_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
 }
 
-/// A private set of topics and groups on the shared Kafka broker.
+/// A test's own set of topics and groups. Where they live:
+/// - `SALES_KAFKA_BOOTSTRAP` set: on that shared broker (a real Kafka cluster, or the
+///   tansu of `cargo xtask infra up`);
+/// - otherwise, `SALES_TANSU_BIN` set (`cargo xtask test` sets it): on a tansu of the
+///   test's own, started here and killed when the last handle is dropped. One tansu
+///   serving every test at once stalled under the whole suite (requests unanswered
+///   for over 10 s, a consumer group without partitions for 30 s), so the tests do
+///   not share one;
+/// - neither: on the shared broker at 127.0.0.1:9092.
+#[derive(Clone)]
 pub struct TestKafka {
     pub prefix: String,
+    /// `host:port` of the broker the topics are on.
+    pub bootstrap: String,
+    own_broker: Option<Arc<PrivateKafka>>,
 }
 
 impl TestKafka {
     pub fn new() -> TestKafka {
+        let shared = std::env::var_os("SALES_KAFKA_BOOTSTRAP").is_some();
+        let own_broker = match std::env::var("SALES_TANSU_BIN") {
+            Ok(binary) if !shared => Some(Arc::new(PrivateKafka::start_binary(&binary))),
+            _ => None,
+        };
         TestKafka {
             prefix: format!("t{}.", short_id()),
+            bootstrap: own_broker
+                .as_ref()
+                .map_or_else(kafka_bootstrap, |b| b.bootstrap.clone()),
+            own_broker,
+        }
+    }
+
+    /// Topics on `broker`, a broker of the test's own (one it freezes, say).
+    pub fn on(broker: Arc<PrivateKafka>) -> TestKafka {
+        TestKafka {
+            prefix: format!("t{}.", short_id()),
+            bootstrap: broker.bootstrap.clone(),
+            own_broker: Some(broker),
         }
     }
 
@@ -35,7 +69,7 @@ impl TestKafka {
 
     pub fn kafka_args(&self) -> KafkaArgs {
         KafkaArgs {
-            kafka_bootstrap_servers: Some(kafka_bootstrap()),
+            kafka_bootstrap_servers: Some(self.bootstrap.clone()),
             kafka_topic_prefix: self.prefix.clone(),
             kafka_topic_partitions: 3,
             kafka_replication_factor: 1,
@@ -56,15 +90,16 @@ impl TestKafka {
         }
     }
 
-    fn client() -> ClientConfig {
+    /// A client config for this test's broker.
+    pub fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", kafka_bootstrap());
+        config.set("bootstrap.servers", &self.bootstrap);
         config
     }
 
     /// A producer that sends one record per batch, as the services do against tansu.
-    fn producer() -> FutureProducer {
-        Self::client()
+    fn producer(&self) -> FutureProducer {
+        self.client()
             .set("enable.idempotence", "true")
             .set("batch.num.messages", "1")
             .create()
@@ -81,7 +116,7 @@ impl TestKafka {
     /// Publish every `(key, body)` to the event topic of `message_type` with one
     /// producer, and wait until the broker acknowledged them all.
     pub async fn publish_many(&self, message_type: &str, messages: &[(String, Vec<u8>)]) {
-        let producer = Self::producer();
+        let producer = self.producer();
         let topic = self.topology().event_topic(message_type);
         let deliveries: Vec<_> = messages
             .iter()
@@ -103,7 +138,8 @@ impl TestKafka {
     /// Create every topic of this namespace with `partitions` partitions, as a
     /// service would at start.
     pub async fn create_topics(&self, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = Self::client()
+        let admin: AdminClient<DefaultClientContext> = self
+            .client()
             .create()
             .unwrap_or_else(|e| panic!("cannot create a Kafka admin client: {e}"));
         let topics = self.topology().kafka_topics();
@@ -122,9 +158,12 @@ impl TestKafka {
         }
     }
 
-    /// Delete this namespace's topics. Best effort.
+    /// Delete this namespace's topics (a broker of the test's own goes with its last
+    /// handle). Best effort.
     pub async fn delete(self) {
-        delete_kafka_topics(&kafka_bootstrap(), &self.prefix).await;
+        if self.own_broker.is_none() {
+            delete_kafka_topics(&self.bootstrap, &self.prefix).await;
+        }
     }
 }
 
