@@ -26,9 +26,8 @@ pub fn kafka_bootstrap() -> String {
 ///   tansu of `cargo xtask infra up`);
 /// - otherwise, `SALES_TANSU_BIN` set (`cargo xtask test` sets it): on a tansu of the
 ///   test's own, started here and killed when the last handle is dropped. One tansu
-///   serving every test at once stalled under the whole suite (requests unanswered
-///   for over 10 s, a consumer group without partitions for 30 s), so the tests do
-///   not share one;
+///   serving 16 tests at once stalled (requests unanswered for over 10 s), so the
+///   tests do not share one;
 /// - neither: on the shared broker at 127.0.0.1:9092.
 #[derive(Clone)]
 pub struct TestKafka {

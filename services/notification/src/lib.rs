@@ -73,7 +73,7 @@ pub struct NotificationQuery {
     customer_id: Option<i64>,
 }
 
-/// Notifications, newest first.
+/// Notifications, the latest change first (by when it happened).
 #[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications",
     params(NotificationQuery, Page),
     responses((status = 200, body = [Notification]), (status = 400, body = ErrorResponse)))]

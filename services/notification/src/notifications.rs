@@ -23,6 +23,9 @@ pub struct Notification {
     pub order_status: String,
     /// What the customer reads.
     pub message: String,
+    /// When the change happened (its event's time): the list's order.
+    pub occurred_at: DateTime<Utc>,
+    /// When this service recorded it.
     pub created_at: DateTime<Utc>,
 }
 
@@ -119,8 +122,9 @@ impl MessageHandler for NotificationConsumer {
     ) -> Result<(), HandlerError> {
         let (order_id, customer_id, status, message) = describe(envelope)?;
         sqlx::query(
-            "insert into notifications (message_id, order_id, customer_id, event, order_status, message)
-             values ($1, $2, $3, $4, $5, $6) on conflict (message_id) do nothing",
+            "insert into notifications
+                 (message_id, order_id, customer_id, event, order_status, message, occurred_at)
+             values ($1, $2, $3, $4, $5, $6, $7) on conflict (message_id) do nothing",
         )
         .bind(envelope.message_id)
         .bind(order_id)
@@ -128,6 +132,7 @@ impl MessageHandler for NotificationConsumer {
         .bind(envelope.message_type.as_str())
         .bind(status)
         .bind(&message)
+        .bind(envelope.occurred_at)
         .execute(&mut **tx)
         .await?;
         tracing::info!(order_id, status, "notification recorded");
@@ -135,7 +140,8 @@ impl MessageHandler for NotificationConsumer {
     }
 }
 
-/// Notifications, newest first, optionally for one order or one customer.
+/// Notifications, the latest change first (by when it happened, not when its message
+/// arrived), optionally for one order or one customer.
 pub async fn list(
     conn: &mut PgConnection,
     order_id: Option<i64>,
@@ -144,10 +150,10 @@ pub async fn list(
     offset: i64,
 ) -> Result<Vec<Notification>, sqlx::Error> {
     sqlx::query_as(
-        "select id, order_id, customer_id, event, order_status, message, created_at
+        "select id, order_id, customer_id, event, order_status, message, occurred_at, created_at
          from notifications
          where ($1::bigint is null or order_id = $1) and ($2::bigint is null or customer_id = $2)
-         order by id desc limit $3 offset $4",
+         order by occurred_at desc, id desc limit $3 offset $4",
     )
     .bind(order_id)
     .bind(customer_id)
