@@ -193,29 +193,57 @@ pub async fn start_timed(
     wiring: &Wiring,
     logs: &Path,
 ) -> Result<(Vec<Process>, Vec<(Service, Duration)>)> {
-    std::fs::create_dir_all(logs)?;
+    let launches: Vec<Launch> = Service::ALL
+        .into_iter()
+        .map(|service| Launch {
+            service,
+            wiring,
+            log: log_file(logs, service),
+        })
+        .collect();
+    start_each(bin_dir, &launches).await
+}
+
+/// One process to start: which service, wired how, its output where.
+pub struct Launch<'a> {
+    pub service: Service,
+    pub wiring: &'a Wiring,
+    pub log: PathBuf,
+}
+
+/// Start every launch at once and wait until all answer `/ready` (on the port their
+/// wiring gives them); how long each took, in the launches' order. On failure, those
+/// started are stopped again.
+pub async fn start_each(
+    bin_dir: &Path,
+    launches: &[Launch<'_>],
+) -> Result<(Vec<Process>, Vec<(Service, Duration)>)> {
     let mut processes: Vec<Process> = Vec::new();
     let started = async {
         let mut spawned = Vec::new();
-        for service in Service::ALL {
-            let log = File::create(log_file(logs, service))?;
+        for launch in launches {
+            if let Some(dir) = launch.log.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let log = File::create(&launch.log)?;
             let at = tokio::time::Instant::now();
             let process = Process::spawn(
-                service,
+                launch.service,
                 bin_dir,
-                wiring,
+                launch.wiring,
                 Stdio::from(log.try_clone()?),
                 Stdio::from(log),
             )
-            .with_context(|| format!("cannot start {}", service.binary()))?;
+            .with_context(|| format!("cannot start {}", launch.service.binary()))?;
             processes.push(process);
-            spawned.push((service, at));
+            spawned.push((launch, at));
         }
         let http = reqwest::Client::new();
-        let waits = spawned.into_iter().map(|(service, at)| {
+        let waits = spawned.into_iter().map(|(launch, at)| {
             let http = http.clone();
             async move {
-                let url = format!("{}/ready", wiring.base_url(service));
+                let service = launch.service;
+                let url = format!("{}/ready", launch.wiring.base_url(service));
                 loop {
                     if let Ok(r) = http.get(&url).send().await
                         && r.status().is_success()
@@ -228,7 +256,7 @@ pub async fn start_timed(
                         bail!(
                             "the {} service did not become ready; see {}",
                             service.name(),
-                            log_file(logs, service).display()
+                            launch.log.display()
                         );
                     }
                     tokio::time::sleep(Duration::from_millis(2)).await;
@@ -247,9 +275,123 @@ pub async fn start_timed(
     }
 }
 
+/// The services `cargo xtask bench --replicas` runs as several processes.
+pub const REPLICATED: [Service; 2] = [Service::Order, Service::Inventory];
+
+/// Replica 2, 3... of the order and inventory services: `wiring` with those two on
+/// ports of their own (same databases, broker namespace, Redis prefix and keys). The
+/// replica's order process calls the replica's inventory process; every other call
+/// goes to the first process of its service.
+pub fn replica_wiring(wiring: &Wiring) -> Result<Wiring> {
+    let mut replica = wiring.clone();
+    for service in REPLICATED {
+        replica.ports.insert(service, (free_port()?, free_port()?));
+    }
+    Ok(replica)
+}
+
+/// Log file of replica `k` (1 is the first, `<service>.log`; then `<service>-2.log`...).
+pub fn replica_log_file(logs: &Path, service: Service, k: usize) -> PathBuf {
+    if k <= 1 {
+        return log_file(logs, service);
+    }
+    logs.join(format!("{}-{k}.log", service.name()))
+}
+
 /// SIGTERM to each, then wait for it to finish what it holds (killed after the grace).
 pub fn stop(processes: &mut [Process]) {
     for p in processes.iter_mut() {
         p.terminate(STOP_GRACE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first_wiring() -> Wiring {
+        Wiring {
+            ports: Service::ALL
+                .into_iter()
+                .zip(20_000u16..)
+                .map(|(service, port)| (service, (port, port + 1000)))
+                .collect(),
+            database_urls: Service::ALL
+                .into_iter()
+                .filter_map(|s| Some((s, format!("postgres://127.0.0.1/bench_{}", s.database()?))))
+                .collect(),
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            amqp_prefix: "bench.".into(),
+            log_format: "text".into(),
+            log_filter: "warn".into(),
+            env: Vec::new(),
+            service_env: HashMap::new(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_prefix: "bench1:".into(),
+            identity: IdentityMaterial::generate().unwrap(),
+            admin: None,
+        }
+    }
+
+    /// The value a process gets (the last one set wins).
+    fn var(env: &[(String, String)], key: &str) -> String {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_order_replica_calls_its_own_inventory_replica_and_shares_the_rest() {
+        let first = first_wiring();
+        let replica = replica_wiring(&first).unwrap();
+        for service in Service::ALL {
+            let moved = replica.ports[&service] != first.ports[&service];
+            assert_eq!(moved, REPLICATED.contains(&service), "{service:?}");
+        }
+        let order = replica.env_for(Service::Order);
+        let (http, admin) = replica.ports[&Service::Order];
+        assert_eq!(var(&order, "HTTP_ADDR"), format!("127.0.0.1:{http}"));
+        assert_eq!(var(&order, "ADMIN_ADDR"), format!("127.0.0.1:{admin}"));
+        assert_eq!(
+            var(&order, "INVENTORY_SERVICE_URL"),
+            replica.base_url(Service::Inventory)
+        );
+        assert_eq!(
+            var(&order, "PAYMENT_SERVICE_URL"),
+            first.base_url(Service::Payment)
+        );
+        for service in REPLICATED {
+            let (mine, theirs) = (replica.env_for(service), first.env_for(service));
+            for shared in [
+                "DATABASE_URL",
+                "AMQP_URL",
+                "AMQP_PREFIX",
+                "CACHE_PREFIX",
+                "SERVICE_CLIENT_SECRET",
+            ] {
+                assert_eq!(var(&mine, shared), var(&theirs, shared), "{shared}");
+            }
+        }
+        let third = replica_wiring(&first).unwrap();
+        assert_ne!(third.ports[&Service::Order], replica.ports[&Service::Order]);
+        assert_ne!(
+            third.ports[&Service::Inventory],
+            replica.ports[&Service::Inventory]
+        );
+    }
+
+    #[test]
+    fn replica_logs_are_numbered_after_the_first() {
+        let logs = Path::new("/logs");
+        assert_eq!(
+            replica_log_file(logs, Service::Order, 1),
+            Path::new("/logs/order.log")
+        );
+        assert_eq!(
+            replica_log_file(logs, Service::Inventory, 3),
+            Path::new("/logs/inventory-3.log")
+        );
     }
 }

@@ -10,7 +10,9 @@
 //! process ([`usage`]), statements per order ([`statements`]), and the services' own
 //! timestamps from payment to shipment and notification ([`pipeline`]). Per service:
 //! time from exec to ready, memory idle and at its peak. `--peer-url` runs the
-//! one-call order at a peer system too, alternating with ours.
+//! one-call order at a peer system too, alternating with ours. `--replicas N` runs
+//! the order and the inventory service as N processes each on the same databases,
+//! broker namespace and Redis (scale-out: docs/benchmarks.md).
 //!
 //! The tables go to stdout; JSON, markdown and a PNG to `target/bench/` ([`report`]).
 //! The run fails (after writing them) if an order of ours failed or events did not
@@ -30,10 +32,12 @@ mod tables;
 mod usage;
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use sales_testkit::launch::{Process, Service, Wiring};
 
-use crate::local_services::{self, Isolated};
+use crate::local_services::{self, Isolated, Launch};
 use crate::{BrokerChoice, infra};
 
 /// Broker namespace of the benchmark's exchange and queues.
@@ -99,6 +103,14 @@ pub struct BenchArgs {
     /// release build of another commit, say, to compare the two on one machine).
     #[arg(long)]
     services_from: Option<std::path::PathBuf>,
+    /// Processes of the order service, and as many of the inventory service, on the
+    /// same databases, broker namespace and Redis, each on ports of its own: order
+    /// replica k calls inventory replica k, the other services call the first ones,
+    /// the inventory replicas consume the same queues, and direct orders from
+    /// client i go to order replica i mod N. At most 6: with a pool of 10 connections
+    /// per process, 170 of the private PostgreSQL's 200.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=6))]
+    replicas: u16,
 }
 
 impl BenchArgs {
@@ -117,6 +129,7 @@ impl BenchArgs {
             peer_pg_port: None,
             skus: 100,
             services_from: None,
+            replicas: 1,
         }
     }
 }
@@ -190,6 +203,12 @@ pub async fn run(root: &Path, args: &BenchArgs) -> Result<()> {
                 .iter()
                 .map(|dir| format!("the services' binaries: {}", dir.display())),
         )
+        .chain((args.replicas > 1).then(|| {
+            format!(
+                "order and inventory: {} processes each (replicas), each service's on its one database",
+                args.replicas
+            )
+        }))
         .collect();
     let wiring = local_services::isolated_wiring(
         &infra,
@@ -207,13 +226,25 @@ pub async fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let logs = root.join("target/sales-bench/logs");
     let services = args.services_from.as_deref().unwrap_or(&bin_dir);
     eprintln!("bench: the services run from {}", services.display());
-    let (mut processes, ready) = local_services::start_timed(services, &wiring, &logs)
+    let (mut processes, mut ready) = local_services::start_timed(services, &wiring, &logs)
         .await
         .with_context(|| format!("service logs: {}", logs.display()))?;
+    let replicas = match start_replicas(services, &wiring, &logs, args.replicas).await {
+        Ok((wirings, more, more_ready)) => {
+            processes.extend(more);
+            ready.extend(more_ready);
+            wirings
+        }
+        Err(e) => {
+            local_services::stop(&mut processes);
+            return Err(e.context(format!("service logs: {}", logs.display())));
+        }
+    };
     let system = session::System {
         root,
         infra: &infra,
         wiring: &wiring,
+        replicas: &replicas,
         processes: &processes,
         ready,
         kafka: kafka.as_deref(),
@@ -241,6 +272,39 @@ pub async fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Replicas 2 to `replicas` of the order and inventory services, started once the
+/// first ones are ready (their databases migrated): each replica's wiring, its
+/// processes, and how long each took to be ready.
+async fn start_replicas(
+    bin_dir: &Path,
+    wiring: &Wiring,
+    logs: &Path,
+    replicas: u16,
+) -> Result<(Vec<Wiring>, Vec<Process>, Vec<(Service, Duration)>)> {
+    let wirings = (2..=replicas)
+        .map(|_| local_services::replica_wiring(wiring))
+        .collect::<Result<Vec<Wiring>>>()?;
+    let launches: Vec<Launch> = wirings
+        .iter()
+        .zip(2..)
+        .flat_map(|(wiring, k)| {
+            local_services::REPLICATED.map(|service| Launch {
+                service,
+                wiring,
+                log: local_services::replica_log_file(logs, service, k),
+            })
+        })
+        .collect();
+    if !launches.is_empty() {
+        eprintln!(
+            "bench: starting {} more processes of the order and inventory services",
+            launches.len()
+        );
+    }
+    let (processes, ready) = local_services::start_each(bin_dir, &launches).await?;
+    Ok((wirings, processes, ready))
 }
 
 /// Run this same command with the release build of xtask in `bin_dir`.

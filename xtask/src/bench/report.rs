@@ -59,6 +59,9 @@ pub struct PipelineReport {
 pub struct StepReport {
     pub series: String,
     pub peer: bool,
+    /// Processes of the order service, and as many of the inventory service
+    /// (`--replicas`); `None` for the peer's steps.
+    pub replicas: Option<usize>,
     /// `closed` or `open`.
     pub load: String,
     pub clients: Option<usize>,
@@ -252,6 +255,7 @@ pub mod tests {
         let step = |series: &str, peer: bool, clients: usize, per_s: f64| StepReport {
             series: series.into(),
             peer,
+            replicas: (!peer).then_some(1),
             load: "closed".into(),
             clients: Some(clients),
             rate: None,

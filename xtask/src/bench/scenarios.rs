@@ -3,7 +3,8 @@
 //! - one-call: seed 004's `POST /api/v1/orders/` (reserve and charge in one request)
 //!   for one unit of a random SKU out of the stocked ones, 1.00 USD, a fresh
 //!   idempotency key, no account; at the order service itself (as seed 004's order
-//!   service is hit), through the gateway, or at a peer system.
+//!   service is hit; with `--replicas`, client i at replica i mod N), through the
+//!   gateway, or at a peer system.
 //! - saga: a signed-in customer through the gateway reads a product, orders one unit
 //!   and pays it; shipped (a shipment opened) and notified afterwards, by events.
 //! - hot-sku: the one-call order, every one of them on the same SKU (row-lock
@@ -130,7 +131,8 @@ pub enum Skus {
 /// One order of a scenario, as each client sends it.
 pub enum Flow {
     OneCall {
-        url: String,
+        /// Where the orders go: one URL, or one per order replica (see [`replica_of`]).
+        urls: Vec<String>,
         auth: Option<Arc<AnonymousToken>>,
         skus: Skus,
         /// Prefix of the idempotency keys: unique per run and step.
@@ -155,7 +157,7 @@ impl Flow {
     ) -> Result<Calls, Failure> {
         match self {
             Flow::OneCall {
-                url,
+                urls,
                 auth,
                 skus,
                 keys,
@@ -163,6 +165,9 @@ impl Flow {
                 let sku = match skus {
                     Skus::Spread(n) => sku((spread(client, seq) % *n as u64) as usize),
                     Skus::One(sku) => (*sku).to_owned(),
+                };
+                let Some(url) = urls.get(replica_of(client, urls.len())) else {
+                    return Err(Failure("no URL".into()));
                 };
                 let mut request = http.post(url).json(&json!({
                     "item_sku": sku, "quantity": 1, "amount": "1.00", "currency": "USD",
@@ -215,6 +220,13 @@ impl Flow {
     }
 }
 
+/// Which of `replicas` places `client`'s orders: client i at replica i mod N, so each
+/// replica has the same number of clients (one more for the first ones when N does
+/// not divide them). The open loop's order `seq` counts as its client.
+pub fn replica_of(client: usize, replicas: usize) -> usize {
+    client % replicas.max(1)
+}
+
 /// A well-spread number from a client and its order count (SplitMix64).
 fn spread(client: usize, seq: u64) -> u64 {
     let mut z = ((client as u64) << 40 ^ seq).wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -236,4 +248,21 @@ async fn send(request: reqwest::RequestBuilder) -> Result<Value, Failure> {
         return Err(Failure(status.as_u16().to_string()));
     }
     Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_dealt_to_the_replicas_in_turn() {
+        let dealt: Vec<usize> = (0..7).map(|client| replica_of(client, 3)).collect();
+        assert_eq!(dealt, [0, 1, 2, 0, 1, 2, 0]);
+        let mut per_replica = [0; 3];
+        for client in 0..32 {
+            per_replica[replica_of(client, 3)] += 1;
+        }
+        assert_eq!(per_replica, [11, 11, 10]);
+        assert!((0..8).all(|client| replica_of(client, 1) == 0));
+    }
 }

@@ -27,7 +27,11 @@ pub struct System<'a> {
     pub root: &'a Path,
     pub infra: &'a Infra,
     pub wiring: &'a Wiring,
+    /// The wirings of the order and inventory replicas after the first ones
+    /// (`--replicas N`: N-1 of them).
+    pub replicas: &'a [Wiring],
     pub processes: &'a [Process],
+    /// Each process's time from exec to ready, in the order of `processes`.
     pub ready: Vec<(Service, Duration)>,
     pub kafka: Option<&'a str>,
     pub profile: &'static str,
@@ -51,11 +55,7 @@ struct Session<'a> {
 pub async fn measure(system: &System<'_>, args: &BenchArgs) -> Result<Report> {
     let started_at = chrono::Utc::now();
     let wiring = system.wiring;
-    let pids: Vec<(String, u32)> = system
-        .processes
-        .iter()
-        .map(|p| (p.service.name().to_owned(), p.child.id()))
-        .collect();
+    let pids = labelled_pids(system.processes);
     let idle: Vec<Option<(f64, f64)>> = pids
         .iter()
         .map(|(_, pid)| usage::memory_mib(*pid))
@@ -152,12 +152,12 @@ pub async fn measure(system: &System<'_>, args: &BenchArgs) -> Result<Report> {
         .iter()
         .zip(idle)
         .zip(loaded)
-        .map(|(((service, pid), idle), loaded)| ServiceStartup {
+        .enumerate()
+        .map(|(i, (((service, pid), idle), loaded))| ServiceStartup {
             service: service.clone(),
             exec_to_ready_ms: system
                 .ready
-                .iter()
-                .find(|(s, _)| s.name() == service)
+                .get(i)
                 .map_or(0.0, |(_, d)| d.as_secs_f64() * 1000.0),
             rss_idle_mib: idle.map_or(0.0, |m| m.0),
             rss_loaded_mib: loaded,
@@ -183,6 +183,29 @@ pub async fn measure(system: &System<'_>, args: &BenchArgs) -> Result<Report> {
         notes,
         aborted,
     })
+}
+
+/// `(label, pid)` of each process: the service's name, and for its replicas after the
+/// first one the replica's number (`order`, `order 2`, `order 3`).
+fn labelled_pids(processes: &[Process]) -> Vec<(String, u32)> {
+    let names: Vec<&str> = processes.iter().map(|p| p.service.name()).collect();
+    replica_labels(&names)
+        .into_iter()
+        .zip(processes.iter().map(|p| p.child.id()))
+        .collect()
+}
+
+fn replica_labels(names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .enumerate()
+        .map(
+            |(i, name)| match names[..i].iter().filter(|n| *n == name).count() {
+                0 => (*name).to_owned(),
+                before => format!("{name} {}", before + 1),
+            },
+        )
+        .collect()
 }
 
 /// `None` if the peer answers a one-call order; else why its steps are left out.
@@ -214,7 +237,9 @@ impl Session<'_> {
             Scenario::HotSku => Skus::One(scenarios::HOT_SKU),
             _ => Skus::Spread(self.args.skus),
         };
-        let orders = |service: Service| format!("{}/api/v1/orders/", wiring.base_url(service));
+        let orders = |wiring: &Wiring, service: Service| {
+            format!("{}/api/v1/orders/", wiring.base_url(service))
+        };
         match (step.series.scenario, step.series.target) {
             (Scenario::Saga, _) => Flow::Saga {
                 gateway: wiring.base_url(Service::Gateway),
@@ -223,10 +248,16 @@ impl Session<'_> {
                 keys,
             },
             (_, target) => Flow::OneCall {
-                url: match target {
-                    Target::Direct => orders(Service::Order),
-                    Target::Gateway => orders(Service::Gateway),
-                    Target::Peer => peer_orders(self.args.peer_url.as_deref().unwrap_or_default()),
+                urls: match target {
+                    // Every order replica, client i at replica i mod N.
+                    Target::Direct => std::iter::once(wiring)
+                        .chain(self.system.replicas)
+                        .map(|w| orders(w, Service::Order))
+                        .collect(),
+                    Target::Gateway => vec![orders(wiring, Service::Gateway)],
+                    Target::Peer => vec![peer_orders(
+                        self.args.peer_url.as_deref().unwrap_or_default(),
+                    )],
                 },
                 auth: (target == Target::Direct)
                     .then(|| self.direct_auth.clone())
@@ -305,6 +336,7 @@ impl Session<'_> {
         Ok(StepReport {
             series: step.series.label(),
             peer,
+            replicas: (!peer).then_some(usize::from(self.args.replicas)),
             load: if clients.is_some() { "closed" } else { "open" }.into(),
             clients,
             rate,
@@ -333,5 +365,33 @@ impl Session<'_> {
             statements,
             pipeline,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_after_the_first_are_numbered() {
+        let names = [
+            "product",
+            "order",
+            "inventory",
+            "order",
+            "inventory",
+            "order",
+        ];
+        assert_eq!(
+            replica_labels(&names),
+            [
+                "product",
+                "order",
+                "inventory",
+                "order 2",
+                "inventory 2",
+                "order 3"
+            ]
+        );
     }
 }

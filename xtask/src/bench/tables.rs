@@ -35,6 +35,11 @@ fn errors(s: &StepReport) -> String {
     parts.join(", ")
 }
 
+/// Processes of the order and of the inventory service; empty for the peer's steps.
+fn replicas(s: &StepReport) -> String {
+    s.replicas.map_or(String::new(), |n| n.to_string())
+}
+
 /// The series in the order they first ran.
 fn series(report: &Report) -> Vec<&str> {
     let mut seen = Vec::new();
@@ -53,6 +58,7 @@ pub fn tables(report: &Report) -> Vec<Table> {
             format!("{name}: orders, latency (ms) and cost per order"),
             &[
                 "clients",
+                "replicas",
                 "orders/s",
                 "p50",
                 "p90",
@@ -82,6 +88,7 @@ pub fn tables(report: &Report) -> Vec<Table> {
             let l = &s.latency_ms;
             t.rows.push(vec![
                 s.load_label(),
+                replicas(s),
                 f1(s.orders_per_s),
                 f1(l.p50),
                 f1(l.p90),
@@ -247,11 +254,14 @@ fn cpu_table(report: &Report) -> Table {
         .iter()
         .flat_map(|s| s.cpu_ms_per_order.keys())
         .collect();
-    let mut headers = vec!["series", "clients"];
+    let mut headers = vec!["series", "clients", "replicas"];
     headers.extend(groups.iter().map(|g| g.as_str()));
-    let mut t = table("CPU ms per order, per process", &headers);
+    let mut t = table(
+        "CPU ms per order, per process (a service's replicas summed)",
+        &headers,
+    );
     for s in &report.steps {
-        let mut row = vec![s.series.clone(), s.load_label()];
+        let mut row = vec![s.series.clone(), s.load_label(), replicas(s)];
         for g in &groups {
             row.push(s.cpu_ms_per_order.get(*g).map_or("".into(), |ms| f2(*ms)));
         }
@@ -267,7 +277,7 @@ fn statements_table(report: &Report) -> Table {
         .filter_map(|s| s.statements.as_ref())
         .flat_map(|st| st.by_database.keys())
         .collect();
-    let mut headers = vec!["series", "clients", "total", "BEGIN", "exec ms"];
+    let mut headers = vec!["series", "clients", "replicas", "total", "BEGIN", "exec ms"];
     headers.extend(dbs.iter().map(|d| d.as_str()));
     let mut t = table(
         "statements per order, per service database (pg_stat_statements; BEGIN: transactions; exec ms: PostgreSQL executing them)",
@@ -278,6 +288,7 @@ fn statements_table(report: &Report) -> Table {
         let mut row = vec![
             s.series.clone(),
             s.load_label(),
+            replicas(s),
             f1(st.total),
             f1(st.transactions),
             f2(st.exec_ms),
@@ -333,5 +344,8 @@ mod tests {
         assert!(md.contains("| 8 | 150.0 | 0.0 | ∞ |"), "{md}");
         assert!(md.contains("409×2"), "{md}");
         assert!(text(&tables(&sample())[0]).starts_with("one-call (peer): orders"));
+        // Our steps say how many replicas ran, the peer's leave it empty.
+        assert!(md.contains("| 1 |  | 40.0 |"), "{md}");
+        assert!(md.contains("| 1 | 1 | 60.0 |"), "{md}");
     }
 }

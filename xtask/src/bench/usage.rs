@@ -1,4 +1,5 @@
-//! CPU time and memory, from `/proc`: each service process, each server of the
+//! CPU time and memory, from `/proc`: each service (the sum of its processes, with
+//! `--replicas`), each server of the
 //! infrastructure (the process listening on its port and every process under it:
 //! PostgreSQL's backends come and go, and the postmaster's `cutime` keeps the CPU of
 //! those it reaped), the peer's processes, this load generator, and the machine.
@@ -47,7 +48,8 @@ fn pids() -> Vec<u32> {
 /// Which processes a group is.
 #[derive(Clone, Debug)]
 enum Members {
-    Pid(u32),
+    /// A service's processes (several with `--replicas`).
+    Pids(Vec<u32>),
     /// A process and all its descendants.
     Tree(u32),
     /// Every process whose command line contains this, and their descendants.
@@ -85,11 +87,18 @@ impl Meter {
         peer: bool,
         peer_pg_port: Option<u16>,
     ) -> Meter {
-        let mut groups: Vec<Group> = processes
-            .iter()
-            .map(|p| group(p.service.name(), false, Members::Pid(p.child.id())))
-            .collect();
+        let mut groups = Vec::new();
         let mut notes = Vec::new();
+        let each = processes.iter().map(|p| (p.service.name(), p.child.id()));
+        for (service, pids) in by_service(each) {
+            if pids.len() > 1 {
+                notes.push(format!(
+                    "{service}: {} processes (replicas), their CPU summed",
+                    pids.len()
+                ));
+            }
+            groups.push(group(service, false, Members::Pids(pids)));
+        }
         let mut serve =
             |name: &str, port: u16, peer: bool, groups: &mut Vec<Group>| {
                 match listener(port) {
@@ -144,7 +153,11 @@ impl Meter {
         let mut cpu_ms = BTreeMap::new();
         for g in &self.groups {
             let t = match &g.members {
-                Members::Pid(pid) => stats.get(pid).map_or(0, |s| s.own + s.reaped),
+                Members::Pids(pids) => pids
+                    .iter()
+                    .filter_map(|pid| stats.get(pid))
+                    .map(|s| s.own + s.reaped)
+                    .sum(),
                 Members::Tree(pid) => ticks(tree(vec![*pid])),
                 Members::Cmdline(needle) => ticks(tree(
                     stats
@@ -162,6 +175,19 @@ impl Meter {
             machine: machine_ticks(),
         }
     }
+}
+
+/// Each service's process ids (from `(service, pid)` of every process), in the order
+/// the services first appear.
+fn by_service<'a>(processes: impl Iterator<Item = (&'a str, u32)>) -> Vec<(&'a str, Vec<u32>)> {
+    let mut out: Vec<(&str, Vec<u32>)> = Vec::new();
+    for (name, pid) in processes {
+        match out.iter_mut().find(|(service, _)| *service == name) {
+            Some((_, pids)) => pids.push(pid),
+            None => out.push((name, vec![pid])),
+        }
+    }
+    out
 }
 
 fn group(name: &str, peer: bool, members: Members) -> Group {
@@ -309,6 +335,26 @@ mod tests {
         assert_eq!(url_port("redis://127.0.0.1:56379"), Some(56379));
         assert_eq!(url_port("127.0.0.1:29092"), Some(29092));
         assert_eq!(url_port("redis://localhost"), None);
+    }
+
+    #[test]
+    fn a_service_is_the_sum_of_its_replicas() {
+        let processes = [
+            ("product", 10),
+            ("order", 11),
+            ("inventory", 12),
+            ("order", 21),
+            ("inventory", 22),
+            ("order", 31),
+        ];
+        assert_eq!(
+            by_service(processes.into_iter()),
+            [
+                ("product", vec![10]),
+                ("order", vec![11, 21, 31]),
+                ("inventory", vec![12, 22]),
+            ]
+        );
     }
 
     #[test]
