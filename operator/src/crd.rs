@@ -307,9 +307,21 @@ impl ServicesSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ServiceSpec {
-    /// Pods of the service. 0 stops it.
+    /// Pods of the service (autoscaled: of its API Deployment). 0 stops it. Default 1:
+    /// on the benchmark's 2 cores, 2 and 3 order and inventory pods took no more
+    /// orders than 1 (one-call at 32 clients: 103, 103 and 110 orders/s, ±15 %), and
+    /// each more order pod cost 6 statements per order. Add pods for availability or
+    /// more cores (docs/benchmarks.md, "Scale-out").
     #[schemars(range(min = 0, max = 100))]
     pub replicas: i32,
+    /// Connections of each pod's PostgreSQL pool (`DATABASE_MAX_CONNECTIONS`; not the
+    /// gateway). Unset: 10, or on a managed database what keeps the service's pods at
+    /// their most (replicas, consumers at maxReplicas, one more per rollout) within 90
+    /// of its 100 connections, at least 5: an order pod at 32 clients took as many
+    /// orders with 5 as with 10, and fewer with 20 (docs/benchmarks.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 2, max = 1000))]
+    pub database_pool: Option<i32>,
     /// CPU and memory. Unset: requests 50m CPU and 64Mi, limit 256Mi of memory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -328,6 +340,7 @@ impl Default for ServiceSpec {
     fn default() -> Self {
         ServiceSpec {
             replicas: 1,
+            database_pool: None,
             resources: None,
             image: None,
         }
@@ -882,12 +895,14 @@ pub struct ConsumerAutoscaling {
     #[serde(default = "one")]
     #[schemars(range(min = 0, max = 100))]
     pub min_replicas: i32,
-    /// Most consumer pods.
+    /// Most consumer pods. 5: with one API pod, 8 pods at most during a rollout,
+    /// whose default pools of 10 fit in a managed database (80 of its 90 connections).
     #[serde(default = "five")]
     #[schemars(range(min = 1, max = 100))]
     pub max_replicas: i32,
     /// Ready plus unacknowledged messages (summed over the service's queues) one
-    /// replica is expected to keep up with.
+    /// replica is expected to keep up with. 100: 0.3 to 1 s of a replica's work (it
+    /// takes a queue's messages one at a time, 3 to 10 ms each on the benchmark).
     #[serde(default = "hundred")]
     #[schemars(range(min = 1, max = 1000000))]
     pub target_messages_per_replica: i32,

@@ -13,6 +13,18 @@ use crate::crd::{
     DatabaseChoice, KafkaChoice, KafkaSecurityProtocol, KafkaSpec, SalesSystemSpec, SecretKeyRef,
 };
 
+/// `max_connections` of a managed PostgreSQL: the official image's default, which the
+/// operator leaves as it is.
+pub const MANAGED_MAX_CONNECTIONS: i32 = 100;
+/// Of a managed PostgreSQL's connections, those the pools leave to others:
+/// PostgreSQL's 3 for superusers, and 7 for a person with psql, a backup, an exporter.
+pub const KEPT_CONNECTIONS: i32 = 10;
+/// A pod's pool when its database has room (the services' own default).
+pub const DEFAULT_DATABASE_POOL: i32 = 10;
+/// The smallest pool the operator gives a pod: one order pod at 32 clients took as
+/// many orders with 5 as with 10 (docs/benchmarks.md, "Scale-out").
+pub const MIN_DATABASE_POOL: i32 = 5;
+
 /// Key of the generated auth Secret holding the admin's password.
 pub const ADMIN_PASSWORD_KEY: &str = "admin-password";
 /// Key of the identity Secret: the customer service's signing keys (PEM blocks).
@@ -132,6 +144,9 @@ pub fn plain_settings(
     if service == AppService::Order {
         set("UNPAID_ORDER_TIMEOUT", spec.unpaid_order_timeout.clone());
     }
+    if let Some(pool) = database_pool(spec, service) {
+        set("DATABASE_MAX_CONNECTIONS", pool.to_string());
+    }
     if service == AppService::Customer && spec.auth.admin.enabled {
         set("ADMIN_EMAIL", spec.auth.admin.email.clone());
     }
@@ -139,6 +154,36 @@ pub fn plain_settings(
         set(&peer.url_variable(), names.service_url(*peer));
     }
     env
+}
+
+/// The most pods of `service` that run at once: its replicas and, autoscaled, its
+/// consumers at `maxReplicas`, each Deployment with one pod more while it rolls out
+/// (`maxSurge: 1`).
+pub fn most_pods(spec: &SalesSystemSpec, service: AppService) -> i32 {
+    let api = spec.services.get(service).replicas + 1;
+    let consumers = match spec.autoscaling.get(service) {
+        Some(scaled) if spec.autoscaling.enabled(service) => scaled.max_replicas + 1,
+        _ => 0,
+    };
+    api + consumers
+}
+
+/// Each pod's PostgreSQL pool (`DATABASE_MAX_CONNECTIONS`); `None` for the gateway.
+/// `services.<service>.databasePool` if given; else on a managed database an equal
+/// share, per pod at its most, of what the pools may take of it (between
+/// [`MIN_DATABASE_POOL`] and [`DEFAULT_DATABASE_POOL`]); on an external one
+/// [`DEFAULT_DATABASE_POOL`].
+pub fn database_pool(spec: &SalesSystemSpec, service: AppService) -> Option<i32> {
+    let choice = spec.postgres.choice(service)?;
+    if let Some(given) = spec.services.get(service).database_pool {
+        return Some(given);
+    }
+    Some(match choice {
+        DatabaseChoice::Managed(_) => ((MANAGED_MAX_CONNECTIONS - KEPT_CONNECTIONS)
+            / most_pods(spec, service).max(1))
+        .clamp(MIN_DATABASE_POOL, DEFAULT_DATABASE_POOL),
+        DatabaseChoice::External(_) => DEFAULT_DATABASE_POOL,
+    })
 }
 
 /// The secret settings of `service`, each from a Secret key.
@@ -329,4 +374,42 @@ pub fn managed_dependencies(spec: &SalesSystemSpec, service: AppService) -> Vec<
         deps.push(Component::Cache);
     }
     deps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pools_share_a_managed_database_among_the_pods_at_their_most() {
+        let mut spec = SalesSystemSpec::default();
+        // One pod, and one more while it rolls out: the default pool.
+        assert_eq!(database_pool(&spec, AppService::Order), Some(10));
+        assert_eq!(database_pool(&spec, AppService::Gateway), None);
+        // 3 API pods and up to 10 consumers: 4 + 11 pods share 90 connections.
+        spec.services.inventory.replicas = 3;
+        spec.autoscaling.inventory.enabled = true;
+        spec.autoscaling.inventory.max_replicas = 10;
+        assert_eq!(most_pods(&spec, AppService::Inventory), 15);
+        assert_eq!(database_pool(&spec, AppService::Inventory), Some(6));
+        // The default autoscaling bounds keep the default pool: 2 + 6 pods.
+        spec.services.inventory.replicas = 1;
+        spec.autoscaling.inventory.max_replicas = 5;
+        assert_eq!(database_pool(&spec, AppService::Inventory), Some(10));
+        // Never below the floor; a pool given is taken as it is.
+        spec.autoscaling.inventory.max_replicas = 60;
+        assert_eq!(database_pool(&spec, AppService::Inventory), Some(5));
+        spec.services.inventory.database_pool = Some(25);
+        assert_eq!(database_pool(&spec, AppService::Inventory), Some(25));
+    }
+
+    #[test]
+    fn an_external_database_gets_the_default_pool() {
+        let mut spec = SalesSystemSpec::default();
+        spec.postgres.external = Some(crate::crd::ExternalDatabases {
+            secret_name: "databases".into(),
+        });
+        spec.services.order.replicas = 30;
+        assert_eq!(database_pool(&spec, AppService::Order), Some(10));
+    }
 }
