@@ -16,7 +16,6 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
@@ -58,18 +57,7 @@ pub async fn ensure_kafka(infra_dir: &Path) -> Result<String> {
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let log_path = dir.join("tansu.log");
     let log = fs::File::create(&log_path)?;
-    let url = format!("tcp://{address}");
-    let child = Command::new(&binary)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
+    let child = sales_testkit::private_kafka::tansu_broker(&binary, &address)
         .stdout(log.try_clone()?)
         .stderr(log)
         // Its own process group: it outlives this xtask, like the other private servers.

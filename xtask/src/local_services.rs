@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use sales_testkit::free_port;
 use sales_testkit::launch::{IdentityMaterial, Process, Service, Wiring};
 use sqlx::{Connection as _, PgConnection};
 
@@ -109,10 +110,10 @@ pub async fn isolated_wiring(infra: &Infra, iso: Isolated<'_>) -> Result<Wiring>
     let database_urls = databases(&infra.postgres_url, iso.db_prefix, Existing::Recreate).await?;
     // Queues of an earlier run may hold its messages; they are not this run's.
     sales_testkit::delete_broker_namespace(iso.amqp_url, iso.amqp_prefix).await;
-    let mut ports = HashMap::new();
-    for service in Service::ALL {
-        ports.insert(service, (free_port()?, free_port()?));
-    }
+    let ports = Service::ALL
+        .into_iter()
+        .map(|service| (service, (free_port(), free_port())))
+        .collect();
     let mut env = vec![
         (
             "RATE_LIMIT_REQUESTS".into(),
@@ -137,42 +138,6 @@ pub async fn isolated_wiring(infra: &Infra, iso: Isolated<'_>) -> Result<Wiring>
         identity: IdentityMaterial::generate()?,
         admin: None,
     })
-}
-
-/// A port nobody listens on, below the kernel's range of ephemeral ports. A port from
-/// that range (what binding port 0 gives) can be taken, before the service binds it, by
-/// one of the many outgoing connections made meanwhile (seen: a chaos run's order
-/// service could not listen, "Address already in use"). Never the same port twice in
-/// one run.
-fn free_port() -> Result<u16> {
-    use std::sync::Mutex;
-    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let (start, end) = (10_000u16, ephemeral_low.clamp(10_500, 32768));
-    let span = u64::from(end - start);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::from(d.subsec_nanos()));
-    let seed = u64::from(std::process::id()).wrapping_mul(7919) ^ nanos;
-    let mut given = GIVEN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    for i in 0..span {
-        let port = start + u16::try_from((seed.wrapping_add(i)) % span).unwrap_or(0);
-        if given.contains(&port) {
-            continue;
-        }
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            given.push(port);
-            return Ok(port);
-        }
-    }
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port())
 }
 
 /// Every service's log file in `logs`.
@@ -282,12 +247,12 @@ pub const REPLICATED: [Service; 2] = [Service::Order, Service::Inventory];
 /// ports of their own (same databases, broker namespace, Redis prefix and keys). The
 /// replica's order process calls the replica's inventory process; every other call
 /// goes to the first process of its service.
-pub fn replica_wiring(wiring: &Wiring) -> Result<Wiring> {
+pub fn replica_wiring(wiring: &Wiring) -> Wiring {
     let mut replica = wiring.clone();
     for service in REPLICATED {
-        replica.ports.insert(service, (free_port()?, free_port()?));
+        replica.ports.insert(service, (free_port(), free_port()));
     }
-    Ok(replica)
+    replica
 }
 
 /// Log file of replica `k` (1 is the first, `<service>.log`; then `<service>-2.log`...).
@@ -345,7 +310,7 @@ mod tests {
     #[test]
     fn an_order_replica_calls_its_own_inventory_replica_and_shares_the_rest() {
         let first = first_wiring();
-        let replica = replica_wiring(&first).unwrap();
+        let replica = replica_wiring(&first);
         for service in Service::ALL {
             let moved = replica.ports[&service] != first.ports[&service];
             assert_eq!(moved, REPLICATED.contains(&service), "{service:?}");
@@ -374,7 +339,7 @@ mod tests {
                 assert_eq!(var(&mine, shared), var(&theirs, shared), "{shared}");
             }
         }
-        let third = replica_wiring(&first).unwrap();
+        let third = replica_wiring(&first);
         assert_ne!(third.ports[&Service::Order], replica.ports[&Service::Order]);
         assert_ne!(
             third.ports[&Service::Inventory],

@@ -3,6 +3,7 @@
 //! that is set, and the one a test freezes (SIGSTOP, SIGCONT) without disturbing the
 //! others. Killed when dropped.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,25 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 pub struct PrivateKafka {
     child: Child,
     pub bootstrap: String,
+}
+
+/// The command that runs tansu at `binary` as a broker on `bootstrap` (`host:port`),
+/// its data in memory, warnings only, no input (its output is the caller's to set).
+pub fn tansu_broker(binary: &Path, bootstrap: &str) -> Command {
+    let url = format!("tcp://{bootstrap}");
+    let mut command = Command::new(binary);
+    command
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    command
 }
 
 impl PrivateKafka {
@@ -35,18 +55,7 @@ impl PrivateKafka {
     pub fn start_binary(binary: &str) -> PrivateKafka {
         for _ in 0..5 {
             let bootstrap = format!("127.0.0.1:{}", crate::free_port());
-            let url = format!("tcp://{bootstrap}");
-            let child = Command::new(binary)
-                .args([
-                    "broker",
-                    "--listener-url",
-                    &url,
-                    "--advertised-listener-url",
-                    &url,
-                ])
-                .args(["--storage-engine", "memory://tansu/"])
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
+            let child = tansu_broker(Path::new(binary), &bootstrap)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
