@@ -349,22 +349,25 @@ async fn a_stale_attempt_giving_up_does_not_take_the_stock_of_the_order_its_retr
 #[tokio::test]
 async fn a_one_call_order_stored_but_never_charged_is_charged_by_the_retry_with_its_key() {
     // Seed 004's one-call order answers CONFIRMED or FAILED. Here the order is stored
-    // and then PostgreSQL goes away before the charge is written down (a trigger
-    // refuses it as a server shutting down would): the client is told 503. Its retry
-    // with the same key must charge the order, not replay it PENDING for good.
+    // (with its payment attempt written down) and then the payment service cannot
+    // charge it: its PostgreSQL refuses the payment as a server shutting down would
+    // (a trigger), so the client is told 503. Its retry with the same key must charge
+    // the order, not replay it PENDING for good.
     let (sys, _) = start(&[]).await;
     let (customer, _, _) = shop(&sys, "UNCHARGED", 5).await;
     let orders = sqlx::PgPool::connect(&sys.wiring.database_urls[&Service::Order])
         .await
         .unwrap();
+    let payments = sqlx::PgPool::connect(&sys.wiring.database_urls[&Service::Payment])
+        .await
+        .unwrap();
     sqlx::raw_sql(
         "create function refuse_charge() returns trigger language plpgsql as $$
          begin raise exception 'the database system is shutting down' using errcode = '57P01'; end $$;
-         create trigger refuse_charge before update of payment_attempted_at on orders
-         for each row when (old.payment_attempted_at is null and new.payment_attempted_at is not null)
-         execute function refuse_charge();",
+         create trigger refuse_charge before insert on payments
+         for each row execute function refuse_charge();",
     )
-    .execute(&orders)
+    .execute(&payments)
     .await
     .unwrap();
     let body = json!({"item_sku": "UNCHARGED", "quantity": 1, "amount": "12.50",
@@ -374,8 +377,20 @@ async fn a_one_call_order_stored_but_never_charged_is_charged_by_the_retry_with_
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{first}");
     assert_eq!(stored_orders(&sys).await, 1);
 
-    sqlx::raw_sql("drop trigger refuse_charge on orders")
-        .execute(&orders)
+    let (charged, attempted): (bool, bool) = sqlx::query_as(
+        "select payment_settled_at is not null, payment_attempted_at is not null from orders",
+    )
+    .fetch_one(&orders)
+    .await
+    .unwrap();
+    assert_eq!(
+        (charged, attempted),
+        (false, true),
+        "stored PENDING, its attempt written down, not settled"
+    );
+
+    sqlx::raw_sql("drop trigger refuse_charge on payments")
+        .execute(&payments)
         .await
         .unwrap();
     let (status, second) = place().await;
@@ -398,6 +413,7 @@ async fn a_one_call_order_stored_but_never_charged_is_charged_by_the_retry_with_
         (&second["order_id"], &json!("CONFIRMED"))
     );
     orders.close().await;
+    payments.close().await;
     sys.stop().await;
 }
 

@@ -352,6 +352,7 @@ async fn catalogue_prices_seed_routes_and_who_sees_what() {
     seed_002s_customer_id_is_a_reference_never_the_owner_and_seed_003s_product_id_spellings(&o)
         .await;
     a_caller_without_an_account_sees_only_orders_placed_without_one(&o).await;
+    a_one_call_orders_claim_ends_with_the_outcome_of_its_charge(&o).await;
     sys.stop().await;
 }
 
@@ -514,6 +515,53 @@ async fn seed_004_keeps_an_amount_that_does_not_split_evenly_as_a_line_total(o: 
     // The line total is read back as stored.
     let read = o.get(&format!("/api/v1/orders/{id}"), &seed_client).await;
     assert_eq!(read.body["items"][0]["line_total"]["amount"], 20000);
+}
+
+/// A one-call order (seed 004's, always keyed) is stored with its payment attempt
+/// written down, and its claim is finished by the statement that records the
+/// charge's outcome: confirmed or declined, its key names the order at once and its
+/// charge is settled.
+async fn a_one_call_orders_claim_ends_with_the_outcome_of_its_charge(o: &Orders<'_>) {
+    let sys = o.sys;
+    o.add_stock_item("S2-CLAIM", 10).await;
+    let seed_client = o.anonymous_at("198.51.100.7");
+    let mut orders_db = db(sys, Service::Order).await;
+    for (key, amount, status) in [
+        ("s2-claim-paid", 20, "CONFIRMED"),
+        ("s2-claim-declined", 1500, "FAILED"),
+    ] {
+        let body = json!({"item_sku": "S2-CLAIM", "quantity": 1, "amount": amount,
+                          "currency": "USD", "idempotency_key": key});
+        let placed = o.post("/api/v1/orders/", &seed_client, body).await;
+        // Seed 004 answers 200, declined or not.
+        assert_eq!(placed.status, StatusCode::OK, "{key:?}: {:?}", placed.body);
+        assert_eq!(placed.body["status"], status, "{key:?}");
+        let order_id = placed.body["order_id"].as_i64().unwrap();
+        let (stored_status, attempted, settled): (String, bool, bool) = sqlx::query_as(
+            "select status, payment_attempted_at is not null, payment_settled_at is not null
+             from orders where id = $1",
+        )
+        .bind(order_id)
+        .fetch_one(&mut orders_db)
+        .await
+        .unwrap();
+        assert_eq!(stored_status, status, "{key:?}");
+        assert!(
+            attempted && settled,
+            "{key:?}: the charge is written down and settled"
+        );
+        let claim: Option<String> =
+            sqlx::query_scalar("select state from order_claims where order_id = $1")
+                .bind(order_id)
+                .fetch_optional(&mut orders_db)
+                .await
+                .unwrap();
+        assert_eq!(
+            claim.as_deref(),
+            Some("done"),
+            "{key:?}: the claim keeps its key, done"
+        );
+    }
 }
 
 async fn seed_004s_amount_must_match_the_catalogue_wherever_the_item_has_a_price(o: &Orders<'_>) {

@@ -431,6 +431,17 @@ pub(crate) async fn delete(conn: &mut PgConnection, order_id: i64) -> Result<(),
         .map(|_| ())
 }
 
+/// [`finish`] the claim of order `$1` inside the statement that settles its charge
+/// (`with {FINISH_STORED_CLAIM} update orders ...`): a one-call order's claim ends
+/// with its outcome, without a round trip of its own. A claim already finished (the
+/// order paid later, or by the reconciler) is left as it is.
+pub const FINISH_STORED_CLAIM: &str = "finished_claim as (
+         update order_claims set state = 'done'
+         where order_id = $1 and state = 'stored' and idempotency_key is not null),
+     freed_claim as (
+         delete from order_claims
+         where order_id = $1 and state = 'stored' and idempotency_key is null)";
+
 /// The claim's order was stored (and, for a one-call order, charged): a keyed claim
 /// keeps the key bound to its order; an unkeyed one is no longer needed. If this
 /// fails, the claim expires and the next look at it sees the stored order.

@@ -14,13 +14,15 @@
 //!    the inventory: all items or none. Not enough stock: refuse with 409 "Product is
 //!    not available", and no order exists.
 //! 5. In one transaction, while the claim is still there: the order (`PENDING`), its
-//!    lines, and the `create-order` and `update-stock` events in the outbox. If that
-//!    fails, give the reservation back.
+//!    lines (and, for a one-call order, its payment attempt written down), and the
+//!    `create-order` and `update-stock` events in the outbox. If that fails, give the
+//!    reservation back.
 //! 6. Seed 004's one-call form is charged at once and answered `CONFIRMED` or
 //!    `FAILED` ([`crate::pay_order`]); a retry with its key that finds it still
 //!    `PENDING` (its charge lost to a crash or an outage) charges it.
-//! 7. Finish the claim (the key now names the order), or, if nothing was stored,
-//!    give it up, with the stock the inventory may hold for it
+//! 7. Finish the claim (the key now names the order; a charged one-call order's claim
+//!    is finished by the statement that records the charge's outcome), or, if nothing
+//!    was stored, give it up, with the stock the inventory may hold for it
 //!    ([`claims::give_up`]).
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,7 +37,8 @@ use sales_platform::outbox;
 use crate::claims::{self, Claim, ClaimRequest, Claimed, Placer};
 use crate::error::{OrderError, Result};
 use crate::order_status::{OrderStatus, PaymentStatus};
-use crate::orders::{self, Order, OrderLine, OrderParts};
+use crate::orders::{self, NewOrderRow, Order, OrderLine, OrderParts};
+use crate::pay_order::Attempt;
 use crate::{OrderContext, SERVICE, inventory_client, pay_order, product_client};
 
 /// Most lines one order may have, and most units of one line (lines of the same
@@ -264,7 +267,7 @@ pub async fn place_order(ctx: &OrderContext, request: PlaceOrder) -> Result<Plac
             if request.payment.is_some() && order.status == OrderStatus::Pending =>
         {
             return Ok(Placed::Replayed(
-                pay_order::charge_and_settle(ctx, *order).await?,
+                pay_order::charge_and_settle(ctx, *order, Attempt::NoteFirst).await?,
             ));
         }
         Claimed::Replay(order) => return Ok(Placed::Replayed(*order)),
@@ -273,7 +276,14 @@ pub async fn place_order(ctx: &OrderContext, request: PlaceOrder) -> Result<Plac
     tracing::Span::current().record("order_id", claim.order_id);
     match place_claimed(ctx, &request, &items, &fingerprint, &claim).await {
         Ok(placed) => {
-            claims::finish(ctx, &claim).await;
+            // A charged order's claim was finished with the charge's outcome.
+            let charged = matches!(
+                placed.order().status,
+                OrderStatus::Confirmed | OrderStatus::Failed
+            );
+            if !(charged && matches!(placed, Placed::New(_))) {
+                claims::finish(ctx, &claim).await;
+            }
             Ok(placed)
         }
         Err(Failure {
@@ -367,7 +377,20 @@ async fn place_claimed(
     let key = request.idempotency_key.as_deref();
     // If storing fails, the claim is given up with its stock ([`claims::give_up`]):
     // unless the commit went through after all, then the claim is `stored` and stays.
-    if !store(ctx, &order, key, fingerprint, request.placer.bound_owner()).await? {
+    // A one-call order is charged next: the attempt is written down with it.
+    let charge_now = request.payment.is_some();
+    let stored = store(
+        ctx,
+        &order,
+        NewOrderRow {
+            idempotency_key: key,
+            fingerprint,
+            limit_owner: request.placer.bound_owner(),
+            charge_now,
+        },
+    )
+    .await?;
+    if !stored {
         // Another attempt on this claim (a takeover) stored the order first, or the
         // claim was given up and its stock given back.
         let mut conn = ctx.pool.acquire().await.map_err(OrderError::from)?;
@@ -381,9 +404,9 @@ async fn place_claimed(
     ctx.invalidate_order_caches(&order).await;
     tracing::info!(order_id, total = %order.total, "order placed");
 
-    if request.payment.is_some() {
+    if charge_now {
         // The one-call form: pay now; the answer is CONFIRMED or FAILED.
-        let order = pay_order::charge_and_settle(ctx, order)
+        let order = pay_order::charge_and_settle(ctx, order, Attempt::Noted)
             .await
             .map_err(|error| Failure {
                 error,
@@ -512,18 +535,12 @@ fn stock_lines(lines: &[OrderLine]) -> Vec<StockLine> {
 
 /// The order, its lines and its events, and its claim marked `stored`, in one
 /// transaction. `false` (nothing stored) if the claim is no longer in progress.
-async fn store(
-    ctx: &OrderContext,
-    order: &Order,
-    key: Option<&str>,
-    fingerprint: &str,
-    limit_owner: Option<&str>,
-) -> Result<bool> {
+async fn store(ctx: &OrderContext, order: &Order, row: NewOrderRow<'_>) -> Result<bool> {
     let mut tx = ctx.pool.begin().await?;
     if !claims::mark_stored(&mut tx, order.order_id).await? {
         return Ok(false);
     }
-    orders::insert(&mut tx, order, key, fingerprint, limit_owner).await?;
+    orders::insert(&mut tx, order, &row).await?;
     outbox::enqueue(
         &mut tx,
         SERVICE,

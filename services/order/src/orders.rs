@@ -352,21 +352,32 @@ pub async fn exists(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx::Erro
         .await
 }
 
-/// Store a new order with its lines. `limit_owner`: whose bounds it counts against
-/// while unpaid (see [`crate::claims`]).
+/// What a new order's row keeps beside the [`Order`] itself.
+#[derive(Clone, Copy, Debug)]
+pub struct NewOrderRow<'a> {
+    pub idempotency_key: Option<&'a str>,
+    /// What the request asked for, to tell its retry from another order.
+    pub fingerprint: &'a str,
+    /// Whose bounds it counts against while unpaid (see [`crate::claims`]).
+    pub limit_owner: Option<&'a str>,
+    /// It is charged right after it is stored (the one-call order): its payment
+    /// attempt is written down with it (see [`crate::pay_order`]).
+    pub charge_now: bool,
+}
+
+/// Store a new order with its lines.
 #[tracing::instrument(name = "db insert order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn insert(
     conn: &mut PgConnection,
     order: &Order,
-    idempotency_key: Option<&str>,
-    fingerprint: &str,
-    limit_owner: Option<&str>,
+    row: &NewOrderRow<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into orders (id, customer_id, status, payment_status, total_amount, currency,
              idempotency_key, request_fingerprint, reservation_id, pay_by, created_at, updated_at,
-             stated_customer_id, limit_owner)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)",
+             stated_customer_id, limit_owner, payment_attempted_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13,
+                 case when $14 then now() end)",
     )
     .bind(order.order_id)
     .bind(order.customer_id)
@@ -374,13 +385,14 @@ pub async fn insert(
     .bind(order.payment_status.as_str())
     .bind(order.total.amount)
     .bind(order.total.currency.as_str())
-    .bind(idempotency_key)
-    .bind(fingerprint)
+    .bind(row.idempotency_key)
+    .bind(row.fingerprint)
     .bind(order.reservation_id)
     .bind(order.pay_by)
     .bind(order.created_at)
     .bind(order.stated_customer_id)
-    .bind(limit_owner)
+    .bind(row.limit_owner)
+    .bind(row.charge_now)
     .execute(&mut *conn)
     .await?;
     for (line_no, line) in order.items.iter().enumerate() {

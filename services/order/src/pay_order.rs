@@ -21,8 +21,9 @@ use sales_platform::identity::Caller;
 use sales_platform::outbox;
 
 use crate::cancel_order::restore_stock_event;
+use crate::claims::FINISH_STORED_CLAIM;
 use crate::error::{OrderError, Result};
-use crate::order_status::{OrderEvent, OrderStatus, PaymentStatus};
+use crate::order_status::{IllegalTransition, OrderEvent, OrderStatus, PaymentStatus};
 use crate::orders::{self, Order};
 use crate::{OrderContext, SERVICE, inventory_client, payment_client, payment_reconciler};
 
@@ -39,7 +40,7 @@ pub async fn pay_order(ctx: &OrderContext, caller: &Caller, order_id: i64) -> Re
         .status
         .on(OrderEvent::Pay)
         .map_err(|source| OrderError::IllegalTransition { order_id, source })?;
-    let order = charge_and_settle(ctx, order).await?;
+    let order = charge_and_settle(ctx, order, Attempt::NoteFirst).await?;
     if order.status == OrderStatus::Failed {
         return Err(OrderError::PaymentDeclined {
             order_id,
@@ -54,10 +55,14 @@ pub async fn pay_order(ctx: &OrderContext, caller: &Caller, order_id: i64) -> Re
 ///
 /// It runs in a task of its own: a client that hangs up (a gateway's timeout) does
 /// not abandon a charge half made; its outcome is recorded all the same.
-pub async fn charge_and_settle(ctx: &OrderContext, order: Order) -> Result<Order> {
+pub async fn charge_and_settle(
+    ctx: &OrderContext,
+    order: Order,
+    attempt: Attempt,
+) -> Result<Order> {
     let order_id = order.order_id;
     let task_ctx = ctx.clone();
-    tokio::spawn(async move { charge_and_record(&task_ctx, order).await })
+    tokio::spawn(async move { charge_and_record(&task_ctx, order, attempt).await })
         .await
         .unwrap_or_else(|err| {
             Err(OrderError::Upstream(CallError::Unavailable {
@@ -67,10 +72,58 @@ pub async fn charge_and_settle(ctx: &OrderContext, order: Order) -> Result<Order
         })
 }
 
-async fn charge_and_record(ctx: &OrderContext, order: Order) -> Result<Order> {
+/// Whether the attempt to charge is already written down on the order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// Stored with it: a one-call order is created with `payment_attempted_at` set,
+    /// in the transaction that stores it, so charging it costs no extra write.
+    Noted,
+    /// Write it down first (paying a stored order, a retry of a one-call order).
+    NoteFirst,
+}
+
+async fn charge_and_record(ctx: &OrderContext, order: Order, attempt: Attempt) -> Result<Order> {
     if order.total.amount == 0 {
-        return confirm(ctx, order.order_id, None).await;
+        return confirm(ctx, order, None).await;
     }
+    if attempt == Attempt::NoteFirst {
+        note_attempt(ctx, &order).await?;
+    }
+    let payment = match payment_client::charge(
+        &ctx.payments,
+        order.order_id,
+        order.customer_id,
+        order.total,
+    )
+    .await
+    {
+        Ok(payment) => payment,
+        Err(err @ OrderError::Upstream(_)) => {
+            return outcome_after_lost_answer(ctx, &order, err).await;
+        }
+        Err(err) => return Err(err),
+    };
+    let order_id = order.order_id;
+    let settled = match payment.status {
+        ChargeStatus::Confirmed => confirm(ctx, order, Some(&payment)).await,
+        ChargeStatus::Declined => fail(ctx, order, &payment).await,
+        other => Err(OrderError::Upstream(CallError::BadAnswer {
+            service: "payment",
+            reason: format!("a charge ended {other:?}, neither confirmed nor declined"),
+        })),
+    };
+    if let Err(OrderError::IllegalTransition { .. }) = &settled {
+        // The order stopped waiting while it was charged: refund now (the
+        // reconciler would, later).
+        if let Err(err) = payment_reconciler::settle(ctx, order_id).await {
+            tracing::warn!(order_id, error = %err, "refund left to the payment reconciler");
+        }
+    }
+    settled
+}
+
+/// Write down on the order that it is being charged, if it still waits for payment.
+async fn note_attempt(ctx: &OrderContext, order: &Order) -> Result<()> {
     let started = sqlx::query(
         "update orders set payment_attempted_at = now(), payment_settled_at = null
          where id = $1 and status = $2 and pay_by > now()",
@@ -93,36 +146,7 @@ async fn charge_and_record(ctx: &OrderContext, order: Order) -> Result<Order> {
             },
         });
     }
-    let payment = match payment_client::charge(
-        &ctx.payments,
-        order.order_id,
-        order.customer_id,
-        order.total,
-    )
-    .await
-    {
-        Ok(payment) => payment,
-        Err(err @ OrderError::Upstream(_)) => {
-            return outcome_after_lost_answer(ctx, &order, err).await;
-        }
-        Err(err) => return Err(err),
-    };
-    let settled = match payment.status {
-        ChargeStatus::Confirmed => confirm(ctx, order.order_id, Some(&payment)).await,
-        ChargeStatus::Declined => fail(ctx, order.order_id, &payment).await,
-        other => Err(OrderError::Upstream(CallError::BadAnswer {
-            service: "payment",
-            reason: format!("a charge ended {other:?}, neither confirmed nor declined"),
-        })),
-    };
-    if let Err(OrderError::IllegalTransition { .. }) = &settled {
-        // The order stopped waiting while it was charged: refund now (the
-        // reconciler would, later).
-        if let Err(err) = payment_reconciler::settle(ctx, order.order_id).await {
-            tracing::warn!(order_id = order.order_id, error = %err, "refund left to the payment reconciler");
-        }
-    }
-    settled
+    Ok(())
 }
 
 /// The charge's answer was lost (a timeout, the payment service busy): ask once
@@ -143,33 +167,42 @@ async fn outcome_after_lost_answer(
     }
 }
 
-/// Record the order paid by `payment` (`None`: nothing was charged, a free order),
-/// and its charge settled. An order no longer `PENDING` is an `IllegalTransition`.
+/// Record `order` paid by `payment` (`None`: nothing was charged, a free order),
+/// its charge settled and its claim finished. An order no longer `PENDING` is an `IllegalTransition`.
+///
+/// `order` is the order as read before it was charged: its owner and total never
+/// change, and its status is checked by the update itself (which holds the row
+/// lock), so nothing is read again.
 pub(crate) async fn confirm(
     ctx: &OrderContext,
-    order_id: i64,
+    order: Order,
     payment: Option<&Payment>,
 ) -> Result<Order> {
-    let mut tx = ctx.pool.begin().await?;
-    let order = orders::lock(&mut tx, order_id).await?;
-    let next = order
-        .status
+    let order_id = order.order_id;
+    let next = OrderStatus::Pending
         .on(OrderEvent::Pay)
         .map_err(|source| OrderError::IllegalTransition { order_id, source })?;
     // The database keeps microseconds: the answer shows the time as stored.
     let paid_at = Utc::now().trunc_subsecs(6);
-    sqlx::query(
-        "update orders set status = $2, payment_status = $3, payment_id = $4, paid_at = $5,
+    let mut tx = ctx.pool.begin().await?;
+    let updated = sqlx::query(&format!(
+        "with {FINISH_STORED_CLAIM}
+         update orders set status = $2, payment_status = $3, payment_id = $4, paid_at = $5,
                 updated_at = $5, payment_settled_at = $5
-         where id = $1",
-    )
+         where id = $1 and status = $6"
+    ))
     .bind(order_id)
     .bind(next.as_str())
     .bind(PaymentStatus::Succeeded.as_str())
     .bind(payment.map(|p| p.payment_id))
     .bind(paid_at)
+    .bind(OrderStatus::Pending.as_str())
     .execute(&mut *tx)
     .await?;
+    if updated.rows_affected() == 0 {
+        drop(tx);
+        return Err(no_longer_pending(ctx, order_id, OrderEvent::Pay).await);
+    }
     outbox::enqueue(
         &mut tx,
         SERVICE,
@@ -183,7 +216,6 @@ pub(crate) async fn confirm(
     )
     .await?;
     tx.commit().await?;
-    // The locked order, as the update left it (nothing else changes it meanwhile).
     let mut order = order;
     order.status = next;
     order.payment_status = PaymentStatus::Succeeded;
@@ -197,13 +229,11 @@ pub(crate) async fn confirm(
     Ok(order)
 }
 
-/// Record the order's payment declined: `FAILED`, its stock released, its charge
-/// settled.
-pub(crate) async fn fail(ctx: &OrderContext, order_id: i64, payment: &Payment) -> Result<Order> {
-    let mut tx = ctx.pool.begin().await?;
-    let order = orders::lock(&mut tx, order_id).await?;
-    let next = order
-        .status
+/// Record `order`'s payment declined: `FAILED`, its stock released, its charge
+/// settled. As in [`confirm`], `order` is the order as read before the charge.
+pub(crate) async fn fail(ctx: &OrderContext, order: Order, payment: &Payment) -> Result<Order> {
+    let order_id = order.order_id;
+    let next = OrderStatus::Pending
         .on(OrderEvent::DeclinePayment)
         .map_err(|source| OrderError::IllegalTransition { order_id, source })?;
     let reason = payment
@@ -211,19 +241,26 @@ pub(crate) async fn fail(ctx: &OrderContext, order_id: i64, payment: &Payment) -
         .clone()
         .unwrap_or_else(|| "declined by the payment service".into());
     let now = Utc::now().trunc_subsecs(6);
-    sqlx::query(
-        "update orders set status = $2, payment_status = $3, payment_id = $4, failure_reason = $5,
+    let mut tx = ctx.pool.begin().await?;
+    let updated = sqlx::query(&format!(
+        "with {FINISH_STORED_CLAIM}
+         update orders set status = $2, payment_status = $3, payment_id = $4, failure_reason = $5,
                 updated_at = $6, payment_settled_at = $6
-         where id = $1",
-    )
+         where id = $1 and status = $7"
+    ))
     .bind(order_id)
     .bind(next.as_str())
     .bind(PaymentStatus::Failed.as_str())
     .bind(payment.payment_id)
     .bind(&reason)
     .bind(now)
+    .bind(OrderStatus::Pending.as_str())
     .execute(&mut *tx)
     .await?;
+    if updated.rows_affected() == 0 {
+        drop(tx);
+        return Err(no_longer_pending(ctx, order_id, OrderEvent::DeclinePayment).await);
+    }
     outbox::enqueue(
         &mut tx,
         SERVICE,
@@ -252,4 +289,20 @@ pub(crate) async fn fail(ctx: &OrderContext, order_id: i64, payment: &Payment) -
     ctx.invalidate_order_caches(&order).await;
     tracing::info!(order_id, %reason, "payment declined; order failed");
     Ok(order)
+}
+
+/// An update of a `PENDING` order found it in another status (cancelled or timed
+/// out meanwhile): the transition that status refuses (or the error reading it).
+async fn no_longer_pending(ctx: &OrderContext, order_id: i64, event: OrderEvent) -> OrderError {
+    let status = match ctx.pool.acquire().await {
+        Ok(mut conn) => orders::load(&mut conn, order_id).await.map(|o| o.status),
+        Err(err) => Err(err.into()),
+    };
+    match status {
+        Ok(from) => OrderError::IllegalTransition {
+            order_id,
+            source: IllegalTransition { from, event },
+        },
+        Err(err) => err,
+    }
 }

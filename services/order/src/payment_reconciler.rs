@@ -84,7 +84,7 @@ pub async fn settle(ctx: &OrderContext, order_id: i64) -> Result<Settled> {
                 payment_id = payment.payment_id,
                 "the order's payment was captured but never recorded; recording it"
             );
-            pay_order::confirm(ctx, order_id, Some(&payment)).await?;
+            pay_order::confirm(ctx, order, Some(&payment)).await?;
             Ok(Settled::Yes)
         }
         (OrderStatus::Pending, ChargeStatus::Declined) => {
@@ -93,7 +93,7 @@ pub async fn settle(ctx: &OrderContext, order_id: i64) -> Result<Settled> {
                 payment_id = payment.payment_id,
                 "the order's payment was declined but never recorded; failing the order"
             );
-            pay_order::fail(ctx, order_id, &payment).await?;
+            pay_order::fail(ctx, order, &payment).await?;
             Ok(Settled::Yes)
         }
         (OrderStatus::Cancelled | OrderStatus::Failed, ChargeStatus::Confirmed) => {
