@@ -583,3 +583,50 @@ fn split_credentials(url: &str) -> (String, String, String) {
         ),
     }
 }
+
+/// The topology goes out without waiting for each answer; a declaration the broker
+/// refuses (here a retry queue that exists with another delay) must still fail the
+/// whole, with the broker's reason, and not pass for declared.
+#[tokio::test]
+async fn a_topology_the_broker_refuses_is_reported_not_taken_for_declared() {
+    let broker = sales_testkit::TestBroker::new();
+    let topology = broker.topology();
+    let conn = broker.connect().await;
+    sales_platform::messaging::rabbitmq::declare_topology(&conn, &topology)
+        .await
+        .expect("a fresh namespace is declared");
+    sales_platform::messaging::rabbitmq::declare_topology(&conn, &topology)
+        .await
+        .expect("declaring it again changes nothing");
+
+    let other = sales_testkit::TestBroker::new();
+    let clash = other.topology().retry_queue(SUBSCRIPTION, 2);
+    let channel = conn.create_channel().await.unwrap();
+    let mut args = lapin::types::FieldTable::default();
+    args.insert(
+        "x-message-ttl".into(),
+        lapin::types::AMQPValue::LongLongInt(5),
+    );
+    channel
+        .queue_declare(
+            clash.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .unwrap();
+    let refused = sales_platform::messaging::rabbitmq::declare_topology(&conn, &other.topology())
+        .await
+        .expect_err("a queue that exists with other arguments is refused");
+    assert!(
+        refused.to_string().contains("PRECONDITION_FAILED")
+            || format!("{refused:?}").contains("PRECONDITION_FAILED"),
+        "{refused:?}"
+    );
+    let _ = conn.close(200, "done".into()).await;
+    broker.delete().await;
+    other.delete().await;
+}

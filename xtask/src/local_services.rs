@@ -240,6 +240,35 @@ pub async fn start_each(
     }
 }
 
+/// Stop each process in turn and start it again while the others run: its database
+/// already migrated, its queues already declared, as when a pod restarts or one more
+/// is added to a running system. How long each took from exec to ready, in the
+/// order of `processes`; the new processes take the old ones' places.
+pub async fn restart_each_timed(
+    bin_dir: &Path,
+    wiring: &Wiring,
+    logs: &Path,
+    processes: &mut [Process],
+) -> Result<Vec<(Service, Duration)>> {
+    let mut times = Vec::with_capacity(processes.len());
+    for slot in processes.iter_mut() {
+        let service = slot.service;
+        slot.terminate(STOP_GRACE);
+        let launch = Launch {
+            service,
+            wiring,
+            log: logs.join(format!("{}-restarted.log", service.name())),
+        };
+        let (started, ready) = start_each(bin_dir, std::slice::from_ref(&launch)).await?;
+        match started.into_iter().next() {
+            Some(process) => *slot = process,
+            None => bail!("the {} service was not started again", service.name()),
+        }
+        times.extend(ready);
+    }
+    Ok(times)
+}
+
 /// The services `cargo xtask bench --replicas` runs as several processes.
 pub const REPLICATED: [Service; 2] = [Service::Order, Service::Inventory];
 

@@ -229,6 +229,14 @@ pub async fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let (mut processes, mut ready) = local_services::start_timed(services, &wiring, &logs)
         .await
         .with_context(|| format!("service logs: {}", logs.display()))?;
+    let restarted =
+        match local_services::restart_each_timed(services, &wiring, &logs, &mut processes).await {
+            Ok(restarted) => restarted,
+            Err(e) => {
+                local_services::stop(&mut processes);
+                return Err(e.context(format!("service logs: {}", logs.display())));
+            }
+        };
     let replicas = match start_replicas(services, &wiring, &logs, args.replicas).await {
         Ok((wirings, more, more_ready)) => {
             processes.extend(more);
@@ -247,6 +255,7 @@ pub async fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         replicas: &replicas,
         processes: &processes,
         ready,
+        restarted,
         kafka: kafka.as_deref(),
         profile,
         settings,

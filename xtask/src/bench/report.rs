@@ -102,7 +102,12 @@ impl StepReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct ServiceStartup {
     pub service: String,
+    /// Started with every other service at once, on fresh databases (migrations
+    /// run) and a fresh broker namespace (queues created).
     pub exec_to_ready_ms: f64,
+    /// Started again alone on the running system (a pod restarted or added); `None`
+    /// for a replica.
+    pub restart_to_ready_ms: Option<f64>,
     /// After every service was ready, before any load.
     pub rss_idle_mib: f64,
     /// The most it held at the end of a step's load.

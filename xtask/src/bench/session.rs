@@ -31,8 +31,12 @@ pub struct System<'a> {
     /// (`--replicas N`: N-1 of them).
     pub replicas: &'a [Wiring],
     pub processes: &'a [Process],
-    /// Each process's time from exec to ready, in the order of `processes`.
+    /// Each process's time from exec to ready, in the order of `processes`: started
+    /// together, on fresh databases and a fresh broker namespace.
     pub ready: Vec<(Service, Duration)>,
+    /// The same, each started again alone on the running system (replicas not
+    /// counted: they start once).
+    pub restarted: Vec<(Service, Duration)>,
     pub kafka: Option<&'a str>,
     pub profile: &'static str,
     pub settings: Vec<String>,
@@ -159,6 +163,10 @@ pub async fn measure(system: &System<'_>, args: &BenchArgs) -> Result<Report> {
                 .ready
                 .get(i)
                 .map_or(0.0, |(_, d)| d.as_secs_f64() * 1000.0),
+            restart_to_ready_ms: system
+                .restarted
+                .get(i)
+                .map(|(_, d)| d.as_secs_f64() * 1000.0),
             rss_idle_mib: idle.map_or(0.0, |m| m.0),
             rss_loaded_mib: loaded,
             // VmHWM is kept lazily: never less than what was seen idle.

@@ -446,22 +446,32 @@ async fn supervise(
 }
 
 /// Declare the exchange and every queue with its retry and dead-letter queues.
+///
+/// The declarations go out back to back (`nowait`: about 80 of them, which one
+/// round trip each made 20 ms on a warm broker and 200 ms on a fresh one), then a
+/// last synchronous declaration of the exchange. The broker handles a channel's
+/// methods in order and closes the channel on the first one it refuses (a queue
+/// that exists with other arguments, say), so the last answer comes only if every
+/// declaration before it was taken; otherwise it fails with the broker's reason.
 pub async fn declare_topology(conn: &Connection, topology: &Topology) -> Result<(), lapin::Error> {
     let channel = conn.create_channel().await?;
     let exchange = topology.exchange();
+    let exchange_options = |nowait| ExchangeDeclareOptions {
+        durable: true,
+        nowait,
+        ..Default::default()
+    };
     channel
         .exchange_declare(
             exchange.as_str().into(),
             ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
+            exchange_options(true),
             FieldTable::default(),
         )
         .await?;
     let durable = QueueDeclareOptions {
         durable: true,
+        nowait: true,
         ..Default::default()
     };
     for sub in SUBSCRIPTIONS {
@@ -474,7 +484,7 @@ pub async fn declare_topology(conn: &Connection, topology: &Topology) -> Result<
                 queue.as_str().into(),
                 exchange.as_str().into(),
                 sub.message_type.as_str().into(),
-                QueueBindOptions::default(),
+                QueueBindOptions { nowait: true },
                 FieldTable::default(),
             )
             .await?;
@@ -508,6 +518,15 @@ pub async fn declare_topology(conn: &Connection, topology: &Topology) -> Result<
             )
             .await?;
     }
+    // Answered only once every declaration above was taken.
+    channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            ExchangeKind::Topic,
+            exchange_options(false),
+            FieldTable::default(),
+        )
+        .await?;
     let _ = channel.close(200, "topology declared".into()).await;
     Ok(())
 }
