@@ -1,6 +1,7 @@
 //! `sales-operator run`: the admin endpoint, leader election, then the controller
 //! that watches SalesSystems and every kind of child they own.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +14,6 @@ use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 use sales_platform::config::TelemetryArgs;
@@ -21,10 +21,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::autoscaling::scaler::Scaler;
 use crate::children::names::{LABEL_MANAGED_BY, MANAGER};
-use crate::children::service_monitor_resource;
 use crate::crd::SalesSystem;
+use crate::events::{Recorder, Reporter};
 use crate::leader::{LeaderElector, LeaseTiming};
 use crate::metrics::{self, Metrics};
+use crate::optional_kinds::{self, OptionalKinds};
 use crate::reconcile::{self, Context};
 
 /// Settings of `sales-operator run`.
@@ -64,6 +65,9 @@ pub struct Settings {
     pub requeue_not_ready: std::time::Duration,
     /// How often the scaler reads the queues of autoscaled consumers.
     pub scale_interval: std::time::Duration,
+    /// How often the cluster is asked which optional kinds (ServiceMonitor,
+    /// KafkaTopic) it serves, to watch one once its CRD is installed.
+    pub optional_kinds_refresh: std::time::Duration,
 }
 
 /// The binary's `run`: a runtime, telemetry, TLS provider, a client from the
@@ -103,6 +107,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
             lease_timing: LeaseTiming::default(),
             requeue_not_ready: reconcile::REQUEUE_NOT_READY,
             scale_interval: args.scale_interval,
+            optional_kinds_refresh: optional_kinds::REFRESH,
         };
         run(client, settings, metrics, shutdown).await
     })
@@ -194,6 +199,14 @@ where
 /// The controller loop: watch SalesSystems and their children, reconcile, requeue;
 /// beside it, the scaler of autoscaled consumers, reading the controller's cache of
 /// SalesSystems. Both stop on `stop`.
+///
+/// Optional kinds (ServiceMonitor, KafkaTopic) are watched only while the cluster
+/// serves them: a watch of a kind that is not served fails on every retry. Discovery
+/// is asked every `optional_kinds_refresh`; when the set of served kinds changes (a
+/// CRD installed or removed), the controller's watches are rebuilt: the running
+/// reconciles finish, the controller starts again with the new watch set, and its
+/// first listing reconciles every system, so a ServiceMonitor is applied and watched
+/// without a restart of the operator.
 pub async fn controller(
     client: Client,
     settings: &Settings,
@@ -201,15 +214,13 @@ pub async fn controller(
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let stopping = CancellationToken::new();
-    let stop = {
+    {
         let stopping = stopping.clone();
-        async move {
+        tokio::spawn(async move {
             stop.await;
             stopping.cancel();
-        }
-    };
-    let ns = &settings.watch_namespace;
-    let children = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
+        });
+    }
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -222,57 +233,109 @@ pub async fn controller(
         recorder.clone(),
         metrics.clone(),
     ));
+    let kinds = Arc::new(OptionalKinds::new(
+        client.clone(),
+        settings.optional_kinds_refresh,
+    ));
     let mut ctx = Context::new(client.clone(), recorder, metrics);
     ctx.requeue_not_ready = settings.requeue_not_ready;
     ctx.operator_namespace = Some(settings.lease_namespace.clone());
+    ctx.kinds = kinds.clone();
     let ctx = Arc::new(ctx);
-    let mut controller = Controller::new(
-        api_for::<SalesSystem>(&client, ns),
-        watcher::Config::default(),
-    )
-    .owns(api_for::<Deployment>(&client, ns), children.clone())
-    .owns(api_for::<StatefulSet>(&client, ns), children.clone())
-    .owns(api_for::<Service>(&client, ns), children.clone())
-    .owns(api_for::<ConfigMap>(&client, ns), children.clone())
-    .owns(api_for::<Secret>(&client, ns), children.clone())
-    .owns(
-        api_for::<PodDisruptionBudget>(&client, ns),
-        children.clone(),
-    )
-    .owns(api_for::<NetworkPolicy>(&client, ns), children.clone())
-    .owns(api_for::<Ingress>(&client, ns), children.clone());
-    // ServiceMonitors only where the Prometheus Operator's CRD is installed.
-    let monitors = service_monitor_resource();
-    if service_monitors_served(&client).await {
-        let api: Api<DynamicObject> = match ns {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &monitors),
-            None => Api::all_with(client.clone(), &monitors),
-        };
-        controller = controller.owns_with(api, monitors, children.clone());
-    }
-    let scaling = tokio::spawn(scaler.run(
-        controller.store(),
-        settings.scale_interval,
-        stopping.clone(),
-    ));
-    controller
-        .graceful_shutdown_on(stop)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => tracing::debug!(object = %object.name, "reconciled"),
-                Err(err) => tracing::debug!(error = %err, "reconcile did not complete"),
+    while !stopping.is_cancelled() {
+        let served = kinds.served_now().await;
+        tracing::info!(optional_kinds = ?served, "watching");
+        let changed = CancellationToken::new();
+        let watch_kinds = tokio::spawn(notice_change(
+            kinds.clone(),
+            served.clone(),
+            changed.clone(),
+            stopping.clone(),
+        ));
+        let controller = build(&client, &settings.watch_namespace, &served);
+        let scaler_stop = stopping.child_token();
+        let scaling = tokio::spawn(scaler.clone().run(
+            controller.store(),
+            settings.scale_interval,
+            scaler_stop.clone(),
+        ));
+        let run_stop = {
+            let (changed, stopping) = (changed.clone(), stopping.clone());
+            async move {
+                tokio::select! {
+                    _ = changed.cancelled() => {}
+                    _ = stopping.cancelled() => {}
+                }
             }
-        })
-        .await;
-    stopping.cancel();
-    let _ = scaling.await;
+        };
+        controller
+            .graceful_shutdown_on(run_stop)
+            .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+            .for_each(|result| async move {
+                match result {
+                    Ok((object, _)) => tracing::debug!(object = %object.name, "reconciled"),
+                    Err(err) => tracing::debug!(error = %err, "reconcile did not complete"),
+                }
+            })
+            .await;
+        scaler_stop.cancel();
+        let _ = scaling.await;
+        watch_kinds.abort();
+        if changed.is_cancelled() && !stopping.is_cancelled() {
+            tracing::info!("the optional kinds the cluster serves changed: rebuilding the watches");
+        }
+    }
 }
 
-async fn service_monitors_served(client: &Client) -> bool {
-    let resource = service_monitor_resource();
-    match client.list_api_group_resources(&resource.api_version).await {
-        Ok(list) => list.resources.iter().any(|r| r.name == resource.plural),
-        Err(_) => false,
+/// The controller with its watches: SalesSystems, every built-in child kind, and
+/// the optional kinds in `served`.
+fn build(
+    client: &Client,
+    ns: &Option<String>,
+    served: &BTreeSet<String>,
+) -> Controller<SalesSystem> {
+    let children = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
+    let mut controller = Controller::new(
+        api_for::<SalesSystem>(client, ns),
+        watcher::Config::default(),
+    )
+    .owns(api_for::<Deployment>(client, ns), children.clone())
+    .owns(api_for::<StatefulSet>(client, ns), children.clone())
+    .owns(api_for::<Service>(client, ns), children.clone())
+    .owns(api_for::<ConfigMap>(client, ns), children.clone())
+    .owns(api_for::<Secret>(client, ns), children.clone())
+    .owns(api_for::<PodDisruptionBudget>(client, ns), children.clone())
+    .owns(api_for::<NetworkPolicy>(client, ns), children.clone())
+    .owns(api_for::<Ingress>(client, ns), children.clone());
+    for resource in optional_kinds::all() {
+        if !served.contains(&optional_kinds::key(&resource)) {
+            continue;
+        }
+        let api: Api<DynamicObject> = match ns {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        controller = controller.owns_with(api, resource, children.clone());
+    }
+    controller
+}
+
+/// Ask discovery every refresh whether the optional kinds served are still
+/// `served`; cancel `changed` when not.
+async fn notice_change(
+    kinds: Arc<OptionalKinds>,
+    served: BTreeSet<String>,
+    changed: CancellationToken,
+    stopping: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stopping.cancelled() => return,
+            _ = tokio::time::sleep(kinds.refresh()) => {}
+        }
+        if kinds.served_now().await != served {
+            changed.cancel();
+            return;
+        }
     }
 }

@@ -376,11 +376,16 @@ pub struct SecretValueRef {
     pub key: String,
 }
 
-/// A volume of a managed StatefulSet.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// A volume of a managed StatefulSet. A larger size grows the existing volumes (their
+/// StorageClass needs `allowVolumeExpansion: true`); a smaller size or another class
+/// is refused, and the `StorageReady` condition says why.
+#[derive(Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct StorageSpec {
-    /// Size of the PersistentVolumeClaim, e.g. `1Gi`.
+    /// Size of the PersistentVolumeClaim, e.g. `1Gi`. Can grow, never shrink.
+    // Not nullable: the API server prunes a `null` and applies the default, instead of
+    // keeping the `null` (kube marks optional int-or-string fields nullable).
+    #[schemars(extend("nullable" = false))]
     pub size: Quantity,
     /// StorageClass of the claim; unset uses the cluster's default class.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -394,6 +399,29 @@ impl Default for StorageSpec {
             size: Quantity("1Gi".into()),
             storage_class_name: None,
         }
+    }
+}
+
+/// `null`, or a `null` or missing field, reads as the default.
+impl<'de> Deserialize<'de> for StorageSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Given {
+            #[serde(default)]
+            size: Option<Quantity>,
+            #[serde(default)]
+            storage_class_name: Option<String>,
+        }
+        let given = Option::<Given>::deserialize(deserializer)?;
+        let default = StorageSpec::default();
+        Ok(match given {
+            None => default,
+            Some(given) => StorageSpec {
+                size: given.size.unwrap_or(default.size),
+                storage_class_name: given.storage_class_name,
+            },
+        })
     }
 }
 

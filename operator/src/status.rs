@@ -5,7 +5,12 @@
 //! pod; external ones count as ready), `ServicesReady` (every Deployment has rolled out
 //! its current generation and has all its replicas ready), `Degraded` (the last
 //! reconcile failed, a referenced Secret is missing, or a rollout is stuck), and
-//! `Ready` (all of the first three, and not degraded).
+//! `Ready` (all of the first three, and not degraded). With
+//! `observability.serviceMonitor.enabled`, `MonitoringAvailable` says whether the
+//! ServiceMonitor could be applied: `False` (reason `ServiceMonitorKindMissing`) when
+//! the cluster does not serve the kind (no Prometheus Operator), which neither
+//! degrades the system nor stops the rest from being applied. Each condition is one
+//! function below ([`broker_ready`], [`degraded`]...); [`derive`] puts them together.
 //!
 //! `ConsumersScaled` and `status.consumers` belong to the scaler
 //! (`crate::autoscaling`): the reconcile keeps what the scaler wrote for the services
@@ -21,15 +26,18 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::catalogue::AppService;
-use crate::children::names::Component;
+use crate::children::names::{Component, Names};
 use crate::children::{self};
-use crate::crd::{DatabaseChoice, SalesSystem, SalesSystemStatus, ServiceReplicas};
+use crate::crd::{
+    DatabaseChoice, SalesSystem, SalesSystemSpec, SalesSystemStatus, ServiceReplicas,
+};
 
 pub const READY: &str = "Ready";
 pub const BROKER_READY: &str = "BrokerReady";
 pub const DATABASES_READY: &str = "DatabasesReady";
 pub const SERVICES_READY: &str = "ServicesReady";
 pub const DEGRADED: &str = "Degraded";
+pub const MONITORING_AVAILABLE: &str = "MonitoringAvailable";
 /// Written by the scaler, kept by the reconcile.
 pub const CONSUMERS_SCALED: &str = "ConsumersScaled";
 
@@ -51,6 +59,9 @@ pub enum Outcome {
 pub struct Observed {
     pub deployments: Vec<Deployment>,
     pub stateful_sets: Vec<StatefulSet>,
+    /// Whether the cluster serves ServiceMonitors, when this reconcile asked (it
+    /// does when the spec wants one); `None`: not asked, the condition stays as it was.
+    pub service_monitors: Option<bool>,
 }
 
 struct Check {
@@ -131,7 +142,8 @@ fn stuck_rollouts(observed: &Observed) -> Vec<String> {
         .collect()
 }
 
-/// The status to write after a reconcile of `system` that ended in `outcome`.
+/// The status to write after a reconcile of `system` that ended in `outcome`: one
+/// condition per function below, then the phase.
 pub fn derive(
     system: &SalesSystem,
     observed: &Observed,
@@ -142,7 +154,73 @@ pub fn derive(
     let spec = &system.spec;
     let previous = system.status.clone().unwrap_or_default();
 
-    let broker = match (spec.managed_rabbitmq(), spec.managed_kafka()) {
+    let broker = broker_ready(spec, &names, observed);
+    let databases = databases_ready(spec, &names, observed);
+    let services = services_ready(spec, &names, observed);
+    let degraded = degraded(outcome, observed);
+    let ready = ready(&broker, &databases, &services.check, &degraded);
+
+    let generation = system.metadata.generation;
+    let observed_generation = match outcome {
+        Outcome::Applied => generation,
+        _ => previous.observed_generation,
+    };
+    let mut conditions = Vec::new();
+    for (kind, check) in [
+        (READY, &ready),
+        (BROKER_READY, &broker),
+        (DATABASES_READY, &databases),
+        (SERVICES_READY, &services.check),
+        (DEGRADED, &degraded),
+    ] {
+        conditions.push(condition(
+            &previous.conditions,
+            kind,
+            check,
+            generation,
+            now,
+        ));
+    }
+    if spec.observability.service_monitor.enabled {
+        conditions.extend(monitoring_available(
+            &previous.conditions,
+            &names,
+            observed,
+            generation,
+            now,
+        ));
+    }
+    let autoscaled: Vec<String> = spec
+        .autoscaling
+        .scaled_services()
+        .map(|s| s.name().to_owned())
+        .collect();
+    conditions.extend(consumers_scaled(&previous.conditions, &autoscaled));
+    let consumers = previous
+        .consumers
+        .into_iter()
+        .filter(|(service, _)| autoscaled.contains(service))
+        .collect();
+
+    SalesSystemStatus {
+        observed_generation,
+        phase: Some(phase(outcome, &degraded, &ready).into()),
+        conditions,
+        services: services.per_service,
+        consumers,
+        ready_services: Some(format!(
+            "{}/{}",
+            services.ready_count,
+            AppService::ALL.len()
+        )),
+        gateway_url: Some(children::gateway_url(&names, spec)),
+    }
+}
+
+/// `BrokerReady`: RabbitMQ has a ready pod, or a majority of the Kafka nodes is
+/// ready; an external broker counts as ready.
+fn broker_ready(spec: &SalesSystemSpec, names: &Names, observed: &Observed) -> Check {
+    match (spec.managed_rabbitmq(), spec.managed_kafka()) {
         // A majority of the nodes: a quorum, and a leader for every partition.
         (None, Some(kafka))
             if stateful_ready_at_least(
@@ -181,8 +259,12 @@ pub fn derive(
             reason: "Starting",
             message: "RabbitMQ has no ready pod yet".into(),
         },
-    };
+    }
+}
 
+/// `DatabasesReady`: every managed database's StatefulSet has a ready pod; external
+/// ones count as ready.
+fn databases_ready(spec: &SalesSystemSpec, names: &Names, observed: &Observed) -> Check {
     let mut waiting_databases = Vec::new();
     let mut managed_databases = 0;
     for service in AppService::with_database() {
@@ -193,7 +275,7 @@ pub fn derive(
             }
         }
     }
-    let databases = if waiting_databases.is_empty() {
+    if waiting_databases.is_empty() {
         Check {
             ok: true,
             reason: if managed_databases == 0 {
@@ -212,8 +294,20 @@ pub fn derive(
                 waiting_databases.join(", ")
             ),
         }
-    };
+    }
+}
 
+/// `ServicesReady`, with what `status.services` and `status.readyServices` show.
+struct Services {
+    check: Check,
+    per_service: BTreeMap<String, ServiceReplicas>,
+    /// Application services ready (the managed cache is not counted).
+    ready_count: usize,
+}
+
+/// `ServicesReady`: every service's Deployment (and its autoscaled consumer's, and
+/// the managed cache's) has rolled out.
+fn services_ready(spec: &SalesSystemSpec, names: &Names, observed: &Observed) -> Services {
     let mut per_service = BTreeMap::new();
     let mut waiting_services = Vec::new();
     for service in AppService::ALL {
@@ -239,7 +333,7 @@ pub fn derive(
             .iter()
             .filter(|s| s.as_str() != "redis")
             .count();
-    let services = if waiting_services.is_empty() {
+    let check = if waiting_services.is_empty() {
         Check {
             ok: true,
             reason: "RolledOut",
@@ -252,9 +346,18 @@ pub fn derive(
             message: format!("not ready yet: {}", waiting_services.join(", ")),
         }
     };
+    Services {
+        check,
+        per_service,
+        ready_count,
+    }
+}
 
+/// `Degraded`: the reconcile failed, a referenced Secret is missing, or a rollout is
+/// stuck (`ok` means degraded).
+fn degraded(outcome: &Outcome, observed: &Observed) -> Check {
     let stuck = stuck_rollouts(observed);
-    let degraded = match outcome {
+    match outcome {
         Outcome::Failed(message) => Check {
             ok: true,
             reason: "ReconcileFailed",
@@ -275,16 +378,20 @@ pub fn derive(
             reason: "AsExpected",
             message: "nothing is failing".into(),
         },
-    };
+    }
+}
 
+/// `Ready`: broker, databases and services ready, and not degraded; else what is
+/// not, in that order.
+fn ready(broker: &Check, databases: &Check, services: &Check, degraded: &Check) -> Check {
     let all_ready = broker.ok && databases.ok && services.ok && !degraded.ok;
-    let ready = Check {
+    Check {
         ok: all_ready,
         reason: if all_ready { "AllReady" } else { "NotReady" },
         message: if all_ready {
             "the system is serving".into()
         } else {
-            [&broker, &databases, &services]
+            [broker, databases, services]
                 .iter()
                 .filter(|c| !c.ok)
                 .map(|c| c.message.as_str())
@@ -292,65 +399,75 @@ pub fn derive(
                 .collect::<Vec<_>>()
                 .join("; ")
         },
-    };
-
-    let generation = system.metadata.generation;
-    let observed_generation = match outcome {
-        Outcome::Applied => generation,
-        _ => previous.observed_generation,
-    };
-    let mut conditions = Vec::new();
-    for (kind, check) in [
-        (READY, &ready),
-        (BROKER_READY, &broker),
-        (DATABASES_READY, &databases),
-        (SERVICES_READY, &services),
-        (DEGRADED, &degraded),
-    ] {
-        conditions.push(condition(
-            &previous.conditions,
-            kind,
-            check,
-            generation,
-            now,
-        ));
     }
-    // The scaler's: kept while some consumer is autoscaled.
-    let autoscaled: Vec<String> = spec
-        .autoscaling
-        .scaled_services()
-        .map(|s| s.name().to_owned())
-        .collect();
-    if !autoscaled.is_empty() {
-        conditions.extend(
-            previous
-                .conditions
+}
+
+/// `MonitoringAvailable` (asked for with `observability.serviceMonitor.enabled`):
+/// whether the ServiceMonitor could be applied; as it was when this reconcile did
+/// not find out ([`Observed::service_monitors`] is `None`).
+fn monitoring_available(
+    previous: &[Condition],
+    names: &Names,
+    observed: &Observed,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Option<Condition> {
+    let check = match observed.service_monitors {
+        Some(true) => Check {
+            ok: true,
+            reason: "ServiceMonitorApplied",
+            message: format!(
+                "the ServiceMonitor {} tells the Prometheus Operator to scrape every \
+                 service's /metrics",
+                names.service_monitor()
+            ),
+        },
+        Some(false) => Check {
+            ok: false,
+            reason: "ServiceMonitorKindMissing",
+            message: format!(
+                "the cluster does not serve monitoring.coreos.com/v1 ServiceMonitor (the \
+                 Prometheus Operator's CRDs are not installed), so the ServiceMonitor {} \
+                 is not created; everything else is. It is created, and watched, once the \
+                 CRD is installed",
+                names.service_monitor()
+            ),
+        },
+        None => {
+            return previous
                 .iter()
-                .find(|c| c.type_ == CONSUMERS_SCALED)
-                .cloned(),
-        );
-    }
-    let consumers = previous
-        .consumers
-        .into_iter()
-        .filter(|(service, _)| autoscaled.contains(service))
-        .collect();
+                .find(|c| c.type_ == MONITORING_AVAILABLE)
+                .cloned();
+        }
+    };
+    Some(condition(
+        previous,
+        MONITORING_AVAILABLE,
+        &check,
+        generation,
+        now,
+    ))
+}
 
-    let phase = match outcome {
+/// `ConsumersScaled`: the scaler's, kept (as it wrote it) while some consumer is
+/// autoscaled.
+fn consumers_scaled(previous: &[Condition], autoscaled: &[String]) -> Option<Condition> {
+    if autoscaled.is_empty() {
+        return None;
+    }
+    previous
+        .iter()
+        .find(|c| c.type_ == CONSUMERS_SCALED)
+        .cloned()
+}
+
+/// `status.phase`: Paused, else Degraded, else Ready, else Progressing.
+fn phase(outcome: &Outcome, degraded: &Check, ready: &Check) -> &'static str {
+    match outcome {
         Outcome::Paused => "Paused",
         _ if degraded.ok => "Degraded",
         _ if ready.ok => "Ready",
         _ => "Progressing",
-    };
-
-    SalesSystemStatus {
-        observed_generation,
-        phase: Some(phase.into()),
-        conditions,
-        services: per_service,
-        consumers,
-        ready_services: Some(format!("{ready_count}/{}", AppService::ALL.len())),
-        gateway_url: Some(children::gateway_url(&names, spec)),
     }
 }
 
@@ -390,4 +507,26 @@ pub fn condition_status<'a>(status: &'a SalesSystemStatus, kind: &str) -> Option
 /// Phase and Ready as shown last, to notice transitions worth an Event.
 pub fn is_ready(status: Option<&SalesSystemStatus>) -> bool {
     status.and_then(|s| condition_status(s, READY)) == Some("True")
+}
+
+/// `MonitoringAvailable` turned True or False between `before` and `after`: whether
+/// it is available now, and the condition's message (for an Event).
+pub fn monitoring_change(
+    before: Option<&SalesSystemStatus>,
+    after: &SalesSystemStatus,
+) -> Option<(bool, String)> {
+    let now = after
+        .conditions
+        .iter()
+        .find(|c| c.type_ == MONITORING_AVAILABLE)?;
+    let was = before.and_then(|s| condition_status(s, MONITORING_AVAILABLE));
+    if was == Some(now.status.as_str()) {
+        return None;
+    }
+    let available = now.status == "True";
+    // Available from the start is no news; unavailable from the start is.
+    if available && was.is_none() {
+        return None;
+    }
+    Some((available, now.message.clone()))
 }

@@ -21,11 +21,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -38,6 +39,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use sales_contracts::topology::subscriptions_of;
 use sales_operator::autoscaling::broker::Management;
+use sales_operator::autoscaling::deletion_cost;
 use sales_operator::autoscaling::scaler::{FIELD_MANAGER, Scaler};
 use sales_operator::catalogue::SHUTDOWN_GRACE_SECONDS;
 use sales_operator::children::names::MANAGER;
@@ -343,6 +345,454 @@ async fn an_unreachable_broker_scales_nothing_and_says_so() {
     );
     assert!(system.status.unwrap().consumers.contains_key("inventory"));
     assert_eq!(replicas(&deployment(&client, &consumer).await), Some(3));
+}
+
+// ---------------------------------------------------------------------------------------
+// Against a management API that answers what the test says
+// ---------------------------------------------------------------------------------------
+
+/// What the stand-in management API answers: per queue name the document of
+/// `GET /api/queues/{vhost}/{name}` (a missing name: 404), and the list of
+/// `GET /api/vhosts/{vhost}/channels`.
+#[derive(Default)]
+struct Answers {
+    queues: BTreeMap<String, serde_json::Value>,
+    channels: serde_json::Value,
+    /// Every path asked for, in order.
+    asked: Vec<String>,
+}
+
+/// A stand-in for RabbitMQ's management API on a free loopback port: its base URL and
+/// what it answers (change it between ticks).
+async fn fake_management() -> (String, Arc<Mutex<Answers>>) {
+    let answers = Arc::new(Mutex::new(Answers {
+        channels: json!([]),
+        ..Answers::default()
+    }));
+    let state = answers.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let state = state.clone();
+        async move {
+            use axum::response::IntoResponse;
+            let path = uri.path().to_owned();
+            let decoded = percent_encoding::percent_decode_str(&path)
+                .decode_utf8_lossy()
+                .into_owned();
+            let mut answers = state.lock().unwrap();
+            answers.asked.push(path.clone());
+            if path.starts_with("/api/vhosts/") && path.ends_with("/channels") {
+                return axum::Json(answers.channels.clone()).into_response();
+            }
+            let name = decoded.rsplit('/').next().unwrap_or_default().to_owned();
+            match answers.queues.get(&name) {
+                Some(doc) if path.starts_with("/api/queues/") => {
+                    axum::Json(doc.clone()).into_response()
+                }
+                _ => (
+                    axum::http::StatusCode::NOT_FOUND,
+                    axum::Json(json!({"error": "Object Not Found", "reason": "Not Found"})),
+                )
+                    .into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, answers)
+}
+
+/// The queue document RabbitMQ gives with its statistics: `ready` waiting, `unacked`
+/// in consumers' hands, no traffic.
+fn counted(name: &str, ready: u64, unacked: u64) -> serde_json::Value {
+    json!({
+        "name": name, "vhost": "/", "durable": true, "state": "running", "consumers": 1,
+        "messages": ready + unacked, "messages_ready": ready,
+        "messages_unacknowledged": unacked,
+    })
+}
+
+/// The same queue with no message counts: what the management API answers while its
+/// statistics have not reached the queue, or with statistics collection disabled
+/// (KEDA reads this as an empty queue: kedacore/keda#7180).
+fn uncounted(name: &str) -> serde_json::Value {
+    json!({"name": name, "vhost": "/", "durable": true, "state": "running", "consumers": 1})
+}
+
+fn inventory_queues(prefix: &str) -> Vec<String> {
+    let topology = sales_contracts::topology::Topology::new(prefix.to_owned());
+    subscriptions_of("inventory")
+        .map(|s| topology.queue(s))
+        .collect()
+}
+
+#[tokio::test]
+async fn missing_message_counts_hold_the_replicas_and_say_why() {
+    let (management, answers) = fake_management().await;
+    let prefix = "t-uncounted.";
+    let queues = inventory_queues(prefix);
+    // A backlog of 4 x 110 messages: 5 replicas.
+    answers.lock().unwrap().queues = queues
+        .iter()
+        .map(|q| (q.clone(), counted(q, 100, 10)))
+        .collect();
+    let system = on_external_broker(prefix, &management);
+    let client = server(&system, "amqp://guest:guest@127.0.0.1:5672/%2f").await;
+    reconcile_once(&client).await;
+    let consumer = format!("{NAME}-inventory-consumer");
+    let metrics = Arc::new(Metrics::new());
+    let scaler = Scaler::new(client.clone(), common::recorder(&client), metrics.clone());
+    let t0 = Timestamp::now();
+    scaler.scale(&get(&client).await, t0).await.unwrap();
+    assert_eq!(replicas(&deployment(&client, &consumer).await), Some(5));
+
+    // The statistics stop (the queues go on filling): no counts in the answers, for
+    // longer than the 5 minute window.
+    answers.lock().unwrap().queues = queues.iter().map(|q| (q.clone(), uncounted(q))).collect();
+    for minutes in [1, 10, 30] {
+        scaler
+            .scale(&get(&client).await, t0 + SignedDuration::from_mins(minutes))
+            .await
+            .unwrap();
+        let status = &get(&client).await.status.unwrap().consumers["inventory"];
+        assert_eq!(
+            (
+                replicas(&deployment(&client, &consumer).await),
+                status.replicas,
+                status.reason.as_str()
+            ),
+            (Some(5), 5, "CountsUnreported"),
+            "{minutes} min without counts: {}",
+            status.message
+        );
+        // Why, naming the queues, and that the replicas are held.
+        for q in &queues {
+            assert!(status.message.contains(q.as_str()), "{}", status.message);
+        }
+        assert!(
+            status.message.contains("keeping 5 replicas"),
+            "{}",
+            status.message
+        );
+        assert_eq!(
+            status.recommended, None,
+            "no recommendation from unknown counts"
+        );
+    }
+    let system = get(&client).await;
+    assert_eq!(
+        condition(&system, "ConsumersScaled"),
+        Some(("False".into(), "CountsUnreported".into()))
+    );
+    assert!(
+        metrics.render().contains(
+            r#"sales_operator_queue_read_errors_total{namespace="sales",reason="CountsUnreported",system="shop-scaled"} 3"#
+        ),
+        "{}",
+        metrics.render()
+    );
+
+    // The counts come back, the queues empty: the blind half hour counts as needed,
+    // so 5 stay for a window after the last blind tick, then come down.
+    answers.lock().unwrap().queues = queues
+        .iter()
+        .map(|q| (q.clone(), counted(q, 0, 0)))
+        .collect();
+    scaler
+        .scale(&get(&client).await, t0 + SignedDuration::from_mins(34))
+        .await
+        .unwrap();
+    let status = &get(&client).await.status.unwrap().consumers["inventory"];
+    assert_eq!(
+        (status.replicas, status.reason.as_str()),
+        (5, "Stabilizing")
+    );
+    assert_eq!(
+        condition(&get(&client).await, "ConsumersScaled"),
+        Some(("True".into(), "Scaled".into()))
+    );
+    scaler
+        .scale(&get(&client).await, t0 + SignedDuration::from_mins(35))
+        .await
+        .unwrap();
+    assert_eq!(replicas(&deployment(&client, &consumer).await), Some(1));
+}
+
+#[tokio::test]
+async fn some_queues_without_counts_hold_too() {
+    // One queue of four lost its counts; the other three read empty. A sum over the
+    // three would be a guess (the fourth may hold the backlog): no scale-down.
+    let (management, answers) = fake_management().await;
+    let prefix = "t-partly.";
+    let queues = inventory_queues(prefix);
+    answers.lock().unwrap().queues = queues
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let doc = if i == 1 {
+                uncounted(q)
+            } else {
+                counted(q, 0, 0)
+            };
+            (q.clone(), doc)
+        })
+        .collect();
+    let system = on_external_broker(prefix, &management);
+    let client = server(&system, "amqp://guest:guest@127.0.0.1:5672/%2f").await;
+    reconcile_once(&client).await;
+    let consumer = format!("{NAME}-inventory-consumer");
+    Api::<Deployment>::namespaced(client.clone(), NS)
+        .patch(
+            &consumer,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                                 "metadata": {"name": consumer}, "spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    let scaler = Scaler::new(
+        client.clone(),
+        common::recorder(&client),
+        Arc::new(Metrics::new()),
+    );
+    let t0 = Timestamp::now();
+    for minutes in [0, 6, 20] {
+        scaler
+            .scale(&get(&client).await, t0 + SignedDuration::from_mins(minutes))
+            .await
+            .unwrap();
+        assert_eq!(replicas(&deployment(&client, &consumer).await), Some(4));
+    }
+    let status = &get(&client).await.status.unwrap().consumers["inventory"];
+    assert_eq!(status.reason, "CountsUnreported");
+    assert!(status.message.contains(&queues[1]), "{}", status.message);
+    assert!(!status.message.contains(&queues[0]), "{}", status.message);
+}
+
+/// A running, ready pod of `labels` at `ip`.
+fn running_pod(name: &str, labels: &BTreeMap<String, String>, ip: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": labels},
+        "spec": {"containers": [{"name": "service", "image": "x"}]},
+        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                   "conditions": [{"type": "Ready", "status": "True"}]},
+    }))
+    .unwrap()
+}
+
+async fn selector_of(client: &Client, deployment_name: &str) -> BTreeMap<String, String> {
+    deployment(client, deployment_name)
+        .await
+        .spec
+        .unwrap()
+        .selector
+        .match_labels
+        .unwrap()
+}
+
+async fn deletion_costs(client: &Client) -> BTreeMap<String, Option<String>> {
+    Api::<Pod>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| {
+            (
+                p.name_any(),
+                p.annotations().get(deletion_cost::ANNOTATION).cloned(),
+            )
+        })
+        .collect()
+}
+
+async fn notes(client: &Client, reason: &str) -> Vec<String> {
+    Api::<Event>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.note)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_scale_down_removes_the_idle_consumers_first() {
+    let (management, answers) = fake_management().await;
+    let prefix = "t-idle-first.";
+    let queues = inventory_queues(prefix);
+    {
+        let mut answers = answers.lock().unwrap();
+        answers.queues = queues
+            .iter()
+            .map(|q| (q.clone(), counted(q, 0, 9)))
+            .collect();
+        // Pod a (10.0.0.1) holds 5 + 2 messages on two channels, pod b holds none,
+        // pod c has no channel at all; 10.0.0.9 is some other pod, holding 40.
+        answers.channels = json!([
+            {"connection_details": {"peer_host": "10.0.0.1", "peer_port": 40001},
+             "messages_unacknowledged": 5},
+            {"connection_details": {"peer_host": "10.0.0.1", "peer_port": 40001},
+             "messages_unacknowledged": 2},
+            {"connection_details": {"peer_host": "10.0.0.2", "peer_port": 40002},
+             "messages_unacknowledged": 0},
+            {"connection_details": {"peer_host": "10.0.0.9", "peer_port": 40009},
+             "messages_unacknowledged": 40},
+        ]);
+    }
+    let system = on_external_broker(prefix, &management);
+    let client = server(&system, "amqp://guest:guest@127.0.0.1:5672/%2f").await;
+    reconcile_once(&client).await;
+    let consumer = format!("{NAME}-inventory-consumer");
+    let consumer_labels = selector_of(&client, &consumer).await;
+    let api_labels = selector_of(&client, &format!("{NAME}-inventory")).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let mut b = running_pod("consumer-b", &consumer_labels, "10.0.0.2");
+    // A cost from an earlier scale-down, when b was busy: rewritten.
+    b.annotations_mut()
+        .insert(deletion_cost::ANNOTATION.into(), "12".into());
+    for pod in [
+        running_pod("consumer-a", &consumer_labels, "10.0.0.1"),
+        b,
+        running_pod("consumer-c", &consumer_labels, "10.0.0.3"),
+        running_pod("api", &api_labels, "10.0.0.9"),
+    ] {
+        pods.create(&Default::default(), &pod).await.unwrap();
+    }
+    Api::<Deployment>::namespaced(client.clone(), NS)
+        .patch(
+            &consumer,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                                 "metadata": {"name": consumer}, "spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    let scaler = Scaler::new(
+        client.clone(),
+        common::recorder(&client),
+        Arc::new(Metrics::new()),
+    );
+    let t0 = Timestamp::now();
+    // 9 messages in hand: 1 replica would do, but not within the window. No scale-down,
+    // no costs touched.
+    scaler.scale(&get(&client).await, t0).await.unwrap();
+    assert_eq!(replicas(&deployment(&client, &consumer).await), Some(3));
+    let before = deletion_costs(&client).await;
+    assert_eq!(
+        before.values().filter(|c| c.is_some()).count(),
+        1,
+        "{before:?}"
+    );
+    assert!(
+        !answers
+            .lock()
+            .unwrap()
+            .asked
+            .iter()
+            .any(|p| p.ends_with("/channels"))
+    );
+
+    // The window has passed: down to 1, and before that the costs are the work in hand.
+    scaler
+        .scale(&get(&client).await, t0 + SignedDuration::from_mins(5))
+        .await
+        .unwrap();
+    assert_eq!(replicas(&deployment(&client, &consumer).await), Some(1));
+    let costs = deletion_costs(&client).await;
+    let some = |v: &str| Some(v.to_owned());
+    assert_eq!(
+        costs,
+        BTreeMap::from([
+            ("consumer-a".to_owned(), some("7")),
+            ("consumer-b".to_owned(), some("0")),
+            ("consumer-c".to_owned(), some("0")),
+            ("api".to_owned(), None),
+        ])
+    );
+    let asked = answers.lock().unwrap().asked.clone();
+    assert!(
+        asked.contains(&"/api/vhosts/%2F/channels".to_owned()),
+        "{asked:?}"
+    );
+    let down = notes(&client, "ScaledDown").await;
+    assert!(
+        down.iter()
+            .any(|n| n.contains("3 -> 1") && n.contains("pod-deletion-cost")),
+        "{down:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_per_pod_work_a_scale_down_leaves_the_order_to_the_replicaset() {
+    // The channels come without their counts (statistics off for channels): no guess,
+    // and the costs an earlier scale-down set are removed, so no old number decides.
+    let (management, answers) = fake_management().await;
+    let prefix = "t-no-work.";
+    let queues = inventory_queues(prefix);
+    {
+        let mut answers = answers.lock().unwrap();
+        answers.queues = queues
+            .iter()
+            .map(|q| (q.clone(), counted(q, 0, 0)))
+            .collect();
+        answers.channels = json!([
+            {"connection_details": {"peer_host": "10.0.0.1", "peer_port": 40001}},
+        ]);
+    }
+    let system = on_external_broker(prefix, &management);
+    let client = server(&system, "amqp://guest:guest@127.0.0.1:5672/%2f").await;
+    reconcile_once(&client).await;
+    let consumer = format!("{NAME}-inventory-consumer");
+    let labels = selector_of(&client, &consumer).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let mut a = running_pod("consumer-a", &labels, "10.0.0.1");
+    a.annotations_mut()
+        .insert(deletion_cost::ANNOTATION.into(), "7".into());
+    pods.create(&Default::default(), &a).await.unwrap();
+    pods.create(
+        &Default::default(),
+        &running_pod("consumer-b", &labels, "10.0.0.2"),
+    )
+    .await
+    .unwrap();
+    Api::<Deployment>::namespaced(client.clone(), NS)
+        .patch(
+            &consumer,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                                 "metadata": {"name": consumer}, "spec": {"replicas": 2}})),
+        )
+        .await
+        .unwrap();
+    let scaler = Scaler::new(
+        client.clone(),
+        common::recorder(&client),
+        Arc::new(Metrics::new()),
+    );
+    let t0 = Timestamp::now();
+    scaler.scale(&get(&client).await, t0).await.unwrap();
+    scaler
+        .scale(&get(&client).await, t0 + SignedDuration::from_mins(5))
+        .await
+        .unwrap();
+    assert_eq!(replicas(&deployment(&client, &consumer).await), Some(1));
+    assert_eq!(
+        deletion_costs(&client).await,
+        BTreeMap::from([
+            ("consumer-a".to_owned(), None),
+            ("consumer-b".to_owned(), None)
+        ])
+    );
+    let down = notes(&client, "ScaledDown").await;
+    assert!(
+        down.iter()
+            .any(|n| n.contains("the ReplicaSet picks the pods to remove")),
+        "{down:?}"
+    );
 }
 
 #[tokio::test]

@@ -136,6 +136,7 @@ async fn the_controller_loop_reconciles_against_a_served_api() {
         },
         requeue_not_ready: Duration::from_secs(1),
         scale_interval: Duration::from_secs(1),
+        optional_kinds_refresh: Duration::from_secs(1),
     };
     let operator = tokio::spawn(run(
         client.clone(),

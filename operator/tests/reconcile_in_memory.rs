@@ -21,12 +21,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, CustomResource, Resource, ResourceExt};
 use kube_fake_client::ClientBuilder;
 use sales_operator::children::names::{ANNOTATION_IDENTITY_HASH, MANAGER};
 use sales_operator::children::{self, secrets};
 use sales_operator::crd::{DeletionPolicy, FINALIZER, PAUSED_ANNOTATION, SalesSystem};
+use sales_operator::events::{Recorder, Reporter};
 use sales_operator::metrics::Metrics;
 use sales_operator::reconcile::{Context, reconcile};
 use serde::{Deserialize, Serialize};
@@ -279,6 +279,7 @@ async fn a_new_salessystem_yields_every_child() {
             ("BrokerReady", "False"),
             ("DatabasesReady", "False"),
             ("Degraded", "False"),
+            ("MonitoringAvailable", "True"),
             ("Ready", "False"),
             ("ServicesReady", "False"),
         ])

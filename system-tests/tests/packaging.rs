@@ -825,6 +825,7 @@ emit({
         "monitoring.coreos.com|servicemonitors|": crud,
         "kafka.strimzi.io|kafkatopics|": crud,
         "events.k8s.io|events|": ["create", "patch"],
+        "|pods|": ["list", "patch"],
     });
     assert_eq!(result["cluster"], expected, "the ClusterRole");
     let leases = json!({

@@ -119,4 +119,8 @@ The rules the operator needs wherever it watches SalesSystems (docs/operator/REA
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# The scaler: consumer pods' pod-deletion-cost before a scale-down.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "patch"]
 {{- end }}

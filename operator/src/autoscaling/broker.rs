@@ -19,11 +19,17 @@ use super::decide::QueueLoad;
 /// How long one request to the management API may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The reason of a reading in which the broker did not report a queue's message counts
+/// (RabbitMQ's statistics not collected yet or disabled; on Kafka a committed offset
+/// or a topic's partitions it would not give). Never read as 0: the scaler holds.
+pub const COUNTS_UNREPORTED: &str = "CountsUnreported";
+
 /// Why queues could not be read; the condition's reason and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadError {
     /// `BrokerUnreachable`, `ManagementUnauthorized`, `ManagementError`,
-    /// `BrokerCredentialsMissing`, `BrokerUrlInvalid` or `QueuesMissing`.
+    /// `BrokerCredentialsMissing`, `BrokerUrlInvalid`, `QueuesMissing` or
+    /// [`COUNTS_UNREPORTED`] (Kafka: `KafkaUnreachable`, `KafkaSettingsInvalid`).
     pub reason: &'static str,
     pub message: String,
 }
@@ -123,7 +129,8 @@ impl Management {
         Ok(url)
     }
 
-    /// One queue; `None` when the broker has no queue of that name.
+    /// One queue; `None` when the broker has no queue of that name. A queue whose
+    /// answer has no message counts is a [`COUNTS_UNREPORTED`] error, never empty.
     pub async fn queue(
         &self,
         http: &reqwest::Client,
@@ -175,12 +182,23 @@ impl Management {
                 format!("unexpected answer for queue {name}: {}", error_chain(&e)),
             )
         })?;
-        Ok(Some(body.into_load(name)))
+        body.into_load(name).map(Some).ok_or_else(|| {
+            ReadError::new(
+                COUNTS_UNREPORTED,
+                format!(
+                    "the management API at {} reports no message counts for queue {name} \
+                     (statistics not collected yet, or disabled)",
+                    self.base
+                ),
+            )
+        })
     }
 
     /// Every queue of `names`, read at once. Queues the broker does not have count as
     /// empty; if none of them exists, the service's queues are not declared yet (or
-    /// the prefix or vhost is wrong), which is no reading either.
+    /// the prefix or vhost is wrong), which is no reading either. If any queue's
+    /// counts are not reported, the reading is a [`COUNTS_UNREPORTED`] error naming
+    /// every such queue: a sum without them would be a guess.
     pub async fn queues(
         &self,
         http: &reqwest::Client,
@@ -190,10 +208,13 @@ impl Management {
             futures::future::join_all(names.iter().map(|name| self.queue(http, name))).await;
         let mut out = Vec::with_capacity(names.len());
         let mut missing = Vec::new();
+        let mut uncounted = Vec::new();
         for (name, read) in names.iter().zip(reads) {
-            match read? {
-                Some(load) => out.push(load),
-                None => {
+            match read {
+                Err(err) if err.reason == COUNTS_UNREPORTED => uncounted.push(name.as_str()),
+                Err(err) => return Err(err),
+                Ok(Some(load)) => out.push(load),
+                Ok(None) => {
                     missing.push(name.as_str());
                     out.push(QueueLoad {
                         name: name.clone(),
@@ -201,6 +222,24 @@ impl Management {
                     });
                 }
             }
+        }
+        if !uncounted.is_empty() {
+            return Err(ReadError::new(
+                COUNTS_UNREPORTED,
+                format!(
+                    "the management API at {} reports no message counts for {} {} \
+                     (statistics not collected yet, or disabled: \
+                     management_agent.disable_metrics_collector); the depth is unknown, \
+                     not 0",
+                    self.base,
+                    if uncounted.len() == 1 {
+                        "queue"
+                    } else {
+                        "queues"
+                    },
+                    uncounted.join(", ")
+                ),
+            ));
         }
         if !names.is_empty() && missing.len() == names.len() {
             return Err(ReadError::new(
@@ -216,6 +255,106 @@ impl Management {
     }
 }
 
+impl Management {
+    /// The messages each client address holds unacknowledged, summed over its channels
+    /// in the vhost (`GET /api/vhosts/{vhost}/channels`): a consumer pod's work in hand,
+    /// by the pod's IP (`connection_details.peer_host`). A channel whose count is not
+    /// reported makes the whole answer [`COUNTS_UNREPORTED`]: no guess.
+    pub async fn work_by_peer(&self, http: &reqwest::Client) -> Result<PeerWork, ReadError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| ReadError::new("BrokerUrlInvalid", "the management URL has no path"))?
+            .pop_if_empty()
+            .extend(["api", "vhosts", self.vhost.as_str(), "channels"]);
+        url.query_pairs_mut().append_pair(
+            "columns",
+            "connection_details.peer_host,messages_unacknowledged",
+        );
+        let response = http
+            .get(url)
+            .basic_auth(&self.user, Some(&self.password))
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| {
+                ReadError::new(
+                    "BrokerUnreachable",
+                    format!(
+                        "cannot reach the management API at {}: {}",
+                        self.base,
+                        error_chain(&e)
+                    ),
+                )
+            })?;
+        if !response.status().is_success() {
+            return Err(ReadError::new(
+                "ManagementError",
+                format!(
+                    "the management API at {} answered {} for the channels of vhost {:?}",
+                    self.base,
+                    response.status(),
+                    self.vhost
+                ),
+            ));
+        }
+        let channels: Vec<ChannelInfo> = response.json().await.map_err(|e| {
+            ReadError::new(
+                "ManagementError",
+                format!("unexpected answer for the channels: {}", error_chain(&e)),
+            )
+        })?;
+        PeerWork::of(&channels).ok_or_else(|| {
+            ReadError::new(
+                COUNTS_UNREPORTED,
+                format!(
+                    "the management API at {} reports channels without their unacknowledged \
+                     messages or client address",
+                    self.base
+                ),
+            )
+        })
+    }
+}
+
+/// Messages held unacknowledged, by client address (one consumer pod: its IP).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerWork(pub std::collections::HashMap<std::net::IpAddr, u64>);
+
+impl PeerWork {
+    /// Sums `channels` by address; `None` if a channel lacks its count or address.
+    fn of(channels: &[ChannelInfo]) -> Option<PeerWork> {
+        let mut work = std::collections::HashMap::new();
+        for channel in channels {
+            let host = channel.connection_details.as_ref()?.peer_host.as_deref()?;
+            let unacked = channel.messages_unacknowledged?;
+            // A client address RabbitMQ cannot give (a channel of a direct, in-node
+            // connection: "undefined") is no pod's.
+            let Ok(ip) = host.parse::<std::net::IpAddr>() else {
+                continue;
+            };
+            let entry = work.entry(ip.to_canonical()).or_insert(0u64);
+            *entry = entry.saturating_add(unacked);
+        }
+        Some(PeerWork(work))
+    }
+
+    /// The messages `ip` holds (0: none, or no channel from there).
+    pub fn of_ip(&self, ip: std::net::IpAddr) -> u64 {
+        self.0.get(&ip.to_canonical()).copied().unwrap_or(0)
+    }
+}
+
+#[derive(Deserialize)]
+struct ChannelInfo {
+    connection_details: Option<ConnectionDetails>,
+    messages_unacknowledged: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ConnectionDetails {
+    peer_host: Option<String>,
+}
+
 /// `%XX` escapes (of a URL's user, password or vhost) decoded; invalid UTF-8 replaced.
 fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
@@ -223,12 +362,15 @@ fn percent_decode(s: &str) -> String {
         .into_owned()
 }
 
+/// A queue as the management API answers it. The counts are options: an answer
+/// without them (statistics not collected for the queue yet, or collection disabled)
+/// says nothing of the queue's depth. `message_stats` is absent, normally, from a queue
+/// nothing was ever published to or consumed from: no rates is 0.
 #[derive(Deserialize, Default)]
 struct QueueInfo {
-    #[serde(default)]
-    messages_ready: u64,
-    #[serde(default)]
-    messages_unacknowledged: u64,
+    messages: Option<u64>,
+    messages_ready: Option<u64>,
+    messages_unacknowledged: Option<u64>,
     #[serde(default)]
     message_stats: MessageStats,
 }
@@ -248,15 +390,32 @@ struct Rate {
 }
 
 impl QueueInfo {
-    fn into_load(self, name: &str) -> QueueLoad {
-        QueueLoad {
+    /// Ready and unacknowledged messages, as reported (one of them may be derived from
+    /// `messages`, their sum); `None` when the answer does not tell both.
+    fn counts(&self) -> Option<(u64, u64)> {
+        match (
+            self.messages_ready,
+            self.messages_unacknowledged,
+            self.messages,
+        ) {
+            (Some(ready), Some(unacked), _) => Some((ready, unacked)),
+            (Some(ready), None, Some(all)) => Some((ready, all.saturating_sub(ready))),
+            (None, Some(unacked), Some(all)) => Some((all.saturating_sub(unacked), unacked)),
+            _ => None,
+        }
+    }
+
+    /// The load of the queue; `None` when its counts are not reported.
+    fn into_load(self, name: &str) -> Option<QueueLoad> {
+        let (ready, unacknowledged) = self.counts()?;
+        Some(QueueLoad {
             name: name.to_owned(),
-            ready: self.messages_ready,
-            unacknowledged: self.messages_unacknowledged,
+            ready,
+            unacknowledged,
             publish_rate: self.message_stats.publish_details.rate.max(0.0),
             ack_rate: self.message_stats.ack_details.rate.max(0.0),
             ..QueueLoad::default()
-        }
+        })
     }
 }
 
@@ -318,14 +477,91 @@ mod tests {
                               "ack": 370, "ack_details": {"rate": 9.0}}
         }))
         .unwrap();
-        let load = info.into_load("q");
+        let load = info.into_load("q").unwrap();
         assert_eq!(
             (load.ready, load.unacknowledged, load.depth()),
             (100, 30, 130)
         );
         assert_eq!((load.publish_rate, load.ack_rate), (12.5, 9.0));
-        // A queue the stats have not reached yet.
-        let empty: QueueInfo = serde_json::from_value(serde_json::json!({"name": "q"})).unwrap();
-        assert_eq!(empty.into_load("q").depth(), 0);
+        // A queue nothing was published to yet has counts and no message_stats.
+        let idle: QueueInfo = serde_json::from_value(serde_json::json!({
+            "name": "q", "messages": 0, "messages_ready": 0, "messages_unacknowledged": 0
+        }))
+        .unwrap();
+        let idle = idle.into_load("q").unwrap();
+        assert_eq!(
+            (idle.depth(), idle.publish_rate, idle.ack_rate),
+            (0, 0.0, 0.0)
+        );
+    }
+
+    #[test]
+    fn work_in_hand_is_summed_by_client_address() {
+        let channels: Vec<ChannelInfo> = serde_json::from_value(serde_json::json!([
+            {"connection_details": {"peer_host": "10.0.0.1", "peer_port": 41000},
+             "messages_unacknowledged": 5},
+            {"connection_details": {"peer_host": "10.0.0.1", "peer_port": 41000},
+             "messages_unacknowledged": 2},
+            {"connection_details": {"peer_host": "::ffff:10.0.0.2"},
+             "messages_unacknowledged": 4},
+            {"connection_details": {"peer_host": "10.0.0.3"}, "messages_unacknowledged": 0},
+            {"connection_details": {"peer_host": "undefined"}, "messages_unacknowledged": 9},
+        ]))
+        .unwrap();
+        let work = PeerWork::of(&channels).unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(work.of_ip(ip("10.0.0.1")), 7);
+        assert_eq!(
+            work.of_ip(ip("10.0.0.2")),
+            4,
+            "an IPv4-mapped address is the IPv4 one"
+        );
+        assert_eq!(work.of_ip(ip("10.0.0.3")), 0);
+        assert_eq!(work.of_ip(ip("10.0.0.4")), 0, "no channel: no work");
+        // A channel without its count: the work is unknown, not 0.
+        let unknown: Vec<ChannelInfo> = serde_json::from_value(serde_json::json!([
+            {"connection_details": {"peer_host": "10.0.0.1"}, "messages_unacknowledged": 5},
+            {"connection_details": {"peer_host": "10.0.0.2"}},
+        ]))
+        .unwrap();
+        assert_eq!(PeerWork::of(&unknown), None);
+    }
+
+    #[test]
+    fn a_queue_without_counts_is_unknown_not_empty() {
+        let read = |doc: serde_json::Value| {
+            serde_json::from_value::<QueueInfo>(doc)
+                .unwrap()
+                .into_load("q")
+                .map(|l| (l.ready, l.unacknowledged))
+        };
+        // The statistics have not reached the queue, or are disabled (kedacore/keda#7180).
+        assert_eq!(
+            read(serde_json::json!({"name": "q", "state": "running"})),
+            None
+        );
+        // Rates without counts are no counts either.
+        assert_eq!(
+            read(serde_json::json!({"name": "q",
+                "message_stats": {"publish_details": {"rate": 50.0}}})),
+            None
+        );
+        assert_eq!(
+            read(serde_json::json!({"name": "q", "messages_ready": null,
+                "messages_unacknowledged": null, "messages": null})),
+            None
+        );
+        // One of ready / unacknowledged alone says nothing of the other...
+        assert_eq!(read(serde_json::json!({"messages_ready": 7})), None);
+        assert_eq!(read(serde_json::json!({"messages": 7})), None);
+        // ...unless the total is there too.
+        assert_eq!(
+            read(serde_json::json!({"messages_ready": 7, "messages": 10})),
+            Some((7, 3))
+        );
+        assert_eq!(
+            read(serde_json::json!({"messages_unacknowledged": 2, "messages": 10})),
+            Some((8, 2))
+        );
     }
 }

@@ -15,15 +15,23 @@
 //!
 //! The operator never joins a group: it only asks the group's coordinator for the
 //! committed offsets (`OffsetFetch`), so reading the lag causes no rebalance.
+//!
+//! A lag the brokers do not tell is never read as 0: a topic listed with an error
+//! (its partitions unknown, e.g. no leader yet) or a partition whose committed offset
+//! comes back with an error (e.g. the coordinator still loading) makes the reading a
+//! [`COUNTS_UNREPORTED`] error, and the scaler holds the replicas. (A topic that does
+//! not exist has nothing in it, and a partition the group never committed counts from
+//! its start: both are known.)
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use super::broker::ReadError;
+use super::broker::{COUNTS_UNREPORTED, ReadError};
 use super::decide::QueueLoad;
 
 /// How long one request to the brokers may take.
@@ -149,6 +157,30 @@ impl KafkaReader {
             .filter(|t| t.error().is_none())
             .map(|t| (t.name(), u32::try_from(t.partitions().len()).unwrap_or(0)))
             .collect();
+        // A topic asked about that the brokers list with an error: its partitions, so
+        // its lag, are unknown (a topic that does not exist is simply not listed).
+        let unlisted: Vec<String> = metadata
+            .topics()
+            .iter()
+            .filter_map(|t| Some((t.name(), t.error()?)))
+            .filter(|(name, _)| {
+                groups
+                    .iter()
+                    .any(|(_, topics)| topics.iter().any(|t| t == name))
+            })
+            .filter(|(_, err)| *err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+            .map(|(name, err)| format!("{name} ({err:?})"))
+            .collect();
+        if !unlisted.is_empty() {
+            return Err(ReadError::new(
+                COUNTS_UNREPORTED,
+                format!(
+                    "Kafka at {} does not tell the partitions of {}: the lag is unknown, not 0",
+                    self.bootstrap,
+                    unlisted.join(", ")
+                ),
+            ));
+        }
         // (start, end) of every partition of every topic asked about.
         let mut marks: HashMap<(String, i32), (i64, i64)> = HashMap::new();
         let mut missing = Vec::new();
@@ -209,13 +241,19 @@ impl KafkaReader {
                         .get(&(topic.clone(), partition))
                         .copied()
                         .unwrap_or((0, 0));
-                    let done = match committed
+                    let found = committed
                         .find_partition(topic, partition)
-                        .map(|p| p.offset())
-                    {
-                        Some(Offset::Offset(n)) => n.clamp(start, end),
-                        _ => start,
-                    };
+                        .map(|p| (p.offset(), p.error().err().map(|e| e.to_string())));
+                    let done = committed_offset(found, start, end).map_err(|why| {
+                        ReadError::new(
+                            COUNTS_UNREPORTED,
+                            format!(
+                                "Kafka at {} did not give group {group}'s committed offset of \
+                                 {topic} partition {partition} ({why}): the lag is unknown, not 0",
+                                self.bootstrap
+                            ),
+                        )
+                    })?;
                     offsets.end += end;
                     offsets.committed += done;
                 }
@@ -223,6 +261,24 @@ impl KafkaReader {
             }
         }
         Ok(out)
+    }
+}
+
+/// Where group's consumers stand in a partition whose offsets run from `start` to
+/// `end`, from the answer to `OffsetFetch` for it (`found`: the offset and the
+/// partition's error, if any): the committed offset, or `start` when the group never
+/// committed one (the consumers begin at the earliest offset). An error, or no answer
+/// for the partition, is unknown: `Err` with why.
+fn committed_offset(
+    found: Option<(Offset, Option<String>)>,
+    start: i64,
+    end: i64,
+) -> Result<i64, String> {
+    match found {
+        None => Err("no answer for the partition".into()),
+        Some((_, Some(err))) => Err(err),
+        Some((Offset::Offset(n), None)) => Ok(n.clamp(start, end)),
+        Some((_, None)) => Ok(start),
     }
 }
 
@@ -301,6 +357,26 @@ mod tests {
             both[0].consumer_group.as_deref(),
             Some("inventory.paid-order")
         );
+    }
+
+    #[test]
+    fn a_committed_offset_not_given_is_unknown_not_the_end() {
+        // Committed 40 of 10..100; never committed: from the start.
+        assert_eq!(
+            committed_offset(Some((Offset::Offset(40), None)), 10, 100),
+            Ok(40)
+        );
+        assert_eq!(
+            committed_offset(Some((Offset::Invalid, None)), 10, 100),
+            Ok(10)
+        );
+        // The coordinator answered with an error for the partition, or not at all.
+        let loading = Some((
+            Offset::Invalid,
+            Some("Broker: Coordinator load in progress".to_owned()),
+        ));
+        assert!(committed_offset(loading, 10, 100).is_err());
+        assert!(committed_offset(None, 10, 100).is_err());
     }
 
     #[test]

@@ -9,11 +9,14 @@
 //! - [`scaler`]: the loop that, every tick, reads the queues of every autoscaled
 //!   consumer, decides, writes `spec.replicas` of the consumer Deployment (its own
 //!   field manager), the status, Events and metrics;
+//! - [`deletion_cost`]: before a scale-down, the consumer pods' deletion costs (the
+//!   messages each holds), so idle pods are removed first;
 //! - [`simulate`]: replays a load profile through [`decide::decide`] and draws the
 //!   replicas and depth over time (`sales-operator simulate`).
 
 pub mod broker;
 pub mod decide;
+pub mod deletion_cost;
 pub mod kafka_lag;
 pub mod plot;
 pub mod scaler;

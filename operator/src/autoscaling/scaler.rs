@@ -7,14 +7,16 @@
 //! 4. when the replicas change, server-side apply only `spec.replicas` of
 //!    `<name>-<service>-consumer` with the field manager `sales-operator-scaler`
 //!    (the reconcile's apply leaves that field out, so neither overwrites the other),
-//!    and publish an Event;
+//!    and publish an Event; before a scale-down, set the pods' deletion costs to the
+//!    messages each holds, so idle pods go first ([`super::deletion_cost`]);
 //! 5. export the numbers as metrics, and write `status.consumers` and the
 //!    `ConsumersScaled` condition when something other than the live numbers changed,
 //!    or the numbers are older than a minute.
 //!
 //! When the queues cannot be read (broker down, management API refusing, credentials
-//! missing) nothing is scaled: the replicas stay, `ConsumersScaled` turns False with
-//! the reason, and a Warning Event says so once.
+//! missing), or the broker does not report their message counts (`CountsUnreported`:
+//! never read as 0), nothing is scaled: the replicas stay, `ConsumersScaled` turns
+//! False with the reason, and a Warning Event says so once.
 //!
 //! The window of recent recommendations lives in memory: a new leader starts each
 //! consumer's window at its running replicas, so it never scales down before a whole
@@ -28,7 +30,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use sales_contracts::topology::Topology;
@@ -37,12 +38,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::broker::ReadError;
 use super::decide::{Decision, Policy, QueueLoad, Reading, Reason, Window, decide};
+use super::deletion_cost;
 use super::kafka_lag::GroupOffsets;
 use super::source::{QueueSource, partition_cap, topology_of};
 use crate::catalogue::AppService;
 use crate::children::names::{Component, Names};
 use crate::children::{self};
 use crate::crd::{ConsumerStatus, QueueStatus, SalesSystem};
+use crate::events::Recorder;
 use crate::metrics::Metrics;
 use crate::status::CONSUMERS_SCALED;
 
@@ -274,6 +277,11 @@ impl Scaler {
         let mut replicas = current;
         let mut last_scale_time = before.last_scale_time.clone();
         if decision.replicas != current {
+            let ranked = if decision.replicas < current {
+                Some(self.rank_pods(deployment, source).await)
+            } else {
+                None
+            };
             match self
                 .write_replicas(&names.namespace, &deployment_name, decision.replicas)
                 .await
@@ -291,17 +299,16 @@ impl Scaler {
                             if up { "up" } else { "down" },
                         ])
                         .inc();
-                    self.publish(
-                        system,
-                        false,
-                        decision.reason.as_str(),
-                        format!(
-                            "{service} consumers {current} -> {}: {}",
-                            decision.replicas,
-                            explain(&policy, &decision, current, read.as_ref().ok())
-                        ),
-                    )
-                    .await;
+                    let mut note = format!(
+                        "{service} consumers {current} -> {}: {}",
+                        decision.replicas,
+                        explain(&policy, &decision, current, read.as_ref().ok())
+                    );
+                    if let Some(ranked) = ranked {
+                        note = format!("{note}; {ranked}");
+                    }
+                    self.publish(system, false, decision.reason.as_str(), note)
+                        .await;
                 }
                 Err(err) => {
                     failure = Some((
@@ -382,6 +389,51 @@ impl Scaler {
             service,
             status,
             failure,
+        }
+    }
+
+    /// Before a scale-down: the deletion costs of `deployment`'s pods from the work each
+    /// holds, or none where the broker does not tell it. Says which, for the Event. A
+    /// failure only loses the ranking (the ReplicaSet's own order applies): it is
+    /// logged, and the scale-down goes on.
+    async fn rank_pods(
+        &self,
+        deployment: &Deployment,
+        source: &Result<QueueSource, ReadError>,
+    ) -> String {
+        let work = match source {
+            Ok(source) => source.work_by_pod(&self.http).await,
+            Err(err) => Err(err.clone()),
+        };
+        let (work, without) = match work {
+            Ok(Some(work)) => (Some(work), String::new()),
+            Ok(None) => (None, "the broker tells no pod's work".to_owned()),
+            Err(err) => {
+                tracing::info!(
+                    deployment = %deployment.name_any(),
+                    reason = err.reason,
+                    error = %err.message,
+                    "no per-pod work for the deletion costs"
+                );
+                (None, format!("no per-pod work: {}", err.message))
+            }
+        };
+        match deletion_cost::mark(&self.client, deployment, work.as_ref()).await {
+            Ok(_) if work.is_some() => {
+                "pods holding the fewest unacknowledged messages go first (pod-deletion-cost)"
+                    .to_owned()
+            }
+            Ok(_) => format!("the ReplicaSet picks the pods to remove: {without}"),
+            Err(err) => {
+                tracing::warn!(
+                    deployment = %deployment.name_any(),
+                    error = %err,
+                    "cannot set the consumer pods' deletion costs"
+                );
+                format!(
+                    "the ReplicaSet picks the pods to remove: cannot set their deletion costs: {err}"
+                )
+            }
         }
     }
 
@@ -481,6 +533,20 @@ impl Scaler {
         conditions.push(condition);
         let namespace = system.namespace().ok_or(Error::NoNamespace)?;
         let api: Api<SalesSystem> = Api::namespaced(self.client.clone(), &namespace);
+        // A merge patch keeps what it leaves out: a number no longer known (the
+        // recommendation while the counts are unreported) is removed with a null.
+        let mut consumers = serde_json::to_value(&consumers)?;
+        for entry in consumers
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|m| m.values_mut())
+        {
+            if let Some(fields) = entry.as_object_mut() {
+                for key in ["recommended", "lastReadTime", "lastScaleTime"] {
+                    fields.entry(key).or_insert(serde_json::Value::Null);
+                }
+            }
+        }
         // The resourceVersion makes this a compare-and-swap: a status the reconcile
         // wrote since this tick read the system is never overwritten with old conditions.
         let mut patch = json!({

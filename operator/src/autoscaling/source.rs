@@ -6,7 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
 use sales_contracts::topology::{Topology, subscriptions_of};
 
-use super::broker::{Management, ReadError};
+use super::broker::{Management, PeerWork, ReadError};
 use super::decide::QueueLoad;
 use super::kafka_lag::{self, GroupOffsets, KafkaReader};
 use crate::catalogue::AppService;
@@ -126,6 +126,18 @@ impl QueueSource {
                     offsets: Some((now, offsets)),
                 })
             }
+        }
+    }
+}
+
+impl QueueSource {
+    /// The messages each consumer pod holds, by its IP, where the broker tells it
+    /// (RabbitMQ's channels); `Ok(None)` on Kafka, where work is a partition's lag and
+    /// no pod's (see [`super::deletion_cost`]).
+    pub async fn work_by_pod(&self, http: &reqwest::Client) -> Result<Option<PeerWork>, ReadError> {
+        match self {
+            QueueSource::RabbitMq(management) => management.work_by_peer(http).await.map(Some),
+            QueueSource::Kafka(_) => Ok(None),
         }
     }
 }

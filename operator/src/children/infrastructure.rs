@@ -2,6 +2,10 @@
 //! per service database, a RabbitMQ StatefulSet, and Redis. Each has a Service of the
 //! same name; the StatefulSets keep their data in volumes from `volumeClaimTemplates`.
 //!
+//! PostgreSQL and RabbitMQ have startup probes: their liveness probes only start once
+//! they have started, so crash recovery at start (PostgreSQL replaying WAL, RabbitMQ
+//! recovering its message store) is never cut short by a restart.
+//!
 //! Credentials come from the generated Secrets (see [`super::secrets`]); the images are
 //! the official ones, run as their own non-root user (uid 999) with a read-only root
 //! filesystem and writable `emptyDir`s where they need scratch space.
@@ -183,6 +187,11 @@ pub fn postgres(
     let component = Component::Database(owner_service);
     let secret = names.database_secret(owner_service);
     let ready = "pg_isready -h 127.0.0.1 -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"";
+    // Alive: the postmaster answers, if only to say it rejects connections (exit 1:
+    // starting, or recovering after a backend crash, which restarts no container).
+    // Exit 2 (no answer) or 3 (not even tried) is dead.
+    let alive =
+        "pg_isready -h 127.0.0.1 -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"; s=$?; [ \"$s\" -le 1 ]";
     let container = Container {
         name: "postgres".into(),
         image: Some(settings.image.clone()),
@@ -194,8 +203,12 @@ pub fn postgres(
             value("PGDATA", "/var/lib/postgresql/data/pgdata"),
         ]),
         resources: Some(resources(&settings.resources, "100m", "128Mi", "512Mi")),
-        readiness_probe: Some(exec_probe(ready, 5, 5, 3, 5)),
-        liveness_probe: Some(exec_probe(ready, 10, 5, 6, 30)),
+        // Until the first time it accepts connections: an hour (360 x 10 s, as
+        // CloudNativePG's `startDelay`), for the WAL replay of crash recovery. The
+        // liveness probe only runs after it, and never fails a recovering server.
+        startup_probe: Some(exec_probe(ready, 10, 5, 360, 0)),
+        readiness_probe: Some(exec_probe(ready, 5, 5, 3, 0)),
+        liveness_probe: Some(exec_probe(alive, 10, 5, 6, 0)),
         volume_mounts: Some(vec![
             mount(DATA_VOLUME, "/var/lib/postgresql/data"),
             mount("run", "/var/run/postgresql"),
@@ -238,8 +251,12 @@ pub fn rabbitmq(
             from_secret("RABBITMQ_DEFAULT_PASS", &secret, "password"),
         ]),
         resources: Some(resources(&settings.resources, "100m", "256Mi", "1Gi")),
-        readiness_probe: Some(exec_probe("rabbitmq-diagnostics -q ping", 10, 10, 3, 10)),
-        liveness_probe: Some(exec_probe("rabbitmq-diagnostics -q ping", 30, 15, 6, 60)),
+        // Ten minutes (60 x 10 s) to boot: recovering the message store and queue
+        // indexes of a large backlog, or waiting for the schema store, takes minutes.
+        // The liveness probe (3 minutes of failures) only runs after it.
+        startup_probe: Some(exec_probe("rabbitmq-diagnostics -q ping", 10, 10, 60, 0)),
+        readiness_probe: Some(exec_probe("rabbitmq-diagnostics -q ping", 10, 10, 3, 0)),
+        liveness_probe: Some(exec_probe("rabbitmq-diagnostics -q ping", 30, 15, 6, 0)),
         volume_mounts: Some(vec![
             mount(DATA_VOLUME, "/var/lib/rabbitmq"),
             mount("tmp", "/tmp"),

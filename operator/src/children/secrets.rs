@@ -12,13 +12,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::ResourceExt;
+use serde_json::json;
 
 use super::env::{
     ADMIN_PASSWORD_KEY, GATEWAY_SIGNING_KEYS_KEY, SERVICE_CLIENTS_KEY, TOKEN_SIGNING_KEYS_KEY,
     client_secret_key,
 };
 use super::infrastructure::{AMQP_PORT, POSTGRES_PORT, REDIS_PORT};
-use super::names::{Component, Names};
+use super::names::{Component, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER, Names};
 use super::services::meta;
 use crate::catalogue::AppService;
 use crate::crd::{DatabaseChoice, SalesSystemSpec};
@@ -53,6 +55,77 @@ pub enum Credentials {
     Identity,
 }
 
+/// On the credentials of what keeps data (the databases, RabbitMQ, Kafka): the
+/// garbage collector cannot delete them before the deletion policy has been applied.
+/// A foreground deletion has the collector delete a SalesSystem's dependents while
+/// its own finalizer has not run yet; without this, `deletionPolicy: Retain` would
+/// find the passwords of the volumes it keeps gone. The cleanup takes it off: with
+/// `Retain` (the Secret is kept, or made again from its values if the collector had
+/// already asked for its deletion), with `Delete` (the Secret goes). A reconcile of a
+/// live system takes it off a Secret someone deletes by hand, which then goes and is
+/// generated anew.
+pub const CREDENTIALS_FINALIZER: &str = "sales-system.io/credentials";
+
+/// Credentials of a component that keeps data in a volume (by the Secret's labels):
+/// `Retain` keeps them with the volumes.
+pub fn guards_data(labels: &BTreeMap<String, String>) -> bool {
+    labels
+        .get(LABEL_COMPONENT)
+        .is_some_and(|c| c.ends_with("-db") || c == "rabbitmq" || c == "kafka")
+}
+
+/// The merge patch that makes an existing generated Secret the system's again: the
+/// controller owner reference of `owner` (in place of one to an earlier SalesSystem of
+/// the same name, kept by `Retain`), and [`CREDENTIALS_FINALIZER`] on credentials
+/// that guard data. `None` when it has both already, or when it is not the
+/// operator's to take (no labels of this system, or another controller owns it).
+/// The patch carries the Secret's `resourceVersion`: a change in between is a 409,
+/// and the next reconcile looks again.
+pub fn adoption(
+    secret: &Secret,
+    names: &Names,
+    owner: &OwnerReference,
+) -> Option<serde_json::Value> {
+    let labels = secret.labels();
+    let ours = labels.get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER)
+        && labels.get(LABEL_INSTANCE) == Some(&names.instance);
+    if !ours {
+        return None;
+    }
+    let refs = secret.owner_references();
+    let another_controller = refs
+        .iter()
+        .any(|r| r.controller == Some(true) && r.kind != owner.kind && r.uid != owner.uid);
+    if another_controller {
+        return None;
+    }
+    let owned = refs.iter().any(|r| r.uid == owner.uid);
+    let mut finalizers = secret.finalizers().to_vec();
+    let wants_finalizer = guards_data(labels);
+    let has_finalizer = finalizers.iter().any(|f| f == CREDENTIALS_FINALIZER);
+    if owned && (has_finalizer || !wants_finalizer) {
+        return None;
+    }
+    // Earlier SalesSystems' references go: their objects are gone (or going).
+    let mut kept: Vec<OwnerReference> = refs
+        .iter()
+        .filter(|r| r.kind != owner.kind || r.api_version != owner.api_version)
+        .cloned()
+        .collect();
+    kept.push(owner.clone());
+    if wants_finalizer && !has_finalizer {
+        finalizers.push(CREDENTIALS_FINALIZER.to_owned());
+    }
+    let mut metadata = json!({
+        "resourceVersion": secret.resource_version(),
+        "ownerReferences": kept,
+    });
+    if wants_finalizer {
+        metadata["finalizers"] = json!(finalizers);
+    }
+    Some(json!({ "metadata": metadata }))
+}
+
 /// Where new values come from.
 pub struct Sources<'a> {
     /// `len` random letters and digits.
@@ -85,6 +158,14 @@ pub struct GeneratedSecret {
 pub const CLIENT_SECRET_LENGTH: usize = 48;
 
 impl Credentials {
+    /// These credentials open what keeps data in a volume (kept by `Retain`).
+    pub fn guards_data(&self) -> bool {
+        matches!(
+            self,
+            Credentials::Database { .. } | Credentials::Broker { .. } | Credentials::Kafka
+        )
+    }
+
     /// Every key this Secret must hold: `existing` values kept, missing ones generated
     /// from `sources`. A URL is made from the password it ends up with, and
     /// `service-clients` from the client secrets it ends up with (always: it is theirs
@@ -190,8 +271,12 @@ impl GeneratedSecret {
             Some(c) => names.labels(c),
             None => names.system_labels(),
         };
+        let mut metadata = meta(names, self.name.clone(), labels, owner);
+        if self.credentials.guards_data() {
+            metadata.finalizers = Some(vec![CREDENTIALS_FINALIZER.to_owned()]);
+        }
         Secret {
-            metadata: meta(names, self.name.clone(), labels, owner),
+            metadata,
             type_: Some("Opaque".into()),
             string_data: Some(values),
             ..Default::default()

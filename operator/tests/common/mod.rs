@@ -74,10 +74,10 @@ pub fn operator(args: &[&str]) -> String {
 }
 
 /// An Event recorder as the operator's (controller `sales-operator`, instance `test`).
-pub fn recorder(client: &kube::Client) -> kube::runtime::events::Recorder {
-    kube::runtime::events::Recorder::new(
+pub fn recorder(client: &kube::Client) -> sales_operator::events::Recorder {
+    sales_operator::events::Recorder::new(
         client.clone(),
-        kube::runtime::events::Reporter {
+        sales_operator::events::Reporter {
             controller: sales_operator::children::names::MANAGER.into(),
             instance: Some("test".into()),
         },

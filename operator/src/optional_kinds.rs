@@ -1,0 +1,134 @@
+//! Kinds the operator uses only where their CRDs are installed (the Prometheus
+//! Operator's ServiceMonitor, Strimzi's KafkaTopic), found out while running.
+//!
+//! The cluster is asked through discovery (`GET /apis/<group>/<version>`), and the
+//! answer kept for a short while ([`OptionalKinds::refresh`]): the reconcile skips an
+//! optional child whose kind is not served (and says so in the status) instead of
+//! failing as a whole, and the controller watches such a kind only while it is
+//! served, rebuilding its watches when that changes (see `crate::controller`), so a
+//! CRD installed later is used and watched without a restart.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use kube::api::ApiResource;
+use tokio::sync::Mutex;
+
+use crate::children;
+use crate::children::kafka_topics;
+
+/// How long an answer of discovery is trusted.
+pub const REFRESH: Duration = Duration::from_secs(30);
+
+/// Every kind the operator may use that a cluster may not serve.
+pub fn all() -> Vec<ApiResource> {
+    vec![
+        children::service_monitor_resource(),
+        kafka_topics::kafka_topic_resource(),
+    ]
+}
+
+/// Whether one kind is served, as discovery last said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Served {
+    Yes,
+    No,
+    /// Discovery failed (not with a 404): try, and let the request tell.
+    Unknown,
+}
+
+/// When discovery was asked about a group version, and the plurals it serves
+/// (`None`: the group version is not served at all).
+type Answer = (Instant, Option<BTreeSet<String>>);
+
+/// Discovery of optional kinds, cached per group version for [`Self::refresh`].
+pub struct OptionalKinds {
+    client: Client,
+    refresh: Duration,
+    /// Per `group/version`: when asked, and the plurals it serves (`None`: the
+    /// group version is not served at all).
+    cache: Mutex<BTreeMap<String, Answer>>,
+}
+
+impl OptionalKinds {
+    pub fn new(client: Client, refresh: Duration) -> Self {
+        OptionalKinds {
+            client,
+            refresh,
+            cache: Mutex::default(),
+        }
+    }
+
+    /// How long an answer is trusted.
+    pub fn refresh(&self) -> Duration {
+        self.refresh
+    }
+
+    /// Whether the cluster serves `resource`, from discovery at most
+    /// [`Self::refresh`] old.
+    pub async fn served(&self, resource: &ApiResource) -> Served {
+        let mut cache = self.cache.lock().await;
+        let fresh = cache
+            .get(&resource.api_version)
+            .filter(|(asked, _)| asked.elapsed() < self.refresh)
+            .map(|(_, plurals)| plurals.clone());
+        let plurals = match fresh {
+            Some(plurals) => plurals,
+            None => match self
+                .client
+                .list_api_group_resources(&resource.api_version)
+                .await
+            {
+                Ok(list) => {
+                    let plurals: BTreeSet<String> =
+                        list.resources.into_iter().map(|r| r.name).collect();
+                    cache.insert(
+                        resource.api_version.clone(),
+                        (Instant::now(), Some(plurals.clone())),
+                    );
+                    Some(plurals)
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    cache.insert(resource.api_version.clone(), (Instant::now(), None));
+                    None
+                }
+                Err(err) => {
+                    tracing::debug!(
+                        kind = %resource.kind,
+                        error = %crate::api_error::describe(&err),
+                        "cannot tell whether the cluster serves this kind"
+                    );
+                    return Served::Unknown;
+                }
+            },
+        };
+        match plurals {
+            Some(p) if p.contains(&resource.plural) => Served::Yes,
+            _ => Served::No,
+        }
+    }
+
+    /// A request just said the kind is not served: forget what discovery said.
+    pub async fn forget(&self, resource: &ApiResource) {
+        self.cache.lock().await.remove(&resource.api_version);
+    }
+
+    /// The optional kinds served now (a fresh question to discovery for each);
+    /// `Unknown` counts as not served, so nothing is watched that may not exist.
+    pub async fn served_now(&self) -> BTreeSet<String> {
+        let mut served = BTreeSet::new();
+        for resource in all() {
+            self.forget(&resource).await;
+            if self.served(&resource).await == Served::Yes {
+                served.insert(key(&resource));
+            }
+        }
+        served
+    }
+}
+
+/// How a kind is named in logs and sets: `ServiceMonitor.monitoring.coreos.com/v1`.
+pub fn key(resource: &ApiResource) -> String {
+    format!("{}.{}", resource.kind, resource.api_version)
+}

@@ -1,0 +1,91 @@
+//! Stage 4 of the reconcile: server-side apply every desired child, with one field
+//! manager ([`MANAGER`]), forcing ownership of the fields it sets. A child of an
+//! optional kind ([`crate::optional_kinds`]) the cluster does not serve is skipped; one
+//! that fails does not stop the others: the failures are reported together.
+
+use std::collections::BTreeSet;
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+
+use super::Context;
+use super::desired::Desired;
+use crate::api_error::{self, describe};
+use crate::children::names::{MANAGER, Names};
+use crate::children::{self, Child};
+use crate::optional_kinds::{self, Served};
+
+/// What applying the children came to.
+pub(super) struct Applied {
+    /// One sentence per child (or unserved kind the spec needs) that failed; empty
+    /// when everything applied.
+    pub failures: Vec<String>,
+    /// The optional kinds skipped because the cluster does not serve them.
+    pub unserved: BTreeSet<String>,
+}
+
+impl Applied {
+    /// Whether the ServiceMonitor could be applied (its kind is served).
+    pub fn service_monitors_served(&self) -> bool {
+        !self
+            .unserved
+            .contains(&children::service_monitor_resource().kind)
+    }
+}
+
+/// Apply each child of `desired`, in order.
+pub(super) async fn apply(ctx: &Context, names: &Names, desired: &Desired) -> Applied {
+    let mut failures = Vec::new();
+    let mut unserved: BTreeSet<String> = BTreeSet::new();
+    for child in &desired.children {
+        let optional = optional_kinds::all()
+            .iter()
+            .any(|k| k.api_version == child.resource.api_version && k.kind == child.kind());
+        if optional && ctx.kinds.served(&child.resource).await == Served::No {
+            unserved.insert(child.kind().to_owned());
+            continue;
+        }
+        match apply_child(ctx, names, child).await {
+            Ok(()) => {}
+            Err(err) if optional && api_error::kind_not_served(&err) => {
+                ctx.kinds.forget(&child.resource).await;
+                unserved.insert(child.kind().to_owned());
+            }
+            Err(err) => failures.push(format!(
+                "{} {}: {}",
+                child.kind(),
+                child.name(),
+                describe(&err)
+            )),
+        }
+    }
+    // A kind the spec needs (Strimzi's KafkaTopic for `messaging.kafka.strimzi`) that
+    // the cluster does not serve is a failure, said once; the ServiceMonitor is only
+    // skipped, and the status says so in `MonitoringAvailable`.
+    let monitors = children::service_monitor_resource();
+    for kind in &unserved {
+        if *kind != monitors.kind {
+            let resource = optional_kinds::all()
+                .into_iter()
+                .find(|r| r.kind == *kind)
+                .map(|r| r.api_version)
+                .unwrap_or_default();
+            failures.push(format!(
+                "{kind}s: the cluster does not serve {resource} {kind} (its \
+                 CustomResourceDefinition is not installed)"
+            ));
+        }
+    }
+    Applied { failures, unserved }
+}
+
+async fn apply_child(ctx: &Context, names: &Names, child: &Child) -> Result<(), kube::Error> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &names.namespace, &child.resource);
+    api.patch(
+        &child.name(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&child.object),
+    )
+    .await?;
+    Ok(())
+}
