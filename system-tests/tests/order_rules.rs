@@ -537,6 +537,14 @@ async fn a_one_call_orders_claim_ends_with_the_outcome_of_its_charge(o: &Orders<
         assert_eq!(placed.status, StatusCode::OK, "{key:?}: {:?}", placed.body);
         assert_eq!(placed.body["status"], status, "{key:?}");
         let order_id = placed.body["order_id"].as_i64().unwrap();
+        // The answer shows the order as stored (the database keeps microseconds):
+        // what a replay or a read returns.
+        let read = o
+            .get(&format!("/api/v1/orders/{order_id}"), &seed_client)
+            .await;
+        for field in ["created_at", "updated_at", "pay_by", "paid_at"] {
+            assert_eq!(placed.body[field], read.body[field], "{key:?}: {field}");
+        }
         let (stored_status, attempted, settled): (String, bool, bool) = sqlx::query_as(
             "select status, payment_attempted_at is not null, payment_settled_at is not null
              from orders where id = $1",

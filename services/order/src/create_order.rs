@@ -27,7 +27,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::Utc;
+use chrono::{SubsecRound as _, Utc};
 use sales_contracts::Money;
 use sales_contracts::api::catalogue::Product;
 use sales_contracts::api::stock::ReservationLine;
@@ -329,7 +329,9 @@ async fn place_claimed(
         })?;
 
     // One clock: the order must be paid by `pay_by`, and its stock is held as long.
-    let now = Utc::now();
+    // The database keeps microseconds: the answer shows the times as stored, as a
+    // replay or a read will.
+    let now = Utc::now().trunc_subsecs(6);
     let pay_by = now + chrono::Duration::from_std(ctx.unpaid_timeout).unwrap_or_default();
     claims::note_reserve(ctx, claim, &stock_lines(&lines)).await?;
     let reservation = inventory_client::reserve_for_order(

@@ -5,8 +5,8 @@
 //!
 //! The charge happens outside the order's transaction (it is a call to another
 //! service): it is written down on the order first (`payment_attempted_at`), then
-//! made, then its outcome is applied to the order under a row lock (and the charge
-//! marked settled). If the order stopped waiting for payment in between
+//! made, then its outcome is applied by one update that takes the order's row lock
+//! and applies only while the order is still `PENDING` (and marks the charge settled). If the order stopped waiting for payment in between
 //! (cancelled, timed out), the charge is refunded: the customer never pays for an
 //! order they do not get. A crash anywhere in between leaves the charge unsettled
 //! for the [`payment_reconciler`](crate::payment_reconciler) to finish. An order of
