@@ -242,8 +242,9 @@ pub async fn controller(
     ctx.operator_namespace = Some(settings.lease_namespace.clone());
     ctx.kinds = kinds.clone();
     let ctx = Arc::new(ctx);
+    let mut served = BTreeSet::new();
     while !stopping.is_cancelled() {
-        let served = kinds.served_now().await;
+        served = kinds.served_now(&served).await;
         tracing::info!(optional_kinds = ?served, "watching");
         let changed = CancellationToken::new();
         let watch_kinds = tokio::spawn(notice_change(
@@ -333,7 +334,7 @@ async fn notice_change(
             _ = stopping.cancelled() => return,
             _ = tokio::time::sleep(kinds.refresh()) => {}
         }
-        if kinds.served_now().await != served {
+        if kinds.served_now(&served).await != served {
             changed.cancel();
             return;
         }

@@ -66,42 +66,41 @@ impl OptionalKinds {
     }
 
     /// Whether the cluster serves `resource`, from discovery at most
-    /// [`Self::refresh`] old.
+    /// [`Self::refresh`] old. The cache is not locked while discovery is asked: one
+    /// slow answer holds up no other reconcile.
     pub async fn served(&self, resource: &ApiResource) -> Served {
-        let mut cache = self.cache.lock().await;
-        let fresh = cache
+        let fresh = self
+            .cache
+            .lock()
+            .await
             .get(&resource.api_version)
             .filter(|(asked, _)| asked.elapsed() < self.refresh)
             .map(|(_, plurals)| plurals.clone());
         let plurals = match fresh {
             Some(plurals) => plurals,
-            None => match self
-                .client
-                .list_api_group_resources(&resource.api_version)
-                .await
-            {
-                Ok(list) => {
-                    let plurals: BTreeSet<String> =
-                        list.resources.into_iter().map(|r| r.name).collect();
-                    cache.insert(
-                        resource.api_version.clone(),
-                        (Instant::now(), Some(plurals.clone())),
-                    );
-                    Some(plurals)
-                }
-                Err(kube::Error::Api(e)) if e.code == 404 => {
-                    cache.insert(resource.api_version.clone(), (Instant::now(), None));
-                    None
-                }
-                Err(err) => {
-                    tracing::debug!(
-                        kind = %resource.kind,
-                        error = %crate::api_error::describe(&err),
-                        "cannot tell whether the cluster serves this kind"
-                    );
-                    return Served::Unknown;
-                }
-            },
+            None => {
+                let answer = match self
+                    .client
+                    .list_api_group_resources(&resource.api_version)
+                    .await
+                {
+                    Ok(list) => Some(list.resources.into_iter().map(|r| r.name).collect()),
+                    Err(kube::Error::Api(e)) if e.code == 404 => None,
+                    Err(err) => {
+                        tracing::debug!(
+                            kind = %resource.kind,
+                            error = %crate::api_error::describe(&err),
+                            "cannot tell whether the cluster serves this kind"
+                        );
+                        return Served::Unknown;
+                    }
+                };
+                self.cache.lock().await.insert(
+                    resource.api_version.clone(),
+                    (Instant::now(), answer.clone()),
+                );
+                answer
+            }
         };
         match plurals {
             Some(p) if p.contains(&resource.plural) => Served::Yes,
@@ -114,13 +113,21 @@ impl OptionalKinds {
         self.cache.lock().await.remove(&resource.api_version);
     }
 
-    /// The optional kinds served now (a fresh question to discovery for each);
-    /// `Unknown` counts as not served, so nothing is watched that may not exist.
-    pub async fn served_now(&self) -> BTreeSet<String> {
+    /// The optional kinds served now (a fresh question to discovery for each). A
+    /// kind discovery cannot answer for (`Unknown`: throttled, a 5xx, a timeout)
+    /// keeps its place in `before`, the set last seen, so that a failed question
+    /// does not rebuild the watches (twice) while the API server is struggling; with
+    /// nothing seen before, it is not watched, as it may not exist.
+    pub async fn served_now(&self, before: &BTreeSet<String>) -> BTreeSet<String> {
         let mut served = BTreeSet::new();
         for resource in all() {
             self.forget(&resource).await;
-            if self.served(&resource).await == Served::Yes {
+            let known = match self.served(&resource).await {
+                Served::Yes => true,
+                Served::No => false,
+                Served::Unknown => before.contains(&key(&resource)),
+            };
+            if known {
                 served.insert(key(&resource));
             }
         }

@@ -182,13 +182,14 @@ async fn optional_kinds_are_asked_again_after_the_refresh() {
     let monitors = children::service_monitor_resource();
     let kinds = OptionalKinds::new(client.clone(), Duration::from_millis(200));
     assert_eq!(kinds.served(&monitors).await, Served::No);
-    assert!(kinds.served_now().await.is_empty());
+    assert!(kinds.served_now(&Default::default()).await.is_empty());
     api.install(SERVICE_MONITORS);
     assert_eq!(kinds.served(&monitors).await, Served::No, "cached");
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert_eq!(kinds.served(&monitors).await, Served::Yes);
+    let served = kinds.served_now(&Default::default()).await;
     assert_eq!(
-        kinds.served_now().await.into_iter().collect::<Vec<_>>(),
+        served.iter().map(String::as_str).collect::<Vec<_>>(),
         ["ServiceMonitor.monitoring.coreos.com/v1"]
     );
     let asked = api
@@ -198,6 +199,19 @@ async fn optional_kinds_are_asked_again_after_the_refresh() {
         .count();
     // Once, once more for `served_now` (always fresh), none cached, then twice.
     assert_eq!(asked, 4, "{:?}", api.requests());
+
+    // Discovery failing (a throttled or struggling API server) changes nothing:
+    // the kind stays as last seen, so the watches are not rebuilt.
+    api.force_once(
+        "GET",
+        "/apis/monitoring.coreos.com/v1",
+        503,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+               "message": "the server is currently unable to handle the request",
+               "reason": "ServiceUnavailable", "code": 503}),
+    );
+    assert_eq!(kinds.served_now(&served).await, served);
+    assert_eq!(kinds.served(&monitors).await, Served::Yes, "asked again");
 }
 
 /// Every Event of the system with `reason`, oldest first (by when last observed).
@@ -448,4 +462,35 @@ async fn a_foreground_deletion_keeps_the_credentials_retain_asks_for() {
             "{name}: nothing holds a kept Secret"
         );
     }
+}
+
+/// A database or broker Secret deleted while its system lives (by hand, or pruned by
+/// a GitOps tool that does not know it) comes back with the same values: the data on
+/// the volumes was set up with them, new random passwords would lock every service
+/// out. (Its finalizer is what lets the operator still read them.)
+#[tokio::test]
+async fn a_credentials_secret_deleted_while_the_system_lives_comes_back_with_its_values() {
+    let api = FakeApi::new();
+    api.install(SERVICE_MONITORS);
+    api.seed(
+        "salessystems",
+        serde_json::to_value(example("salessystem.yaml")).unwrap(),
+    );
+    let client = api.client();
+    reconcile_with(&context(&client), &client, "shop")
+        .await
+        .expect("reconcile");
+    let made = guarded(&api);
+    let (name, before) = made.iter().next().expect("a database Secret");
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("delete");
+    reconcile_with(&context(&client), &client, "shop")
+        .await
+        .expect("reconcile");
+    let after = guarded(&api);
+    let again = after.get(name).expect("made again");
+    assert!(again["metadata"]["deletionTimestamp"].is_null());
+    assert_eq!(again["data"], before["data"], "{name} keeps its passwords");
 }

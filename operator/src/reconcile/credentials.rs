@@ -34,11 +34,17 @@ pub(super) async fn ensure_generated_secrets(
     for generated in secrets::generated(names, &system.spec) {
         let what = format!("Secret {}", generated.name);
         let mut existing = api.get_opt(&generated.name).await.map_err(on(&what))?;
+        // The values of one deleted while the system lives: made again with them.
+        let mut deleted_values = None;
         if let Some(secret) = existing
             .as_ref()
             .filter(|s| s.metadata.deletion_timestamp.is_some())
         {
-            // Deleted by hand while the system lives: let it go; it is made anew.
+            // Deleted by hand (or pruned by a GitOps tool) while the system lives. The
+            // data it opens was set up with these values: new random ones would lock
+            // every service out. Its finalizer kept them readable; let it go and make
+            // it again with the same values.
+            deleted_values = Some(secret_values(secret));
             release(&api, secret).await.map_err(on(&what))?;
             existing = api.get_opt(&generated.name).await.map_err(on(&what))?;
             if existing.is_some() {
@@ -53,17 +59,21 @@ pub(super) async fn ensure_generated_secrets(
         }
         let values = match existing {
             None => {
-                let values = complete(ctx, &generated, &BTreeMap::new())?;
+                let remade = deleted_values.is_some();
+                let values = complete(ctx, &generated, &deleted_values.unwrap_or_default())?;
                 let secret = generated.to_secret(names, &owner, values.clone());
                 match api.create(&PostParams::default(), &secret).await {
                     Ok(_) => {
-                        ctx.publish(
-                            system,
-                            false,
-                            "SecretGenerated",
-                            format!("generated Secret {}", generated.name),
-                        )
-                        .await;
+                        let note = if remade {
+                            format!(
+                                "Secret {} was deleted while the system runs: made again \
+                                 with the same values",
+                                generated.name
+                            )
+                        } else {
+                            format!("generated Secret {}", generated.name)
+                        };
+                        ctx.publish(system, remade, "SecretGenerated", note).await;
                         values
                     }
                     // Someone made it in between: theirs stands (made whole).
@@ -232,6 +242,12 @@ pub(super) async fn keep(
         };
         return match api.create(&PostParams::default(), &copy).await {
             Ok(_) => Ok(()),
+            // The namespace is being deleted: nothing can be kept in it (the API
+            // server refuses new objects there), and waiting would only hold it up.
+            Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("being terminated") => {
+                tracing::warn!(secret = %name, "the namespace is being deleted: its credentials go with it");
+                Ok(())
+            }
             Err(kube::Error::Api(e)) if e.code == 409 => Err(Error::Apply(format!(
                 "{what} is being deleted and another finalizer holds it: it is kept once it \
                  is gone"
