@@ -217,7 +217,13 @@ pub async fn prepare(
                     }
                     // Gone in between: the StatefulSet makes it again, from the template.
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(kube::Error::Api(e)) if (400..500).contains(&e.code) => {
+                    // Refused for the claim's sake: the admission plugin (403, the class
+                    // does not allow expansion) or validation (422). Anything else
+                    // (RBAC's 403, a conflict, throttling) fails this reconcile and is
+                    // retried, not reported as the StorageClass's fault.
+                    Err(kube::Error::Api(e))
+                        if e.code == 422 || (e.code == 403 && refused_by_storage(&e.message)) =>
+                    {
                         storage.findings.push(Finding::ResizeRefused {
                             set: set.clone(),
                             claim,
@@ -232,6 +238,14 @@ pub async fn prepare(
         }
     }
     Ok(storage)
+}
+
+/// Whether a 403 on a claim's resize comes from the PersistentVolumeClaimResize
+/// admission plugin (the StorageClass, or a claim not dynamically provisioned)
+/// rather than from RBAC.
+fn refused_by_storage(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("storageclass") || message.contains("resize")
 }
 
 /// What to do about one claim template of a live StatefulSet.
