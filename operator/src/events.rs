@@ -87,14 +87,20 @@ impl Recorder {
                 regarding.uid.clone(),
             ],
         };
-        let mut seen = self.seen.lock().await;
-        seen.retain(|_, s| s.last + SERIES_WINDOW > now);
+        // The lock is held only to read and to record, never across a request: one
+        // slow answer of the API server holds up no other Event. Two identical Events
+        // at the same moment may then make two objects: harmless.
+        let previous = {
+            let mut seen = self.seen.lock().await;
+            seen.retain(|_, s| s.last + SERIES_WINDOW > now);
+            seen.get(&key).cloned()
+        };
         let namespace = regarding
             .namespace
             .clone()
             .unwrap_or_else(|| "default".into());
         let events: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
-        if let Some(previous) = seen.get(&key).cloned() {
+        if let Some(previous) = previous {
             let count = previous.count + 1;
             let series = EventSeries {
                 count,
@@ -109,7 +115,7 @@ impl Recorder {
                 .await;
             match patched {
                 Ok(_) => {
-                    seen.insert(
+                    self.seen.lock().await.insert(
                         key,
                         Seen {
                             count,
@@ -161,7 +167,7 @@ impl Recorder {
             ..Default::default()
         };
         events.create(&PostParams::default(), &created).await?;
-        seen.insert(
+        self.seen.lock().await.insert(
             key,
             Seen {
                 name,
