@@ -129,16 +129,13 @@ impl Management {
         Ok(url)
     }
 
-    /// One queue; `None` when the broker has no queue of that name. A queue whose
-    /// answer has no message counts is a [`COUNTS_UNREPORTED`] error, never empty.
-    pub async fn queue(
+    /// GET `url` from the management API, with the broker's account.
+    async fn get(
         &self,
         http: &reqwest::Client,
-        name: &str,
-    ) -> Result<Option<QueueLoad>, ReadError> {
-        let url = self.queue_url(name)?;
-        let response = http
-            .get(url)
+        url: reqwest::Url,
+    ) -> Result<reqwest::Response, ReadError> {
+        http.get(url)
             .basic_auth(&self.user, Some(&self.password))
             .timeout(REQUEST_TIMEOUT)
             .send()
@@ -152,7 +149,18 @@ impl Management {
                         error_chain(&e)
                     ),
                 )
-            })?;
+            })
+    }
+
+    /// One queue; `None` when the broker has no queue of that name. A queue whose
+    /// answer has no message counts is a [`COUNTS_UNREPORTED`] error, never empty.
+    pub async fn queue(
+        &self,
+        http: &reqwest::Client,
+        name: &str,
+    ) -> Result<Option<QueueLoad>, ReadError> {
+        let url = self.queue_url(name)?;
+        let response = self.get(http, url).await?;
         match response.status() {
             StatusCode::NOT_FOUND => return Ok(None),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
@@ -270,22 +278,7 @@ impl Management {
             "columns",
             "connection_details.peer_host,messages_unacknowledged",
         );
-        let response = http
-            .get(url)
-            .basic_auth(&self.user, Some(&self.password))
-            .timeout(REQUEST_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| {
-                ReadError::new(
-                    "BrokerUnreachable",
-                    format!(
-                        "cannot reach the management API at {}: {}",
-                        self.base,
-                        error_chain(&e)
-                    ),
-                )
-            })?;
+        let response = self.get(http, url).await?;
         if !response.status().is_success() {
             return Err(ReadError::new(
                 "ManagementError",
