@@ -318,10 +318,17 @@ pub fn decide(
     let mut window = window.clone();
     let (queues, consuming) = match reading {
         Reading::Unavailable => {
-            window.record(now, current);
+            // Blind: hold what runs, but within the bounds the user sets now (a
+            // raised minReplicas still starts consumers, a lowered maxReplicas still
+            // stops them: neither needs the depth).
+            let held = current.clamp(
+                policy.min_replicas,
+                policy.max_replicas.max(policy.min_replicas),
+            );
+            window.record(now, held);
             window.expire(now, policy.stabilization);
             return Decision {
-                replicas: current,
+                replicas: held,
                 recommended: None,
                 depth: None,
                 growing: false,
@@ -648,6 +655,29 @@ mod tests {
         assert_eq!((d.replicas, d.reason), (4, Reason::Stabilizing));
         let d = decide(&p, 4, Reading::queues(&idle, 0), &d.window, at(520));
         assert_eq!((d.replicas, d.reason), (0, Reason::ScaledDown));
+    }
+
+    #[test]
+    fn a_blind_scaler_still_keeps_within_the_bounds_the_user_sets() {
+        // Statistics off (the depth never known): minReplicas raised to 2 must still
+        // start consumers, and maxReplicas lowered to 3 must still take them down.
+        let window = Window::starting(0, at(0));
+        let d = decide(
+            &policy(2, 10, 100, 120),
+            0,
+            Reading::Unavailable,
+            &window,
+            at(10),
+        );
+        assert_eq!((d.replicas, d.reason), (2, Reason::Unavailable));
+        let d = decide(
+            &policy(0, 3, 100, 120),
+            5,
+            Reading::Unavailable,
+            &window,
+            at(10),
+        );
+        assert_eq!((d.replicas, d.reason), (3, Reason::Unavailable));
     }
 
     #[test]
