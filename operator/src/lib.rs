@@ -28,6 +28,7 @@ pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod optional_kinds;
+pub mod quantity;
 pub mod reconcile;
 pub mod reference;
 pub mod render;

@@ -66,26 +66,10 @@ fn from_field(variable: &str, path: &str) -> EnvVar {
     }
 }
 
-/// Bytes of a memory quantity (`2Gi`, `1536Mi`, `2G`, `1073741824`); `None` for what
-/// is not one.
+/// Bytes of a memory quantity (`2Gi`, `1536Mi`, `2G`, `1073741824`), rounded up;
+/// `None` for what is not one.
 fn memory_bytes(quantity: &str) -> Option<u64> {
-    let q = quantity.trim();
-    let split = q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len());
-    let (number, unit) = q.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let factor: u64 = match unit {
-        "" => 1,
-        "k" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "T" => 1_000_000_000_000,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "Ti" => 1 << 40,
-        _ => return None,
-    };
-    number.checked_mul(factor)
+    u64::try_from(crate::quantity::quantity_millis(quantity)?.div_ceil(1000)).ok()
 }
 
 /// The JVM heap: half the memory limit (the rest is page cache's and the JVM's own),
