@@ -540,7 +540,14 @@ impl System {
         let prefix = self.wiring.amqp_prefix.clone();
         match &self.transport {
             Some(TestTransport::Kafka(kafka)) => TestTransport::Kafka(kafka.clone()),
-            _ => TestTransport::RabbitMq(TestBroker { prefix }),
+            Some(TestTransport::RabbitMq(broker)) => TestTransport::RabbitMq(TestBroker {
+                prefix,
+                queue_type: broker.queue_type,
+            }),
+            None => TestTransport::RabbitMq(TestBroker {
+                prefix,
+                queue_type: Default::default(),
+            }),
         }
     }
 

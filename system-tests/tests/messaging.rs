@@ -443,13 +443,20 @@ async fn outbox_events_wait_for_the_broker_and_are_not_lost(transport: TestTrans
     db.drop_database().await;
 }
 
-/// Each test above, once per transport.
-macro_rules! on_both_transports {
+/// Each test above, once per transport: RabbitMQ with classic and with quorum
+/// queues, and Kafka.
+macro_rules! on_every_transport {
     ($($test:ident),* $(,)?) => {
         mod rabbitmq {
             $(#[tokio::test]
             async fn $test() {
                 super::$test(sales_testkit::TestTransport::rabbitmq()).await
+            })*
+        }
+        mod rabbitmq_quorum {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(sales_testkit::TestTransport::rabbitmq_quorum()).await
             })*
         }
         mod kafka {
@@ -461,7 +468,7 @@ macro_rules! on_both_transports {
     };
 }
 
-on_both_transports!(
+on_every_transport!(
     a_message_delivered_twice_has_one_effect,
     a_malformed_message_is_parked_and_the_consumer_keeps_going,
     a_failing_message_is_retried_then_handled_once,
@@ -629,4 +636,108 @@ async fn a_topology_the_broker_refuses_is_reported_not_taken_for_declared() {
     let _ = conn.close(200, "done".into()).await;
     broker.delete().await;
     other.delete().await;
+}
+
+/// `AMQP_QUEUE_TYPE=quorum`: every queue, retry and dead-letter queue is a quorum
+/// queue, and a queue's messages past
+/// the delivery limit are parked in its dead-letter queue, not dropped.
+#[tokio::test]
+async fn quorum_queues_are_declared_as_quorum_queues() {
+    let broker = sales_testkit::TestBroker::quorum();
+    let topology = broker.topology();
+    let conn = broker.connect().await;
+    sales_platform::messaging::rabbitmq::declare_topology(&conn, &topology)
+        .await
+        .expect("a fresh namespace of quorum queues is declared");
+    sales_platform::messaging::rabbitmq::declare_topology(&conn, &topology)
+        .await
+        .expect("declaring it again changes nothing");
+    let management = std::env::var("SALES_RABBITMQ_MANAGEMENT_URL").expect(
+        "this test reads queues and sets a delivery limit through RabbitMQ's management \
+         API: run it with `cargo xtask test`, or set SALES_RABBITMQ_MANAGEMENT_URL",
+    );
+    let (base, user, password) = split_credentials(&management);
+    let http = reqwest::Client::new();
+    let names = [
+        topology.queue(SUBSCRIPTION),
+        topology.retry_queue(SUBSCRIPTION, 0),
+        topology.dead_letter_queue(SUBSCRIPTION),
+    ];
+    for name in names {
+        let queue: serde_json::Value = http
+            .get(format!("{base}/api/queues/%2F/{name}"))
+            .basic_auth(&user, Some(&password))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(queue["type"], "quorum", "{name}: {queue}");
+    }
+
+    // Past the delivery limit (a policy of this namespace sets it to 1), a message
+    // is parked in the dead-letter queue, not dropped.
+    let policy = format!("{base}/api/policies/%2F/{}limit", broker.prefix);
+    let put = http
+        .put(&policy)
+        .basic_auth(&user, Some(&password))
+        .json(&serde_json::json!({
+            "pattern": format!("^{}", broker.prefix.replace('.', "\\.")),
+            "definition": {"delivery-limit": 1},
+            "apply-to": "queues",
+            "priority": 10,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "policy: {}", put.status());
+    let queue = topology.queue(SUBSCRIPTION);
+    let dead = topology.dead_letter_queue(SUBSCRIPTION);
+    broker
+        .publish_raw(SUBSCRIPTION.message_type.as_str(), b"{\"poison\":true}")
+        .await;
+    let channel = conn.create_channel().await.unwrap();
+    let parked = eventually(
+        "the message in the dead-letter queue",
+        Duration::from_secs(20),
+        || {
+            let (channel, queue, dead) = (channel.clone(), queue.clone(), dead.clone());
+            async move {
+                if let Ok(Some(message)) = channel
+                    .basic_get(
+                        queue.as_str().into(),
+                        lapin::options::BasicGetOptions::default(),
+                    )
+                    .await
+                {
+                    let _ = message
+                        .delivery
+                        .nack(lapin::options::BasicNackOptions {
+                            requeue: true,
+                            ..Default::default()
+                        })
+                        .await;
+                }
+                let parked = channel
+                    .basic_get(
+                        dead.as_str().into(),
+                        lapin::options::BasicGetOptions { no_ack: true },
+                    )
+                    .await
+                    .ok()
+                    .flatten()?;
+                Some(parked.delivery.data.clone())
+            }
+        },
+    )
+    .await;
+    assert_eq!(parked, b"{\"poison\":true}");
+    let _ = http
+        .delete(&policy)
+        .basic_auth(&user, Some(&password))
+        .send()
+        .await;
+    let _ = conn.close(200, "done".into()).await;
+    broker.delete().await;
 }

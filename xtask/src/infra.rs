@@ -1107,8 +1107,19 @@ async fn private_rabbitmq(
         hand_over(dir, user).await?;
         raise_open_files_limit();
 
-        let mut start = command_as(user, &bin.server, &env);
-        start.current_dir(dir).arg("-detached");
+        // `runuser` sets the soft limit on open files back to 1024 (PAM), and a RabbitMQ
+        // 3.x node at 1024 stops answering new connections once a few hundred quorum
+        // queues hold file handles (it waits for one to free): the shell raises it to
+        // the hard limit first.
+        let mut start = command_as(user, Path::new("/bin/sh"), &env);
+        start
+            .current_dir(dir)
+            .args([
+                "-c",
+                r#"ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@""#,
+            ])
+            .arg(&bin.server)
+            .arg("-detached");
         run_daemon_start(start, &dirs.capture("rabbitmq"), Duration::from_secs(60)).await?;
         format!("started private node {RABBITMQ_NODE} at {amqp}, management {mgmt}")
     };
@@ -1118,7 +1129,8 @@ async fn private_rabbitmq(
 }
 
 /// Raises this process's soft limit on open files to its hard limit, for the node that
-/// inherits it: RabbitMQ wants a file handle per queue it recovers.
+/// inherits it (when not started through `runuser`): RabbitMQ wants a file handle per
+/// queue it recovers.
 fn raise_open_files_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {

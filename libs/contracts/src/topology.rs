@@ -23,6 +23,9 @@
 //!
 //! Every name can carry a prefix (`AMQP_PREFIX`, `KAFKA_TOPIC_PREFIX`) so several
 //! systems, or tests, can share one broker without seeing each other's messages.
+//!
+//! On RabbitMQ the queues are classic (one node's) or quorum (`AMQP_QUEUE_TYPE`:
+//! replicated over a cluster's nodes, so they survive a node).
 
 use std::time::Duration;
 
@@ -78,17 +81,62 @@ pub fn subscriptions_of(service: &str) -> impl Iterator<Item = Subscription> + '
         .filter(move |s| s.service == service)
 }
 
-/// Names of the exchange and queues under an optional prefix.
+/// How RabbitMQ keeps the queues.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QueueType {
+    /// On one node: the node's loss stops the queues until it is back.
+    #[default]
+    Classic,
+    /// Replicated over the cluster's nodes (Raft): a majority keeps them going.
+    Quorum,
+}
+
+impl QueueType {
+    /// The value of `x-queue-type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        }
+    }
+}
+
+impl std::str::FromStr for QueueType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "classic" => Ok(QueueType::Classic),
+            "quorum" => Ok(QueueType::Quorum),
+            other => Err(format!(
+                "unknown queue type {other:?}: expected classic or quorum"
+            )),
+        }
+    }
+}
+
+/// Names of the exchange and queues under an optional prefix, and the queues' type.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Topology {
     prefix: String,
+    queue_type: QueueType,
 }
 
 impl Topology {
     pub fn new(prefix: impl Into<String>) -> Self {
         Topology {
             prefix: prefix.into(),
+            queue_type: QueueType::Classic,
         }
+    }
+
+    /// The same names, with queues of `queue_type`.
+    pub fn with_queue_type(self, queue_type: QueueType) -> Self {
+        Topology { queue_type, ..self }
+    }
+
+    pub fn queue_type(&self) -> QueueType {
+        self.queue_type
     }
 
     pub fn prefix(&self) -> &str {
@@ -171,6 +219,16 @@ mod tests {
             MessageType::ALL.len() + SUBSCRIPTIONS.len() * (RETRY_DELAYS.len() + 1)
         );
         assert!(topics.contains(&"t1.inventory.update-stock.retry-3".to_owned()));
+    }
+
+    #[test]
+    fn queue_types_read_as_rabbitmq_spells_them() {
+        assert_eq!("quorum".parse(), Ok(QueueType::Quorum));
+        assert_eq!("classic".parse(), Ok(QueueType::Classic));
+        assert!("Quorum".parse::<QueueType>().is_err());
+        let t = Topology::new("p.").with_queue_type(QueueType::Quorum);
+        assert_eq!((t.prefix(), t.queue_type().as_str()), ("p.", "quorum"));
+        assert_eq!(Topology::new("p.").queue_type(), QueueType::Classic);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
+use sales_contracts::topology::QueueType;
 use secrecy::SecretString;
 
 /// Where the service listens.
@@ -67,6 +68,11 @@ pub struct BrokerArgs {
     /// RabbitMQ: how many unacknowledged messages each consumer holds at once.
     #[arg(long, env = "AMQP_PREFETCH", default_value_t = 16)]
     pub amqp_prefetch: u16,
+    /// RabbitMQ: `classic` queues (the default) or `quorum` queues, replicated over a
+    /// cluster's nodes. A queue keeps the type it was made with: changing it needs new
+    /// queues (another `AMQP_PREFIX`, or the old ones drained and deleted).
+    #[arg(long, env = "AMQP_QUEUE_TYPE", default_value = "classic")]
+    pub amqp_queue_type: QueueType,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }

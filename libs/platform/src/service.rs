@@ -161,7 +161,8 @@ impl ServiceBuilder {
                 Messaging::RabbitMq(Broker::start(
                     self.name,
                     url,
-                    Topology::new(args.amqp_prefix.clone()),
+                    Topology::new(args.amqp_prefix.clone())
+                        .with_queue_type(args.amqp_queue_type),
                     self.metrics.clone(),
                     self.infrastructure.clone(),
                 ))

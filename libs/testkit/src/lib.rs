@@ -14,7 +14,7 @@ pub use transport::{TestKafka, TestTransport, kafka_bootstrap};
 
 use std::time::Duration;
 
-use sales_contracts::topology::{RETRY_DELAYS, SUBSCRIPTIONS, Topology};
+use sales_contracts::topology::{QueueType, RETRY_DELAYS, SUBSCRIPTIONS, Topology};
 use sales_platform::config::{BrokerArgs, DatabaseArgs, HttpArgs, KafkaArgs, MessagingKind};
 use secrecy::SecretString;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -169,17 +169,27 @@ pub fn replace_database(url: &str, database: &str) -> String {
 /// system prefixed with a unique string.
 pub struct TestBroker {
     pub prefix: String,
+    pub queue_type: QueueType,
 }
 
 impl TestBroker {
     pub fn new() -> TestBroker {
         TestBroker {
             prefix: format!("t{}.", short_id()),
+            queue_type: QueueType::Classic,
+        }
+    }
+
+    /// A namespace of quorum queues.
+    pub fn quorum() -> TestBroker {
+        TestBroker {
+            queue_type: QueueType::Quorum,
+            ..TestBroker::new()
         }
     }
 
     pub fn topology(&self) -> Topology {
-        Topology::new(self.prefix.clone())
+        Topology::new(self.prefix.clone()).with_queue_type(self.queue_type)
     }
 
     pub fn args(&self) -> BrokerArgs {
@@ -188,6 +198,7 @@ impl TestBroker {
             amqp_url: Some(SecretString::from(amqp_url())),
             amqp_prefix: self.prefix.clone(),
             amqp_prefetch: 16,
+            amqp_queue_type: self.queue_type,
             kafka: KafkaArgs::default(),
         }
     }

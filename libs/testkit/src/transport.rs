@@ -85,6 +85,7 @@ impl TestKafka {
             amqp_url: None,
             amqp_prefix: String::new(),
             amqp_prefetch: 16,
+            amqp_queue_type: Default::default(),
             kafka: self.kafka_args(),
         }
     }
@@ -195,6 +196,11 @@ pub enum TestTransport {
 impl TestTransport {
     pub fn rabbitmq() -> Self {
         TestTransport::RabbitMq(TestBroker::new())
+    }
+
+    /// RabbitMQ with quorum queues (`AMQP_QUEUE_TYPE=quorum`).
+    pub fn rabbitmq_quorum() -> Self {
+        TestTransport::RabbitMq(TestBroker::quorum())
     }
 
     pub fn kafka() -> Self {

@@ -17,7 +17,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use sales_contracts::topology::{RETRY_DELAYS, SUBSCRIPTIONS, Topology};
+use sales_contracts::topology::{QueueType, RETRY_DELAYS, SUBSCRIPTIONS, Topology};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
@@ -445,6 +445,60 @@ async fn supervise(
     metrics.broker_connected.set(0);
 }
 
+/// What a queue is for, which decides where its dead letters go.
+#[derive(Clone, Copy)]
+enum QueueRole<'a> {
+    /// A subscription's queue; on a quorum queue, a message delivered more often than
+    /// the delivery limit is parked in `dead_letters`.
+    Subscription { dead_letters: &'a str },
+    /// A retry queue: expired, a message goes `back_to` its queue.
+    Retry { back_to: &'a str },
+    /// Where failed messages are parked.
+    DeadLetters,
+}
+
+/// The arguments of a queue of `topology` in `role` (a retry queue's TTL aside).
+///
+/// Classic queues carry only their retry queues' dead-lettering, as they always did
+/// (a queue declared again with other arguments is refused). Quorum queues say their
+/// type, and dead-letter at least once: RabbitMQ's default for them is at most once,
+/// which drops a message when the target is unavailable, and at least once needs
+/// `reject-publish` overflow.
+fn queue_arguments(topology: &Topology, role: QueueRole<'_>) -> FieldTable {
+    let mut args = FieldTable::default();
+    let quorum = topology.queue_type() == QueueType::Quorum;
+    if quorum {
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(QueueType::Quorum.as_str().into()),
+        );
+    }
+    let dead_letter_to = match role {
+        QueueRole::Retry { back_to } => back_to,
+        QueueRole::Subscription { dead_letters } if quorum => dead_letters,
+        QueueRole::Subscription { .. } | QueueRole::DeadLetters => return args,
+    };
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(dead_letter_to.into()),
+    );
+    if quorum {
+        args.insert(
+            "x-dead-letter-strategy".into(),
+            AMQPValue::LongString("at-least-once".into()),
+        );
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
+    }
+    args
+}
+
 /// Declare the exchange and every queue with its retry and dead-letter queues.
 ///
 /// The declarations go out back to back (`nowait`: about 80 of them, which one
@@ -476,8 +530,18 @@ pub async fn declare_topology(conn: &Connection, topology: &Topology) -> Result<
     };
     for sub in SUBSCRIPTIONS {
         let queue = topology.queue(*sub);
+        let dead_letters = topology.dead_letter_queue(*sub);
         channel
-            .queue_declare(queue.as_str().into(), durable, FieldTable::default())
+            .queue_declare(
+                queue.as_str().into(),
+                durable,
+                queue_arguments(
+                    topology,
+                    QueueRole::Subscription {
+                        dead_letters: &dead_letters,
+                    },
+                ),
+            )
             .await?;
         channel
             .queue_bind(
@@ -489,18 +553,11 @@ pub async fn declare_topology(conn: &Connection, topology: &Topology) -> Result<
             )
             .await?;
         for (tier, delay) in RETRY_DELAYS.iter().enumerate() {
-            let mut args = FieldTable::default();
+            // Expired, a message goes back to its queue for the next attempt.
+            let mut args = queue_arguments(topology, QueueRole::Retry { back_to: &queue });
             args.insert(
                 "x-message-ttl".into(),
                 AMQPValue::LongLongInt(delay.as_millis() as i64),
-            );
-            args.insert(
-                "x-dead-letter-exchange".into(),
-                AMQPValue::LongString("".into()),
-            );
-            args.insert(
-                "x-dead-letter-routing-key".into(),
-                AMQPValue::LongString(queue.as_str().into()),
             );
             channel
                 .queue_declare(
@@ -512,9 +569,9 @@ pub async fn declare_topology(conn: &Connection, topology: &Topology) -> Result<
         }
         channel
             .queue_declare(
-                topology.dead_letter_queue(*sub).as_str().into(),
+                dead_letters.as_str().into(),
                 durable,
-                FieldTable::default(),
+                queue_arguments(topology, QueueRole::DeadLetters),
             )
             .await?;
     }
