@@ -4,7 +4,9 @@
 //! duration *as observed by this replica's own clock* (so clock skew between nodes
 //! does not matter), renews it every `renew_every`, and writes with the Lease's
 //! `resourceVersion` so two replicas can never both win the same round (the loser
-//! gets 409 Conflict). A leader that cannot renew within `renew_deadline` steps down.
+//! gets 409 Conflict). A leader that cannot renew within `renew_deadline` steps down,
+//! however long the API server takes to answer: every renewal round is bounded by
+//! that deadline, which is shorter than the lease.
 
 use std::time::{Duration, Instant};
 
@@ -142,11 +144,16 @@ impl LeaderElector {
     /// Wait until this replica leads (`Ok(true)`) or `shutdown` fires (`Ok(false)`).
     pub async fn acquire(&mut self, shutdown: &CancellationToken) -> bool {
         loop {
-            match self.try_acquire_or_renew().await {
-                Ok(true) => return true,
-                Ok(false) => {}
-                Err(err) => {
+            let round =
+                tokio::time::timeout(self.timing.renew_deadline, self.try_acquire_or_renew());
+            match round.await {
+                Ok(Ok(true)) => return true,
+                Ok(Ok(false)) => {}
+                Ok(Err(err)) => {
                     tracing::warn!(error = %err, lease = %self.name, "cannot read the leader lease")
+                }
+                Err(_) => {
+                    tracing::warn!(lease = %self.name, "the API server did not answer about the leader lease")
                 }
             }
             tokio::select! {
@@ -158,8 +165,14 @@ impl LeaderElector {
 
     /// Renew the lease until `shutdown`; cancel `lost` and return if it cannot be
     /// renewed within the deadline (or another replica took it).
+    ///
+    /// The deadline counts from when the last successful renewal was *sent* (the
+    /// time it wrote into the Lease), and bounds each round as a whole: an API server
+    /// that answers slowly or not at all cannot keep this replica leading past
+    /// `renew_deadline`, which is shorter than the lease, so it has stepped down
+    /// before another replica may take the lease.
     pub async fn keep(mut self, lost: CancellationToken, shutdown: CancellationToken) {
-        let mut last_renewal = Instant::now();
+        let mut last_renewal = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -168,14 +181,23 @@ impl LeaderElector {
                 }
                 _ = tokio::time::sleep(self.timing.renew_every) => {}
             }
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewal = Instant::now(),
-                Ok(false) => {
+            let sent = tokio::time::Instant::now();
+            let deadline = last_renewal + self.timing.renew_deadline;
+            let round = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.release().await;
+                    return;
+                }
+                round = tokio::time::timeout_at(deadline, self.try_acquire_or_renew()) => round,
+            };
+            match round {
+                Ok(Ok(true)) => last_renewal = sent,
+                Ok(Ok(false)) => {
                     tracing::error!(lease = %self.name, "another replica holds the lease; stepping down");
                     lost.cancel();
                     return;
                 }
-                Err(err) => {
+                Ok(Err(err)) => {
                     tracing::warn!(error = %err, lease = %self.name, "cannot renew the leader lease");
                     if last_renewal.elapsed() >= self.timing.renew_deadline {
                         tracing::error!(lease = %self.name, "lease not renewed in time; stepping down");
@@ -183,12 +205,31 @@ impl LeaderElector {
                         return;
                     }
                 }
+                Err(_) => {
+                    tracing::error!(
+                        lease = %self.name,
+                        "the API server did not answer the renewal within the deadline; stepping down"
+                    );
+                    lost.cancel();
+                    return;
+                }
             }
         }
     }
 
-    /// Give the lease up so another replica takes over at once (best effort).
+    /// Give the lease up so another replica takes over at once (best effort, within
+    /// the renewal deadline: a shutdown does not wait on a silent API server).
     pub async fn release(&mut self) {
+        let deadline = self.timing.renew_deadline;
+        if tokio::time::timeout(deadline, self.release_now())
+            .await
+            .is_err()
+        {
+            tracing::warn!(lease = %self.name, "the API server did not answer; the lease runs out instead");
+        }
+    }
+
+    async fn release_now(&mut self) {
         let Ok(Some(lease)) = self.api.get_opt(&self.name).await else {
             return;
         };

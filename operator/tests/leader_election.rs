@@ -182,3 +182,132 @@ async fn a_leader_that_stops_releases_the_lease_for_the_next_at_once() {
     assert!(b.try_acquire_or_renew().await.unwrap());
     assert_eq!(holder(&client).await.as_deref(), Some("operator-b"));
 }
+
+/// How a scripted API server answers the lease requests after the first `good`.
+#[derive(Clone, Copy)]
+enum Then {
+    /// Never answers (a partitioned or overloaded API server).
+    Silent,
+    /// Answers 500 to everything.
+    Failing,
+}
+
+/// A Lease API server that answers `good` requests as a real one would (the lease,
+/// held by whoever wrote it last), then as `then` says. Its requests are counted.
+fn scripted_server(
+    good: usize,
+    then: Then,
+) -> (Client, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use http::{Request, Response};
+    use kube::client::Body;
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        let mut lease = serde_json::Value::Null;
+        let mut version = 1;
+        while let Some((request, respond)) = handle.next_request().await {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n >= good {
+                match then {
+                    // Keep the responder alive and never answer.
+                    Then::Silent => {
+                        std::mem::forget(respond);
+                        continue;
+                    }
+                    Then::Failing => {
+                        let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                          "message": "etcdserver: request timed out", "reason": "InternalError", "code": 500});
+                        respond.send_response(
+                            Response::builder()
+                                .status(500)
+                                .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                                .unwrap(),
+                        );
+                        continue;
+                    }
+                }
+            }
+            let method = request.method().clone();
+            let bytes = http_body_util::BodyExt::collect(request.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let (status, body) = if method == http::Method::GET {
+                if lease.is_null() {
+                    (
+                        404,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                 "reason": "NotFound", "code": 404, "message": "not found"}),
+                    )
+                } else {
+                    (200, lease.clone())
+                }
+            } else {
+                let mut written: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                version += 1;
+                written["metadata"]["resourceVersion"] = json!(version.to_string());
+                written["metadata"]["namespace"] = json!(NS);
+                lease = written;
+                (
+                    if method == http::Method::POST {
+                        201
+                    } else {
+                        200
+                    },
+                    lease.clone(),
+                )
+            };
+            respond.send_response(
+                Response::builder()
+                    .status(status)
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    (Client::new(service, NS), seen)
+}
+
+/// A leader whose API server stops answering, or answers only errors, steps down
+/// within the renewal deadline of its last renewal, before its lease can run out
+/// and another replica take it: never two leaders. (Paused time: the clock moves only
+/// when every task waits, so this is exact, not a race against a timer.)
+#[tokio::test(start_paused = true)]
+async fn a_leader_steps_down_before_its_lease_runs_out_when_the_api_server_is_silent_or_failing() {
+    for then in [Then::Silent, Then::Failing] {
+        // GET (404), POST: the lease is taken; then two renewals (GET + PUT each).
+        let (client, seen) = scripted_server(6, then);
+        let mut a = LeaderElector::new(client, NS, LEASE, "operator-a", timing());
+        assert!(a.acquire(&CancellationToken::new()).await, "a leads");
+        let lost = CancellationToken::new();
+        let keeping = tokio::spawn(a.keep(lost.clone(), CancellationToken::new()));
+        // Two good renewals: the last one was sent 2 x renew_every after the start.
+        let start = tokio::time::Instant::now();
+        let last_renewal = timing().renew_every * 2;
+        let lease_ends = last_renewal + timing().lease_duration;
+        assert!(
+            tokio::time::timeout(lease_ends, lost.cancelled())
+                .await
+                .is_ok(),
+            "still leading when its lease ran out: another replica may lead too"
+        );
+        let stepped_down = start.elapsed();
+        assert!(
+            seen.load(std::sync::atomic::Ordering::SeqCst) > 6,
+            "the third renewal was attempted"
+        );
+        assert!(
+            stepped_down <= last_renewal + timing().renew_deadline,
+            "stepped down {stepped_down:?} after the start"
+        );
+        assert!(
+            stepped_down < last_renewal + timing().lease_duration,
+            "before the lease ran out"
+        );
+        tokio::time::timeout(Duration::from_secs(5), keeping)
+            .await
+            .expect("keep returns after stepping down")
+            .unwrap();
+    }
+}
