@@ -1,8 +1,9 @@
 //! The Python tools that check the Kubernetes side, since no cluster, Docker or helm
 //! binary runs here: the Helm v4 SDK (lint, render), kubernetes-validate (strict
 //! schemas), hadolint (Dockerfile), jsonschema, kmock (a served API for the
-//! operator's smoke test), cel-python (CRD validation rules); and schemathesis, which
-//! fuzzes every service from its OpenAPI document (system test `fuzzing`). Installed
+//! operator's smoke test), cel-python (CRD validation rules); schemathesis, which
+//! fuzzes every service from its OpenAPI document (system test `fuzzing`); moto's S3
+//! server and the AWS CLI (the backups' S3 test). Installed
 //! once, pinned, into a virtualenv under `target/tools-venv`; reinstalled when the
 //! pins change.
 
@@ -21,6 +22,10 @@ pub const REQUIREMENTS: &[&str] = &[
     "kmock==0.8",
     "cel-python==0.5.0",
     "schemathesis==4.32.5",
+    // An S3 server and client for the backups' S3 test (the pods run the AWS CLI v2
+    // image; v1's `s3` and `s3api` commands and queries are the same).
+    "moto[server]==5.2.5",
+    "awscli==1.46.3",
 ];
 
 /// Where the tests find the tools: exported as `SALES_TOOLS_VENV`.
