@@ -7,12 +7,18 @@
 #
 # Stages: cargo-chef computes a recipe of the dependencies (planner), builds them
 # once into a layer that only changes with Cargo.lock (cook), then builds the one
-# binary. The runtime image is distroless: glibc and CA certificates, no shell, no
-# package manager, running as the unprivileged user 65532.
+# binary. The runtime image is distroless: glibc, OpenSSL's libssl3 and CA
+# certificates, no shell, no package manager, running as the unprivileged user 65532.
 
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS chef
+# librdkafka builds against OpenSSL (TLS and SASL/SCRAM to Kafka). Bookworm's security
+# updates replace these versions, so they are taken as the release has them.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libssl-dev pkg-config \
+    && rm -rf /var/lib/apt/lists/*
 RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /src
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use clap::Args;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -302,6 +303,7 @@ fn build(
     )
     .owns(api_for::<Deployment>(client, ns), children.clone())
     .owns(api_for::<StatefulSet>(client, ns), children.clone())
+    .owns(api_for::<CronJob>(client, ns), children.clone())
     .owns(api_for::<Service>(client, ns), children.clone())
     .owns(api_for::<ConfigMap>(client, ns), children.clone())
     .owns(api_for::<Secret>(client, ns), children.clone())

@@ -21,8 +21,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalogue::AppService;
 
+mod backup;
+mod cloudnative_pg;
 mod messaging;
+mod placement;
+mod rabbitmq;
+pub use backup::*;
+pub use cloudnative_pg::*;
 pub use messaging::*;
+pub use placement::*;
+pub use rabbitmq::*;
 
 /// The API group of the resource.
 pub const GROUP: &str = "sales-system.io";
@@ -109,8 +117,9 @@ pub struct SalesSystemSpec {
     /// `rabbitmq`) or Kafka (configured here).
     #[serde(default)]
     pub messaging: MessagingSpec,
-    /// The RabbitMQ broker: run by the operator (`managed`, the default) or `external`.
-    /// Read only with `messaging.kind: rabbitmq`.
+    /// The RabbitMQ broker: run by the operator (`managed`, the default), by RabbitMQ's
+    /// cluster operator (`cluster`), or `external`. Read only with `messaging.kind:
+    /// rabbitmq`.
     #[serde(default)]
     pub rabbitmq: BrokerSpec,
     /// PostgreSQL: one database per service (the gateway has none).
@@ -155,6 +164,11 @@ pub struct SalesSystemSpec {
     /// `Delete` removes them.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Where every pod of the system is scheduled (node selector, tolerations,
+    /// affinity, topology spread), unless its tier's own `placement` replaces a field
+    /// (docs/operator/high-availability.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
 }
 
 impl SalesSystemSpec {
@@ -177,6 +191,11 @@ impl SalesSystemSpec {
     /// The RabbitMQ the operator runs, if it runs one.
     pub fn managed_rabbitmq(&self) -> Option<ManagedBroker> {
         self.rabbitmq().and_then(BrokerSpec::managed)
+    }
+
+    /// The `RabbitmqCluster` (cluster operator) the services use, if they use one.
+    pub fn rabbitmq_cluster(&self) -> Option<&RabbitmqClusterProvider> {
+        self.rabbitmq().and_then(BrokerSpec::cluster)
     }
 
     /// The Kafka cluster the operator runs, if it runs one.
@@ -210,6 +229,7 @@ impl Default for SalesSystemSpec {
             autoscaling: AutoscalingSpec::default(),
             network_policies: NetworkPoliciesSpec::default(),
             deletion_policy: DeletionPolicy::default(),
+            placement: None,
         }
     }
 }
@@ -334,6 +354,10 @@ pub struct ServiceSpec {
         regex(pattern = r"^[a-z0-9][-a-zA-Z0-9._:/]*(@sha256:[a-f0-9]{64})?$")
     )]
     pub image: Option<String>,
+    /// Where this service's pods (API and consumers) are scheduled: each field given
+    /// replaces `spec.placement`'s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Box<Placement>>,
 }
 
 impl Default for ServiceSpec {
@@ -343,6 +367,7 @@ impl Default for ServiceSpec {
             database_pool: None,
             resources: None,
             image: None,
+            placement: None,
         }
     }
 }
@@ -430,12 +455,24 @@ impl<'de> Deserialize<'de> for StorageSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("!(has(self.managed) && has(self.external))").message("rabbitmq: give either managed or external, not both")
+    validation = Rule::new("!(has(self.managed) && has(self.external))").message("rabbitmq: give either managed or external, not both"),
+    validation = Rule::new("[has(self.managed), has(self.cluster), has(self.external)].filter(x, x).size() <= 1").message("rabbitmq: give at most one of managed, cluster or external"),
+    validation = Rule::new("!has(self.managed) || !has(self.managed.replicas) || self.managed.replicas == 1 || (self.managed.replicas >= 3 && self.managed.replicas % 2 == 1)").message("rabbitmq.managed.replicas: 1, or an odd number from 3 (a quorum queue needs a majority of the nodes)"),
+    validation = Rule::new("!has(self.cluster) || !has(self.cluster.create) || !has(self.cluster.create.replicas) || self.cluster.create.replicas == 1 || (self.cluster.create.replicas >= 3 && self.cluster.create.replicas % 2 == 1)").message("rabbitmq.cluster.create.replicas: 1, or an odd number from 3 (a quorum queue needs a majority of the nodes)"),
+    validation = Rule::new("(has(self.external) ? 'external' : has(self.cluster) ? 'cluster' : 'managed') == (has(oldSelf.external) ? 'external' : has(oldSelf.cluster) ? 'cluster' : 'managed')").message("rabbitmq: the broker's provider (managed, cluster or external) cannot change: the queues and their messages stay on the old broker (docs/operator/providers.md#rabbitmq)"),
+    validation = Rule::new("!has(oldSelf.managed) || !has(self.managed) || (has(self.managed.replicas) ? self.managed.replicas : 1) == (has(oldSelf.managed.replicas) ? oldSelf.managed.replicas : 1)").message("rabbitmq.managed.replicas cannot change: the nodes of a classic_config cluster are fixed when it is made (docs/operator/providers.md#rabbitmq)"),
+    validation = Rule::new("!has(oldSelf.cluster) || !has(self.cluster) || !has(oldSelf.cluster.create) || !has(self.cluster.create) || (has(self.cluster.create.replicas) ? self.cluster.create.replicas : 3) == (has(oldSelf.cluster.create.replicas) ? oldSelf.cluster.create.replicas : 3)").message("rabbitmq.cluster.create.replicas cannot change: the cluster operator does not shrink a cluster, and quorum queues keep their members (docs/operator/providers.md#rabbitmq)"),
+    validation = Rule::new("(has(self.prefix) ? self.prefix : '') != (has(oldSelf.prefix) ? oldSelf.prefix : '') || (has(self.queueType) ? self.queueType : (has(self.cluster) || (!has(self.external) && has(self.managed) && has(self.managed.replicas) && self.managed.replicas >= 3)) ? 'quorum' : 'classic') == (has(oldSelf.queueType) ? oldSelf.queueType : (has(oldSelf.cluster) || (!has(oldSelf.external) && has(oldSelf.managed) && has(oldSelf.managed.replicas) && oldSelf.managed.replicas >= 3)) ? 'quorum' : 'classic')").message("rabbitmq.queueType cannot change on its own: existing queues keep their type; give a new rabbitmq.prefix with it, so the services declare new queues (drain the old ones first)")
 )]
 pub struct BrokerSpec {
-    /// A single-node RabbitMQ StatefulSet with a volume, credentials generated.
+    /// A RabbitMQ StatefulSet of 1 node (the default) or 3 or more, each with a
+    /// volume, credentials generated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub managed: Option<ManagedBroker>,
+    /// A RabbitMQ run by RabbitMQ's cluster operator: one it creates for this system,
+    /// or an existing `RabbitmqCluster` of the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<RabbitmqClusterProvider>,
     /// A broker run elsewhere: its `amqp://` URL (with credentials and vhost) in a Secret,
     /// and where its management API answers.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -445,15 +482,44 @@ pub struct BrokerSpec {
     #[serde(default)]
     #[schemars(regex(pattern = r"^[A-Za-z0-9._-]*$"), length(max = 64))]
     pub prefix: String,
+    /// The type of the services' queues (`AMQP_QUEUE_TYPE`). Unset: `quorum` on a
+    /// managed broker of 3 or more nodes and with `cluster`, else `classic`. Existing
+    /// queues keep their type: it changes only with a new `prefix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_type: Option<QueueType>,
 }
 
 impl BrokerSpec {
-    /// The managed broker's settings, or `None` when the broker is external.
+    /// The managed broker's settings, or `None` when the broker is external or run by
+    /// the cluster operator.
     pub fn managed(&self) -> Option<ManagedBroker> {
-        match (&self.managed, &self.external) {
-            (_, Some(_)) => None,
-            (Some(m), None) => Some(m.clone()),
-            (None, None) => Some(ManagedBroker::default()),
+        match (&self.managed, &self.cluster, &self.external) {
+            (_, Some(_), _) | (_, _, Some(_)) => None,
+            (Some(m), None, None) => Some(m.clone()),
+            (None, None, None) => Some(ManagedBroker::default()),
+        }
+    }
+
+    /// The `RabbitmqCluster` the services use, when `cluster` is given (and not
+    /// `external`).
+    pub fn cluster(&self) -> Option<&RabbitmqClusterProvider> {
+        match &self.external {
+            Some(_) => None,
+            None => self.cluster.as_ref(),
+        }
+    }
+
+    /// The type of the services' queues, after the default.
+    pub fn queue_type(&self) -> QueueType {
+        if let Some(given) = self.queue_type {
+            return given;
+        }
+        let replicated =
+            self.cluster().is_some() || self.managed().is_some_and(|m| m.replicas >= 3);
+        if replicated {
+            QueueType::Quorum
+        } else {
+            QueueType::Classic
         }
     }
 }
@@ -495,29 +561,43 @@ pub struct ManagedBroker {
     /// The RabbitMQ image (4.x; the `-management` variants are fine).
     #[schemars(length(min = 1))]
     pub image: String,
+    /// Nodes: 1, or an odd number from 3 (3 survives the loss of one, 5 of two),
+    /// clustered by `classic_config` peer discovery. Fixed once the broker exists.
+    #[schemars(range(min = 1, max = 9))]
+    pub replicas: i32,
+    /// Each node's volume.
     pub storage: StorageSpec,
     /// Unset: requests 100m CPU and 256Mi, limit 1Gi of memory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Where the broker's pods are scheduled: each field given replaces
+    /// `spec.placement`'s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Box<Placement>>,
 }
 
 impl Default for ManagedBroker {
     fn default() -> Self {
         ManagedBroker {
             image: "rabbitmq:4.1-management".into(),
+            replicas: 1,
             storage: StorageSpec::default(),
             resources: None,
+            placement: None,
         }
     }
 }
 
-/// PostgreSQL for every service that has a database. The top-level `managed` or
-/// `external` applies to every service unless `services.<name>` says otherwise;
-/// neither given means managed with the defaults.
+/// PostgreSQL for every service that has a database. The top-level `managed`,
+/// `external` or `cloudNativePG` applies to every service unless `services.<name>`
+/// says otherwise; none given means managed with the defaults. A service's database
+/// never changes provider on an update (docs/operator/providers.md).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("!(has(self.managed) && has(self.external))").message("postgres: give either managed or external, not both")
+    validation = Rule::new("!(has(self.managed) && has(self.external))").message("postgres: give either managed or external, not both"),
+    validation = Rule::new("!has(self.cloudNativePG) || !(has(self.managed) || has(self.external))").message("postgres: give at most one of managed, external or cloudNativePG"),
+    validation = Rule::new(PROVIDER_RULE).message(PROVIDER_MESSAGE)
 )]
 pub struct DatabasesSpec {
     /// One PostgreSQL StatefulSet per service, each with its own volume and generated
@@ -529,6 +609,14 @@ pub struct DatabasesSpec {
     /// `inventory`, `shipping`, `notification`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalDatabases>,
+    /// A CloudNativePG `Cluster` per service, which the operator creates
+    /// (docs/operator/providers.md).
+    #[serde(
+        rename = "cloudNativePG",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cloud_native_pg: Option<CloudNativePgClusters>,
     /// Per-service choices that override the top level.
     #[serde(default)]
     pub services: DatabaseOverrides,
@@ -552,6 +640,17 @@ pub struct ManagedDatabase {
     /// Unset: requests 100m CPU and 128Mi, limit 512Mi of memory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Where the database's pod is scheduled: each field given replaces
+    /// `spec.placement`'s (in `postgres.services.<name>.managed`: replaces
+    /// `postgres.managed.placement`'s, then `spec.placement`'s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Box<Placement>>,
+    /// Scheduled dumps of the database (`docs/operator/backups.md`); unset: none. In
+    /// `postgres.services.<name>.managed`, the service's own (the top level's is not
+    /// inherited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    // Boxed: it would make every `DatabaseChoice` as large as a backup's settings.
+    pub backup: Option<Box<BackupSpec>>,
 }
 
 impl Default for ManagedDatabase {
@@ -560,6 +659,8 @@ impl Default for ManagedDatabase {
             image: "postgres:17".into(),
             storage: StorageSpec::default(),
             resources: None,
+            placement: None,
+            backup: None,
         }
     }
 }
@@ -568,7 +669,7 @@ impl Default for ManagedDatabase {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("has(self.managed) != has(self.external)").message("a service's database override gives exactly one of managed or external")
+    validation = Rule::new("(has(self.managed) ? 1 : 0) + (has(self.external) ? 1 : 0) + (has(self.cloudNativePG) ? 1 : 0) == 1").message("a service's database override gives exactly one of managed, external or cloudNativePG")
 )]
 pub struct DatabaseOverride {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -576,6 +677,14 @@ pub struct DatabaseOverride {
     /// The service's `postgres://` URL in a Secret.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external: Option<SecretKeyRef>,
+    /// The service's database on CloudNativePG: a Cluster the operator creates, or
+    /// one that exists (`clusterName`).
+    #[serde(
+        rename = "cloudNativePG",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cloud_native_pg: Option<CloudNativePgDatabase>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
@@ -602,6 +711,7 @@ pub struct DatabaseOverrides {
 pub enum DatabaseChoice {
     Managed(ManagedDatabase),
     External(SecretKeyRef),
+    CloudNativePg(CloudNativePgDatabase),
 }
 
 impl DatabasesSpec {
@@ -626,6 +736,12 @@ impl DatabasesSpec {
             if let Some(managed) = &over.managed {
                 return Some(DatabaseChoice::Managed(managed.clone()));
             }
+            if let Some(cnpg) = &over.cloud_native_pg {
+                return Some(DatabaseChoice::CloudNativePg(cnpg.clone()));
+            }
+        }
+        if let Some(cnpg) = &self.cloud_native_pg {
+            return Some(DatabaseChoice::CloudNativePg(cnpg.clone().into()));
         }
         Some(match (&self.external, &self.managed) {
             (Some(external), _) => DatabaseChoice::External(SecretKeyRef {
@@ -670,6 +786,10 @@ pub struct ManagedRedis {
     /// Unset: requests 50m CPU and 64Mi, limit 256Mi of memory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Where the Redis pod is scheduled: each field given replaces
+    /// `spec.placement`'s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Box<Placement>>,
 }
 
 impl Default for ManagedRedis {
@@ -677,6 +797,7 @@ impl Default for ManagedRedis {
         ManagedRedis {
             image: "redis:7.4".into(),
             resources: None,
+            placement: None,
         }
     }
 }

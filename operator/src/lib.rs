@@ -18,6 +18,7 @@
 //! - [`yaml`]: YAML that YAML 1.1 readers (kubectl, Helm) read the same way.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod api_error;
 pub mod autoscaling;
 pub mod catalogue;
@@ -28,6 +29,7 @@ pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod optional_kinds;
+pub mod providers;
 pub mod quantity;
 pub mod reconcile;
 pub mod reference;

@@ -1,4 +1,4 @@
-//! `sales-operator run | crdgen | render -f FILE | simulate`.
+//! `sales-operator run | crdgen | render -f FILE | restore-job | simulate`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,9 +28,29 @@ enum Command {
     },
     /// Print every object the operator would create for a SalesSystem, as YAML.
     Render {
-        /// A YAML file holding a SalesSystem.
+        /// A YAML file holding a SalesSystem. It is admitted as the API server would
+        /// (schema, CEL rules, unknown fields): what `kubectl apply` refuses, render
+        /// refuses, with the same messages, and exits non-zero.
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
+        /// The SalesSystem this one updates: its transition rules are checked too.
+        #[arg(long)]
+        old: Option<PathBuf>,
+    },
+    /// Print a Job that restores a backup of one service's managed database
+    /// (docs/operator/backups.md).
+    RestoreJob {
+        /// A YAML file holding the SalesSystem (as applied).
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// The service whose database to restore: product, order, customer, payment,
+        /// inventory, shipping or notification.
+        #[arg(long)]
+        service: String,
+        /// The dump's name (`20250131T030000Z.dump`), `latest`, or `list` (the Job
+        /// only lists the dumps in its log).
+        #[arg(long, default_value = "latest")]
+        dump: sales_operator::children::backups::restore::Dump,
     },
     /// Replay a load profile through the autoscaling decision; print every change and
     /// draw depth and replicas over time as a PNG.
@@ -59,10 +79,17 @@ fn main() -> ExitCode {
         Command::Crdgen { reference: false } => sales_operator::crd::crd_yaml()
             .map(|yaml| print!("{yaml}"))
             .map_err(anyhow::Error::from),
-        Command::Render { file } => std::fs::read_to_string(&file)
+        Command::Render { file, old } => render(&file, old.as_deref()),
+        Command::RestoreJob {
+            file,
+            service,
+            dump,
+        } => std::fs::read_to_string(&file)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))
             .and_then(|yaml| sales_operator::render::parse(&yaml))
-            .and_then(|system| sales_operator::render::render(&system))
+            .and_then(|system| {
+                sales_operator::children::backups::restore::render(&system, &service, &dump)
+            })
             .map(|yaml| print!("{yaml}")),
         Command::Run(args) => sales_operator::controller::main(*args),
         Command::Simulate {
@@ -79,6 +106,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `render -f FILE [--old FILE]`: refused (non-zero, the API server's message on
+/// stderr) where `kubectl apply` would be.
+fn render(file: &std::path::Path, old: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+    };
+    let yaml = read(file)?;
+    let system = match old {
+        None => sales_operator::render::parse(&yaml)?,
+        Some(old) => sales_operator::render::parse_update(&yaml, &read(old)?)?,
+    };
+    print!("{}", sales_operator::render::render(&system)?);
+    Ok(())
 }
 
 fn simulate(

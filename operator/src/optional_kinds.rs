@@ -1,5 +1,6 @@
 //! Kinds the operator uses only where their CRDs are installed (the Prometheus
-//! Operator's ServiceMonitor, Strimzi's KafkaTopic), found out while running.
+//! Operator's ServiceMonitor, Strimzi's KafkaTopic and KafkaUser), found out while
+//! running.
 //!
 //! The cluster is asked through discovery (`GET /apis/<group>/<version>`), and the
 //! answer kept for a short while ([`OptionalKinds::refresh`]): the reconcile skips an
@@ -16,7 +17,7 @@ use kube::api::ApiResource;
 use tokio::sync::Mutex;
 
 use crate::children;
-use crate::children::kafka_topics;
+use crate::children::{cloudnative_pg, kafka_topics, kafka_users};
 
 /// How long an answer of discovery is trusted.
 pub const REFRESH: Duration = Duration::from_secs(30);
@@ -26,6 +27,10 @@ pub fn all() -> Vec<ApiResource> {
     vec![
         children::service_monitor_resource(),
         kafka_topics::kafka_topic_resource(),
+        kafka_users::kafka_user_resource(),
+        cloudnative_pg::cluster_resource(),
+        cloudnative_pg::scheduled_backup_resource(),
+        children::rabbitmq_cluster::rabbitmq_cluster_resource(),
     ]
 }
 

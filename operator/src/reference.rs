@@ -162,7 +162,14 @@ fn rows(out: &mut String, path: &str, schema: &JSONSchemaProps, required: bool) 
         cell(&description)
     );
     // Kubernetes' own types are documented upstream; one row is enough.
-    if path.ends_with(".resources") || path.ends_with(".conditions") {
+    let upstream = [
+        ".resources",
+        ".conditions",
+        ".affinity",
+        ".tolerations",
+        ".topologySpreadConstraints",
+    ];
+    if upstream.iter().any(|suffix| path.ends_with(suffix)) {
         return;
     }
     let required_fields = schema.required.clone().unwrap_or_default();

@@ -62,6 +62,11 @@ pub struct Observed {
     /// Whether the cluster serves ServiceMonitors, when this reconcile asked (it
     /// does when the spec wants one); `None`: not asked, the condition stays as it was.
     pub service_monitors: Option<bool>,
+    /// The CloudNativePG Clusters of the namespace (when some database is on it).
+    pub cnpg_clusters: Vec<kube::api::DynamicObject>,
+    /// Whether the cluster serves CloudNativePG's kinds, when this reconcile asked;
+    /// `None`: not asked, `ProvidersAvailable` stays as it was.
+    pub cloudnative_pg: Option<bool>,
 }
 
 struct Check {
@@ -181,6 +186,30 @@ pub fn derive(
             now,
         ));
     }
+    if let Some((ok, reason, message)) =
+        crate::providers::providers_available(spec, observed.cloudnative_pg)
+    {
+        let check = Check {
+            ok,
+            reason,
+            message,
+        };
+        let kind = crate::providers::PROVIDERS_AVAILABLE;
+        conditions.push(condition(
+            &previous.conditions,
+            kind,
+            &check,
+            generation,
+            now,
+        ));
+    } else if let Some(kept) = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == crate::providers::PROVIDERS_AVAILABLE)
+        .filter(|_| !crate::children::cloudnative_pg::services(spec).is_empty())
+    {
+        conditions.push(kept.clone());
+    }
     if spec.observability.service_monitor.enabled {
         conditions.extend(monitoring_available(
             &previous.conditions,
@@ -262,16 +291,21 @@ fn broker_ready(spec: &SalesSystemSpec, names: &Names, observed: &Observed) -> C
     }
 }
 
-/// `DatabasesReady`: every managed database's StatefulSet has a ready pod; external
-/// ones count as ready.
+/// `DatabasesReady`: every managed database's StatefulSet has a ready pod, every
+/// CloudNativePG Cluster is ready; external ones count as ready.
 fn databases_ready(spec: &SalesSystemSpec, names: &Names, observed: &Observed) -> Check {
-    let mut waiting_databases = Vec::new();
-    let mut managed_databases = 0;
+    let (cnpg, mut waiting_databases) = crate::providers::waiting_databases(
+        spec,
+        names,
+        &observed.cnpg_clusters,
+        observed.cloudnative_pg,
+    );
+    let mut managed_databases = cnpg;
     for service in AppService::with_database() {
         if let Some(DatabaseChoice::Managed(_)) = spec.postgres.choice(service) {
             managed_databases += 1;
             if !stateful_ready(observed, &names.of(Component::Database(service))) {
-                waiting_databases.push(service.name());
+                waiting_databases.push(service.name().to_owned());
             }
         }
     }

@@ -494,3 +494,105 @@ async fn a_credentials_secret_deleted_while_the_system_lives_comes_back_with_its
     assert!(again["metadata"]["deletionTimestamp"].is_null());
     assert_eq!(again["data"], before["data"], "{name} keeps its passwords");
 }
+
+/// The images the order service's Deployment runs.
+async fn order_images(client: &Client) -> Vec<String> {
+    let order = Api::<Deployment>::namespaced(client.clone(), NS)
+        .get("shop-order")
+        .await
+        .expect("the order Deployment");
+    let pod = order.spec.unwrap().template.spec.unwrap();
+    pod.containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten())
+        .map(|c| c.image.clone().unwrap())
+        .collect()
+}
+
+/// A new version of the services waits for the data tier: while the databases are not
+/// ready, a running Deployment keeps its images (and an Event says why), everything
+/// else applies; once they are ready, the next reconcile rolls the new images.
+#[tokio::test]
+async fn a_new_version_waits_until_the_broker_and_databases_are_ready() {
+    let api = FakeApi::new();
+    api.seed(
+        "salessystems",
+        serde_json::to_value(example("salessystem.yaml")).unwrap(),
+    );
+    let client = api.client();
+    let ctx = uncached_context(&client);
+    reconcile_with(&ctx, &client, "shop").await.expect("first");
+    let before = order_images(&client).await;
+    assert!(!before.is_empty() && before.iter().all(|i| !i.ends_with(":9.9.9")));
+    let shop = get(&client, "shop").await;
+    assert_eq!(
+        condition(&shop, "DatabasesReady").map(|c| c.status.as_str()),
+        Some("False"),
+        "no database pod is ready yet"
+    );
+
+    // Version 9.9.9 and one more order replica, while the databases start.
+    let systems: Api<SalesSystem> = Api::namespaced(client.clone(), NS);
+    systems
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {
+                "image": {"tag": "9.9.9"},
+                "services": {"order": {"replicas": 2}},
+            }})),
+        )
+        .await
+        .unwrap();
+    reconcile_with(&ctx, &client, "shop").await.expect("second");
+    assert_eq!(
+        order_images(&client).await,
+        before,
+        "the running images stay"
+    );
+    let order = Api::<Deployment>::namespaced(client.clone(), NS)
+        .get("shop-order")
+        .await
+        .unwrap();
+    assert_eq!(order.spec.unwrap().replicas, Some(2), "the rest applies");
+    let waiting = events_of(&api, "UpgradeWaiting");
+    assert_eq!(waiting.len(), 1, "{waiting:#?}");
+    let note = waiting[0].note.clone().unwrap_or_default();
+    assert!(
+        note.contains("DatabasesReady") && note.contains("shop-order"),
+        "{note}"
+    );
+
+    // Every StatefulSet's pod becomes ready: the status says so, then the new
+    // version rolls.
+    let sets: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(client.clone(), NS);
+    for set in sets.list(&ListParams::default()).await.unwrap().items {
+        let name = set.metadata.name.clone().unwrap();
+        let replicas = set.spec.and_then(|s| s.replicas).unwrap_or(1);
+        sets.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "replicas": replicas, "readyReplicas": replicas,
+                "availableReplicas": replicas, "currentReplicas": replicas,
+                "updatedReplicas": replicas,
+                "observedGeneration": set.metadata.generation,
+            }})),
+        )
+        .await
+        .unwrap();
+    }
+    reconcile_with(&ctx, &client, "shop").await.expect("third");
+    let shop = get(&client, "shop").await;
+    for kind in ["BrokerReady", "DatabasesReady"] {
+        assert_eq!(
+            condition(&shop, kind).map(|c| c.status.as_str()),
+            Some("True"),
+            "{kind}: {:#?}",
+            shop.status
+        );
+    }
+    reconcile_with(&ctx, &client, "shop").await.expect("fourth");
+    let after = order_images(&client).await;
+    assert!(after.iter().all(|i| i.ends_with(":9.9.9")), "{after:?}");
+}

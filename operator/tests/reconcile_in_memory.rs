@@ -246,7 +246,8 @@ async fn a_new_salessystem_yields_every_child() {
     let want = expected(&system);
     assert_eq!(actual(&client).await, want);
     let total: usize = want.values().map(BTreeSet::len).sum();
-    assert_eq!(total, 80, "every child of the full example");
+    // 80, and the budgets of the 7 databases, RabbitMQ and Redis.
+    assert_eq!(total, 80 + 9, "every child of the full example");
 
     // Every child is controlled by the SalesSystem.
     let deployment = Api::<Deployment>::namespaced(client.clone(), NS)

@@ -217,11 +217,15 @@ async fn one_reconcile_makes_exactly_these_requests() {
         format!("{ns}/services"),
         format!("{apps}/statefulsets"),
         format!("{apps}/deployments"),
+        "/apis/batch/v1/namespaces/sales/cronjobs".into(),
         format!("{policy}/poddisruptionbudgets"),
         "/apis/networking.k8s.io/v1/namespaces/sales/networkpolicies".into(),
         "/apis/networking.k8s.io/v1/namespaces/sales/ingresses".into(),
         "/apis/monitoring.coreos.com/v1/namespaces/sales/servicemonitors".into(),
         "/apis/kafka.strimzi.io/v1/namespaces/sales/kafkatopics".into(),
+        "/apis/kafka.strimzi.io/v1/namespaces/sales/kafkausers".into(),
+        "/apis/postgresql.cnpg.io/v1/namespaces/sales/clusters".into(),
+        "/apis/postgresql.cnpg.io/v1/namespaces/sales/scheduledbackups".into(),
     ] {
         expected.push(format!("LIST {list}"));
     }
@@ -233,7 +237,7 @@ async fn one_reconcile_makes_exactly_these_requests() {
         "PATCH /apis/sales-system.io/v1alpha1/namespaces/sales/salessystems/lean/status (application/merge-patch+json)".into(),
     ]);
     assert_eq!(seen, expected);
-    assert_eq!(seen.len(), 49);
+    assert_eq!(seen.len(), 53);
     assert_eq!(lean().name_any(), "lean");
 }
 

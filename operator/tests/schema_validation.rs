@@ -15,6 +15,7 @@ use serde_json::Value;
 const K8S_VERSION: &str = "1.33.0";
 const SERVICE_MONITOR_CRD: &str = "testdata/schemas/monitoring.coreos.com_servicemonitors.yaml";
 const KAFKA_TOPIC_CRD: &str = "testdata/schemas/kafka.strimzi.io_kafkatopics.yaml";
+const KAFKA_USER_CRD: &str = "testdata/schemas/kafka.strimzi.io_kafkausers.yaml";
 
 /// Run validate_custom_resources.py: one result per object of the CRD's kind.
 fn validate_custom_resources(crd: &Path, files: &[PathBuf]) -> Vec<(String, Vec<String>)> {
@@ -212,6 +213,8 @@ struct Rendered {
     monitors: PathBuf,
     topics: PathBuf,
     topic_count: usize,
+    /// Strimzi KafkaUsers.
+    users: Vec<Value>,
 }
 
 /// Render one example into built-in objects, ServiceMonitors and KafkaTopics, as files.
@@ -220,6 +223,7 @@ fn render_split(example: &Path, dir: &Path) -> Rendered {
     let mut builtin = Vec::new();
     let mut monitors = Vec::new();
     let mut topics = Vec::new();
+    let mut users = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(&yaml) {
         let value: Value = serde::Deserialize::deserialize(doc).expect("rendered YAML parses");
         assert!(
@@ -230,6 +234,11 @@ fn render_split(example: &Path, dir: &Path) -> Rendered {
             monitors.push(value);
         } else if value["kind"] == "KafkaTopic" {
             topics.push(value);
+        } else if value["kind"] == "KafkaUser" {
+            users.push(value);
+        } else if value["apiVersion"] == "postgresql.cnpg.io/v1" {
+            // CloudNativePG's kinds: validated by its own CRDs in tests/cloudnative_pg.rs.
+            continue;
         } else {
             builtin.push(value);
         }
@@ -251,6 +260,7 @@ fn render_split(example: &Path, dir: &Path) -> Rendered {
         monitors: monitor_file,
         topics: topic_file,
         topic_count: topics.len(),
+        users,
     }
 }
 
@@ -261,6 +271,7 @@ fn rendered_objects_pass_kubernetes_validate_strict() {
     let mut monitor_files = Vec::new();
     let mut topic_files = Vec::new();
     let mut topics = 0;
+    let mut users = Vec::new();
     let mut total = 0;
     for example in common::examples() {
         let rendered = render_split(&example, &dir);
@@ -268,6 +279,7 @@ fn rendered_objects_pass_kubernetes_validate_strict() {
         monitor_files.push(rendered.monitors);
         topic_files.push(rendered.topics);
         topics += rendered.topic_count;
+        users.extend(rendered.users);
         let output = Command::new(&validate)
             .args(["--strict", "-k", K8S_VERSION])
             .arg(&builtin)
@@ -307,17 +319,29 @@ fn rendered_objects_pass_kubernetes_validate_strict() {
         assert!(errors.is_empty(), "{file}: {errors:?}");
     }
 
-    // The Strimzi example's topics, against Strimzi's own CRD (kafka.strimzi.io/v1).
+    // The Strimzi examples' topics, against Strimzi's own CRD (kafka.strimzi.io/v1).
     let topic_count = sales_contracts::topology::Topology::default()
         .kafka_topics()
         .len();
     assert_eq!(
-        topics, topic_count,
-        "one KafkaTopic per topic, in one example"
+        topics,
+        2 * topic_count,
+        "one KafkaTopic per topic, in the two Strimzi examples"
     );
     let results =
         validate_custom_resources(&common::workspace().join(KAFKA_TOPIC_CRD), &topic_files);
-    assert_eq!(results.len(), topic_count);
+    assert_eq!(results.len(), 2 * topic_count);
+    for (file, errors) in results {
+        assert!(errors.is_empty(), "{file}: {errors:?}");
+    }
+
+    // The SCRAM example's KafkaUser, against Strimzi's KafkaUser CRD.
+    assert_eq!(users.len(), 1, "one KafkaUser, in the SCRAM example");
+    let user_file = dir.join("kafkausers.yaml");
+    std::fs::write(&user_file, sales_operator::yaml::documents(&users)).expect("write");
+    let results =
+        validate_custom_resources(&common::workspace().join(KAFKA_USER_CRD), &[user_file]);
+    assert_eq!(results.len(), 1);
     for (file, errors) in results {
         assert!(errors.is_empty(), "{file}: {errors:?}");
     }
@@ -339,7 +363,8 @@ fn render_prints_every_child_and_the_generated_secrets() {
         ("Deployment", 9), // 8 services + Redis
         ("Ingress", 1),
         ("NetworkPolicy", 8 + 7 + 2),
-        ("PodDisruptionBudget", 8),
+        // the services', the databases', the broker's and Redis's
+        ("PodDisruptionBudget", 8 + 7 + 2),
         ("Secret", 7 + 4), // 7 databases, broker, Redis, identity, auth
         ("Service", 8 + 7 + 2),
         ("ServiceMonitor", 1),

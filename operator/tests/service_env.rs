@@ -68,6 +68,7 @@ fn every_variable_set_is_read_and_every_required_one_is_set() {
         "salessystem-autoscaling.yaml",
         "salessystem-kafka.yaml",
         "salessystem-strimzi.yaml",
+        "salessystem-strimzi-scram.yaml",
     ] {
         let system = example(file);
         let names = Names::new("shop", "sales");

@@ -587,8 +587,9 @@ fn the_charts_values_reach_every_field_of_the_crd_spec() {
         r##"
 crd = os.path.join(chart_dir("sales-operator"), "crds", "salessystem.yaml")
 spec_schema = crd_schema(crd, "v1alpha1")["properties"]["spec"]
-# Kubernetes' own ResourceRequirements are passed through whole.
-OPAQUE = {"resources"}
+# Kubernetes' own types are passed through whole: ResourceRequirements, and the
+# Pod's scheduling fields of `placement`.
+OPAQUE = {"resources", "affinity", "tolerations", "topologySpreadConstraints"}
 
 def groups(schema):
     """Sibling properties of one schema (the 7 database overrides, the 8 services...)
@@ -617,7 +618,8 @@ def schema_paths(schema, path, out):
 
 def value_paths(schema, value, path, out, unknown):
     out.add(path)
-    if path.rsplit(".", 1)[-1] in OPAQUE:
+    # Opaque too: a block passed to another operator as is (CloudNativePG's `backup`).
+    if path.rsplit(".", 1)[-1] in OPAQUE or schema.get("x-kubernetes-preserve-unknown-fields"):
         return
     if isinstance(value, dict):
         props = schema.get("properties") or {}
@@ -813,17 +815,26 @@ emit({
     let expected = json!({
         "sales-system.io|salessystems|": ["get", "list", "patch", "update", "watch"],
         "sales-system.io|salessystems/status|": ["get", "list", "patch", "update", "watch"],
+        // Children's owner references block the owner's deletion: with the
+        // OwnerReferencesPermissionEnforcement admission plugin (OpenShift) that needs
+        // update on the owner's finalizers.
+        "sales-system.io|salessystems/finalizers|": ["update"],
         "|configmaps|": crud,
         "|secrets|": crud,
         "|services|": crud,
         "|persistentvolumeclaims|": crud,
         "apps|deployments|": crud,
         "apps|statefulsets|": crud,
+        "batch|cronjobs|": crud,
         "policy|poddisruptionbudgets|": crud,
         "networking.k8s.io|networkpolicies|": crud,
         "networking.k8s.io|ingresses|": crud,
         "monitoring.coreos.com|servicemonitors|": crud,
         "kafka.strimzi.io|kafkatopics|": crud,
+        "kafka.strimzi.io|kafkausers|": crud,
+        "postgresql.cnpg.io|clusters|": crud,
+        "postgresql.cnpg.io|scheduledbackups|": crud,
+        "rabbitmq.com|rabbitmqclusters|": crud,
         "events.k8s.io|events|": ["create", "patch"],
         "|pods|": ["list", "patch"],
     });

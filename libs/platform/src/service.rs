@@ -161,8 +161,7 @@ impl ServiceBuilder {
                 Messaging::RabbitMq(Broker::start(
                     self.name,
                     url,
-                    Topology::new(args.amqp_prefix.clone())
-                        .with_queue_type(args.amqp_queue_type),
+                    Topology::new(args.amqp_prefix.clone()).with_queue_type(args.amqp_queue_type),
                     self.metrics.clone(),
                     self.infrastructure.clone(),
                 ))

@@ -13,6 +13,7 @@ use crate::catalogue::AppService;
 use crate::children::env::{kafka_bootstrap, kafka_credentials, kafka_protocol};
 use crate::children::infrastructure::RABBITMQ_MANAGEMENT_PORT;
 use crate::children::names::{Component, Names};
+use crate::children::rabbitmq_cluster;
 use crate::crd::SalesSystemSpec;
 
 /// The broker of one system, ready to be read.
@@ -38,25 +39,38 @@ impl QueueSource {
     ) -> Result<QueueSource, ReadError> {
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &names.namespace);
         if let Some(kafka) = spec.kafka() {
-            let credentials = match kafka_credentials(names, &kafka) {
-                Some((secret, user_key, password_key)) => {
-                    let found = read_secret(&secrets, &secret).await?;
-                    let value = |key: &str| {
-                        secret_value(&found, key).ok_or_else(|| {
-                            ReadError::new(
-                                "BrokerCredentialsMissing",
-                                format!("Secret {secret} has no key {key}"),
-                            )
-                        })
-                    };
-                    Some((value(&user_key)?, value(&password_key)?))
+            let login = match crate::children::kafka_users::services_user(names, &kafka) {
+                // The Strimzi user's password, in the Secret its User Operator writes.
+                Some(user) => {
+                    let found = read_secret(&secrets, &user).await?;
+                    let password = secret_value(&found, "password").ok_or_else(|| {
+                        ReadError::new(
+                            "BrokerCredentialsMissing",
+                            format!("Secret {user} has no key password"),
+                        )
+                    })?;
+                    Some(("SCRAM-SHA-512", user, password))
                 }
-                None => None,
+                None => match kafka_credentials(names, &kafka) {
+                    Some((secret, user_key, password_key)) => {
+                        let found = read_secret(&secrets, &secret).await?;
+                        let value = |key: &str| {
+                            secret_value(&found, key).ok_or_else(|| {
+                                ReadError::new(
+                                    "BrokerCredentialsMissing",
+                                    format!("Secret {secret} has no key {key}"),
+                                )
+                            })
+                        };
+                        Some(("PLAIN", value(&user_key)?, value(&password_key)?))
+                    }
+                    None => None,
+                },
             };
             let reader = KafkaReader::new(
                 &kafka_bootstrap(names, &kafka),
                 kafka_protocol(&kafka).as_str(),
-                credentials,
+                login,
             )?;
             return Ok(QueueSource::Kafka(reader));
         }
@@ -69,11 +83,16 @@ impl QueueSource {
             None => (
                 names.broker_secret(),
                 "url".to_owned(),
-                Some(format!(
-                    "http://{}.{}.svc:{RABBITMQ_MANAGEMENT_PORT}",
-                    names.of(Component::Broker),
-                    names.namespace
-                )),
+                // The account Secret written from the RabbitmqCluster's default user,
+                // or the managed broker's generated one.
+                Some(match spec.rabbitmq_cluster() {
+                    Some(provider) => rabbitmq_cluster::management_url(names, provider),
+                    None => format!(
+                        "http://{}.{}.svc:{RABBITMQ_MANAGEMENT_PORT}",
+                        names.of(Component::Broker),
+                        names.namespace
+                    ),
+                }),
             ),
         };
         let found = read_secret(&secrets, &secret).await?;

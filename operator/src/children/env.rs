@@ -11,6 +11,7 @@ use super::names::{Component, Names};
 use crate::catalogue::{ADMIN_PORT, AppService, HTTP_PORT, SHUTDOWN_GRACE_SECONDS};
 use crate::crd::{
     DatabaseChoice, KafkaChoice, KafkaSecurityProtocol, KafkaSpec, SalesSystemSpec, SecretKeyRef,
+    StrimziAuthentication,
 };
 
 /// `max_connections` of a managed PostgreSQL: the official image's default, which the
@@ -110,7 +111,13 @@ pub fn plain_settings(
                     set(k, v);
                 }
             }
-            None => set("AMQP_PREFIX", spec.rabbitmq.prefix.clone()),
+            None => {
+                set("AMQP_PREFIX", spec.rabbitmq.prefix.clone());
+                set(
+                    "AMQP_QUEUE_TYPE",
+                    spec.rabbitmq.queue_type().as_str().to_owned(),
+                );
+            }
         }
     }
     // Keys carry the namespace and the system so systems can share an external Redis.
@@ -182,7 +189,7 @@ pub fn database_pool(spec: &SalesSystemSpec, service: AppService) -> Option<i32>
         DatabaseChoice::Managed(_) => ((MANAGED_MAX_CONNECTIONS - KEPT_CONNECTIONS)
             / most_pods(spec, service).max(1))
         .clamp(MIN_DATABASE_POOL, DEFAULT_DATABASE_POOL),
-        DatabaseChoice::External(_) => DEFAULT_DATABASE_POOL,
+        DatabaseChoice::External(_) | DatabaseChoice::CloudNativePg(_) => DEFAULT_DATABASE_POOL,
     })
 }
 
@@ -193,6 +200,9 @@ pub fn secret_env(names: &Names, spec: &SalesSystemSpec, service: AppService) ->
         let (secret, key) = match choice {
             DatabaseChoice::Managed(_) => (names.database_secret(service), "url".to_owned()),
             DatabaseChoice::External(r) => (r.secret_name, r.key),
+            DatabaseChoice::CloudNativePg(cnpg) => {
+                super::cloudnative_pg::database_secret(names, service, &cnpg)
+            }
         };
         env.push(from_secret("DATABASE_URL", &secret, &key));
     }
@@ -202,6 +212,11 @@ pub fn secret_env(names: &Names, spec: &SalesSystemSpec, service: AppService) ->
                 if let Some((secret, user, password)) = kafka_credentials(names, &kafka) {
                     env.push(from_secret("KAFKA_SASL_USERNAME", &secret, &user));
                     env.push(from_secret("KAFKA_SASL_PASSWORD", &secret, &password));
+                }
+                // The Secret Strimzi writes for the services' KafkaUser.
+                if let Some(user) = super::kafka_users::services_user(names, &kafka) {
+                    let key = super::kafka_users::PASSWORD_KEY;
+                    env.push(from_secret("KAFKA_SASL_PASSWORD", &user, key));
                 }
             }
             None => {
@@ -254,7 +269,10 @@ pub fn kafka_bootstrap(names: &Names, kafka: &KafkaSpec) -> String {
 pub fn kafka_protocol(kafka: &KafkaSpec) -> KafkaSecurityProtocol {
     match kafka.choice() {
         KafkaChoice::Managed(_) => KafkaSecurityProtocol::SaslPlaintext,
-        KafkaChoice::Strimzi(_) => KafkaSecurityProtocol::Plaintext,
+        KafkaChoice::Strimzi(s) => match s.authentication {
+            StrimziAuthentication::None => KafkaSecurityProtocol::Plaintext,
+            StrimziAuthentication::ScramSha512 => KafkaSecurityProtocol::SaslPlaintext,
+        },
         KafkaChoice::External(e) => e.security_protocol,
     }
 }
@@ -277,8 +295,18 @@ fn kafka_settings(names: &Names, kafka: &KafkaSpec) -> Vec<(&'static str, String
     // -1: the brokers' `default.replication.factor`.
     let replication = kafka.replication().unwrap_or(-1);
     out.push(("KAFKA_REPLICATION_FACTOR", replication.to_string()));
-    if protocol == KafkaSecurityProtocol::SaslPlaintext {
-        out.push(("KAFKA_SASL_MECHANISM", "PLAIN".to_owned()));
+    // A Strimzi user logs in with SCRAM as the KafkaUser's name; the others with PLAIN
+    // as their Secret says.
+    match super::kafka_users::services_user(names, kafka) {
+        Some(user) => {
+            let mechanism = super::kafka_users::SCRAM_MECHANISM.to_owned();
+            out.push(("KAFKA_SASL_MECHANISM", mechanism));
+            out.push(("KAFKA_SASL_USERNAME", user));
+        }
+        None if protocol == KafkaSecurityProtocol::SaslPlaintext => {
+            out.push(("KAFKA_SASL_MECHANISM", "PLAIN".to_owned()));
+        }
+        None => {}
     }
     out
 }
@@ -327,8 +355,14 @@ pub fn from_secret(variable: &str, secret: &str, key: &str) -> EnvVar {
 pub fn referenced_secrets(spec: &SalesSystemSpec) -> Vec<(String, String)> {
     let mut refs = Vec::new();
     for service in AppService::with_database() {
-        if let Some(DatabaseChoice::External(r)) = spec.postgres.choice(service) {
-            refs.push((r.secret_name, r.key));
+        match spec.postgres.choice(service) {
+            Some(DatabaseChoice::External(r)) => refs.push((r.secret_name, r.key)),
+            // A Cluster the user named exists with its Secret; a created one's Secret
+            // comes once CloudNativePG has bootstrapped it (the pods wait for it).
+            Some(DatabaseChoice::CloudNativePg(cnpg)) => {
+                refs.extend(super::cloudnative_pg::referenced_secret(&cnpg));
+            }
+            _ => {}
         }
     }
     if let Some(r) = spec.rabbitmq().and_then(|r| r.external.as_ref()) {
@@ -353,6 +387,7 @@ pub fn referenced_secrets(spec: &SalesSystemSpec) -> Vec<(String, String)> {
     {
         refs.push((r.secret_name.clone(), r.key.clone()));
     }
+    refs.extend(super::backups::referenced_secrets(spec));
     refs.sort();
     refs.dedup();
     refs

@@ -6,12 +6,18 @@
 //! policies, the Ingress and the ServiceMonitor. Generated credentials are separate
 //! ([`secrets::generated`]): they are created once, never applied.
 
+pub mod backups;
+pub mod cloudnative_pg;
 pub mod env;
 pub mod infrastructure;
 pub mod kafka;
 pub mod kafka_topics;
+pub mod kafka_users;
 pub mod names;
 pub mod network;
+pub mod placement;
+pub mod rabbitmq_cluster;
+pub mod rabbitmq_nodes;
 pub mod secrets;
 pub mod services;
 
@@ -110,6 +116,9 @@ pub struct KnownSecrets<'a> {
     /// The Secret of the services' Kafka account (the managed cluster's, or the
     /// `external` credentials).
     pub kafka_account: Option<&'a BTreeMap<String, String>>,
+    /// The default user's Secret of the `RabbitmqCluster` the services use
+    /// (`rabbitmq.cluster`): the broker's account Secret is written from it.
+    pub rabbitmq_default_user: Option<&'a BTreeMap<String, String>>,
 }
 
 /// [`desired_for`], and with the values of the Secrets pods read, each pod carries a
@@ -143,27 +152,42 @@ fn build(
         if let (Some(DatabaseChoice::Managed(settings)), Some(database)) =
             (spec.postgres.choice(service), service.database())
         {
-            let (sts, svc) = infrastructure::postgres(names, service, database, &settings, owner);
+            let (mut sts, svc) =
+                infrastructure::postgres(names, service, database, &settings, owner);
+            placement::place(&mut sts, spec, names, Component::Database(service));
             out.push(Child::typed(&svc)?);
             out.push(Child::typed(&sts)?);
         }
     }
+    out.extend(backups::children(names, spec, owner)?);
+    out.extend(cloudnative_pg::children(names, spec, owner)?);
     if let Some(settings) = spec.managed_rabbitmq() {
-        let (sts, svc) = infrastructure::rabbitmq(names, &settings, owner);
+        let (mut sts, svc) = infrastructure::rabbitmq(names, &settings, owner);
+        placement::place(&mut sts, spec, names, Component::Broker);
+        if rabbitmq_nodes::clustered(&settings) {
+            let (nodes, config) = rabbitmq_nodes::cluster(names, &settings, owner, &mut sts);
+            out.push(Child::typed(&config)?);
+            out.push(Child::typed(&nodes)?);
+        }
         out.push(Child::typed(&svc)?);
         out.push(Child::typed(&sts)?);
     }
+    out.extend(rabbitmq_cluster::children(names, spec, owner, known)?);
     if let Some(settings) = spec.managed_kafka() {
-        let (sts, nodes, bootstrap) = kafka::kafka(names, &settings, owner, known.kafka_account);
+        let (mut sts, nodes, bootstrap) =
+            kafka::kafka(names, &settings, owner, known.kafka_account);
+        placement::place(&mut sts, spec, names, Component::Kafka);
         out.push(Child::typed(&nodes)?);
         out.push(Child::typed(&bootstrap)?);
         out.push(Child::typed(&sts)?);
     }
     if let Some(settings) = spec.kafka() {
         out.extend(kafka_topics::kafka_topics(names, &settings, owner)?);
+        out.extend(kafka_users::kafka_users(names, &settings, owner)?);
     }
     if let Some(settings) = spec.redis.managed() {
-        let (deploy, svc) = infrastructure::redis(names, &settings, owner);
+        let (mut deploy, svc) = infrastructure::redis(names, &settings, owner);
+        placement::place(&mut deploy, spec, names, Component::Cache);
         out.push(Child::typed(&svc)?);
         out.push(Child::typed(&deploy)?);
     }
@@ -197,6 +221,18 @@ fn build(
             names,
             Component::Kafka,
             owner,
+        ))?);
+    }
+    // The data tier's single pods too: maxUnavailable 1 lets a drain evict each (the
+    // tier is away until its pod runs again) and never blocks a drain for good.
+    let databases = AppService::with_database()
+        .filter(|s| matches!(spec.postgres.choice(*s), Some(DatabaseChoice::Managed(_))))
+        .map(Component::Database);
+    let broker = spec.managed_rabbitmq().map(|_| Component::Broker);
+    let cache = spec.redis.managed().map(|_| Component::Cache);
+    for component in databases.chain(broker).chain(cache) {
+        out.push(Child::typed(&services::disruption_budget(
+            names, component, owner,
         ))?);
     }
     for policy in network::policies(names, spec, owner, operator_namespace) {

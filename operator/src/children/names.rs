@@ -36,6 +36,8 @@ pub enum Component {
     /// The consumer pods of an autoscaled service (`SERVICE_ROLE=consumer`).
     Consumer(AppService),
     Database(AppService),
+    /// The pods that dump (and restore) a managed database (`backup`).
+    Backup(AppService),
     /// The managed RabbitMQ.
     Broker,
     /// The managed Kafka cluster's nodes.
@@ -50,6 +52,7 @@ impl Component {
             Component::Service(s) => s.name().to_owned(),
             Component::Consumer(s) => format!("{}-consumer", s.name()),
             Component::Database(s) => format!("{}-db", s.name()),
+            Component::Backup(s) => format!("{}-backup", s.name()),
             Component::Broker => "rabbitmq".into(),
             Component::Kafka => "kafka".into(),
             Component::Cache => "redis".into(),
@@ -60,7 +63,7 @@ impl Component {
     fn software(self) -> String {
         match self {
             Component::Service(s) | Component::Consumer(s) => s.image_name(),
-            Component::Database(_) => "postgres".into(),
+            Component::Database(_) | Component::Backup(_) => "postgres".into(),
             Component::Broker => "rabbitmq".into(),
             Component::Kafka => "kafka".into(),
             Component::Cache => "redis".into(),
@@ -102,6 +105,12 @@ impl Names {
     /// `cluster-id`).
     pub fn kafka_secret(&self) -> String {
         self.of(Component::Kafka)
+    }
+
+    /// The headless Service that gives each node of a managed RabbitMQ of 3 or more
+    /// nodes its DNS name (the peers of `classic_config`).
+    pub fn broker_nodes(&self) -> String {
+        format!("{}-nodes", self.of(Component::Broker))
     }
 
     /// The headless Service that gives each managed Kafka node its DNS name.

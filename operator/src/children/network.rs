@@ -19,9 +19,14 @@
 //!   operator's pods (`app.kubernetes.io/name: sales-operator`) of the operator's
 //!   namespace (of any namespace when it is not known, as in `render`), which read
 //!   the queues' depth there;
+//! - each managed database with `backup`: also its backup pods (which `sales-operator
+//!   restore-job` pods share); nothing may reach the backup pods themselves (their
+//!   egress to S3 is not restricted: only ingress is);
 //! - the managed Kafka: its client port (9092) from the services that use it, and from
 //!   the operator while a consumer is autoscaled (it reads the groups' lag there); its
-//!   replication (9091) and quorum (9093) ports only from its own nodes.
+//!   replication (9091) and quorum (9093) ports only from its own nodes;
+//! - a managed RabbitMQ of 3 or more nodes: epmd (4369), Erlang distribution (25672)
+//!   and the CLI tools' ports (35672-35682) only from its own nodes.
 //!
 //! Only ingress is restricted; every pod of the system is selected by one policy, so
 //! anything not listed is refused. The kubelet's probes are not affected.
@@ -202,13 +207,22 @@ pub fn policies(
             }
         }
     }
+    // A database's backup (and restore) pods reach it too; nothing reaches them.
+    for (component, clients) in &mut users {
+        if let Component::Database(service) = *component {
+            clients.extend(super::backups::component(spec, service));
+        }
+    }
+    for component in super::backups::components(spec) {
+        out.push(policy(names, component, Vec::new(), owner));
+    }
     for (component, clients) in users {
         let port = match component {
             Component::Database(_) => POSTGRES_PORT,
             Component::Broker => AMQP_PORT,
             Component::Kafka => KAFKA_CLIENT_PORT,
             Component::Cache => REDIS_PORT,
-            Component::Service(_) | Component::Consumer(_) => continue,
+            Component::Service(_) | Component::Consumer(_) | Component::Backup(_) => continue,
         };
         let mut rules = vec![NetworkPolicyIngressRule {
             from: Some(clients.into_iter().map(|c| pods_of(names, c)).collect()),
@@ -219,6 +233,26 @@ pub fn policies(
             rules.push(NetworkPolicyIngressRule {
                 from: Some(vec![the_operator(operator_namespace)]),
                 ports: Some(vec![tcp(RABBITMQ_MANAGEMENT_PORT)]),
+            });
+        }
+        if component == Component::Broker
+            && spec
+                .managed_rabbitmq()
+                .is_some_and(|m| super::rabbitmq_nodes::clustered(&m))
+        {
+            // A cluster's nodes: epmd, Erlang distribution and the CLI tools' ports,
+            // only between themselves.
+            let (cli_first, cli_last) = super::rabbitmq_nodes::CLI_PORTS;
+            rules.push(NetworkPolicyIngressRule {
+                from: Some(vec![pods_of(names, Component::Broker)]),
+                ports: Some(vec![
+                    tcp(super::rabbitmq_nodes::EPMD_PORT),
+                    tcp(super::rabbitmq_nodes::DIST_PORT),
+                    NetworkPolicyPort {
+                        end_port: Some(cli_last),
+                        ..tcp(cli_first)
+                    },
+                ]),
             });
         }
         if component == Component::Kafka {

@@ -28,6 +28,9 @@ use crate::crd::{DatabaseChoice, SalesSystemSpec};
 /// The user the managed databases and broker are given.
 pub const USERNAME: &str = "sales";
 
+/// The key of the managed broker's Secret holding the Erlang cookie its nodes share.
+pub const ERLANG_COOKIE_KEY: &str = "erlang-cookie";
+
 /// Key of the managed Kafka's Secret: the KRaft cluster id.
 pub const KAFKA_CLUSTER_ID_KEY: &str = "cluster-id";
 /// Key of the managed Kafka's Secret: the client listener's JAAS configuration.
@@ -199,6 +202,9 @@ impl Credentials {
                     .entry("username".into())
                     .or_insert_with(|| USERNAME.into());
                 let password = ensure(&mut values, "password", 32);
+                // Shared by the nodes of a cluster (3 or more); added to the Secret of
+                // an existing single node too, which does not read it.
+                ensure(&mut values, ERLANG_COOKIE_KEY, 48);
                 let user = values.get("username").cloned().unwrap_or_default();
                 values
                     .entry("url".into())

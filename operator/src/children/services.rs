@@ -364,7 +364,7 @@ pub fn deployment(
                     termination_grace_period_seconds: Some(grace),
                     security_context: Some(pod_security(SERVICE_UID)),
                     image_pull_secrets: (!pull_secrets.is_empty()).then_some(pull_secrets),
-                    ..Default::default()
+                    ..super::placement::pod_spec(spec, names, component)
                 }),
             },
             ..Default::default()

@@ -8,7 +8,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{SECRET_KEY_PATTERN, SECRET_NAME_PATTERN, StorageSpec};
+use super::{Placement, SECRET_KEY_PATTERN, SECRET_NAME_PATTERN, StorageSpec};
 
 /// `host:port[,host:port...]`.
 const BOOTSTRAP_PATTERN: &str = r"^[A-Za-z0-9.-]+:[0-9]{1,5}(,[A-Za-z0-9.-]+:[0-9]{1,5})*$";
@@ -55,7 +55,8 @@ impl MessagingKind {
     validation = Rule::new("!has(self.managed) || !has(self.managed.replicas) || self.managed.replicas == 1 || self.managed.replicas >= 3").message("messaging.kafka.managed.replicas: 1, or 3 or more (a quorum of two nodes survives no loss)"),
     validation = Rule::new("!has(self.replicationFactor) || has(self.strimzi) || has(self.external) || self.replicationFactor <= (has(self.managed) && has(self.managed.replicas) ? self.managed.replicas : 1)").message("messaging.kafka.replicationFactor cannot exceed managed.replicas (1 unless given)"),
     validation = Rule::new("!has(self.replicationFactor) || !has(self.managed) || !has(self.managed.replicas) || self.managed.replicas < 3 || self.replicationFactor >= 3").message("messaging.kafka.replicationFactor: at least 3 on 3 or more managed nodes (they require 2 copies in sync for every write)"),
-    validation = Rule::new("!has(oldSelf.managed) || !has(self.managed) || (has(self.managed.replicas) ? self.managed.replicas : 1) == (has(oldSelf.managed.replicas) ? oldSelf.managed.replicas : 1)").message("messaging.kafka.managed.replicas cannot change: the KRaft quorum is fixed when the cluster is made (docs/operator/README.md#kafka)")
+    validation = Rule::new("!has(oldSelf.managed) || !has(self.managed) || (has(self.managed.replicas) ? self.managed.replicas : 1) == (has(oldSelf.managed.replicas) ? oldSelf.managed.replicas : 1)").message("messaging.kafka.managed.replicas cannot change: the KRaft quorum is fixed when the cluster is made (docs/operator/README.md#kafka)"),
+    validation = Rule::new("!has(self.strimzi) || !has(self.strimzi.authentication) || self.strimzi.authentication == 'none' || (has(self.topicPrefix) && size(self.topicPrefix) > 0)").message("messaging.kafka.strimzi.authentication: scram-sha-512 needs a topicPrefix (the KafkaUser's ACLs grant the topics and groups under it)")
 )]
 pub struct KafkaSpec {
     /// A KRaft cluster of Apache Kafka's official image (brokers and controllers in
@@ -147,6 +148,10 @@ pub struct ManagedKafka {
     /// Unset: requests 250m CPU and 1Gi, limit 2Gi of memory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Where the nodes' pods are scheduled: each field given replaces
+    /// `spec.placement`'s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Box<Placement>>,
 }
 
 impl Default for ManagedKafka {
@@ -156,13 +161,15 @@ impl Default for ManagedKafka {
             replicas: 1,
             storage: StorageSpec::default(),
             resources: None,
+            placement: None,
         }
     }
 }
 
 /// A Strimzi-managed Kafka in the SalesSystem's namespace, reached on a listener
-/// without TLS or authentication (this build of the services has no TLS, and Strimzi
-/// offers no SASL/PLAIN).
+/// without TLS (this build of the services has no TLS), without authentication or
+/// with SCRAM-SHA-512 as a `KafkaUser` the operator creates (Strimzi offers no
+/// SASL/PLAIN).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StrimziKafka {
@@ -173,20 +180,52 @@ pub struct StrimziKafka {
     )]
     pub cluster_name: String,
     /// The listener's bootstrap address. Unset:
-    /// `<clusterName>-kafka-bootstrap.<namespace>.svc:9092`, Strimzi's `plain` listener.
+    /// `<clusterName>-kafka-bootstrap.<namespace>.svc:9092` (a listener without
+    /// authentication, as Strimzi's examples name `plain`), or `...:9094` with
+    /// `authentication: scram-sha-512` (an internal listener without TLS and with
+    /// `authentication: {type: scram-sha-512}`, which the `Kafka` must have).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = BOOTSTRAP_PATTERN), length(max = 1024))]
     pub bootstrap_servers: Option<String>,
+    /// `none` (the default): the listener takes anyone. `scram-sha-512`: the operator
+    /// creates a `KafkaUser` `<name>-services` whose ACLs grant the topics and
+    /// consumer groups under `topicPrefix` (the `Kafka` needs `authorization: {type:
+    /// simple}`); Strimzi writes its password to the Secret of that name, and the
+    /// services log in with SASL_PLAINTEXT and SCRAM-SHA-512.
+    #[serde(default)]
+    pub authentication: StrimziAuthentication,
 }
+
+/// Port of the listener the services use without `bootstrapServers`, by
+/// authentication.
+pub const STRIMZI_PLAIN_PORT: u16 = 9092;
+pub const STRIMZI_SCRAM_PORT: u16 = 9094;
 
 impl StrimziKafka {
     /// The bootstrap address, fully qualified (the operator reads the lag from its own
     /// namespace).
     pub fn bootstrap(&self, namespace: &str) -> String {
+        let port = match self.authentication {
+            StrimziAuthentication::None => STRIMZI_PLAIN_PORT,
+            StrimziAuthentication::ScramSha512 => STRIMZI_SCRAM_PORT,
+        };
         self.bootstrap_servers.clone().unwrap_or_else(|| {
-            format!("{}-kafka-bootstrap.{namespace}.svc:9092", self.cluster_name)
+            format!(
+                "{}-kafka-bootstrap.{namespace}.svc:{port}",
+                self.cluster_name
+            )
         })
     }
+}
+
+/// How the services log in to a Strimzi cluster.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum StrimziAuthentication {
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
 }
 
 /// Kafka brokers run elsewhere.

@@ -24,6 +24,14 @@ pub(super) struct Applied {
 }
 
 impl Applied {
+    /// Whether CloudNativePG's kinds could be applied (served, or not needed).
+    pub fn cloudnative_pg_served(&self) -> bool {
+        !self
+            .unserved
+            .iter()
+            .any(|kind| children::cloudnative_pg::is_cnpg_kind(kind))
+    }
+
     /// Whether the ServiceMonitor could be applied (its kind is served).
     pub fn service_monitors_served(&self) -> bool {
         !self
@@ -60,10 +68,12 @@ pub(super) async fn apply(ctx: &Context, names: &Names, desired: &Desired) -> Ap
     }
     // A kind the spec needs (Strimzi's KafkaTopic for `messaging.kafka.strimzi`) that
     // the cluster does not serve is a failure, said once; the ServiceMonitor is only
-    // skipped, and the status says so in `MonitoringAvailable`.
+    // skipped, and the status says so in `MonitoringAvailable`; CloudNativePG's kinds
+    // too, in `ProvidersAvailable` (the rest of the system is applied, and the
+    // services on CloudNativePG wait for their database).
     let monitors = children::service_monitor_resource();
     for kind in &unserved {
-        if *kind != monitors.kind {
+        if *kind != monitors.kind && !children::cloudnative_pg::is_cnpg_kind(kind) {
             let resource = optional_kinds::all()
                 .into_iter()
                 .find(|r| r.kind == *kind)

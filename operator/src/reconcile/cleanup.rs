@@ -96,6 +96,7 @@ pub(super) async fn cleanup(system: &SalesSystem, ctx: &Context) -> Result<Actio
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(on("listing KafkaTopics")(e)),
             }
+            let released = super::cloudnative_pg::release_all(ctx, &names).await?;
             let uid = system.uid();
             let mut kept = Vec::new();
             for secret in &guarded {
@@ -107,8 +108,16 @@ pub(super) async fn cleanup(system: &SalesSystem, ctx: &Context) -> Result<Actio
                 false,
                 "VolumesRetained",
                 format!(
-                    "deletionPolicy Retain: kept the volume claims and the credentials {}",
-                    kept.join(", ")
+                    "deletionPolicy Retain: kept the volume claims and the credentials {}{}",
+                    kept.join(", "),
+                    if released.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            ", and the CloudNativePG Clusters {} (no longer owned)",
+                            released.join(", ")
+                        )
+                    }
                 ),
             )
             .await;

@@ -10,7 +10,8 @@
 //! 3. [`desired`]: build every child (pure, [`crate::children::desired_with`], given the
 //!    identity Secret's values for the pods' digest), and give StatefulSets that
 //!    already run their live claim templates ([`crate::storage::prepare`]) — a
-//!    [`desired::Desired`];
+//!    [`desired::Desired`]; while the last status says the broker or the databases
+//!    are not ready, Deployments that run keep their images ([`hold_upgrades`]);
 //! 4. [`apply`]: server-side apply each child with one field manager, forcing ownership
 //!    of the fields it sets; optional kinds the cluster does not serve are skipped —
 //!    an [`apply::Applied`]; then, when the spec changed and everything applied,
@@ -25,8 +26,10 @@
 
 mod apply;
 mod cleanup;
+mod cloudnative_pg;
 mod credentials;
 mod desired;
+mod hold_upgrades;
 mod prune;
 mod references;
 mod report;
@@ -216,7 +219,12 @@ async fn pipeline(system: &SalesSystem, ctx: &Context) -> Result<Action, Error> 
         }
     };
     // 3. Build the desired objects.
-    let desired = desired::build(ctx, system, &names, &references).await?;
+    let mut desired = desired::build(ctx, system, &names, &references).await?;
+    // 3b. New service images wait while the broker or the databases are not ready.
+    if let Some(held) = hold_upgrades::hold(ctx, system, &names, &mut desired.children).await? {
+        ctx.publish(system, false, "UpgradeWaiting", held.message())
+            .await;
+    }
     // 4. Apply them; once all applied, delete what this spec no longer wants.
     let applied = apply::apply(ctx, &names, &desired).await;
     if applied.failures.is_empty() && spec_changed(system) {

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Service as K8sService};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -14,7 +15,7 @@ use serde_json::json;
 
 use super::{Context, Error, on};
 use crate::children::names::Names;
-use crate::children::{self, Child, kafka_topics};
+use crate::children::{self, Child, cloudnative_pg, kafka_topics, kafka_users};
 use crate::crd::SalesSystem;
 
 /// The kinds the operator may have created, for pruning.
@@ -24,11 +25,19 @@ fn prunable_kinds() -> Vec<ApiResource> {
         ApiResource::erase::<K8sService>(&()),
         ApiResource::erase::<StatefulSet>(&()),
         ApiResource::erase::<Deployment>(&()),
+        // Backups switched off, or their database made external. (A backup volume
+        // has no owner reference: it is kept, as the database volumes are.)
+        ApiResource::erase::<CronJob>(&()),
         ApiResource::erase::<PodDisruptionBudget>(&()),
         ApiResource::erase::<NetworkPolicy>(&()),
         ApiResource::erase::<Ingress>(&()),
         children::service_monitor_resource(),
         kafka_topics::kafka_topic_resource(),
+        // Authentication switched off: Strimzi deletes the user and its Secret.
+        kafka_users::kafka_user_resource(),
+        // A CloudNativePG Cluster is released, never deleted (it holds a database).
+        cloudnative_pg::cluster_resource(),
+        cloudnative_pg::scheduled_backup_resource(),
     ]
 }
 
@@ -81,6 +90,15 @@ pub(super) async fn prune(
             let name = object.name_any();
             if ours && !wanted.contains(&(resource.kind.clone(), name.clone())) {
                 let what = format!("{} {name}", resource.kind);
+                if resource == cloudnative_pg::cluster_resource() {
+                    super::cloudnative_pg::release(&api, &name)
+                        .await
+                        .map_err(on(&what))?;
+                    pruned.push(format!(
+                        "{what} (released, not deleted: it holds a database)"
+                    ));
+                    continue;
+                }
                 if resource.kind == "KafkaTopic" {
                     release_topic(&api, &name).await.map_err(on(&what))?;
                 }

@@ -10,7 +10,7 @@ use kube::api::Api;
 
 use super::{Context, Error, credentials, on};
 use crate::children::names::Names;
-use crate::children::{KnownSecrets, env};
+use crate::children::{KnownSecrets, env, rabbitmq_cluster};
 use crate::crd::SalesSystem;
 
 /// A Secret's values, by key.
@@ -48,9 +48,14 @@ impl References {
             .kafka()
             .and_then(|kafka| env::kafka_credentials(names, &kafka))
             .and_then(|(secret, _, _)| self.get(&secret));
+        let rabbitmq_default_user = system
+            .spec
+            .rabbitmq_cluster()
+            .and_then(|provider| self.get(&rabbitmq_cluster::default_user_secret(names, provider)));
         KnownSecrets {
             identity,
             kafka_account,
+            rabbitmq_default_user,
         }
     }
 }
@@ -96,6 +101,18 @@ async fn read_references(
             }
         }
         read.insert(name, values);
+    }
+    // The default user of the RabbitmqCluster the services use: read when it exists,
+    // never waited for (the cluster operator makes it once the cluster is applied).
+    if let Some(provider) = system.spec.rabbitmq_cluster() {
+        let name = rabbitmq_cluster::default_user_secret(names, provider);
+        if let Some(secret) = api
+            .get_opt(&name)
+            .await
+            .map_err(on(format!("Secret {name}")))?
+        {
+            read.insert(name, secret_values(&secret));
+        }
     }
     Ok((missing, read))
 }

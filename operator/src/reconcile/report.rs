@@ -15,7 +15,7 @@ use super::apply::Applied;
 use super::{Context, Error, on};
 use crate::children;
 use crate::children::names::Names;
-use crate::crd::{SalesSystem, SalesSystemStatus};
+use crate::crd::{SalesSystem, SalesSystemSpec, SalesSystemStatus};
 use crate::status::{self, Observed, Outcome};
 use crate::storage::Storage;
 
@@ -25,6 +25,8 @@ pub(super) struct StatusChange {
     now_ready: bool,
     /// `MonitoringAvailable` turned: whether available now, and its message.
     monitoring: Option<(bool, String)>,
+    /// `ProvidersAvailable` turned: whether available now, and its message.
+    providers: Option<(bool, String)>,
 }
 
 /// Derive the status after applying, with the `StorageReady` condition (and the
@@ -36,9 +38,12 @@ pub(super) async fn write(
     storage: &Storage,
     applied: &Applied,
 ) -> Result<StatusChange, Error> {
-    let mut observed = observe(ctx, names).await?;
+    let mut observed = observe(ctx, &system.spec, names).await?;
     if system.spec.observability.service_monitor.enabled {
         observed.service_monitors = Some(applied.service_monitors_served());
+    }
+    if !applied.cloudnative_pg_served() {
+        observed.cloudnative_pg = Some(false);
     }
     let outcome = if applied.failures.is_empty() {
         Outcome::Applied
@@ -51,6 +56,7 @@ pub(super) async fn write(
         was_ready: status::is_ready(system.status.as_ref()),
         now_ready: status::is_ready(Some(&new_status)),
         monitoring: status::monitoring_change(system.status.as_ref(), &new_status),
+        providers: crate::providers::providers_change(system.status.as_ref(), &new_status),
     };
     write_status(ctx, system, new_status).await?;
     Ok(change)
@@ -69,6 +75,14 @@ pub(super) async fn announce(
             "MonitoringAvailable"
         } else {
             "MonitoringUnavailable"
+        };
+        ctx.publish(system, !available, reason, note).await;
+    }
+    if let Some((available, note)) = change.providers {
+        let reason = if available {
+            "ProvidersAvailable"
+        } else {
+            crate::providers::CLOUDNATIVE_PG_NOT_INSTALLED
         };
         ctx.publish(system, !available, reason, note).await;
     }
@@ -101,7 +115,7 @@ pub(super) async fn paused(
     system: &SalesSystem,
     names: &Names,
 ) -> Result<Action, Error> {
-    let observed = observe(ctx, names).await?;
+    let observed = observe(ctx, &system.spec, names).await?;
     let was_paused = system.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Paused");
     write_status(
         ctx,
@@ -128,7 +142,7 @@ pub(super) async fn missing_secrets(
     names: &Names,
     missing: Vec<String>,
 ) -> Result<Action, Error> {
-    let observed = observe(ctx, names).await?;
+    let observed = observe(ctx, &system.spec, names).await?;
     let note = format!("referenced but missing: {}", missing.join(", "));
     write_status(
         ctx,
@@ -150,7 +164,7 @@ pub(super) async fn missing_secrets(
 pub(super) async fn failure(ctx: &Context, system: &SalesSystem, err: &Error) {
     let message = err.to_string();
     let names = children::names_of(system);
-    let observed = observe(ctx, &names).await.unwrap_or_default();
+    let observed = observe(ctx, &system.spec, &names).await.unwrap_or_default();
     let failed = status::derive(
         system,
         &observed,
@@ -164,10 +178,11 @@ pub(super) async fn failure(ctx: &Context, system: &SalesSystem, err: &Error) {
 }
 
 /// The system's Deployments and StatefulSets as they run.
-async fn observe(ctx: &Context, names: &Names) -> Result<Observed, Error> {
+async fn observe(ctx: &Context, spec: &SalesSystemSpec, names: &Names) -> Result<Observed, Error> {
     let params = ListParams::default().labels(&names.list_selector());
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let stateful_sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let (cloudnative_pg, cnpg_clusters) = super::cloudnative_pg::observe(ctx, spec, names).await?;
     Ok(Observed {
         deployments: deployments
             .list(&params)
@@ -180,6 +195,8 @@ async fn observe(ctx: &Context, names: &Names) -> Result<Observed, Error> {
             .map_err(on("listing StatefulSets"))?
             .items,
         service_monitors: None,
+        cnpg_clusters,
+        cloudnative_pg,
     })
 }
 

@@ -47,6 +47,7 @@ const BUILT_IN: &[(&str, &str, &str, &str, bool)] = &[
     ),
     ("apps", "v1", "deployments", "Deployment", true),
     ("apps", "v1", "statefulsets", "StatefulSet", true),
+    ("batch", "v1", "cronjobs", "CronJob", true),
     (
         "policy",
         "v1",

@@ -34,6 +34,7 @@ RESOURCES = {
     "v1/persistentvolumeclaims": ("PersistentVolumeClaim", {"status"}),
     "apps/v1/deployments": ("Deployment", {"status"}),
     "apps/v1/statefulsets": ("StatefulSet", {"status"}),
+    "batch/v1/cronjobs": ("CronJob", {"status"}),
     "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", {"status"}),
     "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", set()),
     "networking.k8s.io/v1/ingresses": ("Ingress", {"status"}),

@@ -539,11 +539,16 @@ mod tests {
         plain.kafka_sasl_username = Some("svc".into());
         plain.kafka_sasl_password = Some(secrecy::SecretString::from("pw".to_owned()));
         assert!(client_config("t", &plain).is_ok());
-        // This build has no TLS: refused now, not at the first message.
-        let Err(tls) = client_config("t", &args("ssl")) else {
-            panic!("ssl accepted by a build without TLS");
+        // librdkafka is built with OpenSSL: TLS to the brokers is a setting like any.
+        assert!(client_config("t", &args("ssl")).is_ok());
+        // A protocol librdkafka does not know is refused now, not at the first message.
+        let Err(unknown) = client_config("t", &args("tls")) else {
+            panic!("an unknown security.protocol accepted");
         };
-        assert!(tls.to_string().contains("security.protocol"), "{tls}");
+        assert!(
+            unknown.to_string().contains("security.protocol"),
+            "{unknown}"
+        );
         let mut missing = args("plaintext");
         missing.kafka_bootstrap_servers = None;
         let Err(none) = client_config("t", &missing) else {
@@ -559,5 +564,27 @@ mod tests {
             panic!("a SASL user without mechanism or password accepted");
         };
         assert!(sasl.to_string().contains("KAFKA_SASL_MECHANISM"), "{sasl}");
+    }
+
+    /// KAFKA_SASL_MECHANISM is passed to librdkafka as it is (no list of our own), so
+    /// SCRAM-SHA-512 (Strimzi's KafkaUsers) reaches it, over plain TCP or TLS.
+    #[test]
+    fn scram_sha_512_is_accepted_by_this_librdkafka() {
+        // librdkafka has SCRAM only when built with OpenSSL (rdkafka's `ssl` feature);
+        // without, it refuses at start.
+        let mut scram = args("sasl_plaintext");
+        scram.kafka_sasl_mechanism = Some("SCRAM-SHA-512".into());
+        scram.kafka_sasl_username = Some("shop-services".into());
+        scram.kafka_sasl_password = Some(secrecy::SecretString::from("pw".to_owned()));
+        if let Err(refused) = client_config("t", &scram) {
+            panic!("SCRAM-SHA-512 refused: {refused}");
+        }
+        let mut tls = args("sasl_ssl");
+        tls.kafka_sasl_mechanism = Some("SCRAM-SHA-512".into());
+        tls.kafka_sasl_username = Some("shop-services".into());
+        tls.kafka_sasl_password = Some(secrecy::SecretString::from("pw".to_owned()));
+        if let Err(refused) = client_config("t", &tls) {
+            panic!("SASL over TLS refused: {refused}");
+        }
     }
 }

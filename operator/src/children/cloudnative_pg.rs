@@ -1,0 +1,223 @@
+//! PostgreSQL on CloudNativePG (`postgres.cloudNativePG`, or a service's override):
+//! for each service whose database the operator creates there, a CNPG `Cluster`
+//! `<system>-<service>-pg` bootstrapped with the service's database and an owner of
+//! the service's name, and with `scheduledBackup` a `ScheduledBackup` of it. A service
+//! whose override names an existing cluster (`clusterName`) gets nothing here.
+//!
+//! Either way the service reads `DATABASE_URL` from the Secret CloudNativePG keeps
+//! for the application user (`<cluster>-app`, key `uri`; see [`database_secret`]).
+//!
+//! The Cluster holds the data, as the built-in databases' volumes do: it is owned by
+//! the SalesSystem like every child, but `deletionPolicy: Retain` takes that owner
+//! reference off before the SalesSystem goes (`crate::reconcile`), so the cluster and
+//! its volumes stay, and pruning never deletes one.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+
+use super::Child;
+use super::names::{Component, Names};
+use super::services::meta;
+use crate::catalogue::AppService;
+use crate::crd::{
+    CloudNativePgDatabase, DEFAULT_INSTANCES, DEFAULT_STORAGE_SIZE, DatabaseChoice, SalesSystemSpec,
+};
+
+/// CloudNativePG's API group.
+pub const GROUP: &str = "postgresql.cnpg.io";
+/// The key of the application user's Secret that holds the connection URI.
+pub const URI_KEY: &str = "uri";
+
+/// CloudNativePG's `Cluster` kind (`postgresql.cnpg.io/v1`).
+pub fn cluster_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, "v1", "Cluster"), "clusters")
+}
+
+/// CloudNativePG's `ScheduledBackup` kind (`postgresql.cnpg.io/v1`).
+pub fn scheduled_backup_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(GROUP, "v1", "ScheduledBackup"),
+        "scheduledbackups",
+    )
+}
+
+/// Whether `kind` is one of CloudNativePG's the operator creates.
+pub fn is_cnpg_kind(kind: &str) -> bool {
+    kind == cluster_resource().kind || kind == scheduled_backup_resource().kind
+}
+
+/// The CNPG Cluster of `service`: the one named, or `<system>-<service>-pg`.
+pub fn cluster_name(names: &Names, service: AppService, cnpg: &CloudNativePgDatabase) -> String {
+    cnpg.cluster_name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}-pg", names.instance, service.name()))
+}
+
+/// The Secret and key of the service's URL: `secretName`, else `<cluster>-app`;
+/// key `uri`.
+pub fn database_secret(
+    names: &Names,
+    service: AppService,
+    cnpg: &CloudNativePgDatabase,
+) -> (String, String) {
+    let secret = cnpg
+        .secret_name
+        .clone()
+        .unwrap_or_else(|| format!("{}-app", cluster_name(names, service, cnpg)));
+    (secret, URI_KEY.to_owned())
+}
+
+/// The Secret and key of a referenced cluster's URL (none for a created cluster,
+/// whose Secret CloudNativePG makes while it bootstraps: the pods wait for it).
+pub fn referenced_secret(cnpg: &CloudNativePgDatabase) -> Option<(String, String)> {
+    let cluster = cnpg.cluster_name.as_ref()?;
+    let secret = cnpg
+        .secret_name
+        .clone()
+        .unwrap_or_else(|| format!("{cluster}-app"));
+    Some((secret, URI_KEY.to_owned()))
+}
+
+/// The services on CloudNativePG, with their settings.
+pub fn services(spec: &SalesSystemSpec) -> Vec<(AppService, CloudNativePgDatabase)> {
+    AppService::with_database()
+        .filter_map(|service| match spec.postgres.choice(service) {
+            Some(DatabaseChoice::CloudNativePg(cnpg)) => Some((service, cnpg)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The Clusters the operator creates, by name, with their services.
+pub fn created_clusters(names: &Names, spec: &SalesSystemSpec) -> Vec<(AppService, String)> {
+    services(spec)
+        .into_iter()
+        .filter(|(_, cnpg)| cnpg.creates())
+        .map(|(service, cnpg)| (service, cluster_name(names, service, &cnpg)))
+        .collect()
+}
+
+/// Every Cluster and ScheduledBackup the spec asks the operator to create.
+pub fn children(
+    names: &Names,
+    spec: &SalesSystemSpec,
+    owner: &Option<OwnerReference>,
+) -> Result<Vec<Child>, serde_json::Error> {
+    let mut out = Vec::new();
+    for (service, cnpg) in services(spec) {
+        let Some(database) = service.database() else {
+            continue;
+        };
+        if !cnpg.creates() {
+            continue;
+        }
+        let name = cluster_name(names, service, &cnpg);
+        let labels = names.labels(Component::Database(service));
+        let resource = cluster_resource();
+        let object = json!({
+            "apiVersion": resource.api_version,
+            "kind": resource.kind,
+            "metadata": meta(names, name.clone(), labels.clone(), owner),
+            "spec": cluster_spec(service, database, &cnpg),
+        });
+        out.push(Child {
+            resource,
+            object: serde_json::from_value(object)?,
+        });
+        if let Some(scheduled) = &cnpg.scheduled_backup {
+            let resource = scheduled_backup_resource();
+            let object = json!({
+                "apiVersion": resource.api_version,
+                "kind": resource.kind,
+                "metadata": meta(names, name.clone(), labels, owner),
+                "spec": {
+                    "schedule": scheduled.schedule,
+                    "cluster": {"name": name},
+                    // The Backup objects go with their ScheduledBackup (the backups
+                    // themselves stay in the object store, under its retention).
+                    "backupOwnerReference": "self",
+                },
+            });
+            out.push(Child {
+                resource,
+                object: serde_json::from_value(object)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A created Cluster's spec: the settings given, CloudNativePG's defaults for the
+/// rest, and `initdb` making the service's database, owned by a user of its name.
+fn cluster_spec(service: AppService, database: &str, cnpg: &CloudNativePgDatabase) -> Value {
+    let storage = cnpg.storage.clone().unwrap_or_default();
+    let mut volume = json!({
+        "size": storage.size.map(|q| q.0).unwrap_or_else(|| DEFAULT_STORAGE_SIZE.into()),
+    });
+    if let Some(class) = storage.storage_class {
+        volume["storageClass"] = class.into();
+    }
+    let mut spec = json!({
+        "instances": cnpg.instances.unwrap_or(DEFAULT_INSTANCES),
+        "storage": volume,
+        "bootstrap": {"initdb": {"database": database, "owner": service.name()}},
+    });
+    if let Some(image) = &cnpg.image_name {
+        spec["imageName"] = image.clone().into();
+    }
+    if let Some(resources) = &cnpg.resources
+        && let Ok(value) = serde_json::to_value(resources)
+    {
+        spec["resources"] = value;
+    }
+    if let Some(postgresql) = &cnpg.postgresql
+        && !postgresql.parameters.is_empty()
+    {
+        spec["postgresql"] = json!({"parameters": postgresql.parameters});
+    }
+    if let Some(backup) = &cnpg.backup {
+        spec["backup"] = backup.clone();
+    }
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::crd::{CloudNativePgClusters, CloudNativePgScheduledBackup, SalesSystemSpec};
+
+    #[test]
+    fn a_created_cluster_per_service_and_its_secret() {
+        let mut spec = SalesSystemSpec::default();
+        spec.postgres.cloud_native_pg = Some(CloudNativePgClusters {
+            backup: Some(json!({"barmanObjectStore": {"destinationPath": "s3://b/"}})),
+            scheduled_backup: Some(CloudNativePgScheduledBackup {
+                schedule: "0 0 2 * * *".into(),
+            }),
+            ..Default::default()
+        });
+        let names = Names::new("shop", "sales");
+        let children = children(&names, &spec, &None).unwrap();
+        assert_eq!(
+            children.len(),
+            14,
+            "a Cluster and a ScheduledBackup per service"
+        );
+        let order = children
+            .iter()
+            .find(|c| c.kind() == "Cluster" && c.name() == "shop-order-pg")
+            .unwrap();
+        let spec_value = &order.object.data["spec"];
+        assert_eq!(spec_value["instances"], 3);
+        assert_eq!(spec_value["bootstrap"]["initdb"]["database"], "orders");
+        assert_eq!(spec_value["bootstrap"]["initdb"]["owner"], "order");
+        let cnpg = spec.postgres.cloud_native_pg.clone().unwrap().into();
+        assert_eq!(
+            database_secret(&names, AppService::Order, &cnpg),
+            ("shop-order-pg-app".into(), "uri".into())
+        );
+    }
+}

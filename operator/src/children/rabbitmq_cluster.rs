@@ -1,0 +1,192 @@
+//! `rabbitmq.cluster`: a RabbitMQ run by RabbitMQ's cluster operator.
+//!
+//! - with `create`, the operator declares a `rabbitmq.com/v1beta1 RabbitmqCluster`
+//!   named `<system>-rabbitmq` (owned by the SalesSystem only with `deletionPolicy:
+//!   Delete`: the cluster operator deletes a cluster's volumes with it, so `Retain`
+//!   leaves the cluster, volumes and all, in place);
+//! - with `name`, an existing `RabbitmqCluster` of the namespace is used as it is.
+//!
+//! The cluster operator makes the Secret `<cluster>-default-user` (`username`,
+//! `password`, `host`, `port`...) of a user with the `administrator` tag. The
+//! reconcile reads it when it exists and writes the Secret `<system>-rabbitmq` from
+//! it: `url`, the services' `AMQP_URL` (`amqp://<user>:<password>@<cluster>.<namespace>.svc:5672/%2f`,
+//! user and password percent-encoded), which the scaler reads too, with the management
+//! API at `http://<cluster>.<namespace>.svc:15672`. Until the default user exists the
+//! services' pods wait for that Secret. The services use vhost `/` and declare their
+//! own queues (quorum unless `rabbitmq.queueType` says otherwise); no topology objects
+//! are needed.
+//!
+//! The kind is optional ([`crate::optional_kinds`]): without the cluster operator's
+//! CRD, the RabbitmqCluster is skipped and the status says so
+//! (`ProvidersAvailable=False`, reason `RabbitMQClusterOperatorNotInstalled`).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{ApiResource, GroupVersionKind};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::Child;
+use super::KnownSecrets;
+use super::infrastructure::{AMQP_PORT, RABBITMQ_MANAGEMENT_PORT};
+use super::names::{Component, Names};
+use super::services::meta;
+use crate::crd::{DeletionPolicy, RabbitmqClusterProvider, SalesSystemSpec};
+
+/// The reason of `ProvidersAvailable=False` without the cluster operator's CRD.
+pub const NOT_INSTALLED_REASON: &str = "RabbitMQClusterOperatorNotInstalled";
+
+/// Everything but RFC 3986's unreserved characters is escaped in a URL's user info.
+const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// RabbitMQ's cluster operator's `RabbitmqCluster` kind.
+pub fn rabbitmq_cluster_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("rabbitmq.com", "v1beta1", "RabbitmqCluster"),
+        "rabbitmqclusters",
+    )
+}
+
+/// The name of the `RabbitmqCluster` the services use.
+pub fn cluster_name(names: &Names, provider: &RabbitmqClusterProvider) -> String {
+    match &provider.name {
+        Some(name) => name.clone(),
+        None => names.of(Component::Broker),
+    }
+}
+
+/// The Secret of its default user, made by the cluster operator.
+pub fn default_user_secret(names: &Names, provider: &RabbitmqClusterProvider) -> String {
+    format!("{}-default-user", cluster_name(names, provider))
+}
+
+/// Where its management API answers (the scaler reads the queues there).
+pub fn management_url(names: &Names, provider: &RabbitmqClusterProvider) -> String {
+    format!(
+        "http://{}.{}.svc:{RABBITMQ_MANAGEMENT_PORT}",
+        cluster_name(names, provider),
+        names.namespace
+    )
+}
+
+/// The services' AMQP URL from the default user's values; `None` while a value is
+/// missing.
+pub fn amqp_url(
+    names: &Names,
+    provider: &RabbitmqClusterProvider,
+    default_user: &BTreeMap<String, String>,
+) -> Option<String> {
+    let user = default_user.get("username").filter(|u| !u.is_empty())?;
+    let password = default_user.get("password").filter(|p| !p.is_empty())?;
+    Some(format!(
+        "amqp://{}:{}@{}.{}.svc:{AMQP_PORT}/%2f",
+        utf8_percent_encode(user, USERINFO),
+        utf8_percent_encode(password, USERINFO),
+        cluster_name(names, provider),
+        names.namespace
+    ))
+}
+
+/// The RabbitmqCluster (with `create`) and, once its default user is known, the
+/// Secret of the services' AMQP URL.
+pub fn children(
+    names: &Names,
+    spec: &SalesSystemSpec,
+    owner: &Option<OwnerReference>,
+    known: KnownSecrets<'_>,
+) -> Result<Vec<Child>, serde_json::Error> {
+    let Some(provider) = spec.rabbitmq_cluster() else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    if let Some(create) = &provider.create {
+        let resource = rabbitmq_cluster_resource();
+        let cluster_owner = match spec.deletion_policy {
+            DeletionPolicy::Delete => owner.clone(),
+            DeletionPolicy::Retain => None,
+        };
+        let mut persistence = serde_json::json!({"storage": create.storage.size});
+        if let Some(class) = &create.storage.storage_class_name {
+            persistence["storageClassName"] = class.clone().into();
+        }
+        let mut cluster_spec = serde_json::json!({
+            "replicas": create.replicas,
+            "persistence": persistence,
+        });
+        if let Some(image) = &create.image {
+            cluster_spec["image"] = image.clone().into();
+        }
+        if let Some(resources) = &create.resources {
+            cluster_spec["resources"] = serde_json::to_value(resources)?;
+        }
+        let object = serde_json::json!({
+            "apiVersion": resource.api_version,
+            "kind": resource.kind,
+            "metadata": meta(
+                names,
+                cluster_name(names, provider),
+                names.labels(Component::Broker),
+                &cluster_owner,
+            ),
+            "spec": cluster_spec,
+        });
+        out.push(Child {
+            resource,
+            object: serde_json::from_value(object)?,
+        });
+    }
+    if let Some(url) = known
+        .rabbitmq_default_user
+        .and_then(|values| amqp_url(names, provider, values))
+    {
+        let secret = Secret {
+            metadata: meta(
+                names,
+                names.broker_secret(),
+                names.labels(Component::Broker),
+                owner,
+            ),
+            type_: Some("Opaque".into()),
+            data: Some(BTreeMap::from([(
+                "url".to_owned(),
+                ByteString(url.into_bytes()),
+            )])),
+            ..Default::default()
+        };
+        out.push(Child::typed(&secret)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_encodes_the_default_users_values() {
+        let names = Names::new("shop", "sales");
+        let provider = RabbitmqClusterProvider {
+            create: None,
+            name: Some("broker".into()),
+        };
+        let values = BTreeMap::from([
+            ("username".to_owned(), "default_user_a-b".to_owned()),
+            ("password".to_owned(), "p@ss/w:rd".to_owned()),
+        ]);
+        assert_eq!(
+            amqp_url(&names, &provider, &values).as_deref(),
+            Some("amqp://default_user_a-b:p%40ss%2Fw%3Ard@broker.sales.svc:5672/%2f")
+        );
+        assert_eq!(amqp_url(&names, &provider, &BTreeMap::new()), None);
+        assert_eq!(
+            management_url(&names, &provider),
+            "http://broker.sales.svc:15672"
+        );
+    }
+}

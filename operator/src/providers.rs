@@ -1,0 +1,130 @@
+//! What the status says about databases run by another operator (CloudNativePG):
+//! whether each Cluster is ready (for `DatabasesReady`), and `ProvidersAvailable`,
+//! whether the cluster serves the kinds the spec needs. Pure functions of what the
+//! reconcile read; [`crate::status::derive`] puts them in the conditions.
+
+use kube::ResourceExt;
+use kube::api::DynamicObject;
+
+use crate::catalogue::AppService;
+use crate::children::cloudnative_pg;
+use crate::children::names::Names;
+use crate::crd::{SalesSystemSpec, SalesSystemStatus};
+
+/// The condition that says whether the providers the spec names are installed.
+pub const PROVIDERS_AVAILABLE: &str = "ProvidersAvailable";
+/// Its reason when CloudNativePG's CRDs are missing.
+pub const CLOUDNATIVE_PG_NOT_INSTALLED: &str = "CloudNativePGNotInstalled";
+
+/// One provider condition: ok, reason, message.
+pub type Verdict = (bool, &'static str, String);
+
+/// `ProvidersAvailable`, when some database is on CloudNativePG: `served` is whether
+/// the cluster serves `postgresql.cnpg.io/v1` (`None`: not asked this time).
+pub fn providers_available(spec: &SalesSystemSpec, served: Option<bool>) -> Option<Verdict> {
+    if cloudnative_pg::services(spec).is_empty() {
+        return None;
+    }
+    Some(match served? {
+        true => (
+            true,
+            "Installed",
+            "CloudNativePG is installed: its Clusters hold the databases given to it".into(),
+        ),
+        false => (
+            false,
+            CLOUDNATIVE_PG_NOT_INSTALLED,
+            "the cluster does not serve postgresql.cnpg.io/v1 Cluster: install the \
+             CloudNativePG operator (https://cloudnative-pg.io/documentation/current/installation_upgrade/); \
+             everything else is applied, and the services on CloudNativePG wait for their \
+             database. The Clusters are created, and watched, once its CRDs are installed"
+                .into(),
+        ),
+    })
+}
+
+/// Ready instances and instances of a CloudNativePG Cluster, and whether it is
+/// ready: its `Ready` condition is `True`, or every instance is ready.
+pub fn cluster_readiness(cluster: &DynamicObject) -> (i64, i64, bool) {
+    let status = &cluster.data["status"];
+    let wanted = status["instances"]
+        .as_i64()
+        .or_else(|| cluster.data["spec"]["instances"].as_i64())
+        .unwrap_or(1);
+    let ready = status["readyInstances"].as_i64().unwrap_or(0);
+    let condition = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    (ready, wanted, condition || (wanted > 0 && ready >= wanted))
+}
+
+/// The databases on CloudNativePG: how many, and a sentence for each that is not
+/// ready yet (its Cluster missing, or not all its instances ready).
+pub fn waiting_databases(
+    spec: &SalesSystemSpec,
+    names: &Names,
+    clusters: &[DynamicObject],
+    served: Option<bool>,
+) -> (usize, Vec<String>) {
+    let on_cnpg = cloudnative_pg::services(spec);
+    let mut waiting = Vec::new();
+    for (service, cnpg) in &on_cnpg {
+        let name = cloudnative_pg::cluster_name(names, *service, cnpg);
+        waiting.extend(waiting_for(*service, &name, clusters, served));
+    }
+    (on_cnpg.len(), waiting)
+}
+
+fn waiting_for(
+    service: AppService,
+    name: &str,
+    clusters: &[DynamicObject],
+    served: Option<bool>,
+) -> Option<String> {
+    if served == Some(false) {
+        return Some(format!(
+            "{} (CloudNativePG is not installed)",
+            service.name()
+        ));
+    }
+    match clusters.iter().find(|c| c.name_any() == name) {
+        None => Some(format!(
+            "{} (CloudNativePG Cluster {name} not found)",
+            service.name()
+        )),
+        Some(cluster) => match cluster_readiness(cluster) {
+            (_, _, true) => None,
+            (ready, wanted, false) => Some(format!(
+                "{} (CloudNativePG Cluster {name}: {ready}/{wanted} instances ready)",
+                service.name()
+            )),
+        },
+    }
+}
+
+/// `ProvidersAvailable` turned between `before` and `after`: whether available now,
+/// and its message, for an Event (available from the start is no news).
+pub fn providers_change(
+    before: Option<&SalesSystemStatus>,
+    after: &SalesSystemStatus,
+) -> Option<(bool, String)> {
+    let now = after
+        .conditions
+        .iter()
+        .find(|c| c.type_ == PROVIDERS_AVAILABLE)?;
+    let was = before
+        .into_iter()
+        .flat_map(|s| s.conditions.iter())
+        .find(|c| c.type_ == PROVIDERS_AVAILABLE)
+        .map(|c| c.status.as_str());
+    if was == Some(now.status.as_str()) {
+        return None;
+    }
+    let available = now.status == "True";
+    if available && was.is_none() {
+        return None;
+    }
+    Some((available, now.message.clone()))
+}

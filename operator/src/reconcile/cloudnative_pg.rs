@@ -1,0 +1,79 @@
+//! The reconcile's dealings with CloudNativePG beyond applying its objects: reading
+//! the Clusters for the status, and letting go of a Cluster (it holds a database)
+//! instead of deleting it, under `deletionPolicy: Retain` and when pruning.
+
+use kube::ResourceExt;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+use super::{Context, Error, on};
+use crate::children::cloudnative_pg;
+use crate::children::names::Names;
+use crate::crd::SalesSystemSpec;
+use crate::optional_kinds::Served;
+
+/// Whether the cluster serves CloudNativePG's Cluster, and the namespace's Clusters,
+/// when some database of `spec` is on CloudNativePG (else `None` and none).
+pub(super) async fn observe(
+    ctx: &Context,
+    spec: &SalesSystemSpec,
+    names: &Names,
+) -> Result<(Option<bool>, Vec<DynamicObject>), Error> {
+    if cloudnative_pg::services(spec).is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    let resource = cloudnative_pg::cluster_resource();
+    if ctx.kinds.served(&resource).await == Served::No {
+        return Ok((Some(false), Vec::new()));
+    }
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &names.namespace, &resource);
+    match api.list(&ListParams::default()).await {
+        Ok(list) => Ok((Some(true), list.items)),
+        Err(err) if crate::api_error::kind_not_served(&err) => {
+            ctx.kinds.forget(&resource).await;
+            Ok((Some(false), Vec::new()))
+        }
+        Err(err) => Err(on("listing CloudNativePG Clusters")(err)),
+    }
+}
+
+/// Take the SalesSystem's owner reference off a CloudNativePG Cluster, so that
+/// neither garbage collection nor the operator deletes it (and its volumes) with the
+/// SalesSystem; a SalesSystem of the same name applies it again, and owns it again.
+pub(super) async fn release(api: &Api<DynamicObject>, name: &str) -> Result<(), kube::Error> {
+    let patch = json!({"metadata": {"ownerReferences": null}});
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `deletionPolicy: Retain`: release every Cluster of this system (none when
+/// CloudNativePG is not installed); the names released.
+pub(super) async fn release_all(ctx: &Context, names: &Names) -> Result<Vec<String>, Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        &names.namespace,
+        &cloudnative_pg::cluster_resource(),
+    );
+    let params = ListParams::default().labels(&names.list_selector());
+    let list = match api.list(&params).await {
+        Ok(list) => list,
+        Err(err) if crate::api_error::kind_not_served(&err) => return Ok(Vec::new()),
+        Err(err) => return Err(on("listing CloudNativePG Clusters")(err)),
+    };
+    let mut released = Vec::new();
+    for cluster in list.items {
+        let name = cluster.name_any();
+        release(&api, &name)
+            .await
+            .map_err(on(format!("Cluster {name}")))?;
+        released.push(name);
+    }
+    Ok(released)
+}
