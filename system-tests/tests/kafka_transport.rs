@@ -309,17 +309,28 @@ async fn topics_take_the_brokers_default_replication_when_asked() {
     )
     .await;
     // Connected means every topic is in the metadata: asked one by one (tansu's
-    // list of all topics can miss some while other tests delete theirs).
+    // list of all topics can miss some while other tests delete theirs). Right after
+    // its creation a topic may still answer with an error (no leader yet, as Kafka
+    // says too): asked again until it answers whole.
     let reader: BaseConsumer = bare.kafka.client().create().unwrap();
     for topic in bare.kafka.topology().kafka_topics() {
-        let metadata = reader
-            .fetch_metadata(Some(&topic), Duration::from_secs(5))
-            .unwrap();
-        let found = metadata.topics().iter().find(|t| t.name() == topic);
-        assert!(
-            found.is_some_and(|t| t.error().is_none() && t.partitions().len() == 3),
-            "{topic} not created with 3 partitions"
-        );
+        let answer = || {
+            let metadata = reader
+                .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                .unwrap();
+            metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .map(|t| (t.error(), t.partitions().len()))
+        };
+        let settled = eventually(
+            &format!("{topic} in the metadata without error"),
+            Duration::from_secs(10),
+            || async { answer().filter(|(error, _)| error.is_none()) },
+        )
+        .await;
+        assert_eq!(settled.1, 3, "{topic} not created with 3 partitions");
     }
     bare.stop().await;
 }

@@ -663,17 +663,28 @@ async fn quorum_queues_are_declared_as_quorum_queues() {
         topology.retry_queue(SUBSCRIPTION, 0),
         topology.dead_letter_queue(SUBSCRIPTION),
     ];
+    // The management API lists a queue once its statistics are collected (every
+    // second here): asked until it does.
     for name in names {
-        let queue: serde_json::Value = http
-            .get(format!("{base}/api/queues/%2F/{name}"))
-            .basic_auth(&user, Some(&password))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(queue["type"], "quorum", "{name}: {queue}");
+        let url = format!("{base}/api/queues/%2F/{name}");
+        let kind = eventually(
+            &format!("{name} in the management API"),
+            Duration::from_secs(15),
+            || async {
+                let queue: serde_json::Value = http
+                    .get(&url)
+                    .basic_auth(&user, Some(&password))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                queue["type"].as_str().map(str::to_owned)
+            },
+        )
+        .await;
+        assert_eq!(kind, "quorum", "{name}");
     }
 
     // Past the delivery limit (a policy of this namespace sets it to 1), a message
