@@ -1,6 +1,7 @@
-//! What the status says about databases run by another operator (CloudNativePG):
-//! whether each Cluster is ready (for `DatabasesReady`), and `ProvidersAvailable`,
-//! whether the cluster serves the kinds the spec needs. Pure functions of what the
+//! What the status says about what another operator runs: databases on
+//! CloudNativePG (is each Cluster ready, for `DatabasesReady`), the broker on RabbitMQ's
+//! cluster operator (is the RabbitmqCluster available, for `BrokerReady`), and
+//! `ProvidersAvailable`, whether the cluster serves the kinds the spec needs. Pure functions of what the
 //! reconcile read; [`crate::status::derive`] puts them in the conditions.
 
 use kube::ResourceExt;
@@ -15,6 +16,17 @@ use crate::crd::{SalesSystemSpec, SalesSystemStatus};
 pub const PROVIDERS_AVAILABLE: &str = "ProvidersAvailable";
 /// Its reason when CloudNativePG's CRDs are missing.
 pub const CLOUDNATIVE_PG_NOT_INSTALLED: &str = "CloudNativePGNotInstalled";
+/// Its reason when RabbitMQ's cluster operator's CRD is missing.
+pub const RABBITMQ_CLUSTER_OPERATOR_NOT_INSTALLED: &str = "RabbitMQClusterOperatorNotInstalled";
+
+/// The RabbitmqCluster the services use, as this reconcile found it.
+#[derive(Clone, Debug, Default)]
+pub struct RabbitmqClusterSeen {
+    /// Whether the cluster serves `rabbitmq.com/v1beta1` RabbitmqCluster.
+    pub served: bool,
+    /// The object, when it exists.
+    pub object: Option<DynamicObject>,
+}
 
 /// One provider condition: ok, reason, message.
 pub type Verdict = (bool, &'static str, String);
@@ -105,11 +117,11 @@ fn waiting_for(
 }
 
 /// `ProvidersAvailable` turned between `before` and `after`: whether available now,
-/// and its message, for an Event (available from the start is no news).
+/// its reason and its message, for an Event (available from the start is no news).
 pub fn providers_change(
     before: Option<&SalesSystemStatus>,
     after: &SalesSystemStatus,
-) -> Option<(bool, String)> {
+) -> Option<(bool, String, String)> {
     let now = after
         .conditions
         .iter()
@@ -126,5 +138,95 @@ pub fn providers_change(
     if available && was.is_none() {
         return None;
     }
-    Some((available, now.message.clone()))
+    Some((available, now.reason.clone(), now.message.clone()))
+}
+
+/// `ProvidersAvailable`'s part for RabbitMQ's cluster operator, when the broker is a
+/// RabbitmqCluster (`None` for the rest, or when not read this time).
+pub fn rabbitmq_cluster_available(
+    spec: &SalesSystemSpec,
+    seen: Option<&RabbitmqClusterSeen>,
+) -> Option<Verdict> {
+    spec.rabbitmq_cluster()?;
+    Some(match seen?.served {
+        true => (
+            true,
+            "Installed",
+            "RabbitMQ's cluster operator is installed: a RabbitmqCluster carries the events"
+                .into(),
+        ),
+        false => (
+            false,
+            RABBITMQ_CLUSTER_OPERATOR_NOT_INSTALLED,
+            "the cluster does not serve rabbitmq.com/v1beta1 RabbitmqCluster: install \
+             RabbitMQ's cluster operator (https://www.rabbitmq.com/kubernetes/operator/install-operator); \
+             everything else is applied, and the services wait for their broker. The \
+             RabbitmqCluster is created, and watched, once its CRD is installed"
+                .into(),
+        ),
+    })
+}
+
+/// `ProvidersAvailable` from each provider's part: available when every part is,
+/// else the first missing one's reason, with every part's message.
+pub fn combine(parts: Vec<Verdict>) -> Option<Verdict> {
+    let first = parts.first()?.clone();
+    let ok = parts.iter().all(|(ok, _, _)| *ok);
+    let reason = parts
+        .iter()
+        .find(|(ok, _, _)| !ok)
+        .map_or(first.1, |(_, reason, _)| *reason);
+    let message = parts
+        .iter()
+        .map(|(_, _, message)| message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some((ok, reason, message))
+}
+
+/// `BrokerReady` when the broker is the RabbitmqCluster `name`: available once the
+/// cluster operator says `ClusterAvailable` (or `AllReplicasReady`).
+pub fn rabbitmq_cluster_ready(name: &str, seen: Option<&RabbitmqClusterSeen>) -> Verdict {
+    let Some(seen) = seen else {
+        return (
+            false,
+            "Starting",
+            format!("RabbitmqCluster {name} not read yet"),
+        );
+    };
+    if !seen.served {
+        return (
+            false,
+            RABBITMQ_CLUSTER_OPERATOR_NOT_INSTALLED,
+            format!("RabbitmqCluster {name}: RabbitMQ's cluster operator is not installed"),
+        );
+    }
+    let Some(cluster) = &seen.object else {
+        return (
+            false,
+            "Starting",
+            format!("RabbitmqCluster {name} not found"),
+        );
+    };
+    let available = cluster.data["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            (c["type"] == "ClusterAvailable" || c["type"] == "AllReplicasReady")
+                && c["status"] == "True"
+        });
+    if available {
+        (
+            true,
+            "Running",
+            format!("RabbitmqCluster {name} is available"),
+        )
+    } else {
+        (
+            false,
+            "Starting",
+            format!("RabbitmqCluster {name} is not available yet"),
+        )
+    }
 }

@@ -67,6 +67,8 @@ pub struct Observed {
     /// Whether the cluster serves CloudNativePG's kinds, when this reconcile asked;
     /// `None`: not asked, `ProvidersAvailable` stays as it was.
     pub cloudnative_pg: Option<bool>,
+    /// The RabbitmqCluster the services use, when the broker is one.
+    pub rabbitmq_cluster: Option<crate::providers::RabbitmqClusterSeen>,
 }
 
 struct Check {
@@ -186,9 +188,14 @@ pub fn derive(
             now,
         ));
     }
-    if let Some((ok, reason, message)) =
-        crate::providers::providers_available(spec, observed.cloudnative_pg)
-    {
+    let parts: Vec<_> = [
+        crate::providers::providers_available(spec, observed.cloudnative_pg),
+        crate::providers::rabbitmq_cluster_available(spec, observed.rabbitmq_cluster.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if let Some((ok, reason, message)) = crate::providers::combine(parts) {
         let check = Check {
             ok,
             reason,
@@ -206,7 +213,10 @@ pub fn derive(
         .conditions
         .iter()
         .find(|c| c.type_ == crate::providers::PROVIDERS_AVAILABLE)
-        .filter(|_| !crate::children::cloudnative_pg::services(spec).is_empty())
+        .filter(|_| {
+            !crate::children::cloudnative_pg::services(spec).is_empty()
+                || spec.rabbitmq_cluster().is_some()
+        })
     {
         conditions.push(kept.clone());
     }
@@ -249,6 +259,16 @@ pub fn derive(
 /// `BrokerReady`: RabbitMQ has a ready pod, or a majority of the Kafka nodes is
 /// ready; an external broker counts as ready.
 fn broker_ready(spec: &SalesSystemSpec, names: &Names, observed: &Observed) -> Check {
+    if let Some(provider) = spec.rabbitmq_cluster() {
+        let name = crate::children::rabbitmq_cluster::cluster_name(names, provider);
+        let (ok, reason, message) =
+            crate::providers::rabbitmq_cluster_ready(&name, observed.rabbitmq_cluster.as_ref());
+        return Check {
+            ok,
+            reason,
+            message,
+        };
+    }
     match (spec.managed_rabbitmq(), spec.managed_kafka()) {
         // A majority of the nodes: a quorum, and a leader for every partition.
         (None, Some(kafka))

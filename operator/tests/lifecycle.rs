@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fake_api::{FakeApi, SERVICE_MONITORS};
+use fake_api::{FakeApi, RABBITMQ_CLUSTERS, SERVICE_MONITORS};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
@@ -595,4 +595,81 @@ async fn a_new_version_waits_until_the_broker_and_databases_are_ready() {
     reconcile_with(&ctx, &client, "shop").await.expect("fourth");
     let after = order_images(&client).await;
     assert!(after.iter().all(|i| i.ends_with(":9.9.9")), "{after:?}");
+}
+
+/// The broker on RabbitMQ's cluster operator, not installed: the condition of its own
+/// says so (and the broker is not ready), everything else is applied and nothing is
+/// degraded; once the CRD is served the RabbitmqCluster is created, and the broker is
+/// ready when the cluster operator says it is available.
+#[tokio::test]
+async fn a_missing_rabbitmq_cluster_operator_is_reported_and_everything_else_reconciled() {
+    let api = FakeApi::new();
+    let mut system = serde_json::to_value(example("salessystem.yaml")).unwrap();
+    system["spec"]["rabbitmq"] = json!({"cluster": {"create": {"replicas": 3}}});
+    system["spec"]["observability"]["serviceMonitor"]["enabled"] = json!(false);
+    api.seed("salessystems", system);
+    let client = api.client();
+    let ctx = uncached_context(&client);
+
+    reconcile_with(&ctx, &client, "shop").await.expect("first");
+    let shop = get(&client, "shop").await;
+    let providers = condition(&shop, "ProvidersAvailable").expect("ProvidersAvailable");
+    assert_eq!(
+        (providers.status.as_str(), providers.reason.as_str()),
+        ("False", "RabbitMQClusterOperatorNotInstalled"),
+        "{providers:?}"
+    );
+    assert!(
+        providers
+            .message
+            .contains("rabbitmq.com/v1beta1 RabbitmqCluster")
+    );
+    let broker = condition(&shop, "BrokerReady").expect("BrokerReady");
+    assert_eq!(
+        (broker.status.as_str(), broker.reason.as_str()),
+        ("False", "RabbitMQClusterOperatorNotInstalled")
+    );
+    assert_eq!(condition(&shop, "Degraded").unwrap().status, "False");
+    let deployments = Api::<Deployment>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(deployments.items.len() >= 8, "the services are applied");
+    assert_eq!(
+        events_of(&api, "RabbitMQClusterOperatorNotInstalled").len(),
+        1
+    );
+
+    api.install(RABBITMQ_CLUSTERS);
+    reconcile_with(&ctx, &client, "shop").await.expect("second");
+    let clusters: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        NS,
+        &children::rabbitmq_cluster::rabbitmq_cluster_resource(),
+    );
+    assert!(clusters.get_opt("shop-rabbitmq").await.unwrap().is_some());
+    let shop = get(&client, "shop").await;
+    assert_eq!(
+        condition(&shop, "ProvidersAvailable").unwrap().status,
+        "True"
+    );
+    let broker = condition(&shop, "BrokerReady").unwrap();
+    assert_eq!(
+        (broker.status.as_str(), broker.reason.as_str()),
+        ("False", "Starting")
+    );
+
+    clusters
+        .patch_status(
+            "shop-rabbitmq",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [
+                {"type": "ClusterAvailable", "status": "True"},
+            ]}})),
+        )
+        .await
+        .unwrap();
+    reconcile_with(&ctx, &client, "shop").await.expect("third");
+    let shop = get(&client, "shop").await;
+    assert_eq!(condition(&shop, "BrokerReady").unwrap().status, "True");
 }

@@ -32,6 +32,13 @@ impl Applied {
             .any(|kind| children::cloudnative_pg::is_cnpg_kind(kind))
     }
 
+    /// Whether a RabbitmqCluster could be applied (served, or not needed).
+    pub fn rabbitmq_cluster_served(&self) -> bool {
+        !self
+            .unserved
+            .contains(&children::rabbitmq_cluster::rabbitmq_cluster_resource().kind)
+    }
+
     /// Whether the ServiceMonitor could be applied (its kind is served).
     pub fn service_monitors_served(&self) -> bool {
         !self
@@ -69,11 +76,15 @@ pub(super) async fn apply(ctx: &Context, names: &Names, desired: &Desired) -> Ap
     // A kind the spec needs (Strimzi's KafkaTopic for `messaging.kafka.strimzi`) that
     // the cluster does not serve is a failure, said once; the ServiceMonitor is only
     // skipped, and the status says so in `MonitoringAvailable`; CloudNativePG's kinds
-    // too, in `ProvidersAvailable` (the rest of the system is applied, and the
-    // services on CloudNativePG wait for their database).
+    // too, and RabbitMQ's cluster operator's, in `ProvidersAvailable` (the rest of the
+    // system is applied, and the services wait for their database or broker).
     let monitors = children::service_monitor_resource();
+    let rabbitmq_cluster = children::rabbitmq_cluster::rabbitmq_cluster_resource();
     for kind in &unserved {
-        if *kind != monitors.kind && !children::cloudnative_pg::is_cnpg_kind(kind) {
+        if *kind != monitors.kind
+            && *kind != rabbitmq_cluster.kind
+            && !children::cloudnative_pg::is_cnpg_kind(kind)
+        {
             let resource = optional_kinds::all()
                 .into_iter()
                 .find(|r| r.kind == *kind)

@@ -31,6 +31,7 @@ mod credentials;
 mod desired;
 mod hold_upgrades;
 mod prune;
+mod rabbitmq_cluster;
 mod references;
 mod report;
 

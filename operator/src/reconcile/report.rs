@@ -26,7 +26,7 @@ pub(super) struct StatusChange {
     /// `MonitoringAvailable` turned: whether available now, and its message.
     monitoring: Option<(bool, String)>,
     /// `ProvidersAvailable` turned: whether available now, and its message.
-    providers: Option<(bool, String)>,
+    providers: Option<(bool, String, String)>,
 }
 
 /// Derive the status after applying, with the `StorageReady` condition (and the
@@ -44,6 +44,9 @@ pub(super) async fn write(
     }
     if !applied.cloudnative_pg_served() {
         observed.cloudnative_pg = Some(false);
+    }
+    if !applied.rabbitmq_cluster_served() {
+        observed.rabbitmq_cluster = Some(Default::default());
     }
     let outcome = if applied.failures.is_empty() {
         Outcome::Applied
@@ -78,11 +81,12 @@ pub(super) async fn announce(
         };
         ctx.publish(system, !available, reason, note).await;
     }
-    if let Some((available, note)) = change.providers {
+    if let Some((available, reason, note)) = change.providers {
+        // The condition's reason (`CloudNativePGNotInstalled`...), or available again.
         let reason = if available {
             "ProvidersAvailable"
         } else {
-            crate::providers::CLOUDNATIVE_PG_NOT_INSTALLED
+            reason.as_str()
         };
         ctx.publish(system, !available, reason, note).await;
     }
@@ -197,6 +201,7 @@ async fn observe(ctx: &Context, spec: &SalesSystemSpec, names: &Names) -> Result
         service_monitors: None,
         cnpg_clusters,
         cloudnative_pg,
+        rabbitmq_cluster: super::rabbitmq_cluster::observe(ctx, spec, names).await?,
     })
 }
 

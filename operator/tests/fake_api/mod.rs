@@ -83,6 +83,13 @@ pub const SERVICE_MONITORS: (&str, &str, &str, &str, bool) = (
 );
 pub const KAFKA_TOPICS: (&str, &str, &str, &str, bool) =
     ("kafka.strimzi.io", "v1", "kafkatopics", "KafkaTopic", true);
+pub const RABBITMQ_CLUSTERS: (&str, &str, &str, &str, bool) = (
+    "rabbitmq.com",
+    "v1beta1",
+    "rabbitmqclusters",
+    "RabbitmqCluster",
+    true,
+);
 
 type Kind = (&'static str, &'static str, &'static str, &'static str, bool);
 
