@@ -58,28 +58,9 @@ fn render(file: &Path) -> Vec<Value> {
 
 /// validate_custom_resources.py: the errors of each object of the CRD's kind.
 fn validate(old: Option<&Path>, crd: &Path, files: &[PathBuf]) -> Vec<Vec<String>> {
-    let mut command = Command::new(common::python());
-    command.arg(common::tool_script("validate_custom_resources.py"));
-    if let Some(old) = old {
-        command.arg("--old").arg(old);
-    }
-    let output = command.arg(crd).args(files).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
-            v["errors"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.as_str().map(String::from))
-                .collect()
-        })
+    common::validate_custom_resources(old, crd, files)
+        .into_iter()
+        .map(|(_, errors)| errors)
         .collect()
 }
 

@@ -11,7 +11,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -23,28 +22,9 @@ fn crd_path() -> PathBuf {
 
 /// validate_custom_resources.py: the errors of each object, as updates of `old`.
 fn validate(old: Option<&Path>, crd: &Path, files: &[PathBuf]) -> Vec<Vec<String>> {
-    let mut command = Command::new(common::python());
-    command.arg(common::tool_script("validate_custom_resources.py"));
-    if let Some(old) = old {
-        command.arg("--old").arg(old);
-    }
-    let output = command.arg(crd).args(files).output().expect("run");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
-            v["errors"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.as_str().map(String::from))
-                .collect()
-        })
+    common::validate_custom_resources(old, crd, files)
+        .into_iter()
+        .map(|(_, errors)| errors)
         .collect()
 }
 

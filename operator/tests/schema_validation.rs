@@ -28,34 +28,7 @@ fn validate_updates(
     crd: &Path,
     files: &[PathBuf],
 ) -> Vec<(String, Vec<String>)> {
-    let mut command = Command::new(common::python());
-    command.arg(common::tool_script("validate_custom_resources.py"));
-    if let Some(old) = old {
-        command.arg("--old").arg(old);
-    }
-    let output = command
-        .arg(crd)
-        .args(files)
-        .output()
-        .expect("run validate_custom_resources.py");
-    assert!(
-        output.status.success(),
-        "validate_custom_resources.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).expect("a JSON line");
-            let errors = v["errors"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.as_str().map(String::from))
-                .collect();
-            (v["file"].as_str().unwrap_or_default().to_owned(), errors)
-        })
-        .collect()
+    common::validate_custom_resources(old, crd, files)
 }
 
 fn crd_path() -> PathBuf {

@@ -55,24 +55,10 @@ fn backup_objects_pass_kubernetes_validate_strict() {
 
 /// Results of `validate_custom_resources.py` (the CRD's schema and CEL rules), per file.
 fn crd_errors(old: Option<&Path>, files: &[PathBuf]) -> Vec<Vec<String>> {
-    let mut command = Command::new(common::python());
-    command.arg(common::tool_script("validate_custom_resources.py"));
-    if let Some(old) = old {
-        command.arg("--old").arg(old);
-    }
     let crd = common::workspace().join("operator/crd/salessystem.yaml");
-    let output = command.arg(crd).args(files).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
-            serde_json::from_value(v["errors"].clone()).unwrap()
-        })
+    common::validate_custom_resources(old, &crd, files)
+        .into_iter()
+        .map(|(_, errors)| errors)
         .collect()
 }
 

@@ -83,3 +83,41 @@ pub fn recorder(client: &kube::Client) -> sales_operator::events::Recorder {
         },
     )
 }
+
+/// Run `validate_custom_resources.py` (the CRD's structural schema and its CEL rules,
+/// as the API server applies them) on every object of `crd`'s kind in `files`, as
+/// updates of the objects in `old` when given: `(file, errors)` per object.
+pub fn validate_custom_resources(
+    old: Option<&Path>,
+    crd: &Path,
+    files: &[PathBuf],
+) -> Vec<(String, Vec<String>)> {
+    let mut command = Command::new(python());
+    command.arg(tool_script("validate_custom_resources.py"));
+    if let Some(old) = old {
+        command.arg("--old").arg(old);
+    }
+    let output = command
+        .arg(crd)
+        .args(files)
+        .output()
+        .expect("run validate_custom_resources.py");
+    assert!(
+        output.status.success(),
+        "validate_custom_resources.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            let errors = v["errors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.as_str().map(String::from))
+                .collect();
+            (v["file"].as_str().unwrap_or_default().to_owned(), errors)
+        })
+        .collect()
+}
