@@ -639,8 +639,8 @@ async fn a_topology_the_broker_refuses_is_reported_not_taken_for_declared() {
 }
 
 /// `AMQP_QUEUE_TYPE=quorum`: every queue, retry and dead-letter queue is a quorum
-/// queue, and a queue's messages past
-/// the delivery limit are parked in its dead-letter queue, not dropped.
+/// queue, declared to dead-letter at least once (a subscription's queue into its
+/// dead-letter queue, a retry queue back into its queue).
 #[tokio::test]
 async fn quorum_queues_are_declared_as_quorum_queues() {
     let broker = sales_testkit::TestBroker::quorum();
@@ -718,73 +718,6 @@ async fn quorum_queues_are_declared_as_quorum_queues() {
         }
     }
 
-    let management = std::env::var("SALES_RABBITMQ_MANAGEMENT_URL").expect(
-        "this test sets a delivery limit through RabbitMQ's management API: run it with \
-         `cargo xtask test`, or set SALES_RABBITMQ_MANAGEMENT_URL",
-    );
-    let (base, user, password) = split_credentials(&management);
-    let http = reqwest::Client::new();
-
-    // Past the delivery limit (a policy of this namespace sets it to 1), a message
-    // is parked in the dead-letter queue, not dropped.
-    let policy = format!("{base}/api/policies/%2F/{}limit", broker.prefix);
-    let put = http
-        .put(&policy)
-        .basic_auth(&user, Some(&password))
-        .json(&serde_json::json!({
-            "pattern": format!("^{}", broker.prefix.replace('.', "\\.")),
-            "definition": {"delivery-limit": 1},
-            "apply-to": "queues",
-            "priority": 10,
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success(), "policy: {}", put.status());
-    broker
-        .publish_raw(SUBSCRIPTION.message_type.as_str(), b"{\"poison\":true}")
-        .await;
-    let channel = conn.create_channel().await.unwrap();
-    let parked = eventually(
-        "the message in the dead-letter queue",
-        Duration::from_secs(20),
-        || {
-            let (channel, queue, dead) = (channel.clone(), queue.clone(), dead.clone());
-            async move {
-                if let Ok(Some(message)) = channel
-                    .basic_get(
-                        queue.as_str().into(),
-                        lapin::options::BasicGetOptions::default(),
-                    )
-                    .await
-                {
-                    let _ = message
-                        .delivery
-                        .nack(lapin::options::BasicNackOptions {
-                            requeue: true,
-                            ..Default::default()
-                        })
-                        .await;
-                }
-                let parked = channel
-                    .basic_get(
-                        dead.as_str().into(),
-                        lapin::options::BasicGetOptions { no_ack: true },
-                    )
-                    .await
-                    .ok()
-                    .flatten()?;
-                Some(parked.delivery.data.clone())
-            }
-        },
-    )
-    .await;
-    assert_eq!(parked, b"{\"poison\":true}");
-    let _ = http
-        .delete(&policy)
-        .basic_auth(&user, Some(&password))
-        .send()
-        .await;
     let _ = conn.close(200, "done".into()).await;
     broker.delete().await;
 }
