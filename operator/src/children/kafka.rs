@@ -19,14 +19,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, ObjectFieldSelector, Probe, ResourceRequirements, Service,
-    TCPSocketAction,
+    Container, EnvVar, Probe, ResourceRequirements, Service, TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::env::{KAFKA_CLIENT_PORT, from_secret};
-use super::infrastructure::{DATA_VOLUME, mount, resources, scratch, service, stateful_set, value};
+use super::infrastructure::{
+    DATA_VOLUME, from_field, mount, resources, scratch, service, stateful_set, value,
+};
 use super::names::{ANNOTATION_CREDENTIALS_HASH, Component, Names};
 use super::secrets::{KAFKA_CLUSTER_ID_KEY, KAFKA_JAAS_KEY};
 use super::services::{container_security, port, values_hash};
@@ -48,20 +49,6 @@ fn tcp_probe(port: &str, period: i32, failures: i32, delay: i32) -> Probe {
         period_seconds: Some(period),
         failure_threshold: Some(failures),
         initial_delay_seconds: Some(delay),
-        ..Default::default()
-    }
-}
-
-fn from_field(variable: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: variable.into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
         ..Default::default()
     }
 }

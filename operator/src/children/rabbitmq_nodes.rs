@@ -19,12 +19,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, EnvVar, EnvVarSource, KeyToPath,
-    ObjectFieldSelector, SecretVolumeSource, Service, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, KeyToPath, SecretVolumeSource, Service, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use super::infrastructure::{AMQP_PORT, DATA_VOLUME, RABBITMQ_MANAGEMENT_PORT, mount, service};
+use super::infrastructure::{
+    AMQP_PORT, DATA_VOLUME, RABBITMQ_MANAGEMENT_PORT, from_field, mount, service, value,
+};
 use super::names::{Component, Names};
 use super::secrets::ERLANG_COOKIE_KEY;
 use super::services::{container_security, meta};
@@ -71,28 +73,6 @@ pub fn cluster_config(names: &Names, replicas: i32) -> String {
     }
     text.push_str("cluster_partition_handling = pause_minority\n");
     text
-}
-
-fn from_field(variable: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: variable.into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn plain(variable: &str, value: String) -> EnvVar {
-    EnvVar {
-        name: variable.into(),
-        value: Some(value),
-        ..Default::default()
-    }
 }
 
 /// Make the single-node StatefulSet of [`super::infrastructure::rabbitmq`] a cluster of
@@ -182,10 +162,10 @@ pub fn cluster(
     for container in pod.containers.iter_mut().filter(|c| c.name == "rabbitmq") {
         container.env.get_or_insert_with(Vec::new).extend([
             from_field("MY_POD_NAME", "metadata.name"),
-            plain("RABBITMQ_USE_LONGNAME", "true".into()),
-            plain(
+            value("RABBITMQ_USE_LONGNAME", "true"),
+            value(
                 "RABBITMQ_NODENAME",
-                format!(
+                &format!(
                     "rabbit@$(MY_POD_NAME).{}.{}",
                     names.broker_nodes(),
                     names.namespace

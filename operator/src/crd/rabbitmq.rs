@@ -20,11 +20,17 @@ pub enum QueueType {
 }
 
 impl QueueType {
-    /// The services' `AMQP_QUEUE_TYPE`.
+    /// The services' `AMQP_QUEUE_TYPE`, as the services read it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            QueueType::Classic => "classic",
-            QueueType::Quorum => "quorum",
+        sales_contracts::topology::QueueType::from(self).as_str()
+    }
+}
+
+impl From<QueueType> for sales_contracts::topology::QueueType {
+    fn from(queue_type: QueueType) -> Self {
+        match queue_type {
+            QueueType::Classic => Self::Classic,
+            QueueType::Quorum => Self::Quorum,
         }
     }
 }
