@@ -26,11 +26,13 @@ mod cloudnative_pg;
 mod messaging;
 mod placement;
 mod rabbitmq;
+mod tls;
 pub use backup::*;
 pub use cloudnative_pg::*;
 pub use messaging::*;
 pub use placement::*;
 pub use rabbitmq::*;
+pub use tls::*;
 
 /// The API group of the resource.
 pub const GROUP: &str = "sales-system.io";
@@ -169,6 +171,10 @@ pub struct SalesSystemSpec {
     /// (docs/operator/high-availability.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
+    /// TLS between the services and their databases, broker and cache
+    /// (docs/operator/tls.md). Off by default.
+    #[serde(default)]
+    pub tls: TlsSpec,
 }
 
 impl SalesSystemSpec {
@@ -230,6 +236,7 @@ impl Default for SalesSystemSpec {
             network_policies: NetworkPoliciesSpec::default(),
             deletion_policy: DeletionPolicy::default(),
             placement: None,
+            tls: TlsSpec::default(),
         }
     }
 }

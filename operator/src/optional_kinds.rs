@@ -1,6 +1,6 @@
 //! Kinds the operator uses only where their CRDs are installed (the Prometheus
-//! Operator's ServiceMonitor, Strimzi's KafkaTopic and KafkaUser), found out while
-//! running.
+//! Operator's ServiceMonitor, Strimzi's KafkaTopic and KafkaUser, CloudNativePG's,
+//! RabbitMQ's cluster operator's and cert-manager's kinds), found out while running.
 //!
 //! The cluster is asked through discovery (`GET /apis/<group>/<version>`), and the
 //! answer kept for a short while ([`OptionalKinds::refresh`]): the reconcile skips an
@@ -31,6 +31,7 @@ pub fn all() -> Vec<ApiResource> {
         cloudnative_pg::cluster_resource(),
         cloudnative_pg::scheduled_backup_resource(),
         children::rabbitmq_cluster::rabbitmq_cluster_resource(),
+        children::cert_manager::certificate_resource(),
     ]
 }
 

@@ -18,6 +18,8 @@ pub const PROVIDERS_AVAILABLE: &str = "ProvidersAvailable";
 pub const CLOUDNATIVE_PG_NOT_INSTALLED: &str = "CloudNativePGNotInstalled";
 /// Its reason when RabbitMQ's cluster operator's CRD is missing.
 pub const RABBITMQ_CLUSTER_OPERATOR_NOT_INSTALLED: &str = "RabbitMQClusterOperatorNotInstalled";
+/// Its reason when cert-manager's CRDs are missing (`tls.mode: certManager`).
+pub const CERT_MANAGER_NOT_INSTALLED: &str = "CertManagerNotInstalled";
 
 /// The RabbitmqCluster the services use, as this reconcile found it.
 #[derive(Clone, Debug, Default)]
@@ -162,6 +164,32 @@ pub fn rabbitmq_cluster_available(
              RabbitMQ's cluster operator (https://www.rabbitmq.com/kubernetes/operator/install-operator); \
              everything else is applied, and the services wait for their broker. The \
              RabbitmqCluster is created, and watched, once its CRD is installed"
+                .into(),
+        ),
+    })
+}
+
+/// `ProvidersAvailable`'s part for cert-manager, with `tls.mode: certManager`:
+/// `served` is whether the cluster serves `cert-manager.io/v1` Certificate (`None`:
+/// not asked this time).
+pub fn cert_manager_available(spec: &SalesSystemSpec, served: Option<bool>) -> Option<Verdict> {
+    if !crate::children::cert_manager::used(spec) {
+        return None;
+    }
+    Some(match served? {
+        true => (
+            true,
+            "Installed",
+            "cert-manager is installed: it issues the built-in servers' certificates".into(),
+        ),
+        false => (
+            false,
+            CERT_MANAGER_NOT_INSTALLED,
+            "the cluster does not serve cert-manager.io/v1 Certificate: install cert-manager \
+             (https://cert-manager.io/docs/installation/), or use tls.mode operatorCA; \
+             everything else is applied, and the built-in PostgreSQL, RabbitMQ and Redis \
+             wait for their certificates' Secrets. The Certificates are created once its \
+             CRDs are installed"
                 .into(),
         ),
     })

@@ -69,6 +69,9 @@ pub struct Observed {
     pub cloudnative_pg: Option<bool>,
     /// The RabbitmqCluster the services use, when the broker is one.
     pub rabbitmq_cluster: Option<crate::providers::RabbitmqClusterSeen>,
+    /// Whether the cluster serves cert-manager's Certificate, when `tls.mode` is
+    /// `certManager` and this reconcile asked.
+    pub cert_manager: Option<bool>,
 }
 
 struct Check {
@@ -191,6 +194,7 @@ pub fn derive(
     let parts: Vec<_> = [
         crate::providers::providers_available(spec, observed.cloudnative_pg),
         crate::providers::rabbitmq_cluster_available(spec, observed.rabbitmq_cluster.as_ref()),
+        crate::providers::cert_manager_available(spec, observed.cert_manager),
     ]
     .into_iter()
     .flatten()
@@ -216,6 +220,7 @@ pub fn derive(
         .filter(|_| {
             !crate::children::cloudnative_pg::services(spec).is_empty()
                 || spec.rabbitmq_cluster().is_some()
+                || crate::children::cert_manager::used(spec)
         })
     {
         conditions.push(kept.clone());

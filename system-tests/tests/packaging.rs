@@ -835,6 +835,7 @@ emit({
         "postgresql.cnpg.io|clusters|": crud,
         "postgresql.cnpg.io|scheduledbackups|": crud,
         "rabbitmq.com|rabbitmqclusters|": crud,
+        "cert-manager.io|certificates|": crud,
         "events.k8s.io|events|": ["create", "patch"],
         "|pods|": ["list", "patch"],
     });

@@ -131,6 +131,10 @@ The rules the operator needs wherever it watches SalesSystems (docs/operator/REA
 - apiGroups: ["rabbitmq.com"]
   resources: ["rabbitmqclusters"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# cert-manager (`tls.mode: certManager`).
+- apiGroups: ["cert-manager.io"]
+  resources: ["certificates"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

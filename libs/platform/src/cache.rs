@@ -65,11 +65,10 @@ impl Cache {
         Cache { inner: None }
     }
 
-    /// A cache on `url` (connecting lazily). Keys start with `prefix`.
-    pub fn new(url: &str, prefix: &str, ttl: Duration, metrics: &Metrics) -> anyhow::Result<Cache> {
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
-        Ok(Cache {
+    /// A cache on `client` (connecting lazily; see [`redis_client`]). Keys start
+    /// with `prefix`.
+    pub fn new(client: redis::Client, prefix: &str, ttl: Duration, metrics: &Metrics) -> Cache {
+        Cache {
             inner: Some(Arc::new(Inner {
                 client,
                 prefix: prefix.to_owned(),
@@ -86,7 +85,7 @@ impl Cache {
                 ),
                 script: redis::Script::new(READ_SCRIPT),
             })),
-        })
+        }
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -134,6 +133,39 @@ impl Cache {
             inner.bump(&full).await;
         }
     }
+}
+
+/// A Redis client for `url` (`REDIS_URL`). `rediss://` is TLS: the server's
+/// certificate must name the URL's host and chain to `ca_file`'s CAs
+/// (`REDIS_TLS_CA_FILE`), or without one to the system's roots. A CA file with a
+/// plaintext `redis://` URL, and `rediss://...#insecure` (no verification), are refused.
+pub fn redis_client(url: &str, ca_file: Option<&std::path::Path>) -> anyhow::Result<redis::Client> {
+    let client = redis::Client::open(url)
+        .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
+    let redis::ConnectionAddr::TcpTls { insecure, .. } = client.get_connection_info().addr() else {
+        if ca_file.is_some() {
+            anyhow::bail!(
+                "REDIS_TLS_CA_FILE is set but REDIS_URL is redis:// (plaintext); use rediss://"
+            );
+        }
+        return Ok(client);
+    };
+    if *insecure {
+        anyhow::bail!(
+            "REDIS_URL: `#insecure` turns off certificate checks; remove it (REDIS_TLS_CA_FILE names a private CA)"
+        );
+    }
+    crate::tls::install_crypto_provider();
+    let Some(path) = ca_file else {
+        return Ok(client);
+    };
+    let root_cert = crate::tls::read_ca_bundle("REDIS_TLS_CA_FILE", path)?;
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root_cert),
+    };
+    redis::Client::build_with_tls(url, certificates)
+        .map_err(|e| anyhow::anyhow!("REDIS_TLS_CA_FILE: {}: {e}", path.display()))
 }
 
 struct Skipped;
@@ -231,5 +263,35 @@ impl Inner {
             state.pending.insert(key.to_owned());
             state.skip_until = Some(Instant::now() + STEP_ASIDE_FOR);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_settings_that_contradict_the_url_are_refused_at_start() {
+        let ca = Some(std::path::Path::new("/nonexistent/ca.crt"));
+        let plain = redis_client("redis://cache:6379", ca)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            plain.starts_with("REDIS_TLS_CA_FILE is set but REDIS_URL is redis://"),
+            "{plain}"
+        );
+        let insecure = redis_client("rediss://cache:6379/#insecure", None)
+            .unwrap_err()
+            .to_string();
+        assert!(insecure.contains("#insecure"), "{insecure}");
+        let missing = redis_client("rediss://cache:6379", ca)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.starts_with("REDIS_TLS_CA_FILE: cannot read /nonexistent/ca.crt"),
+            "{missing}"
+        );
+        assert!(redis_client("rediss://cache:6379", None).is_ok());
+        assert!(redis_client("redis://cache:6379", None).is_ok());
     }
 }

@@ -3,6 +3,7 @@
 //! Secrets are [`SecretString`]s: they print as `[REDACTED]` in logs and `--help`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -24,6 +25,12 @@ pub struct HttpArgs {
     /// How long in-flight requests and messages may take to finish after SIGTERM.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long the service keeps serving with `/ready` failing before
+    /// it stops taking new work, so load balancers can take it out first (on
+    /// Kubernetes the pod's `preStop` sleep does this, and the operator sets 0s).
+    /// Ctrl-C skips it.
+    #[arg(long, env = "SHUTDOWN_DRAIN_DELAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shutdown_drain_delay: Duration,
     /// What this process does: `all` (API and queue consumers, the default), `api`
     /// (no consumers: on Kubernetes the API pods), or `consumer` (on Kubernetes the
     /// consumer pods, scaled on queue depth; their API port gets no traffic).
@@ -42,7 +49,8 @@ pub enum ServiceRole {
 /// The service's own PostgreSQL database.
 #[derive(Args, Clone, Debug)]
 pub struct DatabaseArgs {
-    /// `postgres://user:password@host:port/database`
+    /// `postgres://user:password@host:port/database`; over TLS with
+    /// `?sslmode=verify-full&sslrootcert=/path/ca.crt` (docs/security.md).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: SecretString,
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
@@ -58,9 +66,14 @@ pub struct BrokerArgs {
     /// Which broker carries the events: `rabbitmq` (the default) or `kafka`.
     #[arg(long, env = "MESSAGING_KIND", default_value = "rabbitmq")]
     pub messaging_kind: MessagingKind,
-    /// RabbitMQ: `amqp://user:password@host:port/vhost` (vhost `/` is `%2f`).
+    /// RabbitMQ: `amqp://user:password@host:port/vhost` (vhost `/` is `%2f`), or
+    /// `amqps://...` (TLS, port 5671 by default).
     #[arg(long, env = "AMQP_URL", hide_env_values = true)]
     pub amqp_url: Option<SecretString>,
+    /// RabbitMQ over `amqps://`: a PEM file of the CA certificate(s) that signed the
+    /// broker's certificate, trusted besides the system's roots. Only with `amqps://`.
+    #[arg(long, env = "AMQP_TLS_CA_FILE")]
+    pub amqp_tls_ca_file: Option<PathBuf>,
     /// RabbitMQ: prefix for the exchange and every queue name, so several systems can
     /// share a broker.
     #[arg(long, env = "AMQP_PREFIX", default_value = "")]
@@ -75,6 +88,16 @@ pub struct BrokerArgs {
     pub amqp_queue_type: QueueType,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+}
+
+impl BrokerArgs {
+    /// RabbitMQ's URL and TLS settings, checked: an error names the setting at fault.
+    pub fn amqp_endpoint(&self) -> anyhow::Result<crate::messaging::rabbitmq::AmqpEndpoint> {
+        let url = self.amqp_url.clone().ok_or_else(|| {
+            anyhow::anyhow!("MESSAGING_KIND=rabbitmq needs AMQP_URL (--amqp-url)")
+        })?;
+        crate::messaging::rabbitmq::AmqpEndpoint::new(url, self.amqp_tls_ca_file.clone())
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -118,11 +141,14 @@ pub struct KafkaArgs {
     #[arg(long, env = "KAFKA_BATCH_MESSAGES",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub kafka_batch_messages: Option<u32>,
-    /// `plaintext` or `sasl_plaintext` (this build has no TLS: `ssl` and `sasl_ssl` are
-    /// refused at start).
+    /// `plaintext`, `ssl` (TLS), `sasl_plaintext` or `sasl_ssl` (SASL over TLS).
     #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", default_value = "plaintext")]
     pub kafka_security_protocol: String,
-    /// `PLAIN`, with the two below (SCRAM needs the TLS build).
+    /// With `ssl` or `sasl_ssl`: a PEM file of the CA certificate(s) that signed the
+    /// brokers' certificates (librdkafka's `ssl.ca.location`); unset: the system's.
+    #[arg(long, env = "KAFKA_SSL_CA_LOCATION")]
+    pub kafka_ssl_ca_location: Option<PathBuf>,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`, with the two below.
     #[arg(long, env = "KAFKA_SASL_MECHANISM")]
     pub kafka_sasl_mechanism: Option<String>,
     #[arg(long, env = "KAFKA_SASL_USERNAME")]
@@ -152,6 +178,7 @@ impl Default for KafkaArgs {
             kafka_create_topics: true,
             kafka_batch_messages: None,
             kafka_security_protocol: "plaintext".into(),
+            kafka_ssl_ca_location: None,
             kafka_sasl_mechanism: None,
             kafka_sasl_username: None,
             kafka_sasl_password: None,
@@ -159,13 +186,37 @@ impl Default for KafkaArgs {
     }
 }
 
-/// Logs and traces.
+/// Logs and traces: the standard OpenTelemetry variables (docs/observability.md), and
+/// the log format and filters. The SDK reads the other `OTEL_*` variables it knows
+/// itself (`OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_BSP_*`).
 #[derive(Args, Clone, Debug)]
 pub struct TelemetryArgs {
-    /// OTLP/HTTP endpoint traces are sent to, e.g. `http://otel-collector:4318`.
-    /// Unset: traces are still made (ids in logs, context propagated) but not exported.
+    /// OTLP/HTTP URL traces are sent to, as given, e.g.
+    /// `http://otel-collector:4318/v1/traces`. Wins over `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    pub otlp_traces_endpoint: Option<String>,
+    /// OTLP/HTTP base URL, e.g. `http://otel-collector:4318` (`/v1/traces` is
+    /// appended). Neither set: traces are still made (ids in logs, context
+    /// propagated) but not exported.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// `otlp` (the default) or `none` (traces not exported, whatever the endpoint).
+    #[arg(long, env = "OTEL_TRACES_EXPORTER")]
+    pub traces_exporter: Option<String>,
+    /// The traces' `service.name`; unset: the service's own name (`order`, ...).
+    #[arg(long, env = "OTEL_SERVICE_NAME")]
+    pub service_name: Option<String>,
+    /// More resource attributes, `key=value,key=value` (e.g.
+    /// `k8s.namespace.name=shop`); read by the SDK.
+    #[arg(long, env = "OTEL_RESOURCE_ATTRIBUTES")]
+    pub resource_attributes: Option<String>,
+    /// Which traces are kept: `parentbased_always_on` (the default), `always_on`,
+    /// `always_off`, `traceidratio`, `parentbased_always_off`, `parentbased_traceidratio`.
+    #[arg(long, env = "OTEL_TRACES_SAMPLER")]
+    pub traces_sampler: Option<String>,
+    /// The ratio of the `traceidratio` samplers, 0 to 1 (default 1).
+    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG")]
+    pub traces_sampler_arg: Option<String>,
     /// `json` (one JSON object per line, for log collectors) or `text` (for people).
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,
@@ -191,9 +242,13 @@ pub enum LogFormat {
 /// The Redis cache (optional: without `REDIS_URL` every read goes to the database).
 #[derive(Args, Clone, Debug)]
 pub struct CacheArgs {
-    /// `redis://host:port`; unset disables the cache.
+    /// `redis://host:port`, or `rediss://host:port` (TLS); unset disables the cache.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<SecretString>,
+    /// Redis over `rediss://`: a PEM file of the CA certificate(s) that signed the
+    /// server's certificate, trusted instead of the system's roots. Only with `rediss://`.
+    #[arg(long, env = "REDIS_TLS_CA_FILE")]
+    pub redis_tls_ca_file: Option<PathBuf>,
     /// How long a cached entry lives (seed 003: 10 minutes).
     #[arg(long, env = "CACHE_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub cache_ttl: Duration,
@@ -212,7 +267,16 @@ impl CacheArgs {
             .map(|u| u.expose_secret().to_owned())
         {
             Some(url) if !url.trim().is_empty() => {
-                crate::cache::Cache::new(&url, &self.cache_prefix, self.cache_ttl, metrics)
+                let client = crate::cache::redis_client(&url, self.redis_tls_ca_file.as_deref())?;
+                Ok(crate::cache::Cache::new(
+                    client,
+                    &self.cache_prefix,
+                    self.cache_ttl,
+                    metrics,
+                ))
+            }
+            _ if self.redis_tls_ca_file.is_some() => {
+                anyhow::bail!("REDIS_TLS_CA_FILE is set but REDIS_URL is not")
             }
             _ => Ok(crate::cache::Cache::disabled()),
         }

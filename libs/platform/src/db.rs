@@ -16,13 +16,15 @@ use tokio_util::sync::CancellationToken;
 use crate::config::DatabaseArgs;
 
 /// A pool that connects lazily: the service starts (and reports not ready) while
-/// the database is away, and recovers by itself when it comes back.
+/// the database is away, and recovers by itself when it comes back. TLS settings
+/// that cannot work (see [`crate::tls`]) fail here, at start.
 pub fn pool(args: &DatabaseArgs, service: &str) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = args
         .database_url
         .expose_secret()
         .parse()
         .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
+    crate::tls::check_database_url(args.database_url.expose_secret())?;
     let options = options.application_name(service);
     Ok(PgPoolOptions::new()
         .max_connections(args.database_max_connections)

@@ -7,6 +7,7 @@
 //! - [`http`]: common layers, `/health`, `/ready`, `/metrics`, Swagger UI;
 //! - [`error`]: the JSON error answer and extractors that reject bad input clearly;
 //! - [`db`]: the PostgreSQL pool and migrations;
+//! - [`tls`]: TLS to PostgreSQL, RabbitMQ, Redis and Kafka, checked at start;
 //! - [`messaging`]: events over RabbitMQ or Kafka, behind one seam: acknowledged
 //!   publishing, consumers with retries and dead letters;
 //! - [`outbox`] and [`messaging::handling`]: events out at least once, handled
@@ -30,5 +31,6 @@ pub mod outbox;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use error::{ApiError, Json, Path, Query};

@@ -150,6 +150,9 @@ impl Wiring {
             // As the image sets it (Dockerfile): large blocks (argon2's 19 MiB a
             // password hash) go back to the system when freed.
             ("GLIBC_TUNABLES".into(), ALLOCATOR_TUNABLES.into()),
+            // Nothing balances load over local processes: stop without a drain
+            // window (a test that wants one sets it per service).
+            ("SHUTDOWN_DRAIN_DELAY".into(), "0s".into()),
         ];
         env.extend(self.identity_env(service));
         if let Some((email, password)) = &self.admin {

@@ -8,6 +8,8 @@ pub mod fault_proxy;
 pub mod identity;
 pub mod launch;
 pub mod private_kafka;
+pub mod private_servers;
+pub mod test_ca;
 pub mod transport;
 
 pub use transport::{TestKafka, TestTransport, kafka_bootstrap};
@@ -196,6 +198,7 @@ impl TestBroker {
         BrokerArgs {
             messaging_kind: MessagingKind::Rabbitmq,
             amqp_url: Some(SecretString::from(amqp_url())),
+            amqp_tls_ca_file: None,
             amqp_prefix: self.prefix.clone(),
             amqp_prefetch: 16,
             amqp_queue_type: self.queue_type,
@@ -292,6 +295,7 @@ pub fn http_args() -> HttpArgs {
         admin_addr: ([127, 0, 0, 1], 0).into(),
         max_body_bytes: 64 * 1024,
         shutdown_grace: Duration::from_secs(10),
+        shutdown_drain_delay: Duration::ZERO,
         role: sales_platform::config::ServiceRole::All,
     }
 }

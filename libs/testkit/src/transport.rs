@@ -83,6 +83,7 @@ impl TestKafka {
         BrokerArgs {
             messaging_kind: MessagingKind::Kafka,
             amqp_url: None,
+            amqp_tls_ca_file: None,
             amqp_prefix: String::new(),
             amqp_prefetch: 16,
             amqp_queue_type: Default::default(),

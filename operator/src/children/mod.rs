@@ -7,6 +7,7 @@
 //! ([`secrets::generated`]): they are created once, never applied.
 
 pub mod backups;
+pub mod cert_manager;
 pub mod cloudnative_pg;
 pub mod env;
 pub mod infrastructure;
@@ -20,6 +21,9 @@ pub mod rabbitmq_cluster;
 pub mod rabbitmq_nodes;
 pub mod secrets;
 pub mod services;
+pub mod tls;
+pub mod tls_clients;
+pub mod tls_servers;
 
 use std::collections::BTreeMap;
 
@@ -119,6 +123,8 @@ pub struct KnownSecrets<'a> {
     /// The default user's Secret of the `RabbitmqCluster` the services use
     /// (`rabbitmq.cluster`): the broker's account Secret is written from it.
     pub rabbitmq_default_user: Option<&'a BTreeMap<String, String>>,
+    /// The TLS Secrets of `spec.tls` by name (`tls::Values`; the CA's key left out).
+    pub tls: Option<&'a BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 /// [`desired_for`], and with the values of the Secrets pods read, each pod carries a
@@ -147,6 +153,10 @@ fn build(
             names, spec, service, owner,
         ))?);
     }
+    if let Some(config) = tls_servers::config_map(names, spec, owner) {
+        out.push(Child::typed(&config)?);
+    }
+    out.extend(cert_manager::certificates(names, spec, owner)?);
     // Infrastructure first, so the services find it as early as possible.
     for service in AppService::with_database() {
         if let (Some(DatabaseChoice::Managed(settings)), Some(database)) =
@@ -154,6 +164,9 @@ fn build(
         {
             let (mut sts, svc) =
                 infrastructure::postgres(names, service, database, &settings, owner);
+            if spec.tls.enabled() {
+                tls_servers::postgres(&mut sts, names, service, known);
+            }
             placement::place(&mut sts, spec, names, Component::Database(service));
             out.push(Child::typed(&svc)?);
             out.push(Child::typed(&sts)?);
@@ -162,10 +175,16 @@ fn build(
     out.extend(backups::children(names, spec, owner)?);
     out.extend(cloudnative_pg::children(names, spec, owner)?);
     if let Some(settings) = spec.managed_rabbitmq() {
-        let (mut sts, svc) = infrastructure::rabbitmq(names, &settings, owner);
+        let (mut sts, mut svc) = infrastructure::rabbitmq(names, &settings, owner);
+        if spec.tls.enabled() {
+            tls_servers::rabbitmq(&mut sts, &mut svc, names, known);
+        }
         placement::place(&mut sts, spec, names, Component::Broker);
         if rabbitmq_nodes::clustered(&settings) {
-            let (nodes, config) = rabbitmq_nodes::cluster(names, &settings, owner, &mut sts);
+            let (mut nodes, config) = rabbitmq_nodes::cluster(names, &settings, owner, &mut sts);
+            if spec.tls.enabled() {
+                tls_servers::amqps_service(&mut nodes);
+            }
             out.push(Child::typed(&config)?);
             out.push(Child::typed(&nodes)?);
         }
@@ -187,6 +206,9 @@ fn build(
     }
     if let Some(settings) = spec.redis.managed() {
         let (mut deploy, svc) = infrastructure::redis(names, &settings, owner);
+        if spec.tls.enabled() {
+            tls_servers::redis(&mut deploy, names, known);
+        }
         placement::place(&mut deploy, spec, names, Component::Cache);
         out.push(Child::typed(&svc)?);
         out.push(Child::typed(&deploy)?);
@@ -201,9 +223,9 @@ fn build(
                     names, service, owner,
                 ))?);
             }
-            out.push(Child::typed(&services::deployment(
-                names, spec, service, *role, owner, known,
-            ))?);
+            let mut deployment = services::deployment(names, spec, service, *role, owner, known);
+            tls_clients::mount(&mut deployment, names, spec, service, known);
+            out.push(Child::typed(&deployment)?);
         }
     }
     for service in AppService::ALL {

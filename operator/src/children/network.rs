@@ -1,7 +1,7 @@
 //! NetworkPolicies: who may open a connection to whom.
 //!
 //! - each database: only its own service, on 5432;
-//! - the broker: only the services that use it, on 5672;
+//! - the broker: only the services that use it, on 5672 (5671 under `spec.tls`);
 //! - Redis: only the services that use it (product, order, customer, gateway), on 6379;
 //! - the gateway's API port: anyone (it is the one public entry, and every service
 //!   reads the gateway's public keys there, `/.well-known/jwks.json`);
@@ -219,6 +219,8 @@ pub fn policies(
     for (component, clients) in users {
         let port = match component {
             Component::Database(_) => POSTGRES_PORT,
+            // Under `spec.tls` the broker listens for AMQP over TLS only.
+            Component::Broker if spec.tls.enabled() => super::tls::AMQPS_PORT,
             Component::Broker => AMQP_PORT,
             Component::Kafka => KAFKA_CLIENT_PORT,
             Component::Cache => REDIS_PORT,

@@ -75,17 +75,22 @@ pub fn management_url(names: &Names, provider: &RabbitmqClusterProvider) -> Stri
     )
 }
 
-/// The services' AMQP URL from the default user's values; `None` while a value is
-/// missing.
+/// The services' AMQP URL from the default user's values (with `tls`: `amqps://` on
+/// 5671); `None` while a value is missing.
 pub fn amqp_url(
     names: &Names,
     provider: &RabbitmqClusterProvider,
     default_user: &BTreeMap<String, String>,
+    tls: bool,
 ) -> Option<String> {
     let user = default_user.get("username").filter(|u| !u.is_empty())?;
     let password = default_user.get("password").filter(|p| !p.is_empty())?;
+    let (scheme, port) = match tls {
+        true => ("amqps", super::tls::AMQPS_PORT),
+        false => ("amqp", AMQP_PORT),
+    };
     Some(format!(
-        "amqp://{}:{}@{}.{}.svc:{AMQP_PORT}/%2f",
+        "{scheme}://{}:{}@{}.{}.svc:{port}/%2f",
         utf8_percent_encode(user, USERINFO),
         utf8_percent_encode(password, USERINFO),
         cluster_name(names, provider),
@@ -125,6 +130,17 @@ pub fn children(
         if let Some(resources) = &create.resources {
             cluster_spec["resources"] = serde_json::to_value(resources)?;
         }
+        if spec.tls.enabled() {
+            // The server Secret holds `ca.crt` too. The plaintext listeners stay while
+            // the operator's scaler reads the management API (over HTTP).
+            let secret = super::tls::server_secret(names, Component::Broker);
+            let autoscaled = spec.autoscaling.scaled_services().next().is_some();
+            cluster_spec["tls"] = serde_json::json!({
+                "secretName": secret,
+                "caSecretName": secret,
+                "disableNonTLSListeners": !autoscaled,
+            });
+        }
         let object = serde_json::json!({
             "apiVersion": resource.api_version,
             "kind": resource.kind,
@@ -143,7 +159,7 @@ pub fn children(
     }
     if let Some(url) = known
         .rabbitmq_default_user
-        .and_then(|values| amqp_url(names, provider, values))
+        .and_then(|values| amqp_url(names, provider, values, spec.tls.enabled()))
     {
         let secret = Secret {
             metadata: meta(
@@ -180,10 +196,14 @@ mod tests {
             ("password".to_owned(), "p@ss/w:rd".to_owned()),
         ]);
         assert_eq!(
-            amqp_url(&names, &provider, &values).as_deref(),
+            amqp_url(&names, &provider, &values, false).as_deref(),
             Some("amqp://default_user_a-b:p%40ss%2Fw%3Ard@broker.sales.svc:5672/%2f")
         );
-        assert_eq!(amqp_url(&names, &provider, &BTreeMap::new()), None);
+        assert_eq!(
+            amqp_url(&names, &provider, &values, true).as_deref(),
+            Some("amqps://default_user_a-b:p%40ss%2Fw%3Ard@broker.sales.svc:5671/%2f")
+        );
+        assert_eq!(amqp_url(&names, &provider, &BTreeMap::new(), false), None);
         assert_eq!(
             management_url(&names, &provider),
             "http://broker.sales.svc:15672"

@@ -36,19 +36,30 @@ pub const KAFKA_CLUSTER_ID_KEY: &str = "cluster-id";
 /// Key of the managed Kafka's Secret: the client listener's JAAS configuration.
 pub const KAFKA_JAAS_KEY: &str = "jaas";
 
+/// Key of a managed database's, broker's or Redis's Secret: the URL over TLS, with
+/// `spec.tls` on (made from the password, like `url`, but always kept up to date).
+pub const TLS_URL_KEY: &str = "tls-url";
+
 /// What one generated Secret holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credentials {
-    /// `username`, `password`, `url` of a managed PostgreSQL.
-    Database { host: String, database: String },
-    /// `username`, `password`, `url` of the managed RabbitMQ.
-    Broker { host: String },
+    /// `username`, `password`, `url` of a managed PostgreSQL; with `tls`, also
+    /// `tls-url` (made from the password: `sslmode=verify-full` against the CA).
+    Database {
+        host: String,
+        database: String,
+        tls: bool,
+    },
+    /// `username`, `password`, `url` of the managed RabbitMQ; with `tls`, also
+    /// `tls-url` (`amqps://`, port 5671).
+    Broker { host: String, tls: bool },
     /// `username`, `password`, `cluster-id` (the KRaft cluster's id, formatted into
     /// every node's storage once) and `jaas` (the brokers' SASL/PLAIN user list, made
     /// from the other two) of the managed Kafka.
     Kafka,
-    /// `password`, `url` of the managed Redis.
-    Cache { host: String },
+    /// `password`, `url` of the managed Redis; with `tls`, also `tls-url`
+    /// (`rediss://`).
+    Cache { host: String, tls: bool },
     /// `admin-password`.
     Admin,
     /// The identity plane: `token-signing-keys` (the customer service's Ed25519 key,
@@ -187,7 +198,11 @@ impl Credentials {
                 .clone()
         };
         match self {
-            Credentials::Database { host, database } => {
+            Credentials::Database {
+                host,
+                database,
+                tls,
+            } => {
                 values
                     .entry("username".into())
                     .or_insert_with(|| USERNAME.into());
@@ -196,8 +211,18 @@ impl Credentials {
                 values.entry("url".into()).or_insert_with(|| {
                     format!("postgres://{user}:{password}@{host}:{POSTGRES_PORT}/{database}")
                 });
+                if *tls {
+                    values.insert(
+                        TLS_URL_KEY.into(),
+                        format!(
+                            "postgres://{user}:{password}@{host}:{POSTGRES_PORT}/{database}\
+                             ?sslmode=verify-full&sslrootcert={}",
+                            super::tls::CA_FILE
+                        ),
+                    );
+                }
             }
-            Credentials::Broker { host } => {
+            Credentials::Broker { host, tls } => {
                 values
                     .entry("username".into())
                     .or_insert_with(|| USERNAME.into());
@@ -209,6 +234,13 @@ impl Credentials {
                 values
                     .entry("url".into())
                     .or_insert_with(|| format!("amqp://{user}:{password}@{host}:{AMQP_PORT}/%2f"));
+                if *tls {
+                    let port = super::tls::AMQPS_PORT;
+                    values.insert(
+                        TLS_URL_KEY.into(),
+                        format!("amqps://{user}:{password}@{host}:{port}/%2f"),
+                    );
+                }
             }
             Credentials::Kafka => {
                 values
@@ -233,11 +265,17 @@ impl Credentials {
                     ),
                 );
             }
-            Credentials::Cache { host } => {
+            Credentials::Cache { host, tls } => {
                 let password = ensure(&mut values, "password", 32);
                 values
                     .entry("url".into())
                     .or_insert_with(|| format!("redis://:{password}@{host}:{REDIS_PORT}"));
+                if *tls {
+                    values.insert(
+                        TLS_URL_KEY.into(),
+                        format!("rediss://:{password}@{host}:{REDIS_PORT}"),
+                    );
+                }
             }
             Credentials::Admin => {
                 ensure(&mut values, ADMIN_PASSWORD_KEY, 24);
@@ -304,6 +342,7 @@ pub fn generated(names: &Names, spec: &SalesSystemSpec) -> Vec<GeneratedSecret> 
                 credentials: Credentials::Database {
                     host: names.of(component),
                     database: database.into(),
+                    tls: spec.tls.enabled(),
                 },
             });
         }
@@ -321,6 +360,7 @@ pub fn generated(names: &Names, spec: &SalesSystemSpec) -> Vec<GeneratedSecret> 
             component: Some(Component::Broker),
             credentials: Credentials::Broker {
                 host: names.of(Component::Broker),
+                tls: spec.tls.enabled(),
             },
         });
     }
@@ -330,6 +370,7 @@ pub fn generated(names: &Names, spec: &SalesSystemSpec) -> Vec<GeneratedSecret> 
             component: Some(Component::Cache),
             credentials: Credentials::Cache {
                 host: names.of(Component::Cache),
+                tls: spec.tls.enabled(),
             },
         });
     }
@@ -395,10 +436,12 @@ mod tests {
         let c = Credentials::Database {
             host: "s-order-db".into(),
             database: "orders".into(),
+            tls: false,
         };
         let made = complete(&c, &BTreeMap::new());
         assert_eq!(made["password"], "r1-32");
         assert_eq!(made["url"], "postgres://sales:r1-32@s-order-db:5432/orders");
+        assert!(!made.contains_key(TLS_URL_KEY));
         // Nothing is regenerated when the Secret exists.
         let again = complete(&c, &made);
         assert_eq!(again, made);
@@ -408,6 +451,7 @@ mod tests {
     fn a_missing_url_is_made_from_the_existing_password() {
         let c = Credentials::Broker {
             host: "s-rabbitmq".into(),
+            tls: false,
         };
         let existing = BTreeMap::from([
             ("username".to_owned(), "sales".to_owned()),
@@ -416,6 +460,37 @@ mod tests {
         let made = complete(&c, &existing);
         assert_eq!(made["password"], "kept");
         assert_eq!(made["url"], "amqp://sales:kept@s-rabbitmq:5672/%2f");
+    }
+
+    #[test]
+    fn with_tls_the_urls_over_tls_follow_the_password() {
+        let database = Credentials::Database {
+            host: "s-order-db".into(),
+            database: "orders".into(),
+            tls: true,
+        };
+        let made = complete(&database, &BTreeMap::new());
+        assert_eq!(
+            made[TLS_URL_KEY],
+            "postgres://sales:r1-32@s-order-db:5432/orders?sslmode=verify-full\
+             &sslrootcert=/etc/sales-system/tls/ca.crt"
+        );
+        let mut changed = made.clone();
+        changed.insert("password".into(), "new".into());
+        assert!(complete(&database, &changed)[TLS_URL_KEY].starts_with("postgres://sales:new@"));
+        let broker = Credentials::Broker {
+            host: "s-rabbitmq".into(),
+            tls: true,
+        };
+        let made = complete(&broker, &BTreeMap::new());
+        assert_eq!(made[TLS_URL_KEY], "amqps://sales:r1-32@s-rabbitmq:5671/%2f");
+        assert_eq!(made["url"], "amqp://sales:r1-32@s-rabbitmq:5672/%2f");
+        let cache = Credentials::Cache {
+            host: "s-redis".into(),
+            tls: true,
+        };
+        let made = complete(&cache, &BTreeMap::new());
+        assert_eq!(made[TLS_URL_KEY], "rediss://:r1-32@s-redis:6379");
     }
 
     #[test]

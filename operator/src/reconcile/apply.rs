@@ -39,6 +39,13 @@ impl Applied {
             .contains(&children::rabbitmq_cluster::rabbitmq_cluster_resource().kind)
     }
 
+    /// Whether cert-manager's Certificates could be applied (served, or not needed).
+    pub fn cert_manager_served(&self) -> bool {
+        !self
+            .unserved
+            .contains(&children::cert_manager::certificate_resource().kind)
+    }
+
     /// Whether the ServiceMonitor could be applied (its kind is served).
     pub fn service_monitors_served(&self) -> bool {
         !self
@@ -76,13 +83,16 @@ pub(super) async fn apply(ctx: &Context, names: &Names, desired: &Desired) -> Ap
     // A kind the spec needs (Strimzi's KafkaTopic for `messaging.kafka.strimzi`) that
     // the cluster does not serve is a failure, said once; the ServiceMonitor is only
     // skipped, and the status says so in `MonitoringAvailable`; CloudNativePG's kinds
-    // too, and RabbitMQ's cluster operator's, in `ProvidersAvailable` (the rest of the
-    // system is applied, and the services wait for their database or broker).
+    // too, and RabbitMQ's cluster operator's and cert-manager's, in `ProvidersAvailable`
+    // (the rest of the system is applied, and the services wait for their database,
+    // broker or certificates).
     let monitors = children::service_monitor_resource();
     let rabbitmq_cluster = children::rabbitmq_cluster::rabbitmq_cluster_resource();
+    let certificates = children::cert_manager::certificate_resource();
     for kind in &unserved {
         if *kind != monitors.kind
             && *kind != rabbitmq_cluster.kind
+            && *kind != certificates.kind
             && !children::cloudnative_pg::is_cnpg_kind(kind)
         {
             let resource = optional_kinds::all()

@@ -94,7 +94,7 @@ pub(super) async fn ensure_generated_secrets(
 /// Make an existing generated Secret the system's again (see
 /// [`secrets::adoption`]): one kept by `Retain` from an earlier SalesSystem of this
 /// name gets this one's owner reference, so that `Delete` removes it later.
-async fn adopt(
+pub(super) async fn adopt(
     ctx: &Context,
     system: &SalesSystem,
     api: &Api<Secret>,

@@ -31,6 +31,8 @@ pub(super) struct References {
     pub user: BTreeMap<String, Values>,
     /// The generated credentials.
     pub generated: BTreeMap<String, Values>,
+    /// The TLS Secrets of `spec.tls` (the CA's key left out).
+    pub tls: BTreeMap<String, Values>,
 }
 
 impl References {
@@ -56,6 +58,7 @@ impl References {
             identity,
             kafka_account,
             rabbitmq_default_user,
+            tls: Some(&self.tls),
         }
     }
 }
@@ -71,7 +74,12 @@ pub(super) async fn resolve(
         return Ok(Resolved::Missing(missing));
     }
     let generated = credentials::ensure_generated_secrets(ctx, system, names).await?;
-    Ok(Resolved::All(References { user, generated }))
+    let tls = super::tls::ensure(ctx, system, names).await?;
+    Ok(Resolved::All(References {
+        user,
+        generated,
+        tls,
+    }))
 }
 
 /// The user's Secrets (or keys) that the spec names but that do not exist, and the

@@ -48,6 +48,12 @@ pub(super) async fn write(
     if !applied.rabbitmq_cluster_served() {
         observed.rabbitmq_cluster = Some(Default::default());
     }
+    if crate::children::cert_manager::used(&system.spec) {
+        let certificates = crate::children::cert_manager::certificate_resource();
+        let served = applied.cert_manager_served()
+            && ctx.kinds.served(&certificates).await != crate::optional_kinds::Served::No;
+        observed.cert_manager = Some(served);
+    }
     let outcome = if applied.failures.is_empty() {
         Outcome::Applied
     } else {
@@ -202,6 +208,7 @@ async fn observe(ctx: &Context, spec: &SalesSystemSpec, names: &Names) -> Result
         cnpg_clusters,
         cloudnative_pg,
         rabbitmq_cluster: super::rabbitmq_cluster::observe(ctx, spec, names).await?,
+        cert_manager: None,
     })
 }
 

@@ -76,6 +76,10 @@ pub struct Config {
     /// Unset: the gateway asks this service about every customer it has no answer for.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<SecretString>,
+    /// With `rediss://`: a PEM file of the CA certificate(s) that signed Redis's
+    /// certificate, trusted instead of the system's roots (docs/security.md).
+    #[arg(long, env = "REDIS_TLS_CA_FILE")]
+    pub redis_tls_ca_file: Option<std::path::PathBuf>,
     /// Prefix of the token version keys in Redis (the gateway's `REVOCATION_PREFIX`).
     #[arg(long, env = "REVOCATION_PREFIX", default_value = "token-version:")]
     pub revocation_prefix: String,
@@ -190,8 +194,12 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let token_versions = match &config.redis_url {
         Some(url) if !url.expose_secret().trim().is_empty() => Some(Arc::new(TokenVersions::new(
             url.expose_secret(),
+            config.redis_tls_ca_file.as_deref(),
             &config.revocation_prefix,
         )?)),
+        _ if config.redis_tls_ca_file.is_some() => {
+            anyhow::bail!("REDIS_TLS_CA_FILE is set but REDIS_URL is not")
+        }
         _ => None,
     };
     let admin = admin_account::from_config(config.admin_email, config.admin_password)?;

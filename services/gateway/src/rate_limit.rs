@@ -140,11 +140,11 @@ impl RateLimiter {
     /// Does not connect: the first request does (and the gateway starts without Redis).
     pub fn new(
         redis_url: &str,
+        tls_ca_file: Option<&std::path::Path>,
         config: RateLimitConfig,
         metrics: GatewayMetrics,
     ) -> anyhow::Result<RateLimiter> {
-        let client = redis::Client::open(redis_url)
-            .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
+        let client = sales_platform::cache::redis_client(redis_url, tls_ca_file)?;
         Ok(RateLimiter {
             config,
             client,

@@ -40,10 +40,14 @@ impl std::fmt::Debug for TokenVersions {
 }
 
 impl TokenVersions {
-    /// Versions in the Redis at `url` (connected on first use), under `prefix`.
-    pub fn new(url: &str, prefix: &str) -> anyhow::Result<TokenVersions> {
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
+    /// Versions in the Redis at `url` (connected on first use), under `prefix`;
+    /// `rediss://` with `tls_ca_file` as [`crate::cache::redis_client`] takes them.
+    pub fn new(
+        url: &str,
+        tls_ca_file: Option<&std::path::Path>,
+        prefix: &str,
+    ) -> anyhow::Result<TokenVersions> {
+        let client = crate::cache::redis_client(url, tls_ca_file)?;
         Ok(TokenVersions {
             client,
             prefix: prefix.to_owned(),

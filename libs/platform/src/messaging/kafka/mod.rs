@@ -428,6 +428,17 @@ fn client_config(service: &str, args: &KafkaArgs) -> anyhow::Result<ClientConfig
             "Kafka SASL needs all of KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
         ),
     }
+    if let Some(path) = &args.kafka_ssl_ca_location {
+        let protocol = args.kafka_security_protocol.to_ascii_lowercase();
+        if !matches!(protocol.as_str(), "ssl" | "sasl_ssl") {
+            anyhow::bail!(
+                "KAFKA_SSL_CA_LOCATION is set but KAFKA_SECURITY_PROTOCOL={protocol} is not TLS; \
+                 use ssl or sasl_ssl"
+            );
+        }
+        crate::tls::read_ca_bundle("KAFKA_SSL_CA_LOCATION", path)?;
+        config.set("ssl.ca.location", path.to_string_lossy());
+    }
     // Unknown or misspelt settings fail here, at start, not at the first message.
     config
         .create::<rdkafka::consumer::BaseConsumer>()
@@ -564,6 +575,32 @@ mod tests {
             panic!("a SASL user without mechanism or password accepted");
         };
         assert!(sasl.to_string().contains("KAFKA_SASL_MECHANISM"), "{sasl}");
+    }
+
+    /// KAFKA_SSL_CA_LOCATION is librdkafka's `ssl.ca.location`, with TLS only.
+    #[test]
+    fn a_kafka_ca_file_needs_tls_and_a_certificate() {
+        let ca = rcgen::generate_simple_self_signed(vec!["kafka-ca".to_owned()]).unwrap();
+        let dir = std::env::temp_dir().join(format!("sales-kafka-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ca.crt");
+        std::fs::write(&file, ca.cert.pem()).unwrap();
+        let mut tls = args("ssl");
+        tls.kafka_ssl_ca_location = Some(file.clone());
+        let config = client_config("t", &tls).unwrap();
+        assert_eq!(config.get("ssl.ca.location"), file.to_str());
+        let mut plain = args("plaintext");
+        plain.kafka_ssl_ca_location = Some(file);
+        let err = client_config("t", &plain).unwrap_err().to_string();
+        assert!(err.starts_with("KAFKA_SSL_CA_LOCATION is set but"), "{err}");
+        let mut missing = args("sasl_ssl");
+        missing.kafka_ssl_ca_location = Some(dir.join("none.crt"));
+        let err = client_config("t", &missing).unwrap_err().to_string();
+        assert!(
+            err.starts_with("KAFKA_SSL_CA_LOCATION: cannot read"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// KAFKA_SASL_MECHANISM is passed to librdkafka as it is (no list of our own), so

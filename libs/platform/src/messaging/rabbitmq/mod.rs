@@ -18,7 +18,6 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use sales_contracts::topology::{QueueType, RETRY_DELAYS, SUBSCRIPTIONS, Topology};
-use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +26,9 @@ use crate::metrics::Metrics;
 
 pub(crate) mod consumer;
 pub(crate) mod dead_letters;
+mod endpoint;
+
+pub use endpoint::AmqpEndpoint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -58,7 +60,7 @@ impl Broker {
     /// Returns at once; use [`Broker::wait_connected`] to wait for the first connection.
     pub fn start(
         service: &str,
-        url: SecretString,
+        endpoint: AmqpEndpoint,
         topology: Topology,
         metrics: Metrics,
         shutdown: CancellationToken,
@@ -83,7 +85,9 @@ impl Broker {
             name = format!("{name}/{}", topology.prefix().trim_end_matches('.'));
         }
         let inner = broker.inner.clone();
-        tokio::spawn(supervise(name, url, topology, metrics, tx, inner, shutdown));
+        tokio::spawn(supervise(
+            name, endpoint, topology, metrics, tx, inner, shutdown,
+        ));
         broker
     }
 
@@ -361,7 +365,7 @@ pub fn text_headers(headers: &HashMap<String, AmqpHeader>) -> HashMap<String, St
 
 async fn supervise(
     name: String,
-    url: SecretString,
+    endpoint: AmqpEndpoint,
     topology: Topology,
     metrics: Metrics,
     tx: watch::Sender<Option<Arc<Connection>>>,
@@ -372,9 +376,9 @@ async fn supervise(
     while !shutdown.is_cancelled() {
         let props = ConnectionProperties::default().with_connection_name(name.clone().into());
         let attempt = async {
-            let conn = Connection::connect(url.expose_secret(), props).await?;
+            let conn = endpoint.connect(props).await?;
             declare_topology(&conn, &topology).await?;
-            Ok::<_, lapin::Error>(conn)
+            Ok::<_, anyhow::Error>(conn)
         };
         let conn = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -432,7 +436,7 @@ async fn supervise(
                 metrics.broker_connected.set(0);
             }
             Err(err) => {
-                tracing::warn!(error = %err, retry_in = ?delay, "cannot connect to RabbitMQ");
+                tracing::warn!(error = %format!("{err:#}"), retry_in = ?delay, "cannot connect to RabbitMQ");
             }
         }
         tokio::select! {

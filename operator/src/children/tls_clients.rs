@@ -1,0 +1,186 @@
+//! The services under `spec.tls`: which URLs they take, which CA files they verify
+//! with, and the read-only volume at [`CLIENT_DIR`] that holds those (a projected
+//! volume of `ca.crt` keys only, never a CA's key):
+//!
+//! - `ca.crt`: the CA of the built-in servers and of a created `RabbitmqCluster` (the
+//!   operator's `<system>-tls-ca`, or with cert-manager the `ca.crt` cert-manager
+//!   writes in the server Secret of the first one the service uses: one issuer signs
+//!   them all);
+//! - `postgres-ca.crt`: the CA of the service's CloudNativePG cluster (`<cluster>-ca`);
+//! - `external-ca.crt`: `tls.externalCA`, for external servers and an existing
+//!   `RabbitmqCluster`.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    KeyToPath, ProjectedVolumeSource, SecretProjection, Volume, VolumeMount, VolumeProjection,
+};
+
+use super::KnownSecrets;
+use super::env::managed_dependencies;
+use super::names::{Component, Names};
+use super::services::values_hash;
+use super::tls::{
+    ANNOTATION_TLS_HASH, CA_CERT_KEY, CA_FILE, CLIENT_DIR, CLOUDNATIVE_PG_CA_FILE,
+    EXTERNAL_CA_FILE, VOLUME, ca_secret, server_secret,
+};
+use crate::catalogue::AppService;
+use crate::crd::{DatabaseChoice, SalesSystemSpec, TlsMode};
+
+/// The built-in servers (and a created `RabbitmqCluster`) `service` talks to.
+pub fn servers_used(spec: &SalesSystemSpec, service: AppService) -> Vec<Component> {
+    let mut used: Vec<Component> = managed_dependencies(spec, service)
+        .into_iter()
+        .filter(|c| *c != Component::Kafka)
+        .collect();
+    let created_cluster = spec.rabbitmq_cluster().is_some_and(|p| p.create.is_some());
+    if service.uses_broker() && created_cluster {
+        used.push(Component::Broker);
+    }
+    used
+}
+
+/// Whether `service`'s broker is one whose CA is `tls.externalCA` (external, or an
+/// existing `RabbitmqCluster`).
+fn external_broker(spec: &SalesSystemSpec, service: AppService) -> bool {
+    let existing_cluster = spec.rabbitmq_cluster().is_some_and(|p| p.create.is_none());
+    let external = spec.rabbitmq().is_some_and(|r| r.external.is_some());
+    service.uses_broker() && (existing_cluster || external)
+}
+
+/// `AMQP_TLS_CA_FILE` and `REDIS_TLS_CA_FILE` of `service`, with TLS on.
+pub fn settings(spec: &SalesSystemSpec, service: AppService) -> Vec<(&'static str, String)> {
+    if !spec.tls.enabled() {
+        return Vec::new();
+    }
+    let external = spec.tls.external_ca.is_some();
+    let mut out = Vec::new();
+    if service.uses_broker() && spec.rabbitmq().is_some() {
+        if servers_used(spec, service).contains(&Component::Broker) {
+            out.push(("AMQP_TLS_CA_FILE", CA_FILE.to_owned()));
+        } else if external && external_broker(spec, service) {
+            out.push(("AMQP_TLS_CA_FILE", EXTERNAL_CA_FILE.to_owned()));
+        }
+    }
+    if service.uses_redis() {
+        if spec.redis.managed().is_some() {
+            out.push(("REDIS_TLS_CA_FILE", CA_FILE.to_owned()));
+        } else if external {
+            out.push(("REDIS_TLS_CA_FILE", EXTERNAL_CA_FILE.to_owned()));
+        }
+    }
+    out
+}
+
+/// The CloudNativePG CA's Secret of `service`'s database, when on CloudNativePG.
+fn cloudnative_pg_ca(names: &Names, spec: &SalesSystemSpec, service: AppService) -> Option<String> {
+    match spec.postgres.choice(service)? {
+        DatabaseChoice::CloudNativePg(cnpg) => Some(format!(
+            "{}-ca",
+            super::cloudnative_pg::cluster_name(names, service, &cnpg)
+        )),
+        _ => None,
+    }
+}
+
+/// `DATABASE_URL` of a service on CloudNativePG under TLS, made of the variable
+/// `from` (CloudNativePG's `uri`): verify-full against the cluster's CA.
+pub fn cloudnative_pg_url(from: &str) -> String {
+    format!("$({from})?sslmode=verify-full&sslrootcert={CLOUDNATIVE_PG_CA_FILE}")
+}
+
+fn file_name(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or(path).to_owned()
+}
+
+fn source(secret: String, key: &str, path: &str) -> VolumeProjection {
+    VolumeProjection {
+        secret: Some(SecretProjection {
+            name: secret,
+            items: Some(vec![KeyToPath {
+                key: key.to_owned(),
+                path: file_name(path),
+                ..Default::default()
+            }]),
+            optional: Some(false),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Mount the CAs `service` verifies its servers with into its Deployment, and
+/// annotate its pods with their digest (as far as the reconcile read them).
+pub fn mount(
+    deploy: &mut Deployment,
+    names: &Names,
+    spec: &SalesSystemSpec,
+    service: AppService,
+    known: KnownSecrets<'_>,
+) {
+    if !spec.tls.enabled() {
+        return;
+    }
+    let mut sources = Vec::new();
+    let mut digests = Vec::new();
+    if let Some(first) = servers_used(spec, service).first() {
+        let secret = match spec.tls.mode {
+            TlsMode::CertManager => server_secret(names, *first),
+            _ => ca_secret(names),
+        };
+        if let Some(values) = known.tls.and_then(|all| all.get(&secret))
+            && let Some(digest) = values_hash(values, &[CA_CERT_KEY.into()])
+        {
+            digests.push(digest);
+        }
+        sources.push(source(secret, CA_CERT_KEY, CA_FILE));
+    }
+    if let Some(secret) = cloudnative_pg_ca(names, spec, service) {
+        sources.push(source(secret, CA_CERT_KEY, CLOUDNATIVE_PG_CA_FILE));
+    }
+    let uses_external =
+        service.uses_redis() && spec.redis.external.is_some() || external_broker(spec, service);
+    if let Some(external) = &spec.tls.external_ca
+        && uses_external
+    {
+        sources.push(source(
+            external.secret_name.clone(),
+            &external.key,
+            EXTERNAL_CA_FILE,
+        ));
+    }
+    if sources.is_empty() {
+        return;
+    }
+    let Some(template) = deploy.spec.as_mut().map(|s| &mut s.template) else {
+        return;
+    };
+    if !digests.is_empty() {
+        template
+            .metadata
+            .get_or_insert_with(Default::default)
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(ANNOTATION_TLS_HASH.to_owned(), digests.join(""));
+    }
+    let Some(pod) = template.spec.as_mut() else {
+        return;
+    };
+    pod.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: VOLUME.into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(sources),
+            default_mode: Some(0o444),
+        }),
+        ..Default::default()
+    });
+    for container in &mut pod.containers {
+        container
+            .volume_mounts
+            .get_or_insert_with(Vec::new)
+            .push(VolumeMount {
+                name: VOLUME.into(),
+                mount_path: CLIENT_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            });
+    }
+}
