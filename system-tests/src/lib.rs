@@ -166,6 +166,7 @@ impl System {
                 ("RESERVATION_SWEEP_EVERY".into(), "200ms".into()),
                 ("SHUTDOWN_GRACE".into(), "10s".into()),
                 ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), String::new()),
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT".into(), String::new()),
                 (
                     "SEED_COMPAT_OPEN".into(),
                     options.seed_compat_open.to_string(),

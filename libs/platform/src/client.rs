@@ -16,7 +16,11 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::identity::service_credentials::ServiceTokens;
-use crate::telemetry::HeaderInjector;
+use opentelemetry_http::HeaderInjector;
+use opentelemetry_semantic_conventions::attribute::{
+    HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, PEER_SERVICE, SERVER_ADDRESS, SERVER_PORT,
+    URL_FULL,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -105,14 +109,20 @@ impl ServiceClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, CallError> {
+        // OpenTelemetry's HTTP client span: named by the method alone.
+        let url = format!("{}{}", self.base_url, path);
+        let (host, port) = host_and_port(&url);
         let span = tracing::info_span!(
             "http.client",
             otel.kind = "client",
-            otel.name = format!("{method} {}", self.service),
-            peer.service = self.service,
-            http.request.method = %method,
-            url.path = path,
-            http.response.status_code = tracing::field::Empty,
+            otel.name = method.as_str(),
+            otel.status_code = tracing::field::Empty,
+            { PEER_SERVICE } = self.service,
+            { HTTP_REQUEST_METHOD } = %method,
+            { URL_FULL } = %url,
+            { SERVER_ADDRESS } = host.as_deref(),
+            { SERVER_PORT } = port,
+            { HTTP_RESPONSE_STATUS_CODE } = tracing::field::Empty,
         );
         async {
             let first = self.send(method.clone(), path, body).await;
@@ -167,7 +177,11 @@ impl ServiceClient {
             },
         })?;
         let status = response.status();
-        tracing::Span::current().record("http.response.status_code", status.as_u16());
+        let span = tracing::Span::current();
+        span.record(HTTP_RESPONSE_STATUS_CODE, status.as_u16());
+        if !status.is_success() {
+            span.record("otel.status_code", "ERROR");
+        }
         let bytes = response.bytes().await.map_err(|e| CallError::Unavailable {
             service: self.service,
             reason: e.to_string(),
@@ -183,5 +197,38 @@ impl ServiceClient {
             service: self.service,
             reason: e.to_string(),
         })
+    }
+}
+
+/// `server.address` and `server.port` of a URL (the port: given, or the scheme's).
+pub fn host_and_port(url: &str) -> (Option<String>, Option<u16>) {
+    match url.parse::<http::Uri>() {
+        Ok(uri) => {
+            let port = uri.port_u16().or(match uri.scheme_str() {
+                Some("https") => Some(443),
+                Some("http") => Some(80),
+                _ => None,
+            });
+            (uri.host().map(str::to_owned), port)
+        }
+        Err(_) => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_and_port;
+
+    #[test]
+    fn server_address_and_port_come_from_the_url() {
+        assert_eq!(
+            host_and_port("http://inventory:8005/api/v1/x?y=1"),
+            (Some("inventory".into()), Some(8005))
+        );
+        assert_eq!(
+            host_and_port("https://example.com/a"),
+            (Some("example.com".into()), Some(443))
+        );
+        assert_eq!(host_and_port("not a url"), (None, None));
     }
 }

@@ -24,7 +24,14 @@ use crate::error::ApiError;
 use crate::identity::access::{Access, RouteRule};
 use crate::messaging::Messaging;
 use crate::metrics::Metrics;
-use crate::telemetry::{self, HeaderExtractor};
+use crate::telemetry;
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_http::HeaderExtractor;
+use opentelemetry_semantic_conventions::attribute::{
+    HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE, SERVER_ADDRESS, SERVER_PORT,
+    URL_PATH, URL_SCHEME,
+};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -42,6 +49,8 @@ pub struct RequestId(pub String);
 pub struct Readiness {
     /// Migrations and start-up steps are done.
     started: Arc<AtomicBool>,
+    /// Asked to stop: not ready any more, whatever else answers.
+    draining: Arc<AtomicBool>,
     pool: Option<PgPool>,
     broker: Option<Messaging>,
 }
@@ -50,6 +59,7 @@ impl Readiness {
     pub fn new(pool: Option<PgPool>, broker: Option<Messaging>) -> Self {
         Readiness {
             started: Arc::new(AtomicBool::new(false)),
+            draining: Arc::new(AtomicBool::new(false)),
             pool,
             broker,
         }
@@ -59,12 +69,20 @@ impl Readiness {
         self.started.store(true, Ordering::Release);
     }
 
+    /// From now on `/ready` answers 503 (the service is shutting down).
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
     /// `Ok` when what the API needs answers (the database, start-up done), with what
     /// is degraded but not needed to serve: without the broker, changes still commit
     /// and their events wait in the outbox; consumers wait for it on their own.
     /// Otherwise what is missing.
     pub async fn check(&self) -> Result<Vec<String>, Vec<String>> {
         let mut problems = Vec::new();
+        if self.draining.load(Ordering::Acquire) {
+            problems.push("shutting down: draining before stopping".to_owned());
+        }
         if let Some(pool) = &self.pool
             && let Err(e) = crate::db::ping(pool).await
         {
@@ -108,7 +126,7 @@ async fn health() -> impl IntoResponse {
 #[utoipa::path(get, path = "/ready", tag = "probes",
     responses((status = 200, description = "Ready to serve; `degraded` lists what is away but not needed to serve (the broker: events wait in the outbox)", body = serde_json::Value,
                example = json!({"status": "ready"})),
-              (status = 503, description = "Not ready (the database is away, or start-up is not done); `problems` says why", body = serde_json::Value,
+              (status = 503, description = "Not ready (the database is away, start-up is not done, or the service is shutting down); `problems` says why", body = serde_json::Value,
                example = json!({"status": "not_ready", "problems": ["database: connection refused"]}))))]
 async fn ready(State(readiness): State<Readiness>) -> Response {
     match readiness.check().await {
@@ -146,10 +164,7 @@ pub fn admin_router(metrics: Metrics, readiness: Readiness, extra: Router) -> Ro
                 let metrics = metrics.clone();
                 async move {
                     (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
+                        [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
                         metrics.render(),
                     )
                 }
@@ -201,7 +216,21 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     .into_response()
 }
 
-/// Request id, span, metrics and one log line per request.
+/// The `Host` header's host and port (`server.address`, `server.port`).
+fn host_of(req: &Request) -> (Option<String>, Option<u16>) {
+    let authority = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<axum::http::uri::Authority>().ok());
+    match authority {
+        Some(a) => (Some(a.host().to_owned()), a.port_u16()),
+        None => (None, None),
+    }
+}
+
+/// Request id, a server span (OpenTelemetry's HTTP conventions: `{method} {route}`),
+/// metrics and one log line per request.
 async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
@@ -217,15 +246,20 @@ async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Next) -
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let (host, port) = host_of(&req);
     let span = tracing::info_span!(
         "http",
         otel.kind = "server",
         otel.name = format!("{method} {route}"),
-        http.request.method = %method,
-        http.route = %route,
-        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        { HTTP_REQUEST_METHOD } = %method,
+        { HTTP_ROUTE } = %route,
+        { URL_PATH } = req.uri().path(),
+        { URL_SCHEME } = "http",
+        { SERVER_ADDRESS } = host,
+        { SERVER_PORT } = port,
+        { HTTP_RESPONSE_STATUS_CODE } = tracing::field::Empty,
         request_id = %request_id,
-        trace_id = tracing::field::Empty,
     );
     telemetry::continue_trace(&span, &HeaderExtractor(req.headers()));
     req.extensions_mut().insert(RequestId(request_id.clone()));
@@ -236,12 +270,22 @@ async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Next) -
 
     let status = response.status();
     let elapsed = started.elapsed();
-    let route = response
-        .extensions()
-        .get::<RouteLabel>()
-        .map(|l| l.0.clone())
-        .unwrap_or(route);
-    span.record("http.response.status_code", status.as_u16());
+    let route = match response.extensions().get::<RouteLabel>() {
+        Some(label) => {
+            // The gateway's catch-all: named by the prefix it forwarded.
+            span.record(HTTP_ROUTE, label.0.as_str());
+            // (`otel.name` is read once, at the span's start.)
+            span.context()
+                .span()
+                .update_name(format!("{method} {}", label.0));
+            label.0.clone()
+        }
+        None => route,
+    };
+    span.record(HTTP_RESPONSE_STATUS_CODE, status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     metrics
         .http_requests
         .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
@@ -256,14 +300,17 @@ async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Next) -
     span.in_scope(|| {
         let ms = elapsed.as_secs_f64() * 1000.0;
         let probe = route == "/health" || route == "/ready";
-        if status.is_server_error() && probe {
+        let status = status.as_u16();
+        let (method, route) = (method.as_str(), route.as_str());
+        if status >= 500 && probe {
             // Not ready yet (migrating) or a dependency away: the readiness check has
             // logged why, and the orchestrator asks again.
-            tracing::debug!(status = status.as_u16(), elapsed_ms = ms, "probe answered");
-        } else if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), elapsed_ms = ms, "request failed");
+            tracing::debug!(method, route, status, elapsed_ms = ms, "probe answered");
+        } else if status >= 500 {
+            tracing::error!(method, route, status, elapsed_ms = ms, %request_id, "request failed");
         } else if !probe {
-            tracing::info!(status = status.as_u16(), elapsed_ms = ms, "request served");
+            // The one INFO line of a request; its steps log at DEBUG.
+            tracing::info!(method, route, status, elapsed_ms = ms, %request_id, "request served");
         }
     });
     response

@@ -23,8 +23,15 @@ use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use opentelemetry_semantic_conventions::attribute::{
+    MESSAGING_BATCH_MESSAGE_COUNT, MESSAGING_DESTINATION_NAME, MESSAGING_MESSAGE_ID,
+    MESSAGING_OPERATION_NAME, MESSAGING_OPERATION_TYPE, MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY,
+    MESSAGING_SYSTEM,
+};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
 use crate::messaging::{Messaging, OutgoingEvent, PublishError};
-use crate::telemetry::{self, MapExtractor};
+use crate::telemetry;
 
 const NOTIFY_CHANNEL: &str = "outbox";
 const BATCH: i64 = 200;
@@ -178,23 +185,30 @@ async fn relay_batch(pool: &PgPool, broker: &Messaging) -> anyhow::Result<usize>
         .iter()
         .map(|e| serde_json::to_vec(&e.envelope.0))
         .collect::<Result<_, _>>()?;
-    // One producer span per event, in the trace of the change that wrote it; its
-    // context (not the stored one) goes on the message, so the consumers' spans
-    // are children of the publish.
+    // One producer span per event (OpenTelemetry's `publish {destination}`), in the
+    // trace of the change that wrote it; its context (not the stored one) goes on the
+    // message, so the consumers' spans are children of the publish.
+    let exchange = broker.topology().exchange();
     let spans: Vec<tracing::Span> = batch
         .iter()
         .map(|event| {
+            let (destination, routing_key) = match broker {
+                Messaging::RabbitMq(_) => (exchange.clone(), Some(event.message_type.as_str())),
+                Messaging::Kafka(_) => (broker.topology().event_topic(&event.message_type), None),
+            };
             let span = tracing::info_span!(
                 parent: None,
                 "publish",
                 otel.kind = "producer",
-                otel.name = format!("{} publish", event.message_type),
-                messaging.system = broker.system(),
-                messaging.destination = %event.message_type,
-                messaging.message_id = %event.message_id,
-                trace_id = tracing::field::Empty,
+                otel.name = format!("publish {destination}"),
+                { MESSAGING_SYSTEM } = broker.system(),
+                { MESSAGING_DESTINATION_NAME } = %destination,
+                { MESSAGING_OPERATION_TYPE } = "send",
+                { MESSAGING_OPERATION_NAME } = "publish",
+                { MESSAGING_MESSAGE_ID } = %event.message_id,
+                { MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY } = routing_key,
             );
-            telemetry::continue_trace(&span, &MapExtractor(&event.trace_headers.0));
+            telemetry::continue_trace(&span, &event.trace_headers.0);
             span
         })
         .collect();
@@ -215,7 +229,23 @@ async fn relay_batch(pool: &PgPool, broker: &Messaging) -> anyhow::Result<usize>
             headers: telemetry::trace_headers_of(span).into_iter().collect(),
         })
         .collect();
-    let span = tracing::info_span!("outbox.relay", batch = batch.len());
+    // The batch is no request's: a trace of its own, linked to each event's publish.
+    let span = tracing::info_span!(
+        parent: None,
+        "outbox.relay",
+        otel.name = "outbox relay",
+        { MESSAGING_SYSTEM } = broker.system(),
+        { MESSAGING_BATCH_MESSAGE_COUNT } = batch.len(),
+    );
+    for event_span in &spans {
+        let context = event_span.context();
+        let linked = opentelemetry::trace::TraceContextExt::span(&context)
+            .span_context()
+            .clone();
+        if linked.is_valid() {
+            span.add_link(linked);
+        }
+    }
     let (confirmed, failure) =
         match tokio::time::timeout(PUBLISH_TIMEOUT, broker.publish_events(&events))
             .instrument(span)

@@ -1,16 +1,22 @@
-//! Logs and traces: one `tracing` subscriber with a JSON (or text) log layer, an
-//! `EnvFilter`, and an OpenTelemetry layer. Spans always carry W3C trace ids, so the
-//! ids appear in logs and travel on HTTP calls and in AMQP headers, whether or not
-//! an OTLP endpoint is configured to receive the traces.
+//! Logs and traces: one `tracing` subscriber with a JSON (or text) log layer and an
+//! OpenTelemetry layer. Spans always carry W3C trace ids, so the ids appear in logs
+//! and travel on HTTP calls and in message headers, whether or not traces are
+//! exported. The trace pipeline is set up by the standard `OTEL_*` variables
+//! (docs/observability.md): `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
+//! `OTEL_TRACES_SAMPLER(_ARG)`, and those the SDK reads on its own
+//! (`OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `OTEL_BSP_*`, ...).
 
 use std::collections::HashMap;
 
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::resource::TelemetryResourceDetector;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_semantic_conventions::resource::{SERVICE_NAMESPACE, SERVICE_VERSION};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
@@ -18,6 +24,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogFormat, TelemetryArgs};
+
+mod log_lines;
+pub mod otel_env;
 
 /// Keeps the trace pipeline alive; flushes pending spans when dropped.
 pub struct TelemetryGuard {
@@ -34,63 +43,95 @@ impl Drop for TelemetryGuard {
 
 /// Install the global subscriber for a service. Call once, first thing in `main`.
 pub fn init(service: &'static str, args: &TelemetryArgs) -> anyhow::Result<TelemetryGuard> {
-    let endpoint = args
-        .otlp_endpoint
+    let endpoint = otel_env::traces_endpoint(
+        args.traces_exporter.as_deref(),
+        args.otlp_traces_endpoint.as_deref(),
+        args.otlp_endpoint.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let sampler = otel_env::sampler(
+        args.traces_sampler.as_deref(),
+        args.traces_sampler_arg.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let attributes = otel_env::resource_attributes(args.resource_attributes.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    // OTEL_SERVICE_NAME, else a `service.name` in OTEL_RESOURCE_ATTRIBUTES, else ours.
+    let service_name = args
+        .service_name
         .as_deref()
-        .filter(|e| !e.trim().is_empty());
-    let provider = tracer_provider(service, endpoint)?;
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            attributes
+                .iter()
+                .find(|(k, _)| k == "service.name")
+                .map(|(_, v)| v.as_str())
+        })
+        .unwrap_or(service)
+        .to_owned();
+    let provider = tracer_provider(service_name, attributes, endpoint.as_deref(), sampler)?;
     let tracer = provider.tracer(service);
     opentelemetry::global::set_tracer_provider(provider.clone());
 
-    let filter = EnvFilter::try_new(&args.log_filter).map_err(|e| {
-        anyhow::anyhow!("RUST_LOG {:?} is not a valid filter: {e}", args.log_filter)
-    })?;
+    let filter = |variable: &str, value: &str| {
+        EnvFilter::try_new(value)
+            .map_err(|e| anyhow::anyhow!("{variable} {value:?} is not a valid filter: {e}"))
+    };
+    // Traces have their own filter: quieting the logs must not cut the traces.
+    let log_filter = log_lines::LogFilter {
+        events: filter("RUST_LOG", &args.log_filter)?,
+        spans: filter("TRACE_FILTER", &args.trace_filter)?,
+    };
     let logs = match args.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_target(true)
+            .event_format(log_lines::JsonLines)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_target(true)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .boxed(),
     };
-    // Traces have their own filter: quieting the logs must not cut the traces.
-    let trace_filter = EnvFilter::try_new(&args.trace_filter).map_err(|e| {
-        anyhow::anyhow!(
-            "TRACE_FILTER {:?} is not a valid filter: {e}",
-            args.trace_filter
-        )
-    })?;
     tracing_subscriber::registry()
-        .with(logs.with_filter(filter))
+        .with(logs.with_filter(log_filter))
         .with(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
-                .with_filter(trace_filter),
+                // Not conventions, and in every span: `busy_ns`/`idle_ns`, `thread.*`.
+                .with_tracked_inactivity(false)
+                .with_threads(false)
+                .with_filter(filter("TRACE_FILTER", &args.trace_filter)?),
         )
         .try_init()
         .map_err(|e| anyhow::anyhow!("a tracing subscriber is already installed: {e}"))?;
     Ok(TelemetryGuard { provider })
 }
 
-/// A tracer provider that always samples and, given an endpoint, exports over OTLP/HTTP.
+/// A tracer provider with `sampler` that, given an endpoint, exports over OTLP/HTTP.
+/// Its resource: `service.name`, `service.namespace` (`sales-system`) and
+/// `service.version`, the SDK's own (`telemetry.sdk.*`), then `attributes`
+/// (`OTEL_RESOURCE_ATTRIBUTES`), which may override them; `service_name` last.
 pub fn tracer_provider(
-    service: &'static str,
-    otlp_endpoint: Option<&str>,
+    service_name: String,
+    attributes: Vec<(String, String)>,
+    otlp_traces_endpoint: Option<&str>,
+    sampler: Sampler,
 ) -> anyhow::Result<SdkTracerProvider> {
-    let resource = Resource::builder()
-        .with_service_name(service)
-        .with_attribute(KeyValue::new("service.namespace", "sales-system"))
-        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+    let resource = Resource::builder_empty()
+        .with_attributes([
+            KeyValue::new(SERVICE_NAMESPACE, "sales-system"),
+            KeyValue::new(SERVICE_VERSION, env!("CARGO_PKG_VERSION")),
+        ])
+        .with_detector(Box::new(TelemetryResourceDetector))
+        .with_attributes(attributes.into_iter().map(|(k, v)| KeyValue::new(k, v)))
+        // OTEL_SERVICE_NAME (read into `service_name`) wins over the attributes.
+        .with_service_name(service_name)
         .build();
-    let mut builder = SdkTracerProvider::builder().with_resource(resource);
-    if let Some(endpoint) = otlp_endpoint {
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_sampler(sampler);
+    if let Some(endpoint) = otlp_traces_endpoint {
         use opentelemetry_otlp::WithExportConfig;
-        let endpoint = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_endpoint(endpoint)
@@ -100,18 +141,17 @@ pub fn tracer_provider(
     Ok(builder.build())
 }
 
-/// Make `span` a child of the trace described by `carrier` (W3C `traceparent`), and
-/// record its trace id in the span's `trace_id` field so log lines carry it.
+/// Make `span` a child of the trace described by `carrier` (W3C `traceparent`).
 pub fn continue_trace(span: &Span, carrier: &dyn Extractor) {
     let parent = TraceContextPropagator::new().extract(carrier);
     if parent.span().span_context().is_valid() {
         // Fails only when the span is disabled, which leaves nothing to link.
         let _ = span.set_parent(parent);
     }
-    record_trace_id(span);
 }
 
-/// Put the span's trace id into its `trace_id` field (declared as `Empty`).
+/// Put the span's trace id into its `trace_id` field (declared as `Empty`). Log
+/// lines carry the ids anyway ([`log_lines::JsonLines`]); this puts it on the span.
 pub fn record_trace_id(span: &Span) {
     let trace_id = span.context().span().span_context().trace_id();
     if trace_id != opentelemetry::trace::TraceId::INVALID {
@@ -136,42 +176,4 @@ pub fn trace_headers_of(span: &Span) -> HashMap<String, String> {
 pub fn current_trace_id() -> Option<String> {
     let id = Span::current().context().span().span_context().trace_id();
     (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string())
-}
-
-/// Reads trace headers from an `http::HeaderMap`.
-pub struct HeaderExtractor<'a>(pub &'a http::HeaderMap);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|k| k.as_str()).collect()
-    }
-}
-
-/// Writes trace headers into an `http::HeaderMap`.
-pub struct HeaderInjector<'a>(pub &'a mut http::HeaderMap);
-
-impl Injector for HeaderInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            http::header::HeaderName::from_bytes(key.as_bytes()),
-            http::HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(name, value);
-        }
-    }
-}
-
-/// Reads trace headers from a map (stored outbox headers, AMQP headers).
-pub struct MapExtractor<'a>(pub &'a HashMap<String, String>);
-
-impl Extractor for MapExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(String::as_str).collect()
-    }
 }

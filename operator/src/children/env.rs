@@ -99,11 +99,19 @@ pub fn plain_settings(
     set("HTTP_ADDR", format!("0.0.0.0:{HTTP_PORT}"));
     set("ADMIN_ADDR", format!("0.0.0.0:{ADMIN_PORT}"));
     set("SHUTDOWN_GRACE", format!("{SHUTDOWN_GRACE_SECONDS}s"));
+    // The pod's preStop sleep is the drain window (catalogue::DRAIN_SECONDS).
+    set("SHUTDOWN_DRAIN_DELAY", "0s".into());
     set("LOG_FORMAT", spec.observability.log_format.as_str().into());
     set("RUST_LOG", spec.observability.log_level.clone());
     if let Some(endpoint) = &spec.observability.otlp_endpoint {
         set("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone());
     }
+    // The traces' resource (docs/observability.md): which service, in which namespace.
+    set("OTEL_SERVICE_NAME", service.name().to_owned());
+    set(
+        "OTEL_RESOURCE_ATTRIBUTES",
+        format!("k8s.namespace.name={}", names.namespace),
+    );
     if service.uses_broker() {
         match spec.kafka() {
             Some(kafka) => {
@@ -160,6 +168,9 @@ pub fn plain_settings(
     for peer in service.calls() {
         set(&peer.url_variable(), names.service_url(*peer));
     }
+    for (variable, value) in super::tls_clients::settings(spec, service) {
+        set(variable, value);
+    }
     env
 }
 
@@ -196,15 +207,32 @@ pub fn database_pool(spec: &SalesSystemSpec, service: AppService) -> Option<i32>
 /// The secret settings of `service`, each from a Secret key.
 pub fn secret_env(names: &Names, spec: &SalesSystemSpec, service: AppService) -> Vec<EnvVar> {
     let mut env = Vec::new();
+    // With `spec.tls`, the managed servers' URLs over TLS (`tls-url`).
+    let url_key = || match spec.tls.enabled() {
+        true => super::secrets::TLS_URL_KEY.to_owned(),
+        false => "url".to_owned(),
+    };
     if let Some(choice) = spec.postgres.choice(service) {
+        let on_cnpg = matches!(choice, DatabaseChoice::CloudNativePg(_));
         let (secret, key) = match choice {
-            DatabaseChoice::Managed(_) => (names.database_secret(service), "url".to_owned()),
+            DatabaseChoice::Managed(_) => (names.database_secret(service), url_key()),
             DatabaseChoice::External(r) => (r.secret_name, r.key),
             DatabaseChoice::CloudNativePg(cnpg) => {
                 super::cloudnative_pg::database_secret(names, service, &cnpg)
             }
         };
-        env.push(from_secret("DATABASE_URL", &secret, &key));
+        if on_cnpg && spec.tls.enabled() {
+            // CloudNativePG's `uri` with verify-full against its CA, made by the kubelet.
+            const URI: &str = "CLOUDNATIVE_PG_URI";
+            env.push(from_secret(URI, &secret, &key));
+            env.push(EnvVar {
+                name: "DATABASE_URL".into(),
+                value: Some(super::tls_clients::cloudnative_pg_url(URI)),
+                ..Default::default()
+            });
+        } else {
+            env.push(from_secret("DATABASE_URL", &secret, &key));
+        }
     }
     if service.uses_broker() {
         match spec.kafka() {
@@ -222,7 +250,11 @@ pub fn secret_env(names: &Names, spec: &SalesSystemSpec, service: AppService) ->
             None => {
                 let (secret, key) = match &spec.rabbitmq.external {
                     Some(external) => (external.secret_name.clone(), external.key.clone()),
-                    None => (names.broker_secret(), "url".to_owned()),
+                    // A RabbitmqCluster's URL Secret has the scheme TLS asks for.
+                    None if spec.rabbitmq_cluster().is_some() => {
+                        (names.broker_secret(), "url".to_owned())
+                    }
+                    None => (names.broker_secret(), url_key()),
                 };
                 env.push(from_secret("AMQP_URL", &secret, &key));
             }
@@ -231,7 +263,7 @@ pub fn secret_env(names: &Names, spec: &SalesSystemSpec, service: AppService) ->
     if service.uses_redis() {
         let (secret, key) = match &spec.redis.external {
             Some(SecretKeyRef { secret_name, key }) => (secret_name.clone(), key.clone()),
-            None => (names.cache_secret(), "url".to_owned()),
+            None => (names.cache_secret(), url_key()),
         };
         env.push(from_secret("REDIS_URL", &secret, &key));
     }

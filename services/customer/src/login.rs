@@ -68,7 +68,7 @@ pub async fn log_in(
     login_throttle::give_back(&ctx.pool, &ctx.throttle, &subjects).await?;
     login_throttle::clear_account(&ctx.pool, &email).await?;
     ctx.metrics.login(true);
-    tracing::info!(customer_id = account.id, "customer logged in");
+    tracing::debug!(customer_id = account.id, "customer logged in");
     ctx.sign_in(&TokenSubject {
         customer_id: account.id,
         name: account.name,
@@ -86,7 +86,7 @@ pub async fn log_out(ctx: &CustomerContext, customer_id: i64) -> Result<()> {
     let version = revocation::raise_version(&mut tx, customer_id).await?;
     tx.commit().await?;
     revocation::publish(ctx.token_versions.as_deref(), customer_id, version).await?;
-    tracing::info!(customer_id, "customer logged out everywhere");
+    tracing::debug!(customer_id, "customer logged out everywhere");
     Ok(())
 }
 
@@ -135,7 +135,7 @@ pub async fn change_password(
     let version = revocation::raise_version(&mut tx, customer_id).await?;
     tx.commit().await?;
     revocation::publish(ctx.token_versions.as_deref(), customer_id, version).await?;
-    tracing::info!(customer_id, "password changed; earlier tokens revoked");
+    tracing::debug!(customer_id, "password changed; earlier tokens revoked");
     ctx.sign_in(&TokenSubject {
         customer_id,
         name: account.name,

@@ -109,7 +109,7 @@ async fn token(
     }
     match ctx.issuer.service_token(client) {
         Ok(issued) => {
-            tracing::info!(client = client.id, "service token issued");
+            tracing::debug!(client = client.id, "service token issued");
             no_store(
                 StatusCode::OK,
                 json!(TokenAnswer {

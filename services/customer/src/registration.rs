@@ -78,11 +78,11 @@ pub async fn register(
     .fetch_optional(&ctx.pool)
     .await?;
     let Some(customer_id) = customer_id else {
-        tracing::info!("a registration named an email that has an account");
+        tracing::debug!("a registration named an email that has an account");
         return Ok(Registered::EmailTaken);
     };
     ctx.metrics.registrations.inc();
-    tracing::info!(customer_id, "customer registered");
+    tracing::debug!(customer_id, "customer registered");
 
     Ok(Registered::Opened(ctx.sign_in(&TokenSubject {
         customer_id,

@@ -153,6 +153,10 @@ pub struct RateLimitArgs {
     /// Redis holding the counters, shared by every gateway replica.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: SecretString,
+    /// With `rediss://`: a PEM file of the CA certificate(s) that signed Redis's
+    /// certificate, trusted instead of the system's roots (docs/security.md).
+    #[arg(long, env = "REDIS_TLS_CA_FILE")]
+    pub redis_tls_ca_file: Option<std::path::PathBuf>,
     /// Requests per client and window; 0 turns the limit off.
     #[arg(long, env = "RATE_LIMIT_REQUESTS", default_value_t = 100)]
     pub rate_limit_requests: u64,
@@ -278,6 +282,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     )?);
     let versions = Arc::new(TokenVersions::new(
         config.rate_limit.redis_url.expose_secret(),
+        config.rate_limit.redis_tls_ca_file.as_deref(),
         &config.auth.revocation_prefix,
     )?);
     let authenticator =
@@ -285,6 +290,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let trusted_proxies = TrustedProxies::parse(&config.rate_limit.trusted_proxies)?;
     let limiter = RateLimiter::new(
         config.rate_limit.redis_url.expose_secret(),
+        config.rate_limit.redis_tls_ca_file.as_deref(),
         RateLimitConfig {
             requests: config.rate_limit.rate_limit_requests,
             window: config.rate_limit.rate_limit_window,

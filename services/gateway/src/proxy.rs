@@ -19,10 +19,14 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry_http::HeaderInjector;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_semantic_conventions::attribute::{
+    HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, PEER_SERVICE, SERVER_ADDRESS, SERVER_PORT,
+    URL_FULL,
+};
 use sales_platform::ApiError;
 use sales_platform::error::error_chain;
-use sales_platform::telemetry::HeaderInjector;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -288,13 +292,19 @@ impl Upstreams {
     }
 
     async fn attempt(&self, upstream: Upstream, url: &str, request: &Outgoing) -> Attempt {
+        // OpenTelemetry's HTTP client span: named by the method alone.
+        let (host, port) = sales_platform::client::host_and_port(url);
         let span = tracing::info_span!(
             "http.client",
             otel.kind = "client",
-            otel.name = format!("{} {}", request.method, upstream.name()),
-            peer.service = upstream.name(),
-            http.request.method = %request.method,
-            http.response.status_code = tracing::field::Empty,
+            otel.name = request.method.as_str(),
+            otel.status_code = tracing::field::Empty,
+            { PEER_SERVICE } = upstream.name(),
+            { HTTP_REQUEST_METHOD } = %request.method,
+            { URL_FULL } = url,
+            { SERVER_ADDRESS } = host.as_deref(),
+            { SERVER_PORT } = port,
+            { HTTP_RESPONSE_STATUS_CODE } = tracing::field::Empty,
         );
         let mut headers = request.headers.clone();
         // Continue the trace from this span; without a tracer (no telemetry set
@@ -329,7 +339,10 @@ impl Upstreams {
         match result {
             Err(_) => Attempt::TimedOut,
             Ok(Ok((status, headers, body))) => {
-                span.record("http.response.status_code", status.as_u16());
+                span.record(HTTP_RESPONSE_STATUS_CODE, status.as_u16());
+                if status.is_client_error() || status.is_server_error() {
+                    span.record("otel.status_code", "ERROR");
+                }
                 Attempt::Answer {
                     status,
                     headers,

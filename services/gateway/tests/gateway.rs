@@ -650,6 +650,33 @@ async fn rate_limit_holds_across_two_gateways() {
     two.stop().await;
 }
 
+/// `RATE_LIMIT_REQUESTS=0` (what `cargo xtask up --rate-limit 0` sets for load
+/// tests): nothing is counted or refused, and no limit headers are sent.
+#[tokio::test]
+async fn a_limit_of_zero_turns_rate_limiting_off() {
+    let backends = Backends::start().await;
+    let mut c = config(&backends);
+    c.rate_limit.rate_limit_requests = 0;
+    c.rate_limit.rate_limit_window = Duration::from_secs(60);
+    let gateway = Gateway::start(c).await;
+    let alice = customer(102);
+    for _ in 0..30 {
+        let (status, headers, _) = gateway.call("GET", "/api/v1/orders", Some(&alice)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!headers.contains_key("x-ratelimit-limit"), "{headers:?}");
+    }
+    for _ in 0..30 {
+        assert_eq!(
+            gateway.call("GET", "/api/v1/products", None).await.0,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(backends.seen.count("GET", "/api/v1/orders"), 30);
+    let limited = gateway.metric("gateway_rate_limited_total", &[]).await;
+    assert!(matches!(limited, None | Some(0.0)), "{limited:?}");
+    gateway.stop().await;
+}
+
 #[tokio::test]
 async fn anonymous_clients_are_counted_by_address() {
     let backends = Backends::start().await;
@@ -1180,7 +1207,13 @@ async fn request_ids_travel_both_ways() {
 async fn the_trace_continues_upstream() {
     // A tracer, as `main` installs one (each test runs in its own process under nextest).
     let telemetry = sales_platform::config::TelemetryArgs {
+        otlp_traces_endpoint: None,
         otlp_endpoint: None,
+        traces_exporter: None,
+        service_name: None,
+        resource_attributes: None,
+        traces_sampler: None,
+        traces_sampler_arg: None,
         log_format: sales_platform::config::LogFormat::Text,
         log_filter: "info".into(),
         trace_filter: "info".into(),

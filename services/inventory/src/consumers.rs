@@ -32,7 +32,7 @@ impl MessageHandler for InventoryConsumer {
                 )
                 .await
                 .map_err(handler_error)?;
-                tracing::info!(product_id = product.product_id, sku = %product.sku, "stock item opened");
+                tracing::debug!(product_id = product.product_id, sku = %product.sku, "stock item opened");
             }
             MessageType::UpdateStock => {
                 let update: UpdateStock = envelope.decode()?;
@@ -47,7 +47,7 @@ impl MessageHandler for InventoryConsumer {
                 let r = order_reservations::hold_for_order(tx, update.order_id, &lines)
                     .await
                     .map_err(handler_error)?;
-                tracing::info!(
+                tracing::debug!(
                     order_id = update.order_id,
                     reservation_id = r,
                     "stock held for order"
@@ -66,7 +66,7 @@ impl MessageHandler for InventoryConsumer {
                         }
                         other => handler_error(other),
                     })?;
-                tracing::info!(order_id = paid.order_id, reservation_id = r, "stock sold");
+                tracing::debug!(order_id = paid.order_id, reservation_id = r, "stock sold");
             }
             MessageType::RestoreCanceledItem => {
                 let restore: RestoreCanceledItem = envelope.decode()?;
@@ -77,7 +77,7 @@ impl MessageHandler for InventoryConsumer {
                     order_reservations::restore_for_order(tx, order_id)
                         .await
                         .map_err(handler_error)?;
-                    tracing::info!(order_id, "stock restored");
+                    tracing::debug!(order_id, "stock restored");
                 }
             }
             other => {

@@ -65,7 +65,7 @@ pub async fn hold_for_order(
     if row.status() == ReservationStatus::Pending {
         set_status(conn, row.id, ReservationStatus::Held, None).await?;
     } else {
-        tracing::info!(
+        tracing::debug!(
             order_id,
             reservation_id = row.id,
             status = row.status().as_str(),
@@ -99,7 +99,7 @@ pub async fn commit_for_order(conn: &mut PgConnection, order_id: i64) -> Result<
                 "the order was paid after its reservation expired; sold again from free stock"
             );
         }
-        (status, _) => tracing::info!(
+        (status, _) => tracing::debug!(
             order_id,
             reservation_id = row.id,
             status = status.as_str(),
@@ -115,7 +115,7 @@ pub async fn commit_for_order(conn: &mut PgConnection, order_id: i64) -> Result<
 /// reservation's id.
 pub async fn restore_for_order(conn: &mut PgConnection, order_id: i64) -> Result<i64> {
     let Some(row) = lock_for_order(conn, order_id).await? else {
-        tracing::info!(
+        tracing::debug!(
             order_id,
             "nothing reserved for the order; marking it released"
         );

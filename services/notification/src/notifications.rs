@@ -135,7 +135,7 @@ impl MessageHandler for NotificationConsumer {
         .bind(envelope.occurred_at)
         .execute(&mut **tx)
         .await?;
-        tracing::info!(order_id, status, "notification recorded");
+        tracing::debug!(order_id, status, "notification recorded");
         Ok(())
     }
 }

@@ -25,7 +25,7 @@ pub async fn cancel_order(ctx: &OrderContext, caller: &Caller, order_id: i64) ->
     tx.commit().await?;
     ctx.metrics.status_entered(OrderStatus::Cancelled);
     ctx.invalidate_order_caches(&order).await;
-    tracing::info!(order_id, "order cancelled by the customer");
+    tracing::debug!(order_id, "order cancelled by the customer");
     Ok(order)
 }
 

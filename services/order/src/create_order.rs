@@ -404,7 +404,7 @@ async fn place_claimed(
     }
     ctx.metrics.status_entered(OrderStatus::Pending);
     ctx.invalidate_order_caches(&order).await;
-    tracing::info!(order_id, total = %order.total, "order placed");
+    tracing::debug!(order_id, total = %order.total, "order placed");
 
     if charge_now {
         // The one-call form: pay now; the answer is CONFIRMED or FAILED.

@@ -225,7 +225,7 @@ pub(crate) async fn confirm(
     ctx.metrics.status_entered(next);
     ctx.metrics.revenue(order.total);
     ctx.invalidate_order_caches(&order).await;
-    tracing::info!(order_id, total = %order.total, "order paid");
+    tracing::debug!(order_id, total = %order.total, "order paid");
     Ok(order)
 }
 
@@ -287,7 +287,7 @@ pub(crate) async fn fail(ctx: &OrderContext, order: Order, payment: &Payment) ->
     }
     ctx.metrics.status_entered(next);
     ctx.invalidate_order_caches(&order).await;
-    tracing::info!(order_id, %reason, "payment declined; order failed");
+    tracing::debug!(order_id, %reason, "payment declined; order failed");
     Ok(order)
 }
 

@@ -86,7 +86,7 @@ impl MessageHandler for ShipmentConsumer {
             self.ctx.metrics.status_entered(*step);
         }
         if !steps.is_empty() {
-            tracing::info!(
+            tracing::debug!(
                 order_id,
                 status = status.as_str(),
                 "order moved by its shipment"

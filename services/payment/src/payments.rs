@@ -438,7 +438,7 @@ async fn lock_or_open(
             entered
                 .0
                 .push((PaymentStatus::Pending, locked.payment.amount));
-            tracing::info!(payment_id = locked.payment.payment_id, order_id, amount = %amount, source = source.as_str(), "payment opened");
+            tracing::debug!(payment_id = locked.payment.payment_id, order_id, amount = %amount, source = source.as_str(), "payment opened");
             return Ok((locked, true));
         }
         let existing: Option<PaymentRow> = sqlx::query_as(&format!(
@@ -489,7 +489,7 @@ pub(crate) async fn apply(
     .await?;
     let payment = Payment::try_from(row)?;
     entered.0.push((next, payment.amount));
-    tracing::info!(
+    tracing::debug!(
         payment_id = payment.payment_id,
         status = payment_status::as_str(next),
         "payment moved"

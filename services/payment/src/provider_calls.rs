@@ -260,7 +260,7 @@ pub async fn settle_calls_in_doubt(payments: &Payments, in_doubt_after: Duration
         match payments.finish_call(payment_id, call).await {
             Ok(payment) => {
                 settled += 1;
-                tracing::info!(
+                tracing::debug!(
                     payment_id,
                     %operation,
                     status = crate::payment_status::as_str(payment.status),

@@ -85,7 +85,7 @@ impl SimulatedProvider {
         {
             return Err(ProviderError::KeyReused(call.idempotency_key));
         }
-        tracing::info!(key = %call.idempotency_key, "provider call repeated; answering as before");
+        tracing::debug!(key = %call.idempotency_key, "provider call repeated; answering as before");
         Ok(earlier.outcome())
     }
 }

@@ -157,7 +157,7 @@ pub async fn create_product(pool: &PgPool, new: NewProduct) -> Result<Product> {
     )
     .await?;
     tx.commit().await?;
-    tracing::info!(product_id = product.id, sku = %product.sku, "product added");
+    tracing::debug!(product_id = product.id, sku = %product.sku, "product added");
     Ok(product)
 }
 
@@ -236,7 +236,7 @@ pub async fn update_product(pool: &PgPool, id: i64, changes: ProductChanges) -> 
     .fetch_optional(pool)
     .await?
     .ok_or(CatalogueError::NotFound(id))?;
-    tracing::info!(product_id = id, "product changed");
+    tracing::debug!(product_id = id, "product changed");
     Ok(row.into())
 }
 

@@ -31,13 +31,13 @@ impl MessageHandler for ShippingConsumer {
                     // Counted before the consumer commits: a failed commit (rare)
                     // counts a shipment its redelivery counts again.
                     self.metrics.status_entered(ShipmentStatus::Pending);
-                    tracing::info!(
+                    tracing::debug!(
                         order_id = paid.order_id,
                         shipment_id = shipment.id,
                         "shipment opened"
                     );
                 } else {
-                    tracing::info!(
+                    tracing::debug!(
                         order_id = paid.order_id,
                         shipment_id = shipment.id,
                         "the order already has a shipment"

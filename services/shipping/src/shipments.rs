@@ -317,7 +317,7 @@ pub async fn advance(
     let shipment = to_shipment(row)?;
     announce(&mut tx, &shipment).await?;
     tx.commit().await?;
-    tracing::info!(
+    tracing::debug!(
         shipment_id = id,
         order_id = shipment.order_id,
         status = %next,

@@ -23,8 +23,13 @@ use sqlx::{PgPool, Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use opentelemetry_semantic_conventions::attribute::{
+    MESSAGING_CONSUMER_GROUP_NAME, MESSAGING_DESTINATION_NAME, MESSAGING_MESSAGE_ID,
+    MESSAGING_OPERATION_NAME, MESSAGING_OPERATION_TYPE, MESSAGING_SYSTEM,
+};
+
 use crate::metrics::Metrics;
-use crate::telemetry::{self, MapExtractor};
+use crate::telemetry;
 
 /// Why a handler did not apply a message.
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +124,18 @@ impl Verdict {
     }
 }
 
+/// What a consumer span says of where its messages come from (OpenTelemetry's
+/// messaging conventions).
+pub(crate) struct ConsumerTrace {
+    /// `messaging.system`: `rabbitmq` or `kafka`.
+    pub(crate) system: &'static str,
+    /// `messaging.destination.name`: the queue (RabbitMQ) or the event topic (Kafka),
+    /// with the prefix.
+    pub(crate) destination: String,
+    /// `messaging.consumer.group.name` (Kafka).
+    pub(crate) group: Option<String>,
+}
+
 /// One subscription's handling: the handler, the inbox, the metrics.
 pub(crate) struct Handling<H> {
     pool: PgPool,
@@ -127,6 +144,7 @@ pub(crate) struct Handling<H> {
     /// label and the inbox's consumer key, the same on every transport.
     pub(crate) label: String,
     handler: Arc<H>,
+    trace: ConsumerTrace,
 }
 
 impl<H: MessageHandler> Handling<H> {
@@ -135,6 +153,7 @@ impl<H: MessageHandler> Handling<H> {
         metrics: Metrics,
         subscription: Subscription,
         handler: Arc<H>,
+        trace: ConsumerTrace,
     ) -> Self {
         let label = Topology::default().queue(subscription);
         // Every outcome exists from the start, at 0, so rates and alerts see the first one.
@@ -148,6 +167,7 @@ impl<H: MessageHandler> Handling<H> {
             metrics,
             label,
             handler,
+            trace,
         }
     }
 
@@ -174,23 +194,45 @@ impl<H: MessageHandler> Handling<H> {
         F: Future<Output = Option<Outcome>>,
     {
         let started = Instant::now();
+        // OpenTelemetry's consumer span, `process {destination}`: the child of the
+        // producer's span, whose context the message carries.
         let span = tracing::info_span!(
             "consume",
             otel.kind = "consumer",
-            otel.name = format!("{} process", self.label),
-            messaging.destination = %self.label,
+            otel.name = format!("process {}", self.trace.destination),
+            { MESSAGING_SYSTEM } = self.trace.system,
+            { MESSAGING_DESTINATION_NAME } = %self.trace.destination,
+            { MESSAGING_CONSUMER_GROUP_NAME } = self.trace.group.as_deref(),
+            { MESSAGING_OPERATION_TYPE } = "process",
+            { MESSAGING_OPERATION_NAME } = "process",
+            { MESSAGING_MESSAGE_ID } = tracing::field::Empty,
+            "sales.subscription" = %self.label,
             message_type = tracing::field::Empty,
-            message_id = tracing::field::Empty,
             correlation_id = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
         );
-        telemetry::continue_trace(&span, &MapExtractor(trace_headers));
+        telemetry::continue_trace(&span, trace_headers);
         let outcome = async {
             let verdict = self
                 .apply_once_the_database_answers(body, shutdown)
                 .await
                 .map(|result| verdict(result, attempts));
-            settle(verdict).await
+            let outcome = settle(verdict).await;
+            // The one INFO line of a message; its steps log at DEBUG.
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            match outcome {
+                Some(outcome) => tracing::info!(
+                    subscription = %self.label,
+                    outcome = outcome.label(),
+                    elapsed_ms,
+                    "message handled"
+                ),
+                None => tracing::info!(
+                    subscription = %self.label,
+                    elapsed_ms,
+                    "message left for redelivery"
+                ),
+            }
+            outcome
         }
         .instrument(span)
         .await;
@@ -242,7 +284,10 @@ impl<H: MessageHandler> Handling<H> {
         let envelope = Envelope::from_slice(body)?;
         let span = tracing::Span::current();
         span.record("message_type", envelope.message_type.as_str());
-        span.record("message_id", tracing::field::display(envelope.message_id));
+        span.record(
+            MESSAGING_MESSAGE_ID,
+            tracing::field::display(envelope.message_id),
+        );
         span.record("correlation_id", envelope.correlation_id.as_str());
         let lag = (chrono::Utc::now() - envelope.occurred_at).num_milliseconds() as f64 / 1000.0;
         self.metrics
@@ -269,7 +314,7 @@ impl<H: MessageHandler> Handling<H> {
         .rows_affected()
             == 1;
         if !first_time {
-            tracing::info!("already handled; dropping the redelivery");
+            tracing::debug!("already handled; dropping the redelivery");
             return Ok(Outcome::Duplicate);
         }
         self.handler.handle(&mut tx, &envelope).await?;

@@ -99,7 +99,7 @@ pub async fn open_shipment(
     }
     if opened {
         state.metrics.status_entered(ShipmentStatus::Pending);
-        tracing::info!(order_id, shipment_id = shipment.id, "shipment opened");
+        tracing::debug!(order_id, shipment_id = shipment.id, "shipment opened");
         Ok((StatusCode::CREATED, shipment))
     } else {
         Ok((StatusCode::OK, shipment))

@@ -26,7 +26,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::KafkaBus;
-use crate::messaging::handling::{Handling, MessageHandler, Outcome, Verdict};
+use crate::messaging::handling::{ConsumerTrace, Handling, MessageHandler, Outcome, Verdict};
 use crate::messaging::{ATTEMPT_HEADER, DEATH_REASON_HEADER, ORIGIN_HEADER, PARKING_HEADERS};
 use crate::metrics::Metrics;
 
@@ -100,7 +100,17 @@ pub(crate) async fn run<H: MessageHandler>(
             .map(|tier| topology.retry_queue(subscription, tier))
             .collect(),
         dead_letter_topic: topology.dead_letter_topic(subscription),
-        handling: Handling::new(pool, bus.metrics().clone(), subscription, handler),
+        handling: Handling::new(
+            pool,
+            bus.metrics().clone(),
+            subscription,
+            handler,
+            ConsumerTrace {
+                system: "kafka",
+                destination: topology.event_topic(subscription.message_type.as_str()),
+                group: Some(topology.consumer_group(subscription)),
+            },
+        ),
         bus,
     };
     // The topics must exist before the group subscribes to them.

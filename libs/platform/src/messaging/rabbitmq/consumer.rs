@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::{AmqpHeader, Broker, BrokerError, OutgoingMessage, read_headers, text_headers};
-use crate::messaging::handling::{Handling, MessageHandler, Outcome, Verdict};
+use crate::messaging::handling::{ConsumerTrace, Handling, MessageHandler, Outcome, Verdict};
 use crate::messaging::{ATTEMPT_HEADER, DEATH_REASON_HEADER, ORIGIN_HEADER};
 
 /// The longest an ack, a nack or a forward may wait for the broker: a connection
@@ -46,7 +46,17 @@ pub(crate) async fn run<H: MessageHandler>(
             .map(|tier| topology.retry_queue(subscription, tier))
             .collect(),
         dead_letter_queue: topology.dead_letter_queue(subscription),
-        handling: Handling::new(pool, broker.metrics().clone(), subscription, handler),
+        handling: Handling::new(
+            pool,
+            broker.metrics().clone(),
+            subscription,
+            handler,
+            ConsumerTrace {
+                system: "rabbitmq",
+                destination: topology.queue(subscription),
+                group: None,
+            },
+        ),
         broker,
         prefetch,
     };
