@@ -12,9 +12,15 @@ pub const HTTP_PORT: i32 = 8080;
 pub const ADMIN_PORT: i32 = 9090;
 /// How long a service may take to finish its work after SIGTERM (`SHUTDOWN_GRACE`).
 pub const SHUTDOWN_GRACE_SECONDS: i64 = 20;
-/// Kubernetes waits this long before killing a pod: the grace above plus time for
-/// the endpoints to drop the pod and for in-flight requests to arrive.
-pub const TERMINATION_GRACE_SECONDS: i64 = SHUTDOWN_GRACE_SECONDS + 10;
+/// How long an API pod keeps serving after Kubernetes starts removing it (its
+/// `preStop` sleep), while the endpoints drop it everywhere; SIGTERM comes after. The
+/// process's own drain window (`SHUTDOWN_DRAIN_DELAY`) is then 0: this is it.
+pub const DRAIN_SECONDS: i64 = 5;
+/// Kubernetes waits this long before killing a pod (counted from the start of
+/// `preStop`): the drain window, the grace above, and a margin to flush the outbox
+/// and the traces and close connections.
+pub const TERMINATION_GRACE_SECONDS: i64 = DRAIN_SECONDS + SHUTDOWN_GRACE_SECONDS + 5;
+const _: () = assert!(TERMINATION_GRACE_SECONDS > DRAIN_SECONDS + SHUTDOWN_GRACE_SECONDS);
 /// Kubernetes waits this long before killing a consumer pod it scaled away: on SIGTERM
 /// the consumer cancels its subscriptions at once, then has `SHUTDOWN_GRACE` to finish
 /// and ack the messages it holds, and a margin to close its channels and connections.

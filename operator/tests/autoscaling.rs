@@ -41,7 +41,7 @@ use sales_contracts::topology::subscriptions_of;
 use sales_operator::autoscaling::broker::Management;
 use sales_operator::autoscaling::deletion_cost;
 use sales_operator::autoscaling::scaler::{FIELD_MANAGER, Scaler};
-use sales_operator::catalogue::SHUTDOWN_GRACE_SECONDS;
+use sales_operator::catalogue::{DRAIN_SECONDS, SHUTDOWN_GRACE_SECONDS};
 use sales_operator::children::names::MANAGER;
 use sales_operator::crd::{ExternalBroker, FINALIZER, SalesSystem};
 use sales_operator::metrics::Metrics;
@@ -201,6 +201,22 @@ fn an_autoscaled_service_runs_as_an_api_and_a_consumer_deployment() {
             .unwrap();
         // Consumers finish what they hold: Kubernetes waits longer than SHUTDOWN_GRACE.
         assert!(pod.termination_grace_period_seconds.unwrap() > SHUTDOWN_GRACE_SECONDS);
+        // They take no traffic: nothing to drain before SIGTERM.
+        assert_eq!(pod.containers[0].lifecycle, None);
+        // API pods sleep in preStop while their endpoints go, then get SIGTERM and
+        // SHUTDOWN_GRACE to finish: Kubernetes waits for both.
+        let api_pod = api.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let pre_stop = api_pod.containers[0]
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .and_then(|h| h.sleep.as_ref())
+            .map(|s| s.seconds);
+        assert_eq!(pre_stop, Some(DRAIN_SECONDS));
+        assert!(
+            api_pod.termination_grace_period_seconds.unwrap()
+                > DRAIN_SECONDS + SHUTDOWN_GRACE_SECONDS
+        );
         let container = &pod.containers[0];
         let probe_port = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
             p.as_ref()

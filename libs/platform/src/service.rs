@@ -1,8 +1,17 @@
 //! Running a service: binds the public and admin ports at once (so `/health`
 //! answers while dependencies are still coming up), applies migrations when the
 //! database is reachable, then starts the background workers (outbox relay,
-//! consumers, timers). On shutdown: stop accepting, drain in-flight requests and
-//! messages within the grace period, then close the broker connection and the pool.
+//! consumers, timers).
+//!
+//! Stopping, in order (all within `SHUTDOWN_GRACE` after the drain window):
+//! 1. SIGTERM: `/ready` fails at once, and the service keeps serving for
+//!    `SHUTDOWN_DRAIN_DELAY` while load balancers take it out (Ctrl-C skips this).
+//! 2. Stop taking new work: the listeners close, consumers cancel their
+//!    subscriptions, sweeps stop; in-flight requests and messages finish (messages
+//!    prefetched but not handled go back to the broker when the channel closes).
+//! 3. The outbox relay makes its last pass, so the events those requests and
+//!    messages committed are published before the process exits.
+//! 4. The broker connection and the pool close; `main` then flushes the traces.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,6 +38,7 @@ use crate::messaging::kafka::KafkaBus;
 use crate::messaging::rabbitmq::Broker;
 use crate::messaging::{MessageHandler, Messaging};
 use crate::metrics::Metrics;
+use crate::shutdown::StopSignal;
 use crate::{db, outbox};
 
 type Worker = (String, Pin<Box<dyn Future<Output = ()> + Send>>);
@@ -40,7 +50,10 @@ pub struct ServiceBuilder {
     metrics: Metrics,
     /// Cancelled on SIGTERM: stop accepting, finish what is in hand.
     shutdown: CancellationToken,
-    /// Cancelled after the workers have finished: close the broker connection.
+    /// Cancelled once requests, messages and workers are finished: the outbox relay
+    /// makes its last pass.
+    flush: CancellationToken,
+    /// Cancelled after the outbox is flushed: close the broker connection.
     infrastructure: CancellationToken,
     pool: Option<PgPool>,
     migrations: Option<Migrator>,
@@ -49,6 +62,8 @@ pub struct ServiceBuilder {
     subscriptions: Vec<Subscription>,
     startup_steps: Vec<Worker>,
     workers: Vec<Worker>,
+    /// Workers that stop on [`ServiceBuilder::flush`], after the others (the relay).
+    flushers: Vec<Worker>,
     /// How the API's callers are checked: a policy and a verifier, or (the gateway)
     /// nothing here because the service decides itself.
     access: Access,
@@ -71,6 +86,7 @@ impl ServiceBuilder {
             http: http.clone(),
             metrics: Metrics::new(name),
             shutdown: CancellationToken::new(),
+            flush: CancellationToken::new(),
             infrastructure: CancellationToken::new(),
             pool: None,
             migrations: None,
@@ -79,6 +95,7 @@ impl ServiceBuilder {
             subscriptions: Vec::new(),
             startup_steps: Vec::new(),
             workers: Vec::new(),
+            flushers: Vec::new(),
             access: Access::Unset,
             open_routes: None,
             admin_access: None,
@@ -154,18 +171,13 @@ impl ServiceBuilder {
             self.metrics.register_messaging();
         }
         let messaging = match args.messaging_kind {
-            MessagingKind::Rabbitmq => {
-                let url = args.amqp_url.clone().ok_or_else(|| {
-                    anyhow::anyhow!("MESSAGING_KIND=rabbitmq needs AMQP_URL (--amqp-url)")
-                })?;
-                Messaging::RabbitMq(Broker::start(
-                    self.name,
-                    url,
-                    Topology::new(args.amqp_prefix.clone()).with_queue_type(args.amqp_queue_type),
-                    self.metrics.clone(),
-                    self.infrastructure.clone(),
-                ))
-            }
+            MessagingKind::Rabbitmq => Messaging::RabbitMq(Broker::start(
+                self.name,
+                args.amqp_endpoint()?,
+                Topology::new(args.amqp_prefix.clone()).with_queue_type(args.amqp_queue_type),
+                self.metrics.clone(),
+                self.infrastructure.clone(),
+            )),
             MessagingKind::Kafka => Messaging::Kafka(KafkaBus::start(
                 self.name,
                 &args.kafka,
@@ -191,11 +203,13 @@ impl ServiceBuilder {
         self.startup_steps.push((name.to_owned(), Box::pin(task)));
     }
 
-    /// Relay this service's outbox to the broker.
+    /// Relay this service's outbox to the broker. On shutdown it runs until the
+    /// requests and messages in hand are finished, then publishes what they committed.
     pub fn outbox_relay(&mut self) -> anyhow::Result<()> {
         let (pool, broker) = self.pool_and_broker("the outbox relay")?;
-        let shutdown = self.shutdown.clone();
-        self.worker("outbox-relay", outbox::run_relay(pool, broker, shutdown));
+        let relay = outbox::run_relay(pool, broker, self.flush.clone());
+        self.flushers
+            .push(("outbox-relay".to_owned(), Box::pin(relay)));
         Ok(())
     }
 
@@ -297,6 +311,8 @@ impl ServiceBuilder {
         let admin_app = admin_router(self.metrics.clone(), readiness.clone(), dead_letters);
 
         let tracker = TaskTracker::new();
+        let flushers = TaskTracker::new();
+        flushers.close();
         let shutdown = self.shutdown.clone();
         for (listener, app) in [(public, public_app), (admin, admin_app)] {
             let shutdown = shutdown.clone();
@@ -320,6 +336,8 @@ impl ServiceBuilder {
             let pool = self.pool.clone();
             let migrations = self.migrations;
             let workers = self.workers;
+            let flusher_tasks = self.flushers;
+            let flushers = flushers.clone();
             let startup_steps = self.startup_steps;
             let readiness = readiness.clone();
             async move {
@@ -346,6 +364,10 @@ impl ServiceBuilder {
                     tracing::debug!(worker = %name, "starting");
                     tracker.spawn(task);
                 }
+                for (name, task) in flusher_tasks {
+                    tracing::debug!(worker = %name, "starting");
+                    flushers.spawn(task);
+                }
             }
         };
         tracker.spawn(start_workers);
@@ -353,6 +375,7 @@ impl ServiceBuilder {
 
         tracing::info!(service = self.name, %http_addr, %admin_addr, "serving");
         let grace = self.http.shutdown_grace;
+        let flush = self.flush.clone();
         let infrastructure = self.infrastructure.clone();
         let pool = self.pool.clone();
         let name = self.name;
@@ -360,12 +383,26 @@ impl ServiceBuilder {
             shutdown.cancelled().await;
             tracing::info!(
                 service = name,
-                "shutting down: draining requests and messages"
+                "shutting down: finishing requests and messages in hand"
             );
-            if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            let deadline = tokio::time::Instant::now() + grace;
+            if tokio::time::timeout_at(deadline, tracker.wait())
+                .await
+                .is_err()
+            {
                 tracing::warn!(
                     ?grace,
                     "work still running after the grace period; stopping anyway"
+                );
+            }
+            flush.cancel();
+            if tokio::time::timeout_at(deadline, flushers.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    ?grace,
+                    "outbox not flushed within the grace period; its events go out at the next start"
                 );
             }
             infrastructure.cancel();
@@ -381,6 +418,8 @@ impl ServiceBuilder {
             http_addr,
             admin_addr,
             shutdown: self.shutdown,
+            readiness,
+            drain_delay: self.http.shutdown_drain_delay,
             done,
         })
     }
@@ -391,6 +430,8 @@ pub struct RunningService {
     pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     shutdown: CancellationToken,
+    readiness: Readiness,
+    drain_delay: Duration,
     done: JoinHandle<()>,
 }
 
@@ -414,13 +455,32 @@ impl RunningService {
         let _ = self.done.await;
     }
 
-    /// Stop on SIGTERM or Ctrl-C, and wait until stopped. For `main`.
+    /// Stop on SIGTERM (after the drain window) or Ctrl-C, and wait until stopped.
+    /// For `main`.
     pub async fn run_until_signal(self) {
         let token = self.shutdown.clone();
+        let readiness = self.readiness.clone();
+        let drain_delay = self.drain_delay;
         tokio::spawn(async move {
-            crate::shutdown::signal().await;
+            if crate::shutdown::signal().await == StopSignal::Terminate {
+                drain(&readiness, drain_delay).await;
+            }
             token.cancel();
         });
         let _ = self.done.await;
+    }
+}
+
+/// Fail `/ready` and keep serving for `window`, so that load balancers stop sending
+/// new requests before the listeners close; a second signal ends the window early.
+async fn drain(readiness: &Readiness, window: Duration) {
+    readiness.set_draining();
+    if window.is_zero() {
+        return;
+    }
+    tracing::info!(?window, "draining: not ready, still serving");
+    tokio::select! {
+        _ = tokio::time::sleep(window) => {}
+        _ = crate::shutdown::signal() => tracing::info!("second signal: ending the drain window"),
     }
 }

@@ -1,7 +1,18 @@
-//! Waiting for the signal to stop.
+//! Waiting for the signal to stop, and the background sweeps that stop with it.
 
-/// Resolves on SIGTERM (Kubernetes) or Ctrl-C.
-pub async fn signal() {
+/// Why the process is asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopSignal {
+    /// SIGTERM: an orchestrator (Kubernetes, systemd) replaces or removes the process;
+    /// it drains first.
+    Terminate,
+    /// Ctrl-C (SIGINT): someone at a terminal; no drain window.
+    Interrupt,
+}
+
+/// Resolves on SIGTERM or Ctrl-C, saying which. The one signal handler of every
+/// service (and of `cargo xtask`'s long runs).
+pub async fn signal() -> StopSignal {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
@@ -19,8 +30,14 @@ pub async fn signal() {
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => tracing::info!("Ctrl-C received"),
-        _ = terminate => tracing::info!("SIGTERM received"),
+        _ = ctrl_c => {
+            tracing::info!("Ctrl-C received");
+            StopSignal::Interrupt
+        }
+        _ = terminate => {
+            tracing::info!("SIGTERM received");
+            StopSignal::Terminate
+        }
     }
 }
 

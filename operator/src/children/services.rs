@@ -22,8 +22,9 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
-    HTTPGetAction, LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
+    HTTPGetAction, Lifecycle, LifecycleHandler, LocalObjectReference, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service,
+    ServicePort, ServiceSpec, SleepAction,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -36,7 +37,7 @@ use super::names::{
     LABEL_METRICS, LABEL_SERVICE, Names,
 };
 use crate::catalogue::{
-    ADMIN_PORT, AppService, CONSUMER_TERMINATION_GRACE_SECONDS, HTTP_PORT,
+    ADMIN_PORT, AppService, CONSUMER_TERMINATION_GRACE_SECONDS, DRAIN_SECONDS, HTTP_PORT,
     TERMINATION_GRACE_SECONDS,
 };
 use crate::crd::{GatewayServiceType, SalesSystemSpec};
@@ -291,16 +292,27 @@ pub fn deployment(
     }
     // Consumer pods take no API traffic: they are probed on the admin port, which
     // answers `/health` and `/ready` too.
-    let (ports, probe_port, grace) = match role {
+    // API pods sleep in preStop while the endpoints drop them (DRAIN_SECONDS).
+    let (ports, probe_port, grace, lifecycle) = match role {
         Role::Consumer => (
             vec![port("admin", ADMIN_PORT)],
             "admin",
             CONSUMER_TERMINATION_GRACE_SECONDS,
+            None,
         ),
         Role::All | Role::Api => (
             vec![port("http", HTTP_PORT), port("admin", ADMIN_PORT)],
             "http",
             TERMINATION_GRACE_SECONDS,
+            Some(Lifecycle {
+                pre_stop: Some(LifecycleHandler {
+                    sleep: Some(SleepAction {
+                        seconds: DRAIN_SECONDS,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
         ),
     };
     let pull_secrets: Vec<LocalObjectReference> = spec
@@ -331,6 +343,7 @@ pub fn deployment(
         resources: Some(resources_or(&settings.resources, "50m", "64Mi", "256Mi")),
         liveness_probe: Some(http_probe(probe_port, "/health", 10, 3)),
         readiness_probe: Some(http_probe(probe_port, "/ready", 5, 2)),
+        lifecycle,
         security_context: Some(container_security()),
         ..Default::default()
     };
