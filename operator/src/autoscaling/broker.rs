@@ -267,7 +267,8 @@ impl Management {
     /// The messages each client address holds unacknowledged, summed over its channels
     /// in the vhost (`GET /api/vhosts/{vhost}/channels`): a consumer pod's work in hand,
     /// by the pod's IP (`connection_details.peer_host`). A channel whose count is not
-    /// reported makes the whole answer [`COUNTS_UNREPORTED`]: no guess.
+    /// reported makes its address's work unknown; one without its address makes the
+    /// whole answer [`COUNTS_UNREPORTED`]: no guess.
     pub async fn work_by_peer(&self, http: &reqwest::Client) -> Result<PeerWork, ReadError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
@@ -300,8 +301,7 @@ impl Management {
             ReadError::new(
                 COUNTS_UNREPORTED,
                 format!(
-                    "the management API at {} reports channels without their unacknowledged \
-                     messages or client address",
+                    "the management API at {} reports channels without their client address",
                     self.base
                 ),
             )
@@ -309,31 +309,35 @@ impl Management {
     }
 }
 
-/// Messages held unacknowledged, by client address (one consumer pod: its IP).
+/// Messages held unacknowledged, by client address (one consumer pod: its IP);
+/// `None` for an address with a channel whose count RabbitMQ did not report (yet).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PeerWork(pub std::collections::HashMap<std::net::IpAddr, u64>);
+pub struct PeerWork(pub std::collections::HashMap<std::net::IpAddr, Option<u64>>);
 
 impl PeerWork {
-    /// Sums `channels` by address; `None` if a channel lacks its count or address.
+    /// Sums `channels` by address. A channel without its count makes only its
+    /// address's work unknown; a channel without its address makes the whole answer
+    /// `None` (its messages could be any pod's).
     fn of(channels: &[ChannelInfo]) -> Option<PeerWork> {
         let mut work = std::collections::HashMap::new();
         for channel in channels {
             let host = channel.connection_details.as_ref()?.peer_host.as_deref()?;
-            let unacked = channel.messages_unacknowledged?;
             // A client address RabbitMQ cannot give (a channel of a direct, in-node
             // connection: "undefined") is no pod's.
             let Ok(ip) = host.parse::<std::net::IpAddr>() else {
                 continue;
             };
-            let entry = work.entry(ip.to_canonical()).or_insert(0u64);
-            *entry = entry.saturating_add(unacked);
+            let entry = work.entry(ip.to_canonical()).or_insert(Some(0u64));
+            *entry = entry
+                .zip(channel.messages_unacknowledged)
+                .map(|(a, b)| a.saturating_add(b));
         }
         Some(PeerWork(work))
     }
 
-    /// The messages `ip` holds (0: none, or no channel from there).
-    pub fn of_ip(&self, ip: std::net::IpAddr) -> u64 {
-        self.0.get(&ip.to_canonical()).copied().unwrap_or(0)
+    /// The messages `ip` holds (0: none, or no channel from there; `None`: unknown).
+    pub fn of_ip(&self, ip: std::net::IpAddr) -> Option<u64> {
+        self.0.get(&ip.to_canonical()).copied().unwrap_or(Some(0))
     }
 }
 
@@ -503,21 +507,32 @@ mod tests {
         .unwrap();
         let work = PeerWork::of(&channels).unwrap();
         let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
-        assert_eq!(work.of_ip(ip("10.0.0.1")), 7);
+        assert_eq!(work.of_ip(ip("10.0.0.1")), Some(7));
         assert_eq!(
             work.of_ip(ip("10.0.0.2")),
-            4,
+            Some(4),
             "an IPv4-mapped address is the IPv4 one"
         );
-        assert_eq!(work.of_ip(ip("10.0.0.3")), 0);
-        assert_eq!(work.of_ip(ip("10.0.0.4")), 0, "no channel: no work");
-        // A channel without its count: the work is unknown, not 0.
+        assert_eq!(work.of_ip(ip("10.0.0.3")), Some(0));
+        assert_eq!(work.of_ip(ip("10.0.0.4")), Some(0), "no channel: no work");
+        // A channel without its count (a channel just opened, say): that address's
+        // work is unknown, not 0, and only that address's.
         let unknown: Vec<ChannelInfo> = serde_json::from_value(serde_json::json!([
             {"connection_details": {"peer_host": "10.0.0.1"}, "messages_unacknowledged": 5},
+            {"connection_details": {"peer_host": "10.0.0.2"}, "messages_unacknowledged": 3},
             {"connection_details": {"peer_host": "10.0.0.2"}},
         ]))
         .unwrap();
-        assert_eq!(PeerWork::of(&unknown), None);
+        let work = PeerWork::of(&unknown).unwrap();
+        assert_eq!(work.of_ip(ip("10.0.0.1")), Some(5));
+        assert_eq!(work.of_ip(ip("10.0.0.2")), None);
+        // A channel without its address: its work is no one's known pod; no guess.
+        let nameless: Vec<ChannelInfo> = serde_json::from_value(serde_json::json!([
+            {"connection_details": {"peer_host": "10.0.0.1"}, "messages_unacknowledged": 5},
+            {"messages_unacknowledged": 2},
+        ]))
+        .unwrap();
+        assert_eq!(PeerWork::of(&nameless), None);
     }
 
     #[test]

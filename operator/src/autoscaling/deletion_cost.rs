@@ -8,7 +8,10 @@
 //! cost), so the pods with nothing in hand go, and a pod in the middle of its prefetch
 //! stays and need not hand its messages back.
 //!
-//! Without that number (Kafka, whose lag is per partition and not per pod; RabbitMQ
+//! A pod with a channel whose count RabbitMQ has not reported yet (a channel just
+//! opened) ranks as the busiest: its work is unknown, and only its own.
+//!
+//! Without per-pod numbers (Kafka, whose lag is per partition and not per pod; RabbitMQ
 //! statistics not reported; the channels unreadable) the scaler removes the costs it
 //! set before, so that an old number never decides, and the ReplicaSet's own order
 //! applies: not ready first, then ready for the shortest time, then the newest.
@@ -48,9 +51,13 @@ pub fn changes(pods: &[Pod], work: Option<&PeerWork>) -> Vec<Change> {
             if ips.is_empty() {
                 return None;
             }
+            // A pod whose work is unknown (a channel without its count) ranks as the
+            // busiest: kept over any pod known to hold less.
             let cost = work.map(|work| {
-                let held: u64 = ips.iter().map(|ip| work.of_ip(*ip)).sum();
-                i32::try_from(held).unwrap_or(i32::MAX)
+                ips.iter()
+                    .map(|ip| work.of_ip(*ip))
+                    .try_fold(0u64, |sum, held| held.map(|n| sum.saturating_add(n)))
+                    .map_or(i32::MAX, |held| i32::try_from(held).unwrap_or(i32::MAX))
             });
             let now = pod.annotations().get(ANNOTATION).map(String::as_str);
             let wanted = cost.map(|c| c.to_string());
@@ -151,7 +158,7 @@ mod tests {
     fn work(of: &[(&str, u64)]) -> PeerWork {
         PeerWork(
             of.iter()
-                .map(|(ip, n)| (ip.parse().unwrap(), *n))
+                .map(|(ip, n)| (ip.parse().unwrap(), Some(*n)))
                 .collect::<HashMap<_, _>>(),
         )
     }
@@ -192,6 +199,29 @@ mod tests {
                 pod: "a".into(),
                 cost: None
             }]
+        );
+    }
+
+    #[test]
+    fn a_pod_whose_work_is_unknown_ranks_as_the_busiest_and_the_others_keep_theirs() {
+        let pods = [
+            pod("opening", Some("10.0.0.1"), None),
+            pod("idle", Some("10.0.0.2"), None),
+            pod("busy", Some("10.0.0.3"), None),
+        ];
+        let mut w = work(&[("10.0.0.2", 0), ("10.0.0.3", 4)]);
+        w.0.insert("10.0.0.1".parse().unwrap(), None);
+        let costs: Vec<_> = changes(&pods, Some(&w))
+            .into_iter()
+            .map(|c| (c.pod, c.cost))
+            .collect();
+        assert_eq!(
+            costs,
+            [
+                ("opening".to_owned(), Some(i32::MAX)),
+                ("idle".to_owned(), Some(0)),
+                ("busy".to_owned(), Some(4)),
+            ]
         );
     }
 
