@@ -83,7 +83,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            sales_platform::shutdown::signal().await;
             tracing::info!("stopping");
             signal.cancel();
         });
@@ -118,28 +118,6 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
 pub fn install_crypto_provider() {
     // Fails only when a provider is already installed, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// Wait to lead, then run the controller until `shutdown` (Ok) or until the lease

@@ -52,20 +52,12 @@ enum Command {
         #[arg(long, default_value = "latest")]
         dump: sales_operator::children::backups::restore::Dump,
     },
-    /// Replay a load profile through the autoscaling decision; print every change and
-    /// draw depth and replicas over time as a PNG.
+    /// Replay a load profile through the autoscaling decision and print every change
+    /// (`cargo xtask autoscaling-chart` draws the run as a PNG).
     Simulate {
         /// `builtin`, or a YAML load profile (see `operator/src/autoscaling/builtin-profile.yaml`).
         #[arg(long, default_value = "builtin")]
         profile: String,
-        /// Where to write the PNG; unset: no picture.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Width and height of the PNG in pixels.
-        #[arg(long, default_value_t = 1400)]
-        width: u32,
-        #[arg(long, default_value_t = 900)]
-        height: u32,
     },
 }
 
@@ -92,12 +84,7 @@ fn main() -> ExitCode {
             })
             .map(|yaml| print!("{yaml}")),
         Command::Run(args) => sales_operator::controller::main(*args),
-        Command::Simulate {
-            profile,
-            out,
-            width,
-            height,
-        } => simulate(&profile, out.as_deref(), width, height),
+        Command::Simulate { profile } => simulate(&profile),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -124,26 +111,9 @@ fn render(file: &std::path::Path, old: Option<&std::path::Path>) -> anyhow::Resu
     Ok(())
 }
 
-fn simulate(
-    profile: &str,
-    out: Option<&std::path::Path>,
-    width: u32,
-    height: u32,
-) -> anyhow::Result<()> {
-    use sales_operator::autoscaling::{plot, simulate};
-    let text = if profile == "builtin" {
-        simulate::BUILTIN_PROFILE.to_owned()
-    } else {
-        std::fs::read_to_string(profile)
-            .map_err(|e| anyhow::anyhow!("cannot read {profile}: {e}"))?
-    };
-    let simulation = simulate::run(&simulate::parse_profile(&text)?)?;
+fn simulate(profile: &str) -> anyhow::Result<()> {
+    use sales_operator::autoscaling::simulate;
+    let simulation = simulate::run(&simulate::load_profile(profile)?)?;
     print!("{}", simulate::summary(&simulation));
-    if let Some(out) = out {
-        let png = plot::png(&simulation, width, height)?;
-        std::fs::write(out, png)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
-        println!("wrote {}", out.display());
-    }
     Ok(())
 }

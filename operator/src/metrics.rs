@@ -221,7 +221,12 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(|State(m): State<Arc<Metrics>>| async move { m.render() }),
+            get(|State(m): State<Arc<Metrics>>| async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+                    m.render(),
+                )
+            }),
         )
         .route("/health", get(|| async { "ok" }))
         .route(

@@ -94,6 +94,11 @@ async fn the_operator_exports_what_the_dashboards_use() {
         .await
         .unwrap();
     assert!(response.status().is_success(), "{response:?}");
+    assert_eq!(
+        response.headers()["content-type"],
+        prometheus::TEXT_FORMAT,
+        "served as Prometheus's text exposition format"
+    );
     let exposition = response.text().await.unwrap();
     shutdown.cancel();
     assert_eq!(exposition, m.render());

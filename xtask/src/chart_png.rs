@@ -1,5 +1,5 @@
-//! What the bench chart and the chaos timeline draw with: the operator's embedded
-//! font (no system font needed), a white canvas encoded as a PNG, and one look for
+//! What the bench chart, the chaos timeline and the autoscaling simulation's picture
+//! draw with: an embedded font (`xtask/assets/`) (no system font needed), a white canvas encoded as a PNG, and one look for
 //! the mesh and the legend.
 
 use std::sync::OnceLock;
@@ -11,7 +11,7 @@ use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
-const FONT: &[u8] = include_bytes!("../../operator/assets/DejaVuSansMono.ttf");
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
 /// The family every text is drawn in (the embedded font, registered under it).
 pub const FAMILY: &str = "sans-serif";
 

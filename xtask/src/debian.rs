@@ -6,6 +6,12 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use tokio::process::Command;
 
+/// Whether we run as root (effective uid 0): then missing packages are installed,
+/// and the private servers run as their Debian users.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
 /// `apt-get install` some Debian packages, without letting them start services (a
 /// `policy-rc.d` that refuses, for the length of the install): the private instances
 /// run on their own ports, and nobody asked for system-wide servers.

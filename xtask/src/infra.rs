@@ -10,8 +10,6 @@
 use std::{
     fmt::Write as _,
     fs,
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream as StdTcpStream},
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     process::{Command as StdCommand, Output, Stdio},
@@ -20,11 +18,7 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use sqlx::{Connection as _, PgConnection};
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::TcpStream,
-    process::Command,
-};
+use tokio::process::Command;
 
 /// Port of the private PostgreSQL server.
 pub const POSTGRES_PORT: u16 = 55432;
@@ -99,7 +93,7 @@ pub async fn ensure_infra(workspace_root: &Path) -> Result<Infra> {
     let mgmt_env = env_url(ENV_RABBITMQ_MANAGEMENT_URL);
     let redis_env = env_url(ENV_REDIS_URL);
 
-    let root = is_root();
+    let root = crate::debian::is_root();
     let tools = Tools::locate_or_install(
         pg_env.is_none(),
         amqp_env.is_none(),
@@ -250,7 +244,7 @@ pub fn stop_private_infra(workspace_root: &Path) -> Result<()> {
         return Ok(());
     }
     let _lock = lock_infra_dir(&dirs.base)?;
-    let root = is_root();
+    let root = crate::debian::is_root();
     let mut errors = Vec::new();
     for (name, result) in [
         ("postgres", stop_postgres(&dirs, root)),
@@ -536,19 +530,6 @@ fn is_executable(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn is_root() -> bool {
-    if let Ok(status) = fs::read_to_string("/proc/self/status")
-        && let Some(line) = status.lines().find(|l| l.starts_with("Uid:"))
-    {
-        // Uid: real effective saved filesystem
-        return line.split_whitespace().nth(2) == Some("0");
-    }
-    StdCommand::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
 /// The value of an environment variable, if set and not blank.
 fn env_url(name: &str) -> Option<String> {
     std::env::var(name)
@@ -706,13 +687,7 @@ async fn hand_over(dir: &Path, user: Option<&str>) -> Result<()> {
 }
 
 fn user_exists(user: &str) -> bool {
-    StdCommand::new("id")
-        .arg("-u")
-        .arg(user)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    nix::unistd::User::from_name(user).is_ok_and(|found| found.is_some())
 }
 
 /// The user to run a private server as: `user` when we are root, else ourselves.
@@ -1224,36 +1199,24 @@ fn stop_rabbitmq(dirs: &Dirs, root: bool) -> Result<String> {
     Ok("stopped".into())
 }
 
-/// Opens a TCP connection and does the first step of the AMQP 0-9-1 handshake: the server
-/// must answer the protocol header with `connection.start`.
+/// Opens an AMQP connection (with lapin: handshake, login, vhost) and closes it.
 async fn check_amqp(url: &str) -> Result<()> {
-    let parsed = reqwest::Url::parse(url).context("not a URL")?;
-    let tls = match parsed.scheme() {
-        "amqp" => false,
-        "amqps" => true,
-        other => bail!("unsupported scheme `{other}` (expected amqp or amqps)"),
-    };
-    let host = parsed.host_str().context("no host")?;
-    let port = parsed.port().unwrap_or(if tls { 5671 } else { 5672 });
-    let mut stream = connect(host, port).await?;
-    if tls {
-        // A TCP connection is all we check for TLS endpoints.
-        return Ok(());
+    let uri: lapin::uri::AMQPUri = url.parse().map_err(|e: String| {
+        // lapin's message may quote the URL, password included.
+        let reason = if e.contains(url) { "unparsable" } else { &e };
+        anyhow!("not an amqp:// or amqps:// URL: {reason}")
+    })?;
+    let address = format!("{}:{}", uri.authority.host, uri.authority.port);
+    if uri.scheme == lapin::uri::AMQPScheme::AMQPS {
+        sales_platform::tls::install_crypto_provider();
     }
-    let handshake = async {
-        stream.write_all(b"AMQP\x00\x00\x09\x01").await?;
-        let mut frame = [0u8; 11];
-        stream.read_exact(&mut frame).await?;
-        Ok::<_, std::io::Error>(frame)
-    };
-    let frame = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+    let connect = lapin::Connection::connect(url, lapin::ConnectionProperties::default());
+    let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
-        .map_err(|_| anyhow!("no AMQP answer from {host}:{port} within {CONNECT_TIMEOUT:?}"))?
-        .with_context(|| format!("AMQP handshake with {host}:{port}"))?;
-    // Method frame (1) on channel 0, class 10 (connection), method 10 (start).
-    if frame[0] != 1 || frame[1..3] != [0, 0] || frame[7..11] != [0, 10, 0, 10] {
-        bail!("{host}:{port} did not answer like an AMQP 0-9-1 broker");
-    }
+        .map_err(|_| anyhow!("no AMQP answer from {address} within {CONNECT_TIMEOUT:?}"))?
+        .with_context(|| format!("AMQP connection to {address}"))?;
+    // The broker answered and let us in; a failed goodbye changes nothing.
+    let _ = tokio::time::timeout(CONNECT_TIMEOUT, connection.close(200, "probe done".into())).await;
     Ok(())
 }
 
@@ -1333,94 +1296,52 @@ async fn private_redis(dirs: &Dirs, bin: &RedisBin, root: bool) -> Result<(Strin
     Ok((url.clone(), format!("started private server at {url}")))
 }
 
-/// Sends `AUTH` (when the URL has a password) and `PING`; expects `+PONG`.
+/// Connects with the `redis` crate (which sends `AUTH` when the URL has a password)
+/// and sends `PING`; expects `PONG`.
 async fn check_redis(url: &str) -> Result<()> {
-    let parsed = reqwest::Url::parse(url).context("not a URL")?;
-    let tls = match parsed.scheme() {
-        "redis" => false,
-        "rediss" => true,
-        other => bail!("unsupported scheme `{other}` (expected redis or rediss)"),
-    };
-    let host = parsed.host_str().context("no host")?;
-    let port = parsed.port().unwrap_or(6379);
-    let mut stream = connect(host, port).await?;
-    if tls {
-        // A TCP connection is all we check for TLS endpoints.
-        return Ok(());
+    let client = redis::Client::open(url).map_err(|e| anyhow!("not a Redis URL: {e}"))?;
+    let address = client.get_connection_info().addr().to_string();
+    if matches!(
+        client.get_connection_info().addr(),
+        redis::ConnectionAddr::TcpTls { .. }
+    ) {
+        sales_platform::tls::install_crypto_provider();
     }
-    let mut commands = Vec::new();
-    if let Some(password) = parsed.password() {
-        let password = percent_decode(password);
-        if parsed.username().is_empty() {
-            commands.push(vec!["AUTH".to_owned(), password]);
-        } else {
-            commands.push(vec![
-                "AUTH".to_owned(),
-                percent_decode(parsed.username()),
-                password,
-            ]);
-        }
-    }
-    commands.push(vec!["PING".to_owned()]);
     let exchange = async {
-        let mut reply = String::new();
-        for command in &commands {
-            stream.write_all(&resp(command)).await?;
-            reply = read_line(&mut stream).await?;
-            if !reply.starts_with('+') {
-                break;
-            }
-        }
-        Ok::<_, std::io::Error>(reply)
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
     };
     let reply = tokio::time::timeout(CONNECT_TIMEOUT, exchange)
         .await
-        .map_err(|_| anyhow!("no Redis answer from {host}:{port} within {CONNECT_TIMEOUT:?}"))?
-        .with_context(|| format!("talking to {host}:{port}"))?;
-    if reply != "+PONG" {
-        bail!("{host}:{port} answered `{reply}` instead of +PONG");
+        .map_err(|_| anyhow!("no Redis answer from {address} within {CONNECT_TIMEOUT:?}"))?
+        .with_context(|| format!("PING to Redis at {address}"))?;
+    if reply != "PONG" {
+        bail!("{address} answered `{reply}` instead of PONG");
     }
     Ok(())
-}
-
-fn resp(args: &[String]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len());
-    for arg in args {
-        let _ = write!(out, "${}\r\n{arg}\r\n", arg.len());
-    }
-    out.into_bytes()
-}
-
-async fn read_line(stream: &mut TcpStream) -> std::io::Result<String> {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while !line.ends_with(b"\r\n") && line.len() < 4096 {
-        if stream.read(&mut byte).await? == 0 {
-            break;
-        }
-        line.push(byte[0]);
-    }
-    Ok(String::from_utf8_lossy(&line).trim_end().to_owned())
 }
 
 fn stop_redis(dirs: &Dirs) -> Result<String> {
     let dir = &dirs.redis;
     let pid_file = dir.join("redis.pid");
     let pid = read_pid(&pid_file);
-    let addr = SocketAddr::from(([127, 0, 0, 1], REDIS_PORT));
-    let Ok(mut stream) = StdTcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) else {
+    let client = redis::Client::open(redis_url()).map_err(|e| anyhow!("{}: {e}", redis_url()))?;
+    let Ok(mut connection) = client.get_connection_with_timeout(CONNECT_TIMEOUT) else {
         remove_stale_pid_file(&pid_file, &Daemon::redis())?;
         return Ok("not running".into());
     };
-    // What `redis-cli -p PORT shutdown nosave` sends; the server closes the connection.
-    stream.set_read_timeout(Some(CONNECT_TIMEOUT))?;
-    stream
-        .write_all(&resp(&["SHUTDOWN".to_owned(), "NOSAVE".to_owned()]))
-        .context("sending SHUTDOWN NOSAVE")?;
-    let mut reply = String::new();
-    let _ = stream.read_to_string(&mut reply);
-    if reply.starts_with('-') {
-        bail!("Redis refused SHUTDOWN NOSAVE: {}", reply.trim());
+    connection.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+    // What `redis-cli -p PORT shutdown nosave` sends: the server answers by closing the
+    // connection, or with an error when it refuses.
+    match redis::cmd("SHUTDOWN")
+        .arg("NOSAVE")
+        .query::<redis::Value>(&mut connection)
+    {
+        Err(e) if e.is_io_error() || e.is_connection_dropped() => {}
+        Err(e) => bail!("Redis refused SHUTDOWN NOSAVE: {e}"),
+        Ok(reply) => bail!("Redis answered SHUTDOWN NOSAVE with {reply:?} and kept running"),
     }
     if !wait_for_exit(pid, Duration::from_secs(15)) {
         bail!("Redis accepted SHUTDOWN NOSAVE but its process is still alive");
@@ -1432,21 +1353,6 @@ fn stop_redis(dirs: &Dirs) -> Result<String> {
 // ---------------------------------------------------------------------------------------
 // Small helpers
 // ---------------------------------------------------------------------------------------
-
-async fn connect(host: &str, port: u16) -> Result<TcpStream> {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
-        .await
-        .map_err(|_| anyhow!("connecting to {host}:{port} timed out"))?
-        .with_context(|| format!("connecting to {host}:{port}"))
-}
-
-/// `%XX` escapes (of a URL's user, password or vhost) decoded; invalid UTF-8 replaced.
-fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
-}
 
 /// The URL with its password replaced by `***`, for messages.
 pub fn redact(url: &str) -> String {
@@ -1497,14 +1403,67 @@ mod tests {
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%40b%2"), "a@b%2");
-        assert_eq!(percent_decode("plain"), "plain");
+    // The probes against the real servers of the test environment (`SALES_AMQP_URL`,
+    // `SALES_REDIS_URL`), and against a port nothing listens on.
+
+    #[tokio::test]
+    async fn amqp_probe_logs_in_to_the_real_broker() {
+        check_amqp(&sales_testkit::amqp_url()).await.unwrap();
     }
 
-    #[test]
-    fn resp_encoding() {
-        assert_eq!(resp(&["PING".to_owned()]), b"*1\r\n$4\r\nPING\r\n");
+    #[tokio::test]
+    async fn amqp_probe_refuses_wrong_credentials() {
+        let mut url = reqwest::Url::parse(&sales_testkit::amqp_url()).unwrap();
+        url.set_username("nobody").unwrap();
+        url.set_password(Some("wrong-password")).unwrap();
+        let err = check_amqp(url.as_str()).await.unwrap_err();
+        assert!(!format!("{err:#}").contains("wrong-password"), "{err:#}");
+    }
+
+    #[tokio::test]
+    async fn amqp_probe_of_a_closed_port_says_where_it_failed() {
+        let port = sales_testkit::free_port();
+        let err = check_amqp(&format!("amqp://guest:secret@127.0.0.1:{port}/%2f"))
+            .await
+            .unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+        assert!(message.contains("refused"), "{message}");
+        assert!(!message.contains("secret"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn amqp_probe_refuses_other_schemes_without_echoing_the_url() {
+        let err = check_amqp("http://guest:secret@127.0.0.1:1/")
+            .await
+            .unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("not an amqp:// or amqps:// URL"),
+            "{message}"
+        );
+        assert!(!message.contains("secret"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn redis_probe_pings_the_real_server() {
+        check_redis(&sales_testkit::redis_url()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn redis_probe_of_a_closed_port_says_where_it_failed() {
+        let port = sales_testkit::free_port();
+        let err = check_redis(&format!("redis://127.0.0.1:{port}"))
+            .await
+            .unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+        assert!(message.to_lowercase().contains("refused"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn redis_probe_refuses_other_schemes() {
+        let err = check_redis("http://127.0.0.1:1").await.unwrap_err();
+        assert!(format!("{err:#}").contains("not a Redis URL"), "{err:#}");
     }
 }

@@ -12,8 +12,6 @@
 //! starts empty, which tests want. The services create their topics themselves.
 
 use std::fs;
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -35,8 +33,8 @@ pub async fn ensure_kafka(infra_dir: &Path) -> Result<String> {
     if let Ok(bootstrap) = std::env::var(ENV_KAFKA_BOOTSTRAP)
         && !bootstrap.trim().is_empty()
     {
-        let first = bootstrap.split(',').next().unwrap_or_default().to_owned();
-        tokio::task::spawn_blocking(move || api_versions(&first))
+        let probe = bootstrap.clone();
+        tokio::task::spawn_blocking(move || kafka_answers(&probe))
             .await?
             .with_context(|| format!("{ENV_KAFKA_BOOTSTRAP}={bootstrap} does not answer"))?;
         eprintln!("infra: kafka    using {ENV_KAFKA_BOOTSTRAP} ({bootstrap})");
@@ -45,7 +43,7 @@ pub async fn ensure_kafka(infra_dir: &Path) -> Result<String> {
     let started = Instant::now();
     let address = format!("127.0.0.1:{KAFKA_PORT}");
     let probe = address.clone();
-    if tokio::task::spawn_blocking(move || api_versions(&probe))
+    if tokio::task::spawn_blocking(move || kafka_answers(&probe))
         .await?
         .is_ok()
     {
@@ -68,7 +66,7 @@ pub async fn ensure_kafka(infra_dir: &Path) -> Result<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let probe = address.clone();
-        match tokio::task::spawn_blocking(move || api_versions(&probe)).await? {
+        match tokio::task::spawn_blocking(move || kafka_answers(&probe)).await? {
             Ok(()) => break,
             Err(e) if Instant::now() > deadline => bail!(
                 "tansu at {address} does not answer: {e:#}\n{}",
@@ -135,29 +133,37 @@ pub async fn ensure_tansu() -> Result<PathBuf> {
     Ok(binary)
 }
 
-/// Send Kafka's ApiVersions (v0) request and read a well-formed answer: the broker
-/// speaks the protocol, not just listens.
-fn api_versions(address: &str) -> Result<()> {
-    let socket = address
-        .parse()
-        .with_context(|| format!("{address} is not host:port"))?;
-    let mut stream = TcpStream::connect_timeout(&socket, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let client = b"xtask";
-    let mut request = Vec::new();
-    request.extend_from_slice(&18i16.to_be_bytes()); // ApiVersions
-    request.extend_from_slice(&0i16.to_be_bytes()); // version 0
-    request.extend_from_slice(&7i32.to_be_bytes()); // correlation id
-    request.extend_from_slice(&(client.len() as i16).to_be_bytes());
-    request.extend_from_slice(client);
-    stream.write_all(&(request.len() as i32).to_be_bytes())?;
-    stream.write_all(&request)?;
-    let mut header = [0u8; 10];
-    stream.read_exact(&mut header)?;
-    let correlation = i32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-    let error = i16::from_be_bytes([header[8], header[9]]);
-    if correlation != 7 || error != 0 {
-        bail!("unexpected ApiVersions answer (correlation {correlation}, error {error})");
-    }
+/// Ask the broker(s) for the cluster's metadata with librdkafka (which negotiates
+/// ApiVersions first): the broker speaks the protocol, not just listens.
+fn kafka_answers(bootstrap: &str) -> Result<()> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let client: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("socket.connection.setup.timeout.ms", "2000")
+        .create()
+        .with_context(|| format!("a Kafka client for {bootstrap}"))?;
+    client
+        .fetch_metadata(None, Duration::from_secs(5))
+        .with_context(|| format!("no metadata from the Kafka broker at {bootstrap}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_real_broker_answers() {
+        kafka_answers(&sales_testkit::transport::kafka_bootstrap()).unwrap();
+    }
+
+    #[test]
+    fn a_closed_port_does_not_answer() {
+        let port = sales_testkit::free_port();
+        let err = kafka_answers(&format!("127.0.0.1:{port}")).unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&format!("127.0.0.1:{port}")),
+            "{err:#}"
+        );
+    }
 }

@@ -1,7 +1,9 @@
 //! `cargo xtask`: developer tasks for the sales system.
 
+mod autoscaling_chart;
 mod bench;
 mod chaos;
+mod chart_docs;
 mod chart_png;
 mod debian;
 mod infra;
@@ -54,6 +56,10 @@ enum Cmd {
         /// Kafka-protocol broker, tansu, built once per machine).
         #[arg(long, value_enum, default_value = "rabbitmq")]
         broker: BrokerChoice,
+        /// The gateway's rate limit: requests per client per minute; 0 turns it off
+        /// (load tests).
+        #[arg(long, default_value_t = up::DEFAULT_RATE_LIMIT)]
+        rate_limit: u64,
     },
     /// Local PostgreSQL, RabbitMQ and Redis (private instances under /var/tmp/sales-system-infra,
     /// unless SALES_POSTGRES_URL / SALES_AMQP_URL / SALES_REDIS_URL are set).
@@ -68,6 +74,17 @@ enum Cmd {
     /// the services while customers order through the gateway, then check that every
     /// order, unit of stock and cent is accounted for (report in target/chaos/).
     Chaos(chaos::ChaosArgs),
+    /// Replay a load profile through the operator's autoscaling decision, print every
+    /// change of replicas and draw the run as a PNG (by default the builtin profile
+    /// into docs/operator/autoscaling.png).
+    AutoscalingChart(autoscaling_chart::ChartArgs),
+    /// Write the value table of every chart's README (charts/*/README.md) from its
+    /// values.schema.json (descriptions) and values.yaml (defaults).
+    ChartDocs {
+        /// Change nothing; fail when a README's table is not current.
+        #[arg(long)]
+        check: bool,
+    },
     /// Ensure the infrastructure, build all binaries, run every test (nextest if installed).
     Test {
         /// Passed to `cargo nextest run` / `cargo test` (after `--`).
@@ -111,7 +128,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Up {
             seed_routes_closed,
             broker,
-        } => up::run(&root, !seed_routes_closed, broker == BrokerChoice::Kafka).await,
+            rate_limit,
+        } => {
+            let options = up::UpOptions {
+                seed_routes_open: !seed_routes_closed,
+                on_kafka: broker == BrokerChoice::Kafka,
+                rate_limit,
+            };
+            up::run(&root, &options).await
+        }
         Cmd::Infra {
             action: InfraCmd::Up,
         } => {
@@ -146,6 +171,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Chaos(args) => chaos::run(&root, &args).await,
+        Cmd::ChartDocs { check } => {
+            chart_docs::run(&root, check)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::AutoscalingChart(args) => {
+            autoscaling_chart::run(&root, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Test { args } => test::run(&root, &args).await,
         Cmd::Bench(args) => {
             bench::run(&root, &args).await?;

@@ -1,9 +1,11 @@
-//! The supply-chain check of `cargo xtask test` (issue 11): `cargo deny check` with
+//! The supply-chain checks of `cargo xtask test`: unused dependencies (`cargo
+//! machete`, issue 16), and (issue 11) `cargo deny check` with
 //! `deny.toml` — advisories (known vulnerabilities, unmaintained crates), licenses,
 //! bans (wildcard versions) and sources (crates.io only) — without the network.
 //!
-//! cargo-deny is pinned ([`CARGO_DENY_VERSION`]) and installed with `cargo install`
-//! when `cargo deny --version` does not answer with the pin.
+//! cargo-machete and cargo-deny are pinned ([`CARGO_MACHETE_VERSION`],
+//! [`CARGO_DENY_VERSION`]) and installed with `cargo install --locked` when
+//! `cargo machete --version` / `cargo deny --version` does not answer with the pin.
 //!
 //! The advisories come from a snapshot of the RustSec database, a plain directory:
 //! `SALES_ADVISORY_DB`, else `../shared/advisory-db` next to the workspace. cargo-deny
@@ -27,6 +29,9 @@ use tokio::process::Command;
 
 /// The cargo-deny release the project is checked with.
 pub const CARGO_DENY_VERSION: &str = "0.20.2";
+
+/// The cargo-machete release that looks for unused dependencies.
+pub const CARGO_MACHETE_VERSION: &str = "0.9.2";
 
 /// Overrides where the advisory database snapshot is.
 pub const ENV_ADVISORY_DB: &str = "SALES_ADVISORY_DB";
@@ -86,30 +91,52 @@ fn snapshot_dir(workspace_root: &Path) -> PathBuf {
 
 /// Installs the pinned cargo-deny into ~/.cargo/bin unless `cargo deny` is already it.
 async fn ensure_cargo_deny(workspace_root: &Path) -> Result<()> {
-    let wanted = format!("cargo-deny {CARGO_DENY_VERSION}");
-    let found = cargo_deny_version(workspace_root).await;
-    if found.as_deref() == Some(wanted.as_str()) {
+    ensure_cargo_tool(workspace_root, "deny", CARGO_DENY_VERSION).await
+}
+
+/// Runs `cargo machete` (a pinned [`CARGO_MACHETE_VERSION`], installed first when
+/// missing): fails when a crate declares a dependency its code never names. A
+/// dependency used only in a way it cannot see goes in the crate's
+/// `[package.metadata.cargo-machete] ignored`, with a comment saying why.
+pub async fn unused_dependencies(workspace_root: &Path) -> Result<ExitStatus> {
+    ensure_cargo_tool(workspace_root, "machete", CARGO_MACHETE_VERSION).await?;
+    let mut cmd = crate::cargo_command(workspace_root);
+    cmd.arg("machete");
+    crate::test::step(cmd, "cargo machete").await
+}
+
+/// Installs `cargo-<tool>` `version` into ~/.cargo/bin (`cargo install --locked`)
+/// unless `cargo <tool> --version` already answers with that version.
+async fn ensure_cargo_tool(workspace_root: &Path, tool: &str, version: &str) -> Result<()> {
+    let package = format!("cargo-{tool}");
+    let wanted = format!("{package} {version}");
+    let found = cargo_tool_version(workspace_root, tool).await;
+    if found
+        .as_deref()
+        .is_some_and(|f| is_version(f, &package, version))
+    {
         return Ok(());
     }
     eprintln!(
         "xtask: {} found; installing {wanted} (cargo install --locked, once per machine, a few minutes)",
-        found.as_deref().unwrap_or("no cargo-deny")
+        found.as_deref().unwrap_or(&format!("no {package}"))
     );
     let started = Instant::now();
     let status = crate::cargo_command(workspace_root)
-        .args(["install", "cargo-deny", "--locked", "--version"])
-        .arg(CARGO_DENY_VERSION)
+        .args(["install", &package, "--locked", "--version", version])
         .status()
         .await
         .context("cannot run cargo install")?;
     ensure!(
         status.success(),
-        "cargo install cargo-deny --locked --version {CARGO_DENY_VERSION} failed ({status})"
+        "cargo install {package} --locked --version {version} failed ({status})"
     );
-    let found = cargo_deny_version(workspace_root).await;
+    let found = cargo_tool_version(workspace_root, tool).await;
     ensure!(
-        found.as_deref() == Some(wanted.as_str()),
-        "installed {wanted}, but `cargo deny --version` answers {found:?} (another cargo-deny earlier on PATH?)"
+        found
+            .as_deref()
+            .is_some_and(|f| is_version(f, &package, version)),
+        "installed {wanted}, but `cargo {tool} --version` answers {found:?} (another {package} earlier on PATH?)"
     );
     eprintln!(
         "xtask: installed {wanted} ({:.0}s)",
@@ -118,10 +145,17 @@ async fn ensure_cargo_deny(workspace_root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// What `cargo deny --version` answers ("cargo-deny 0.20.2"), if it runs.
-async fn cargo_deny_version(workspace_root: &Path) -> Option<String> {
+/// Whether `answer` to `--version` names `version`: cargo-deny answers
+/// "cargo-deny 0.20.2", cargo-machete "0.9.2".
+fn is_version(answer: &str, package: &str, version: &str) -> bool {
+    let answer = answer.trim();
+    answer == version || answer == format!("{package} {version}")
+}
+
+/// What `cargo <tool> --version` answers, if it runs.
+async fn cargo_tool_version(workspace_root: &Path, tool: &str) -> Option<String> {
     let out = crate::cargo_command(workspace_root)
-        .args(["deny", "--version"])
+        .args([tool, "--version"])
         .output()
         .await
         .ok()?;
@@ -222,4 +256,17 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_answers_of_both_tools_are_recognised() {
+        assert!(is_version("cargo-deny 0.20.2\n", "cargo-deny", "0.20.2"));
+        assert!(is_version("0.9.2\n", "cargo-machete", "0.9.2"));
+        assert!(!is_version("cargo-deny 0.20.1", "cargo-deny", "0.20.2"));
+        assert!(!is_version("0.9.20", "cargo-machete", "0.9.2"));
+    }
 }

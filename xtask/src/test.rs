@@ -86,7 +86,18 @@ async fn run_steps(
             return Ok(exit_code(status));
         }
     }
-    // The dependencies (advisories, licenses, bans, sources), offline.
+    // The charts' READMEs list every value as the schema and values.yaml say.
+    eprintln!("xtask: cargo xtask chart-docs --check");
+    if let Err(e) = crate::chart_docs::run(workspace_root, true) {
+        eprintln!("xtask: chart-docs failed: {e:#}");
+        return Ok(ExitCode::FAILURE);
+    }
+    // The dependencies: none declared and unused; advisories, licenses, bans,
+    // sources (offline).
+    let status = crate::supply_chain::unused_dependencies(workspace_root).await?;
+    if !status.success() {
+        return Ok(exit_code(status));
+    }
     let status = crate::supply_chain::check(workspace_root).await?;
     if !status.success() {
         return Ok(exit_code(status));

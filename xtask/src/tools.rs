@@ -3,7 +3,9 @@
 //! schemas), hadolint (Dockerfile), jsonschema, kmock (a served API for the
 //! operator's smoke test), cel-python (CRD validation rules); schemathesis, which
 //! fuzzes every service from its OpenAPI document (system test `fuzzing`); moto's S3
-//! server and the AWS CLI (the backups' S3 test). Installed
+//! server and the AWS CLI (the backups' S3 test); selenium, which drives Debian's
+//! chromium (through chromium-driver, both installed by [`ensure_browser`]) through
+//! the gateway's Swagger UI (system test `swagger_ui`). Installed
 //! once, pinned, into a virtualenv under `target/tools-venv`; reinstalled when the
 //! pins change.
 
@@ -26,6 +28,8 @@ pub const REQUIREMENTS: &[&str] = &[
     // image; v1's `s3` and `s3api` commands and queries are the same).
     "moto[server]==5.2.5",
     "awscli==1.46.3",
+    // Drives Debian's chromium through /usr/bin/chromedriver (system test `swagger_ui`).
+    "selenium==4.51.0",
 ];
 
 /// Where the tests find the tools: exported as `SALES_TOOLS_VENV`.
@@ -33,6 +37,7 @@ pub const ENV_TOOLS_VENV: &str = "SALES_TOOLS_VENV";
 
 /// Create (or reuse) the virtualenv and return its directory.
 pub async fn ensure_tools_venv(workspace_root: &Path) -> Result<PathBuf> {
+    ensure_browser().await?;
     let venv = workspace_root.join("target/tools-venv");
     let marker = venv.join("requirements.txt");
     let wanted = REQUIREMENTS.join("\n") + "\n";
@@ -42,7 +47,7 @@ pub async fn ensure_tools_venv(workspace_root: &Path) -> Result<PathBuf> {
     let started = std::time::Instant::now();
     if !venv.join("bin/pip").exists() && !make_venv(&venv).await {
         // Debian ships venv support in its own package.
-        if !is_root() {
+        if !crate::debian::is_root() {
             bail!(
                 "python3 -m venv {} failed: install python3 and python3-venv (apt-get install python3-venv)",
                 venv.display()
@@ -99,7 +104,7 @@ pub async fn ensure_prometheus() -> Result<()> {
     if present {
         return Ok(());
     }
-    if !is_root() {
+    if !crate::debian::is_root() {
         bail!(
             "promtool is missing: install Debian's `prometheus` package (apt-get install prometheus) and run again"
         );
@@ -107,9 +112,21 @@ pub async fn ensure_prometheus() -> Result<()> {
     crate::debian::apt_install(&["prometheus"]).await
 }
 
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+/// Debian's chromium and its WebDriver, `/usr/bin/chromedriver` (package
+/// `chromium-driver`): selenium drives the gateway's Swagger UI with them (system test
+/// `swagger_ui`). Installs both when one is missing and we are root; otherwise says
+/// what to install.
+pub async fn ensure_browser() -> Result<()> {
+    let present = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
+        .iter()
+        .all(|p| Path::new(p).is_file());
+    if present {
+        return Ok(());
+    }
+    if !crate::debian::is_root() {
+        bail!(
+            "chromium or chromedriver is missing: install Debian's `chromium` and `chromium-driver` packages (apt-get install chromium chromium-driver) and run again"
+        );
+    }
+    crate::debian::apt_install(&["chromium", "chromium-driver"]).await
 }

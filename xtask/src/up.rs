@@ -51,9 +51,24 @@ const DEMO_PRODUCTS: &[(&str, &str, &str, i64, i32)] = &[
     ),
 ];
 
-pub async fn run(root: &Path, seed_routes_open: bool, on_kafka: bool) -> Result<ExitCode> {
+/// The gateway's limit of the local run unless `--rate-limit` says otherwise:
+/// requests per client per minute, generous (production keeps seed 002's 100 per 15
+/// minutes).
+pub const DEFAULT_RATE_LIMIT: u64 = 600;
+
+/// What `cargo xtask up`'s flags ask for.
+pub struct UpOptions {
+    /// The seeds' unauthenticated routes open (`SEED_COMPAT_OPEN`).
+    pub seed_routes_open: bool,
+    /// Events on Kafka (tansu) instead of RabbitMQ.
+    pub on_kafka: bool,
+    /// Requests per client per minute at the gateway; 0: no limit.
+    pub rate_limit: u64,
+}
+
+pub async fn run(root: &Path, options: &UpOptions) -> Result<ExitCode> {
     let infra = infra::ensure_infra(root).await?;
-    let kafka = if on_kafka {
+    let kafka = if options.on_kafka {
         Some(crate::kafka::ensure_kafka(&infra::private_dir(root)).await?)
     } else {
         None
@@ -63,7 +78,7 @@ pub async fn run(root: &Path, seed_routes_open: bool, on_kafka: bool) -> Result<
     let bin_dir = local_services::build(root, false).await?;
 
     let secrets = LocalSecrets::load_or_make(&root.join("target/sales-up"))?;
-    let mut wiring = wiring(&infra, &secrets, seed_routes_open).await?;
+    let mut wiring = wiring(&infra, &secrets, options).await?;
     if let Some(bootstrap) = &kafka {
         wiring.env.extend([
             ("MESSAGING_KIND".into(), "kafka".into()),
@@ -91,14 +106,21 @@ pub async fn run(root: &Path, seed_routes_open: bool, on_kafka: bool) -> Result<
         return Err(err);
     }
 
-    print_welcome(&wiring, &infra, kafka.as_deref(), &logs, &secrets);
+    print_welcome(
+        &wiring,
+        &infra,
+        kafka.as_deref(),
+        &logs,
+        &secrets,
+        options.rate_limit,
+    );
 
     // Run until Ctrl-C; a service that dies is started again (restarts.rs), as
     // Kubernetes restarts a pod.
     let mut watched: Vec<Watched> = processes.into_iter().map(Watched::new).collect();
     loop {
         tokio::select! {
-            _ = stop_requested() => break,
+            _ = sales_platform::shutdown::signal() => break,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 restarts::check(&mut watched, &bin_dir, &wiring, &logs);
             }
@@ -110,21 +132,6 @@ pub async fn run(root: &Path, seed_routes_open: bool, on_kafka: bool) -> Result<
     let mut processes: Vec<_> = watched.into_iter().map(|w| w.process).collect();
     local_services::stop(&mut processes);
     Ok(ExitCode::SUCCESS)
-}
-
-/// Ctrl-C or SIGTERM.
-pub async fn stop_requested() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 /// The local run's keys, client secrets and admin password: made once, kept in
@@ -180,7 +187,7 @@ impl LocalSecrets {
 }
 
 /// Ports, one database per service (created when missing), the broker.
-async fn wiring(infra: &Infra, secrets: &LocalSecrets, seed_routes_open: bool) -> Result<Wiring> {
+async fn wiring(infra: &Infra, secrets: &LocalSecrets, options: &UpOptions) -> Result<Wiring> {
     let database_urls =
         local_services::databases(&infra.postgres_url, "sales_", Existing::Keep).await?;
     Ok(Wiring {
@@ -193,12 +200,14 @@ async fn wiring(infra: &Infra, secrets: &LocalSecrets, seed_routes_open: bool) -
         amqp_prefix: String::new(),
         log_format: "text".into(),
         log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
-        // The local run opens the seeds' routes (unless asked not to), and is
-        // generous with the rate limit (production keeps seed 002's 100 per 15
-        // minutes).
+        // The local run opens the seeds' routes (unless asked not to); the rate
+        // limit is `--rate-limit` a minute (0: off, which the gateway takes as is).
         env: vec![
-            ("SEED_COMPAT_OPEN".into(), seed_routes_open.to_string()),
-            ("RATE_LIMIT_REQUESTS".into(), "600".into()),
+            (
+                "SEED_COMPAT_OPEN".into(),
+                options.seed_routes_open.to_string(),
+            ),
+            ("RATE_LIMIT_REQUESTS".into(), options.rate_limit.to_string()),
             ("RATE_LIMIT_WINDOW".into(), "1m".into()),
         ],
         service_env: HashMap::new(),
@@ -295,6 +304,7 @@ fn print_welcome(
     kafka: Option<&str>,
     logs: &Path,
     secrets: &LocalSecrets,
+    rate_limit: u64,
 ) {
     let gateway = wiring.base_url(Service::Gateway);
     println!("\nsales-system is up. Everything is reached through the gateway:\n");
@@ -304,6 +314,12 @@ fn print_welcome(
         "  admin login   {} / {}",
         secrets.admin_email, secrets.admin_password
     );
+    match rate_limit {
+        0 => println!("  rate limit    off (--rate-limit 0)"),
+        n => {
+            println!("  rate limit    {n} requests per client per minute (--rate-limit N; 0: off)")
+        }
+    }
     println!("\nEach service also listens on its own port (for debugging):\n");
     println!("  {:<13} {:<23} metrics", "service", "API");
     for service in Service::ALL {

@@ -11,14 +11,14 @@
 //!   field manager), the status, Events and metrics;
 //! - [`deletion_cost`]: before a scale-down, the consumer pods' deletion costs (the
 //!   messages each holds), so idle pods are removed first;
-//! - [`simulate`]: replays a load profile through [`decide::decide`] and draws the
-//!   replicas and depth over time (`sales-operator simulate`).
+//! - [`simulate`]: replays a load profile through [`decide::decide`]: the replicas and
+//!   depth over time (`sales-operator simulate`; `cargo xtask autoscaling-chart` draws
+//!   them).
 
 pub mod broker;
 pub mod decide;
 pub mod deletion_cost;
 pub mod kafka_lag;
-pub mod plot;
 pub mod scaler;
 pub mod simulate;
 pub mod source;

@@ -158,7 +158,17 @@ impl Simulation {
     }
 }
 
-/// Read a profile: `builtin`, or a YAML file's text.
+/// The profile `which` names: `builtin`, or the path of a YAML file.
+pub fn load_profile(which: &str) -> anyhow::Result<Profile> {
+    if which == "builtin" {
+        return parse_profile(BUILTIN_PROFILE);
+    }
+    let text =
+        std::fs::read_to_string(which).map_err(|e| anyhow::anyhow!("cannot read {which}: {e}"))?;
+    parse_profile(&text)
+}
+
+/// Read a profile from a YAML text.
 pub fn parse_profile(text: &str) -> anyhow::Result<Profile> {
     let profile: Profile = serde_yaml_ng::from_str(text)?;
     if profile.phases.is_empty() {

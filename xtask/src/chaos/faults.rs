@@ -288,7 +288,7 @@ impl Saboteur {
             PathBuf::from("pg_ctl")
         };
         // As root, as infra.rs runs the server: as the postgres user.
-        let mut cmd = if running_as_root() {
+        let mut cmd = if crate::debian::is_root() {
             let mut c = tokio::process::Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&pg_ctl);
             c
@@ -340,17 +340,6 @@ impl Saboteur {
         }
         Ok(())
     }
-}
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 /// The pid in `pid_file`, if it is alive, its command starts with `comm` and its

@@ -146,7 +146,7 @@ pub async fn run(root: &Path, args: &ChaosArgs) -> Result<ExitCode> {
     let saboteur = Arc::new(Saboteur::new(infra_dir, exe, system.fleet.clone()));
     let outcome = tokio::select! {
         r = drive(root, args, &scenarios, &system, &saboteur) => r,
-        () = crate::up::stop_requested() => Err(anyhow::anyhow!("interrupted")),
+        _ = sales_platform::shutdown::signal() => Err(anyhow::anyhow!("interrupted")),
     };
     system.fleet.stop();
     // Whatever a fault left stopped is started again.

@@ -1,18 +1,21 @@
-//! The simulation as a PNG: queue depth and publish rate above, replicas below, the
-//! phases of the profile marked, broker outages shaded. Drawn with plotters' bitmap
-//! backend and an embedded font (`operator/assets/DejaVuSansMono.ttf`), so no system
-//! font is needed; encoded with the `png` crate.
+//! `cargo xtask autoscaling-chart`: `sales-operator simulate`'s run as a PNG (what
+//! `docs/operator/autoscaling.png` is): queue depth and publish rate above, replicas
+//! below, the phases of the profile marked, broker outages shaded. The numbers come
+//! from the operator crate's simulation ([`simulate`]); the drawing is here, with the
+//! bench's and the chaos run's (`chart_png`: embedded font, one PNG encoder), so the
+//! operator's binary carries neither.
 
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
 
+use anyhow::{Context as _, Result};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
+use sales_operator::autoscaling::simulate::{self, Simulation};
 
-use super::simulate::Simulation;
+use crate::chart_png::{self, FAMILY, drawing as error};
 
-const FONT: &[u8] = include_bytes!("../../assets/DejaVuSansMono.ttf");
-const FAMILY: &str = "sans-serif";
+/// What the docs show: the builtin profile at this size.
+pub const DOCS_PICTURE: &str = "docs/operator/autoscaling.png";
 
 const DEPTH: RGBColor = RGBColor(31, 119, 180);
 const RATE: RGBColor = RGBColor(120, 120, 120);
@@ -21,24 +24,42 @@ const RECOMMENDED: RGBColor = RGBColor(255, 127, 14);
 const CONSUMING: RGBColor = RGBColor(44, 160, 44);
 const OUTAGE: RGBColor = RGBColor(255, 210, 210);
 
-fn register() -> anyhow::Result<()> {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    if *REGISTERED.get_or_init(|| register_font(FAMILY, FontStyle::Normal, FONT).is_ok()) {
-        Ok(())
-    } else {
-        anyhow::bail!("the embedded font cannot be read")
-    }
+#[derive(clap::Args, Debug)]
+pub struct ChartArgs {
+    /// `builtin`, or a YAML load profile (see `operator/src/autoscaling/builtin-profile.yaml`).
+    #[arg(long, default_value = "builtin")]
+    pub profile: String,
+    /// Where to write the PNG (relative paths from the workspace root).
+    #[arg(long, default_value = DOCS_PICTURE)]
+    pub out: PathBuf,
+    /// Width and height of the PNG in pixels.
+    #[arg(long, default_value_t = 1400)]
+    pub width: u32,
+    #[arg(long, default_value_t = 900)]
+    pub height: u32,
 }
 
-fn error(err: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("drawing: {err}")
+/// Simulates the profile, prints the changes of replicas, writes the PNG.
+pub fn run(root: &Path, args: &ChartArgs) -> Result<()> {
+    let simulation = simulate::run(&simulate::load_profile(&args.profile)?)?;
+    print!("{}", simulate::summary(&simulation));
+    let png = png(&simulation, args.width, args.height)?;
+    let out = root.join(&args.out);
+    std::fs::write(&out, png).with_context(|| format!("cannot write {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// The PNG of `sim`, `width` x `height` pixels.
+pub fn png(sim: &Simulation, width: u32, height: u32) -> Result<Vec<u8>> {
+    chart_png::png(width, height, |root| draw(sim, root))
 }
 
 /// The grid and axes both panels share: minutes along, `y_desc` up.
 fn draw_mesh<DB: DrawingBackend>(
     chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
     y_desc: &str,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     chart
         .configure_mesh()
         .x_desc("minutes")
@@ -53,32 +74,10 @@ fn draw_mesh<DB: DrawingBackend>(
         .map_err(error)
 }
 
-/// The PNG of `sim`, `width` x `height` pixels.
-pub fn png(sim: &Simulation, width: u32, height: u32) -> anyhow::Result<Vec<u8>> {
-    register()?;
-    let mut pixels = vec![255u8; (width as usize) * (height as usize) * 3];
-    {
-        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(error)?;
-        draw(sim, &root)?;
-        root.present().map_err(error)?;
-    }
-    let mut out = Vec::new();
-    {
-        let mut encoder = png::Encoder::new(&mut out, width, height);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header()?;
-        writer.write_image_data(&pixels)?;
-        writer.finish()?;
-    }
-    Ok(out)
-}
-
 fn draw<DB: DrawingBackend>(
     sim: &Simulation,
     root: &DrawingArea<DB, plotters::coord::Shift>,
-) -> anyhow::Result<()>
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -290,4 +289,52 @@ fn stepped(points: impl Iterator<Item = (f64, f64)>, end: f64) -> Vec<(f64, f64)
         out.push((end, last));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builtin() -> Simulation {
+        simulate::run(&simulate::parse_profile(simulate::BUILTIN_PROFILE).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_committed_picture_is_current() {
+        let png = png(&builtin(), 1400, 900).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        // IHDR: width and height, big-endian, right after the signature and chunk header.
+        assert_eq!(&png[16..24], &[0, 0, 5, 120, 0, 0, 3, 132]);
+        let committed = crate::workspace_root().unwrap().join(DOCS_PICTURE);
+        let on_disk = std::fs::read(&committed).unwrap_or_default();
+        assert!(
+            on_disk == png,
+            "{DOCS_PICTURE} is not what the simulation draws now; regenerate it with\n  \
+             cargo xtask autoscaling-chart"
+        );
+    }
+
+    #[test]
+    fn a_profile_file_is_drawn_at_its_size() {
+        let dir = std::env::temp_dir().join(format!("xtask-chart-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let profile = dir.join("profile.yaml");
+        std::fs::write(
+            &profile,
+            "name: tiny\nautoscaling: {minReplicas: 1, maxReplicas: 3, targetMessagesPerReplica: 10, scaleDownStabilization: 1m}\n\
+             consumer: {messagesPerSecond: 5}\nphases:\n  - {duration: 2m, rate: 12}\n  - {duration: 3m, rate: 0}\n",
+        )
+        .unwrap();
+        let args = ChartArgs {
+            profile: profile.display().to_string(),
+            out: dir.join("tiny.png"),
+            width: 600,
+            height: 400,
+        };
+        run(Path::new("/"), &args).unwrap();
+        let png = std::fs::read(dir.join("tiny.png")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&png[16..24], &[0, 0, 2, 88, 0, 0, 1, 144]);
+    }
 }
