@@ -267,8 +267,8 @@ impl Management {
     /// The messages each client address holds unacknowledged, summed over its channels
     /// in the vhost (`GET /api/vhosts/{vhost}/channels`): a consumer pod's work in hand,
     /// by the pod's IP (`connection_details.peer_host`). A channel whose count is not
-    /// reported makes its address's work unknown; one without its address makes the
-    /// whole answer [`COUNTS_UNREPORTED`]: no guess.
+    /// reported makes its address's work unknown; no count at all, or a channel
+    /// without its address, makes the whole answer [`COUNTS_UNREPORTED`]: no guess.
     pub async fn work_by_peer(&self, http: &reqwest::Client) -> Result<PeerWork, ReadError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
@@ -301,7 +301,8 @@ impl Management {
             ReadError::new(
                 COUNTS_UNREPORTED,
                 format!(
-                    "the management API at {} reports channels without their client address",
+                    "the management API at {} reports channels without their unacknowledged \
+                     messages or client address",
                     self.base
                 ),
             )
@@ -315,10 +316,14 @@ impl Management {
 pub struct PeerWork(pub std::collections::HashMap<std::net::IpAddr, Option<u64>>);
 
 impl PeerWork {
-    /// Sums `channels` by address. A channel without its count makes only its
-    /// address's work unknown; a channel without its address makes the whole answer
-    /// `None` (its messages could be any pod's).
+    /// Sums `channels` by address. A channel without its count (one just opened)
+    /// makes only its address's work unknown; but when no channel has one (channel
+    /// statistics off), or one has no address (its messages could be any pod's), the
+    /// whole answer is `None`.
     fn of(channels: &[ChannelInfo]) -> Option<PeerWork> {
+        if !channels.is_empty() && channels.iter().all(|c| c.messages_unacknowledged.is_none()) {
+            return None;
+        }
         let mut work = std::collections::HashMap::new();
         for channel in channels {
             let host = channel.connection_details.as_ref()?.peer_host.as_deref()?;
@@ -526,6 +531,13 @@ mod tests {
         let work = PeerWork::of(&unknown).unwrap();
         assert_eq!(work.of_ip(ip("10.0.0.1")), Some(5));
         assert_eq!(work.of_ip(ip("10.0.0.2")), None);
+        // No channel with its count: statistics are off; no guess.
+        let uncounted: Vec<ChannelInfo> = serde_json::from_value(serde_json::json!([
+            {"connection_details": {"peer_host": "10.0.0.1"}},
+            {"connection_details": {"peer_host": "10.0.0.2"}},
+        ]))
+        .unwrap();
+        assert_eq!(PeerWork::of(&uncounted), None);
         // A channel without its address: its work is no one's known pod; no guess.
         let nameless: Vec<ChannelInfo> = serde_json::from_value(serde_json::json!([
             {"connection_details": {"peer_host": "10.0.0.1"}, "messages_unacknowledged": 5},

@@ -9,7 +9,8 @@
 //! stays and need not hand its messages back.
 //!
 //! A pod with a channel whose count RabbitMQ has not reported yet (a channel just
-//! opened) ranks as the busiest: its work is unknown, and only its own.
+//! opened) ranks as the busiest: its work is unknown, and only its own. When no
+//! channel has its count, channel statistics are off: no per-pod numbers (below).
 //!
 //! Without per-pod numbers (Kafka, whose lag is per partition and not per pod; RabbitMQ
 //! statistics not reported; the channels unreadable) the scaler removes the costs it
