@@ -20,6 +20,9 @@ pub const CLOUDNATIVE_PG_NOT_INSTALLED: &str = "CloudNativePGNotInstalled";
 pub const RABBITMQ_CLUSTER_OPERATOR_NOT_INSTALLED: &str = "RabbitMQClusterOperatorNotInstalled";
 /// Its reason when cert-manager's CRDs are missing (`tls.mode: certManager`).
 pub const CERT_MANAGER_NOT_INSTALLED: &str = "CertManagerNotInstalled";
+/// Its reason when Strimzi's KafkaTopic or KafkaUser CRD is missing
+/// (`messaging.kafka.strimzi`).
+pub const STRIMZI_NOT_INSTALLED: &str = "StrimziNotInstalled";
 
 /// The RabbitmqCluster the services use, as this reconcile found it.
 #[derive(Clone, Debug, Default)]
@@ -193,6 +196,46 @@ pub fn cert_manager_available(spec: &SalesSystemSpec, served: Option<bool>) -> O
                 .into(),
         ),
     })
+}
+
+/// `ProvidersAvailable`'s part for Strimzi, with `messaging.kafka.strimzi`:
+/// `missing` are the Strimzi kinds the system needs that the cluster does not serve
+/// (`None`: not asked this time).
+pub fn strimzi_available(spec: &SalesSystemSpec, missing: Option<&[String]>) -> Option<Verdict> {
+    if !uses_strimzi(spec) {
+        return None;
+    }
+    let missing = missing?;
+    Some(if missing.is_empty() {
+        (
+            true,
+            "Installed",
+            "Strimzi is installed: its KafkaTopics (and KafkaUser) are the system's".into(),
+        )
+    } else {
+        let kinds = missing
+            .iter()
+            .map(|kind| format!("kafka.strimzi.io/v1 {kind}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        (
+            false,
+            STRIMZI_NOT_INSTALLED,
+            format!(
+                "the cluster does not serve {kinds}: install Strimzi's operators \
+                 (https://strimzi.io/docs/operators/latest/deploying) with the Topic and \
+                 User Operators; everything else is applied, and the services wait for \
+                 their topics and account. They are created, and watched, once the CRDs \
+                 are installed"
+            ),
+        )
+    })
+}
+
+/// Whether the system's Kafka is a Strimzi cluster.
+pub fn uses_strimzi(spec: &SalesSystemSpec) -> bool {
+    spec.kafka()
+        .is_some_and(|kafka| matches!(kafka.choice(), crate::crd::KafkaChoice::Strimzi(_)))
 }
 
 /// `ProvidersAvailable` from each provider's part: available when every part is,

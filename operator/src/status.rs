@@ -72,6 +72,9 @@ pub struct Observed {
     /// Whether the cluster serves cert-manager's Certificate, when `tls.mode` is
     /// `certManager` and this reconcile asked.
     pub cert_manager: Option<bool>,
+    /// The Strimzi kinds the system needs that the cluster does not serve, when the
+    /// Kafka is Strimzi's and this reconcile applied.
+    pub strimzi: Option<Vec<String>>,
 }
 
 struct Check {
@@ -195,6 +198,7 @@ pub fn derive(
         crate::providers::providers_available(spec, observed.cloudnative_pg),
         crate::providers::rabbitmq_cluster_available(spec, observed.rabbitmq_cluster.as_ref()),
         crate::providers::cert_manager_available(spec, observed.cert_manager),
+        crate::providers::strimzi_available(spec, observed.strimzi.as_deref()),
     ]
     .into_iter()
     .flatten()
@@ -221,6 +225,7 @@ pub fn derive(
             !crate::children::cloudnative_pg::services(spec).is_empty()
                 || spec.rabbitmq_cluster().is_some()
                 || crate::children::cert_manager::used(spec)
+                || crate::providers::uses_strimzi(spec)
         })
     {
         conditions.push(kept.clone());

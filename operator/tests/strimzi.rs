@@ -205,8 +205,9 @@ fn context(client: &kube::Client) -> Arc<Context> {
 }
 
 /// Strimzi's KafkaTopic is served but not KafkaUser: the reconcile applies every
-/// other child, says which kind is missing, and applies the KafkaUser once it is
-/// served. It never waits for the Secret Strimzi writes.
+/// other child and succeeds, `ProvidersAvailable` says which kind is missing
+/// (`StrimziNotInstalled`), and the KafkaUser is applied once it is served. It never
+/// waits for the Secret Strimzi writes.
 #[tokio::test]
 async fn a_missing_kafka_user_kind_is_reported_and_everything_else_applied() {
     let api = FakeApi::new();
@@ -224,15 +225,21 @@ async fn a_missing_kafka_user_kind_is_reported_and_everything_else_applied() {
                 .unwrap(),
         )
     };
+    let providers = |shop: &SalesSystem| {
+        shop.status
+            .as_ref()
+            .and_then(|s| {
+                s.conditions
+                    .iter()
+                    .find(|c| c.type_ == "ProvidersAvailable")
+            })
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+            .expect("ProvidersAvailable")
+    };
 
-    let err = reconcile(get().await, ctx.clone())
+    reconcile(get().await, ctx.clone())
         .await
-        .expect_err("a kind the spec needs is missing");
-    let message = err.to_string();
-    assert!(
-        message.contains("kafka.strimzi.io/v1 KafkaUser") && !message.contains("KafkaTopic"),
-        "{message}"
-    );
+        .expect("a provider not installed is a condition, not a failed reconcile");
     let deployments = Api::<Deployment>::namespaced(client.clone(), "sales")
         .list(&ListParams::default())
         .await
@@ -244,17 +251,14 @@ async fn a_missing_kafka_user_kind_is_reported_and_everything_else_applied() {
             .kafka_topics()
             .len()
     );
-    let shop = get().await;
-    let degraded = shop
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Degraded"))
-        .expect("Degraded");
-    assert_eq!(degraded.status, "True");
+    let (status, reason, message) = providers(&*get().await);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "StrimziNotInstalled")
+    );
     assert!(
-        degraded.message.contains("KafkaUser"),
-        "{}",
-        degraded.message
+        message.contains("kafka.strimzi.io/v1 KafkaUser") && !message.contains("KafkaTopic,"),
+        "{message}"
     );
 
     // Strimzi's User Operator CRD arrives (the discovery cache is 30 s: forget it).
@@ -268,4 +272,6 @@ async fn a_missing_kafka_user_kind_is_reported_and_everything_else_applied() {
     let users = api.objects("kafkausers", "sales");
     assert_eq!(users.len(), 1);
     assert_eq!(users[0]["metadata"]["name"], "shop-scram-services");
+    let (status, reason, _) = providers(&*get().await);
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Installed"));
 }

@@ -46,6 +46,15 @@ impl Applied {
             .contains(&children::cert_manager::certificate_resource().kind)
     }
 
+    /// The Strimzi kinds of the desired children the cluster does not serve.
+    pub fn strimzi_missing(&self) -> Vec<String> {
+        self.unserved
+            .iter()
+            .filter(|kind| is_strimzi_kind(kind))
+            .cloned()
+            .collect()
+    }
+
     /// Whether the ServiceMonitor could be applied (its kind is served).
     pub fn service_monitors_served(&self) -> bool {
         !self
@@ -80,12 +89,12 @@ pub(super) async fn apply(ctx: &Context, names: &Names, desired: &Desired) -> Ap
             )),
         }
     }
-    // A kind the spec needs (Strimzi's KafkaTopic for `messaging.kafka.strimzi`) that
-    // the cluster does not serve is a failure, said once; the ServiceMonitor is only
-    // skipped, and the status says so in `MonitoringAvailable`; CloudNativePG's kinds
-    // too, and RabbitMQ's cluster operator's and cert-manager's, in `ProvidersAvailable`
-    // (the rest of the system is applied, and the services wait for their database,
-    // broker or certificates).
+    // A kind the spec needs that the cluster does not serve is a failure, said once,
+    // unless the status says it: the ServiceMonitor is only skipped, and the status
+    // says so in `MonitoringAvailable`; CloudNativePG's kinds, RabbitMQ's cluster
+    // operator's, cert-manager's and Strimzi's, in `ProvidersAvailable` (the rest of
+    // the system is applied, and the services wait for their database, broker,
+    // topics or certificates).
     let monitors = children::service_monitor_resource();
     let rabbitmq_cluster = children::rabbitmq_cluster::rabbitmq_cluster_resource();
     let certificates = children::cert_manager::certificate_resource();
@@ -94,6 +103,7 @@ pub(super) async fn apply(ctx: &Context, names: &Names, desired: &Desired) -> Ap
             && *kind != rabbitmq_cluster.kind
             && *kind != certificates.kind
             && !children::cloudnative_pg::is_cnpg_kind(kind)
+            && !is_strimzi_kind(kind)
         {
             let resource = optional_kinds::all()
                 .into_iter()
@@ -107,6 +117,11 @@ pub(super) async fn apply(ctx: &Context, names: &Names, desired: &Desired) -> Ap
         }
     }
     Applied { failures, unserved }
+}
+
+fn is_strimzi_kind(kind: &str) -> bool {
+    kind == children::kafka_topics::kafka_topic_resource().kind
+        || kind == children::kafka_users::kafka_user_resource().kind
 }
 
 async fn apply_child(ctx: &Context, names: &Names, child: &Child) -> Result<(), kube::Error> {

@@ -54,6 +54,9 @@ pub(super) async fn write(
             && ctx.kinds.served(&certificates).await != crate::optional_kinds::Served::No;
         observed.cert_manager = Some(served);
     }
+    if crate::providers::uses_strimzi(&system.spec) {
+        observed.strimzi = Some(applied.strimzi_missing());
+    }
     let outcome = if applied.failures.is_empty() {
         Outcome::Applied
     } else {
@@ -209,6 +212,7 @@ async fn observe(ctx: &Context, spec: &SalesSystemSpec, names: &Names) -> Result
         cloudnative_pg,
         rabbitmq_cluster: super::rabbitmq_cluster::observe(ctx, spec, names).await?,
         cert_manager: None,
+        strimzi: None,
     })
 }
 
