@@ -8,9 +8,7 @@ use tokio::process::Command;
 
 /// Whether we run as root (effective uid 0): then missing packages are installed,
 /// and the private servers run as their Debian users.
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
+pub use sales_testkit::run_as::is_root;
 
 /// `apt-get install` some Debian packages, without letting them start services (a
 /// `policy-rc.d` that refuses, for the length of the install): the private instances

@@ -17,6 +17,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use sales_testkit::run_as::command_as;
 use sqlx::{Connection as _, PgConnection};
 use tokio::process::Command;
 
@@ -542,30 +543,6 @@ fn env_url(name: &str) -> Option<String> {
 // Running commands
 // ---------------------------------------------------------------------------------------
 
-/// A command for `program`, run as `user` (through `runuser`) when given, with `env` set.
-fn command_as(user: Option<&str>, program: &Path, env: &[(String, String)]) -> StdCommand {
-    match user {
-        Some(user) => {
-            // runuser resets HOME, so the environment is passed through `env`.
-            let mut cmd = StdCommand::new(runuser());
-            cmd.args(["-u", user, "--", "env"]);
-            cmd.args(env.iter().map(|(k, v)| format!("{k}={v}")));
-            cmd.arg(program);
-            cmd
-        }
-        None => {
-            let mut cmd = StdCommand::new(program);
-            cmd.envs(env.iter().map(|(k, v)| (k, v)));
-            cmd
-        }
-    }
-}
-
-/// `runuser` (util-linux) lives in /usr/sbin, which is not on every PATH.
-fn runuser() -> PathBuf {
-    which("runuser").unwrap_or_else(|| PathBuf::from("runuser"))
-}
-
 fn describe(cmd: &StdCommand) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for arg in cmd.get_args() {
@@ -672,8 +649,8 @@ async fn hand_over(dir: &Path, user: Option<&str>) -> Result<()> {
     let mut chown = StdCommand::new("chown");
     chown.arg("-R").arg(format!("{user}:")).arg(dir);
     run(chown, Duration::from_secs(60)).await?;
-    let mut test = StdCommand::new(runuser());
-    test.args(["-u", user, "--", "test", "-w"]).arg(dir);
+    let mut test = command_as(Some(user), Path::new("test"), &[]);
+    test.arg("-w").arg(dir);
     let (out, _) = run_unchecked(test, Duration::from_secs(10)).await?;
     if !out.status.success() {
         bail!(
@@ -995,30 +972,15 @@ fn shell_quote(s: &str) -> String {
 // ---------------------------------------------------------------------------------------
 
 fn rabbitmq_env(dir: &Path) -> Vec<(String, String)> {
-    let p = |name: &str| dir.join(name).display().to_string();
-    [
-        ("HOME", dir.display().to_string()),
-        ("RABBITMQ_NODENAME", RABBITMQ_NODE.to_owned()),
-        ("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1".to_owned()),
-        ("RABBITMQ_NODE_PORT", AMQP_PORT.to_string()),
-        ("RABBITMQ_DIST_PORT", RABBITMQ_DIST_PORT.to_string()),
-        ("RABBITMQ_MNESIA_BASE", p("mnesia")),
-        ("RABBITMQ_LOG_BASE", p("log")),
-        ("RABBITMQ_PID_FILE", p("pid")),
-        ("RABBITMQ_ENABLED_PLUGINS_FILE", p("enabled_plugins")),
-        ("RABBITMQ_CONFIG_FILE", p("rabbitmq")),
-        ("RABBITMQ_ADVANCED_CONFIG_FILE", p("advanced.config")),
-        // Our own (empty) env file, so /etc/rabbitmq/rabbitmq-env.conf does not apply.
-        ("RABBITMQ_CONF_ENV_FILE", p("rabbitmq-env.conf")),
+    let mut env = sales_testkit::run_as::rabbitmq_node_env(dir, RABBITMQ_NODE, RABBITMQ_DIST_PORT);
+    env.extend([
         (
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
-            "-kernel inet_dist_use_interface {127,0,0,1}".to_owned(),
+            "RABBITMQ_NODE_IP_ADDRESS".to_owned(),
+            "127.0.0.1".to_owned(),
         ),
-        ("ERL_EPMD_ADDRESS", "127.0.0.1".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+        ("RABBITMQ_NODE_PORT".to_owned(), AMQP_PORT.to_string()),
+    ]);
+    env
 }
 
 fn amqp_url() -> String {

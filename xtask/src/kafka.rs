@@ -154,7 +154,10 @@ mod tests {
 
     #[test]
     fn the_real_broker_answers() {
-        kafka_answers(&sales_testkit::transport::kafka_bootstrap()).unwrap();
+        // The shared broker when one is named, else a tansu of the test's own (as
+        // under `cargo xtask test`), alive while `kafka` is.
+        let kafka = sales_testkit::TestKafka::new();
+        kafka_answers(&kafka.bootstrap).unwrap();
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! directory removed when dropped. As root, PostgreSQL and RabbitMQ run as their
 //! Debian users (`postgres`, `rabbitmq`), as `cargo xtask` runs them.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+use crate::run_as::{self, is_root};
 use crate::test_ca::TestCa;
 
 /// The names every server certificate here is for.
@@ -96,24 +97,9 @@ impl ServerProcess {
     }
 }
 
-/// Running as root (the owner of `/proc/self` is the effective user)?
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// `program`, run as `user` through runuser when root, with `env`.
-fn command_as(user: &str, program: &Path, env: &[(&str, String)]) -> Command {
-    if is_root() {
-        let mut command = Command::new("runuser");
-        command.args(["-u", user, "--", "env"]);
-        command.args(env.iter().map(|(k, v)| format!("{k}={v}")));
-        command.arg(program);
-        command
-    } else {
-        let mut command = Command::new(program);
-        command.envs(env.iter().map(|(k, v)| (k, v)));
-        command
-    }
+/// `program` with `env`, run as `user` when root (else as ourselves).
+fn command_as(user: &str, program: &Path, env: &[(String, String)]) -> Command {
+    run_as::command_as(is_root().then_some(user), program, env)
 }
 
 /// A new scratch directory, and the server's certificate, key (mode 0600) and CA there
@@ -303,23 +289,7 @@ impl PrivateRabbitMq {
                 .file_name()
                 .map(|n| format!("{}@localhost", n.to_string_lossy()))
                 .unwrap_or_default();
-            let env = [
-                ("HOME", dir.display().to_string()),
-                ("RABBITMQ_NODENAME", node),
-                ("RABBITMQ_DIST_PORT", crate::free_port().to_string()),
-                ("RABBITMQ_MNESIA_BASE", p("mnesia")),
-                ("RABBITMQ_LOG_BASE", p("log")),
-                ("RABBITMQ_PID_FILE", p("pid")),
-                ("RABBITMQ_ENABLED_PLUGINS_FILE", p("enabled_plugins")),
-                ("RABBITMQ_CONFIG_FILE", p("rabbitmq")),
-                ("RABBITMQ_ADVANCED_CONFIG_FILE", p("advanced.config")),
-                ("RABBITMQ_CONF_ENV_FILE", p("rabbitmq-env.conf")),
-                (
-                    "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
-                    "-kernel inet_dist_use_interface {127,0,0,1}".to_owned(),
-                ),
-                ("ERL_EPMD_ADDRESS", "127.0.0.1".to_owned()),
-            ];
+            let env = run_as::rabbitmq_node_env(&dir, &node, crate::free_port());
             let command = command_as("rabbitmq", &server, &env);
             let mut process = ServerProcess::spawn(command, &dir, "rabbitmq", Signal::SIGTERM);
             if process.wait_for_port(port, Duration::from_secs(180)) {
