@@ -263,7 +263,7 @@ async fn one_connected_trace(kafka: bool) {
 
     // The order's trace: the one of the gateway's call to the order service.
     let is_order_call = |s: &CollectedSpan| {
-        s.service == "gateway" && s.kind == CLIENT && s.attr("peer.service") == "order"
+        s.service == "gateway" && s.kind == CLIENT && s.attr("service.peer.name") == "order"
     };
     let wanted: [(&str, SpanTest); 5] = [
         (
@@ -383,7 +383,7 @@ async fn one_connected_trace(kafka: bool) {
     let reserve = one(&trace, "the order reserving stock", &rendered, |s| {
         s.service == "order"
             && s.kind == CLIENT
-            && s.attr("peer.service") == "inventory"
+            && s.attr("service.peer.name") == "inventory"
             && s.attr("url.full")
                 .ends_with("/api/v1/inventory/reservations")
     });

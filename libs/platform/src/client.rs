@@ -18,7 +18,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::identity::service_credentials::ServiceTokens;
 use opentelemetry_http::HeaderInjector;
 use opentelemetry_semantic_conventions::attribute::{
-    HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, PEER_SERVICE, SERVER_ADDRESS, SERVER_PORT,
+    HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, SERVER_ADDRESS, SERVER_PORT, SERVICE_PEER_NAME,
     URL_FULL,
 };
 
@@ -117,7 +117,7 @@ impl ServiceClient {
             otel.kind = "client",
             otel.name = method.as_str(),
             otel.status_code = tracing::field::Empty,
-            { PEER_SERVICE } = self.service,
+            { SERVICE_PEER_NAME } = self.service,
             { HTTP_REQUEST_METHOD } = %method,
             { URL_FULL } = %url,
             { SERVER_ADDRESS } = host.as_deref(),

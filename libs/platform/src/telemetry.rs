@@ -83,25 +83,31 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> anyhow::Result<Telem
         events: filter("RUST_LOG", &args.log_filter)?,
         spans: filter("TRACE_FILTER", &args.trace_filter)?,
     };
+    let (json_lines, json_lines_subscriber) = log_lines::JsonLines::new();
     let logs = match args.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .event_format(log_lines::JsonLines)
+            .event_format(json_lines)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_target(true)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .boxed(),
     };
-    tracing_subscriber::registry()
-        .with(logs.with_filter(log_filter))
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                // Not conventions, and in every span: `busy_ns`/`idle_ns`, `thread.*`.
-                .with_tracked_inactivity(false)
-                .with_threads(false)
-                .with_filter(filter("TRACE_FILTER", &args.trace_filter)?),
-        )
+    let subscriber = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(logs.with_filter(log_filter))
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    // Not conventions, and in every span: `busy_ns`/`idle_ns`, `thread.*`.
+                    .with_tracked_inactivity(false)
+                    .with_threads(false)
+                    .with_filter(filter("TRACE_FILTER", &args.trace_filter)?),
+            ),
+    );
+    // The JSON lines read their spans' trace ids through it (log_lines::JsonLines).
+    let _ = json_lines_subscriber.set(subscriber.downgrade());
+    subscriber
         .try_init()
         .map_err(|e| anyhow::anyhow!("a tracing subscriber is already installed: {e}"))?;
     Ok(TelemetryGuard { provider })
@@ -132,6 +138,9 @@ pub fn tracer_provider(
         .with_sampler(sampler);
     if let Some(endpoint) = otlp_traces_endpoint {
         use opentelemetry_otlp::WithExportConfig;
+        // The exporter's reqwest has TLS without a crypto provider of its own (no
+        // aws-lc-rs, Cargo.toml): it takes the process's, ring.
+        crate::tls::install_crypto_provider();
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_endpoint(endpoint)

@@ -7,7 +7,8 @@
 //! contradict each other (a CA file with a plaintext URL, a CA file that is missing or
 //! holds no certificate) stop the service at start with a message naming the setting.
 //!
-//! One crypto library: rustls with ring everywhere (sqlx, lapin, redis, reqwest, kube).
+//! One crypto library: rustls with ring everywhere (sqlx, lapin, redis, reqwest, kube;
+//! the OTLP exporter's reqwest 0.13 has no provider of its own and takes this one).
 //! A build that also compiles aws-lc-rs into rustls (feature unification in a
 //! workspace-wide build) makes rustls's `ClientConfig::builder()` panic unless a
 //! process-wide provider is installed: [`install_crypto_provider`] does that, and the

@@ -22,7 +22,7 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_http::HeaderInjector;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_semantic_conventions::attribute::{
-    HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, PEER_SERVICE, SERVER_ADDRESS, SERVER_PORT,
+    HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, SERVER_ADDRESS, SERVER_PORT, SERVICE_PEER_NAME,
     URL_FULL,
 };
 use sales_platform::ApiError;
@@ -299,7 +299,7 @@ impl Upstreams {
             otel.kind = "client",
             otel.name = request.method.as_str(),
             otel.status_code = tracing::field::Empty,
-            { PEER_SERVICE } = upstream.name(),
+            { SERVICE_PEER_NAME } = upstream.name(),
             { HTTP_REQUEST_METHOD } = %request.method,
             { URL_FULL } = url,
             { SERVER_ADDRESS } = host.as_deref(),

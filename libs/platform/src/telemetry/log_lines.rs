@@ -9,13 +9,15 @@
 //!   to its trace.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
+use opentelemetry::trace::TraceContextExt;
 use serde_json::Value;
+use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
-use tracing_opentelemetry::OtelData;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::Writer;
@@ -83,7 +85,25 @@ impl<S: Subscriber> Filter<S> for LogFilter {
 
 /// One JSON object per line: `timestamp`, `level`, `target`, `trace_id` and `span_id`
 /// (inside a traced span), then the event's fields (`message` among them).
-pub(crate) struct JsonLines;
+pub(crate) struct JsonLines {
+    /// The subscriber this formats for, set once it is built (the cell [`JsonLines::new`]
+    /// returns): the trace layer hands out a span's OpenTelemetry context only through
+    /// it, and while an event is being written the current dispatcher is not it
+    /// (tracing keeps subscribers from re-entering themselves).
+    subscriber: Arc<OnceLock<WeakDispatch>>,
+}
+
+impl JsonLines {
+    /// A formatter and the cell to put its subscriber in, once built: until then (and
+    /// without one), lines carry no trace ids.
+    pub(crate) fn new() -> (Self, Arc<OnceLock<WeakDispatch>>) {
+        let subscriber = Arc::new(OnceLock::new());
+        let lines = Self {
+            subscriber: Arc::clone(&subscriber),
+        };
+        (lines, subscriber)
+    }
+}
 
 /// Names the line itself writes; an event field of the same name is dropped.
 const OWN_KEYS: [&str; 5] = ["timestamp", "level", "target", "trace_id", "span_id"];
@@ -107,11 +127,13 @@ where
             json_text(meta.target()),
         );
         // The nearest span (the event's own, or an ancestor) the trace layer follows.
-        let ids = ctx.event_scope().and_then(|scope| {
-            scope.into_iter().find_map(|span| {
-                let extensions = span.extensions();
-                let data = extensions.get::<OtelData>()?;
-                Some((data.trace_id()?, data.span_id()?))
+        let subscriber = self.subscriber.get().and_then(WeakDispatch::upgrade);
+        let ids = subscriber.and_then(|subscriber| {
+            ctx.event_scope()?.into_iter().find_map(|span| {
+                let cx = tracing_opentelemetry::get_otel_context(&span.id(), &subscriber)?;
+                let span = cx.span();
+                let ids = span.span_context();
+                Some((ids.trace_id(), ids.span_id()))
             })
         });
         if let Some((trace_id, span_id)) = ids
