@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -338,12 +339,20 @@ async fn an_order_in_flight_at_sigterm_is_answered_and_its_events_published() {
 /// every confirmed order's shipment opens (no event lost).
 #[tokio::test]
 async fn an_order_service_stopped_under_load_fails_no_request_and_loses_no_event() {
-    let mut sys = System::start().await;
+    // The order processes drain for 3 s; the balancer looks every 500 ms (as
+    // endpoints lag behind a pod that stops being ready).
+    let mut sys = System::start_with(SystemOptions {
+        env: HashMap::from([(
+            Service::Order,
+            vec![("SHUTDOWN_DRAIN_DELAY".to_owned(), "3s".to_owned())],
+        )]),
+        ..SystemOptions::default()
+    })
+    .await;
     let (mut second, second_url) = order_process(&sys, &[]).await;
     sys.add_product("BALANCED", 100, 100_000).await;
     let (customer, _) = sys.register("balanced@example.com", "Bo").await;
     let token = sys.token_for(Service::Order, Who::Customer(customer));
-    // The system's own order process drains for 1 s; the balancer looks every 100 ms.
     let first_url = sys.url(Service::Order);
     let first = sys.processes.remove(&Service::Order).unwrap();
     let backends = Arc::new([first_url, second_url].map(|u| (u, AtomicBool::new(true))));
@@ -362,7 +371,7 @@ async fn an_order_service_stopped_under_load_fails_no_request_and_loses_no_event
                         .is_ok_and(|r| r.status() == 200);
                     ready.store(ok, Ordering::SeqCst);
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     });
@@ -376,7 +385,12 @@ async fn an_order_service_stopped_under_load_fails_no_request_and_loses_no_event
                 placed.clone(),
             );
             tokio::spawn(async move {
-                let client = reqwest::Client::new();
+                // A connection per request, as a client behind a Service meets a new
+                // endpoint: a closed listener is a failed request, not a retried one.
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(0)
+                    .build()
+                    .unwrap();
                 let mut failures = Vec::new();
                 let mut turn = n;
                 while !stop.is_cancelled() {
