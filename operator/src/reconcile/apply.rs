@@ -16,7 +16,7 @@ use crate::optional_kinds::{self, Served};
 
 /// What applying the children came to.
 pub(super) struct Applied {
-    /// One sentence per child (or unserved kind the spec needs) that failed; empty
+    /// One sentence per child that failed; empty
     /// when everything applied.
     pub failures: Vec<String>,
     /// The optional kinds skipped because the cluster does not serve them.
@@ -89,33 +89,11 @@ pub(super) async fn apply(ctx: &Context, names: &Names, desired: &Desired) -> Ap
             )),
         }
     }
-    // A kind the spec needs that the cluster does not serve is a failure, said once,
-    // unless the status says it: the ServiceMonitor is only skipped, and the status
-    // says so in `MonitoringAvailable`; CloudNativePG's kinds, RabbitMQ's cluster
-    // operator's, cert-manager's and Strimzi's, in `ProvidersAvailable` (the rest of
-    // the system is applied, and the services wait for their database, broker,
-    // topics or certificates).
-    let monitors = children::service_monitor_resource();
-    let rabbitmq_cluster = children::rabbitmq_cluster::rabbitmq_cluster_resource();
-    let certificates = children::cert_manager::certificate_resource();
-    for kind in &unserved {
-        if *kind != monitors.kind
-            && *kind != rabbitmq_cluster.kind
-            && *kind != certificates.kind
-            && !children::cloudnative_pg::is_cnpg_kind(kind)
-            && !is_strimzi_kind(kind)
-        {
-            let resource = optional_kinds::all()
-                .into_iter()
-                .find(|r| r.kind == *kind)
-                .map(|r| r.api_version)
-                .unwrap_or_default();
-            failures.push(format!(
-                "{kind}s: the cluster does not serve {resource} {kind} (its \
-                 CustomResourceDefinition is not installed)"
-            ));
-        }
-    }
+    // An optional kind the cluster does not serve is not a failure: the status says
+    // it, the ServiceMonitor in `MonitoringAvailable`, the providers' kinds
+    // (CloudNativePG, RabbitMQ's cluster operator, cert-manager, Strimzi) in
+    // `ProvidersAvailable`; the rest of the system is applied, and the services wait
+    // for their database, broker, topics or certificates.
     Applied { failures, unserved }
 }
 
