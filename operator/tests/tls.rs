@@ -464,6 +464,69 @@ fn a_created_rabbitmq_cluster_serves_the_operators_certificate() {
     );
     assert_eq!(
         url.as_deref(),
-        Some("amqps://u:p@shop-rabbitmq.sales.svc:5671/%2f")
+        Some("amqps://u:p@shop-rabbitmq.sales.svc:5671/sales.shop")
     );
+}
+
+/// `deletionPolicy: Retain` (the default) keeps the operator's CA with the volumes, even
+/// through a foreground deletion (whose garbage collection may come before the
+/// operator's cleanup): a SalesSystem of the same name signs with the same CA, so
+/// clients that trust it keep trusting the servers, and the kept server certificates
+/// are not reissued.
+#[tokio::test]
+async fn retain_keeps_the_operators_ca_through_a_foreground_deletion() {
+    let (api, client, ctx) = seeded(&operator_ca());
+    reconciled(&ctx, &client).await;
+    let ca = values(&object(&api, "secrets", "shop-tls-ca"));
+    let order_db = values(&object(&api, "secrets", "shop-order-db-tls"));
+
+    let systems = Api::<SalesSystem>::namespaced(client.clone(), NS);
+    systems
+        .delete("shop", &kube::api::DeleteParams::foreground())
+        .await
+        .unwrap();
+    let terminating = systems.get("shop").await.unwrap();
+    reconcile(Arc::new(terminating), ctx.clone()).await.unwrap();
+    assert!(systems.get_opt("shop").await.unwrap().is_none());
+    let kept = object(&api, "secrets", "shop-tls-ca");
+    assert_eq!(values(&kept), ca, "the CA is kept as it was");
+    assert!(kept["metadata"]["deletionTimestamp"].is_null(), "{kept:#}");
+    assert!(
+        kept["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|r| r.is_empty()),
+        "no longer owned: {kept:#}"
+    );
+
+    let mut again = sales_operator::render::parse(&operator_ca()).unwrap();
+    again.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    api.seed("salessystems", serde_json::to_value(&again).unwrap());
+    reconciled(&ctx, &client).await;
+    assert_eq!(values(&object(&api, "secrets", "shop-tls-ca")), ca);
+    assert_eq!(
+        values(&object(&api, "secrets", "shop-order-db-tls")),
+        order_db,
+        "a kept certificate of the same CA is not reissued"
+    );
+}
+
+/// The CA Secret deleted by hand while the system runs (its finalizer holds it) is made
+/// again with the same CA: new keys would leave every client trusting the old one.
+#[tokio::test]
+async fn a_ca_deleted_while_the_system_runs_comes_back_the_same() {
+    let (api, client, ctx) = seeded(&operator_ca());
+    reconciled(&ctx, &client).await;
+    let ca = values(&object(&api, "secrets", "shop-tls-ca"));
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), NS)
+        .delete("shop-tls-ca", &Default::default())
+        .await
+        .unwrap();
+    assert!(!object(&api, "secrets", "shop-tls-ca")["metadata"]["deletionTimestamp"].is_null());
+    reconciled(&ctx, &client).await;
+    let again = object(&api, "secrets", "shop-tls-ca");
+    assert!(
+        again["metadata"]["deletionTimestamp"].is_null(),
+        "{again:#}"
+    );
+    assert_eq!(values(&again), ca);
 }

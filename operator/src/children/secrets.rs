@@ -80,12 +80,13 @@ pub enum Credentials {
 /// generated anew.
 pub const CREDENTIALS_FINALIZER: &str = "sales-system.io/credentials";
 
-/// Credentials of a component that keeps data in a volume (by the Secret's labels):
-/// `Retain` keeps them with the volumes.
+/// Credentials of a component that keeps data in a volume, or the operator's CA that
+/// signs those components' certificates (by the Secret's labels): `Retain` keeps them
+/// with the volumes.
 pub fn guards_data(labels: &BTreeMap<String, String>) -> bool {
-    labels
-        .get(LABEL_COMPONENT)
-        .is_some_and(|c| c.ends_with("-db") || c == "rabbitmq" || c == "kafka")
+    labels.get(LABEL_COMPONENT).is_some_and(|c| {
+        c.ends_with("-db") || c == "rabbitmq" || c == "kafka" || c == super::tls::CA_COMPONENT
+    })
 }
 
 /// The merge patch that makes an existing generated Secret the system's again: the

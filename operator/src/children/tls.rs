@@ -71,6 +71,21 @@ pub fn ca_secret(names: &Names) -> String {
     format!("{}-tls-ca", names.instance)
 }
 
+/// The `sales-system.io/component` of the operator CA's Secret: `Retain` keeps it
+/// with the volumes ([`super::secrets::guards_data`]), so a SalesSystem of the same
+/// name signs with the same CA and clients that trust it go on trusting.
+pub const CA_COMPONENT: &str = "tls-ca";
+
+/// The labels of the operator CA's Secret.
+pub fn ca_labels(names: &Names) -> Values {
+    let mut labels = names.system_labels();
+    labels.insert(
+        super::names::LABEL_COMPONENT.to_owned(),
+        CA_COMPONENT.to_owned(),
+    );
+    labels
+}
+
 /// The server Secret of `component` (`<system>-<component>-tls`).
 pub fn server_secret(names: &Names, component: Component) -> String {
     format!("{}-tls", names.of(component))

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -82,61 +83,101 @@ async fn write(
     plan: impl FnOnce(Option<&Values>) -> anyhow::Result<Option<Values>>,
 ) -> Result<Values, Error> {
     let what = format!("Secret {name}");
-    let existing = api.get_opt(name).await.map_err(on(&what))?;
+    let labels = match component {
+        Some(c) => names.labels(c),
+        None => tls::ca_labels(names),
+    };
+    let (existing, deleted) = read(api, name, &labels).await?;
     let owner = children::owner_of(system);
     if let (Some(secret), Some(owner)) = (&existing, &owner) {
         credentials::adopt(ctx, system, api, names, secret, owner).await?;
     }
-    let values = existing.as_ref().map(secret_values);
-    let new = plan(values.as_ref()).map_err(|e| Error::Credentials(format!("{what}: {e:#}")))?;
-    let Some(new) = new else {
-        return Ok(values.unwrap_or_default());
+    let values = existing.as_ref().map(secret_values).or(deleted);
+    let planned =
+        plan(values.as_ref()).map_err(|e| Error::Credentials(format!("{what}: {e:#}")))?;
+    let new = match (planned, &existing) {
+        (None, Some(_)) => return Ok(values.unwrap_or_default()),
+        (None, None) => values.unwrap_or_default(),
+        (Some(new), _) => new,
     };
-    match existing {
-        Some(_) => {
-            api.patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "stringData": new })),
-            )
-            .await
-            .map_err(on(&what))?;
-            let note = format!("renewed the certificate in {what}");
-            ctx.publish(system, false, "CertificateRenewed", note).await;
+    if existing.is_some() {
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "stringData": new })),
+        )
+        .await
+        .map_err(on(&what))?;
+        let note = format!("renewed the certificate in {what}");
+        ctx.publish(system, false, "CertificateRenewed", note).await;
+        return Ok(new);
+    }
+    let mut metadata = meta(names, name.to_owned(), labels.clone(), &owner);
+    if guards_data(&labels) {
+        metadata.finalizers = Some(vec![CREDENTIALS_FINALIZER.to_owned()]);
+    }
+    let type_ = match component {
+        Some(_) => "kubernetes.io/tls",
+        None => "Opaque",
+    };
+    let secret = Secret {
+        metadata,
+        type_: Some(type_.into()),
+        string_data: Some(new.clone()),
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => {
+            let note = format!("generated {what}");
+            ctx.publish(system, false, "SecretGenerated", note).await;
         }
-        None => {
-            let labels = match component {
-                Some(c) => names.labels(c),
-                None => names.system_labels(),
-            };
-            let mut metadata = meta(names, name.to_owned(), labels.clone(), &owner);
-            if guards_data(&labels) {
-                metadata.finalizers = Some(vec![CREDENTIALS_FINALIZER.to_owned()]);
-            }
-            let type_ = match component {
-                Some(_) => "kubernetes.io/tls",
-                None => "Opaque",
-            };
-            let secret = Secret {
-                metadata,
-                type_: Some(type_.into()),
-                string_data: Some(new.clone()),
-                ..Default::default()
-            };
-            match api.create(&PostParams::default(), &secret).await {
-                Ok(_) => {
-                    let note = format!("generated {what}");
-                    ctx.publish(system, false, "SecretGenerated", note).await;
-                }
-                // Made in between: the next reconcile reads it.
-                Err(kube::Error::Api(e)) if e.code == 409 => {
-                    return Err(Error::Apply(format!(
-                        "{what} was created by someone else meanwhile; read again next time"
-                    )));
-                }
-                Err(e) => return Err(on(what)(e)),
-            }
+        // Made in between: the next reconcile reads it.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            return Err(Error::Apply(format!(
+                "{what} was created by someone else meanwhile; read again next time"
+            )));
         }
+        Err(e) => return Err(on(what)(e)),
     }
     Ok(new)
+}
+
+/// Secret `name` as it stands, with the `labels` it lacked added (one made before the
+/// CA had its component, which `Retain` keeps it by); or, when it was being deleted
+/// while the system lives (by hand, or by a GitOps tool that does not know it), its
+/// values, with the finalizer that kept it readable taken off, so it is made again
+/// with them: the certificates the servers present stay those clients trust.
+async fn read(
+    api: &Api<Secret>,
+    name: &str,
+    labels: &Values,
+) -> Result<(Option<Secret>, Option<Values>), Error> {
+    let what = format!("Secret {name}");
+    let Some(secret) = api.get_opt(name).await.map_err(on(&what))? else {
+        return Ok((None, None));
+    };
+    if secret.metadata.deletion_timestamp.is_some() {
+        credentials::release(api, &secret)
+            .await
+            .map_err(on(&what))?;
+        if api.get_opt(name).await.map_err(on(&what))?.is_some() {
+            return Err(Error::Apply(format!(
+                "{what} is being deleted (another finalizer holds it); it is made again once \
+                 it is gone"
+            )));
+        }
+        return Ok((None, Some(secret_values(&secret))));
+    }
+    if labels
+        .iter()
+        .all(|(k, v)| secret.labels().get(k) == Some(v))
+    {
+        return Ok((Some(secret), None));
+    }
+    let patch = json!({ "metadata": { "labels": labels } });
+    let patched = api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(on(&what))?;
+    Ok((Some(patched), None))
 }

@@ -71,6 +71,26 @@ pub struct ChaosArgs {
     /// Run the release build of the services.
     #[arg(long)]
     pub release: bool,
+    /// The type of the services' queues (`AMQP_QUEUE_TYPE`): quorum queues are what a
+    /// replicated broker runs; on this single node they take the same faults.
+    #[arg(long, value_enum, default_value_t = QueueType::Classic)]
+    pub queue_type: QueueType,
+}
+
+/// `--queue-type`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueType {
+    Classic,
+    Quorum,
+}
+
+impl QueueType {
+    fn name(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        }
+    }
 }
 
 impl ChaosArgs {
@@ -86,6 +106,7 @@ impl ChaosArgs {
             rate_limit: 1_000_000_000,
             disturb_others: false,
             release: false,
+            queue_type: QueueType::Classic,
         }
     }
 
@@ -120,6 +141,9 @@ impl ChaosArgs {
         }
         let names: Vec<&str> = self.scenarios().iter().map(|s| s.name()).collect();
         c.push_str(&format!(" --faults {}", names.join(",")));
+        if self.queue_type != QueueType::Classic {
+            c.push_str(&format!(" --queue-type {}", self.queue_type.name()));
+        }
         c
     }
 }
@@ -142,7 +166,7 @@ pub async fn run(root: &Path, args: &ChaosArgs) -> Result<ExitCode> {
     )?;
     let broker = Arc::new(BrokerApi::new(management)?);
     alone(&infra, &broker, &scenarios, args.disturb_others).await?;
-    let system = system::start(root, &infra, broker, args.release, args.rate_limit).await?;
+    let system = system::start(root, &infra, broker, args).await?;
     let saboteur = Arc::new(Saboteur::new(infra_dir, exe, system.fleet.clone()));
     let outcome = tokio::select! {
         r = drive(root, args, &scenarios, &system, &saboteur) => r,

@@ -13,6 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use sales_testkit::launch::{Service, Signal, Wiring};
 use sqlx::{Connection as _, PgConnection};
 
+use super::ChaosArgs;
 use super::broker_api::BrokerApi;
 use crate::infra::Infra;
 use crate::local_services::{self, Isolated};
@@ -118,8 +119,10 @@ pub struct System {
 }
 
 /// Settings of the services under chaos beside the isolated defaults.
-fn chaos_env() -> Vec<(String, String)> {
+fn chaos_env(args: &ChaosArgs) -> Vec<(String, String)> {
+    let queue_type = args.queue_type.name();
     [
+        ("AMQP_QUEUE_TYPE", queue_type),
         // Orders left unpaid are cancelled within the run, under the faults.
         ("UNPAID_ORDER_TIMEOUT", "60s"),
         // Charges and provider calls a fault left unsettled are settled within the
@@ -145,8 +148,7 @@ pub async fn start(
     root: &Path,
     infra: &Infra,
     broker: Arc<BrokerApi>,
-    release: bool,
-    requests_per_minute: u64,
+    args: &ChaosArgs,
 ) -> Result<System> {
     let mut amqp = reqwest::Url::parse(&infra.amqp_url).context("AMQP URL")?;
     let amqp_user = if amqp.username().is_empty() {
@@ -157,7 +159,7 @@ pub async fn start(
     broker.fresh_vhost(VHOST, &amqp_user).await?;
     amqp.set_path(&format!("/{VHOST}"));
 
-    let bin_dir = local_services::build(root, release).await?;
+    let bin_dir = local_services::build(root, args.release).await?;
     let wiring = local_services::isolated_wiring(
         infra,
         Isolated {
@@ -166,8 +168,8 @@ pub async fn start(
             amqp_prefix: "",
             redis_prefix: format!("chaos{}:", std::process::id()),
             log_filter: "info,sqlx=warn",
-            requests_per_minute,
-            env: chaos_env(),
+            requests_per_minute: args.rate_limit,
+            env: chaos_env(args),
         },
     )
     .await?;
