@@ -9,6 +9,7 @@ pub mod identity;
 pub mod launch;
 pub mod private_kafka;
 pub mod private_servers;
+pub mod rabbitmq_cluster;
 pub mod run_as;
 pub mod test_ca;
 pub mod transport;

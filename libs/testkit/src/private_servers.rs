@@ -21,9 +21,9 @@ use crate::test_ca::TestCa;
 pub const SERVER_NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
 
 /// A running server: killed (with its process group) and its directory removed on drop.
-struct ServerProcess {
-    child: Child,
-    dir: PathBuf,
+pub(crate) struct ServerProcess {
+    pub(crate) child: Child,
+    pub(crate) dir: PathBuf,
     log: PathBuf,
     stop: Signal,
 }
@@ -48,7 +48,12 @@ impl Drop for ServerProcess {
 
 impl ServerProcess {
     /// Spawns `command` in a process group of its own, its output to `dir/name.log`.
-    fn spawn(mut command: Command, dir: &Path, name: &str, stop: Signal) -> ServerProcess {
+    pub(crate) fn spawn(
+        mut command: Command,
+        dir: &Path,
+        name: &str,
+        stop: Signal,
+    ) -> ServerProcess {
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let err = out
@@ -72,7 +77,7 @@ impl ServerProcess {
 
     /// Waits until `port` on 127.0.0.1 accepts connections: true, or the server exited
     /// (its port was taken): false. Panics with the server's log after `timeout`.
-    fn wait_for_port(&mut self, port: u16, timeout: Duration) -> bool {
+    pub(crate) fn wait_for_port(&mut self, port: u16, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -90,7 +95,7 @@ impl ServerProcess {
         }
     }
 
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
@@ -104,7 +109,7 @@ fn command_as(user: &str, program: &Path, env: &[(String, String)]) -> Command {
 
 /// A new scratch directory, and the server's certificate, key (mode 0600) and CA there
 /// when `tls` is given; owned by `user` when root.
-fn scratch_dir(label: &str, user: Option<&str>, tls: Option<&TestCa>) -> PathBuf {
+pub(crate) fn scratch_dir(label: &str, user: Option<&str>, tls: Option<&TestCa>) -> PathBuf {
     let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
     let dir = std::env::temp_dir().join(format!("sales-{label}-{id}"));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
