@@ -477,7 +477,9 @@ pub struct BrokerSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub managed: Option<ManagedBroker>,
     /// A RabbitMQ run by RabbitMQ's cluster operator: one it creates for this system,
-    /// or an existing `RabbitmqCluster` of the namespace.
+    /// or an existing `RabbitmqCluster` of the namespace. The services get a vhost
+    /// (`<namespace>.<system>`) and a user of their own, declared through RabbitMQ's
+    /// Messaging Topology Operator, which must be installed too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<RabbitmqClusterProvider>,
     /// A broker run elsewhere: its `amqp://` URL (with credentials and vhost) in a Secret,
@@ -616,8 +618,8 @@ pub struct DatabasesSpec {
     /// `inventory`, `shipping`, `notification`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalDatabases>,
-    /// A CloudNativePG `Cluster` per service, which the operator creates
-    /// (docs/operator/providers.md).
+    /// A CloudNativePG `Cluster` per service, or with `shared` one for every service,
+    /// which the operator creates (docs/operator/providers.md).
     #[serde(
         rename = "cloudNativePG",
         default,

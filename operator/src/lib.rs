@@ -8,7 +8,8 @@
 //! - [`children`]: every child object, built by pure functions from the spec;
 //! - [`reconcile`]: one reconcile, a pipeline (resolve references, build the desired
 //!   children, apply, prune, derive and write the status) and the deletion policy;
-//! - [`status`]: conditions derived from what runs; [`events`]: Kubernetes Events;
+//! - [`status`]: conditions derived from what runs ([`providers`] and
+//!   [`strimzi_status`]: what other operators run); [`events`]: Kubernetes Events;
 //! - [`api_error`]: the API server's errors as sentences; [`optional_kinds`]: kinds
 //!   used only where their CRDs are installed, found out while running;
 //! - [`storage`]: volume expansion and refused storage changes of the StatefulSets;
@@ -36,4 +37,5 @@ pub mod reference;
 pub mod render;
 pub mod status;
 pub mod storage;
+pub mod strimzi_status;
 pub mod yaml;

@@ -1,6 +1,7 @@
 //! Kinds the operator uses only where their CRDs are installed (the Prometheus
-//! Operator's ServiceMonitor, Strimzi's KafkaTopic and KafkaUser, CloudNativePG's,
-//! RabbitMQ's cluster operator's and cert-manager's kinds), found out while running.
+//! Operator's ServiceMonitor, Strimzi's kinds, CloudNativePG's,
+//! RabbitMQ's cluster and topology operators' and cert-manager's kinds), found out
+//! while running.
 //!
 //! The cluster is asked through discovery (`GET /apis/<group>/<version>`), and the
 //! answer kept for a short while ([`OptionalKinds::refresh`]): the reconcile skips an
@@ -28,9 +29,15 @@ pub fn all() -> Vec<ApiResource> {
         children::service_monitor_resource(),
         kafka_topics::kafka_topic_resource(),
         kafka_users::kafka_user_resource(),
+        children::strimzi_cluster::kafka_resource(),
+        children::strimzi_cluster::kafka_node_pool_resource(),
         cloudnative_pg::cluster_resource(),
         cloudnative_pg::scheduled_backup_resource(),
+        cloudnative_pg::database_resource(),
         children::rabbitmq_cluster::rabbitmq_cluster_resource(),
+        children::rabbitmq_topology::vhost_resource(),
+        children::rabbitmq_topology::user_resource(),
+        children::rabbitmq_topology::permission_resource(),
         children::cert_manager::certificate_resource(),
     ]
 }
@@ -119,15 +126,24 @@ impl OptionalKinds {
         self.cache.lock().await.remove(&resource.api_version);
     }
 
-    /// The optional kinds served now (a fresh question to discovery for each). A
+    /// The optional kinds served now (a fresh question to discovery for each group
+    /// version). A
     /// kind discovery cannot answer for (`Unknown`: throttled, a 5xx, a timeout)
     /// keeps its place in `before`, the set last seen, so that a failed question
     /// does not rebuild the watches (twice) while the API server is struggling; with
     /// nothing seen before, it is not watched, as it may not exist.
     pub async fn served_now(&self, before: &BTreeSet<String>) -> BTreeSet<String> {
         let mut served = BTreeSet::new();
-        for resource in all() {
-            self.forget(&resource).await;
+        let resources = all();
+        // One fresh question per group version, not per kind (CloudNativePG's three
+        // kinds share one): the answer is kept for the kinds after the first.
+        {
+            let mut cache = self.cache.lock().await;
+            for resource in &resources {
+                cache.remove(&resource.api_version);
+            }
+        }
+        for resource in resources {
             let known = match self.served(&resource).await {
                 Served::Yes => true,
                 Served::No => false,

@@ -1,15 +1,19 @@
 //! What the status says about what another operator runs: databases on
-//! CloudNativePG (is each Cluster ready, for `DatabasesReady`), the broker on RabbitMQ's
-//! cluster operator (is the RabbitmqCluster available, for `BrokerReady`), and
-//! `ProvidersAvailable`, whether the cluster serves the kinds the spec needs. Pure functions of what the
-//! reconcile read; [`crate::status::derive`] puts them in the conditions.
+//! CloudNativePG (is each Cluster ready, each Database of the shared one applied, for
+//! `DatabasesReady`), the broker on RabbitMQ's
+//! cluster operator (is the RabbitmqCluster available, and are the system's Vhost, User
+//! and Permission of the Messaging Topology Operator ready, for `BrokerReady`), and
+//! `ProvidersAvailable`, whether the cluster serves the kinds the spec needs (Strimzi's
+//! part, and `BrokerReady` on a Strimzi Kafka: [`crate::strimzi_status`]). Pure
+//! functions of what the reconcile read; [`crate::status::derive`] puts them in the
+//! conditions.
 
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 
 use crate::catalogue::AppService;
-use crate::children::cloudnative_pg;
 use crate::children::names::Names;
+use crate::children::{cloudnative_pg, cloudnative_pg_shared};
 use crate::crd::{SalesSystemSpec, SalesSystemStatus};
 
 /// The condition that says whether the providers the spec names are installed.
@@ -18,17 +22,37 @@ pub const PROVIDERS_AVAILABLE: &str = "ProvidersAvailable";
 pub const CLOUDNATIVE_PG_NOT_INSTALLED: &str = "CloudNativePGNotInstalled";
 /// Its reason when RabbitMQ's cluster operator's CRD is missing.
 pub const RABBITMQ_CLUSTER_OPERATOR_NOT_INSTALLED: &str = "RabbitMQClusterOperatorNotInstalled";
+/// Its reason (and `BrokerReady`'s) when RabbitMQ's Messaging Topology Operator's CRDs
+/// (Vhost, User, Permission) are missing.
+pub const RABBITMQ_TOPOLOGY_OPERATOR_NOT_INSTALLED: &str = "RabbitMQTopologyOperatorNotInstalled";
+/// `BrokerReady`'s reason when the topology operator reports the Vhost, User or
+/// Permission not ready (it could not declare it on the cluster).
+pub const RABBITMQ_TOPOLOGY_NOT_READY: &str = "RabbitMQTopologyNotReady";
 /// Its reason when cert-manager's CRDs are missing (`tls.mode: certManager`).
 pub const CERT_MANAGER_NOT_INSTALLED: &str = "CertManagerNotInstalled";
-/// Its reason when Strimzi's KafkaTopic or KafkaUser CRD is missing
-/// (`messaging.kafka.strimzi`).
-pub const STRIMZI_NOT_INSTALLED: &str = "StrimziNotInstalled";
+/// Strimzi's part (`messaging.kafka.strimzi`), in its own module.
+pub use crate::strimzi_status::{STRIMZI_NOT_INSTALLED, strimzi_available, uses_strimzi};
 
-/// The RabbitmqCluster the services use, as this reconcile found it.
+/// The RabbitmqCluster the services use, as this reconcile found it, with the
+/// system's objects of the Messaging Topology Operator.
 #[derive(Clone, Debug, Default)]
 pub struct RabbitmqClusterSeen {
     /// Whether the cluster serves `rabbitmq.com/v1beta1` RabbitmqCluster.
     pub served: bool,
+    /// The object, when it exists.
+    pub object: Option<DynamicObject>,
+    /// The topology operator's kinds (`Vhost`, `User`, `Permission`) the cluster
+    /// does not serve.
+    pub topology_missing: Vec<String>,
+    /// The system's Vhost, User and Permission, as read.
+    pub topology: Vec<TopologyObjectSeen>,
+}
+
+/// One of the system's objects of the Messaging Topology Operator, as read.
+#[derive(Clone, Debug)]
+pub struct TopologyObjectSeen {
+    pub kind: String,
+    pub name: String,
     /// The object, when it exists.
     pub object: Option<DynamicObject>,
 }
@@ -42,6 +66,11 @@ pub fn providers_available(spec: &SalesSystemSpec, served: Option<bool>) -> Opti
     if cloudnative_pg::services(spec).is_empty() {
         return None;
     }
+    // The shared Cluster's databases are `Database` objects (CloudNativePG 1.25+).
+    let (kinds, version) = match cloudnative_pg_shared::services(spec).is_empty() {
+        true => ("Cluster", ""),
+        false => ("Cluster and Database", " (1.25 or later)"),
+    };
     Some(match served? {
         true => (
             true,
@@ -51,11 +80,14 @@ pub fn providers_available(spec: &SalesSystemSpec, served: Option<bool>) -> Opti
         false => (
             false,
             CLOUDNATIVE_PG_NOT_INSTALLED,
-            "the cluster does not serve postgresql.cnpg.io/v1 Cluster: install the \
-             CloudNativePG operator (https://cloudnative-pg.io/documentation/current/installation_upgrade/); \
-             everything else is applied, and the services on CloudNativePG wait for their \
-             database. The Clusters are created, and watched, once its CRDs are installed"
-                .into(),
+            format!(
+                "the cluster does not serve postgresql.cnpg.io/v1 {kinds}: install the \
+                 CloudNativePG operator{version} \
+                 (https://cloudnative-pg.io/documentation/current/installation_upgrade/); \
+                 everything else is applied, and the services on CloudNativePG wait for \
+                 their database. The Clusters are created, and watched, once its CRDs are \
+                 installed"
+            ),
         ),
     })
 }
@@ -78,20 +110,65 @@ pub fn cluster_readiness(cluster: &DynamicObject) -> (i64, i64, bool) {
 }
 
 /// The databases on CloudNativePG: how many, and a sentence for each that is not
-/// ready yet (its Cluster missing, or not all its instances ready).
+/// ready yet (its Cluster missing, or not all its instances ready; in the shared
+/// Cluster also its `Database` object missing, or not applied yet).
 pub fn waiting_databases(
     spec: &SalesSystemSpec,
     names: &Names,
     clusters: &[DynamicObject],
+    databases: &[DynamicObject],
     served: Option<bool>,
 ) -> (usize, Vec<String>) {
     let on_cnpg = cloudnative_pg::services(spec);
     let mut waiting = Vec::new();
     for (service, cnpg) in &on_cnpg {
         let name = cloudnative_pg::cluster_name(names, *service, cnpg);
-        waiting.extend(waiting_for(*service, &name, clusters, served));
+        let cluster = waiting_for(*service, &name, clusters, served);
+        waiting.extend(cluster.or_else(|| {
+            let database = cloudnative_pg_shared::role_secret(names, *service);
+            cnpg.shared
+                .then(|| database_waiting(*service, &database, databases))
+                .flatten()
+        }));
     }
     (on_cnpg.len(), waiting)
+}
+
+/// A sentence when the CloudNativePG `Database` object `name` of `service` is
+/// missing, or not applied yet: its `status.applied` is not `true` for its current
+/// generation (CloudNativePG's `status.message` says why, e.g. a role missing).
+fn database_waiting(
+    service: AppService,
+    name: &str,
+    databases: &[DynamicObject],
+) -> Option<String> {
+    let Some(database) = databases.iter().find(|d| d.name_any() == name) else {
+        return Some(format!(
+            "{} (CloudNativePG Database {name} not found)",
+            service.name()
+        ));
+    };
+    let status = &database.data["status"];
+    let current = match (
+        status["observedGeneration"].as_i64(),
+        database.metadata.generation,
+    ) {
+        (Some(seen), Some(generation)) => seen >= generation,
+        _ => true,
+    };
+    if status["applied"] == true && current {
+        return None;
+    }
+    Some(match status["message"].as_str().filter(|m| !m.is_empty()) {
+        Some(message) => format!(
+            "{} (CloudNativePG Database {name} not applied: {message})",
+            service.name()
+        ),
+        None => format!(
+            "{} (CloudNativePG Database {name} not applied yet)",
+            service.name()
+        ),
+    })
 }
 
 fn waiting_for(
@@ -153,22 +230,45 @@ pub fn rabbitmq_cluster_available(
     seen: Option<&RabbitmqClusterSeen>,
 ) -> Option<Verdict> {
     spec.rabbitmq_cluster()?;
-    Some(match seen?.served {
-        true => (
-            true,
-            "Installed",
-            "RabbitMQ's cluster operator is installed: a RabbitmqCluster carries the events"
-                .into(),
-        ),
-        false => (
+    let seen = seen?;
+    Some(if !seen.served {
+        (
             false,
             RABBITMQ_CLUSTER_OPERATOR_NOT_INSTALLED,
             "the cluster does not serve rabbitmq.com/v1beta1 RabbitmqCluster: install \
-             RabbitMQ's cluster operator (https://www.rabbitmq.com/kubernetes/operator/install-operator); \
-             everything else is applied, and the services wait for their broker. The \
-             RabbitmqCluster is created, and watched, once its CRD is installed"
+             RabbitMQ's cluster operator (https://www.rabbitmq.com/kubernetes/operator/install-operator) \
+             and its Messaging Topology Operator; everything else is applied, and the \
+             services wait for their broker. The RabbitmqCluster is created, and watched, \
+             once its CRD is installed"
                 .into(),
-        ),
+        )
+    } else if !seen.topology_missing.is_empty() {
+        let kinds = seen
+            .topology_missing
+            .iter()
+            .map(|kind| format!("rabbitmq.com/v1beta1 {kind}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        (
+            false,
+            RABBITMQ_TOPOLOGY_OPERATOR_NOT_INSTALLED,
+            format!(
+                "the cluster does not serve {kinds}: install RabbitMQ's Messaging Topology \
+                 Operator (https://www.rabbitmq.com/kubernetes/operator/install-topology-operator); \
+                 everything else is applied, and the services wait for their broker \
+                 account (the operator never gives them the cluster's default \
+                 administrator). The vhost, user and permissions are created, and \
+                 watched, once its CRDs are installed"
+            ),
+        )
+    } else {
+        (
+            true,
+            "Installed",
+            "RabbitMQ's cluster operator and Messaging Topology Operator are installed: a \
+             RabbitmqCluster carries the events, on the system's own vhost and user"
+                .into(),
+        )
     })
 }
 
@@ -198,46 +298,6 @@ pub fn cert_manager_available(spec: &SalesSystemSpec, served: Option<bool>) -> O
     })
 }
 
-/// `ProvidersAvailable`'s part for Strimzi, with `messaging.kafka.strimzi`:
-/// `missing` are the Strimzi kinds the system needs that the cluster does not serve
-/// (`None`: not asked this time).
-pub fn strimzi_available(spec: &SalesSystemSpec, missing: Option<&[String]>) -> Option<Verdict> {
-    if !uses_strimzi(spec) {
-        return None;
-    }
-    let missing = missing?;
-    Some(if missing.is_empty() {
-        (
-            true,
-            "Installed",
-            "Strimzi is installed: its KafkaTopics (and KafkaUser) are the system's".into(),
-        )
-    } else {
-        let kinds = missing
-            .iter()
-            .map(|kind| format!("kafka.strimzi.io/v1 {kind}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        (
-            false,
-            STRIMZI_NOT_INSTALLED,
-            format!(
-                "the cluster does not serve {kinds}: install Strimzi's operators \
-                 (https://strimzi.io/docs/operators/latest/deploying) with the Topic and \
-                 User Operators; everything else is applied, and the services wait for \
-                 their topics and account. They are created, and watched, once the CRDs \
-                 are installed"
-            ),
-        )
-    })
-}
-
-/// Whether the system's Kafka is a Strimzi cluster.
-pub fn uses_strimzi(spec: &SalesSystemSpec) -> bool {
-    spec.kafka()
-        .is_some_and(|kafka| matches!(kafka.choice(), crate::crd::KafkaChoice::Strimzi(_)))
-}
-
 /// `ProvidersAvailable` from each provider's part: available when every part is,
 /// else the first missing one's reason, with every part's message.
 pub fn combine(parts: Vec<Verdict>) -> Option<Verdict> {
@@ -256,7 +316,9 @@ pub fn combine(parts: Vec<Verdict>) -> Option<Verdict> {
 }
 
 /// `BrokerReady` when the broker is the RabbitmqCluster `name`: available once the
-/// cluster operator says `ClusterAvailable` (or `AllReplicasReady`).
+/// cluster operator says `ClusterAvailable` (or `AllReplicasReady`) and the topology
+/// operator says the system's Vhost, User and Permission are `Ready` (for their
+/// current generation).
 pub fn rabbitmq_cluster_ready(name: &str, seen: Option<&RabbitmqClusterSeen>) -> Verdict {
     let Some(seen) = seen else {
         return (
@@ -287,17 +349,95 @@ pub fn rabbitmq_cluster_ready(name: &str, seen: Option<&RabbitmqClusterSeen>) ->
             (c["type"] == "ClusterAvailable" || c["type"] == "AllReplicasReady")
                 && c["status"] == "True"
         });
-    if available {
-        (
-            true,
-            "Running",
-            format!("RabbitmqCluster {name} is available"),
-        )
-    } else {
-        (
+    if !available {
+        return (
             false,
             "Starting",
             format!("RabbitmqCluster {name} is not available yet"),
-        )
+        );
+    }
+    if !seen.topology_missing.is_empty() {
+        return (
+            false,
+            RABBITMQ_TOPOLOGY_OPERATOR_NOT_INSTALLED,
+            format!(
+                "RabbitmqCluster {name} is available, but RabbitMQ's Messaging Topology \
+                 Operator is not installed: the services have no vhost or user on it"
+            ),
+        );
+    }
+    let mut failed = false;
+    let mut waiting = Vec::new();
+    for seen in &seen.topology {
+        let what = format!("{} {}", seen.kind, seen.name);
+        match seen.object.as_ref().map(topology_ready) {
+            None => waiting.push(format!("{what} not found")),
+            Some(TopologyReady::Ready) => {}
+            Some(TopologyReady::Pending) => waiting.push(format!("{what} not declared yet")),
+            Some(TopologyReady::Failed(message)) => {
+                failed = true;
+                waiting.push(format!("{what} is not ready: {message}"));
+            }
+        }
+    }
+    if !waiting.is_empty() {
+        let reason = if failed {
+            RABBITMQ_TOPOLOGY_NOT_READY
+        } else {
+            "Starting"
+        };
+        return (
+            false,
+            reason,
+            format!(
+                "RabbitmqCluster {name} is available; the services' vhost and user are not \
+                 ready: {}",
+                waiting.join("; ")
+            ),
+        );
+    }
+    (
+        true,
+        "Running",
+        format!("RabbitmqCluster {name} is available, with the services' vhost and user"),
+    )
+}
+
+/// What the topology operator says of one of its objects.
+enum TopologyReady {
+    /// `Ready` is `True` for the object's current generation.
+    Ready,
+    /// No `Ready` condition yet, or one of an earlier generation.
+    Pending,
+    /// `Ready` is `False` (or `Unknown`): its message.
+    Failed(String),
+}
+
+fn topology_ready(object: &DynamicObject) -> TopologyReady {
+    let status = &object.data["status"];
+    let current = match (
+        status["observedGeneration"].as_i64(),
+        object.metadata.generation,
+    ) {
+        (Some(observed), Some(generation)) => observed >= generation,
+        _ => true,
+    };
+    let ready = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready");
+    match ready {
+        None => TopologyReady::Pending,
+        Some(_) if !current => TopologyReady::Pending,
+        Some(c) if c["status"] == "True" => TopologyReady::Ready,
+        Some(c) => TopologyReady::Failed(
+            c["message"]
+                .as_str()
+                .filter(|m| !m.is_empty())
+                .or_else(|| c["reason"].as_str())
+                .unwrap_or("no reason given")
+                .to_owned(),
+        ),
     }
 }

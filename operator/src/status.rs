@@ -64,6 +64,8 @@ pub struct Observed {
     pub service_monitors: Option<bool>,
     /// The CloudNativePG Clusters of the namespace (when some database is on it).
     pub cnpg_clusters: Vec<kube::api::DynamicObject>,
+    /// The CloudNativePG Databases of the namespace (when the shared Cluster is used).
+    pub cnpg_databases: Vec<kube::api::DynamicObject>,
     /// Whether the cluster serves CloudNativePG's kinds, when this reconcile asked;
     /// `None`: not asked, `ProvidersAvailable` stays as it was.
     pub cloudnative_pg: Option<bool>,
@@ -75,6 +77,8 @@ pub struct Observed {
     /// The Strimzi kinds the system needs that the cluster does not serve, when the
     /// Kafka is Strimzi's and this reconcile applied.
     pub strimzi: Option<Vec<String>>,
+    /// The Strimzi `Kafka` the services use, when the Kafka is Strimzi's.
+    pub strimzi_kafka: Option<crate::strimzi_status::KafkaSeen>,
 }
 
 struct Check {
@@ -266,13 +270,25 @@ pub fn derive(
     }
 }
 
-/// `BrokerReady`: RabbitMQ has a ready pod, or a majority of the Kafka nodes is
-/// ready; an external broker counts as ready.
+/// `BrokerReady`: RabbitMQ has a ready pod, a majority of the Kafka nodes is ready,
+/// or Strimzi says the `Kafka` is ready; an external broker counts as ready.
 fn broker_ready(spec: &SalesSystemSpec, names: &Names, observed: &Observed) -> Check {
     if let Some(provider) = spec.rabbitmq_cluster() {
         let name = crate::children::rabbitmq_cluster::cluster_name(names, provider);
         let (ok, reason, message) =
             crate::providers::rabbitmq_cluster_ready(&name, observed.rabbitmq_cluster.as_ref());
+        return Check {
+            ok,
+            reason,
+            message,
+        };
+    }
+    if let Some(strimzi) = crate::strimzi_status::strimzi(spec) {
+        let (ok, reason, message) = crate::strimzi_status::kafka_ready(
+            &strimzi,
+            &names.namespace,
+            observed.strimzi_kafka.as_ref(),
+        );
         return Check {
             ok,
             reason,
@@ -328,6 +344,7 @@ fn databases_ready(spec: &SalesSystemSpec, names: &Names, observed: &Observed) -
         spec,
         names,
         &observed.cnpg_clusters,
+        &observed.cnpg_databases,
         observed.cloudnative_pg,
     );
     let mut managed_databases = cnpg;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fake_api::{FakeApi, RABBITMQ_CLUSTERS, SERVICE_MONITORS};
+use fake_api::{FakeApi, RABBITMQ_CLUSTERS, RABBITMQ_TOPOLOGY, SERVICE_MONITORS};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
@@ -599,8 +599,9 @@ async fn a_new_version_waits_until_the_broker_and_databases_are_ready() {
 
 /// The broker on RabbitMQ's cluster operator, not installed: the condition of its own
 /// says so (and the broker is not ready), everything else is applied and nothing is
-/// degraded; once the CRD is served the RabbitmqCluster is created, and the broker is
-/// ready when the cluster operator says it is available.
+/// degraded; once the CRDs are served (with the topology operator's) the
+/// RabbitmqCluster is created, and the broker is ready when the cluster operator says
+/// it is available and the topology operator that the vhost, user and permissions are.
 #[tokio::test]
 async fn a_missing_rabbitmq_cluster_operator_is_reported_and_everything_else_reconciled() {
     let api = FakeApi::new();
@@ -641,6 +642,9 @@ async fn a_missing_rabbitmq_cluster_operator_is_reported_and_everything_else_rec
     );
 
     api.install(RABBITMQ_CLUSTERS);
+    for kind in RABBITMQ_TOPOLOGY {
+        api.install(kind);
+    }
     reconcile_with(&ctx, &client, "shop").await.expect("second");
     let clusters: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
@@ -669,6 +673,28 @@ async fn a_missing_rabbitmq_cluster_operator_is_reported_and_everything_else_rec
         )
         .await
         .unwrap();
+    for (resource, name) in [
+        (children::rabbitmq_topology::vhost_resource(), "shop"),
+        (
+            children::rabbitmq_topology::user_resource(),
+            "shop-services",
+        ),
+        (
+            children::rabbitmq_topology::permission_resource(),
+            "shop-services",
+        ),
+    ] {
+        Api::<DynamicObject>::namespaced_with(client.clone(), NS, &resource)
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"conditions": [
+                    {"type": "Ready", "status": "True"},
+                ]}})),
+            )
+            .await
+            .unwrap();
+    }
     reconcile_with(&ctx, &client, "shop").await.expect("third");
     let shop = get(&client, "shop").await;
     assert_eq!(condition(&shop, "BrokerReady").unwrap().status, "True");

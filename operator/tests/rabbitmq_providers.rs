@@ -1,7 +1,8 @@
 //! The broker's choices: the built-in RabbitMQ of 3 nodes (classic_config peer
 //! discovery, a shared Erlang cookie, quorum queues), a `RabbitmqCluster` of RabbitMQ's
-//! cluster operator, and the updates the CRD refuses (queue type, provider, nodes),
-//! by the Python validator and by `render::parse_update` alike.
+//! cluster operator (its vhost, user and permissions: `rabbitmq_topology.rs`), and the
+//! updates the CRD refuses (queue type, provider, nodes), by the Python validator and
+//! by `render::parse_update` alike.
 //!
 //! No real 3-node RabbitMQ runs here (one RabbitMQ binary, 3.10): the generated
 //! `rabbitmq.conf` fragment is checked to the byte instead.
@@ -233,8 +234,11 @@ fn a_created_rabbitmq_cluster_is_valid_for_the_cluster_operator() {
         !objects
             .iter()
             .any(|o| o["kind"] == "Secret" && o["metadata"]["name"] == "shop-rabbitmq"),
-        "no generated broker credentials: the account comes from the default user"
+        "no URL Secret before the reconcile knows the topology operator is there"
     );
+    // The services' own account, for the topology operator's User (rabbitmq_topology.rs).
+    let account = find(&objects, "Secret", "shop-rabbitmq-user");
+    assert_eq!(account["stringData"]["username"], "sales.shop-services");
     for object in objects.iter().filter(|o| o["kind"] == "ConfigMap") {
         if object["data"].get("AMQP_PREFIX").is_some() {
             assert_eq!(object["data"]["AMQP_QUEUE_TYPE"], "quorum");

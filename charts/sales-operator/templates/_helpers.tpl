@@ -124,13 +124,29 @@ The rules the operator needs wherever it watches SalesSystems (docs/operator/REA
 - apiGroups: ["kafka.strimzi.io"]
   resources: ["kafkatopics", "kafkausers"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# A Kafka created on Strimzi (`messaging.kafka.strimzi.create`): never deleted by the
+# operator (owner references, or nothing, under its deletionPolicy).
+- apiGroups: ["kafka.strimzi.io"]
+  resources: ["kafkas", "kafkanodepools"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["postgresql.cnpg.io"]
   resources: ["clusters", "scheduledbackups"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The shared Cluster's databases (`cloudNativePG.shared`): applied, watched, never
+# deleted by the operator (with the SalesSystem, the garbage collector does).
+- apiGroups: ["postgresql.cnpg.io"]
+  resources: ["databases"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # RabbitMQ's cluster operator (`rabbitmq.cluster.create`).
 - apiGroups: ["rabbitmq.com"]
   resources: ["rabbitmqclusters"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# RabbitMQ's Messaging Topology Operator (`rabbitmq.cluster`): the system's vhost,
+# user and permissions, server-side applied, read and watched (never deleted by the
+# operator: the garbage collector follows the owner references).
+- apiGroups: ["rabbitmq.com"]
+  resources: ["vhosts", "users", "permissions"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # cert-manager (`tls.mode: certManager`).
 - apiGroups: ["cert-manager.io"]
   resources: ["certificates"]

@@ -4,9 +4,12 @@
 //! default).
 //!
 //! Where and as whom: the AMQP URL the services use (the managed broker's generated
-//! Secret, or the external broker's Secret) gives the user, password and vhost; the
-//! management API is the managed broker's Service on 15672, or the external broker's
-//! `managementUrl`, or by default the AMQP host on 15672 (15671 with TLS for `amqps`).
+//! Secret, the one written for a RabbitmqCluster's services user, or the external
+//! broker's Secret) gives the user, password and vhost; only that vhost is read (a
+//! user tagged `management` lists the queues of the vhosts it has permissions on, and
+//! its own channels); the management API is the managed broker's Service on 15672,
+//! the RabbitmqCluster's, or the external broker's `managementUrl`, or by default the
+//! AMQP host on 15672 (15671 with TLS for `amqps`).
 
 use std::time::Duration;
 

@@ -83,8 +83,10 @@ impl QueueSource {
             None => (
                 names.broker_secret(),
                 "url".to_owned(),
-                // The account Secret written from the RabbitmqCluster's default user,
-                // or the managed broker's generated one.
+                // The managed broker's generated account, or on a RabbitmqCluster the
+                // URL Secret written from the services' own account: the scaler reads
+                // as the services do, in their vhost only (the URL names it), which
+                // the `management` tag of that user lets it list.
                 Some(match spec.rabbitmq_cluster() {
                     Some(provider) => rabbitmq_cluster::management_url(names, provider),
                     None => format!(

@@ -6,22 +6,30 @@
 //!
 //! Either way the service reads `DATABASE_URL` from the Secret CloudNativePG keeps
 //! for the application user (`<cluster>-app`, key `uri`; see [`database_secret`]).
+//! The shared layout (`shared: true`, one Cluster for every service) is
+//! [`super::cloudnative_pg_shared`]'s.
 //!
 //! The Cluster holds the data, as the built-in databases' volumes do: it is owned by
-//! the SalesSystem like every child, but `deletionPolicy: Retain` takes that owner
-//! reference off before the SalesSystem goes (`crate::reconcile`), so the cluster and
-//! its volumes stay, and pruning never deletes one.
+//! the SalesSystem only with `deletionPolicy: Delete` ([`cluster_owner`]). With
+//! `Retain` it never is, so no garbage collection can take it, not even a foreground
+//! deletion's, which deletes the dependents before the operator's cleanup runs; the
+//! cleanup still takes off a reference an earlier `Delete` left (`crate::reconcile`),
+//! and pruning never deletes a Cluster.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 
 use super::Child;
+use super::cloudnative_pg_shared;
 use super::names::{Component, Names};
 use super::services::meta;
 use crate::catalogue::AppService;
 use crate::crd::{
-    CloudNativePgDatabase, DEFAULT_INSTANCES, DEFAULT_STORAGE_SIZE, DatabaseChoice, SalesSystemSpec,
+    CloudNativePgDatabase, DEFAULT_INSTANCES, DEFAULT_STORAGE_SIZE, DatabaseChoice, DeletionPolicy,
+    SalesSystemSpec,
 };
 
 /// CloudNativePG's API group.
@@ -42,25 +50,41 @@ pub fn scheduled_backup_resource() -> ApiResource {
     )
 }
 
-/// Whether `kind` is one of CloudNativePG's the operator creates.
-pub fn is_cnpg_kind(kind: &str) -> bool {
-    kind == cluster_resource().kind || kind == scheduled_backup_resource().kind
+/// CloudNativePG's `Database` kind (`postgresql.cnpg.io/v1`, CloudNativePG 1.25 or
+/// later): one per service in the shared Cluster.
+pub fn database_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, "v1", "Database"), "databases")
 }
 
-/// The CNPG Cluster of `service`: the one named, or `<system>-<service>-pg`.
+/// Whether `kind` is one of CloudNativePG's the operator creates.
+pub fn is_cnpg_kind(kind: &str) -> bool {
+    kind == cluster_resource().kind
+        || kind == scheduled_backup_resource().kind
+        || kind == database_resource().kind
+}
+
+/// The CNPG Cluster of `service`: the one named, the shared one (`<system>-pg`), or
+/// `<system>-<service>-pg`.
 pub fn cluster_name(names: &Names, service: AppService, cnpg: &CloudNativePgDatabase) -> String {
+    if cnpg.shared {
+        return cloudnative_pg_shared::cluster_name(names);
+    }
     cnpg.cluster_name
         .clone()
         .unwrap_or_else(|| format!("{}-{}-pg", names.instance, service.name()))
 }
 
-/// The Secret and key of the service's URL: `secretName`, else `<cluster>-app`;
-/// key `uri`.
+/// The Secret and key of the service's URL: `secretName`, else `<cluster>-app`, or
+/// in the shared Cluster the Secret of the service's role; key `uri`.
 pub fn database_secret(
     names: &Names,
     service: AppService,
     cnpg: &CloudNativePgDatabase,
 ) -> (String, String) {
+    if cnpg.shared {
+        let secret = cloudnative_pg_shared::role_secret(names, service);
+        return (secret, URI_KEY.to_owned());
+    }
     let secret = cnpg
         .secret_name
         .clone()
@@ -98,7 +122,8 @@ pub fn created_clusters(names: &Names, spec: &SalesSystemSpec) -> Vec<(AppServic
         .collect()
 }
 
-/// Every Cluster and ScheduledBackup the spec asks the operator to create.
+/// Every Cluster, ScheduledBackup (and in the shared layout Database) the spec asks
+/// the operator to create.
 pub fn children(
     names: &Names,
     spec: &SalesSystemSpec,
@@ -109,7 +134,7 @@ pub fn children(
         let Some(database) = service.database() else {
             continue;
         };
-        if !cnpg.creates() {
+        if !cnpg.creates() || cnpg.shared {
             continue;
         }
         let name = cluster_name(names, service, &cnpg);
@@ -118,7 +143,7 @@ pub fn children(
         let object = json!({
             "apiVersion": resource.api_version,
             "kind": resource.kind,
-            "metadata": meta(names, name.clone(), labels.clone(), owner),
+            "metadata": meta(names, name.clone(), labels.clone(), &cluster_owner(spec, owner)),
             "spec": cluster_spec(service, database, &cnpg),
         });
         out.push(Child {
@@ -126,31 +151,69 @@ pub fn children(
             object: serde_json::from_value(object)?,
         });
         if let Some(scheduled) = &cnpg.scheduled_backup {
-            let resource = scheduled_backup_resource();
-            let object = json!({
-                "apiVersion": resource.api_version,
-                "kind": resource.kind,
-                "metadata": meta(names, name.clone(), labels, owner),
-                "spec": {
-                    "schedule": scheduled.schedule,
-                    "cluster": {"name": name},
-                    // The Backup objects go with their ScheduledBackup (the backups
-                    // themselves stay in the object store, under its retention).
-                    "backupOwnerReference": "self",
-                },
-            });
-            out.push(Child {
-                resource,
-                object: serde_json::from_value(object)?,
-            });
+            out.push(scheduled_backup(
+                names,
+                &name,
+                &scheduled.schedule,
+                labels,
+                owner,
+            )?);
         }
     }
+    out.extend(cloudnative_pg_shared::children(names, spec, owner)?);
     Ok(out)
+}
+
+/// The owner of a Cluster the operator creates: the SalesSystem with `deletionPolicy:
+/// Delete` (CloudNativePG deletes the volumes with the Cluster), none with `Retain`.
+pub(super) fn cluster_owner(
+    spec: &SalesSystemSpec,
+    owner: &Option<OwnerReference>,
+) -> Option<OwnerReference> {
+    match spec.deletion_policy {
+        DeletionPolicy::Delete => owner.clone(),
+        DeletionPolicy::Retain => None,
+    }
+}
+
+/// The `ScheduledBackup` of the Cluster `cluster` (named after it), on `schedule`.
+pub(super) fn scheduled_backup(
+    names: &Names,
+    cluster: &str,
+    schedule: &str,
+    labels: BTreeMap<String, String>,
+    owner: &Option<OwnerReference>,
+) -> Result<Child, serde_json::Error> {
+    let resource = scheduled_backup_resource();
+    let object = json!({
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "metadata": meta(names, cluster.to_owned(), labels, owner),
+        "spec": {
+            "schedule": schedule,
+            "cluster": {"name": cluster},
+            // The Backup objects go with their ScheduledBackup (the backups
+            // themselves stay in the object store, under its retention).
+            "backupOwnerReference": "self",
+        },
+    });
+    Ok(Child {
+        resource,
+        object: serde_json::from_value(object)?,
+    })
 }
 
 /// A created Cluster's spec: the settings given, CloudNativePG's defaults for the
 /// rest, and `initdb` making the service's database, owned by a user of its name.
 fn cluster_spec(service: AppService, database: &str, cnpg: &CloudNativePgDatabase) -> Value {
+    let mut spec = instances_spec(cnpg);
+    spec["bootstrap"] = json!({"initdb": {"database": database, "owner": service.name()}});
+    spec
+}
+
+/// The part of a created Cluster's spec the settings make: instances, volumes,
+/// image, resources, `postgresql.conf` parameters and `backup`.
+pub(super) fn instances_spec(cnpg: &CloudNativePgDatabase) -> Value {
     let storage = cnpg.storage.clone().unwrap_or_default();
     let mut volume = json!({
         "size": storage.size.map(|q| q.0).unwrap_or_else(|| DEFAULT_STORAGE_SIZE.into()),
@@ -161,7 +224,6 @@ fn cluster_spec(service: AppService, database: &str, cnpg: &CloudNativePgDatabas
     let mut spec = json!({
         "instances": cnpg.instances.unwrap_or(DEFAULT_INSTANCES),
         "storage": volume,
-        "bootstrap": {"initdb": {"database": database, "owner": service.name()}},
     });
     if let Some(image) = &cnpg.image_name {
         spec["imageName"] = image.clone().into();

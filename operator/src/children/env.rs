@@ -189,8 +189,8 @@ pub fn most_pods(spec: &SalesSystemSpec, service: AppService) -> i32 {
 /// Each pod's PostgreSQL pool (`DATABASE_MAX_CONNECTIONS`); `None` for the gateway.
 /// `services.<service>.databasePool` if given; else on a managed database an equal
 /// share, per pod at its most, of what the pools may take of it (between
-/// [`MIN_DATABASE_POOL`] and [`DEFAULT_DATABASE_POOL`]); on an external one
-/// [`DEFAULT_DATABASE_POOL`].
+/// [`MIN_DATABASE_POOL`] and [`DEFAULT_DATABASE_POOL`]), likewise on the shared
+/// CloudNativePG Cluster; on an external one [`DEFAULT_DATABASE_POOL`].
 pub fn database_pool(spec: &SalesSystemSpec, service: AppService) -> Option<i32> {
     let choice = spec.postgres.choice(service)?;
     if let Some(given) = spec.services.get(service).database_pool {
@@ -200,6 +200,10 @@ pub fn database_pool(spec: &SalesSystemSpec, service: AppService) -> Option<i32>
         DatabaseChoice::Managed(_) => ((MANAGED_MAX_CONNECTIONS - KEPT_CONNECTIONS)
             / most_pods(spec, service).max(1))
         .clamp(MIN_DATABASE_POOL, DEFAULT_DATABASE_POOL),
+        // The shared CloudNativePG Cluster's connections are every service's.
+        DatabaseChoice::CloudNativePg(cnpg) if cnpg.shared => {
+            super::cloudnative_pg_shared::database_pool(spec)
+        }
         DatabaseChoice::External(_) | DatabaseChoice::CloudNativePg(_) => DEFAULT_DATABASE_POOL,
     })
 }

@@ -9,6 +9,7 @@
 pub mod backups;
 pub mod cert_manager;
 pub mod cloudnative_pg;
+pub mod cloudnative_pg_shared;
 pub mod env;
 pub mod infrastructure;
 pub mod kafka;
@@ -19,8 +20,10 @@ pub mod network;
 pub mod placement;
 pub mod rabbitmq_cluster;
 pub mod rabbitmq_nodes;
+pub mod rabbitmq_topology;
 pub mod secrets;
 pub mod services;
+pub mod strimzi_cluster;
 pub mod tls;
 pub mod tls_clients;
 pub mod tls_servers;
@@ -120,9 +123,11 @@ pub struct KnownSecrets<'a> {
     /// The Secret of the services' Kafka account (the managed cluster's, or the
     /// `external` credentials).
     pub kafka_account: Option<&'a BTreeMap<String, String>>,
-    /// The default user's Secret of the `RabbitmqCluster` the services use
-    /// (`rabbitmq.cluster`): the broker's account Secret is written from it.
-    pub rabbitmq_default_user: Option<&'a BTreeMap<String, String>>,
+    /// The generated account of the services on the `RabbitmqCluster` they use
+    /// (`rabbitmq.cluster`; the topology operator's `User` imports it): the broker's
+    /// URL Secret is written from it. `None` while the cluster does not serve the
+    /// topology operator's kinds (the services wait: no fallback to the default user).
+    pub rabbitmq_services_user: Option<&'a BTreeMap<String, String>>,
     /// The TLS Secrets of `spec.tls` by name (`tls::Values`; the CA's key left out).
     pub tls: Option<&'a BTreeMap<String, BTreeMap<String, String>>>,
 }
@@ -200,6 +205,8 @@ fn build(
         out.push(Child::typed(&bootstrap)?);
         out.push(Child::typed(&sts)?);
     }
+    // A Kafka created on Strimzi before its topics and user.
+    out.extend(strimzi_cluster::children(names, spec, owner)?);
     if let Some(settings) = spec.kafka() {
         out.extend(kafka_topics::kafka_topics(names, &settings, owner)?);
         out.extend(kafka_users::kafka_users(names, &settings, owner)?);

@@ -23,7 +23,8 @@ pub const ANNOTATION_CONFIG_HASH: &str = "sales-system.io/config-hash";
 /// the service reads, so a new signing key or client secret rolls its pods.
 pub const ANNOTATION_IDENTITY_HASH: &str = "sales-system.io/identity-hash";
 /// Pod template annotation: a digest (truncated SHA-256) of the Kafka account the pods
-/// log in with (the brokers: the user list), so a new password rolls them.
+/// log in with (the brokers: the user list), or of their account on a RabbitmqCluster,
+/// so a new password rolls them.
 pub const ANNOTATION_CREDENTIALS_HASH: &str = "sales-system.io/credentials-hash";
 /// The field manager of every server-side apply, and the `managed-by` label.
 pub const MANAGER: &str = "sales-operator";

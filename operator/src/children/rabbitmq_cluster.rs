@@ -6,19 +6,23 @@
 //!   leaves the cluster, volumes and all, in place);
 //! - with `name`, an existing `RabbitmqCluster` of the namespace is used as it is.
 //!
-//! The cluster operator makes the Secret `<cluster>-default-user` (`username`,
-//! `password`, `host`, `port`...) of a user with the `administrator` tag. The
-//! reconcile reads it when it exists and writes the Secret `<system>-rabbitmq` from
-//! it: `url`, the services' `AMQP_URL` (`amqp://<user>:<password>@<cluster>.<namespace>.svc:5672/%2f`,
-//! user and password percent-encoded), which the scaler reads too, with the management
-//! API at `http://<cluster>.<namespace>.svc:15672`. Until the default user exists the
-//! services' pods wait for that Secret. The services use vhost `/` and declare their
-//! own queues (quorum unless `rabbitmq.queueType` says otherwise); no topology objects
-//! are needed.
+//! On it the system has a vhost, a user and permissions of its own, declared through
+//! RabbitMQ's Messaging Topology Operator ([`super::rabbitmq_topology`]); the cluster's
+//! default user (tag `administrator`) is never handed to the services. The reconcile
+//! writes the Secret `<system>-rabbitmq` from the generated account
+//! (`<system>-rabbitmq-user`): `url`, the services' `AMQP_URL`
+//! (`amqp://<user>:<password>@<cluster>.<namespace>.svc:5672/<namespace>.<system>`,
+//! user, password and vhost percent-encoded), which the scaler reads too, with the
+//! management API at `http://<cluster>.<namespace>.svc:15672`. The services declare
+//! their own queues in that vhost (quorum unless `rabbitmq.queueType` says otherwise).
 //!
-//! The kind is optional ([`crate::optional_kinds`]): without the cluster operator's
-//! CRD, the RabbitmqCluster is skipped and the status says so
-//! (`ProvidersAvailable=False`, reason `RabbitMQClusterOperatorNotInstalled`).
+//! Both kinds are optional ([`crate::optional_kinds`]): without the cluster
+//! operator's CRD the RabbitmqCluster is skipped (`ProvidersAvailable=False`, reason
+//! `RabbitMQClusterOperatorNotInstalled`); without the topology operator's CRDs the
+//! Vhost, User and Permission are skipped (reason
+//! `RabbitMQTopologyOperatorNotInstalled`) and the URL Secret is not written, so the
+//! services' pods wait for it: the operator fails closed rather than give them the
+//! administrator.
 
 use std::collections::BTreeMap;
 
@@ -61,11 +65,6 @@ pub fn cluster_name(names: &Names, provider: &RabbitmqClusterProvider) -> String
     }
 }
 
-/// The Secret of its default user, made by the cluster operator.
-pub fn default_user_secret(names: &Names, provider: &RabbitmqClusterProvider) -> String {
-    format!("{}-default-user", cluster_name(names, provider))
-}
-
 /// Where its management API answers (the scaler reads the queues there).
 pub fn management_url(names: &Names, provider: &RabbitmqClusterProvider) -> String {
     format!(
@@ -75,31 +74,32 @@ pub fn management_url(names: &Names, provider: &RabbitmqClusterProvider) -> Stri
     )
 }
 
-/// The services' AMQP URL from the default user's values (with `tls`: `amqps://` on
-/// 5671); `None` while a value is missing.
+/// The services' AMQP URL from their account's values (with `tls`: `amqps://` on
+/// 5671), on the system's vhost; `None` while a value is missing.
 pub fn amqp_url(
     names: &Names,
     provider: &RabbitmqClusterProvider,
-    default_user: &BTreeMap<String, String>,
+    account: &BTreeMap<String, String>,
     tls: bool,
 ) -> Option<String> {
-    let user = default_user.get("username").filter(|u| !u.is_empty())?;
-    let password = default_user.get("password").filter(|p| !p.is_empty())?;
+    let user = account.get("username").filter(|u| !u.is_empty())?;
+    let password = account.get("password").filter(|p| !p.is_empty())?;
     let (scheme, port) = match tls {
         true => ("amqps", super::tls::AMQPS_PORT),
         false => ("amqp", AMQP_PORT),
     };
     Some(format!(
-        "{scheme}://{}:{}@{}.{}.svc:{port}/%2f",
+        "{scheme}://{}:{}@{}.{}.svc:{port}/{}",
         utf8_percent_encode(user, USERINFO),
         utf8_percent_encode(password, USERINFO),
         cluster_name(names, provider),
-        names.namespace
+        names.namespace,
+        utf8_percent_encode(&super::rabbitmq_topology::vhost(names), USERINFO),
     ))
 }
 
-/// The RabbitmqCluster (with `create`) and, once its default user is known, the
-/// Secret of the services' AMQP URL.
+/// The RabbitmqCluster (with `create`), the system's Vhost, User and Permission, and,
+/// with the services' account known, the Secret of their AMQP URL.
 pub fn children(
     names: &Names,
     spec: &SalesSystemSpec,
@@ -157,8 +157,11 @@ pub fn children(
             object: serde_json::from_value(object)?,
         });
     }
+    out.extend(super::rabbitmq_topology::objects(
+        names, spec, provider, owner,
+    )?);
     if let Some(url) = known
-        .rabbitmq_default_user
+        .rabbitmq_services_user
         .and_then(|values| amqp_url(names, provider, values, spec.tls.enabled()))
     {
         let secret = Secret {
@@ -185,23 +188,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_url_encodes_the_default_users_values() {
+    fn the_url_encodes_the_accounts_values_and_names_the_systems_vhost() {
         let names = Names::new("shop", "sales");
         let provider = RabbitmqClusterProvider {
             create: None,
             name: Some("broker".into()),
         };
         let values = BTreeMap::from([
-            ("username".to_owned(), "default_user_a-b".to_owned()),
+            ("username".to_owned(), "sales.shop-services".to_owned()),
             ("password".to_owned(), "p@ss/w:rd".to_owned()),
         ]);
         assert_eq!(
             amqp_url(&names, &provider, &values, false).as_deref(),
-            Some("amqp://default_user_a-b:p%40ss%2Fw%3Ard@broker.sales.svc:5672/%2f")
+            Some("amqp://sales.shop-services:p%40ss%2Fw%3Ard@broker.sales.svc:5672/sales.shop")
         );
         assert_eq!(
             amqp_url(&names, &provider, &values, true).as_deref(),
-            Some("amqps://default_user_a-b:p%40ss%2Fw%3Ard@broker.sales.svc:5671/%2f")
+            Some("amqps://sales.shop-services:p%40ss%2Fw%3Ard@broker.sales.svc:5671/sales.shop")
         );
         assert_eq!(amqp_url(&names, &provider, &BTreeMap::new(), false), None);
         assert_eq!(

@@ -62,6 +62,18 @@ pub enum Credentials {
     Cache { host: String, tls: bool },
     /// `admin-password`.
     Admin,
+    /// `username` and `password` of the services' user on a RabbitmqCluster
+    /// (`rabbitmq.cluster`), which the topology operator's `User` imports
+    /// ([`super::rabbitmq_topology`]).
+    RabbitmqUser { username: String },
+    /// `username` (the role), `password` and `uri` (the service's URL) of a service's
+    /// role in the shared CloudNativePG Cluster: a `kubernetes.io/basic-auth` Secret,
+    /// as the role's `passwordSecret` must be ([`super::cloudnative_pg_shared`]).
+    CloudNativePgRole {
+        role: String,
+        host: String,
+        database: String,
+    },
     /// The identity plane: `token-signing-keys` (the customer service's Ed25519 key,
     /// PKCS#8 PEM), `gateway-signing-keys` (the gateway's), `client-secret-<service>`
     /// for every service but the customer, and `service-clients`, those secrets as the
@@ -177,7 +189,11 @@ impl Credentials {
     pub fn guards_data(&self) -> bool {
         matches!(
             self,
-            Credentials::Database { .. } | Credentials::Broker { .. } | Credentials::Kafka
+            Credentials::Database { .. }
+                | Credentials::CloudNativePgRole { .. }
+                | Credentials::Broker { .. }
+                | Credentials::Kafka
+                | Credentials::RabbitmqUser { .. }
         )
     }
 
@@ -278,8 +294,28 @@ impl Credentials {
                     );
                 }
             }
+            Credentials::RabbitmqUser { username } => {
+                values
+                    .entry("username".into())
+                    .or_insert_with(|| username.clone());
+                ensure(&mut values, "password", 32);
+            }
             Credentials::Admin => {
                 ensure(&mut values, ADMIN_PASSWORD_KEY, 24);
+            }
+            Credentials::CloudNativePgRole {
+                role,
+                host,
+                database,
+            } => {
+                let password = ensure(&mut values, "password", 32);
+                super::cloudnative_pg_shared::role_values(
+                    &mut values,
+                    role,
+                    &password,
+                    host,
+                    database,
+                );
             }
             Credentials::Identity => {
                 let mut clients = Vec::new();
@@ -312,17 +348,22 @@ impl GeneratedSecret {
         owner: &Option<OwnerReference>,
         values: BTreeMap<String, String>,
     ) -> Secret {
-        let labels = match self.component {
+        let mut labels = match self.component {
             Some(c) => names.labels(c),
             None => names.system_labels(),
         };
+        let mut type_ = "Opaque";
+        if let Credentials::CloudNativePgRole { .. } = self.credentials {
+            labels.extend(super::cloudnative_pg_shared::role_secret_labels());
+            type_ = super::cloudnative_pg_shared::BASIC_AUTH;
+        }
         let mut metadata = meta(names, self.name.clone(), labels, owner);
         if self.credentials.guards_data() {
             metadata.finalizers = Some(vec![CREDENTIALS_FINALIZER.to_owned()]);
         }
         Secret {
             metadata,
-            type_: Some("Opaque".into()),
+            type_: Some(type_.into()),
             string_data: Some(values),
             ..Default::default()
         }
@@ -348,6 +389,7 @@ pub fn generated(names: &Names, spec: &SalesSystemSpec) -> Vec<GeneratedSecret> 
             });
         }
     }
+    secrets.extend(super::cloudnative_pg_shared::generated(names, spec));
     if spec.managed_kafka().is_some() {
         secrets.push(GeneratedSecret {
             name: names.kafka_secret(),
@@ -365,6 +407,7 @@ pub fn generated(names: &Names, spec: &SalesSystemSpec) -> Vec<GeneratedSecret> 
             },
         });
     }
+    secrets.extend(super::rabbitmq_topology::generated_secret(names, spec));
     if spec.redis.managed().is_some() {
         secrets.push(GeneratedSecret {
             name: names.cache_secret(),

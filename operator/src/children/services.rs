@@ -252,7 +252,8 @@ impl Role {
 
 /// The service's Deployment (`Role::All`), or one of its two when autoscaled. With
 /// the identity Secret's values, its pods carry their digest ([`identity_hash`]);
-/// with the Kafka account's, a service that uses the broker carries theirs.
+/// with the Kafka account's (or a RabbitmqCluster's services account), a service that
+/// uses the broker carries theirs.
 pub fn deployment(
     names: &Names,
     spec: &SalesSystemSpec,
@@ -279,6 +280,12 @@ pub fn deployment(
     if let (true, Some(keys), Some(account)) =
         (service.uses_broker(), kafka_keys, known.kafka_account)
         && let Some(hash) = values_hash(account, &keys)
+    {
+        annotations.insert(ANNOTATION_CREDENTIALS_HASH.to_owned(), hash);
+    }
+    // On a RabbitmqCluster: the services' own account (a new password rolls them).
+    if let (true, Some(account)) = (service.uses_broker(), known.rabbitmq_services_user)
+        && let Some(hash) = values_hash(account, &["username".into(), "password".into()])
     {
         annotations.insert(ANNOTATION_CREDENTIALS_HASH.to_owned(), hash);
     }

@@ -1,9 +1,12 @@
 //! `spec.postgres.cloudNativePG` (and `spec.postgres.services.<name>.cloudNativePG`):
 //! a service's PostgreSQL run by CloudNativePG (docs/operator/providers.md). Either the
 //! operator creates one CNPG `Cluster` per service, `<system>-<service>-pg` (with
-//! `instances`, `storage`...), or `clusterName` names one that exists. Either way the
-//! service reads its URL from the Secret CloudNativePG generates for the application
-//! user, `<cluster>-app`, key `uri`.
+//! `instances`, `storage`...), or `clusterName` names one that exists; the service
+//! reads its URL from the Secret CloudNativePG generates for the application user,
+//! `<cluster>-app`, key `uri`. Or (`shared: true` at the top level) the operator creates
+//! one Cluster, `<system>-pg`, with a database and a role per service; each service
+//! reads its URL from the Secret the operator generates for its role,
+//! `<system>-pg-<service>`, key `uri`.
 
 use std::collections::BTreeMap;
 
@@ -28,7 +31,9 @@ pub const DEFAULT_STORAGE_SIZE: &str = "1Gi";
 const CNPG_SCHEDULE_PATTERN: &str =
     r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every \S+|\S+( \S+){5})$";
 
-/// The provider of `spec.postgres` (`$x`: `self` or `oldSelf`) at the top level.
+/// The provider of `spec.postgres` (`$x`: `self` or `oldSelf`) at the top level; on
+/// CloudNativePG with the layout (`cnpg-shared`: the one shared Cluster; `cnpg/`: a
+/// Cluster per service, which no cluster name can be taken for).
 macro_rules! top {
     ($x:literal) => {
         concat!(
@@ -36,7 +41,11 @@ macro_rules! top {
             $x,
             ".external) ? 'external' : has(",
             $x,
-            ".cloudNativePG) ? 'cnpg/' : 'managed')"
+            ".cloudNativePG) ? ((has(",
+            $x,
+            ".cloudNativePG.shared) && ",
+            $x,
+            ".cloudNativePG.shared) ? 'cnpg-shared' : 'cnpg/') : 'managed')"
         )
     };
 }
@@ -129,6 +138,13 @@ pub struct CloudNativePgDatabase {
     /// A `ScheduledBackup` of the cluster (needs `backup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_backup: Option<CloudNativePgScheduledBackup>,
+    /// Not a field of the override: set from the top level's `shared`, the service's
+    /// database is in the system's one shared Cluster, `<system>-pg`. Not in the
+    /// schema (so the API server and `render` refuse it in an override); serialized
+    /// only when set, which an override never is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(skip)]
+    pub shared: bool,
 }
 
 impl CloudNativePgDatabase {
@@ -138,14 +154,24 @@ impl CloudNativePgDatabase {
     }
 }
 
-/// `postgres.cloudNativePG`: a CloudNativePG `Cluster` per service, which the operator
-/// creates (a service's override may name an existing one instead).
+/// `postgres.cloudNativePG`: a CloudNativePG `Cluster` per service, or with `shared` one
+/// for all of them, which the operator creates (a service's override may give the
+/// service a Cluster of its own, or name an existing one, instead).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!has(self.scheduledBackup) || has(self.backup)").message("cloudNativePG.scheduledBackup needs backup (where CloudNativePG writes the base backups)")
 )]
 pub struct CloudNativePgClusters {
+    /// One Cluster, `<system>-pg`, for every service on this top level, instead of one
+    /// per service: each service has its own database (`orders`, `payments`...) owned
+    /// by its own role (`order`, `payment`...), which the operator declares in the
+    /// Cluster's `managed.roles` and in a CloudNativePG `Database` object per service
+    /// (CloudNativePG 1.25 or later); the service reads its URL from the Secret
+    /// `<system>-pg-<service>`. The settings below are the shared Cluster's. Fixed once
+    /// the SalesSystem exists: switching layouts would leave the data behind.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
     /// PostgreSQL instances of each cluster (one primary, the rest standbys); unset:
     /// 3. 1 runs no standby (no failover).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,6 +213,7 @@ impl From<CloudNativePgClusters> for CloudNativePgDatabase {
             postgresql: c.postgresql,
             backup: c.backup,
             scheduled_backup: c.scheduled_backup,
+            shared: c.shared,
         }
     }
 }

@@ -56,15 +56,18 @@ impl MessagingKind {
     validation = Rule::new("!has(self.replicationFactor) || has(self.strimzi) || has(self.external) || self.replicationFactor <= (has(self.managed) && has(self.managed.replicas) ? self.managed.replicas : 1)").message("messaging.kafka.replicationFactor cannot exceed managed.replicas (1 unless given)"),
     validation = Rule::new("!has(self.replicationFactor) || !has(self.managed) || !has(self.managed.replicas) || self.managed.replicas < 3 || self.replicationFactor >= 3").message("messaging.kafka.replicationFactor: at least 3 on 3 or more managed nodes (they require 2 copies in sync for every write)"),
     validation = Rule::new("!has(oldSelf.managed) || !has(self.managed) || (has(self.managed.replicas) ? self.managed.replicas : 1) == (has(oldSelf.managed.replicas) ? oldSelf.managed.replicas : 1)").message("messaging.kafka.managed.replicas cannot change: the KRaft quorum is fixed when the cluster is made (docs/operator/README.md#kafka)"),
-    validation = Rule::new("!has(self.strimzi) || !has(self.strimzi.authentication) || self.strimzi.authentication == 'none' || (has(self.topicPrefix) && size(self.topicPrefix) > 0)").message("messaging.kafka.strimzi.authentication: scram-sha-512 needs a topicPrefix (the KafkaUser's ACLs grant the topics and groups under it)")
+    validation = Rule::new("!has(self.strimzi) || !has(self.strimzi.authentication) || self.strimzi.authentication == 'none' || (has(self.topicPrefix) && size(self.topicPrefix) > 0)").message("messaging.kafka.strimzi.authentication: scram-sha-512 needs a topicPrefix (the KafkaUser's ACLs grant the topics and groups under it)"),
+    validation = Rule::new("!has(self.replicationFactor) || !has(self.strimzi) || !has(self.strimzi.create) || self.replicationFactor <= (has(self.strimzi.create.replicas) ? self.strimzi.create.replicas : 3)").message("messaging.kafka.replicationFactor cannot exceed strimzi.create.replicas (3 unless given)"),
+    validation = Rule::new("!has(self.replicationFactor) || !has(self.strimzi) || !has(self.strimzi.create) || (has(self.strimzi.create.replicas) ? self.strimzi.create.replicas : 3) < 3 || self.replicationFactor >= 3").message("messaging.kafka.replicationFactor: at least 3 on 3 or more created Strimzi nodes (they require 2 copies in sync for every write)")
 )]
 pub struct KafkaSpec {
     /// A KRaft cluster of Apache Kafka's official image (brokers and controllers in
     /// the same pods), with a volume per node and a generated SASL/PLAIN account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed: Option<ManagedKafka>,
-    /// A Strimzi `Kafka` in this namespace: the operator creates a `KafkaTopic` for
-    /// every topic, and the services create none themselves.
+    /// A Strimzi `Kafka` in this namespace, existing or created by the operator
+    /// (`create`): the operator creates a `KafkaTopic` for every topic, and the
+    /// services create none themselves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strimzi: Option<StrimziKafka>,
     /// Brokers run elsewhere.
@@ -81,7 +84,8 @@ pub struct KafkaSpec {
     #[schemars(range(min = 1, max = 1000))]
     pub partitions: i32,
     /// Copies of every partition. Unset: the managed cluster's node count up to 3, or
-    /// the brokers' `default.replication.factor` on Strimzi and external clusters.
+    /// the brokers' `default.replication.factor` on Strimzi and external clusters (on
+    /// a Kafka made with `strimzi.create`: its node count up to 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 16))]
     pub replication_factor: Option<i32>,
@@ -169,17 +173,28 @@ impl Default for ManagedKafka {
 /// A Strimzi-managed Kafka in the SalesSystem's namespace, reached on a listener
 /// without TLS (this build of the services has no TLS), without authentication or
 /// with SCRAM-SHA-512 as a `KafkaUser` the operator creates (Strimzi offers no
-/// SASL/PLAIN).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// SASL/PLAIN). It exists already, or the operator creates it (`create`) with a
+/// `KafkaNodePool` of dual-role nodes (docs/operator/providers.md#strimzi).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.create) || !has(self.bootstrapServers)").message("messaging.kafka.strimzi.bootstrapServers is for an existing Kafka: the one the operator creates is reached at <clusterName>-kafka-bootstrap"),
+    validation = Rule::new("!has(self.create) || size(self.clusterName) <= 27").message("messaging.kafka.strimzi.clusterName: at most 27 characters with create (Strimzi names the pods <clusterName>-<clusterName>-dual-<n>, and a host name has at most 63)"),
+    validation = Rule::new("!has(self.create) || !has(self.create.replicas) || self.create.replicas == 1 || self.create.replicas >= 3").message("messaging.kafka.strimzi.create.replicas: 1, or 3 or more (a quorum of two controllers survives no loss)"),
+    validation = Rule::new("has(self.create) == has(oldSelf.create)").message("messaging.kafka.strimzi.create cannot be added or removed: the events stay on the Kafka they were written to, and the operator never takes over (or lets go of) a Kafka (docs/operator/providers.md#strimzi)"),
+    validation = Rule::new("!has(self.create) || self.clusterName == oldSelf.clusterName").message("messaging.kafka.strimzi.clusterName cannot change with create: a new name would make a new, empty Kafka (docs/operator/providers.md#strimzi)"),
+    validation = Rule::new("!has(self.create) || !has(oldSelf.create) || (has(self.create.replicas) ? self.create.replicas : 3) == (has(oldSelf.create.replicas) ? oldSelf.create.replicas : 3)").message("messaging.kafka.strimzi.create.replicas cannot change: Strimzi does not scale KRaft controllers, and every node is one (docs/operator/providers.md#strimzi)")
+)]
 pub struct StrimziKafka {
-    /// The `Kafka` resource's name (its `KafkaTopic`s carry `strimzi.io/cluster: <it>`).
+    /// The `Kafka` resource's name: an existing one of this namespace, or, with
+    /// `create`, the one the operator creates (its `KafkaTopic`s carry
+    /// `strimzi.io/cluster: <it>`).
     #[schemars(
         length(min = 1, max = 63),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub cluster_name: String,
-    /// The listener's bootstrap address. Unset:
+    /// The listener's bootstrap address (an existing `Kafka` only). Unset:
     /// `<clusterName>-kafka-bootstrap.<namespace>.svc:9092` (a listener without
     /// authentication, as Strimzi's examples name `plain`), or `...:9094` with
     /// `authentication: scram-sha-512` (an internal listener without TLS and with
@@ -194,6 +209,13 @@ pub struct StrimziKafka {
     /// services log in with SASL_PLAINTEXT and SCRAM-SHA-512.
     #[serde(default)]
     pub authentication: StrimziAuthentication,
+    /// The operator creates the `Kafka` `clusterName` (KRaft, `kafka.strimzi.io/v1`)
+    /// and its `KafkaNodePool` `<clusterName>-dual`, with the listener
+    /// `authentication` asks for. Owned by the SalesSystem with `deletionPolicy:
+    /// Delete` (its volumes go with it); with `Retain` it stays, volumes and all.
+    /// Cannot be added to or removed from an existing system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create: Option<CreateStrimziKafka>,
 }
 
 /// Port of the listener the services use without `bootstrapServers`, by
@@ -202,19 +224,64 @@ pub const STRIMZI_PLAIN_PORT: u16 = 9092;
 pub const STRIMZI_SCRAM_PORT: u16 = 9094;
 
 impl StrimziKafka {
+    /// The port of the services' listener, by authentication.
+    pub fn port(&self) -> u16 {
+        match self.authentication {
+            StrimziAuthentication::None => STRIMZI_PLAIN_PORT,
+            StrimziAuthentication::ScramSha512 => STRIMZI_SCRAM_PORT,
+        }
+    }
+
     /// The bootstrap address, fully qualified (the operator reads the lag from its own
     /// namespace).
     pub fn bootstrap(&self, namespace: &str) -> String {
-        let port = match self.authentication {
-            StrimziAuthentication::None => STRIMZI_PLAIN_PORT,
-            StrimziAuthentication::ScramSha512 => STRIMZI_SCRAM_PORT,
-        };
         self.bootstrap_servers.clone().unwrap_or_else(|| {
             format!(
-                "{}-kafka-bootstrap.{namespace}.svc:{port}",
-                self.cluster_name
+                "{}-kafka-bootstrap.{namespace}.svc:{}",
+                self.cluster_name,
+                self.port()
             )
         })
+    }
+}
+
+/// The `Kafka` the operator creates on Strimzi: one `KafkaNodePool` of nodes that are
+/// KRaft controllers and brokers both, each with one volume (the log and the KRaft
+/// metadata).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CreateStrimziKafka {
+    /// Nodes: 1, or 3 (or 5) to survive the loss of one (or two). Fixed once the
+    /// Kafka exists (Strimzi does not scale KRaft controllers).
+    #[schemars(range(min = 1, max = 9))]
+    pub replicas: i32,
+    /// Each node's volume (a persistent claim of the node pool's `jbod`).
+    pub storage: StorageSpec,
+    /// Apache Kafka's version, e.g. `4.1.1`. Unset: the default of the Strimzi
+    /// release installed (a Strimzi upgrade then upgrades Kafka too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$"), length(max = 32))]
+    pub version: Option<String>,
+    /// The KRaft metadata version, e.g. `4.1-IV1`. Unset: Strimzi's default for the
+    /// Kafka version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+(-IV[0-9]+)?$"), length(max = 32))]
+    pub metadata_version: Option<String>,
+    /// Each node's CPU and memory (the node pool's `resources`). Unset: none
+    /// requested, as Strimzi leaves it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl Default for CreateStrimziKafka {
+    fn default() -> Self {
+        CreateStrimziKafka {
+            replicas: 3,
+            storage: StorageSpec::default(),
+            version: None,
+            metadata_version: None,
+            resources: None,
+        }
     }
 }
 

@@ -37,7 +37,10 @@ impl From<QueueType> for sales_contracts::topology::QueueType {
 
 /// A RabbitMQ run by RabbitMQ's cluster operator: one it creates for this system
 /// (`create`) or one that exists in this namespace (`name`). The services sign in as
-/// its default user (the Secret `<cluster>-default-user`), on vhost `/`.
+/// a user of their own (`<namespace>.<system>-services`, password generated in the
+/// Secret `<system>-rabbitmq-user`) on a vhost of their own (`<namespace>.<system>`),
+/// which the operator declares through RabbitMQ's Messaging Topology Operator
+/// (`Vhost`, `User`, `Permission`): both operators must be installed.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(

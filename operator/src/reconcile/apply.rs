@@ -50,7 +50,7 @@ impl Applied {
     pub fn strimzi_missing(&self) -> Vec<String> {
         self.unserved
             .iter()
-            .filter(|kind| is_strimzi_kind(kind))
+            .filter(|kind| children::strimzi_cluster::is_strimzi_kind(kind))
             .cloned()
             .collect()
     }
@@ -95,11 +95,6 @@ pub(super) async fn apply(ctx: &Context, names: &Names, desired: &Desired) -> Ap
     // `ProvidersAvailable`; the rest of the system is applied, and the services wait
     // for their database, broker, topics or certificates.
     Applied { failures, unserved }
-}
-
-fn is_strimzi_kind(kind: &str) -> bool {
-    kind == children::kafka_topics::kafka_topic_resource().kind
-        || kind == children::kafka_users::kafka_user_resource().kind
 }
 
 async fn apply_child(ctx: &Context, names: &Names, child: &Child) -> Result<(), kube::Error> {

@@ -97,6 +97,8 @@ pub(super) async fn cleanup(system: &SalesSystem, ctx: &Context) -> Result<Actio
                 Err(e) => return Err(on("listing KafkaTopics")(e)),
             }
             let released = super::cloudnative_pg::release_all(ctx, &names).await?;
+            // A Kafka the operator created stays, volumes and all.
+            let strimzi = super::strimzi::release_all(ctx, &names).await?;
             let uid = system.uid();
             let mut kept = Vec::new();
             for secret in &guarded {
@@ -108,7 +110,7 @@ pub(super) async fn cleanup(system: &SalesSystem, ctx: &Context) -> Result<Actio
                 false,
                 "VolumesRetained",
                 format!(
-                    "deletionPolicy Retain: kept the volume claims and the credentials {}{}",
+                    "deletionPolicy Retain: kept the volume claims and the credentials {}{}{}",
                     kept.join(", "),
                     if released.is_empty() {
                         String::new()
@@ -117,6 +119,11 @@ pub(super) async fn cleanup(system: &SalesSystem, ctx: &Context) -> Result<Actio
                             ", and the CloudNativePG Clusters {} (no longer owned)",
                             released.join(", ")
                         )
+                    },
+                    if strimzi.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", and Strimzi's {} (no longer owned)", strimzi.join(", "))
                     }
                 ),
             )

@@ -1,40 +1,63 @@
 //! The reconcile's dealings with CloudNativePG beyond applying its objects: reading
-//! the Clusters for the status, and letting go of a Cluster (it holds a database)
-//! instead of deleting it, under `deletionPolicy: Retain` and when pruning.
+//! the Clusters (and the shared Cluster's Databases) for the status, and letting go
+//! of a Cluster (it holds databases) instead of deleting it, under `deletionPolicy:
+//! Retain` and when pruning.
 
 use kube::ResourceExt;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::{Context, Error, on};
-use crate::children::cloudnative_pg;
 use crate::children::names::Names;
+use crate::children::{cloudnative_pg, cloudnative_pg_shared};
 use crate::crd::SalesSystemSpec;
 use crate::optional_kinds::Served;
 
-/// Whether the cluster serves CloudNativePG's Cluster, and the namespace's Clusters,
+/// Whether the cluster serves CloudNativePG's Cluster (and, for the shared Cluster,
+/// Database), the namespace's Clusters and, for the shared Cluster, its Databases,
 /// when some database of `spec` is on CloudNativePG (else `None` and none).
 pub(super) async fn observe(
     ctx: &Context,
     spec: &SalesSystemSpec,
     names: &Names,
-) -> Result<(Option<bool>, Vec<DynamicObject>), Error> {
+) -> Result<(Option<bool>, Vec<DynamicObject>, Vec<DynamicObject>), Error> {
     if cloudnative_pg::services(spec).is_empty() {
-        return Ok((None, Vec::new()));
+        return Ok((None, Vec::new(), Vec::new()));
     }
-    let resource = cloudnative_pg::cluster_resource();
-    if ctx.kinds.served(&resource).await == Served::No {
-        return Ok((Some(false), Vec::new()));
+    let Some(clusters) = list(ctx, names, &cloudnative_pg::cluster_resource(), "Clusters").await?
+    else {
+        return Ok((Some(false), Vec::new(), Vec::new()));
+    };
+    if cloudnative_pg_shared::services(spec).is_empty() {
+        return Ok((Some(true), clusters, Vec::new()));
+    }
+    let resource = cloudnative_pg::database_resource();
+    match list(ctx, names, &resource, "Databases").await? {
+        Some(databases) => Ok((Some(true), clusters, databases)),
+        // CloudNativePG before 1.25: no Database kind.
+        None => Ok((Some(false), clusters, Vec::new())),
+    }
+}
+
+/// The namespace's objects of `resource`; `None` when the cluster does not serve it.
+async fn list(
+    ctx: &Context,
+    names: &Names,
+    resource: &ApiResource,
+    plural: &str,
+) -> Result<Option<Vec<DynamicObject>>, Error> {
+    if ctx.kinds.served(resource).await == Served::No {
+        return Ok(None);
     }
     let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &names.namespace, &resource);
+        Api::namespaced_with(ctx.client.clone(), &names.namespace, resource);
     match api.list(&ListParams::default()).await {
-        Ok(list) => Ok((Some(true), list.items)),
+        Ok(list) => Ok(Some(list.items)),
         Err(err) if crate::api_error::kind_not_served(&err) => {
-            ctx.kinds.forget(&resource).await;
-            Ok((Some(false), Vec::new()))
+            ctx.kinds.forget(resource).await;
+            Ok(None)
         }
-        Err(err) => Err(on("listing CloudNativePG Clusters")(err)),
+        Err(err) => Err(on(format!("listing CloudNativePG {plural}"))(err)),
     }
 }
 

@@ -34,6 +34,7 @@ mod prune;
 mod rabbitmq_cluster;
 mod references;
 mod report;
+mod strimzi;
 mod tls;
 
 use std::sync::Arc;

@@ -1,14 +1,16 @@
 //! The RabbitmqCluster the services use (RabbitMQ's cluster operator), read for the
-//! status: whether its kind is served, and the object with its conditions.
+//! status: whether its kind is served, and the object with its conditions; and the
+//! system's Vhost, User and Permission (RabbitMQ's Messaging Topology Operator), with
+//! theirs.
 
-use kube::api::{Api, DynamicObject};
+use kube::api::{Api, ApiResource, DynamicObject};
 
 use super::{Context, Error, on};
 use crate::children::names::Names;
-use crate::children::rabbitmq_cluster;
+use crate::children::{rabbitmq_cluster, rabbitmq_topology};
 use crate::crd::SalesSystemSpec;
 use crate::optional_kinds::Served;
-use crate::providers::RabbitmqClusterSeen;
+use crate::providers::{RabbitmqClusterSeen, TopologyObjectSeen};
 
 /// `None` when the broker is not a RabbitmqCluster.
 pub(super) async fn observe(
@@ -20,22 +22,73 @@ pub(super) async fn observe(
         return Ok(None);
     };
     let resource = rabbitmq_cluster::rabbitmq_cluster_resource();
-    let not_served = RabbitmqClusterSeen::default();
-    if ctx.kinds.served(&resource).await == Served::No {
-        return Ok(Some(not_served));
-    }
     let name = rabbitmq_cluster::cluster_name(names, provider);
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &names.namespace, &resource);
-    match api.get_opt(&name).await {
-        Ok(object) => Ok(Some(RabbitmqClusterSeen {
-            served: true,
-            object,
-        })),
-        Err(err) if crate::api_error::kind_not_served(&err) => {
-            ctx.kinds.forget(&resource).await;
-            Ok(Some(not_served))
+    let mut seen = RabbitmqClusterSeen::default();
+    match read(ctx, names, &resource, &name).await? {
+        None => return Ok(Some(seen)),
+        Some(object) => {
+            seen.served = true;
+            seen.object = object;
         }
-        Err(err) => Err(on(format!("RabbitmqCluster {name}"))(err)),
+    }
+    let objects = [
+        (
+            rabbitmq_topology::vhost_resource(),
+            rabbitmq_topology::vhost_object(names),
+        ),
+        (
+            rabbitmq_topology::user_resource(),
+            rabbitmq_topology::user_object(names),
+        ),
+        (
+            rabbitmq_topology::permission_resource(),
+            rabbitmq_topology::user_object(names),
+        ),
+    ];
+    for (resource, name) in objects {
+        match read(ctx, names, &resource, &name).await? {
+            None => seen.topology_missing.push(resource.kind.clone()),
+            Some(object) => seen.topology.push(TopologyObjectSeen {
+                kind: resource.kind.clone(),
+                name,
+                object,
+            }),
+        }
+    }
+    Ok(Some(seen))
+}
+
+/// Whether the cluster may serve every kind of the Messaging Topology Operator the
+/// system needs (discovery says so, or cannot tell): the services' account is used
+/// only then.
+pub(super) async fn topology_served(ctx: &Context) -> bool {
+    for resource in rabbitmq_topology::resources() {
+        if ctx.kinds.served(&resource).await == Served::No {
+            return false;
+        }
+    }
+    true
+}
+
+/// The object `name` of an optional kind: `None` when the kind is not served,
+/// `Some(None)` when the object does not exist.
+async fn read(
+    ctx: &Context,
+    names: &Names,
+    resource: &ApiResource,
+    name: &str,
+) -> Result<Option<Option<DynamicObject>>, Error> {
+    if ctx.kinds.served(resource).await == Served::No {
+        return Ok(None);
+    }
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &names.namespace, resource);
+    match api.get_opt(name).await {
+        Ok(object) => Ok(Some(object)),
+        Err(err) if crate::api_error::kind_not_served(&err) => {
+            ctx.kinds.forget(resource).await;
+            Ok(None)
+        }
+        Err(err) => Err(on(format!("{} {name}", resource.kind))(err)),
     }
 }

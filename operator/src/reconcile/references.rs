@@ -10,7 +10,7 @@ use kube::api::Api;
 
 use super::{Context, Error, credentials, on};
 use crate::children::names::Names;
-use crate::children::{KnownSecrets, env, rabbitmq_cluster};
+use crate::children::{KnownSecrets, env, rabbitmq_topology};
 use crate::crd::SalesSystem;
 
 /// A Secret's values, by key.
@@ -33,6 +33,10 @@ pub(super) struct References {
     pub generated: BTreeMap<String, Values>,
     /// The TLS Secrets of `spec.tls` (the CA's key left out).
     pub tls: BTreeMap<String, Values>,
+    /// With `rabbitmq.cluster`: whether the cluster may serve the Messaging Topology
+    /// Operator's kinds, without which the services' account does not exist on the
+    /// broker (and is not handed to them).
+    pub rabbitmq_topology_served: bool,
 }
 
 impl References {
@@ -50,14 +54,15 @@ impl References {
             .kafka()
             .and_then(|kafka| env::kafka_credentials(names, &kafka))
             .and_then(|(secret, _, _)| self.get(&secret));
-        let rabbitmq_default_user = system
+        let rabbitmq_services_user = system
             .spec
             .rabbitmq_cluster()
-            .and_then(|provider| self.get(&rabbitmq_cluster::default_user_secret(names, provider)));
+            .filter(|_| self.rabbitmq_topology_served)
+            .and_then(|_| self.get(&rabbitmq_topology::credentials_secret(names)));
         KnownSecrets {
             identity,
             kafka_account,
-            rabbitmq_default_user,
+            rabbitmq_services_user,
             tls: Some(&self.tls),
         }
     }
@@ -75,10 +80,15 @@ pub(super) async fn resolve(
     }
     let generated = credentials::ensure_generated_secrets(ctx, system, names).await?;
     let tls = super::tls::ensure(ctx, system, names).await?;
+    let rabbitmq_topology_served = match system.spec.rabbitmq_cluster() {
+        Some(_) => super::rabbitmq_cluster::topology_served(ctx).await,
+        None => false,
+    };
     Ok(Resolved::All(References {
         user,
         generated,
         tls,
+        rabbitmq_topology_served,
     }))
 }
 
@@ -109,18 +119,6 @@ async fn read_references(
             }
         }
         read.insert(name, values);
-    }
-    // The default user of the RabbitmqCluster the services use: read when it exists,
-    // never waited for (the cluster operator makes it once the cluster is applied).
-    if let Some(provider) = system.spec.rabbitmq_cluster() {
-        let name = rabbitmq_cluster::default_user_secret(names, provider);
-        if let Some(secret) = api
-            .get_opt(&name)
-            .await
-            .map_err(on(format!("Secret {name}")))?
-        {
-            read.insert(name, secret_values(&secret));
-        }
     }
     Ok((missing, read))
 }

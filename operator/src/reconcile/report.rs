@@ -195,7 +195,8 @@ async fn observe(ctx: &Context, spec: &SalesSystemSpec, names: &Names) -> Result
     let params = ListParams::default().labels(&names.list_selector());
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let stateful_sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    let (cloudnative_pg, cnpg_clusters) = super::cloudnative_pg::observe(ctx, spec, names).await?;
+    let (cloudnative_pg, cnpg_clusters, cnpg_databases) =
+        super::cloudnative_pg::observe(ctx, spec, names).await?;
     Ok(Observed {
         deployments: deployments
             .list(&params)
@@ -209,10 +210,12 @@ async fn observe(ctx: &Context, spec: &SalesSystemSpec, names: &Names) -> Result
             .items,
         service_monitors: None,
         cnpg_clusters,
+        cnpg_databases,
         cloudnative_pg,
         rabbitmq_cluster: super::rabbitmq_cluster::observe(ctx, spec, names).await?,
         cert_manager: None,
         strimzi: None,
+        strimzi_kafka: super::strimzi::observe(ctx, spec, names).await?,
     })
 }
 

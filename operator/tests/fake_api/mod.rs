@@ -91,6 +91,13 @@ pub const RABBITMQ_CLUSTERS: (&str, &str, &str, &str, bool) = (
     true,
 );
 
+/// RabbitMQ's Messaging Topology Operator's kinds the system uses.
+pub const RABBITMQ_TOPOLOGY: [(&str, &str, &str, &str, bool); 3] = [
+    ("rabbitmq.com", "v1beta1", "vhosts", "Vhost", true),
+    ("rabbitmq.com", "v1beta1", "users", "User", true),
+    ("rabbitmq.com", "v1beta1", "permissions", "Permission", true),
+];
+
 type Kind = (&'static str, &'static str, &'static str, &'static str, bool);
 
 #[derive(Default)]

@@ -1,0 +1,74 @@
+//! The reconcile's dealings with a Strimzi `Kafka` beyond applying objects: reading
+//! the Kafka the services use for `BrokerReady`, and, under `deletionPolicy: Retain`,
+//! taking the SalesSystem's owner reference off a Kafka and node pool it created
+//! (one left from an earlier `Delete`), so that garbage collection leaves them, and
+//! their volumes, in place.
+
+use kube::ResourceExt;
+use kube::api::{Api, DynamicObject, ListParams};
+
+use super::cloudnative_pg::release;
+use super::{Context, Error, on};
+use crate::children::names::Names;
+use crate::children::strimzi_cluster;
+use crate::crd::SalesSystemSpec;
+use crate::optional_kinds::Served;
+use crate::strimzi_status::{self, KafkaSeen};
+
+/// The Kafka the services use, when it is Strimzi's (else `None`).
+pub(super) async fn observe(
+    ctx: &Context,
+    spec: &SalesSystemSpec,
+    names: &Names,
+) -> Result<Option<KafkaSeen>, Error> {
+    let Some(strimzi) = strimzi_status::strimzi(spec) else {
+        return Ok(None);
+    };
+    let resource = strimzi_cluster::kafka_resource();
+    if ctx.kinds.served(&resource).await == Served::No {
+        return Ok(Some(KafkaSeen::default()));
+    }
+    let name = &strimzi.cluster_name;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &names.namespace, &resource);
+    match api.get_opt(name).await {
+        Ok(object) => Ok(Some(KafkaSeen {
+            served: true,
+            object,
+        })),
+        Err(err) if crate::api_error::kind_not_served(&err) => {
+            ctx.kinds.forget(&resource).await;
+            Ok(Some(KafkaSeen::default()))
+        }
+        Err(err) => Err(on(format!("Kafka {name}"))(err)),
+    }
+}
+
+/// `deletionPolicy: Retain`: release every Kafka and KafkaNodePool of this system
+/// (none when Strimzi is not installed); the `Kind name`s released.
+pub(super) async fn release_all(ctx: &Context, names: &Names) -> Result<Vec<String>, Error> {
+    let params = ListParams::default().labels(&names.list_selector());
+    let mut released = Vec::new();
+    for resource in [
+        strimzi_cluster::kafka_resource(),
+        strimzi_cluster::kafka_node_pool_resource(),
+    ] {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &names.namespace, &resource);
+        let list = match api.list(&params).await {
+            Ok(list) => list,
+            Err(err) if crate::api_error::kind_not_served(&err) => continue,
+            Err(err) => return Err(on(format!("listing {}s", resource.kind))(err)),
+        };
+        for object in list
+            .items
+            .iter()
+            .filter(|o| !o.owner_references().is_empty())
+        {
+            let what = format!("{} {}", resource.kind, object.name_any());
+            release(&api, &object.name_any()).await.map_err(on(&what))?;
+            released.push(what);
+        }
+    }
+    Ok(released)
+}
