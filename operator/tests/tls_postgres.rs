@@ -214,11 +214,12 @@ async fn postgres_serves_tls_with_the_operators_certificate_and_refuses_plaintex
             .ssl_mode(ssl)
             .ssl_root_cert(ca)
     };
-    // sqlx over TLS (`require`: sqlx 0.8's verify-ca still checks the host name with
-    // rustls 0.23, see below for the verification): the hostssl rule lets it in.
+    // sqlx over TLS, verify-ca: the chain to the generated CA is checked, not the
+    // name (the address is not in the SANs; since sqlx 0.9, verify-ca with rustls
+    // skips the name as libpq does); the hostssl rule lets it in.
     let ca_file = dir.join("ca.crt");
     write(&ca_file, &secret[tls::CA_CERT_KEY], 0o444, None);
-    let mut conn = options(PgSslMode::Require, &ca_file)
+    let mut conn = options(PgSslMode::VerifyCa, &ca_file)
         .connect()
         .await
         .unwrap_or_else(|e| panic!("TLS connection: {e}\n{}", log(&run_dir)));
@@ -249,6 +250,15 @@ async fn postgres_serves_tls_with_the_operators_certificate_and_refuses_plaintex
     let other = tls::new_ca("other", SystemTime::now()).unwrap();
     let untrusted = handshake(&host, port, &other[tls::CA_CERT_KEY], "shop-order-db").unwrap_err();
     assert!(untrusted.contains("UnknownIssuer"), "{untrusted}");
+    // And sqlx's verify-ca refuses the server when it trusts another CA.
+    let other_file = dir.join("other-ca.crt");
+    write(&other_file, &other[tls::CA_CERT_KEY], 0o444, None);
+    let refused = options(PgSslMode::VerifyCa, &other_file)
+        .connect()
+        .await
+        .expect_err("verify-ca with another CA is refused")
+        .to_string();
+    assert!(refused.contains("UnknownIssuer"), "{refused}");
     drop(conn);
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);

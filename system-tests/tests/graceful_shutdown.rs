@@ -245,7 +245,7 @@ async fn place(client: &reqwest::Client, url: &str, token: &str, sku: &str) -> (
     }
 }
 
-async fn count(url: &str, sql: &str) -> i64 {
+async fn count(url: &str, sql: &'static str) -> i64 {
     let db = sqlx::PgPool::connect(url).await.unwrap();
     let n = sqlx::query_scalar(sql).fetch_one(&db).await.unwrap();
     db.close().await;

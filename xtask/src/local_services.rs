@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use sales_testkit::free_port;
 use sales_testkit::launch::{IdentityMaterial, Process, Service, Wiring};
-use sqlx::{Connection as _, PgConnection};
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 
 use crate::infra::Infra;
 
@@ -65,10 +65,12 @@ pub async fn databases(
         };
         let name = format!("{prefix}{database}");
         if existing == Existing::Recreate {
-            sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
-                .execute(&mut admin)
-                .await
-                .with_context(|| format!("cannot drop database {name}"))?;
+            sqlx::query(AssertSqlSafe(format!(
+                "drop database if exists \"{name}\" with (force)"
+            )))
+            .execute(&mut admin)
+            .await
+            .with_context(|| format!("cannot drop database {name}"))?;
         }
         let exists: bool =
             sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
@@ -76,7 +78,7 @@ pub async fn databases(
                 .fetch_one(&mut admin)
                 .await?;
         if !exists {
-            sqlx::query(&format!("create database \"{name}\""))
+            sqlx::query(AssertSqlSafe(format!("create database \"{name}\"")))
                 .execute(&mut admin)
                 .await
                 .with_context(|| format!("cannot create database {name}"))?;

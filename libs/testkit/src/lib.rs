@@ -21,7 +21,7 @@ use std::time::Duration;
 use sales_contracts::topology::{QueueType, RETRY_DELAYS, SUBSCRIPTIONS, Topology};
 use sales_platform::config::{BrokerArgs, DatabaseArgs, HttpArgs, KafkaArgs, MessagingKind};
 use secrecy::SecretString;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 
 /// `cargo` (the one running us, `$CARGO`), without the variables cargo sets for the
 /// program it runs (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...): xtask under `cargo run`,
@@ -115,7 +115,8 @@ impl TestDatabase {
         let mut conn = PgConnection::connect(&admin)
             .await
             .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin}: {e}; run `cargo xtask test` or set SALES_POSTGRES_URL"));
-        sqlx::query(&format!("create database \"{name}\""))
+        // The name is ours (a label from the test and a random id), not outside input.
+        sqlx::query(AssertSqlSafe(format!("create database \"{name}\"")))
             .execute(&mut conn)
             .await
             .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
@@ -141,10 +142,10 @@ impl TestDatabase {
     /// Drop the database (connections still open are terminated).
     pub async fn drop_database(self) {
         if let Ok(mut conn) = PgConnection::connect(&postgres_admin_url()).await {
-            let _ = sqlx::query(&format!(
+            let _ = sqlx::query(AssertSqlSafe(format!(
                 "drop database if exists \"{}\" with (force)",
                 self.name
-            ))
+            )))
             .execute(&mut conn)
             .await;
             let _ = conn.close().await;

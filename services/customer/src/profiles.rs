@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use sales_contracts::api::auth::Role;
 use serde::Serialize;
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, PgConnection};
 use utoipa::ToSchema;
 
 use crate::error::{CustomerError, Result};
@@ -78,6 +78,8 @@ pub fn parse_role(stored: &str) -> Role {
     }
 }
 
+/// The columns its queries select or return, put in with `format!` under
+/// `AssertSqlSafe` (sqlx 0.9): a constant, never input; values are bound parameters.
 const COLUMNS: &str = "id, email, name, address, contact, role, created_at, updated_at";
 
 /// Name, address and contact, checked: the name is required, the others optional;
@@ -140,19 +142,21 @@ fn check_text(field: &str, value: &str, max: usize, multiline: bool) -> Result<(
 
 /// One customer.
 pub async fn load(conn: &mut PgConnection, id: i64) -> Result<Customer> {
-    sqlx::query_as::<_, CustomerRow>(&format!("select {COLUMNS} from customers where id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?
-        .map(Customer::from)
-        .ok_or(CustomerError::NotFound(id))
+    sqlx::query_as::<_, CustomerRow>(AssertSqlSafe(format!(
+        "select {COLUMNS} from customers where id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .map(Customer::from)
+    .ok_or(CustomerError::NotFound(id))
 }
 
 /// Customers in the order they were made.
 pub async fn list(conn: &mut PgConnection, limit: i64, offset: i64) -> Result<Vec<Customer>> {
-    let rows = sqlx::query_as::<_, CustomerRow>(&format!(
+    let rows = sqlx::query_as::<_, CustomerRow>(AssertSqlSafe(format!(
         "select {COLUMNS} from customers order by id limit $1 offset $2"
-    ))
+    )))
     .bind(limit)
     .bind(offset)
     .fetch_all(conn)
@@ -166,10 +170,10 @@ pub async fn update(
     id: i64,
     details: &ProfileDetails,
 ) -> Result<Customer> {
-    sqlx::query_as::<_, CustomerRow>(&format!(
+    sqlx::query_as::<_, CustomerRow>(AssertSqlSafe(format!(
         "update customers set name = $2, address = $3, contact = $4, updated_at = now()
          where id = $1 returning {COLUMNS}"
-    ))
+    )))
     .bind(id)
     .bind(&details.name)
     .bind(&details.address)
@@ -182,9 +186,9 @@ pub async fn update(
 
 /// A profile without login credentials (seed 002's `POST /customers`).
 pub async fn create_profile(conn: &mut PgConnection, details: &ProfileDetails) -> Result<Customer> {
-    let row = sqlx::query_as::<_, CustomerRow>(&format!(
+    let row = sqlx::query_as::<_, CustomerRow>(AssertSqlSafe(format!(
         "insert into customers (name, address, contact) values ($1, $2, $3) returning {COLUMNS}"
-    ))
+    )))
     .bind(&details.name)
     .bind(&details.address)
     .bind(&details.contact)

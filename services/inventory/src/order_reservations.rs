@@ -21,7 +21,7 @@
 //! cancelled: `released` with every unit back.
 
 use sales_contracts::api::stock::{ReservationLine, ReservationStatus, Shortage};
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::error::{InventoryError, Result};
 use crate::reservations::{
@@ -32,9 +32,9 @@ use crate::stock::MAX_COUNT;
 
 /// The order's reservation, its row locked; `None` if the order has none.
 async fn lock_for_order(conn: &mut PgConnection, order_id: i64) -> Result<Option<ReservationRow>> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
         "select {COLUMNS} from reservations where order_id = $1 for update"
-    ))
+    )))
     .bind(order_id)
     .fetch_optional(conn)
     .await?)

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sales_contracts::api::stock::{Reservation, ReservationLine, ReservationStatus, Shortage};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
 use crate::error::{InventoryError, Result};
 use crate::stock::validate_sku_to_find;
@@ -90,6 +90,9 @@ impl ReservationRow {
     }
 }
 
+/// The columns every query of a [`ReservationRow`] selects or returns. Queries put it in
+/// with `format!` under `AssertSqlSafe`: it is a constant, never anything a caller sent
+/// (values are always bound parameters).
 pub(crate) const COLUMNS: &str =
     "id, order_id, status, expires_at, released_by, created_at, updated_at";
 
@@ -192,10 +195,10 @@ pub(crate) async fn reserve_in(
 ) -> Result<Reservation> {
     take_stock(conn, lines).await?;
     let expires_at = hold.map(|h| Utc::now() + chrono::Duration::from_std(h).unwrap_or_default());
-    let row: ReservationRow = sqlx::query_as(&format!(
+    let row: ReservationRow = sqlx::query_as(AssertSqlSafe(format!(
         "insert into reservations (order_id, status, expires_at, origin) values ($1, $2, $3, $4)
          returning {COLUMNS}"
-    ))
+    )))
     .bind(order_id)
     .bind(status.as_str())
     .bind(expires_at)
@@ -261,20 +264,21 @@ async fn take_stock(conn: &mut PgConnection, lines: &[ReservationLine]) -> Resul
 }
 
 pub async fn get_reservation(conn: &mut PgConnection, id: i64) -> Result<Reservation> {
-    let row: ReservationRow =
-        sqlx::query_as(&format!("select {COLUMNS} from reservations where id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or(InventoryError::ReservationNotFound(id))?;
+    let row: ReservationRow = sqlx::query_as(AssertSqlSafe(format!(
+        "select {COLUMNS} from reservations where id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(InventoryError::ReservationNotFound(id))?;
     let lines = load_lines(conn, id).await?;
     Ok(to_reservation(row, lines))
 }
 
 pub async fn find_for_order(conn: &mut PgConnection, order_id: i64) -> Result<Option<Reservation>> {
-    let row: Option<ReservationRow> = sqlx::query_as(&format!(
+    let row: Option<ReservationRow> = sqlx::query_as(AssertSqlSafe(format!(
         "select {COLUMNS} from reservations where order_id = $1"
-    ))
+    )))
     .bind(order_id)
     .fetch_optional(&mut *conn)
     .await?;
@@ -314,9 +318,9 @@ fn to_reservation(row: ReservationRow, items: Vec<ReservationLine>) -> Reservati
 
 /// Lock a reservation row (and learn its status).
 pub(crate) async fn lock(conn: &mut PgConnection, id: i64) -> Result<ReservationRow> {
-    sqlx::query_as(&format!(
+    sqlx::query_as(AssertSqlSafe(format!(
         "select {COLUMNS} from reservations where id = $1 for update"
-    ))
+    )))
     .bind(id)
     .fetch_optional(conn)
     .await?
@@ -324,7 +328,13 @@ pub(crate) async fn lock(conn: &mut PgConnection, id: i64) -> Result<Reservation
 }
 
 /// Lock the reservation's stock rows in SKU order, then apply `update` to them.
-pub(crate) async fn adjust_stock(conn: &mut PgConnection, id: i64, update: &str) -> Result<()> {
+/// `update` is a `set` clause written in this crate (`'static`: a literal, never
+/// anything a caller sent), hence the `AssertSqlSafe` below.
+pub(crate) async fn adjust_stock(
+    conn: &mut PgConnection,
+    id: i64,
+    update: &'static str,
+) -> Result<()> {
     sqlx::query(
         "select 1 from stock_items where sku in
             (select sku from reservation_lines where reservation_id = $1)
@@ -333,10 +343,10 @@ pub(crate) async fn adjust_stock(conn: &mut PgConnection, id: i64, update: &str)
     .bind(id)
     .execute(&mut *conn)
     .await?;
-    sqlx::query(&format!(
+    sqlx::query(AssertSqlSafe(format!(
         "update stock_items s set {update}, updated_at = now()
          from reservation_lines l where l.reservation_id = $1 and s.sku = l.sku"
-    ))
+    )))
     .bind(id)
     .execute(&mut *conn)
     .await?;

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sales_contracts::api::stock::StockLevel;
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::error::{InventoryError, Result};
 
@@ -28,6 +28,9 @@ impl From<StockRow> for StockLevel {
     }
 }
 
+/// The columns every query of a [`StockRow`] selects or returns. Queries put it in with
+/// `format!` under `AssertSqlSafe`: it is a constant, never anything a caller sent
+/// (values are always bound parameters).
 const COLUMNS: &str = "sku, product_id, on_hand, reserved, updated_at";
 
 /// The most units an item can count, on hand or reserved (the columns are `integer`).
@@ -42,9 +45,9 @@ pub async fn list_stock(
 ) -> Result<Vec<StockLevel>> {
     let rows: Vec<StockRow> = match product_ids {
         Some(ids) => {
-            sqlx::query_as(&format!(
+            sqlx::query_as(AssertSqlSafe(format!(
                 "select {COLUMNS} from stock_items where product_id = any($1) order by sku limit $2 offset $3"
-            ))
+            )))
             .bind(ids)
             .bind(limit)
             .bind(offset)
@@ -52,9 +55,9 @@ pub async fn list_stock(
             .await?
         }
         None => {
-            sqlx::query_as(&format!(
+            sqlx::query_as(AssertSqlSafe(format!(
                 "select {COLUMNS} from stock_items order by sku limit $1 offset $2"
-            ))
+            )))
             .bind(limit)
             .bind(offset)
             .fetch_all(conn)
@@ -66,12 +69,14 @@ pub async fn list_stock(
 
 pub async fn get_stock(conn: &mut PgConnection, sku: &str) -> Result<StockLevel> {
     refuse_nul(sku)?;
-    sqlx::query_as::<_, StockRow>(&format!("select {COLUMNS} from stock_items where sku = $1"))
-        .bind(sku)
-        .fetch_optional(conn)
-        .await?
-        .map(StockLevel::from)
-        .ok_or_else(|| InventoryError::UnknownItems(vec![sku.to_owned()]))
+    sqlx::query_as::<_, StockRow>(AssertSqlSafe(format!(
+        "select {COLUMNS} from stock_items where sku = $1"
+    )))
+    .bind(sku)
+    .fetch_optional(conn)
+    .await?
+    .map(StockLevel::from)
+    .ok_or_else(|| InventoryError::UnknownItems(vec![sku.to_owned()]))
 }
 
 /// Set the units on hand of an item, creating it if new (a stock count, a delivery).
@@ -110,14 +115,14 @@ pub async fn set_on_hand(
             });
         }
     }
-    let row: StockRow = sqlx::query_as(&format!(
+    let row: StockRow = sqlx::query_as(AssertSqlSafe(format!(
         "insert into stock_items (sku, product_id, on_hand) values ($1, $2, $3)
          on conflict (sku) do update
             set on_hand = excluded.on_hand,
                 product_id = coalesce(stock_items.product_id, excluded.product_id),
                 updated_at = now()
          returning {COLUMNS}"
-    ))
+    )))
     .bind(sku)
     .bind(product_id)
     .bind(on_hand)
@@ -212,11 +217,11 @@ pub async fn take_out(
             "quantity must be at least 1, got {quantity}"
         )));
     }
-    let row: Option<StockRow> = sqlx::query_as(&format!(
+    let row: Option<StockRow> = sqlx::query_as(AssertSqlSafe(format!(
         "update stock_items set on_hand = on_hand - $2, updated_at = now()
          where product_id = $1 and on_hand - reserved >= $2
          returning {COLUMNS}"
-    ))
+    )))
     .bind(product_id)
     .bind(quantity)
     .fetch_optional(conn)
@@ -229,9 +234,9 @@ pub async fn get_stock_of_product(
     conn: &mut PgConnection,
     product_id: i64,
 ) -> Result<Option<StockLevel>> {
-    let row: Option<StockRow> = sqlx::query_as(&format!(
+    let row: Option<StockRow> = sqlx::query_as(AssertSqlSafe(format!(
         "select {COLUMNS} from stock_items where product_id = $1"
-    ))
+    )))
     .bind(product_id)
     .fetch_optional(conn)
     .await?;
@@ -267,13 +272,13 @@ pub async fn set_available(
             "quantity cannot be negative".into(),
         ));
     }
-    let row: Option<StockRow> = sqlx::query_as(&format!(
+    let row: Option<StockRow> = sqlx::query_as(AssertSqlSafe(format!(
         "insert into stock_items (sku, on_hand) values ($1, $2)
          on conflict (sku) do update
             set on_hand = stock_items.reserved + excluded.on_hand, updated_at = now()
             where stock_items.reserved::bigint + excluded.on_hand <= $3
          returning {COLUMNS}"
-    ))
+    )))
     .bind(sku)
     .bind(available)
     .bind(i64::from(MAX_COUNT))

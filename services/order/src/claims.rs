@@ -51,7 +51,7 @@ use sales_contracts::events::{CanceledItem, RestoreCanceledItem, StockLine};
 use sales_platform::identity::Caller;
 use sales_platform::identity::caller::Principal;
 use sales_platform::outbox;
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::error::{Holder, OrderError, Result};
 use crate::orders::{self, Order};
@@ -302,9 +302,9 @@ async fn insert_claim(
     request: &ClaimRequest<'_>,
     ttl: Duration,
 ) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar(&format!(
+    Ok(sqlx::query_scalar(AssertSqlSafe(format!(
         "{INSERT_CLAIM} on conflict (key_owner, idempotency_key) do nothing returning order_id"
-    ))
+    )))
     .bind(request.key.map(|_| request.placer.key_owner.as_str()))
     .bind(request.key)
     .bind(request.fingerprint)
@@ -335,7 +335,7 @@ async fn insert_within_bounds(
         .await?;
     let limits = ctx.limits;
     let (count, held, order_id, key_taken): (i64, i64, Option<i64>, bool) =
-        sqlx::query_as(&format!(
+        sqlx::query_as(AssertSqlSafe(format!(
             "with held as (
              select (select coalesce(sum(l.quantity), 0) from order_lines l
                      where l.order_id = o.id)::bigint as units
@@ -360,7 +360,7 @@ async fn insert_within_bounds(
              exists (select 1 from order_claims
                      where key_owner = $1 and idempotency_key = $2) as key_taken
          from totals"
-        ))
+        )))
         .bind(request.key.map(|_| request.placer.key_owner.as_str()))
         .bind(request.key)
         .bind(request.fingerprint)

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sales_contracts::{Currency, DecimalAmount, Money};
 use sales_platform::identity::OwnerScope;
 use serde::Serialize;
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, PgConnection};
 use utoipa::ToSchema;
 
 use crate::error::{OrderError, Result};
@@ -155,6 +155,8 @@ struct LineRow {
     line_amount: i64,
 }
 
+/// The columns its queries select or return, put in with `format!` under
+/// `AssertSqlSafe` (sqlx 0.9): a constant, never input; values are bound parameters.
 const COLUMNS: &str = "id, customer_id, stated_customer_id, status, payment_status, total_amount, currency, \
     reservation_id, pay_by, cancel_reason, payment_id, failure_reason, paid_at, cancelled_at, \
     shipped_at, delivered_at, created_at, updated_at";
@@ -296,10 +298,10 @@ pub async fn lock(conn: &mut PgConnection, id: i64) -> Result<Order> {
 }
 
 #[tracing::instrument(name = "db select order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-async fn fetch_one(conn: &mut PgConnection, id: i64, suffix: &str) -> Result<Order> {
-    let row: OrderRow = sqlx::query_as(&format!(
+async fn fetch_one(conn: &mut PgConnection, id: i64, suffix: &'static str) -> Result<Order> {
+    let row: OrderRow = sqlx::query_as(AssertSqlSafe(format!(
         "select {COLUMNS} from orders where id = $1{suffix}"
-    ))
+    )))
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?
@@ -325,14 +327,14 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Order>> {
-    let rows: Vec<OrderRow> = sqlx::query_as(&format!(
+    let rows: Vec<OrderRow> = sqlx::query_as(AssertSqlSafe(format!(
         "select {COLUMNS} from orders o
          where ($6 or customer_id is not distinct from $1)
            and ($2::text is null or status = $2)
            and ($3::bigint is null or exists
                  (select 1 from order_lines l where l.order_id = o.id and l.product_id = $3))
          order by id desc limit $4 offset $5"
-    ))
+    )))
     .bind(filter.owner.sql_binds().1)
     .bind(filter.status.map(OrderStatus::as_str))
     .bind(filter.product_id)

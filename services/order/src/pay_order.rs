@@ -19,6 +19,7 @@ use sales_contracts::events::{OrderFailed, PaidOrder};
 use sales_platform::client::CallError;
 use sales_platform::identity::Caller;
 use sales_platform::outbox;
+use sqlx::AssertSqlSafe;
 
 use crate::cancel_order::restore_stock_event;
 use crate::claims::FINISH_STORED_CLAIM;
@@ -185,12 +186,12 @@ pub(crate) async fn confirm(
     // The database keeps microseconds: the answer shows the time as stored.
     let paid_at = Utc::now().trunc_subsecs(6);
     let mut tx = ctx.pool.begin().await?;
-    let updated = sqlx::query(&format!(
+    let updated = sqlx::query(AssertSqlSafe(format!(
         "with {FINISH_STORED_CLAIM}
          update orders set status = $2, payment_status = $3, payment_id = $4, paid_at = $5,
                 updated_at = $5, payment_settled_at = $5
          where id = $1 and status = $6"
-    ))
+    )))
     .bind(order_id)
     .bind(next.as_str())
     .bind(PaymentStatus::Succeeded.as_str())
@@ -242,12 +243,12 @@ pub(crate) async fn fail(ctx: &OrderContext, order: Order, payment: &Payment) ->
         .unwrap_or_else(|| "declined by the payment service".into());
     let now = Utc::now().trunc_subsecs(6);
     let mut tx = ctx.pool.begin().await?;
-    let updated = sqlx::query(&format!(
+    let updated = sqlx::query(AssertSqlSafe(format!(
         "with {FINISH_STORED_CLAIM}
          update orders set status = $2, payment_status = $3, payment_id = $4, failure_reason = $5,
                 updated_at = $6, payment_settled_at = $6
          where id = $1 and status = $7"
-    ))
+    )))
     .bind(order_id)
     .bind(next.as_str())
     .bind(PaymentStatus::Failed.as_str())

@@ -9,7 +9,7 @@ use chrono::Utc;
 use sales_contracts::Envelope;
 use sales_contracts::events::{MessageType, ShipmentDelivered, ShipmentShipped};
 use sales_platform::messaging::{HandlerError, MessageHandler};
-use sqlx::{Postgres, Transaction};
+use sqlx::{AssertSqlSafe, Postgres, Transaction};
 
 use crate::OrderContext;
 use crate::error::OrderError;
@@ -75,9 +75,9 @@ impl MessageHandler for ShipmentConsumer {
             } else {
                 "delivered_at"
             };
-            sqlx::query(&format!(
+            sqlx::query(AssertSqlSafe(format!(
                 "update orders set status = $2, {column} = $3, updated_at = $3 where id = $1"
-            ))
+            )))
             .bind(order_id)
             .bind(step.as_str())
             .bind(now)

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use sales_contracts::api::payments::Payment;
 use sales_contracts::{Currency, Money};
 use sales_platform::identity::Caller;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
 use crate::error::{PaymentError, Result};
 use crate::metrics::PaymentMetrics;
@@ -135,6 +135,8 @@ impl TryFrom<PaymentRow> for Payment {
     }
 }
 
+/// The columns its queries select or return, put in with `format!` under
+/// `AssertSqlSafe` (sqlx 0.9): a constant, never input; values are bound parameters.
 const COLUMNS: &str = "id, order_id, customer_id, source, amount_minor, currency, status, \
     decline_reason, provider_call, provider_reference, created_at, updated_at";
 
@@ -161,11 +163,12 @@ impl Payments {
     /// One payment, if `caller` may see it: a customer sees only the payments of
     /// their own orders (another's is not found, as if it did not exist).
     pub async fn get(&self, id: i64, caller: &Caller) -> Result<Payment> {
-        let row: Option<PaymentRow> =
-            sqlx::query_as(&format!("select {COLUMNS} from payments where id = $1"))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<PaymentRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "select {COLUMNS} from payments where id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         let payment = Payment::try_from(row.ok_or(PaymentError::NotFound(id))?)?;
         if caller.may_see(payment.customer_id) {
             Ok(payment)
@@ -182,12 +185,12 @@ impl Payments {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<Payment>> {
-        let rows: Vec<PaymentRow> = sqlx::query_as(&format!(
+        let rows: Vec<PaymentRow> = sqlx::query_as(AssertSqlSafe(format!(
             "select {COLUMNS} from payments
              where ($1::bigint is null or order_id = $1)
                and ($4 or customer_id is not distinct from $5)
              order by id limit $2 offset $3"
-        ))
+        )))
         .bind(order_id)
         .bind(limit)
         .bind(offset)
@@ -201,9 +204,9 @@ impl Payments {
     /// The order's own payment ([`Source::Canonical`]), if it has one: what the order
     /// service asks when it settles an order whose charge it never heard back from.
     pub async fn of_order(&self, order_id: i64) -> Result<Option<Payment>> {
-        let row: Option<PaymentRow> = sqlx::query_as(&format!(
+        let row: Option<PaymentRow> = sqlx::query_as(AssertSqlSafe(format!(
             "select {COLUMNS} from payments where order_id = $1 and source = 'canonical'"
-        ))
+        )))
         .bind(order_id)
         .fetch_optional(&self.pool)
         .await?;
@@ -388,9 +391,9 @@ impl TryFrom<PaymentRow> for Locked {
 /// Lock a payment's row for the rest of the transaction, if it is within `reach`
 /// (another is not found).
 pub(crate) async fn lock(conn: &mut PgConnection, id: i64, reach: Reach<'_>) -> Result<Locked> {
-    let row: Option<PaymentRow> = sqlx::query_as(&format!(
+    let row: Option<PaymentRow> = sqlx::query_as(AssertSqlSafe(format!(
         "select {COLUMNS} from payments where id = $1 for update"
-    ))
+    )))
     .bind(id)
     .fetch_optional(conn)
     .await?;
@@ -420,12 +423,12 @@ async fn lock_or_open(
     // Rows are never deleted, so a conflicting insert means the row is there once the
     // other transaction commits; the loop only guards against the impossible.
     for _ in 0..3 {
-        let inserted: Option<PaymentRow> = sqlx::query_as(&format!(
+        let inserted: Option<PaymentRow> = sqlx::query_as(AssertSqlSafe(format!(
             "insert into payments (order_id, customer_id, amount_minor, currency, status, source)
              values ($1, $4, $2, $3, 'pending', $5)
              on conflict (source, order_id) do nothing
              returning {COLUMNS}"
-        ))
+        )))
         .bind(order_id)
         .bind(amount.amount)
         .bind(amount.currency.as_str())
@@ -441,9 +444,9 @@ async fn lock_or_open(
             tracing::debug!(payment_id = locked.payment.payment_id, order_id, amount = %amount, source = source.as_str(), "payment opened");
             return Ok((locked, true));
         }
-        let existing: Option<PaymentRow> = sqlx::query_as(&format!(
+        let existing: Option<PaymentRow> = sqlx::query_as(AssertSqlSafe(format!(
             "select {COLUMNS} from payments where order_id = $1 and source = $2 for update"
-        ))
+        )))
         .bind(order_id)
         .bind(source.as_str())
         .fetch_optional(&mut *conn)
@@ -478,10 +481,10 @@ pub(crate) async fn apply(
             payment_id: payment.payment_id,
             source,
         })?;
-    let row: PaymentRow = sqlx::query_as(&format!(
+    let row: PaymentRow = sqlx::query_as(AssertSqlSafe(format!(
         "update payments set status = $2, decline_reason = $3, updated_at = now()
          where id = $1 returning {COLUMNS}"
-    ))
+    )))
     .bind(payment.payment_id)
     .bind(payment_status::as_str(next))
     .bind(decline_reason)

@@ -6,7 +6,7 @@
 //! answers what it answered the first time.
 
 use futures::future::BoxFuture;
-use sqlx::PgPool;
+use sqlx::{AssertSqlSafe, PgPool};
 
 use crate::authorizer::{Authorizer, Decision};
 use crate::provider::{Operation, PaymentProvider, ProviderCall, ProviderError, ProviderOutcome};
@@ -51,13 +51,13 @@ impl SimulatedProvider {
         };
         let reference = format!("sim_{}", call.idempotency_key);
         let columns = "operation, amount_minor, currency, approved, decline_reason, reference";
-        let booked: Option<BookedCall> = sqlx::query_as(&format!(
+        let booked: Option<BookedCall> = sqlx::query_as(AssertSqlSafe(format!(
             "insert into simulated_provider_operations
                  (idempotency_key, operation, amount_minor, currency, approved, decline_reason, reference)
              values ($1, $2, $3, $4, $5, $6, $7)
              on conflict (idempotency_key) do nothing
              returning {columns}"
-        ))
+        )))
         .bind(&call.idempotency_key)
         .bind(call.operation.as_str())
         .bind(call.amount.amount)
@@ -72,9 +72,9 @@ impl SimulatedProvider {
             return Ok(booked.outcome());
         }
         // Called before with this key: the first answer again, if it was this call.
-        let earlier: BookedCall = sqlx::query_as(&format!(
+        let earlier: BookedCall = sqlx::query_as(AssertSqlSafe(format!(
             "select {columns} from simulated_provider_operations where idempotency_key = $1"
-        ))
+        )))
         .bind(&call.idempotency_key)
         .fetch_one(&self.books)
         .await

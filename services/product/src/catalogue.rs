@@ -6,7 +6,7 @@ use sales_contracts::api::catalogue::Product;
 use sales_contracts::events::ProductCreated;
 use sales_contracts::{Currency, Money};
 use sales_platform::outbox;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
 use crate::SERVICE;
 use crate::error::{CatalogueError, Result};
@@ -49,6 +49,8 @@ impl From<ProductRow> for Product {
     }
 }
 
+/// The columns its queries select or return, put in with `format!` under
+/// `AssertSqlSafe` (sqlx 0.9): a constant, never input; values are bound parameters.
 const COLUMNS: &str = "id, sku, name, description, price_amount, currency, created_at, updated_at";
 
 /// The most characters a product's name may have.
@@ -125,10 +127,10 @@ pub async fn create_product(pool: &PgPool, new: NewProduct) -> Result<Product> {
         .as_deref()
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|| format!("SKU-{id}"));
-    let row: ProductRow = sqlx::query_as(&format!(
+    let row: ProductRow = sqlx::query_as(AssertSqlSafe(format!(
         "insert into products (id, sku, name, description, price_amount, currency)
          values ($1, $2, $3, $4, $5, $6) returning {COLUMNS}"
-    ))
+    )))
     .bind(id)
     .bind(&sku)
     .bind(new.name.trim())
@@ -162,12 +164,14 @@ pub async fn create_product(pool: &PgPool, new: NewProduct) -> Result<Product> {
 }
 
 pub async fn get_product(conn: &mut PgConnection, id: i64) -> Result<Product> {
-    sqlx::query_as::<_, ProductRow>(&format!("select {COLUMNS} from products where id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?
-        .map(Product::from)
-        .ok_or(CatalogueError::NotFound(id))
+    sqlx::query_as::<_, ProductRow>(AssertSqlSafe(format!(
+        "select {COLUMNS} from products where id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .map(Product::from)
+    .ok_or(CatalogueError::NotFound(id))
 }
 
 /// Which products to list.
@@ -184,11 +188,11 @@ pub async fn list_products(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Product>> {
-    let rows: Vec<ProductRow> = sqlx::query_as(&format!(
+    let rows: Vec<ProductRow> = sqlx::query_as(AssertSqlSafe(format!(
         "select {COLUMNS} from products
          where ($1::bigint[] is null or id = any($1)) and ($2::text[] is null or sku = any($2))
          order by id limit $3 offset $4"
-    ))
+    )))
     .bind(filter.ids.as_deref())
     .bind(filter.skus.as_deref())
     .bind(limit)
@@ -219,7 +223,7 @@ pub async fn update_product(pool: &PgPool, id: i64, changes: ProductChanges) -> 
     if let Some(description) = &changes.description {
         validate_description(description)?;
     }
-    let row: ProductRow = sqlx::query_as(&format!(
+    let row: ProductRow = sqlx::query_as(AssertSqlSafe(format!(
         "update products set
             name = coalesce($2, name),
             description = coalesce($3, description),
@@ -227,7 +231,7 @@ pub async fn update_product(pool: &PgPool, id: i64, changes: ProductChanges) -> 
             currency = coalesce($5, currency),
             updated_at = now()
          where id = $1 returning {COLUMNS}"
-    ))
+    )))
     .bind(id)
     .bind(changes.name.as_deref().map(str::trim))
     .bind(changes.description.as_deref())

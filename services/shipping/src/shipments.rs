@@ -15,7 +15,7 @@ use sales_contracts::events::{ShipmentDelivered, ShipmentShipped};
 use sales_platform::identity::OwnerScope;
 use sales_platform::outbox;
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use utoipa::ToSchema;
 
 use crate::SERVICE;
@@ -52,6 +52,8 @@ pub struct Shipment {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The columns its queries select or return, put in with `format!` under
+/// `AssertSqlSafe` (sqlx 0.9): a constant, never input; values are bound parameters.
 const COLUMNS: &str = "id, order_id, customer_id, status, carrier, tracking_number, \
                        shipped_at, delivered_at, order_paid_at, created_at, updated_at";
 
@@ -120,11 +122,11 @@ pub async fn open(
     paid: bool,
 ) -> Result<(Shipment, bool)> {
     validate_order_id(order_id)?;
-    let inserted: Option<ShipmentRow> = sqlx::query_as(&format!(
+    let inserted: Option<ShipmentRow> = sqlx::query_as(AssertSqlSafe(format!(
         "insert into shipments (order_id, customer_id, order_paid_at)
          values ($1, $2, case when $3 then now() end)
          on conflict (order_id) do nothing returning {COLUMNS}"
-    ))
+    )))
     .bind(order_id)
     .bind(customer_id)
     .bind(paid)
@@ -133,7 +135,7 @@ pub async fn open(
     if let Some(row) = inserted {
         return Ok((to_shipment(row)?, true));
     }
-    let row: ShipmentRow = sqlx::query_as(&format!(
+    let row: ShipmentRow = sqlx::query_as(AssertSqlSafe(format!(
         "update shipments set
              customer_id = coalesce(customer_id, $2),
              order_paid_at = case when $3 then coalesce(order_paid_at, now()) else order_paid_at end,
@@ -141,7 +143,7 @@ pub async fn open(
                                     or ($3 and order_paid_at is null)
                                then now() else updated_at end
          where order_id = $1 returning {COLUMNS}"
-    ))
+    )))
     .bind(order_id)
     .bind(customer_id)
     .bind(paid)
@@ -167,10 +169,10 @@ pub async fn lock(conn: &mut PgConnection, id: i64) -> Result<Shipment> {
     fetch_one(conn, id, " for update").await
 }
 
-async fn fetch_one(conn: &mut PgConnection, id: i64, suffix: &str) -> Result<Shipment> {
-    let row: ShipmentRow = sqlx::query_as(&format!(
+async fn fetch_one(conn: &mut PgConnection, id: i64, suffix: &'static str) -> Result<Shipment> {
+    let row: ShipmentRow = sqlx::query_as(AssertSqlSafe(format!(
         "select {COLUMNS} from shipments where id = $1{suffix}"
-    ))
+    )))
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?
@@ -194,13 +196,13 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Shipment>> {
-    let rows: Vec<ShipmentRow> = sqlx::query_as(&format!(
+    let rows: Vec<ShipmentRow> = sqlx::query_as(AssertSqlSafe(format!(
         "select {COLUMNS} from shipments
          where ($6 or customer_id is not distinct from $1)
            and ($2::bigint is null or order_id = $2)
            and ($3::text is null or status = $3)
          order by id desc limit $4 offset $5"
-    ))
+    )))
     .bind(filter.owner.sql_binds().1)
     .bind(filter.order_id)
     .bind(filter.status.map(ShipmentStatus::as_str))
@@ -298,7 +300,7 @@ pub async fn advance(
             order_id: current.order_id,
         });
     }
-    let row: ShipmentRow = sqlx::query_as(&format!(
+    let row: ShipmentRow = sqlx::query_as(AssertSqlSafe(format!(
         "update shipments set
              status = $2,
              shipped_at = case when $2 = 'shipped' then now() else shipped_at end,
@@ -307,7 +309,7 @@ pub async fn advance(
              tracking_number = coalesce($4, tracking_number),
              updated_at = now()
          where id = $1 returning {COLUMNS}"
-    ))
+    )))
     .bind(id)
     .bind(next.as_str())
     .bind(dispatch.carrier)

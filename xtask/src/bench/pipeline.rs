@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use sales_testkit::launch::{Service, Wiring};
-use sqlx::{Connection as _, PgConnection};
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 
 use super::load::histogram;
 use super::statements::OWN_QUERY;
@@ -50,6 +50,9 @@ pub struct Hops {
 
 type Stamps = HashMap<i64, DateTime<Utc>>;
 
+// The queries below are text of this file behind [`OWN_QUERY`] (a constant comment
+// that marks them as the bench's), hence `AssertSqlSafe`; values are bound parameters.
+
 impl Pipeline {
     pub async fn connect(wiring: &Wiring) -> Result<Pipeline> {
         let connect = |service: Service| async move {
@@ -71,7 +74,9 @@ impl Pipeline {
     /// The newest order's id: the next step's orders are those after it.
     pub async fn mark(&mut self) -> Result<i64> {
         let q = format!("{OWN_QUERY} select coalesce(max(id), 0) from orders");
-        Ok(sqlx::query_scalar(&q).fetch_one(&mut self.orders).await?)
+        Ok(sqlx::query_scalar(AssertSqlSafe(q))
+            .fetch_one(&mut self.orders)
+            .await?)
     }
 
     /// Wait until every order after `since` that was paid has its shipment and its
@@ -81,7 +86,7 @@ impl Pipeline {
         let q = format!(
             "{OWN_QUERY} select count(*) from orders where id > $1 and paid_at is not null"
         );
-        let paid: i64 = sqlx::query_scalar(&q)
+        let paid: i64 = sqlx::query_scalar(AssertSqlSafe(q))
             .bind(since)
             .fetch_one(&mut self.orders)
             .await?;
@@ -90,11 +95,11 @@ impl Pipeline {
             "{OWN_QUERY} select count(*) from notifications where order_id > $1 and event = 'paid-order'"
         );
         loop {
-            let shipments: i64 = sqlx::query_scalar(&shipments_q)
+            let shipments: i64 = sqlx::query_scalar(AssertSqlSafe(shipments_q.as_str()))
                 .bind(since)
                 .fetch_one(&mut self.shipping)
                 .await?;
-            let notified: i64 = sqlx::query_scalar(&notified_q)
+            let notified: i64 = sqlx::query_scalar(AssertSqlSafe(notified_q.as_str()))
                 .bind(since)
                 .fetch_one(&mut self.notifications)
                 .await?;
@@ -116,13 +121,13 @@ impl Pipeline {
         let q = format!(
             "{OWN_QUERY} select id, created_at, paid_at from orders where id > $1 and paid_at is not null"
         );
-        let orders: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(&q)
+        let orders: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(AssertSqlSafe(q))
             .bind(since)
             .fetch_all(&mut self.orders)
             .await?;
         let q =
             format!("{OWN_QUERY} select order_id, created_at from shipments where order_id > $1");
-        let shipped: Stamps = sqlx::query_as(&q)
+        let shipped: Stamps = sqlx::query_as(AssertSqlSafe(q))
             .bind(since)
             .fetch_all(&mut self.shipping)
             .await?
@@ -132,7 +137,7 @@ impl Pipeline {
             "{OWN_QUERY} select order_id, min(created_at) from notifications
              where order_id > $1 and event = 'paid-order' group by order_id"
         );
-        let notified: Stamps = sqlx::query_as(&q)
+        let notified: Stamps = sqlx::query_as(AssertSqlSafe(q))
             .bind(since)
             .fetch_all(&mut self.notifications)
             .await?

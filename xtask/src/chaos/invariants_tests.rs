@@ -3,7 +3,7 @@
 //! test fails if the checker misses the violation (or reports a clean shop).
 
 use sales_testkit::TestDatabase;
-use sqlx::Executor as _;
+use sqlx::{AssertSqlSafe, Executor as _};
 
 use super::*;
 
@@ -56,7 +56,7 @@ impl Scratch {
         Scratch { dbs, urls }
     }
 
-    async fn sql(&self, url: &str, statements: &str) {
+    async fn sql(&self, url: &str, statements: &'static str) {
         let mut conn = connect(url).await.unwrap();
         conn.execute(statements).await.unwrap();
     }
@@ -77,9 +77,9 @@ impl Scratch {
         } else {
             ""
         };
-        sqlx::query(&format!(
+        sqlx::query(AssertSqlSafe(format!(
             "update reservations set status = $2{who} where id = $1"
-        ))
+        )))
         .bind(id)
         .bind(status)
         .execute(&mut conn)

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use sales_testkit::launch::{Service, Signal, Wiring};
-use sqlx::{Connection as _, PgConnection};
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 
 use super::ChaosArgs;
 use super::broker_api::BrokerApi;
@@ -210,9 +210,9 @@ async fn synchronous_commit_on(admin_url: &str, wiring: &Wiring) -> Result<()> {
         let Some(database) = service.database() else {
             continue;
         };
-        sqlx::query(&format!(
+        sqlx::query(AssertSqlSafe(format!(
             "alter database \"{DB_PREFIX}{database}\" set synchronous_commit = on"
-        ))
+        )))
         .execute(&mut admin)
         .await?;
         let url = &wiring.database_urls[&service];
