@@ -14,7 +14,6 @@ mod fake_api;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
 
 use fake_api::FakeApi;
 use k8s_openapi::api::events::v1::Event;
@@ -22,8 +21,6 @@ use kube::Client;
 use kube::api::Api;
 use sales_operator::children::names::MANAGER;
 use sales_operator::crd::{FINALIZER, SalesSystem};
-use sales_operator::metrics::Metrics;
-use sales_operator::optional_kinds::OptionalKinds;
 use sales_operator::reconcile::{Context, reconcile};
 use serde_json::{Value, json};
 
@@ -301,16 +298,6 @@ fn a_reference_at_the_top_level_and_mixed_fields_are_refused() {
     );
 }
 
-fn context(client: &Client) -> Arc<Context> {
-    let mut ctx = Context::new(
-        client.clone(),
-        common::recorder(client),
-        Arc::new(Metrics::new()),
-    );
-    ctx.kinds = Arc::new(OptionalKinds::new(client.clone(), Duration::ZERO));
-    Arc::new(ctx)
-}
-
 async fn reconciled(ctx: &Arc<Context>, client: &Client) -> SalesSystem {
     let api = Api::<SalesSystem>::namespaced(client.clone(), NS);
     let system = api.get("shop-cnpg").await.unwrap();
@@ -318,18 +305,6 @@ async fn reconciled(ctx: &Arc<Context>, client: &Client) -> SalesSystem {
         .await
         .expect("the reconcile succeeds");
     api.get("shop-cnpg").await.unwrap()
-}
-
-fn condition(system: &SalesSystem, kind: &str) -> (String, String, String) {
-    let c = system
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == kind)
-        .unwrap_or_else(|| panic!("condition {kind}"));
-    (c.status.clone(), c.reason.clone(), c.message.clone())
 }
 
 fn events(api: &FakeApi, reason: &str) -> usize {
@@ -357,10 +332,10 @@ async fn without_cloudnative_pg_the_rest_is_applied_and_the_status_says_so() {
                "stringData": {"uri": "postgresql://payment@payments-db-rw:5432/payments"}}),
     );
     let client = api.client();
-    let ctx = context(&client);
+    let ctx = common::context(&client);
 
     let shop = reconciled(&ctx, &client).await;
-    let (status, reason, message) = condition(&shop, "ProvidersAvailable");
+    let (status, reason, message) = common::condition(&shop, "ProvidersAvailable");
     assert_eq!(
         (status.as_str(), reason.as_str()),
         ("False", "CloudNativePGNotInstalled")
@@ -369,7 +344,7 @@ async fn without_cloudnative_pg_the_rest_is_applied_and_the_status_says_so() {
         message.contains("install the CloudNativePG operator"),
         "{message}"
     );
-    assert_eq!(condition(&shop, "Degraded").0, "False");
+    assert_eq!(common::condition(&shop, "Degraded").0, "False");
     assert_eq!(
         api.objects("deployments", NS).len(),
         9,
@@ -384,8 +359,8 @@ async fn without_cloudnative_pg_the_rest_is_applied_and_the_status_says_so() {
     let shop = reconciled(&ctx, &client).await;
     assert_eq!(api.objects("clusters", NS).len(), 6);
     assert_eq!(api.objects("scheduledbackups", NS).len(), 6);
-    assert_eq!(condition(&shop, "ProvidersAvailable").0, "True");
-    let (ready, _, message) = condition(&shop, "DatabasesReady");
+    assert_eq!(common::condition(&shop, "ProvidersAvailable").0, "True");
+    let (ready, _, message) = common::condition(&shop, "DatabasesReady");
     assert_eq!(ready, "False");
     assert!(message.contains("0/3 instances ready"), "{message}");
     assert!(message.contains("payments-db not found"), "{message}");

@@ -11,7 +11,6 @@ mod common;
 mod fake_api;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use fake_api::FakeApi;
 use kube::Client;
@@ -19,9 +18,7 @@ use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
 };
 use sales_operator::crd::{DeletionPolicy, FINALIZER, SalesSystem};
-use sales_operator::metrics::Metrics;
-use sales_operator::optional_kinds::OptionalKinds;
-use sales_operator::reconcile::{Context, reconcile};
+use sales_operator::reconcile::reconcile;
 use serde_json::{Value, json};
 
 const EXAMPLE: &str = "examples/salessystem-cloudnative-pg-shared.yaml";
@@ -48,35 +45,13 @@ const SCHEDULED_BACKUPS: Kind = (
 );
 const DATABASES: Kind = ("postgresql.cnpg.io", "v1", "databases", "Database", true);
 
-fn context(client: &Client) -> Arc<Context> {
-    let mut ctx = Context::new(
-        client.clone(),
-        common::recorder(client),
-        Arc::new(Metrics::new()),
-    );
-    ctx.kinds = Arc::new(OptionalKinds::new(client.clone(), Duration::ZERO));
-    Arc::new(ctx)
-}
-
 async fn reconciled(client: &Client) -> SalesSystem {
     let api = Api::<SalesSystem>::namespaced(client.clone(), NS);
     let system = api.get(NAME).await.unwrap();
-    reconcile(Arc::new(system), context(client))
+    reconcile(Arc::new(system), common::context(client))
         .await
         .expect("the reconcile succeeds");
     api.get(NAME).await.unwrap()
-}
-
-fn condition(system: &SalesSystem, kind: &str) -> (String, String, String) {
-    let c = system
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == kind)
-        .unwrap_or_else(|| panic!("condition {kind}"));
-    (c.status.clone(), c.reason.clone(), c.message.clone())
 }
 
 fn seed_example(api: &FakeApi, policy: DeletionPolicy) -> Client {
@@ -110,7 +85,7 @@ async fn the_reconcile_creates_them_and_waits_for_cnpg_to_apply_each_database() 
     let api = FakeApi::new();
     let client = seed_example(&api, DeletionPolicy::Retain);
     let shop = reconciled(&client).await;
-    let (status, reason, message) = condition(&shop, "ProvidersAvailable");
+    let (status, reason, message) = common::condition(&shop, "ProvidersAvailable");
     assert_eq!(
         (status.as_str(), reason.as_str()),
         ("False", "CloudNativePGNotInstalled")
@@ -132,16 +107,16 @@ async fn the_reconcile_creates_them_and_waits_for_cnpg_to_apply_each_database() 
     let shop = reconciled(&client).await;
     assert_eq!(api.objects("clusters", NS).len(), 1);
     assert_eq!(
-        condition(&shop, "ProvidersAvailable").1,
+        common::condition(&shop, "ProvidersAvailable").1,
         "CloudNativePGNotInstalled"
     );
 
     api.install(DATABASES);
     let shop = reconciled(&client).await;
-    assert_eq!(condition(&shop, "ProvidersAvailable").0, "True");
+    assert_eq!(common::condition(&shop, "ProvidersAvailable").0, "True");
     assert_eq!(api.objects("databases", NS).len(), 7);
     assert_eq!(api.objects("scheduledbackups", NS).len(), 1);
-    let (ready, _, message) = condition(&shop, "DatabasesReady");
+    let (ready, _, message) = common::condition(&shop, "DatabasesReady");
     assert_eq!(ready, "False");
     assert!(
         message.contains("shop-shared-pg: 0/3 instances ready"),
@@ -164,7 +139,7 @@ async fn the_reconcile_creates_them_and_waits_for_cnpg_to_apply_each_database() 
         json!({"applied": false, "message": "role \"order\" does not exist"}),
     )
     .await;
-    let (ready, _, message) = condition(&reconciled(&client).await, "DatabasesReady");
+    let (ready, _, message) = common::condition(&reconciled(&client).await, "DatabasesReady");
     assert_eq!(ready, "False");
     assert!(
         message.contains("order (CloudNativePG Database shop-shared-pg-order not applied: role \"order\" does not exist)"),
@@ -184,7 +159,7 @@ async fn the_reconcile_creates_them_and_waits_for_cnpg_to_apply_each_database() 
         )
         .await;
     }
-    let (ready, _, message) = condition(&reconciled(&client).await, "DatabasesReady");
+    let (ready, _, message) = common::condition(&reconciled(&client).await, "DatabasesReady");
     assert_eq!(ready, "True", "{message}");
     assert!(message.contains("7 managed databases ready"), "{message}");
 }
@@ -194,7 +169,7 @@ async fn delete_and_clean_up(client: &Client, params: &DeleteParams) {
     let systems = Api::<SalesSystem>::namespaced(client.clone(), NS);
     systems.delete(NAME, params).await.unwrap();
     let terminating = systems.get(NAME).await.unwrap();
-    reconcile(Arc::new(terminating), context(client))
+    reconcile(Arc::new(terminating), common::context(client))
         .await
         .expect("cleanup");
     assert!(systems.get_opt(NAME).await.unwrap().is_none());

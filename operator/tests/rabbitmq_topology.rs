@@ -19,7 +19,6 @@ mod fake_api;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use fake_api::{FakeApi, RABBITMQ_CLUSTERS, RABBITMQ_TOPOLOGY};
 use k8s_openapi::api::core::v1::Secret;
@@ -28,8 +27,6 @@ use kube::Client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use sales_operator::children::{self, rabbitmq_topology};
 use sales_operator::crd::{FINALIZER, SalesSystem};
-use sales_operator::metrics::Metrics;
-use sales_operator::optional_kinds::OptionalKinds;
 use sales_operator::reconcile::{Context, reconcile};
 use serde_json::{Value, json};
 
@@ -199,17 +196,6 @@ fn the_vhost_user_and_permission_are_valid_for_the_topology_operator() {
 // On the in-memory API server
 // ---------------------------------------------------------------------------------------
 
-fn context(client: &Client) -> Arc<Context> {
-    let mut ctx = Context::new(
-        client.clone(),
-        common::recorder(client),
-        Arc::new(Metrics::new()),
-    );
-    // Discovery asked on every reconcile: a CRD installed in between is seen at once.
-    ctx.kinds = Arc::new(OptionalKinds::new(client.clone(), Duration::ZERO));
-    Arc::new(ctx)
-}
-
 fn seed(api: &FakeApi, system: Value) -> Value {
     let mut system = system;
     system["metadata"]["finalizers"] = json!([FINALIZER]);
@@ -284,7 +270,7 @@ async fn without_the_topology_operator_the_services_get_no_account_and_the_statu
     api.install(RABBITMQ_CLUSTERS);
     seed(&api, system("Delete", json!({})));
     let client = api.client();
-    let ctx = context(&client);
+    let ctx = common::context(&client);
 
     let shop = reconciled(&ctx, &client).await;
     let providers = condition(&shop, "ProvidersAvailable");
@@ -406,7 +392,7 @@ async fn delete_and_clean_up(client: &Client) {
         .delete("shop", &DeleteParams::background())
         .await
         .unwrap();
-    reconcile(Arc::new(get(client).await), context(client))
+    reconcile(Arc::new(get(client).await), common::context(client))
         .await
         .expect("cleanup");
     assert!(systems.get_opt("shop").await.unwrap().is_none());
@@ -436,7 +422,7 @@ async fn retain_keeps_the_vhost_user_and_password_and_delete_takes_them() {
     }
     seed(&api, system("Retain", json!({})));
     let client = api.client();
-    reconciled(&context(&client), &client).await;
+    reconciled(&common::context(&client), &client).await;
     let password = secret_values(&client, "shop-rabbitmq-user").await.unwrap()["password"].clone();
     let vhost = api_of(&client, &rabbitmq_topology::vhost_resource())
         .get("shop")
@@ -461,7 +447,7 @@ async fn retain_keeps_the_vhost_user_and_password_and_delete_takes_them() {
     // user keeps its password; deleted, it takes them with it.
     let second = seed(&api, system("Delete", json!({})));
     let uid = second["metadata"]["uid"].as_str().unwrap().to_owned();
-    reconciled(&context(&client), &client).await;
+    reconciled(&common::context(&client), &client).await;
     for (resource, name) in &topology_objects()[..2] {
         let object = api_of(&client, resource).get(name).await.unwrap();
         let owners: Vec<String> = object
@@ -521,7 +507,7 @@ async fn a_new_password_reaches_the_url_and_rolls_the_services() {
     }
     seed(&api, system("Delete", json!({})));
     let client = api.client();
-    reconciled(&context(&client), &client).await;
+    reconciled(&common::context(&client), &client).await;
     let before = credentials_hash(&client, "shop-inventory").await;
     assert!(before.is_some(), "the pods carry the account's digest");
 
@@ -533,7 +519,7 @@ async fn a_new_password_reaches_the_url_and_rolls_the_services() {
         )
         .await
         .unwrap();
-    reconciled(&context(&client), &client).await;
+    reconciled(&common::context(&client), &client).await;
     let url = secret_values(&client, "shop-rabbitmq").await.unwrap()["url"].clone();
     assert_eq!(
         url,

@@ -10,15 +10,12 @@ mod common;
 mod fake_api;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use fake_api::{FakeApi, KAFKA_TOPICS};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use sales_operator::children::strimzi_cluster::kafka_resource;
 use sales_operator::crd::{DeletionPolicy, FINALIZER, SalesSystem};
-use sales_operator::metrics::Metrics;
-use sales_operator::optional_kinds::OptionalKinds;
 use sales_operator::reconcile::{Context, reconcile};
 use serde_json::{Value, json};
 
@@ -39,17 +36,6 @@ const KAFKA_USERS: (&str, &str, &str, &str, bool) =
 fn example(file: &str) -> SalesSystem {
     let text = std::fs::read_to_string(common::workspace().join(file)).unwrap();
     sales_operator::render::parse(&text).unwrap()
-}
-
-fn context(client: &Client) -> Arc<Context> {
-    let mut ctx = Context::new(
-        client.clone(),
-        common::recorder(client),
-        Arc::new(Metrics::new()),
-    );
-    // Discovery asked on every reconcile: a CRD installed is used at once.
-    ctx.kinds = Arc::new(OptionalKinds::new(client.clone(), Duration::ZERO));
-    Arc::new(ctx)
 }
 
 /// Seed `system` (with its finalizer) and return a client of the server.
@@ -95,7 +81,7 @@ async fn the_reconcile_creates_the_kafka_and_waits_for_strimzi_to_call_it_ready(
     let api = FakeApi::new();
     install_strimzi(&api);
     let client = seeded(&api, example(EXAMPLE));
-    let ctx = context(&client);
+    let ctx = common::context(&client);
 
     let shop = reconciled(&ctx, &client).await;
     let kafkas = api.objects("kafkas", NS);
@@ -147,7 +133,7 @@ async fn a_named_kafka_is_looked_for_and_its_readiness_followed() {
     let api = FakeApi::new();
     install_strimzi(&api);
     let client = seeded(&api, example("examples/salessystem-strimzi.yaml"));
-    let ctx = context(&client);
+    let ctx = common::context(&client);
     let shop = reconciled_named(&ctx, &client, "shop-strimzi").await;
     let (ready, reason, message) = condition(&shop, "BrokerReady");
     assert_eq!(
@@ -180,7 +166,7 @@ async fn a_named_kafka_is_looked_for_and_its_readiness_followed() {
 async fn without_strimzi_the_rest_is_applied_and_the_status_names_the_kinds() {
     let api = FakeApi::new();
     let client = seeded(&api, example(EXAMPLE));
-    let ctx = context(&client);
+    let ctx = common::context(&client);
 
     let shop = reconciled(&ctx, &client).await;
     assert!(api.objects("deployments", NS).len() >= 8, "the services");
@@ -223,7 +209,7 @@ async fn delete_and_clean_up(client: &Client) {
         .await
         .unwrap();
     let terminating = systems.get(NAME).await.unwrap();
-    reconcile(Arc::new(terminating), context(client))
+    reconcile(Arc::new(terminating), common::context(client))
         .await
         .expect("cleanup");
     assert!(systems.get_opt(NAME).await.unwrap().is_none());
@@ -244,7 +230,7 @@ async fn under_delete_the_kafka_goes_with_the_system() {
     let mut system = example(EXAMPLE);
     system.spec.deletion_policy = DeletionPolicy::Delete;
     let client = seeded(&api, system);
-    reconciled(&context(&client), &client).await;
+    reconciled(&common::context(&client), &client).await;
     let kafkas = api.objects("kafkas", NS);
     assert_eq!(owners(&kafkas[0]), 1);
     assert_eq!(owners(&api.objects("kafkanodepools", NS)[0]), 1);
@@ -261,7 +247,7 @@ async fn under_retain_the_kafka_stays_even_when_once_owned() {
     let api = FakeApi::new();
     install_strimzi(&api);
     let client = seeded(&api, example(EXAMPLE));
-    reconciled(&context(&client), &client).await;
+    reconciled(&common::context(&client), &client).await;
     assert_eq!(owners(&api.objects("kafkas", NS)[0]), 0);
     assert_eq!(owners(&api.objects("kafkanodepools", NS)[0]), 0);
 
@@ -273,7 +259,7 @@ async fn under_retain_the_kafka_stays_even_when_once_owned() {
         .patch(NAME, &PatchParams::default(), &patch("Delete"))
         .await
         .unwrap();
-    reconciled(&context(&client), &client).await;
+    reconciled(&common::context(&client), &client).await;
     assert_eq!(owners(&api.objects("kafkas", NS)[0]), 1);
     systems
         .patch(NAME, &PatchParams::default(), &patch("Retain"))

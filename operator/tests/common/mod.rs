@@ -121,3 +121,34 @@ pub fn validate_custom_resources(
         })
         .collect()
 }
+
+/// A reconcile context on `client` whose discovery of optional kinds is asked again at
+/// every reconcile (a CRD installed in between is seen at once).
+pub fn context(client: &kube::Client) -> std::sync::Arc<sales_operator::reconcile::Context> {
+    let mut ctx = sales_operator::reconcile::Context::new(
+        client.clone(),
+        recorder(client),
+        std::sync::Arc::new(sales_operator::metrics::Metrics::new()),
+    );
+    ctx.kinds = std::sync::Arc::new(sales_operator::optional_kinds::OptionalKinds::new(
+        client.clone(),
+        std::time::Duration::ZERO,
+    ));
+    std::sync::Arc::new(ctx)
+}
+
+/// A condition of `system`'s status: its status, reason and message.
+pub fn condition(
+    system: &sales_operator::crd::SalesSystem,
+    kind: &str,
+) -> (String, String, String) {
+    let c = system
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind)
+        .unwrap_or_else(|| panic!("condition {kind}"));
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
