@@ -22,8 +22,6 @@ use kube::Client;
 use kube::api::Api;
 use sales_operator::children::tls;
 use sales_operator::crd::{FINALIZER, SalesSystem};
-use sales_operator::metrics::Metrics;
-use sales_operator::optional_kinds::OptionalKinds;
 use sales_operator::reconcile::{Context, reconcile};
 use serde_json::{Value, json};
 
@@ -58,13 +56,8 @@ fn seeded(text: &str) -> (FakeApi, Client, Arc<Context>) {
     system.metadata.finalizers = Some(vec![FINALIZER.into()]);
     api.seed("salessystems", serde_json::to_value(&system).unwrap());
     let client = api.client();
-    let mut ctx = Context::new(
-        client.clone(),
-        common::recorder(&client),
-        Arc::new(Metrics::new()),
-    );
-    ctx.kinds = Arc::new(OptionalKinds::new(client.clone(), Duration::ZERO));
-    (api, client, Arc::new(ctx))
+    let ctx = common::context(&client);
+    (api, client, ctx)
 }
 
 async fn reconciled(ctx: &Arc<Context>, client: &Client) -> SalesSystem {
@@ -244,23 +237,11 @@ async fn a_certificate_near_its_end_is_renewed_and_rolls_its_pods() {
     assert_ne!(annotation.as_str(), digest(&old).as_deref());
 }
 
-fn condition(system: &SalesSystem, kind: &str) -> (String, String, String) {
-    let c = system
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == kind)
-        .unwrap_or_else(|| panic!("condition {kind}"));
-    (c.status.clone(), c.reason.clone(), c.message.clone())
-}
-
 #[tokio::test]
 async fn without_cert_manager_the_rest_is_applied_and_the_status_says_so() {
     let (api, client, ctx) = seeded(&cert_manager());
     let shop = reconciled(&ctx, &client).await;
-    let (status, reason, message) = condition(&shop, "ProvidersAvailable");
+    let (status, reason, message) = common::condition(&shop, "ProvidersAvailable");
     assert_eq!(
         (status.as_str(), reason.as_str()),
         ("False", "CertManagerNotInstalled")
@@ -279,7 +260,7 @@ async fn without_cert_manager_the_rest_is_applied_and_the_status_says_so() {
     );
     api.install(CERTIFICATES);
     let shop = reconciled(&ctx, &client).await;
-    assert_eq!(condition(&shop, "ProvidersAvailable").0, "True");
+    assert_eq!(common::condition(&shop, "ProvidersAvailable").0, "True");
     let certificates = api.objects("certificates", NS);
     assert_eq!(certificates.len(), 7 + 1 + 1);
     let broker = object(&api, "certificates", "shop-rabbitmq-tls");

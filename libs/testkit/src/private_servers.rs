@@ -123,17 +123,7 @@ pub(crate) fn scratch_dir(label: &str, user: Option<&str>, tls: Option<&TestCa>)
             .unwrap_or_else(|e| panic!("{e}"));
     }
     if let Some(user) = user.filter(|_| is_root()) {
-        let status = Command::new("chown")
-            .arg("-R")
-            .arg(format!("{user}:"))
-            .arg(&dir)
-            .status()
-            .unwrap_or_else(|e| panic!("chown: {e}"));
-        assert!(
-            status.success(),
-            "chown -R {user}: {} failed",
-            dir.display()
-        );
+        run_as::give_tree_to(user, &dir).unwrap_or_else(|e| panic!("{e}"));
     }
     dir
 }
@@ -278,16 +268,7 @@ impl PrivateRabbitMq {
             std::fs::create_dir_all(dir.join("mnesia")).unwrap_or_else(|e| panic!("{e}"));
             std::fs::create_dir_all(dir.join("log")).unwrap_or_else(|e| panic!("{e}"));
             if is_root() {
-                let status = Command::new("chown")
-                    .args(["-R", "rabbitmq:"])
-                    .arg(&dir)
-                    .status()
-                    .unwrap_or_else(|e| panic!("chown: {e}"));
-                assert!(
-                    status.success(),
-                    "chown -R rabbitmq: {} failed",
-                    dir.display()
-                );
+                run_as::give_tree_to("rabbitmq", &dir).unwrap_or_else(|e| panic!("{e}"));
             }
             // The directory's name is unique: the node's name too.
             let node = dir

@@ -378,16 +378,7 @@ fn spawn_node(shared: &Shared<'_>, dir: &Path, name: &str) -> ClusterNode {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     if is_root() {
-        let status = Command::new("chown")
-            .args(["-R", "rabbitmq:"])
-            .arg(dir)
-            .status()
-            .unwrap_or_else(|e| panic!("chown: {e}"));
-        assert!(
-            status.success(),
-            "chown -R rabbitmq: {} failed",
-            dir.display()
-        );
+        run_as::give_tree_to("rabbitmq", dir).unwrap_or_else(|e| panic!("{e}"));
     }
     let mut env = run_as::rabbitmq_node_env(dir, name, crate::free_port());
     env.push(("ERL_EPMD_PORT".into(), shared.epmd_port.to_string()));

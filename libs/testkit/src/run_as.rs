@@ -11,6 +11,22 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Give `dir` and everything below it to `user` (`chown -R <user>:`), so a server run
+/// as that user can write there.
+pub fn give_tree_to(user: &str, dir: &Path) -> Result<(), String> {
+    let status = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{user}:"))
+        .arg(dir)
+        .status()
+        .map_err(|e| format!("chown: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("chown -R {user}: {} failed", dir.display()))
+    }
+}
+
 /// `program` with `env`, run as `user` (through `runuser`) when given; `runuser`
 /// resets the environment, so the variables are passed through `env`.
 pub fn command_as(user: Option<&str>, program: &Path, env: &[(String, String)]) -> Command {
