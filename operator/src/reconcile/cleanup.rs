@@ -96,7 +96,12 @@ pub(super) async fn cleanup(system: &SalesSystem, ctx: &Context) -> Result<Actio
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(on("listing KafkaTopics")(e)),
             }
-            let released = super::cloudnative_pg::release_all(ctx, &names).await?;
+            let released = super::release::release_owned(
+                ctx,
+                &names,
+                &crate::children::cloudnative_pg::cluster_resource(),
+            )
+            .await?;
             // A Kafka the operator created stays, volumes and all.
             let strimzi = super::strimzi::release_all(ctx, &names).await?;
             let uid = system.uid();

@@ -1,11 +1,8 @@
 //! The reconcile's dealings with CloudNativePG beyond applying its objects: reading
-//! the Clusters (and the shared Cluster's Databases) for the status, and letting go
-//! of a Cluster (it holds databases) instead of deleting it, under `deletionPolicy:
-//! Retain` and when pruning.
+//! the Clusters (and the shared Cluster's Databases) for the status. Letting go of a
+//! Cluster instead of deleting it is [`super::release`]'s.
 
-use kube::ResourceExt;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
-use serde_json::json;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 
 use super::{Context, Error, on};
 use crate::children::names::Names;
@@ -59,44 +56,4 @@ async fn list(
         }
         Err(err) => Err(on(format!("listing CloudNativePG {plural}"))(err)),
     }
-}
-
-/// Take the SalesSystem's owner reference off a CloudNativePG Cluster, so that
-/// neither garbage collection nor the operator deletes it (and its volumes) with the
-/// SalesSystem; a SalesSystem of the same name applies it again, and owns it again.
-pub(super) async fn release(api: &Api<DynamicObject>, name: &str) -> Result<(), kube::Error> {
-    let patch = json!({"metadata": {"ownerReferences": null}});
-    match api
-        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// `deletionPolicy: Retain`: release every Cluster of this system (none when
-/// CloudNativePG is not installed); the names released.
-pub(super) async fn release_all(ctx: &Context, names: &Names) -> Result<Vec<String>, Error> {
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        ctx.client.clone(),
-        &names.namespace,
-        &cloudnative_pg::cluster_resource(),
-    );
-    let params = ListParams::default().labels(&names.list_selector());
-    let list = match api.list(&params).await {
-        Ok(list) => list,
-        Err(err) if crate::api_error::kind_not_served(&err) => return Ok(Vec::new()),
-        Err(err) => return Err(on("listing CloudNativePG Clusters")(err)),
-    };
-    let mut released = Vec::new();
-    for cluster in list.items {
-        let name = cluster.name_any();
-        release(&api, &name)
-            .await
-            .map_err(on(format!("Cluster {name}")))?;
-        released.push(name);
-    }
-    Ok(released)
 }

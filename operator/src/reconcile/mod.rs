@@ -33,6 +33,7 @@ mod hold_upgrades;
 mod prune;
 mod rabbitmq_cluster;
 mod references;
+mod release;
 mod report;
 mod strimzi;
 mod tls;

@@ -91,7 +91,7 @@ pub(super) async fn prune(
             if ours && !wanted.contains(&(resource.kind.clone(), name.clone())) {
                 let what = format!("{} {name}", resource.kind);
                 if resource == cloudnative_pg::cluster_resource() {
-                    super::cloudnative_pg::release(&api, &name)
+                    super::release::release(&api, &name)
                         .await
                         .map_err(on(&what))?;
                     pruned.push(format!(

@@ -4,10 +4,9 @@
 //! (one left from an earlier `Delete`), so that garbage collection leaves them, and
 //! their volumes, in place.
 
-use kube::ResourceExt;
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, DynamicObject};
 
-use super::cloudnative_pg::release;
+use super::release::release_owned;
 use super::{Context, Error, on};
 use crate::children::names::Names;
 use crate::children::strimzi_cluster;
@@ -45,30 +44,15 @@ pub(super) async fn observe(
 }
 
 /// `deletionPolicy: Retain`: release every Kafka and KafkaNodePool of this system
-/// (none when Strimzi is not installed); the `Kind name`s released.
+/// still owned (none when Strimzi is not installed); the `Kind name`s released.
 pub(super) async fn release_all(ctx: &Context, names: &Names) -> Result<Vec<String>, Error> {
-    let params = ListParams::default().labels(&names.list_selector());
     let mut released = Vec::new();
     for resource in [
         strimzi_cluster::kafka_resource(),
         strimzi_cluster::kafka_node_pool_resource(),
     ] {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), &names.namespace, &resource);
-        let list = match api.list(&params).await {
-            Ok(list) => list,
-            Err(err) if crate::api_error::kind_not_served(&err) => continue,
-            Err(err) => return Err(on(format!("listing {}s", resource.kind))(err)),
-        };
-        for object in list
-            .items
-            .iter()
-            .filter(|o| !o.owner_references().is_empty())
-        {
-            let what = format!("{} {}", resource.kind, object.name_any());
-            release(&api, &object.name_any()).await.map_err(on(&what))?;
-            released.push(what);
-        }
+        let names = release_owned(ctx, names, &resource).await?;
+        released.extend(names.into_iter().map(|n| format!("{} {n}", resource.kind)));
     }
     Ok(released)
 }
