@@ -353,6 +353,7 @@ fn error_answer(description: &str) -> serde_json::Value {
 /// - 400 where there is a parameter or a body to get wrong (`invalid_path`,
 ///   `invalid_query`, `validation_failed`, `malformed_json`);
 /// - 413 and 415 where there is a body (too large; not `application/json`);
+/// - every answer has a `description`, empty if the route gave none (3.1 requires it);
 /// - every string without a pattern, enumeration or format of its own gets
 ///   [`NO_NUL_PATTERN`], and every object's member names and unknown members hold no
 ///   NUL either: no text does ([`crate::error::Json`]).
@@ -380,6 +381,13 @@ pub fn document_common_answers(openapi: &OpenApi) -> serde_json::Value {
         else {
             continue;
         };
+        // OpenAPI 3.1 requires every answer's `description`; utoipa 6 leaves an empty
+        // one out (5 wrote `""`), which would make the document invalid.
+        for answer in responses.values_mut().filter_map(|a| a.as_object_mut()) {
+            if !answer.contains_key("$ref") {
+                answer.entry("description").or_insert_with(|| json!(""));
+            }
+        }
         if has_parameters || has_body {
             responses.entry("400").or_insert_with(|| {
                 error_answer(
@@ -657,6 +665,23 @@ mod tests {
             "#/components/schemas/JsonWithoutNul"
         );
         assert!(doc["components"]["schemas"]["JsonWithoutNul"]["anyOf"].is_array());
+    }
+
+    #[test]
+    fn every_answer_has_a_description_as_openapi_3_1_requires() {
+        let openapi: OpenApi = serde_json::from_value(json!({
+            "openapi": "3.1.0",
+            "info": {"title": "t", "version": "1"},
+            "paths": {"/things": {"get": {"responses": {
+                "200": {"content": {"application/json": {"schema": {"type": "object"}}}},
+                "404": {"description": "no such thing"}
+            }}}}
+        }))
+        .unwrap();
+        let doc = document_common_answers(&openapi);
+        let answers = &doc["paths"]["/things"]["get"]["responses"];
+        assert_eq!(answers["200"]["description"], "", "{answers}");
+        assert_eq!(answers["404"]["description"], "no such thing");
     }
 
     #[test]
