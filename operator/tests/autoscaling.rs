@@ -1041,7 +1041,7 @@ async fn the_depth_read_matches_rabbitmqctl_and_drives_the_replicas() {
     let _ = management.set_password(None);
     let management = management.as_str().trim_end_matches('/').to_owned();
     let reader = Management::new(&amqp, Some(&management)).unwrap();
-    let http = reqwest::Client::new();
+    let http = sales_testkit::http_client();
     sales_testkit::eventually(
         "the management API caught up",
         Duration::from_secs(30),

@@ -90,7 +90,7 @@ async fn the_operator_exports_what_the_dashboards_use() {
         .await
         .unwrap();
     sales_operator::controller::install_crypto_provider();
-    let response = reqwest::get(format!("http://{addr}/metrics"))
+    let response = sales_testkit::http_get(format!("http://{addr}/metrics"))
         .await
         .unwrap();
     assert!(response.status().is_success(), "{response:?}");

@@ -37,7 +37,7 @@ pub async fn effects(pool: &PgPool) -> i64 {
 /// (`processed`, `retried`, `dead_lettered`...), from its metrics.
 #[allow(clippy::expect_used)]
 pub async fn consumed(admin_url: &str, outcome: &str) -> f64 {
-    let text = reqwest::get(format!("{admin_url}/metrics"))
+    let text = sales_testkit::http_get(format!("{admin_url}/metrics"))
         .await
         .expect("the metrics answer")
         .text()

@@ -208,7 +208,7 @@ impl System {
             log_dir: log_dir.clone(),
             databases,
             transport: Some(transport),
-            client: reqwest::Client::new(),
+            client: sales_testkit::http_client(),
         };
         // A service that exits while starting most likely lost its port to another
         // test: start every service again on new ports, a few times.

@@ -53,7 +53,7 @@ impl Relay {
             upstream: Arc::new(Mutex::new(String::new())),
             answer: Arc::new(Mutex::new(Answer::Pass)),
             reserved: Arc::new(Notify::new()),
-            client: reqwest::Client::new(),
+            client: sales_testkit::http_client(),
         };
         let state = relay.clone();
         let app = axum::Router::new().fallback(
@@ -234,7 +234,7 @@ async fn stock_reserved_by_an_order_service_killed_before_it_stored_the_order_co
     let url = format!("{}/api/v1/orders", sys.url(Service::Order));
     let token = sys.token_for(Service::Order, system_tests::Who::Customer(customer));
     let placing = tokio::spawn(
-        reqwest::Client::new()
+        sales_testkit::http_client()
             .post(url)
             .bearer_auth(token)
             .json(&order_of(product, 3))
@@ -304,7 +304,7 @@ async fn a_stale_attempt_giving_up_does_not_take_the_stock_of_the_order_its_retr
         let token = sys.token_for(Service::Order, system_tests::Who::Customer(customer));
         let body = body.clone();
         async move {
-            let r = reqwest::Client::new()
+            let r = sales_testkit::http_client()
                 .post(url)
                 .bearer_auth(token)
                 .json(&body)

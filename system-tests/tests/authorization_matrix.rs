@@ -752,7 +752,7 @@ fn service_named(name: &str) -> Service {
 
 /// Every (method, path) of a service's OpenAPI document but the probes.
 async fn operations(sys: &System, service: Service) -> BTreeSet<(String, String)> {
-    let doc: Value = reqwest::get(format!("{}/openapi.json", sys.url(service)))
+    let doc: Value = sales_testkit::http_get(format!("{}/openapi.json", sys.url(service)))
         .await
         .unwrap()
         .json()
@@ -792,7 +792,7 @@ async fn every_operation_times_every_caller() {
     })
     .await;
     let f = Fixture::make(&sys).await;
-    let client = reqwest::Client::new();
+    let client = sales_testkit::http_client();
 
     // Every operation has a row, and every row an operation.
     let mut documented = BTreeSet::new();

@@ -10,7 +10,7 @@ use sqlx::Connection;
 use system_tests::{Service, System, SystemOptions};
 
 async fn cache_count(sys: &System, service: Service, cache: &str, outcome: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", sys.admin_url(service)))
+    let text = sales_testkit::http_get(format!("{}/metrics", sys.admin_url(service)))
         .await
         .unwrap()
         .text()

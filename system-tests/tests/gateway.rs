@@ -218,7 +218,7 @@ async fn a_down_or_stuck_service_gives_a_fast_503_or_504_not_a_hang() {
     }
     let (_, body) = last.unwrap();
     assert_eq!(body["error"]["code"], "upstream_unavailable", "{body}");
-    let metrics = reqwest::get(format!("{}/metrics", sys.admin_url(Service::Gateway)))
+    let metrics = sales_testkit::http_get(format!("{}/metrics", sys.admin_url(Service::Gateway)))
         .await
         .unwrap()
         .text()
@@ -230,7 +230,7 @@ async fn a_down_or_stuck_service_gives_a_fast_503_or_504_not_a_hang() {
             && l.ends_with(" 2")
     });
     assert!(open, "the breaker should be open:\n{metrics}");
-    let answer = reqwest::Client::new()
+    let answer = sales_testkit::http_client()
         .get(format!("{}/api/v1/notifications", sys.gateway()))
         .bearer_auth(&token)
         .send()
@@ -273,7 +273,7 @@ async fn the_rate_limit_holds_across_two_gateway_processes() {
         .await
         .unwrap();
 
-    let client = reqwest::Client::new();
+    let client = sales_testkit::http_client();
     let mut statuses = Vec::new();
     for i in 0..8 {
         let base = if i % 2 == 0 {

@@ -181,7 +181,7 @@ async fn stopped_mid_stream(kafka: bool, stop: Stop) {
     assert_eq!(distinct, MESSAGES);
     let admin = wiring.admin_url(Service::Notification);
     let operator = sys.admin_token().await;
-    let parked: serde_json::Value = reqwest::Client::new()
+    let parked: serde_json::Value = sales_testkit::http_client()
         .get(format!("{admin}/admin/dead-letters"))
         .bearer_auth(operator)
         .send()
@@ -281,7 +281,7 @@ async fn an_order_in_flight_at_sigterm_is_answered_and_its_events_published() {
     payments.set(Fault::Frozen);
     let in_flight = tokio::spawn({
         let (url, token) = (url.clone(), token.clone());
-        async move { place(&reqwest::Client::new(), &url, &token, "DRAINED").await }
+        async move { place(&sales_testkit::http_client(), &url, &token, "DRAINED").await }
     });
     let orders_db = sys.wiring.database_urls[&Service::Order].clone();
     sales_testkit::eventually("the order stored", Duration::from_secs(15), || async {
@@ -289,7 +289,7 @@ async fn an_order_in_flight_at_sigterm_is_answered_and_its_events_published() {
     })
     .await;
     order.signal(Signal::SIGTERM).unwrap();
-    let client = reqwest::Client::new();
+    let client = sales_testkit::http_client();
     let ready = sales_testkit::eventually("/ready to fail", Duration::from_secs(2), || async {
         let r = client.get(format!("{url}/ready")).send().await.ok()?;
         (r.status() == 503).then(|| r.status())
@@ -304,7 +304,7 @@ async fn an_order_in_flight_at_sigterm_is_answered_and_its_events_published() {
     // After the window the listener closes; the order in hand keeps the process up,
     // and the charge is let through only now, so its events commit after the stop.
     sales_testkit::eventually("the listener to close", Duration::from_secs(10), || async {
-        let fresh = reqwest::Client::new();
+        let fresh = sales_testkit::http_client();
         fresh
             .get(format!("{url}/health"))
             .send()
@@ -360,7 +360,7 @@ async fn an_order_service_stopped_under_load_fails_no_request_and_loses_no_event
     let watcher = tokio::spawn({
         let (backends, stop) = (backends.clone(), stop.clone());
         async move {
-            let client = reqwest::Client::new();
+            let client = sales_testkit::http_client();
             while !stop.is_cancelled() {
                 for (url, ready) in backends.iter() {
                     let ok = client
@@ -387,7 +387,7 @@ async fn an_order_service_stopped_under_load_fails_no_request_and_loses_no_event
             tokio::spawn(async move {
                 // A connection per request, as a client behind a Service meets a new
                 // endpoint: a closed listener is a failed request, not a retried one.
-                let client = reqwest::Client::builder()
+                let client = sales_testkit::http_client_builder()
                     .pool_max_idle_per_host(0)
                     .build()
                     .unwrap();

@@ -246,7 +246,12 @@ impl Bare {
     /// What `/ready` lists as degraded (`null`: nothing).
     async fn degraded(&self) -> serde_json::Value {
         let ready = format!("{}/ready", self.service.base_url());
-        let body: serde_json::Value = reqwest::get(&ready).await.unwrap().json().await.unwrap();
+        let body: serde_json::Value = sales_testkit::http_get(&ready)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         body["degraded"].clone()
     }
 

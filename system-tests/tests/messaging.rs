@@ -148,7 +148,7 @@ impl Harness {
     /// The value of the series `name` that has all of `labels`.
     async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let admin = self.service.as_ref()?.admin_url();
-        let text = reqwest::get(format!("{admin}/metrics"))
+        let text = sales_testkit::http_get(format!("{admin}/metrics"))
             .await
             .ok()?
             .text()
@@ -179,7 +179,7 @@ impl Harness {
     async fn dead_letters(&self) -> (u64, Option<String>) {
         let admin = self.service.as_ref().unwrap().admin_url();
         let operator = self.identity.minter().access_token(1, true);
-        let http = reqwest::Client::new();
+        let http = sales_testkit::http_client();
         let summary: serde_json::Value = http
             .get(format!("{admin}/admin/dead-letters"))
             .bearer_auth(&operator)
@@ -261,7 +261,7 @@ async fn a_malformed_message_is_parked_and_the_consumer_keeps_going(transport: T
     // for an administrator (and no one else).
     let admin = h.service.as_ref().unwrap().admin_url();
     let operator = h.identity.minter().access_token(1, true);
-    let http = reqwest::Client::new();
+    let http = sales_testkit::http_client();
     let get = |path: String| http.get(path).bearer_auth(&operator).send();
     for (token, status) in [
         (None, 401),
@@ -384,7 +384,9 @@ async fn outbox_events_wait_for_the_broker_and_are_not_lost(transport: TestTrans
     // Issue 12: the API stays up without the broker (the outbox absorbs the events):
     // ready, and the answer says what is degraded.
     eventually("migrations", Duration::from_secs(10), || async {
-        let r = reqwest::get(format!("{base}/ready")).await.ok()?;
+        let r = sales_testkit::http_get(format!("{base}/ready"))
+            .await
+            .ok()?;
         let ready = r.status() == reqwest::StatusCode::OK;
         let body: serde_json::Value = r.json().await.ok()?;
         let degraded = body["degraded"].to_string();
@@ -493,7 +495,7 @@ async fn consumers_and_the_relay_come_back_after_the_broker_drops_the_connection
 
     // Close every connection of this test's namespace from the broker's side.
     let (base, user, password) = split_credentials(&management);
-    let client = reqwest::Client::new();
+    let client = sales_testkit::http_client();
     let namespace = broker.prefix.trim_end_matches('.').to_owned();
     let closed = eventually(
         "the service's connection to show up",

@@ -610,7 +610,7 @@ impl Prometheus {
         let mut prometheus = Prometheus {
             child,
             url: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
+            http: sales_testkit::http_client(),
             dir,
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -777,7 +777,7 @@ async fn drive_traffic(sys: &System) {
     publish_unreadable_create_order(sys).await;
     let notification = sys.admin_url(Service::Notification);
     sales_testkit::eventually("a dead letter", Duration::from_secs(20), || async {
-        let text = reqwest::get(format!("{notification}/metrics"))
+        let text = sales_testkit::http_get(format!("{notification}/metrics"))
             .await
             .ok()?
             .text()

@@ -728,7 +728,7 @@ async fn bad_input_gets_a_clear_4xx_on_every_endpoint() {
             "invalid query",
         ),
     ];
-    let client = reqwest::Client::new();
+    let client = sales_testkit::http_client();
     for c in cases {
         let mut req = client
             .request(

@@ -58,7 +58,7 @@ impl<'a> Orders<'a> {
     fn new(sys: &'a System) -> Self {
         Orders {
             sys,
-            client: reqwest::Client::new(),
+            client: sales_testkit::http_client(),
         }
     }
 
@@ -173,7 +173,7 @@ fn ids_of(list: &Value, field: &str) -> Vec<i64> {
 /// Requests `service` answered on `method route`, whatever their status, by its own
 /// `http_requests_total`.
 async fn requests_answered(sys: &System, service: Service, method: &str, route: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", sys.admin_url(service)))
+    let text = sales_testkit::http_get(format!("{}/metrics", sys.admin_url(service)))
         .await
         .unwrap()
         .text()
@@ -319,12 +319,13 @@ async fn wait_in_flight(sys: &System, n: i64) {
         &format!("{n} requests in flight at the order service"),
         Duration::from_secs(10),
         || async {
-            let text = reqwest::get(format!("{}/metrics", sys.admin_url(Service::Order)))
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
+            let text =
+                sales_testkit::http_get(format!("{}/metrics", sys.admin_url(Service::Order)))
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
             let serving: i64 = text
                 .lines()
                 .find(|l| l.starts_with("http_requests_in_flight"))?

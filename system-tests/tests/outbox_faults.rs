@@ -67,7 +67,7 @@ async fn enqueue_cancel(pool: &PgPool, order_id: i64) {
 }
 
 async fn metric(service: &RunningService, name: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{}/metrics", service.admin_url()))
+    let text = sales_testkit::http_get(format!("{}/metrics", service.admin_url()))
         .await
         .ok()?
         .text()

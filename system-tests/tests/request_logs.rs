@@ -18,7 +18,8 @@ use system_tests::{Service, System, SystemOptions};
 
 /// A processed-message count of `queue` on `service`'s admin `/metrics`.
 async fn processed(sys: &System, service: Service, queue: &str) -> f64 {
-    let Ok(response) = reqwest::get(format!("{}/metrics", sys.admin_url(service))).await else {
+    let Ok(response) = sales_testkit::http_get(format!("{}/metrics", sys.admin_url(service))).await
+    else {
         return 0.0;
     };
     let text = response.text().await.unwrap_or_default();

@@ -156,7 +156,7 @@ async fn no_password_token_or_key_is_ever_logged() {
     }
 
     // Operations endpoints with the admin's token.
-    let r = reqwest::Client::new()
+    let r = sales_testkit::http_client()
         .get(format!(
             "{}/admin/dead-letters",
             sys.admin_url(Service::Inventory)

@@ -539,7 +539,7 @@ async fn seed_004_examples() {
             (StatusCode::OK, json!({"status": "ok"})),
             "{service:?}"
         );
-        let docs = reqwest::get(format!("{}/docs/", sys.url(service)))
+        let docs = sales_testkit::http_get(format!("{}/docs/", sys.url(service)))
             .await
             .unwrap();
         assert_eq!(docs.status(), StatusCode::OK, "Swagger UI of {service:?}");

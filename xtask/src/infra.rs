@@ -1190,7 +1190,7 @@ async fn check_management(url: &str, node: Option<&str>) -> Result<()> {
     let _ = parsed.set_username("");
     let _ = parsed.set_password(None);
     let endpoint = parsed.join("api/overview")?;
-    let client = reqwest::Client::builder()
+    let client = sales_platform::tls::http_client_builder()
         .timeout(CONNECT_TIMEOUT)
         .build()?;
     let mut request = client.get(endpoint);

@@ -205,7 +205,7 @@ pub async fn start_each(
             processes.push(process);
             spawned.push((launch, at));
         }
-        let http = reqwest::Client::new();
+        let http = sales_testkit::http_client();
         let waits = spawned.into_iter().map(|(launch, at)| {
             let http = http.clone();
             async move {

@@ -45,7 +45,9 @@ impl TestVhost {
         let password = management.password().map(str::to_owned);
         let _ = management.set_username("");
         let _ = management.set_password(None);
-        let client = Client::builder().timeout(Duration::from_secs(30)).build()?;
+        let client = sales_platform::tls::http_client_builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();

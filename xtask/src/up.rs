@@ -221,7 +221,7 @@ async fn wiring(infra: &Infra, secrets: &LocalSecrets, options: &UpOptions) -> R
 /// Demo products, when the catalogue is empty, added through the gateway as the
 /// admin; waits until the inventory has their stock.
 async fn load_demo_data(wiring: &Wiring, secrets: &LocalSecrets) -> Result<()> {
-    let client = reqwest::Client::new();
+    let client = sales_testkit::http_client();
     let gateway = wiring.base_url(Service::Gateway);
     let token = admin_token(&client, &gateway, secrets).await?;
     let existing: Vec<Value> = client

@@ -72,7 +72,7 @@ pub struct ServiceClient {
 
 impl ServiceClient {
     pub fn new(service: &'static str, base_url: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client_builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(2)))
             .pool_idle_timeout(Duration::from_secs(30))

@@ -8,7 +8,8 @@
 //! holds no certificate) stop the service at start with a message naming the setting.
 //!
 //! One crypto library: rustls with ring everywhere (sqlx, lapin, redis, reqwest, kube;
-//! the OTLP exporter's reqwest 0.13 has no provider of its own and takes this one).
+//! reqwest, the OTLP exporter's too, has no provider of its own and takes this one:
+//! [`http_client_builder`]).
 //! A build that also compiles aws-lc-rs into rustls (feature unification in a
 //! workspace-wide build) makes rustls's `ClientConfig::builder()` panic unless a
 //! process-wide provider is installed: [`install_crypto_provider`] does that, and the
@@ -24,6 +25,17 @@ pub fn install_crypto_provider() {
         // Err only when another thread installed one first: that one stays.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
+}
+
+/// A reqwest client builder whose TLS is rustls with ring. reqwest is built without a
+/// crypto provider of its own (Cargo.toml: no aws-lc-rs), so every client takes the
+/// process's, and building one before a provider is installed panics (reqwest's
+/// `Client::new()`, `Client::builder().build()` and `reqwest::get` alike): this
+/// installs ring first ([`install_crypto_provider`]). https:// URLs are verified
+/// against the system's roots (the platform verifier).
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    install_crypto_provider();
+    reqwest::Client::builder()
 }
 
 /// The PEM CA bundle at `path`, which `setting` names: every certificate in it must be
@@ -88,6 +100,15 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// reqwest has no rustls provider of its own: a client built with reqwest's own
+    /// builder in a process where none is installed panics. nextest runs each test
+    /// in a process of its own, so nothing was installed before this one.
+    #[test]
+    fn an_http_client_builds_with_no_provider_installed_beforehand() {
+        assert!(http_client_builder().build().is_ok());
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    }
 
     fn scratch(name: &str, content: &[u8]) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("sales-tls-{}", uuid::Uuid::new_v4()));

@@ -303,10 +303,29 @@ pub fn http_args() -> HttpArgs {
     }
 }
 
+/// An HTTP client for tests, built by [`http_client_builder`]: reqwest's own
+/// `Client::new()` and `reqwest::get` panic in a process with no rustls provider.
+pub fn http_client() -> reqwest::Client {
+    http_client_builder()
+        .build()
+        .unwrap_or_else(|e| panic!("cannot build an HTTP client: {e}"))
+}
+
+/// [`sales_platform::tls::http_client_builder`]: ring installed as the process's
+/// rustls provider, then reqwest's builder.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    sales_platform::tls::http_client_builder()
+}
+
+/// `reqwest::get` with [`http_client`].
+pub async fn http_get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    http_client().get(url).send().await
+}
+
 /// Poll `url` until it answers 200 with nothing `degraded` (a service is ready without
 /// the broker; tests that publish to it want its queues declared), or `timeout` passes.
 pub async fn wait_ready(url: &str, timeout: Duration) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
+    let client = http_client();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Ok(r) = client.get(url).send().await

@@ -105,7 +105,11 @@ impl Scaler {
             client,
             recorder,
             metrics,
-            http: reqwest::Client::new(),
+            http: {
+                // reqwest takes the process's rustls provider (ring): installed first.
+                sales_platform::tls::install_crypto_provider();
+                reqwest::Client::new()
+            },
             memory: Mutex::new(HashMap::new()),
             status_refresh: STATUS_REFRESH,
         }

@@ -131,7 +131,7 @@ impl Upstreams {
         config: ProxyConfig,
         metrics: GatewayMetrics,
     ) -> anyhow::Result<Upstreams> {
-        let http = reqwest::Client::builder()
+        let http = sales_platform::tls::http_client_builder()
             .connect_timeout(config.timeout.min(Duration::from_secs(2)))
             .pool_idle_timeout(Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none())

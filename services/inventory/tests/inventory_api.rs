@@ -413,10 +413,12 @@ async fn probes_docs_and_metrics_are_served() {
             "{path} missing from the OpenAPI document"
         );
     }
-    let docs = reqwest::get(format!("{}/docs/", inv.base)).await.unwrap();
+    let docs = sales_testkit::http_get(format!("{}/docs/", inv.base))
+        .await
+        .unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(docs.text().await.unwrap().contains("swagger"));
-    let metrics = reqwest::get(format!("{}/metrics", inv.admin))
+    let metrics = sales_testkit::http_get(format!("{}/metrics", inv.admin))
         .await
         .unwrap()
         .text()
@@ -431,7 +433,7 @@ async fn the_api_role_serves_http_and_consumes_nothing() {
     let inv =
         Inventory::start_with(|c| c.http.role = sales_platform::config::ServiceRole::Api).await;
     inv.set_stock("ROLE", 1).await;
-    let metrics = reqwest::get(format!("{}/metrics", inv.admin))
+    let metrics = sales_testkit::http_get(format!("{}/metrics", inv.admin))
         .await
         .unwrap()
         .text()

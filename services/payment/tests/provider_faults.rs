@@ -213,7 +213,7 @@ async fn a_provider_that_does_not_answer_leaves_the_call_in_doubt_counted_until_
     let (_, in_doubt) = svc.get_as("/api/v1/payments/orders/5", As::Order).await;
     assert_eq!(in_doubt["provider_call_in_flight"], "charge", "{in_doubt}");
     let metrics = || async {
-        reqwest::get(format!("{}/metrics", svc.admin))
+        sales_testkit::http_get(format!("{}/metrics", svc.admin))
             .await
             .unwrap()
             .text()

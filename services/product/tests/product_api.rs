@@ -56,7 +56,7 @@ impl Product {
             db,
             broker,
             base,
-            client: reqwest::Client::new(),
+            client: sales_testkit::http_client(),
         }
     }
 

@@ -1020,7 +1020,9 @@ async fn openapi_lists_every_route() {
             "{path}"
         );
     }
-    let docs = reqwest::get(format!("{}/docs/", s.base)).await.unwrap();
+    let docs = sales_testkit::http_get(format!("{}/docs/", s.base))
+        .await
+        .unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
     s.stop().await;
 }
@@ -1190,7 +1192,7 @@ async fn tokens_that_do_not_verify_are_401() {
     unknown_role.role = "root".into();
 
     let other = TestIdentity::start().await;
-    let gateway_kid = reqwest::get(s.identity.gateway_jwks_url())
+    let gateway_kid = sales_testkit::http_get(s.identity.gateway_jwks_url())
         .await
         .unwrap()
         .json::<Value>()

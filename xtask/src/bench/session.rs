@@ -66,7 +66,7 @@ pub async fn measure(system: &System<'_>, args: &BenchArgs) -> Result<Report> {
         .collect();
     let mut steps = plan(args);
     let most = args.clients.iter().copied().max().unwrap_or(1);
-    let http = reqwest::Client::builder()
+    let http = sales_platform::tls::http_client_builder()
         .pool_max_idle_per_host(most.max(load::MAX_OUTSTANDING))
         .timeout(Duration::from_secs(60))
         .build()?;

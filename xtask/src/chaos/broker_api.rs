@@ -40,7 +40,9 @@ impl BrokerApi {
         let password = base.password().map(str::to_owned);
         let _ = base.set_username("");
         let _ = base.set_password(None);
-        let client = Client::builder().timeout(Duration::from_secs(5)).build()?;
+        let client = sales_platform::tls::http_client_builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
         Ok(BrokerApi {
             base,
             user,

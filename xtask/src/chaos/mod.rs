@@ -231,7 +231,7 @@ async fn drive(
     system: &System,
     saboteur: &Arc<Saboteur>,
 ) -> Result<ExitCode> {
-    let http = reqwest::Client::builder()
+    let http = sales_platform::tls::http_client_builder()
         .timeout(Duration::from_secs(15))
         .pool_max_idle_per_host(args.clients())
         .build()?;

@@ -63,7 +63,7 @@ impl Fleet {
     /// be waiting out its back-off).
     pub async fn wait_ready(&self, service: Service, timeout: Duration) -> Result<()> {
         let url = format!("{}/ready", self.wiring.base_url(service));
-        let http = reqwest::Client::builder()
+        let http = sales_platform::tls::http_client_builder()
             .timeout(Duration::from_secs(2))
             .build()?;
         let deadline = tokio::time::Instant::now() + timeout;

@@ -100,7 +100,7 @@ pub fn now_seconds() -> i64 {
 /// The HTTP client for talking to an issuer (keys, tokens, introspection): short
 /// timeouts, no redirects, no proxy from the environment.
 fn http_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+    crate::tls::http_client_builder()
         .timeout(std::time::Duration::from_secs(3))
         .connect_timeout(std::time::Duration::from_secs(2))
         .redirect(reqwest::redirect::Policy::none())

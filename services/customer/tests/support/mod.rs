@@ -119,7 +119,7 @@ impl Customers {
             identity,
             verifier,
             revocation_prefix,
-            client: reqwest::Client::new(),
+            client: sales_testkit::http_client(),
         }
     }
 

@@ -297,7 +297,7 @@ impl Gateway {
             service: Some(service),
             base,
             admin,
-            client: reqwest::Client::new(),
+            client: sales_testkit::http_client(),
         }
     }
 

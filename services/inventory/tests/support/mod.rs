@@ -84,7 +84,7 @@ impl Inventory {
             identity,
             base,
             admin,
-            client: reqwest::Client::new(),
+            client: sales_testkit::http_client(),
         }
     }
 

@@ -113,7 +113,7 @@ impl PaymentService {
             identity,
             base,
             admin,
-            client: reqwest::Client::new(),
+            client: sales_testkit::http_client(),
         }
     }
 

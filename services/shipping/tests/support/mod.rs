@@ -87,7 +87,7 @@ impl Shipping {
             broker,
             base,
             admin,
-            client: reqwest::Client::new(),
+            client: sales_testkit::http_client(),
         }
     }
 
@@ -282,7 +282,7 @@ impl Shipping {
 
     /// The value of the series `name` that has all of `labels`.
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let text = reqwest::get(format!("{}/metrics", self.admin))
+        let text = sales_testkit::http_get(format!("{}/metrics", self.admin))
             .await
             .ok()?
             .text()
