@@ -18,7 +18,11 @@ const NAMESPACE: &str = "sales";
 
 fn children(example: &str, operator_namespace: Option<&str>) -> Vec<Value> {
     let yaml = std::fs::read_to_string(common::workspace().join("examples").join(example)).unwrap();
-    let system = sales_operator::render::parse(&yaml).unwrap();
+    children_of(&yaml, operator_namespace)
+}
+
+fn children_of(yaml: &str, operator_namespace: Option<&str>) -> Vec<Value> {
+    let system = sales_operator::render::parse(yaml).unwrap();
     assert_eq!(system.metadata.namespace.as_deref(), Some(NAMESPACE));
     sales_operator::children::desired_for(&system, operator_namespace)
         .unwrap()
@@ -323,15 +327,36 @@ fn redis_admits_the_services_that_use_it_the_customer_service_among_them() {
     );
 }
 
-fn management_peers(operator_namespace: Option<&str>) -> Vec<Value> {
-    let children = children("salessystem-autoscaling.yaml", operator_namespace);
+fn management_peers_on(children: &[Value], port: i32) -> Vec<Value> {
     let mut peers = Vec::new();
-    for policy in of_kind(&children, "NetworkPolicy") {
-        for rule in rules_for(policy, 15672) {
+    for policy in of_kind(children, "NetworkPolicy") {
+        for rule in rules_for(policy, port) {
             peers.extend(rule["from"].as_array().cloned().unwrap_or_default());
         }
     }
     peers
+}
+
+fn management_peers(operator_namespace: Option<&str>) -> Vec<Value> {
+    let children = children("salessystem-autoscaling.yaml", operator_namespace);
+    management_peers_on(&children, 15672)
+}
+
+/// Under `spec.tls` the management API answers on 15671 only: the operator is let in
+/// there, and nobody on 15672.
+#[test]
+fn under_tls_the_operator_reaches_the_management_api_on_15671() {
+    let path = common::workspace().join("examples/salessystem-autoscaling.yaml");
+    let yaml = std::fs::read_to_string(path).unwrap();
+    let yaml = yaml.replacen("spec:\n", "spec:\n  tls:\n    mode: operatorCA\n", 1);
+    let children = children_of(&yaml, Some("sales-operator"));
+    let peers = management_peers_on(&children, 15671);
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    assert_eq!(
+        peers[0]["podSelector"],
+        json!({"matchLabels": {"app.kubernetes.io/name": "sales-operator"}})
+    );
+    assert!(management_peers_on(&children, 15672).is_empty());
 }
 
 #[test]

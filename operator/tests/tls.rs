@@ -153,8 +153,30 @@ async fn the_operators_certificates_are_made_once_with_every_name_and_kept() {
             .unwrap()
             .contains("hostssl all all all")
     );
+    // The broker: AMQP and management over TLS, nothing in plaintext.
+    let ports = |ports: &Value, port: &str| -> Vec<(Value, Value)> {
+        let ports = ports.as_array().unwrap();
+        ports
+            .iter()
+            .map(|p| (p["name"].clone(), p[port].clone()))
+            .collect()
+    };
     let service = object(&api, "services", "shop-rabbitmq");
-    assert_eq!(service["spec"]["ports"][0]["port"], 5671);
+    let expected = vec![
+        (json!("amqps"), json!(5671)),
+        (json!("management"), json!(15671)),
+    ];
+    assert_eq!(ports(&service["spec"]["ports"], "port"), expected);
+    let broker = object(&api, "statefulsets", "shop-rabbitmq");
+    let container = &broker["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(ports(&container["ports"], "containerPort"), expected);
+    let conf = hba["data"]["rabbitmq-tls.conf"].as_str().unwrap();
+    assert!(
+        conf.contains("listeners.tcp = none")
+            && conf.contains("management.ssl.port = 15671")
+            && !conf.contains("management.tcp"),
+        "{conf}"
+    );
 
     // The services: URLs over TLS, the CA mounted (its key never), and its digest.
     let order = object(&api, "deployments", "shop-order");

@@ -228,24 +228,16 @@ pub struct PrivateRabbitMq {
     _process: ServerProcess,
     pub port: u16,
     pub ca_file: Option<PathBuf>,
+    /// The management API's port, on a node started by [`PrivateRabbitMq::start_configured`].
+    pub management_port: Option<u16>,
 }
 
 impl PrivateRabbitMq {
     /// Start the node and wait (up to 3 minutes) until its listener accepts.
     pub fn start(tls: Option<&TestCa>) -> PrivateRabbitMq {
-        let server = [
-            "/usr/lib/rabbitmq/bin/rabbitmq-server",
-            "/usr/sbin/rabbitmq-server",
-        ]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("rabbitmq-server not found"));
-        for _ in 0..3 {
-            let dir = scratch_dir("rabbitmq", None, tls);
-            let port = crate::free_port();
+        Self::launch(tls, false, &|dir: &Path, port: u16, _| {
             let p = |name: &str| dir.join(name).display().to_string();
-            let listener = if tls.is_some() {
+            if tls.is_some() {
                 format!(
                     "listeners.tcp = none\nlisteners.ssl.default = 127.0.0.1:{port}\n\
                      ssl_options.cacertfile = {}\nssl_options.certfile = {}\n\
@@ -257,10 +249,47 @@ impl PrivateRabbitMq {
                 )
             } else {
                 format!("listeners.tcp.default = 127.0.0.1:{port}\n")
+            }
+        })
+    }
+
+    /// A node with the management plugin whose `rabbitmq.conf` is
+    /// `config(dir, amqp_port, management_port)`: `dir` holds `ca.crt`, `server.crt`
+    /// and `server.key` of `tls` (the function may add files there), the AMQP listener
+    /// must be on `amqp_port` (the start waits for it) and the management API on
+    /// `management_port`.
+    pub fn start_configured(
+        tls: &TestCa,
+        config: &dyn Fn(&Path, u16, u16) -> String,
+    ) -> PrivateRabbitMq {
+        Self::launch(Some(tls), true, config)
+    }
+
+    fn launch(
+        tls: Option<&TestCa>,
+        management: bool,
+        config: &dyn Fn(&Path, u16, u16) -> String,
+    ) -> PrivateRabbitMq {
+        let server = [
+            "/usr/lib/rabbitmq/bin/rabbitmq-server",
+            "/usr/sbin/rabbitmq-server",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("rabbitmq-server not found"));
+        let mut log = String::new();
+        for _ in 0..3 {
+            let dir = scratch_dir("rabbitmq", None, tls);
+            let port = crate::free_port();
+            let management_port = crate::free_port();
+            let plugins = match management {
+                true => "[rabbitmq_management].\n",
+                false => "[].\n",
             };
             for (name, content) in [
-                ("rabbitmq.conf", listener),
-                ("enabled_plugins", "[].\n".to_owned()),
+                ("rabbitmq.conf", config(&dir, port, management_port)),
+                ("enabled_plugins", plugins.to_owned()),
                 ("rabbitmq-env.conf", String::new()),
             ] {
                 std::fs::write(dir.join(name), content).unwrap_or_else(|e| panic!("{e}"));
@@ -278,15 +307,19 @@ impl PrivateRabbitMq {
             let env = run_as::rabbitmq_node_env(&dir, &node, crate::free_port());
             let command = command_as("rabbitmq", &server, &env);
             let mut process = ServerProcess::spawn(command, &dir, "rabbitmq", Signal::SIGTERM);
-            if process.wait_for_port(port, Duration::from_secs(180)) {
+            let up = process.wait_for_port(port, Duration::from_secs(180))
+                && (!management || process.wait_for_port(management_port, Duration::from_secs(60)));
+            if up {
                 return PrivateRabbitMq {
                     _process: process,
                     port,
                     ca_file: tls.map(|_| dir.join("ca.crt")),
+                    management_port: management.then_some(management_port),
                 };
             }
+            log = process.log_tail();
         }
-        panic!("private RabbitMQ exited at start three times")
+        panic!("private RabbitMQ exited at start three times; the last log:\n{log}")
     }
 
     /// The node's URL for `host`: `amqps://` with TLS, `amqp://` without.

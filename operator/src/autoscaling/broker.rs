@@ -9,7 +9,9 @@
 //! user tagged `management` lists the queues of the vhosts it has permissions on, and
 //! its own channels); the management API is the managed broker's Service on 15672,
 //! the RabbitmqCluster's, or the external broker's `managementUrl`, or by default the
-//! AMQP host on 15672 (15671 with TLS for `amqps`).
+//! AMQP host on 15672 (15671 with TLS for `amqps`). Under `spec.tls` the managed
+//! broker and a RabbitmqCluster answer on 15671 only (HTTPS), verified against the
+//! broker's CA ([`Management::trusting`]).
 
 use std::time::Duration;
 
@@ -31,7 +33,8 @@ pub const COUNTS_UNREPORTED: &str = "CountsUnreported";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadError {
     /// `BrokerUnreachable`, `ManagementUnauthorized`, `ManagementError`,
-    /// `BrokerCredentialsMissing`, `BrokerUrlInvalid`, `QueuesMissing` or
+    /// `BrokerCredentialsMissing`, `BrokerCaMissing`, `BrokerCaInvalid`,
+    /// `BrokerUrlInvalid`, `QueuesMissing` or
     /// [`COUNTS_UNREPORTED`] (Kafka: `KafkaUnreachable`, `KafkaSettingsInvalid`).
     pub reason: &'static str,
     pub message: String,
@@ -53,6 +56,9 @@ pub struct Management {
     user: String,
     password: String,
     vhost: String,
+    /// A client that trusts only the broker's CA (see [`Management::trusting`]);
+    /// `None`: the scaler's own, which trusts the platform's roots.
+    client: Option<reqwest::Client>,
 }
 
 impl std::fmt::Debug for Management {
@@ -111,7 +117,31 @@ impl Management {
             user,
             password,
             vhost,
+            client: None,
         })
+    }
+
+    /// Verify the management API's certificate against `ca_pem` (PEM, one or more
+    /// certificates) only, as the services verify the broker's AMQP listener; `source`
+    /// names where the CA came from, for the error.
+    pub fn trusting(mut self, ca_pem: &[u8], source: &str) -> Result<Self, ReadError> {
+        let invalid = |detail: String| {
+            ReadError::new(
+                "BrokerCaInvalid",
+                format!("the broker's CA in {source} {detail}"),
+            )
+        };
+        let certs = reqwest::Certificate::from_pem_bundle(ca_pem)
+            .map_err(|e| invalid(format!("is not PEM: {}", error_chain(&e))))?;
+        if certs.is_empty() {
+            return Err(invalid("holds no certificate".into()));
+        }
+        let client = sales_platform::tls::http_client_builder()
+            .tls_certs_only(certs)
+            .build()
+            .map_err(|e| invalid(format!("cannot be used: {}", error_chain(&e))))?;
+        self.client = Some(client);
+        Ok(self)
     }
 
     /// The base URL of the management API (no credentials).
@@ -138,7 +168,10 @@ impl Management {
         http: &reqwest::Client,
         url: reqwest::Url,
     ) -> Result<reqwest::Response, ReadError> {
-        http.get(url)
+        self.client
+            .as_ref()
+            .unwrap_or(http)
+            .get(url)
             .basic_auth(&self.user, Some(&self.password))
             .timeout(REQUEST_TIMEOUT)
             .send()

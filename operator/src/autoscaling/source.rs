@@ -11,9 +11,9 @@ use super::decide::QueueLoad;
 use super::kafka_lag::{self, GroupOffsets, KafkaReader};
 use crate::catalogue::AppService;
 use crate::children::env::{kafka_bootstrap, kafka_credentials, kafka_protocol};
-use crate::children::infrastructure::RABBITMQ_MANAGEMENT_PORT;
+use crate::children::infrastructure::rabbitmq_management;
 use crate::children::names::{Component, Names};
-use crate::children::rabbitmq_cluster;
+use crate::children::{rabbitmq_cluster, tls_clients};
 use crate::crd::SalesSystemSpec;
 
 /// The broker of one system, ready to be read.
@@ -87,13 +87,19 @@ impl QueueSource {
                 // URL Secret written from the services' own account: the scaler reads
                 // as the services do, in their vhost only (the URL names it), which
                 // the `management` tag of that user lets it list.
+                // Under TLS both answer on HTTPS only.
                 Some(match spec.rabbitmq_cluster() {
-                    Some(provider) => rabbitmq_cluster::management_url(names, provider),
-                    None => format!(
-                        "http://{}.{}.svc:{RABBITMQ_MANAGEMENT_PORT}",
-                        names.of(Component::Broker),
-                        names.namespace
-                    ),
+                    Some(provider) => {
+                        rabbitmq_cluster::management_url(names, provider, spec.tls.enabled())
+                    }
+                    None => {
+                        let (scheme, port) = rabbitmq_management(spec.tls.enabled());
+                        format!(
+                            "{scheme}://{}.{}.svc:{port}",
+                            names.of(Component::Broker),
+                            names.namespace
+                        )
+                    }
                 }),
             ),
         };
@@ -104,7 +110,20 @@ impl QueueSource {
                 format!("Secret {secret} has no key {key} (the AMQP URL)"),
             )
         })?;
-        Management::new(&url, management_url.as_deref()).map(QueueSource::RabbitMq)
+        let management = Management::new(&url, management_url.as_deref())?;
+        let Some((ca_secret, ca_key)) = tls_clients::broker_ca(names, spec) else {
+            return Ok(QueueSource::RabbitMq(management));
+        };
+        let found = read_secret(&secrets, &ca_secret).await?;
+        let ca = secret_value(&found, &ca_key).ok_or_else(|| {
+            ReadError::new(
+                "BrokerCaMissing",
+                format!("Secret {ca_secret} has no key {ca_key} (the broker's CA)"),
+            )
+        })?;
+        management
+            .trusting(ca.as_bytes(), &format!("Secret {ca_secret}, key {ca_key},"))
+            .map(QueueSource::RabbitMq)
     }
 
     /// Every queue (RabbitMQ) or every group and topic (Kafka) of `service`;

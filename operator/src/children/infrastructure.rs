@@ -36,6 +36,16 @@ pub const INFRA_UID: i64 = 999;
 pub const POSTGRES_PORT: i32 = 5432;
 pub const AMQP_PORT: i32 = 5672;
 pub const RABBITMQ_MANAGEMENT_PORT: i32 = 15672;
+/// RabbitMQ's management API over HTTPS, the only management listener under `spec.tls`.
+pub const RABBITMQ_MANAGEMENT_TLS_PORT: i32 = 15671;
+
+/// The management API's port and scheme of the managed broker or a RabbitmqCluster.
+pub fn rabbitmq_management(tls: bool) -> (&'static str, i32) {
+    match tls {
+        true => ("https", RABBITMQ_MANAGEMENT_TLS_PORT),
+        false => ("http", RABBITMQ_MANAGEMENT_PORT),
+    }
+}
 pub const REDIS_PORT: i32 = 6379;
 /// The name of the data volume claim template: PVCs are `data-<statefulset>-0`.
 pub const DATA_VOLUME: &str = "data";

@@ -188,7 +188,7 @@ fn build(
         if rabbitmq_nodes::clustered(&settings) {
             let (mut nodes, config) = rabbitmq_nodes::cluster(names, &settings, owner, &mut sts);
             if spec.tls.enabled() {
-                tls_servers::amqps_service(&mut nodes);
+                tls_servers::tls_broker_service(&mut nodes);
             }
             out.push(Child::typed(&config)?);
             out.push(Child::typed(&nodes)?);

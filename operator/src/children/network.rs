@@ -15,7 +15,7 @@
 //! - the consumer pods of an autoscaled service: their admin port only, as above (they
 //!   reach their database, the broker, Redis and their peers like the service's own
 //!   pods);
-//! - the broker's management API (15672), while a consumer is autoscaled: the
+//! - the broker's management API (15672; 15671 under TLS), while a consumer is autoscaled: the
 //!   operator's pods (`app.kubernetes.io/name: sales-operator`) of the operator's
 //!   namespace (of any namespace when it is not known, as in `render`), which read
 //!   the queues' depth there;
@@ -43,7 +43,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::env::{KAFKA_CLIENT_PORT, managed_dependencies};
-use super::infrastructure::{AMQP_PORT, POSTGRES_PORT, RABBITMQ_MANAGEMENT_PORT, REDIS_PORT};
+use super::infrastructure::{AMQP_PORT, POSTGRES_PORT, REDIS_PORT, rabbitmq_management};
 use super::kafka::{KAFKA_BROKER_PORT, KAFKA_CONTROLLER_PORT};
 use super::names::{Component, LABEL_MANAGED_BY, LABEL_NAME, MANAGER, Names};
 use super::services::{Role, meta};
@@ -234,7 +234,7 @@ pub fn policies(
         if component == Component::Broker && autoscaled {
             rules.push(NetworkPolicyIngressRule {
                 from: Some(vec![the_operator(operator_namespace)]),
-                ports: Some(vec![tcp(RABBITMQ_MANAGEMENT_PORT)]),
+                ports: Some(vec![tcp(rabbitmq_management(spec.tls.enabled()).1)]),
             });
         }
         if component == Component::Broker

@@ -13,7 +13,8 @@
 //! (`<system>-rabbitmq-user`): `url`, the services' `AMQP_URL`
 //! (`amqp://<user>:<password>@<cluster>.<namespace>.svc:5672/<namespace>.<system>`,
 //! user, password and vhost percent-encoded), which the scaler reads too, with the
-//! management API at `http://<cluster>.<namespace>.svc:15672`. The services declare
+//! management API at `http://<cluster>.<namespace>.svc:15672` (under `spec.tls`:
+//! `https://...:15671`, and a created cluster keeps no plaintext listener). The services declare
 //! their own queues in that vhost (quorum unless `rabbitmq.queueType` says otherwise).
 //!
 //! Both kinds are optional ([`crate::optional_kinds`]): without the cluster
@@ -34,7 +35,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::Child;
 use super::KnownSecrets;
-use super::infrastructure::{AMQP_PORT, RABBITMQ_MANAGEMENT_PORT};
+use super::infrastructure::{AMQP_PORT, rabbitmq_management};
 use super::names::{Component, Names};
 use super::services::meta;
 use crate::crd::{DeletionPolicy, RabbitmqClusterProvider, SalesSystemSpec};
@@ -65,10 +66,12 @@ pub fn cluster_name(names: &Names, provider: &RabbitmqClusterProvider) -> String
     }
 }
 
-/// Where its management API answers (the scaler reads the queues there).
-pub fn management_url(names: &Names, provider: &RabbitmqClusterProvider) -> String {
+/// Where its management API answers (the scaler reads the queues there): HTTPS on
+/// 15671 with `tls` (a created cluster has no other listener then).
+pub fn management_url(names: &Names, provider: &RabbitmqClusterProvider, tls: bool) -> String {
+    let (scheme, port) = rabbitmq_management(tls);
     format!(
-        "http://{}.{}.svc:{RABBITMQ_MANAGEMENT_PORT}",
+        "{scheme}://{}.{}.svc:{port}",
         cluster_name(names, provider),
         names.namespace
     )
@@ -131,14 +134,13 @@ pub fn children(
             cluster_spec["resources"] = serde_json::to_value(resources)?;
         }
         if spec.tls.enabled() {
-            // The server Secret holds `ca.crt` too. The plaintext listeners stay while
-            // the operator's scaler reads the management API (over HTTP).
+            // The server Secret holds `ca.crt` too. No plaintext listener: AMQP on
+            // 5671, the management API (the operator's scaler) on 15671.
             let secret = super::tls::server_secret(names, Component::Broker);
-            let autoscaled = spec.autoscaling.scaled_services().next().is_some();
             cluster_spec["tls"] = serde_json::json!({
                 "secretName": secret,
                 "caSecretName": secret,
-                "disableNonTLSListeners": !autoscaled,
+                "disableNonTLSListeners": true,
             });
         }
         let object = serde_json::json!({
@@ -208,8 +210,12 @@ mod tests {
         );
         assert_eq!(amqp_url(&names, &provider, &BTreeMap::new(), false), None);
         assert_eq!(
-            management_url(&names, &provider),
+            management_url(&names, &provider, false),
             "http://broker.sales.svc:15672"
+        );
+        assert_eq!(
+            management_url(&names, &provider, true),
+            "https://broker.sales.svc:15671"
         );
     }
 }

@@ -47,6 +47,32 @@ fn external_broker(spec: &SalesSystemSpec, service: AppService) -> bool {
     service.uses_broker() && (existing_cluster || external)
 }
 
+/// Where the CA the broker is verified with lives, with TLS on: (Secret, key). The
+/// built-in broker and a created `RabbitmqCluster` are signed by the system's issuer
+/// (the operator's `<system>-tls-ca`, or with cert-manager the `ca.crt` it writes in
+/// the broker's server Secret); an external broker or an existing `RabbitmqCluster`
+/// by `tls.externalCA` (`None` without it: public roots). The operator's scaler reads
+/// the management API with the same trust as the services' AMQP connections.
+pub fn broker_ca(names: &Names, spec: &SalesSystemSpec) -> Option<(String, String)> {
+    if !spec.tls.enabled() || spec.kafka().is_some() {
+        return None;
+    }
+    let existing_cluster = spec.rabbitmq_cluster().is_some_and(|p| p.create.is_none());
+    let external = spec.rabbitmq().is_some_and(|r| r.external.is_some());
+    if existing_cluster || external {
+        return spec
+            .tls
+            .external_ca
+            .as_ref()
+            .map(|ca| (ca.secret_name.clone(), ca.key.clone()));
+    }
+    let secret = match spec.tls.mode {
+        TlsMode::CertManager => server_secret(names, Component::Broker),
+        _ => ca_secret(names),
+    };
+    Some((secret, CA_CERT_KEY.to_owned()))
+}
+
 /// `AMQP_TLS_CA_FILE` and `REDIS_TLS_CA_FILE` of `service`, with TLS on.
 pub fn settings(spec: &SalesSystemSpec, service: AppService) -> Vec<(&'static str, String)> {
     if !spec.tls.enabled() {
@@ -182,5 +208,53 @@ pub fn mount(
                 read_only: Some(true),
                 ..Default::default()
             });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(tls: &str, rabbitmq: &str) -> SalesSystemSpec {
+        let text = format!(
+            "apiVersion: sales-system.io/v1alpha1\nkind: SalesSystem\n\
+             metadata: {{name: shop, namespace: sales}}\n\
+             spec:\n  tls: {tls}\n  rabbitmq: {rabbitmq}\n"
+        );
+        crate::render::parse(&text)
+            .map(|s| s.spec)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_broker_is_verified_with_the_ca_that_signed_it() {
+        let names = Names::new("shop", "sales");
+        let ca = |tls: &str, rabbitmq: &str| broker_ca(&names, &spec(tls, rabbitmq));
+        let external_ca = "{mode: operatorCA, externalCA: {secretName: their-ca}}";
+        assert_eq!(ca("{mode: 'off'}", "{}"), None);
+        assert_eq!(
+            ca("{mode: operatorCA}", "{}"),
+            Some(("shop-tls-ca".into(), "ca.crt".into()))
+        );
+        assert_eq!(
+            ca(
+                "{mode: certManager, issuerRef: {name: ca}}",
+                "{cluster: {create: {}}}"
+            ),
+            Some(("shop-rabbitmq-tls".into(), "ca.crt".into()))
+        );
+        assert_eq!(
+            ca(external_ca, "{cluster: {name: theirs}}"),
+            Some(("their-ca".into(), "ca.crt".into()))
+        );
+        assert_eq!(
+            ca(external_ca, "{external: {secretName: broker}}"),
+            Some(("their-ca".into(), "ca.crt".into()))
+        );
+        // An external broker without `externalCA`: the public roots.
+        assert_eq!(
+            ca("{mode: operatorCA}", "{external: {secretName: b}}"),
+            None
+        );
     }
 }

@@ -9,8 +9,9 @@
 //!   user's): what PostgreSQL accepts of a root-owned key.
 //! - RabbitMQ: `listeners.tcp = none` and `listeners.ssl.default = 5671` (the
 //!   `rabbitmq-tls.conf` of the same ConfigMap, in `conf.d`); the Service offers
-//!   `amqps` instead of `amqp`. The management API (the operator's scaler) and the
-//!   Erlang distribution between nodes stay as they are.
+//!   `amqps` instead of `amqp`. The management API (the operator's scaler) answers
+//!   over HTTPS on 15671 only (`management.ssl`); the Erlang distribution between
+//!   nodes stays as it is.
 //! - Redis: `--tls-port 6379 --port 0` with the mounted files, no client
 //!   certificates; the probes open a TCP connection, which needs no TLS.
 //!
@@ -27,7 +28,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::KnownSecrets;
-use super::infrastructure::AMQP_PORT;
+use super::infrastructure::{AMQP_PORT, RABBITMQ_MANAGEMENT_PORT, RABBITMQ_MANAGEMENT_TLS_PORT};
 use super::names::{Component, Names};
 use super::services::{meta, port, service_port, values_hash};
 use super::tls::{
@@ -68,19 +69,38 @@ pub fn postgres_settings() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// RabbitMQ's TLS listener, plaintext AMQP off.
+/// RabbitMQ's TLS listeners, no plaintext ones: AMQP on 5671, the management API
+/// on 15671.
 pub fn rabbitmq_config() -> String {
+    rabbitmq_tls_config(
+        SERVER_DIR,
+        &AMQPS_PORT.to_string(),
+        RABBITMQ_MANAGEMENT_TLS_PORT,
+    )
+}
+
+/// [`rabbitmq_config`] with the certificate files in `dir`, AMQPS on `amqps_listener`
+/// (a port, or `address:port`) and HTTPS management on `management_port` (tests run
+/// it on a private node). With `management.ssl` set and no `management.tcp`, the
+/// management plugin opens no HTTP listener.
+pub fn rabbitmq_tls_config(dir: &str, amqps_listener: &str, management_port: i32) -> String {
     format!(
-        "# Written by sales-operator (spec.tls): AMQP over TLS only.\n\
+        "# Written by sales-operator (spec.tls): AMQP and management over TLS only.\n\
          listeners.tcp = none\n\
-         listeners.ssl.default = {AMQPS_PORT}\n\
-         ssl_options.cacertfile = {SERVER_DIR}/{CA_CERT_KEY}\n\
-         ssl_options.certfile = {SERVER_DIR}/{CERT_KEY}\n\
-         ssl_options.keyfile = {SERVER_DIR}/{KEY_KEY}\n\
+         listeners.ssl.default = {amqps_listener}\n\
+         ssl_options.cacertfile = {dir}/{CA_CERT_KEY}\n\
+         ssl_options.certfile = {dir}/{CERT_KEY}\n\
+         ssl_options.keyfile = {dir}/{KEY_KEY}\n\
          ssl_options.verify = verify_none\n\
          ssl_options.fail_if_no_peer_cert = false\n\
          ssl_options.versions.1 = tlsv1.3\n\
-         ssl_options.versions.2 = tlsv1.2\n"
+         ssl_options.versions.2 = tlsv1.2\n\
+         management.ssl.port = {management_port}\n\
+         management.ssl.cacertfile = {dir}/{CA_CERT_KEY}\n\
+         management.ssl.certfile = {dir}/{CERT_KEY}\n\
+         management.ssl.keyfile = {dir}/{KEY_KEY}\n\
+         management.ssl.versions.1 = tlsv1.3\n\
+         management.ssl.versions.2 = tlsv1.2\n"
     )
 }
 
@@ -241,19 +261,32 @@ pub fn rabbitmq(
             .and_then(|pod| pod.containers.first_mut())
             && let Some(ports) = container.ports.as_mut()
         {
-            for p in ports.iter_mut().filter(|p| p.container_port == AMQP_PORT) {
-                *p = port("amqps", AMQPS_PORT);
+            for p in ports.iter_mut() {
+                match p.container_port {
+                    AMQP_PORT => *p = port("amqps", AMQPS_PORT),
+                    RABBITMQ_MANAGEMENT_PORT => {
+                        *p = port("management", RABBITMQ_MANAGEMENT_TLS_PORT)
+                    }
+                    _ => {}
+                }
             }
         }
     }
-    amqps_service(service);
+    tls_broker_service(service);
 }
 
-/// A Service of the broker's pods, `amqps` in place of `amqp`.
-pub fn amqps_service(service: &mut Service) {
+/// A Service of the broker's pods under TLS: `amqps` in place of `amqp`, management
+/// on 15671.
+pub fn tls_broker_service(service: &mut Service) {
     if let Some(ports) = service.spec.as_mut().and_then(|s| s.ports.as_mut()) {
-        for p in ports.iter_mut().filter(|p| p.port == AMQP_PORT) {
-            *p = service_port("amqps", AMQPS_PORT);
+        for p in ports.iter_mut() {
+            match p.port {
+                AMQP_PORT => *p = service_port("amqps", AMQPS_PORT),
+                RABBITMQ_MANAGEMENT_PORT => {
+                    *p = service_port("management", RABBITMQ_MANAGEMENT_TLS_PORT)
+                }
+                _ => {}
+            }
         }
     }
 }
