@@ -81,7 +81,7 @@ fn amqp_url_as(user: &str, password: &str, vhost: &str) -> String {
 
 #[tokio::test]
 async fn the_users_tag_and_permissions_are_enough_for_the_services_and_the_scaler() {
-    let http = reqwest::Client::new();
+    let http = sales_testkit::http_client();
     delete_leftovers(&http).await;
     let id = run_id();
     // As the User and Permission declare it, for a system with a prefix and an

@@ -188,6 +188,9 @@ struct Rendered {
     topic_count: usize,
     /// Strimzi KafkaUsers.
     users: Vec<Value>,
+    /// RabbitMQ's kinds (`rabbitmq.com/v1beta1`): a RabbitmqCluster, Vhost, User and
+    /// Permission.
+    rabbitmq: Vec<Value>,
 }
 
 /// Render one example into built-in objects, ServiceMonitors and KafkaTopics, as files.
@@ -197,6 +200,7 @@ fn render_split(example: &Path, dir: &Path) -> Rendered {
     let mut monitors = Vec::new();
     let mut topics = Vec::new();
     let mut users = Vec::new();
+    let mut rabbitmq = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(&yaml) {
         let value: Value = serde::Deserialize::deserialize(doc).expect("rendered YAML parses");
         assert!(
@@ -209,6 +213,8 @@ fn render_split(example: &Path, dir: &Path) -> Rendered {
             topics.push(value);
         } else if value["kind"] == "KafkaUser" {
             users.push(value);
+        } else if value["apiVersion"] == "rabbitmq.com/v1beta1" {
+            rabbitmq.push(value);
         } else if value["apiVersion"] == "postgresql.cnpg.io/v1" {
             // CloudNativePG's kinds: validated by its own CRDs in tests/cloudnative_pg.rs.
             continue;
@@ -238,6 +244,7 @@ fn render_split(example: &Path, dir: &Path) -> Rendered {
         topics: topic_file,
         topic_count: topics.len(),
         users,
+        rabbitmq,
     }
 }
 
@@ -249,9 +256,11 @@ fn rendered_objects_pass_kubernetes_validate_strict() {
     let mut topic_files = Vec::new();
     let mut topics = 0;
     let mut users = Vec::new();
+    let mut rabbitmq = Vec::new();
     let mut total = 0;
     for example in common::examples() {
         let rendered = render_split(&example, &dir);
+        rabbitmq.extend(rendered.rabbitmq);
         let (builtin, count) = (rendered.builtin, rendered.builtin_count);
         monitor_files.push(rendered.monitors);
         topic_files.push(rendered.topics);
@@ -322,6 +331,36 @@ fn rendered_objects_pass_kubernetes_validate_strict() {
     for (file, errors) in results {
         assert!(errors.is_empty(), "{file}: {errors:?}");
     }
+
+    // The RabbitmqCluster example's objects, against RabbitMQ's operators' CRDs.
+    let mut kinds: Vec<String> = Vec::new();
+    for (kind, plural) in [
+        ("RabbitmqCluster", "rabbitmqclusters"),
+        ("Vhost", "vhosts"),
+        ("User", "users"),
+        ("Permission", "permissions"),
+    ] {
+        let of_kind: Vec<Value> = rabbitmq
+            .iter()
+            .filter(|o| o["kind"] == kind)
+            .cloned()
+            .collect();
+        let file = dir.join(format!("{plural}.yaml"));
+        std::fs::write(&file, sales_operator::yaml::documents(&of_kind)).expect("write");
+        let crd = common::workspace().join(format!("testdata/schemas/rabbitmq.com_{plural}.yaml"));
+        let results = validate_custom_resources(&crd, &[file]);
+        assert_eq!(results.len(), of_kind.len(), "every {kind} was checked");
+        for (file, errors) in results {
+            assert!(errors.is_empty(), "{file}: {errors:?}");
+        }
+        kinds.extend(of_kind.iter().map(|_| kind.to_owned()));
+    }
+    assert_eq!(
+        kinds.len(),
+        rabbitmq.len(),
+        "no other rabbitmq.com kind: {rabbitmq:?}"
+    );
+    assert_eq!(kinds, ["RabbitmqCluster", "Vhost", "User", "Permission"]);
 }
 
 #[test]

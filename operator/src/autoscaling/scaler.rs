@@ -105,11 +105,11 @@ impl Scaler {
             client,
             recorder,
             metrics,
-            http: {
-                // reqwest takes the process's rustls provider (ring): installed first.
-                sales_platform::tls::install_crypto_provider();
-                reqwest::Client::new()
-            },
+            // The platform's builder installs the process's rustls provider (ring)
+            // first; reqwest 0.13 has none of its own.
+            http: sales_platform::tls::http_client_builder()
+                .build()
+                .unwrap_or_default(),
             memory: Mutex::new(HashMap::new()),
             status_refresh: STATUS_REFRESH,
         }

@@ -29,7 +29,7 @@ use super::services::meta;
 use crate::catalogue::AppService;
 use crate::crd::{
     CloudNativePgDatabase, DEFAULT_INSTANCES, DEFAULT_STORAGE_SIZE, DatabaseChoice, DeletionPolicy,
-    SalesSystemSpec,
+    Placement, SalesSystemSpec,
 };
 
 /// CloudNativePG's API group.
@@ -144,7 +144,7 @@ pub fn children(
             "apiVersion": resource.api_version,
             "kind": resource.kind,
             "metadata": meta(names, name.clone(), labels.clone(), &cluster_owner(spec, owner)),
-            "spec": cluster_spec(service, database, &cnpg),
+            "spec": cluster_spec(spec, service, database, &cnpg, &name)?,
         });
         out.push(Child {
             resource,
@@ -205,10 +205,32 @@ pub(super) fn scheduled_backup(
 
 /// A created Cluster's spec: the settings given, CloudNativePG's defaults for the
 /// rest, and `initdb` making the service's database, owned by a user of its name.
-fn cluster_spec(service: AppService, database: &str, cnpg: &CloudNativePgDatabase) -> Value {
+fn cluster_spec(
+    system: &SalesSystemSpec,
+    service: AppService,
+    database: &str,
+    cnpg: &CloudNativePgDatabase,
+    name: &str,
+) -> Result<Value, serde_json::Error> {
     let mut spec = instances_spec(cnpg);
     spec["bootstrap"] = json!({"initdb": {"database": database, "owner": service.name()}});
-    spec
+    let placement = super::placement::given(system, Component::Database(service));
+    place(&placement, &mut spec, name)?;
+    Ok(spec)
+}
+
+/// Set the placement of a created Cluster's instances (CloudNativePG labels them
+/// with their cluster and role).
+pub(super) fn place(
+    placement: &Placement,
+    spec: &mut Value,
+    cluster: &str,
+) -> Result<(), serde_json::Error> {
+    let pods = BTreeMap::from([
+        ("cnpg.io/cluster".to_owned(), cluster.to_owned()),
+        ("cnpg.io/podRole".to_owned(), "instance".to_owned()),
+    ]);
+    super::provider_placement::cloudnative_pg(placement, spec, &pods)
 }
 
 /// The part of a created Cluster's spec the settings make: instances, volumes,

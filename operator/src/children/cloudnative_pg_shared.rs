@@ -100,6 +100,8 @@ pub fn children(
     let mut spec_value = instances_spec(&cnpg);
     spec_value["managed"] =
         json!({"roles": services.iter().map(|s| role(names, *s)).collect::<Vec<_>>()});
+    let placement = spec.placement.clone().unwrap_or_default();
+    cloudnative_pg::place(&placement, &mut spec_value, &name)?;
     let resource = cloudnative_pg::cluster_resource();
     let cluster = json!({
         "apiVersion": resource.api_version,

@@ -18,6 +18,7 @@ pub mod kafka_users;
 pub mod names;
 pub mod network;
 pub mod placement;
+pub mod provider_placement;
 pub mod rabbitmq_cluster;
 pub mod rabbitmq_nodes;
 pub mod rabbitmq_topology;

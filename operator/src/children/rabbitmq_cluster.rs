@@ -133,6 +133,13 @@ pub fn children(
         if let Some(resources) = &create.resources {
             cluster_spec["resources"] = serde_json::to_value(resources)?;
         }
+        // The cluster operator labels its pods with the cluster's name.
+        let pods = BTreeMap::from([(
+            "app.kubernetes.io/name".to_owned(),
+            cluster_name(names, provider),
+        )]);
+        let placement = super::placement::given(spec, Component::Broker);
+        super::provider_placement::rabbitmq_cluster(&placement, &mut cluster_spec, &pods)?;
         if spec.tls.enabled() {
             // The server Secret holds `ca.crt` too. No plaintext listener: AMQP on
             // 5671, the management API (the operator's scaler) on 15671.

@@ -25,6 +25,8 @@
 //! skipped and the status says so (`ProvidersAvailable=False`, reason
 //! `StrimziNotInstalled`).
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
@@ -33,6 +35,7 @@ use super::Child;
 use super::kafka_topics::STRIMZI_CLUSTER_LABEL;
 use super::names::{Component, Names};
 use super::services::meta;
+use super::{placement, provider_placement};
 use crate::crd::{
     CreateStrimziKafka, DeletionPolicy, KafkaChoice, SalesSystemSpec, StrimziAuthentication,
     StrimziKafka,
@@ -113,7 +116,7 @@ pub fn children(
         "apiVersion": pool_resource.api_version,
         "kind": pool_resource.kind,
         "metadata": meta(names, node_pool_name(cluster), pool_labels, &owner),
-        "spec": pool_spec(&create, delete_claim)?,
+        "spec": pool_spec(spec, cluster, &create, delete_claim)?,
     });
     Ok(vec![
         Child {
@@ -177,8 +180,14 @@ pub fn replication(replicas: i32) -> (i32, i32) {
     (copies, if copies >= 3 { 2 } else { 1 })
 }
 
-/// The node pool's spec: dual-role nodes, one persistent volume each.
-fn pool_spec(create: &CreateStrimziKafka, delete_claim: bool) -> Result<Value, serde_json::Error> {
+/// The node pool's spec: dual-role nodes, one persistent volume each, placed by
+/// `spec.placement`.
+fn pool_spec(
+    system: &SalesSystemSpec,
+    cluster: &str,
+    create: &CreateStrimziKafka,
+    delete_claim: bool,
+) -> Result<Value, serde_json::Error> {
     let mut volume = json!({
         "id": 0,
         "type": "persistent-claim",
@@ -196,6 +205,15 @@ fn pool_spec(create: &CreateStrimziKafka, delete_claim: bool) -> Result<Value, s
     });
     if let Some(resources) = &create.resources {
         spec["resources"] = serde_json::to_value(resources)?;
+    }
+    // Strimzi labels the pool's pods with their cluster and pool.
+    let pods = BTreeMap::from([
+        (STRIMZI_CLUSTER_LABEL.to_owned(), cluster.to_owned()),
+        ("strimzi.io/pool-name".to_owned(), node_pool_name(cluster)),
+    ]);
+    let placement = placement::given(system, Component::Kafka);
+    if let Some(template) = provider_placement::strimzi_node_pool(&placement, &pods)? {
+        spec["template"] = template;
     }
     Ok(spec)
 }
