@@ -466,6 +466,7 @@ impl<'de> Deserialize<'de> for StorageSpec {
     validation = Rule::new("[has(self.managed), has(self.cluster), has(self.external)].filter(x, x).size() <= 1").message("rabbitmq: give at most one of managed, cluster or external"),
     validation = Rule::new("!has(self.managed) || !has(self.managed.replicas) || self.managed.replicas == 1 || (self.managed.replicas >= 3 && self.managed.replicas % 2 == 1)").message("rabbitmq.managed.replicas: 1, or an odd number from 3 (a quorum queue needs a majority of the nodes)"),
     validation = Rule::new("!has(self.cluster) || !has(self.cluster.create) || !has(self.cluster.create.replicas) || self.cluster.create.replicas == 1 || (self.cluster.create.replicas >= 3 && self.cluster.create.replicas % 2 == 1)").message("rabbitmq.cluster.create.replicas: 1, or an odd number from 3 (a quorum queue needs a majority of the nodes)"),
+    validation = Rule::new("!has(self.queueType) || self.queueType != 'classic' || has(self.external) || !((has(self.cluster) && has(self.cluster.create) && (!has(self.cluster.create.replicas) || self.cluster.create.replicas >= 3)) || (!has(self.cluster) && has(self.managed) && has(self.managed.replicas) && self.managed.replicas >= 3))").message("rabbitmq.queueType classic on a RabbitMQ of 3 or more nodes: a classic queue lives on one node, and while that node is away the services cannot declare their queues and stop; use quorum, the default there (docs/operator/providers.md#rabbitmq)"),
     validation = Rule::new("(has(self.external) ? 'external' : has(self.cluster) ? 'cluster' : 'managed') == (has(oldSelf.external) ? 'external' : has(oldSelf.cluster) ? 'cluster' : 'managed')").message("rabbitmq: the broker's provider (managed, cluster or external) cannot change: the queues and their messages stay on the old broker (docs/operator/providers.md#rabbitmq)"),
     validation = Rule::new("!has(oldSelf.managed) || !has(self.managed) || (has(self.managed.replicas) ? self.managed.replicas : 1) == (has(oldSelf.managed.replicas) ? oldSelf.managed.replicas : 1)").message("rabbitmq.managed.replicas cannot change: the nodes of a classic_config cluster are fixed when it is made (docs/operator/providers.md#rabbitmq)"),
     validation = Rule::new("!has(oldSelf.cluster) || !has(self.cluster) || !has(oldSelf.cluster.create) || !has(self.cluster.create) || (has(self.cluster.create.replicas) ? self.cluster.create.replicas : 3) == (has(oldSelf.cluster.create.replicas) ? oldSelf.cluster.create.replicas : 3)").message("rabbitmq.cluster.create.replicas cannot change: the cluster operator does not shrink a cluster, and quorum queues keep their members (docs/operator/providers.md#rabbitmq)"),
@@ -492,8 +493,10 @@ pub struct BrokerSpec {
     #[schemars(regex(pattern = r"^[A-Za-z0-9._-]*$"), length(max = 64))]
     pub prefix: String,
     /// The type of the services' queues (`AMQP_QUEUE_TYPE`). Unset: `quorum` on a
-    /// managed broker of 3 or more nodes and with `cluster`, else `classic`. Existing
-    /// queues keep their type: it changes only with a new `prefix`.
+    /// managed broker of 3 or more nodes and with `cluster`, else `classic`. `classic`
+    /// is refused on a managed or created broker of 3 or more nodes (a classic queue
+    /// lives on one node: while it is away the services stop). Existing queues keep
+    /// their type: it changes only with a new `prefix`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_type: Option<QueueType>,
 }
