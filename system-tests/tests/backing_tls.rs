@@ -1,4 +1,4 @@
-//! TLS from the services to PostgreSQL, RabbitMQ and Redis (issue 15), through the
+//! TLS from the services to PostgreSQL, RabbitMQ, Redis and Kafka (issue 15), through the
 //! platform's own connection code, against servers of each test's own whose
 //! certificates a throwaway CA signed (the shared infrastructure stays plaintext and
 //! untouched). Each test shows the connection works with the CA the settings name,
@@ -16,14 +16,22 @@ use std::time::Duration;
 use lapin::ConnectionProperties;
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use sales_contracts::topology::Topology;
 use sales_platform::cache::redis_client;
+use sales_platform::config::KafkaArgs;
 use sales_platform::config::{CacheArgs, DatabaseArgs};
 use sales_platform::db;
+use sales_platform::messaging::kafka::KafkaBus;
 use sales_platform::messaging::rabbitmq::{AmqpEndpoint, Broker, OutgoingMessage};
+use sales_platform::messaging::{Messaging, OutgoingEvent};
 use sales_platform::metrics::Metrics;
+use sales_testkit::private_kafka::PrivateKafka;
 use sales_testkit::private_servers::{PrivatePostgres, PrivateRabbitMq, PrivateRedis};
 use sales_testkit::test_ca::TestCa;
+use sales_testkit::tls_front::TlsFront;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
@@ -177,6 +185,105 @@ async fn rabbitmq_is_reached_over_amqps_with_the_ca_file_only() {
     );
     assert!(broker.wait_connected(Duration::from_secs(3)).await.is_err());
     shutdown.cancel();
+}
+
+/// Kafka over TLS: the broker (tansu) behind a TLS front of the test's own, which it
+/// advertises (see `sales_testkit::tls_front`). The platform's producer publishes
+/// one event with `KAFKA_SECURITY_PROTOCOL=ssl` and `KAFKA_SSL_CA_LOCATION`, and a
+/// consumer with the same settings reads it back; another CA, no CA (the system's
+/// roots) and plaintext against the TLS port never connect.
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_is_reached_over_tls_with_the_ca_file_only() {
+    let ca = TestCa::new("sales test CA");
+    let front_port = sales_testkit::free_port();
+    let advertised = format!("localhost:{front_port}");
+    let kafka = PrivateKafka::start_advertising(&advertised);
+    let upstream: u16 = kafka.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
+    let _front = TlsFront::start(&ca, front_port, upstream).await;
+    let trusted = ca.trust_file();
+    let args = |protocol: &str, ca_file: Option<PathBuf>| KafkaArgs {
+        kafka_bootstrap_servers: Some(advertised.clone()),
+        kafka_topic_prefix: "tls.".into(),
+        kafka_topic_partitions: 1,
+        kafka_replication_factor: 1,
+        kafka_batch_messages: Some(1),
+        kafka_security_protocol: protocol.into(),
+        kafka_ssl_ca_location: ca_file,
+        ..KafkaArgs::default()
+    };
+
+    let shutdown = CancellationToken::new();
+    let settings = args("ssl", Some(trusted.path.clone()));
+    let bus = KafkaBus::start(
+        "tls-test",
+        &settings,
+        Metrics::new("tls-test"),
+        shutdown.clone(),
+    )
+    .unwrap();
+    assert!(
+        bus.wait_connected(Duration::from_secs(60)).await,
+        "connected over TLS and made the topics"
+    );
+    let messaging = Messaging::Kafka(bus);
+    let body = br#"{"over":"kafka+tls"}"#;
+    let (sent, failed) = messaging
+        .publish_events(&[OutgoingEvent {
+            message_type: "create-order",
+            key: "order-1",
+            body,
+            message_id: "tls-1".into(),
+            headers: Default::default(),
+        }])
+        .await;
+    assert_eq!((sent, failed.map(|e| e.to_string())), (1, None));
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &advertised)
+        .set("security.protocol", "ssl")
+        .set("ssl.ca.location", trusted.path.to_string_lossy())
+        .set("group.id", "tls-check")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    let topic = messaging.topology().event_topic("create-order");
+    consumer.subscribe(&[topic.as_str()]).unwrap();
+    let read = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) {
+                return message.payload().map(<[u8]>::to_vec);
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(read.as_deref(), Some(&body[..]));
+    shutdown.cancel();
+
+    // Another CA, no CA (the system's roots), plaintext to the TLS port: never
+    // connected, never falling back.
+    let other = TestCa::new("another CA").trust_file();
+    for (protocol, ca_file) in [
+        ("ssl", Some(other.path.clone())),
+        ("ssl", None),
+        ("plaintext", None),
+    ] {
+        let shutdown = CancellationToken::new();
+        let bus = KafkaBus::start(
+            "tls-test",
+            &args(protocol, ca_file.clone()),
+            Metrics::new("tls-test"),
+            shutdown.clone(),
+        )
+        .unwrap();
+        assert!(
+            !bus.wait_connected(Duration::from_secs(8)).await,
+            "{protocol} with {ca_file:?} connected"
+        );
+        shutdown.cancel();
+    }
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ pub mod private_servers;
 pub mod rabbitmq_cluster;
 pub mod run_as;
 pub mod test_ca;
+pub mod tls_front;
 pub mod transport;
 
 pub use transport::{TestKafka, TestTransport, kafka_bootstrap};

@@ -21,15 +21,20 @@ pub struct PrivateKafka {
 /// The command that runs tansu at `binary` as a broker on `bootstrap` (`host:port`),
 /// its data in memory, warnings only, no input (its output is the caller's to set).
 pub fn tansu_broker(binary: &Path, bootstrap: &str) -> Command {
-    let url = format!("tcp://{bootstrap}");
+    tansu_broker_advertising(binary, bootstrap, bootstrap)
+}
+
+/// [`tansu_broker`] listening on `listen` and telling clients to connect to
+/// `advertised` (a front of it).
+pub fn tansu_broker_advertising(binary: &Path, listen: &str, advertised: &str) -> Command {
     let mut command = Command::new(binary);
     command
         .args([
             "broker",
             "--listener-url",
-            &url,
+            &format!("tcp://{listen}"),
             "--advertised-listener-url",
-            &url,
+            &format!("tcp://{advertised}"),
         ])
         .args(["--storage-engine", "memory://tansu/"])
         .env("RUST_LOG", "warn")
@@ -41,21 +46,31 @@ impl PrivateKafka {
     /// Start it on a free port and wait until it answers. Panics, saying why, when
     /// `SALES_TANSU_BIN` is not set.
     pub fn start() -> PrivateKafka {
-        let binary = std::env::var("SALES_TANSU_BIN").unwrap_or_else(|_| {
+        Self::start_binary(&Self::binary(), None)
+    }
+
+    /// [`PrivateKafka::start`], advertising `advertised` (`host:port` of a front such
+    /// as [`crate::tls_front::TlsFront`]) instead of its own address.
+    pub fn start_advertising(advertised: &str) -> PrivateKafka {
+        Self::start_binary(&Self::binary(), Some(advertised))
+    }
+
+    fn binary() -> String {
+        std::env::var("SALES_TANSU_BIN").unwrap_or_else(|_| {
             panic!(
                 "SALES_TANSU_BIN is not set: this test starts a Kafka-protocol broker of its \
                  own; run it through `cargo xtask test`, which builds tansu and exports it"
             )
-        });
-        Self::start_binary(&binary)
+        })
     }
 
     /// [`PrivateKafka::start`] with the tansu at `binary`. A broker that exits at once
     /// lost its port to another test: it starts again on another one.
-    pub fn start_binary(binary: &str) -> PrivateKafka {
+    pub fn start_binary(binary: &str, advertised: Option<&str>) -> PrivateKafka {
         for _ in 0..5 {
             let bootstrap = format!("127.0.0.1:{}", crate::free_port());
-            let child = tansu_broker(Path::new(binary), &bootstrap)
+            let advertised = advertised.unwrap_or(&bootstrap);
+            let child = tansu_broker_advertising(Path::new(binary), &bootstrap, advertised)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()

@@ -41,7 +41,7 @@ impl TestKafka {
     pub fn new() -> TestKafka {
         let shared = std::env::var_os("SALES_KAFKA_BOOTSTRAP").is_some();
         let own_broker = match std::env::var("SALES_TANSU_BIN") {
-            Ok(binary) if !shared => Some(Arc::new(PrivateKafka::start_binary(&binary))),
+            Ok(binary) if !shared => Some(Arc::new(PrivateKafka::start_binary(&binary, None))),
             _ => None,
         };
         TestKafka {
