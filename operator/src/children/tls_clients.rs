@@ -42,9 +42,15 @@ pub fn servers_used(spec: &SalesSystemSpec, service: AppService) -> Vec<Componen
 /// Whether `service`'s broker is one whose CA is `tls.externalCA` (external, or an
 /// existing `RabbitmqCluster`).
 fn external_broker(spec: &SalesSystemSpec, service: AppService) -> bool {
+    service.uses_broker() && broker_signed_elsewhere(spec)
+}
+
+/// Whether the RabbitMQ is one whose certificate the system did not issue (external,
+/// or an existing `RabbitmqCluster`).
+fn broker_signed_elsewhere(spec: &SalesSystemSpec) -> bool {
     let existing_cluster = spec.rabbitmq_cluster().is_some_and(|p| p.create.is_none());
     let external = spec.rabbitmq().is_some_and(|r| r.external.is_some());
-    service.uses_broker() && (existing_cluster || external)
+    existing_cluster || external
 }
 
 /// Where the CA the broker is verified with lives, with TLS on: (Secret, key). The
@@ -57,9 +63,7 @@ pub fn broker_ca(names: &Names, spec: &SalesSystemSpec) -> Option<(String, Strin
     if !spec.tls.enabled() || spec.kafka().is_some() {
         return None;
     }
-    let existing_cluster = spec.rabbitmq_cluster().is_some_and(|p| p.create.is_none());
-    let external = spec.rabbitmq().is_some_and(|r| r.external.is_some());
-    if existing_cluster || external {
+    if broker_signed_elsewhere(spec) {
         return spec
             .tls
             .external_ca
