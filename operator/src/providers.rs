@@ -380,6 +380,14 @@ pub fn rabbitmq_cluster_ready(name: &str, seen: Option<&RabbitmqClusterSeen>) ->
             }
         }
     }
+    if failed && cluster.data["spec"]["tls"]["secretName"].is_string() {
+        // The topology operator reaches a TLS cluster over HTTPS, with its own roots.
+        waiting.push(
+            "the cluster serves TLS: the Messaging Topology Operator must trust its CA \
+             (docs/operator/tls.md#providers)"
+                .into(),
+        );
+    }
     if !waiting.is_empty() {
         let reason = if failed {
             RABBITMQ_TOPOLOGY_NOT_READY
@@ -439,5 +447,58 @@ fn topology_ready(object: &DynamicObject) -> TopologyReady {
                 .unwrap_or("no reason given")
                 .to_owned(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn object(value: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(value).unwrap()
+    }
+
+    /// A topology object that failed on a TLS cluster points at the CA its operator
+    /// must trust; on a plaintext cluster the message says nothing of it.
+    #[test]
+    fn a_failed_topology_object_on_a_tls_cluster_names_the_ca_to_trust() {
+        let verdict = |tls: bool| {
+            let mut cluster = serde_json::json!({
+                "apiVersion": "rabbitmq.com/v1beta1", "kind": "RabbitmqCluster",
+                "metadata": {"name": "shop-rabbitmq"},
+                "status": {"conditions": [{"type": "ClusterAvailable", "status": "True"}]},
+            });
+            if tls {
+                cluster["spec"] = serde_json::json!({"tls": {"secretName": "shop-rabbitmq-tls"}});
+            }
+            let user = object(serde_json::json!({
+                "apiVersion": "rabbitmq.com/v1beta1", "kind": "User",
+                "metadata": {"name": "shop-services", "generation": 1},
+                "status": {"observedGeneration": 1, "conditions": [{"type": "Ready",
+                    "status": "False", "message": "x509: certificate signed by unknown authority"}]},
+            }));
+            let seen = RabbitmqClusterSeen {
+                served: true,
+                object: Some(object(cluster)),
+                topology_missing: Vec::new(),
+                topology: vec![TopologyObjectSeen {
+                    kind: "User".into(),
+                    name: "shop-services".into(),
+                    object: Some(user),
+                }],
+            };
+            rabbitmq_cluster_ready("shop-rabbitmq", Some(&seen))
+        };
+        let (ready, reason, message) = verdict(true);
+        assert!(!ready);
+        assert_eq!(reason, RABBITMQ_TOPOLOGY_NOT_READY);
+        assert!(
+            message.contains("the Messaging Topology Operator must trust its CA"),
+            "{message}"
+        );
+        let (_, _, message) = verdict(false);
+        assert!(!message.contains("must trust"), "{message}");
     }
 }

@@ -8,7 +8,8 @@
 //!   the public roots, is refused;
 //! - end to end on the in-memory API server, an external broker whose CA is
 //!   `tls.externalCA`: the scaler reads the CA from that Secret, reads the depth and
-//!   scales; with the Secret holding another CA it scales nothing and says why.
+//!   scales; with the Secret holding another CA, or gone, it scales nothing and says
+//!   why.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -298,6 +299,25 @@ async fn the_scaler_verifies_an_external_broker_with_the_external_ca() {
     assert!(
         inventory.message.contains(&base),
         "the message names the API: {}",
+        inventory.message
+    );
+    assert_eq!(consumer_replicas(&client).await, Some(5));
+
+    // No CA Secret at all: said as such, and still nothing scaled.
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), NS)
+        .delete("broker-ca", &Default::default())
+        .await
+        .unwrap();
+    scaler
+        .scale(&get(&client).await, Timestamp::now())
+        .await
+        .expect("a tick");
+    let status = get(&client).await.status.unwrap();
+    let inventory = &status.consumers["inventory"];
+    assert_eq!(inventory.reason, "BrokerCaMissing", "{}", inventory.message);
+    assert!(
+        inventory.message.contains("broker-ca"),
+        "{}",
         inventory.message
     );
     assert_eq!(consumer_replicas(&client).await, Some(5));

@@ -167,6 +167,17 @@ async fn the_operators_certificates_are_made_once_with_every_name_and_kept() {
         (json!("management"), json!(15671)),
     ];
     assert_eq!(ports(&service["spec"]["ports"], "port"), expected);
+    let nodes = ports(
+        &object(&api, "services", "shop-rabbitmq-nodes")["spec"]["ports"],
+        "port",
+    );
+    for port in &expected {
+        assert!(nodes.contains(port), "{nodes:?}");
+    }
+    assert!(
+        !nodes.iter().any(|(_, port)| port == 5672 || port == 15672),
+        "{nodes:?}"
+    );
     let broker = object(&api, "statefulsets", "shop-rabbitmq");
     let container = &broker["spec"]["template"]["spec"]["containers"][0];
     let container_ports = ports(&container["ports"], "containerPort");

@@ -195,11 +195,11 @@ async fn rabbitmq_is_reached_over_amqps_with_the_ca_file_only() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kafka_is_reached_over_tls_with_the_ca_file_only() {
     let ca = TestCa::new("sales test CA");
-    let front_port = sales_testkit::free_port();
-    let advertised = format!("localhost:{front_port}");
+    let front = TlsFront::bind(&ca).await;
+    let advertised = format!("localhost:{}", front.port);
     let kafka = PrivateKafka::start_advertising(&advertised);
     let upstream: u16 = kafka.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
-    let _front = TlsFront::start(&ca, front_port, upstream).await;
+    let _front = front.forward_to(upstream);
     let trusted = ca.trust_file();
     let args = |protocol: &str, ca_file: Option<PathBuf>| KafkaArgs {
         kafka_bootstrap_servers: Some(advertised.clone()),

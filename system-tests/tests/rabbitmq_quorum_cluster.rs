@@ -362,7 +362,7 @@ async fn missing(pool: &PgPool) -> Vec<i64> {
 
 /// `broker_connections_total` of `service`: more than 1 means it reconnected.
 async fn connections(service: &RunningService) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", service.admin_url()))
+    let text = sales_testkit::http_get(format!("{}/metrics", service.admin_url()))
         .await
         .unwrap()
         .text()

@@ -10,8 +10,10 @@
 //! out" on `POST /api/v1/orders`. The script reports what the page shows; the API is
 //! the judge: the order exists for that customer, and its stock is reserved.
 //!
-//! Each run writes the screenshot of the answered order to
-//! `docs/images/swagger-ui-order.png` (the README shows it).
+//! Each run writes the screenshot of the answered order under the target directory
+//! (`target/tmp/swagger-ui-order.png`); with `SALES_UPDATE_DOC_IMAGES=1` it is also
+//! copied to `docs/images/swagger-ui-order.png`, which the README shows (a test run
+//! leaves the working tree as it found it otherwise).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -94,9 +96,7 @@ async fn a_customer_logs_in_and_places_an_order_in_swagger_ui() {
     let email = "browser.customer@example.com";
     let (customer_id, token) = sys.register(email, "Browser Customer").await;
 
-    let images = workspace_root().join("docs/images");
-    std::fs::create_dir_all(&images).expect("docs/images");
-    let screenshot = images.join("swagger-ui-order.png");
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("swagger-ui-order.png");
     let _ = std::fs::remove_file(&screenshot);
     let order = json!({"items": [{"product_id": product_id, "quantity": 2}]});
     let page = drive_swagger_ui(&sys.gateway(), email, &order, &screenshot).await;
@@ -144,5 +144,10 @@ async fn a_customer_logs_in_and_places_an_order_in_swagger_ui() {
     let png = std::fs::read(&screenshot)
         .unwrap_or_else(|e| panic!("no screenshot at {}: {e}", screenshot.display()));
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    if std::env::var("SALES_UPDATE_DOC_IMAGES").is_ok_and(|v| v == "1") {
+        let images = workspace_root().join("docs/images");
+        std::fs::create_dir_all(&images).expect("docs/images");
+        std::fs::write(images.join("swagger-ui-order.png"), &png).expect("docs image");
+    }
     sys.stop().await;
 }

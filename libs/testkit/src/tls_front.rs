@@ -23,9 +23,10 @@ pub struct TlsFront {
 }
 
 impl TlsFront {
-    /// Bind the front on `port` (127.0.0.1), its certificate for [`SERVER_NAMES`]
-    /// signed by `ca`, in front of 127.0.0.1:`upstream`.
-    pub async fn start(ca: &TestCa, port: u16, upstream: u16) -> TlsFront {
+    /// Bind the front on a free port of 127.0.0.1, its certificate for
+    /// [`SERVER_NAMES`] signed by `ca`; it forwards nothing until [`TlsFront::forward_to`]
+    /// (bound first, so a server can be told the front's port before it starts).
+    pub async fn bind(ca: &TestCa) -> BoundFront {
         sales_platform::tls::install_crypto_provider();
         let server = ca.server_certificate(&SERVER_NAMES);
         let chain = CertificateDer::pem_slice_iter(server.cert_pem.as_bytes())
@@ -37,10 +38,36 @@ impl TlsFront {
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .unwrap_or_else(|e| panic!("front TLS settings: {e}"));
-        let acceptor = TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind(("127.0.0.1", port))
+        let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
-            .unwrap_or_else(|e| panic!("cannot bind the TLS front on {port}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot bind the TLS front: {e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("TLS front address: {e}"))
+            .port();
+        BoundFront {
+            port,
+            listener,
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+        }
+    }
+}
+
+/// A front bound and not yet forwarding.
+pub struct BoundFront {
+    pub port: u16,
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+}
+
+impl BoundFront {
+    /// Forward each connection's plaintext to 127.0.0.1:`upstream`.
+    pub fn forward_to(self, upstream: u16) -> TlsFront {
+        let BoundFront {
+            port,
+            listener,
+            acceptor,
+        } = self;
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();

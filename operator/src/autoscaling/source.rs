@@ -114,7 +114,9 @@ impl QueueSource {
         let Some((ca_secret, ca_key)) = tls_clients::broker_ca(names, spec) else {
             return Ok(QueueSource::RabbitMq(management));
         };
-        let found = read_secret(&secrets, &ca_secret).await?;
+        let found = read_secret(&secrets, &ca_secret)
+            .await
+            .map_err(|e| ReadError::new("BrokerCaMissing", e.message))?;
         let ca = secret_value(&found, &ca_key).ok_or_else(|| {
             ReadError::new(
                 "BrokerCaMissing",

@@ -3,7 +3,8 @@
 //! `Cluster`'s. Only what the spec gives is passed on, in the field each operator
 //! offers for it; no default spread is added, since each of them spreads its pods
 //! its own way (CloudNativePG a preferred anti-affinity between instances, RabbitMQ's
-//! cluster operator a zone spread constraint, Strimzi whatever the user sets):
+//! cluster operator a zone spread constraint, which the given constraints are merged
+//! into by `topologyKey`; Strimzi whatever the user sets):
 //!
 //! | placement | Strimzi `KafkaNodePool` | `RabbitmqCluster` | CloudNativePG `Cluster` |
 //! |---|---|---|---|
