@@ -43,7 +43,7 @@ use sales_operator::autoscaling::deletion_cost;
 use sales_operator::autoscaling::scaler::{FIELD_MANAGER, Scaler};
 use sales_operator::catalogue::{DRAIN_SECONDS, SHUTDOWN_GRACE_SECONDS};
 use sales_operator::children::names::MANAGER;
-use sales_operator::crd::{ExternalBroker, FINALIZER, SalesSystem};
+use sales_operator::crd::{ExternalBroker, SalesSystem};
 use sales_operator::metrics::Metrics;
 use sales_operator::reconcile::{Context, reconcile};
 use sales_testkit::TestBroker;
@@ -53,14 +53,7 @@ const NS: &str = "sales";
 const NAME: &str = "shop-scaled";
 
 fn example() -> SalesSystem {
-    let path = common::workspace().join("examples/salessystem-autoscaling.yaml");
-    let mut system = sales_operator::render::parse(&std::fs::read_to_string(path).unwrap())
-        .expect("a SalesSystem");
-    system.metadata.namespace = Some(NS.into());
-    system.metadata.uid = Some("uid-scaled".into());
-    system.metadata.generation = Some(1);
-    system.metadata.finalizers = Some(vec![FINALIZER.into()]);
-    system
+    common::stored_autoscaling_example(None, "uid-scaled")
 }
 
 /// The example on an external broker (`amqp_url` in Secret `broker`), inventory

@@ -28,7 +28,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use sales_contracts::topology::subscriptions_of;
 use sales_operator::autoscaling::scaler::Scaler;
 use sales_operator::crd::{
-    ExternalKafka, FINALIZER, KafkaSecurityProtocol, KafkaSpec, MessagingKind, SalesSystem,
+    ExternalKafka, KafkaSecurityProtocol, KafkaSpec, MessagingKind, SalesSystem,
 };
 use sales_operator::metrics::Metrics;
 use sales_operator::reconcile::{Context, reconcile};
@@ -40,14 +40,7 @@ const NAME: &str = "shop-lag";
 /// The autoscaling example on external Kafka (the test's broker at `bootstrap`, topics under `prefix`), inventory
 /// scaled 1..10 on 100 messages per replica with a 5 minute window, 3 partitions.
 fn on_kafka(bootstrap: &str, prefix: &str) -> SalesSystem {
-    let path = common::workspace().join("examples/salessystem-autoscaling.yaml");
-    let mut system = sales_operator::render::parse(&std::fs::read_to_string(path).unwrap())
-        .expect("a SalesSystem");
-    system.metadata.name = Some(NAME.into());
-    system.metadata.namespace = Some(NS.into());
-    system.metadata.uid = Some("uid-lag".into());
-    system.metadata.generation = Some(1);
-    system.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    let mut system = common::stored_autoscaling_example(Some(NAME), "uid-lag");
     system.spec.messaging.kind = MessagingKind::Kafka;
     system.spec.messaging.kafka = Some(KafkaSpec {
         external: Some(ExternalKafka {

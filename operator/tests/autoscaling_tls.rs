@@ -29,7 +29,7 @@ use sales_contracts::topology::{Topology, subscriptions_of};
 use sales_operator::autoscaling::broker::Management;
 use sales_operator::autoscaling::scaler::Scaler;
 use sales_operator::children::tls_servers;
-use sales_operator::crd::{CaSecretRef, ExternalBroker, FINALIZER, SalesSystem, TlsMode};
+use sales_operator::crd::{CaSecretRef, ExternalBroker, SalesSystem, TlsMode};
 use sales_operator::metrics::Metrics;
 use sales_operator::reconcile::reconcile;
 use sales_testkit::private_servers::PrivateRabbitMq;
@@ -171,13 +171,7 @@ async fn the_operators_broker_config_serves_management_over_https_only_and_the_s
 /// The autoscaling example on the node as an external broker under TLS, its CA in
 /// Secret `broker-ca` (`tls.externalCA`), inventory scaled on 2 messages a replica.
 fn system(management: &str) -> SalesSystem {
-    let path = common::workspace().join("examples/salessystem-autoscaling.yaml");
-    let mut system = sales_operator::render::parse(&std::fs::read_to_string(path).unwrap())
-        .expect("a SalesSystem");
-    system.metadata.namespace = Some(NS.into());
-    system.metadata.uid = Some("uid-scaled".into());
-    system.metadata.generation = Some(1);
-    system.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    let mut system = common::stored_autoscaling_example(None, "uid-scaled");
     system.spec.rabbitmq.managed = None;
     system.spec.rabbitmq.external = Some(ExternalBroker {
         secret_name: "broker".into(),

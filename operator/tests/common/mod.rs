@@ -152,3 +152,23 @@ pub fn condition(
         .unwrap_or_else(|| panic!("condition {kind}"));
     (c.status.clone(), c.reason.clone(), c.message.clone())
 }
+
+/// `examples/salessystem-autoscaling.yaml` as a cluster would hold it: in namespace
+/// `sales`, named `name` (`None`: the example's), with `uid`, generation 1 and the
+/// operator's finalizer.
+pub fn stored_autoscaling_example(
+    name: Option<&str>,
+    uid: &str,
+) -> sales_operator::crd::SalesSystem {
+    let path = workspace().join("examples/salessystem-autoscaling.yaml");
+    let mut system = sales_operator::render::parse(&std::fs::read_to_string(path).unwrap())
+        .expect("a SalesSystem");
+    if let Some(name) = name {
+        system.metadata.name = Some(name.into());
+    }
+    system.metadata.namespace = Some("sales".into());
+    system.metadata.uid = Some(uid.into());
+    system.metadata.generation = Some(1);
+    system.metadata.finalizers = Some(vec![sales_operator::crd::FINALIZER.into()]);
+    system
+}
