@@ -142,18 +142,7 @@ pub(super) async fn release(api: &Api<Secret>, secret: &Secret) -> Result<(), ku
         "resourceVersion": secret.resource_version(),
         "finalizers": left,
     }});
-    match api
-        .patch(
-            &secret.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
+    super::release::merge_patch_if_present(api, &secret.name_any(), patch).await
 }
 
 /// `existing` with every key `generated` must hold.

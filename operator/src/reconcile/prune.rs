@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service as K8sService};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams};
 use serde_json::json;
 
 use super::{Context, Error, on};
@@ -47,14 +47,7 @@ pub(super) async fn release_topic(api: &Api<DynamicObject>, name: &str) -> Resul
     let patch = json!({"metadata": {"annotations": {
         kafka_topics::STRIMZI_MANAGED_ANNOTATION: "false"
     }}});
-    match api
-        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
+    super::release::merge_patch_if_present(api, name, patch).await
 }
 
 /// Delete children of this system that its current spec no longer wants (a database

@@ -12,9 +12,16 @@ use serde_json::json;
 use super::{Context, Error, on};
 use crate::children::names::Names;
 
-/// Take the owner references off object `name` (gone already: nothing to do).
-pub(super) async fn release(api: &Api<DynamicObject>, name: &str) -> Result<(), kube::Error> {
-    let patch = json!({"metadata": {"ownerReferences": null}});
+/// Merge `patch` into object `name`; an object already gone is no error (what the
+/// patch would let go of is gone with it).
+pub(super) async fn merge_patch_if_present<K>(
+    api: &Api<K>,
+    name: &str,
+    patch: serde_json::Value,
+) -> Result<(), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     match api
         .patch(name, &PatchParams::default(), &Patch::Merge(patch))
         .await
@@ -23,6 +30,11 @@ pub(super) async fn release(api: &Api<DynamicObject>, name: &str) -> Result<(), 
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Take the owner references off object `name` (gone already: nothing to do).
+pub(super) async fn release(api: &Api<DynamicObject>, name: &str) -> Result<(), kube::Error> {
+    merge_patch_if_present(api, name, json!({"metadata": {"ownerReferences": null}})).await
 }
 
 /// Release every object of `resource` of this system that still has an owner
