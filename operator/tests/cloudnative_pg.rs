@@ -12,7 +12,6 @@ mod common;
 mod fake_api;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use fake_api::FakeApi;
@@ -176,17 +175,7 @@ fn render_makes_a_cluster_and_scheduled_backup_per_service_valid_by_cnpg() {
             })
             .collect(),
     );
-    let output = Command::new(common::tools_venv().join("bin/kubernetes-validate"))
-        .args(["--strict", "-k", "1.33.0"])
-        .arg(&builtin)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::validate_strict(&builtin);
 }
 
 #[test]

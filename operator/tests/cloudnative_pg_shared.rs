@@ -12,7 +12,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{Value, json};
 
@@ -172,17 +171,7 @@ fn render_makes_one_cluster_with_a_role_and_a_database_per_service_valid_by_cnpg
         .collect();
     let path = dir.join("builtin.yaml");
     std::fs::write(&path, sales_operator::yaml::documents(&builtin)).unwrap();
-    let output = Command::new(common::tools_venv().join("bin/kubernetes-validate"))
-        .args(["--strict", "-k", "1.33.0"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::validate_strict(&path);
 }
 
 /// Under TLS the services check the shared Cluster's certificate against its CA, as

@@ -12,8 +12,6 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-const K8S_VERSION: &str = "1.33.0";
-
 fn example() -> std::path::PathBuf {
     common::workspace().join("examples/salessystem-placement.yaml")
 }
@@ -120,14 +118,7 @@ fn what_the_example_renders_validates_and_the_data_tier_is_on_its_pool() {
         .collect();
     let file = common::scratch_dir("placement").join("rendered.yaml");
     std::fs::write(&file, &yaml).unwrap();
-    let output = Command::new(common::tools_venv().join("bin/kubernetes-validate"))
-        .args(["--strict", "-k", K8S_VERSION])
-        .arg(&file)
-        .output()
-        .expect("run kubernetes-validate");
-    let report = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{report}");
+    let report = common::validate_strict(&file);
     assert_eq!(
         report.matches(" passed ").count(),
         rendered.len(),

@@ -12,7 +12,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const K8S_VERSION: &str = "1.33.0";
 const SERVICE_MONITOR_CRD: &str = "testdata/schemas/monitoring.coreos.com_servicemonitors.yaml";
 const KAFKA_TOPIC_CRD: &str = "testdata/schemas/kafka.strimzi.io_kafkatopics.yaml";
 const KAFKA_USER_CRD: &str = "testdata/schemas/kafka.strimzi.io_kafkausers.yaml";
@@ -267,7 +266,7 @@ fn rendered_objects_pass_kubernetes_validate_strict() {
         topics += rendered.topic_count;
         users.extend(rendered.users);
         let output = Command::new(&validate)
-            .args(["--strict", "-k", K8S_VERSION])
+            .args(["--strict", "-k", common::K8S_VERSION])
             .arg(&builtin)
             .output()
             .expect("run kubernetes-validate");

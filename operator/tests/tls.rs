@@ -13,7 +13,6 @@ mod common;
 mod fake_api;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -335,7 +334,6 @@ fn render(text: &str, dir: &std::path::Path, stem: &str) -> (PathBuf, usize, Vec
 #[test]
 fn rendered_tls_objects_pass_kubernetes_validate_and_cert_managers_schema() {
     let dir = common::scratch_dir("tls-rendered");
-    let validate = common::tools_venv().join("bin/kubernetes-validate");
     let mut all_certificates = Vec::new();
     for (stem, text) in [
         ("operator-ca", operator_ca()),
@@ -343,14 +341,7 @@ fn rendered_tls_objects_pass_kubernetes_validate_and_cert_managers_schema() {
     ] {
         let (file, count, certificates) = render(&text, &dir, stem);
         all_certificates.extend(certificates);
-        let output = Command::new(&validate)
-            .args(["--strict", "-k", "1.33.0"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        let report = String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{stem}: {report}");
+        let report = common::validate_strict(&file);
         assert_eq!(
             report.matches(" passed ").count(),
             count,

@@ -3,28 +3,15 @@
 //! CEL rules, transition rules included).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{Value, json};
 
 use super::{children, common, on_s3, on_volume, restore_job, system_with};
 
-const K8S_VERSION: &str = "1.33.0";
-
 /// `kubernetes-validate --strict` over `objects`, written to `file`.
 fn validate_strict(file: &Path, objects: &[Value]) {
     std::fs::write(file, sales_operator::yaml::documents(objects)).unwrap();
-    let output = Command::new(common::tools_venv().join("bin/kubernetes-validate"))
-        .args(["--strict", "-k", K8S_VERSION])
-        .arg(file)
-        .output()
-        .expect("run kubernetes-validate");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{}:\n{report}", file.display());
+    let report = common::validate_strict(file);
     assert_eq!(
         report.matches(" passed ").count(),
         objects.len(),

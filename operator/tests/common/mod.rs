@@ -172,3 +172,20 @@ pub fn stored_autoscaling_example(
     system.metadata.finalizers = Some(vec![sales_operator::crd::FINALIZER.into()]);
     system
 }
+
+/// The Kubernetes version the rendered objects are validated for.
+pub const K8S_VERSION: &str = "1.33.0";
+
+/// `kubernetes-validate --strict` over the objects in `file`: panics with its report
+/// when any is invalid, else returns the report (a ` passed ` per object).
+pub fn validate_strict(file: &Path) -> String {
+    let output = Command::new(tools_venv().join("bin/kubernetes-validate"))
+        .args(["--strict", "-k", K8S_VERSION])
+        .arg(file)
+        .output()
+        .expect("run kubernetes-validate");
+    let report = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{}:\n{report}", file.display());
+    report
+}
