@@ -13,6 +13,8 @@
 //! broker and a RabbitmqCluster answer on 15671 only (HTTPS), verified against the
 //! broker's CA ([`Management::trusting`]).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::{StatusCode, Url};
@@ -48,6 +50,13 @@ impl ReadError {
         }
     }
 }
+
+/// The clients of [`Management::trusting`], by the PEM of the CA they trust.
+static CA_CLIENTS: std::sync::LazyLock<Mutex<HashMap<Vec<u8>, reqwest::Client>>> =
+    std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// At most this many CAs' clients are kept (one per system under TLS, plus renewals).
+const MAX_CA_CLIENTS: usize = 256;
 
 /// The management API of one broker, and the vhost the system's queues live in.
 #[derive(Clone)]
@@ -125,6 +134,13 @@ impl Management {
     /// certificates) only, as the services verify the broker's AMQP listener; `source`
     /// names where the CA came from, for the error.
     pub fn trusting(mut self, ca_pem: &[u8], source: &str) -> Result<Self, ReadError> {
+        // One client per CA for the process: the scaler reads every system each tick,
+        // and a client of its own keeps its TLS connections open between ticks.
+        let mut clients = CA_CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(ca_pem) {
+            self.client = Some(client.clone());
+            return Ok(self);
+        }
         let invalid = |detail: String| {
             ReadError::new(
                 "BrokerCaInvalid",
@@ -140,6 +156,11 @@ impl Management {
             .tls_certs_only(certs)
             .build()
             .map_err(|e| invalid(format!("cannot be used: {}", error_chain(&e))))?;
+        if clients.len() >= MAX_CA_CLIENTS {
+            // CAs renewed or systems gone: start afresh rather than grow.
+            clients.clear();
+        }
+        clients.insert(ca_pem.to_vec(), client.clone());
         self.client = Some(client);
         Ok(self)
     }
