@@ -100,6 +100,30 @@ fn finalizer_message(err: &kube::runtime::finalizer::Error<Error>) -> String {
     }
 }
 
+/// The object `name` of an optional kind ([`crate::optional_kinds`]): `None` when
+/// the kind is not served (a kind gone since discovery answered is forgotten),
+/// `Some(None)` when the object does not exist.
+async fn get_optional(
+    ctx: &Context,
+    names: &children::names::Names,
+    resource: &kube::api::ApiResource,
+    name: &str,
+) -> Result<Option<Option<kube::api::DynamicObject>>, Error> {
+    if ctx.kinds.served(resource).await == optional_kinds::Served::No {
+        return Ok(None);
+    }
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &names.namespace, resource);
+    match api.get_opt(name).await {
+        Ok(object) => Ok(Some(object)),
+        Err(err) if crate::api_error::kind_not_served(&err) => {
+            ctx.kinds.forget(resource).await;
+            Ok(None)
+        }
+        Err(err) => Err(on(format!("{} {name}", resource.kind))(err)),
+    }
+}
+
 /// Context for a failed request: which object it was about.
 fn on(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
     let what = what.into();

@@ -3,9 +3,7 @@
 //! system's Vhost, User and Permission (RabbitMQ's Messaging Topology Operator), with
 //! theirs.
 
-use kube::api::{Api, ApiResource, DynamicObject};
-
-use super::{Context, Error, on};
+use super::{Context, Error, get_optional};
 use crate::children::names::Names;
 use crate::children::{rabbitmq_cluster, rabbitmq_topology};
 use crate::crd::SalesSystemSpec;
@@ -24,7 +22,7 @@ pub(super) async fn observe(
     let resource = rabbitmq_cluster::rabbitmq_cluster_resource();
     let name = rabbitmq_cluster::cluster_name(names, provider);
     let mut seen = RabbitmqClusterSeen::default();
-    match read(ctx, names, &resource, &name).await? {
+    match get_optional(ctx, names, &resource, &name).await? {
         None => return Ok(Some(seen)),
         Some(object) => {
             seen.served = true;
@@ -46,7 +44,7 @@ pub(super) async fn observe(
         ),
     ];
     for (resource, name) in objects {
-        match read(ctx, names, &resource, &name).await? {
+        match get_optional(ctx, names, &resource, &name).await? {
             None => seen.topology_missing.push(resource.kind.clone()),
             Some(object) => seen.topology.push(TopologyObjectSeen {
                 kind: resource.kind.clone(),
@@ -68,27 +66,4 @@ pub(super) async fn topology_served(ctx: &Context) -> bool {
         }
     }
     true
-}
-
-/// The object `name` of an optional kind: `None` when the kind is not served,
-/// `Some(None)` when the object does not exist.
-async fn read(
-    ctx: &Context,
-    names: &Names,
-    resource: &ApiResource,
-    name: &str,
-) -> Result<Option<Option<DynamicObject>>, Error> {
-    if ctx.kinds.served(resource).await == Served::No {
-        return Ok(None);
-    }
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &names.namespace, resource);
-    match api.get_opt(name).await {
-        Ok(object) => Ok(Some(object)),
-        Err(err) if crate::api_error::kind_not_served(&err) => {
-            ctx.kinds.forget(resource).await;
-            Ok(None)
-        }
-        Err(err) => Err(on(format!("{} {name}", resource.kind))(err)),
-    }
 }

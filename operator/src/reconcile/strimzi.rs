@@ -4,14 +4,11 @@
 //! (one left from an earlier `Delete`), so that garbage collection leaves them, and
 //! their volumes, in place.
 
-use kube::api::{Api, DynamicObject};
-
 use super::release::release_owned;
-use super::{Context, Error, on};
+use super::{Context, Error, get_optional};
 use crate::children::names::Names;
 use crate::children::strimzi_cluster;
 use crate::crd::SalesSystemSpec;
-use crate::optional_kinds::Served;
 use crate::strimzi_status::{self, KafkaSeen};
 
 /// The Kafka the services use, when it is Strimzi's (else `None`).
@@ -24,23 +21,15 @@ pub(super) async fn observe(
         return Ok(None);
     };
     let resource = strimzi_cluster::kafka_resource();
-    if ctx.kinds.served(&resource).await == Served::No {
-        return Ok(Some(KafkaSeen::default()));
-    }
-    let name = &strimzi.cluster_name;
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &names.namespace, &resource);
-    match api.get_opt(name).await {
-        Ok(object) => Ok(Some(KafkaSeen {
-            served: true,
-            object,
-        })),
-        Err(err) if crate::api_error::kind_not_served(&err) => {
-            ctx.kinds.forget(&resource).await;
-            Ok(Some(KafkaSeen::default()))
-        }
-        Err(err) => Err(on(format!("Kafka {name}"))(err)),
-    }
+    Ok(Some(
+        match get_optional(ctx, names, &resource, &strimzi.cluster_name).await? {
+            None => KafkaSeen::default(),
+            Some(object) => KafkaSeen {
+                served: true,
+                object,
+            },
+        },
+    ))
 }
 
 /// `deletionPolicy: Retain`: release every Kafka and KafkaNodePool of this system
