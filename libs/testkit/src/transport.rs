@@ -35,6 +35,8 @@ pub struct TestKafka {
     /// `host:port` of the broker the topics are on.
     pub bootstrap: String,
     own_broker: Option<Arc<PrivateKafka>>,
+    /// Reached over TLS, trusting this CA file (see [`TestKafka::over_tls`]).
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 impl TestKafka {
@@ -50,6 +52,7 @@ impl TestKafka {
                 .as_ref()
                 .map_or_else(kafka_bootstrap, |b| b.bootstrap.clone()),
             own_broker,
+            tls_ca: None,
         }
     }
 
@@ -59,6 +62,22 @@ impl TestKafka {
             prefix: format!("t{}.", short_id()),
             bootstrap: broker.bootstrap.clone(),
             own_broker: Some(broker),
+            tls_ca: None,
+        }
+    }
+
+    /// Topics on `broker`, reached over TLS at `front` (a
+    /// [`crate::tls_front::TlsFront`] the broker advertises) trusting `ca_file`.
+    pub fn over_tls(
+        broker: Arc<PrivateKafka>,
+        front: &str,
+        ca_file: std::path::PathBuf,
+    ) -> TestKafka {
+        TestKafka {
+            prefix: format!("t{}.", short_id()),
+            bootstrap: front.to_owned(),
+            own_broker: Some(broker),
+            tls_ca: Some(ca_file),
         }
     }
 
@@ -95,6 +114,11 @@ impl TestKafka {
     pub fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
+        if let Some(ca) = &self.tls_ca {
+            config
+                .set("security.protocol", "ssl")
+                .set("ssl.ca.location", ca.to_string_lossy());
+        }
         config
     }
 

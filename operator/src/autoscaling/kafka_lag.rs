@@ -75,13 +75,14 @@ impl GroupOffsets {
 }
 
 impl KafkaReader {
-    /// `credentials`: the SASL/PLAIN user and password, with `sasl_plaintext`.
     /// A reader of the brokers at `bootstrap`, logging in with `login` (SASL mechanism,
-    /// user, password) when given.
+    /// user, password) when given; over `ssl` or `sasl_ssl`, verifying the brokers
+    /// against `ca_pem` (PEM certificates) when given, else the system's roots.
     pub fn new(
         bootstrap: &str,
         protocol: &str,
         login: Option<(&str, String, String)>,
+        ca_pem: Option<&str>,
     ) -> Result<Self, ReadError> {
         let mut config = ClientConfig::new();
         config
@@ -91,6 +92,9 @@ impl KafkaReader {
             .set("enable.auto.commit", "false")
             .set("socket.timeout.ms", "5000")
             .set_log_level(rdkafka::config::RDKafkaLogLevel::Error);
+        if let Some(pem) = ca_pem {
+            config.set("ssl.ca.pem", pem);
+        }
         if let Some((mechanism, user, password)) = login {
             config
                 .set("sasl.mechanism", mechanism)
@@ -351,6 +355,7 @@ mod tests {
                 "127.0.0.1:1",
                 "sasl_plaintext",
                 Some((mechanism, "shop-services".into(), "pw".into())),
+                None,
             )
             .unwrap();
             assert!(reader.client("g").is_ok(), "{mechanism}");
@@ -360,6 +365,7 @@ mod tests {
             "127.0.0.1:1",
             "sasl_plaintext",
             Some(("SCRAM-SHA-1024", "u".into(), "p".into())),
+            None,
         )
         .unwrap();
         assert!(unknown.client("g").is_err());

@@ -67,10 +67,20 @@ impl QueueSource {
                     None => None,
                 },
             };
+            let ca = match tls_clients::kafka_ca(names, spec) {
+                Some((secret, key)) => {
+                    let pem = read_ca(&secrets, &secret, &key).await?;
+                    check_kafka_ca(&pem, &secret, &key)?;
+                    Some(pem)
+                }
+                None => None,
+            };
+            let tls = spec.tls.enabled();
             let reader = KafkaReader::new(
-                &kafka_bootstrap(names, &kafka),
-                kafka_protocol(&kafka).as_str(),
+                &kafka_bootstrap(names, &kafka, tls),
+                kafka_protocol(&kafka, tls).as_str(),
                 login,
+                ca.as_deref(),
             )?;
             return Ok(QueueSource::Kafka(reader));
         }
@@ -114,15 +124,7 @@ impl QueueSource {
         let Some((ca_secret, ca_key)) = tls_clients::broker_ca(names, spec) else {
             return Ok(QueueSource::RabbitMq(management));
         };
-        let found = read_secret(&secrets, &ca_secret)
-            .await
-            .map_err(|e| ReadError::new("BrokerCaMissing", e.message))?;
-        let ca = secret_value(&found, &ca_key).ok_or_else(|| {
-            ReadError::new(
-                "BrokerCaMissing",
-                format!("Secret {ca_secret} has no key {ca_key} (the broker's CA)"),
-            )
-        })?;
+        let ca = read_ca(&secrets, &ca_secret, &ca_key).await?;
         management
             .trusting(ca.as_bytes(), &format!("Secret {ca_secret}, key {ca_key},"))
             .map(QueueSource::RabbitMq)
@@ -196,6 +198,36 @@ pub fn topology_of(spec: &SalesSystemSpec) -> Topology {
 /// topic the service reads (a group gives each partition to one member).
 pub fn partition_cap(queues: &[QueueLoad]) -> Option<u32> {
     queues.iter().filter_map(|q| q.partitions).max()
+}
+
+/// The broker's CA (PEM) from `key` of Secret `name`: `BrokerCaMissing` when it is
+/// not there.
+async fn read_ca(api: &Api<Secret>, name: &str, key: &str) -> Result<String, ReadError> {
+    let found = read_secret(api, name)
+        .await
+        .map_err(|e| ReadError::new("BrokerCaMissing", e.message))?;
+    secret_value(&found, key).ok_or_else(|| {
+        ReadError::new(
+            "BrokerCaMissing",
+            format!("Secret {name} has no key {key} (the broker's CA)"),
+        )
+    })
+}
+
+/// `pem` holds at least one certificate (librdkafka would otherwise fail with a less
+/// telling error, or trust nothing).
+fn check_kafka_ca(pem: &str, secret: &str, key: &str) -> Result<(), ReadError> {
+    let invalid = |detail: &str| {
+        ReadError::new(
+            "BrokerCaInvalid",
+            format!("the broker's CA in Secret {secret}, key {key}, {detail}"),
+        )
+    };
+    match reqwest::Certificate::from_pem_bundle(pem.as_bytes()) {
+        Ok(certs) if certs.is_empty() => Err(invalid("holds no certificate")),
+        Ok(_) => Ok(()),
+        Err(_) => Err(invalid("is not PEM")),
+    }
 }
 
 async fn read_secret(api: &Api<Secret>, name: &str) -> Result<Secret, ReadError> {

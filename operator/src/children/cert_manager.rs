@@ -13,7 +13,7 @@ use kube::api::{ApiResource, GroupVersionKind};
 use serde_json::json;
 
 use super::Child;
-use super::names::Names;
+use super::names::{Component, Names};
 use super::services::meta;
 use crate::crd::{SalesSystemSpec, TlsMode};
 
@@ -48,6 +48,12 @@ pub fn certificates(
     let mut out = Vec::new();
     for server in super::tls::servers(names, spec) {
         let labels = names.labels(server.component);
+        let mut private_key =
+            json!({"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"});
+        if server.component == Component::Kafka {
+            // Kafka reads PEM keys in PKCS#8 only (cert-manager's default is PKCS#1).
+            private_key["encoding"] = "PKCS8".into();
+        }
         let object = json!({
             "apiVersion": resource.api_version,
             "kind": resource.kind,
@@ -59,7 +65,7 @@ pub fn certificates(
                 "dnsNames": server.dns_names,
                 "duration": "8760h",
                 "renewBefore": "720h",
-                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+                "privateKey": private_key,
                 "usages": ["server auth", "digital signature", "key encipherment"],
                 "issuerRef": issuer_ref,
             },

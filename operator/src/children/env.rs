@@ -115,7 +115,7 @@ pub fn plain_settings(
     if service.uses_broker() {
         match spec.kafka() {
             Some(kafka) => {
-                for (k, v) in kafka_settings(names, &kafka) {
+                for (k, v) in kafka_settings(names, &kafka, spec.tls.enabled()) {
                     set(k, v);
                 }
             }
@@ -285,40 +285,48 @@ pub fn secret_env(names: &Names, spec: &SalesSystemSpec, service: AppService) ->
     env
 }
 
-/// Port of the managed Kafka's client listener (SASL/PLAIN).
+/// Port of the managed Kafka's client listener (SASL/PLAIN; over TLS under
+/// `spec.tls`).
 pub const KAFKA_CLIENT_PORT: i32 = 9092;
 
-/// Where the services find Kafka: `host:port,...`.
-pub fn kafka_bootstrap(names: &Names, kafka: &KafkaSpec) -> String {
+/// Where the services find Kafka: `host:port,...`; `tls`: `spec.tls` is on.
+pub fn kafka_bootstrap(names: &Names, kafka: &KafkaSpec, tls: bool) -> String {
     match kafka.choice() {
         KafkaChoice::Managed(_) => format!(
             "{}.{}.svc:{KAFKA_CLIENT_PORT}",
             names.of(Component::Kafka),
             names.namespace
         ),
-        KafkaChoice::Strimzi(s) => s.bootstrap(&names.namespace),
+        KafkaChoice::Strimzi(s) => s.bootstrap(&names.namespace, tls),
         KafkaChoice::External(e) => e.bootstrap_servers,
     }
 }
 
-/// The security protocol the services speak to Kafka with.
-pub fn kafka_protocol(kafka: &KafkaSpec) -> KafkaSecurityProtocol {
-    match kafka.choice() {
-        KafkaChoice::Managed(_) => KafkaSecurityProtocol::SaslPlaintext,
-        KafkaChoice::Strimzi(s) => match s.authentication {
-            StrimziAuthentication::None => KafkaSecurityProtocol::Plaintext,
-            StrimziAuthentication::ScramSha512 => KafkaSecurityProtocol::SaslPlaintext,
-        },
-        KafkaChoice::External(e) => e.security_protocol,
+/// The security protocol the services speak to Kafka with; `tls`: `spec.tls` is on
+/// (an external Kafka's protocol is its own).
+pub fn kafka_protocol(kafka: &KafkaSpec, tls: bool) -> KafkaSecurityProtocol {
+    let login = match kafka.choice() {
+        KafkaChoice::Managed(_) => true,
+        KafkaChoice::Strimzi(s) => s.authentication == StrimziAuthentication::ScramSha512,
+        KafkaChoice::External(e) => return e.security_protocol,
+    };
+    match (login, tls) {
+        (false, false) => KafkaSecurityProtocol::Plaintext,
+        (false, true) => KafkaSecurityProtocol::Ssl,
+        (true, false) => KafkaSecurityProtocol::SaslPlaintext,
+        (true, true) => KafkaSecurityProtocol::SaslSsl,
     }
 }
 
 /// The plain Kafka settings of a service (`KafkaArgs` in the platform library).
-fn kafka_settings(names: &Names, kafka: &KafkaSpec) -> Vec<(&'static str, String)> {
-    let protocol = kafka_protocol(kafka);
+fn kafka_settings(names: &Names, kafka: &KafkaSpec, tls: bool) -> Vec<(&'static str, String)> {
+    let protocol = kafka_protocol(kafka, tls);
     let mut out = vec![
         ("MESSAGING_KIND", "kafka".to_owned()),
-        ("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap(names, kafka)),
+        (
+            "KAFKA_BOOTSTRAP_SERVERS",
+            kafka_bootstrap(names, kafka, tls),
+        ),
         ("KAFKA_TOPIC_PREFIX", kafka.topic_prefix.clone()),
         ("KAFKA_TOPIC_PARTITIONS", kafka.partitions.to_string()),
         ("KAFKA_SECURITY_PROTOCOL", protocol.as_str().to_owned()),
@@ -339,7 +347,7 @@ fn kafka_settings(names: &Names, kafka: &KafkaSpec) -> Vec<(&'static str, String
             out.push(("KAFKA_SASL_MECHANISM", mechanism));
             out.push(("KAFKA_SASL_USERNAME", user));
         }
-        None if protocol == KafkaSecurityProtocol::SaslPlaintext => {
+        None if protocol.sasl() => {
             out.push(("KAFKA_SASL_MECHANISM", "PLAIN".to_owned()));
         }
         None => {}

@@ -201,6 +201,9 @@ fn build(
     if let Some(settings) = spec.managed_kafka() {
         let (mut sts, nodes, bootstrap) =
             kafka::kafka(names, &settings, owner, known.kafka_account);
+        if spec.tls.enabled() {
+            tls_servers::kafka(&mut sts, names, known);
+        }
         placement::place(&mut sts, spec, names, Component::Kafka);
         out.push(Child::typed(&nodes)?);
         out.push(Child::typed(&bootstrap)?);

@@ -4,7 +4,9 @@
 //! - a `kafka.strimzi.io/v1 Kafka` named `clusterName`, with the one listener the
 //!   services use ([`crate::crd::StrimziKafka::port`]): `plain` on 9092 (internal, no
 //!   TLS, no authentication), or with `authentication: scram-sha-512` `scram` on 9094
-//!   (internal, no TLS, SCRAM-SHA-512) and `authorization: {type: simple}`, so that the
+//!   (internal, no TLS, SCRAM-SHA-512) and `authorization: {type: simple}`; under
+//!   `spec.tls` the same with `tls: true` (its certificate from Strimzi's cluster CA),
+//!   as `tls` on 9093 or `scramtls` on 9095; so that the
 //!   services' `KafkaUser` gets exactly its ACLs (no listener without authentication
 //!   is opened then: with simple authorization it would serve nobody); the Topic and
 //!   User Operators; replication settings that fit the node count; and no automatic
@@ -107,7 +109,7 @@ pub fn children(
         "apiVersion": resource.api_version,
         "kind": resource.kind,
         "metadata": meta(names, cluster.clone(), labels.clone(), &owner),
-        "spec": kafka_spec(&strimzi, &create),
+        "spec": kafka_spec(&strimzi, &create, spec.tls.enabled()),
     });
     let pool_resource = kafka_node_pool_resource();
     let mut pool_labels = labels;
@@ -132,14 +134,18 @@ pub fn children(
 
 /// The Kafka's spec: the services' listener, the entity operators, and replication
 /// that fits `replicas` nodes (as Strimzi's own examples set it).
-fn kafka_spec(strimzi: &StrimziKafka, create: &CreateStrimziKafka) -> Value {
-    let port = strimzi.port();
-    let listener = match strimzi.authentication {
-        StrimziAuthentication::None => json!({
+fn kafka_spec(strimzi: &StrimziKafka, create: &CreateStrimziKafka, tls: bool) -> Value {
+    let port = strimzi.port(tls);
+    let listener = match (strimzi.authentication, tls) {
+        (StrimziAuthentication::None, false) => json!({
             "name": "plain", "port": port, "type": "internal", "tls": false,
         }),
-        StrimziAuthentication::ScramSha512 => json!({
-            "name": "scram", "port": port, "type": "internal", "tls": false,
+        (StrimziAuthentication::None, true) => json!({
+            "name": "tls", "port": port, "type": "internal", "tls": true,
+        }),
+        (StrimziAuthentication::ScramSha512, _) => json!({
+            "name": if tls { "scramtls" } else { "scram" },
+            "port": port, "type": "internal", "tls": tls,
             "authentication": {"type": "scram-sha-512"},
         }),
     };

@@ -2,7 +2,7 @@
 //! (docs/operator/tls.md).
 //!
 //! - `operatorCA`: the operator's CA, `<system>-tls-ca` (`ca.crt`, `ca.key`; ECDSA
-//!   P-256, 10 years), and per built-in server (each PostgreSQL, RabbitMQ, Redis, a
+//!   P-256, 10 years), and per built-in server (each PostgreSQL, RabbitMQ, Kafka, Redis, a
 //!   created `RabbitmqCluster`) a `kubernetes.io/tls` Secret `<system>-<component>-tls`
 //!   (`tls.crt`, `tls.key`, `ca.crt`; 1 year) whose SANs are every DNS name clients
 //!   use. They are made once and read back at every reconcile ([`ca_to_write`],
@@ -42,6 +42,8 @@ pub const CLIENT_DIR: &str = "/etc/sales-system/tls";
 pub const CA_FILE: &str = "/etc/sales-system/tls/ca.crt";
 /// CloudNativePG's CA (`<cluster>-ca`), in a service's pod.
 pub const CLOUDNATIVE_PG_CA_FILE: &str = "/etc/sales-system/tls/postgres-ca.crt";
+/// Strimzi's cluster CA (`<cluster>-cluster-ca-cert`), in a service's pod.
+pub const STRIMZI_CA_FILE: &str = "/etc/sales-system/tls/kafka-ca.crt";
 /// `tls.externalCA`, in a service's pod.
 pub const EXTERNAL_CA_FILE: &str = "/etc/sales-system/tls/external-ca.crt";
 /// The volume of either.
@@ -112,8 +114,9 @@ pub struct Server {
 }
 
 /// The servers that get a certificate under `spec` (none with TLS off): each
-/// built-in PostgreSQL, the built-in RabbitMQ (every node's name too), Redis, and a
-/// `RabbitmqCluster` the operator creates (its nodes `<cluster>-server-<i>`).
+/// built-in PostgreSQL, the built-in RabbitMQ (every node's name too), the managed
+/// Kafka (every node's name too), Redis, and a `RabbitmqCluster` the operator
+/// creates (its nodes `<cluster>-server-<i>`).
 pub fn servers(names: &Names, spec: &SalesSystemSpec) -> Vec<Server> {
     if !spec.tls.enabled() {
         return Vec::new();
@@ -152,6 +155,16 @@ pub fn servers(names: &Names, spec: &SalesSystemSpec) -> Vec<Server> {
             nodes.extend(dns_names(&pod, &names.namespace).into_iter().skip(1));
         }
         out.push(server(Component::Broker, nodes));
+    }
+    if let Some(kafka) = spec.managed_kafka() {
+        // Clients reach every node at the name it advertises.
+        let sts = names.of(Component::Kafka);
+        let mut nodes = Vec::new();
+        for index in 0..kafka.replicas.max(1) {
+            let pod = format!("{sts}-{index}.{}", names.kafka_nodes());
+            nodes.extend(dns_names(&pod, &names.namespace).into_iter().skip(1));
+        }
+        out.push(server(Component::Kafka, nodes));
     }
     if spec.redis.managed().is_some() {
         out.push(server(Component::Cache, Vec::new()));

@@ -7,8 +7,9 @@
 //!   writes in the server Secret of the first one the service uses: one issuer signs
 //!   them all);
 //! - `postgres-ca.crt`: the CA of the service's CloudNativePG cluster (`<cluster>-ca`);
-//! - `external-ca.crt`: `tls.externalCA`, for external servers and an existing
-//!   `RabbitmqCluster`.
+//! - `kafka-ca.crt`: the cluster CA of a Strimzi `Kafka` (`<cluster>-cluster-ca-cert`);
+//! - `external-ca.crt`: `tls.externalCA`, for external servers (Kafka too, over
+//!   `SSL` or `SASL_SSL`) and an existing `RabbitmqCluster`.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
@@ -21,17 +22,15 @@ use super::names::{Component, Names};
 use super::services::values_hash;
 use super::tls::{
     ANNOTATION_TLS_HASH, CA_CERT_KEY, CA_FILE, CLIENT_DIR, CLOUDNATIVE_PG_CA_FILE,
-    EXTERNAL_CA_FILE, VOLUME, ca_secret, server_secret,
+    EXTERNAL_CA_FILE, STRIMZI_CA_FILE, VOLUME, ca_secret, server_secret,
 };
 use crate::catalogue::AppService;
-use crate::crd::{DatabaseChoice, SalesSystemSpec, TlsMode};
+use crate::crd::{DatabaseChoice, KafkaChoice, SalesSystemSpec, TlsMode};
 
-/// The built-in servers (and a created `RabbitmqCluster`) `service` talks to.
+/// The built-in servers (the managed Kafka among them, and a created
+/// `RabbitmqCluster`) `service` talks to.
 pub fn servers_used(spec: &SalesSystemSpec, service: AppService) -> Vec<Component> {
-    let mut used: Vec<Component> = managed_dependencies(spec, service)
-        .into_iter()
-        .filter(|c| *c != Component::Kafka)
-        .collect();
+    let mut used = managed_dependencies(spec, service);
     let created_cluster = spec.rabbitmq_cluster().is_some_and(|p| p.create.is_some());
     if service.uses_broker() && created_cluster {
         used.push(Component::Broker);
@@ -77,13 +76,66 @@ pub fn broker_ca(names: &Names, spec: &SalesSystemSpec) -> Option<(String, Strin
     Some((secret, CA_CERT_KEY.to_owned()))
 }
 
-/// `AMQP_TLS_CA_FILE` and `REDIS_TLS_CA_FILE` of `service`, with TLS on.
+/// Where the CA Kafka's brokers are verified with lives, when the services speak
+/// TLS to them and it is not the public roots: (Secret, key). The managed Kafka is
+/// signed by the system's issuer (as [`broker_ca`]), a Strimzi `Kafka`'s listener by
+/// Strimzi's cluster CA, external brokers by `tls.externalCA`. The scaler reads the
+/// consumer groups' lag with the same trust.
+pub fn kafka_ca(names: &Names, spec: &SalesSystemSpec) -> Option<(String, String)> {
+    let kafka = spec.kafka()?;
+    if !spec.tls.enabled() {
+        return None;
+    }
+    match kafka.choice() {
+        KafkaChoice::Managed(_) => Some(match spec.tls.mode {
+            TlsMode::CertManager => (
+                server_secret(names, Component::Kafka),
+                CA_CERT_KEY.to_owned(),
+            ),
+            _ => (ca_secret(names), CA_CERT_KEY.to_owned()),
+        }),
+        KafkaChoice::Strimzi(strimzi) => Some(strimzi.cluster_ca()),
+        KafkaChoice::External(external) if external.security_protocol.tls() => spec
+            .tls
+            .external_ca
+            .as_ref()
+            .map(|ca| (ca.secret_name.clone(), ca.key.clone())),
+        KafkaChoice::External(_) => None,
+    }
+}
+
+/// Whether `service` reaches external Kafka brokers over TLS.
+fn external_kafka_tls(spec: &SalesSystemSpec, service: AppService) -> bool {
+    service.uses_broker()
+        && spec.kafka().is_some_and(
+            |kafka| matches!(kafka.choice(), KafkaChoice::External(e) if e.security_protocol.tls()),
+        )
+}
+
+/// `KAFKA_SSL_CA_LOCATION` of `service` (with TLS on and Kafka as its broker): the
+/// file its brokers' CA is mounted at.
+fn kafka_ca_file(spec: &SalesSystemSpec, service: AppService) -> Option<&'static str> {
+    let kafka = spec.kafka().filter(|_| service.uses_broker())?;
+    match kafka.choice() {
+        KafkaChoice::Managed(_) => Some(CA_FILE),
+        KafkaChoice::Strimzi(_) => Some(STRIMZI_CA_FILE),
+        KafkaChoice::External(_) => (external_kafka_tls(spec, service)
+            && spec.tls.external_ca.is_some())
+        .then_some(EXTERNAL_CA_FILE),
+    }
+}
+
+/// `AMQP_TLS_CA_FILE`, `KAFKA_SSL_CA_LOCATION` and `REDIS_TLS_CA_FILE` of `service`,
+/// with TLS on.
 pub fn settings(spec: &SalesSystemSpec, service: AppService) -> Vec<(&'static str, String)> {
     if !spec.tls.enabled() {
         return Vec::new();
     }
     let external = spec.tls.external_ca.is_some();
     let mut out = Vec::new();
+    if let Some(file) = kafka_ca_file(spec, service) {
+        out.push(("KAFKA_SSL_CA_LOCATION", file.to_owned()));
+    }
     if service.uses_broker() && spec.rabbitmq().is_some() {
         if servers_used(spec, service).contains(&Component::Broker) {
             out.push(("AMQP_TLS_CA_FILE", CA_FILE.to_owned()));
@@ -166,8 +218,15 @@ pub fn mount(
     if let Some(secret) = cloudnative_pg_ca(names, spec, service) {
         sources.push(source(secret, CA_CERT_KEY, CLOUDNATIVE_PG_CA_FILE));
     }
-    let uses_external =
-        service.uses_redis() && spec.redis.external.is_some() || external_broker(spec, service);
+    if let Some(KafkaChoice::Strimzi(strimzi)) = spec.kafka().map(|k| k.choice())
+        && service.uses_broker()
+    {
+        let (secret, key) = strimzi.cluster_ca();
+        sources.push(source(secret, &key, STRIMZI_CA_FILE));
+    }
+    let uses_external = service.uses_redis() && spec.redis.external.is_some()
+        || external_broker(spec, service)
+        || external_kafka_tls(spec, service);
     if let Some(external) = &spec.tls.external_ca
         && uses_external
     {

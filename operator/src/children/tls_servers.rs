@@ -12,6 +12,12 @@
 //!   `amqps` instead of `amqp`. The management API (the operator's scaler) answers
 //!   over HTTPS on 15671 only (`management.ssl`); the Erlang distribution between
 //!   nodes stays as it is.
+//! - Kafka (managed): the services' listener (`CLIENT`, 9092) becomes SASL_SSL, with a
+//!   PEM key store that an init container writes (key and chain in one file, as
+//!   Kafka reads it) into a memory volume, and the CA as PEM trust store; the
+//!   listeners between the nodes (replication, the KRaft quorum) stay plaintext,
+//!   admitted from the Kafka pods only (so TLS can be turned on in a live cluster
+//!   one node at a time: a node that restarted still reaches the others' quorum).
 //! - Redis: `--tls-port 6379 --port 0` with the mounted files, no client
 //!   certificates; the probes open a TCP connection, which needs no TLS.
 //!
@@ -22,9 +28,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, PodTemplateSpec, SecretVolumeSource, Service, Volume,
-    VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, PodTemplateSpec,
+    ResourceRequirements, SecretVolumeSource, Service, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::KnownSecrets;
@@ -316,4 +323,109 @@ pub fn redis(deploy: &mut Deployment, names: &Names, known: KnownSecrets<'_>) {
             args.push(value);
         }
     }
+}
+
+/// Where the managed Kafka's key store (key and certificate chain, PEM) is written.
+const KAFKA_KEYSTORE_DIR: &str = "/etc/sales-system/kafka-keystore";
+const KAFKA_KEYSTORE_VOLUME: &str = "kafka-keystore";
+
+/// The managed Kafka's settings under TLS: the services' listener over SASL_SSL.
+/// (The listener names carry no `SSL`: the `apache/kafka` image takes an advertised
+/// `SSL://` listener for one that needs a JKS key store of its own making.)
+pub fn kafka_settings() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+            "CLIENT:SASL_SSL,BROKER:PLAINTEXT,CONTROLLER:PLAINTEXT".to_owned(),
+        ),
+        ("KAFKA_SSL_KEYSTORE_TYPE", "PEM".to_owned()),
+        (
+            "KAFKA_SSL_KEYSTORE_LOCATION",
+            format!("{KAFKA_KEYSTORE_DIR}/server.pem"),
+        ),
+        ("KAFKA_SSL_TRUSTSTORE_TYPE", "PEM".to_owned()),
+        (
+            "KAFKA_SSL_TRUSTSTORE_LOCATION",
+            format!("{SERVER_DIR}/{CA_CERT_KEY}"),
+        ),
+    ]
+}
+
+/// The managed Kafka under TLS: the server Secret mounted, the key store written
+/// from it before Kafka starts, the settings of [`kafka_settings`].
+pub fn kafka(sts: &mut StatefulSet, names: &Names, known: KnownSecrets<'_>) {
+    let Some(spec) = sts.spec.as_mut() else {
+        return;
+    };
+    mount(&mut spec.template, names, Component::Kafka, None, known);
+    let Some(pod) = spec.template.spec.as_mut() else {
+        return;
+    };
+    pod.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: KAFKA_KEYSTORE_VOLUME.into(),
+        // In memory: it holds the private key.
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: Some("Memory".into()),
+            size_limit: Some(Quantity("1Mi".into())),
+        }),
+        ..Default::default()
+    });
+    let keystore = VolumeMount {
+        name: KAFKA_KEYSTORE_VOLUME.into(),
+        mount_path: KAFKA_KEYSTORE_DIR.into(),
+        ..Default::default()
+    };
+    let Some(container) = pod.containers.first_mut() else {
+        return;
+    };
+    let env = container.env.get_or_insert_with(Vec::new);
+    for (name, value) in kafka_settings() {
+        match env.iter_mut().find(|e| e.name == name) {
+            Some(existing) => existing.value = Some(value),
+            None => env.push(EnvVar {
+                name: name.into(),
+                value: Some(value),
+                ..Default::default()
+            }),
+        }
+    }
+    let mut server_files = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter(|m| m.name == SERVER_VOLUME)
+        .cloned()
+        .collect::<Vec<_>>();
+    container
+        .volume_mounts
+        .get_or_insert_with(Vec::new)
+        .push(VolumeMount {
+            read_only: Some(true),
+            ..keystore.clone()
+        });
+    let small = BTreeMap::from([
+        ("cpu".to_owned(), Quantity("10m".into())),
+        ("memory".to_owned(), Quantity("16Mi".into())),
+    ]);
+    server_files.push(keystore);
+    let init = Container {
+        name: "kafka-keystore".into(),
+        image: container.image.clone(),
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "umask 077 && cat {SERVER_DIR}/{KEY_KEY} {SERVER_DIR}/{CERT_KEY} > {KAFKA_KEYSTORE_DIR}/server.pem"
+            ),
+        ]),
+        volume_mounts: Some(server_files),
+        security_context: container.security_context.clone(),
+        resources: Some(ResourceRequirements {
+            requests: Some(small.clone()),
+            limits: Some(small),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    pod.init_containers.get_or_insert_with(Vec::new).push(init);
 }

@@ -170,10 +170,10 @@ impl Default for ManagedKafka {
     }
 }
 
-/// A Strimzi-managed Kafka in the SalesSystem's namespace, reached on a listener
-/// without TLS (this build of the services has no TLS), without authentication or
-/// with SCRAM-SHA-512 as a `KafkaUser` the operator creates (Strimzi offers no
-/// SASL/PLAIN). It exists already, or the operator creates it (`create`) with a
+/// A Strimzi-managed Kafka in the SalesSystem's namespace, reached on an internal
+/// listener (with TLS under `spec.tls`, verified against Strimzi's cluster CA),
+/// without authentication or with SCRAM-SHA-512 as a `KafkaUser` the operator
+/// creates (Strimzi offers no SASL/PLAIN). It exists already, or the operator creates it (`create`) with a
 /// `KafkaNodePool` of dual-role nodes (docs/operator/providers.md#strimzi).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -195,10 +195,13 @@ pub struct StrimziKafka {
     )]
     pub cluster_name: String,
     /// The listener's bootstrap address (an existing `Kafka` only). Unset:
-    /// `<clusterName>-kafka-bootstrap.<namespace>.svc:9092` (a listener without
-    /// authentication, as Strimzi's examples name `plain`), or `...:9094` with
-    /// `authentication: scram-sha-512` (an internal listener without TLS and with
-    /// `authentication: {type: scram-sha-512}`, which the `Kafka` must have).
+    /// `<clusterName>-kafka-bootstrap.<namespace>.svc:9092` (an internal listener
+    /// without TLS or authentication, as Strimzi's examples name `plain`), or
+    /// `...:9094` with `authentication: scram-sha-512` (an internal listener without
+    /// TLS and with `authentication: {type: scram-sha-512}`, which the `Kafka` must
+    /// have). Under `spec.tls` the listener has `tls: true` (its certificate from
+    /// Strimzi's cluster CA): `...:9093` (as Strimzi's examples name `tls`), or
+    /// `...:9095` with SCRAM-SHA-512.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = BOOTSTRAP_PATTERN), length(max = 1024))]
     pub bootstrap_servers: Option<String>,
@@ -219,29 +222,42 @@ pub struct StrimziKafka {
 }
 
 /// Port of the listener the services use without `bootstrapServers`, by
-/// authentication.
+/// authentication and TLS.
 pub const STRIMZI_PLAIN_PORT: u16 = 9092;
+pub const STRIMZI_TLS_PORT: u16 = 9093;
 pub const STRIMZI_SCRAM_PORT: u16 = 9094;
+pub const STRIMZI_SCRAM_TLS_PORT: u16 = 9095;
 
 impl StrimziKafka {
-    /// The port of the services' listener, by authentication.
-    pub fn port(&self) -> u16 {
-        match self.authentication {
-            StrimziAuthentication::None => STRIMZI_PLAIN_PORT,
-            StrimziAuthentication::ScramSha512 => STRIMZI_SCRAM_PORT,
+    /// The port of the services' listener, by authentication and TLS (`spec.tls`).
+    pub fn port(&self, tls: bool) -> u16 {
+        match (self.authentication, tls) {
+            (StrimziAuthentication::None, false) => STRIMZI_PLAIN_PORT,
+            (StrimziAuthentication::None, true) => STRIMZI_TLS_PORT,
+            (StrimziAuthentication::ScramSha512, false) => STRIMZI_SCRAM_PORT,
+            (StrimziAuthentication::ScramSha512, true) => STRIMZI_SCRAM_TLS_PORT,
         }
     }
 
     /// The bootstrap address, fully qualified (the operator reads the lag from its own
     /// namespace).
-    pub fn bootstrap(&self, namespace: &str) -> String {
+    pub fn bootstrap(&self, namespace: &str, tls: bool) -> String {
         self.bootstrap_servers.clone().unwrap_or_else(|| {
             format!(
                 "{}-kafka-bootstrap.{namespace}.svc:{}",
                 self.cluster_name,
-                self.port()
+                self.port(tls)
             )
         })
+    }
+
+    /// The Secret and key of the CA that signs the listener's certificate under
+    /// `spec.tls`: Strimzi's cluster CA.
+    pub fn cluster_ca(&self) -> (String, String) {
+        (
+            format!("{}-cluster-ca-cert", self.cluster_name),
+            "ca.crt".to_owned(),
+        )
     }
 }
 
@@ -299,14 +315,15 @@ pub enum StrimziAuthentication {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("(self.securityProtocol == 'SASL_PLAINTEXT') == has(self.credentialsSecret)").message("messaging.kafka.external: SASL_PLAINTEXT needs credentialsSecret, PLAINTEXT takes none")
+    validation = Rule::new("self.securityProtocol.startsWith('SASL_') == has(self.credentialsSecret)").message("messaging.kafka.external: SASL_PLAINTEXT and SASL_SSL need credentialsSecret, PLAINTEXT and SSL take none")
 )]
 pub struct ExternalKafka {
     /// `host:port[,host:port...]`.
     #[schemars(regex(pattern = BOOTSTRAP_PATTERN), length(min = 1, max = 1024))]
     pub bootstrap_servers: String,
-    /// `PLAINTEXT` or `SASL_PLAINTEXT` (with SASL/PLAIN). TLS needs a build of the
-    /// services with it, which this release is not.
+    /// `PLAINTEXT`, `SSL` (TLS), `SASL_PLAINTEXT` or `SASL_SSL` (SASL/PLAIN, over
+    /// TLS with the latter). With TLS the brokers are verified against
+    /// `tls.externalCA` when given, else the public roots.
     #[serde(default)]
     pub security_protocol: KafkaSecurityProtocol,
     /// The SASL/PLAIN user and password (with `SASL_PLAINTEXT`).
@@ -319,8 +336,12 @@ pub enum KafkaSecurityProtocol {
     #[default]
     #[serde(rename = "PLAINTEXT")]
     Plaintext,
+    #[serde(rename = "SSL")]
+    Ssl,
     #[serde(rename = "SASL_PLAINTEXT")]
     SaslPlaintext,
+    #[serde(rename = "SASL_SSL")]
+    SaslSsl,
 }
 
 impl KafkaSecurityProtocol {
@@ -328,8 +349,26 @@ impl KafkaSecurityProtocol {
     pub fn as_str(self) -> &'static str {
         match self {
             KafkaSecurityProtocol::Plaintext => "plaintext",
+            KafkaSecurityProtocol::Ssl => "ssl",
             KafkaSecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            KafkaSecurityProtocol::SaslSsl => "sasl_ssl",
         }
+    }
+
+    /// Whether the connections are TLS.
+    pub fn tls(self) -> bool {
+        matches!(
+            self,
+            KafkaSecurityProtocol::Ssl | KafkaSecurityProtocol::SaslSsl
+        )
+    }
+
+    /// Whether the services log in with SASL.
+    pub fn sasl(self) -> bool {
+        matches!(
+            self,
+            KafkaSecurityProtocol::SaslPlaintext | KafkaSecurityProtocol::SaslSsl
+        )
     }
 }
 

@@ -13,9 +13,10 @@ use super::{SECRET_KEY_PATTERN, SECRET_NAME_PATTERN};
 const OBJECT_NAME_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
-/// TLS between the services and PostgreSQL, RabbitMQ and Redis: the built-in servers
-/// serve TLS only (their plaintext ports closed), the services verify them against
-/// the CA mounted at `/etc/sales-system/tls/`. Kafka is not covered yet.
+/// TLS between the services and PostgreSQL, RabbitMQ, Kafka and Redis: the built-in
+/// servers serve TLS only (their plaintext ports closed; the managed Kafka's client
+/// listener becomes SASL_SSL), a Strimzi Kafka is reached on a listener with TLS, and
+/// the services verify them against the CAs mounted at `/etc/sales-system/tls/`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
@@ -34,7 +35,8 @@ pub struct TlsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer_ref: Option<IssuerRef>,
     /// The CA certificate (PEM) that signed the certificates of your `external`
-    /// databases, broker and Redis, and of an existing `RabbitmqCluster`: mounted as
+    /// databases, broker (Kafka on `SSL` or `SASL_SSL` too) and Redis, and of an
+    /// existing `RabbitmqCluster`: mounted as
     /// `/etc/sales-system/tls/external-ca.crt`. Unset: those are verified against the
     /// services' built-in public roots.
     #[serde(
