@@ -14,8 +14,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use sales_testkit::identity::Minter;
 pub use sales_testkit::identity::Who;
+pub use sales_testkit::launch::Process;
 pub use sales_testkit::launch::Service;
-use sales_testkit::launch::{IdentityMaterial, Process, Wiring};
+use sales_testkit::launch::{IdentityMaterial, Wiring};
 use sales_testkit::{TestBroker, TestDatabase, TestTransport};
 use serde_json::Value;
 
@@ -565,6 +566,36 @@ impl System {
                 (service, std::fs::read_to_string(path).unwrap_or_default())
             })
             .collect()
+    }
+
+    /// Start another process of `service` (a second replica) beside the system's, on
+    /// ports of its own and with `env` added to its settings; wait until it is ready.
+    /// Returns it and its base URL; the caller stops it.
+    pub async fn another_process(
+        &self,
+        service: Service,
+        env: &[(&str, &str)],
+    ) -> (Process, String) {
+        let mut wiring = self.wiring.clone();
+        wiring.ports.insert(service, (free_port(), free_port()));
+        wiring
+            .service_env
+            .entry(service)
+            .or_default()
+            .extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let process = Process::spawn(
+            service,
+            &bin_dir(),
+            &wiring,
+            Stdio::inherit(),
+            Stdio::inherit(),
+        )
+        .unwrap_or_else(|e| panic!("cannot start another {}: {e}", service.binary()));
+        let url = wiring.base_url(service);
+        sales_testkit::wait_ready(&format!("{url}/ready"), Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("another {} did not become ready: {e}", service.binary()));
+        (process, url)
     }
 
     /// SIGKILL `service` (a crash: nothing is finished, nothing flushed), start it

@@ -202,33 +202,6 @@ async fn stopped_mid_stream(kafka: bool, stop: Stop) {
     sys.stop().await;
 }
 
-/// An order process of its own beside `sys` (ports of its own, `env` on top of the
-/// system's), ready; the URL of its API.
-async fn order_process(sys: &System, env: &[(&str, &str)]) -> (Process, String) {
-    let mut wiring = sys.wiring.clone();
-    wiring
-        .ports
-        .insert(Service::Order, (free_port(), free_port()));
-    wiring
-        .service_env
-        .entry(Service::Order)
-        .or_default()
-        .extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    let process = Process::spawn(
-        Service::Order,
-        &bin_dir(),
-        &wiring,
-        Stdio::inherit(),
-        Stdio::inherit(),
-    )
-    .unwrap();
-    let url = wiring.base_url(Service::Order);
-    sales_testkit::wait_ready(&format!("{url}/ready"), Duration::from_secs(30))
-        .await
-        .unwrap();
-    (process, url)
-}
-
 /// Seed 004's one-call order of one unit of `sku` (1.00 USD) with a fresh key.
 async fn place(client: &reqwest::Client, url: &str, token: &str, sku: &str) -> (u16, Value) {
     let body = json!({"item_sku": sku, "quantity": 1, "amount": "1.00", "currency": "USD",
@@ -263,17 +236,18 @@ async fn an_order_in_flight_at_sigterm_is_answered_and_its_events_published() {
     let first = sys.processes.get_mut(&Service::Order).unwrap();
     assert!(first.terminate(Duration::from_secs(25)).unwrap().success());
     let payments = FaultProxy::for_url(&sys.url(Service::Payment)).await;
-    let (mut order, url) = order_process(
-        &sys,
-        &[
-            (
-                "PAYMENT_SERVICE_URL",
-                payments.url_through(&sys.url(Service::Payment)).as_str(),
-            ),
-            ("SHUTDOWN_DRAIN_DELAY", "2s"),
-        ],
-    )
-    .await;
+    let (mut order, url) = sys
+        .another_process(
+            Service::Order,
+            &[
+                (
+                    "PAYMENT_SERVICE_URL",
+                    payments.url_through(&sys.url(Service::Payment)).as_str(),
+                ),
+                ("SHUTDOWN_DRAIN_DELAY", "2s"),
+            ],
+        )
+        .await;
     sys.add_product("DRAINED", 100, 10).await;
     let (customer, _) = sys.register("drained@example.com", "Dee").await;
     let token = sys.token_for(Service::Order, Who::Customer(customer));
@@ -349,7 +323,7 @@ async fn an_order_service_stopped_under_load_fails_no_request_and_loses_no_event
         ..SystemOptions::default()
     })
     .await;
-    let (mut second, second_url) = order_process(&sys, &[]).await;
+    let (mut second, second_url) = sys.another_process(Service::Order, &[]).await;
     sys.add_product("BALANCED", 100, 100_000).await;
     let (customer, _) = sys.register("balanced@example.com", "Bo").await;
     let token = sys.token_for(Service::Order, Who::Customer(customer));

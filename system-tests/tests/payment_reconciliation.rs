@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
+use sales_testkit::fault_proxy::{Fault, FaultProxy};
 use serde_json::{Value, json};
 use system_tests::{Service, System, SystemOptions, Who};
 
@@ -319,5 +320,193 @@ async fn an_order_past_its_pay_by_time_is_not_charged_even_before_the_timeout_ca
         "no payment for it: {payment}"
     );
     assert_eq!(order_status(&sys, &token, id).await, "PENDING");
+    sys.stop().await;
+}
+
+/// Found in review: a one-call order whose charge's answer came back after another
+/// replica's payment reconciler had already confirmed the order with that very
+/// payment was answered 409 ("cannot pay a CONFIRMED order"), though it was placed
+/// and paid. Replica A places the order; its link to the payment service holds the
+/// charge's answer (the provider is held up first, so the charge is under way when
+/// the link freezes); replica B, the system's own, settles the charge meanwhile; then
+/// A gets its answer and must answer with the paid order.
+#[tokio::test]
+async fn a_one_call_order_another_replica_settled_first_is_answered_as_paid() {
+    let mut env = HashMap::new();
+    env.insert(
+        Service::Order,
+        vec![
+            ("PAYMENT_RECONCILE_AFTER".into(), "1s".into()),
+            ("PAYMENT_RECONCILE_EVERY".into(), "200ms".into()),
+        ],
+    );
+    let sys = System::start_with(SystemOptions {
+        env,
+        ..Default::default()
+    })
+    .await;
+    let payments = FaultProxy::for_url(&sys.url(Service::Payment)).await;
+    let (mut replica_a, url) = sys
+        .another_process(
+            Service::Order,
+            &[
+                (
+                    "PAYMENT_SERVICE_URL",
+                    payments.url_through(&sys.url(Service::Payment)).as_str(),
+                ),
+                ("UPSTREAM_TIMEOUT", "30s"),
+            ],
+        )
+        .await;
+    sys.add_product("RACED", 100, 5).await;
+    let (customer, _) = sys.register("raced@example.com", "Rae").await;
+    let token = sys.token_for(Service::Order, Who::Customer(customer));
+
+    // The provider is held up: the charge waits inside the payment service.
+    let books = sqlx::PgPool::connect(&sys.wiring.database_urls[&Service::Payment])
+        .await
+        .unwrap();
+    let mut held = books.begin().await.unwrap();
+    sqlx::query("lock table simulated_provider_operations in exclusive mode")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let placed = tokio::spawn(async move {
+        let body = json!({"item_sku": "RACED", "quantity": 1, "amount": "1.00",
+                          "currency": "USD", "idempotency_key": "raced-1"});
+        let answer = sales_testkit::http_client()
+            .post(format!("{url}/api/v1/orders/"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (answer.status(), answer.json::<Value>().await.unwrap())
+    });
+    sales_testkit::eventually(
+        "the charge to wait for the provider",
+        Duration::from_secs(15),
+        || async {
+            let waiting: i64 =
+                sqlx::query_scalar("select count(*) from pg_locks where not granted")
+                    .fetch_one(&books)
+                    .await
+                    .ok()?;
+            (waiting > 0).then_some(())
+        },
+    )
+    .await;
+    // A's link freezes with the charge under way; the provider goes on.
+    payments.set(Fault::Frozen);
+    held.rollback().await.unwrap();
+    let orders = sqlx::PgPool::connect(&sys.wiring.database_urls[&Service::Order])
+        .await
+        .unwrap();
+    sales_testkit::eventually(
+        "replica B to confirm the order",
+        Duration::from_secs(20),
+        || async {
+            let status: String = sqlx::query_scalar("select status from orders")
+                .fetch_one(&orders)
+                .await
+                .ok()?;
+            (status == "CONFIRMED").then_some(())
+        },
+    )
+    .await;
+    // Only now does A hear back from its charge.
+    payments.set(Fault::None);
+    let (status, order) = placed.await.unwrap();
+    // Seed 004's one-call order answers 200 (FastAPI's default).
+    assert_eq!(status, StatusCode::OK, "{order}");
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    let charges: i64 = sqlx::query_scalar("select count(*) from payments")
+        .fetch_one(&books)
+        .await
+        .unwrap();
+    assert_eq!(charges, 1, "one payment for the order");
+    replica_a.terminate(Duration::from_secs(15));
+    books.close().await;
+    orders.close().await;
+    sys.stop().await;
+}
+
+/// Found in review: a repeat of a one-call order whose first request was still being
+/// charged waited `IDEMPOTENCY_WAIT` (5 s) for it, exactly the gateway's
+/// `UPSTREAM_TIMEOUT` (5 s): the gateway gave up first and the client got 504 where
+/// the order service meant 409 "the key is in use, retry". With the defaults, through
+/// the gateway, the repeat gets the 409 and its `Retry-After`; the first, once the
+/// provider answers, its paid order.
+#[tokio::test]
+async fn a_repeat_waiting_for_its_first_request_gets_409_through_the_gateway_not_504() {
+    let mut env = HashMap::new();
+    // The first request's charge may wait as long as the test holds the provider.
+    env.insert(
+        Service::Order,
+        vec![("UPSTREAM_TIMEOUT".into(), "30s".into())],
+    );
+    let sys = System::start_with(SystemOptions {
+        env,
+        ..Default::default()
+    })
+    .await;
+    sys.add_product("REPEATED", 100, 5).await;
+    let (customer, token) = sys.register("repeated@example.com", "Rex").await;
+    let books = sqlx::PgPool::connect(&sys.wiring.database_urls[&Service::Payment])
+        .await
+        .unwrap();
+    let mut held = books.begin().await.unwrap();
+    sqlx::query("lock table simulated_provider_operations in exclusive mode")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let place = |token: String, url: String| async move {
+        let body = json!({"item_sku": "REPEATED", "quantity": 1, "amount": "1.00",
+                          "currency": "USD", "idempotency_key": "repeated-1"});
+        let answer = sales_testkit::http_client()
+            .post(format!("{url}/api/v1/orders/"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let retry_after = answer.headers().get("retry-after").cloned();
+        (
+            answer.status(),
+            retry_after,
+            answer.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    };
+    // The first straight to the order service (the gateway would give up on it while
+    // the provider is held), as the same customer.
+    let first = tokio::spawn(place(
+        sys.token_for(Service::Order, Who::Customer(customer)),
+        sys.url(Service::Order),
+    ));
+    sales_testkit::eventually(
+        "the charge to wait for the provider",
+        Duration::from_secs(15),
+        || async {
+            let waiting: i64 =
+                sqlx::query_scalar("select count(*) from pg_locks where not granted")
+                    .fetch_one(&books)
+                    .await
+                    .ok()?;
+            (waiting > 0).then_some(())
+        },
+    )
+    .await;
+    let (status, retry_after, answer) = place(token, sys.gateway()).await;
+    held.rollback().await.unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(
+        answer["error"]["code"], "idempotency_key_in_use",
+        "{answer}"
+    );
+    assert!(retry_after.is_some(), "{answer}");
+    let (status, _, order) = first.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{order}");
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    books.close().await;
     sys.stop().await;
 }

@@ -11,8 +11,9 @@
 //! - asks for something else (another fingerprint): 422 `idempotency_key_reused`;
 //! - the first finished: the first's order (a replay, 200);
 //! - the first is still in progress: the duplicate waits for it, polling, up to
-//!   `IDEMPOTENCY_WAIT` (5 s), then gets its order; if it is still not done, 409
-//!   `idempotency_key_in_use` with `Retry-After: 1`. A losing request never
+//!   `IDEMPOTENCY_WAIT` (4 s, less than the gateway's 5 s time limit), then gets its
+//!   order; if it is still not done, 409 `idempotency_key_in_use` with
+//!   `Retry-After: 1`. A losing request never
 //!   reserves stock or charges a card: only the claim's holder does;
 //! - the first crashed: its claim expires after `IDEMPOTENCY_CLAIM_TTL` (30 s) and
 //!   the next request with the key takes it over, with the same order id. The

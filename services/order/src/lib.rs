@@ -106,8 +106,9 @@ pub struct Config {
     #[arg(long, env = "PAYMENT_RECONCILE_EVERY", default_value = "10s", value_parser = humantime::parse_duration)]
     pub payment_reconcile_every: Duration,
     /// How long a request waits for an earlier one with the same idempotency key to
-    /// finish before answering 409 (retry later).
-    #[arg(long, env = "IDEMPOTENCY_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
+    /// finish before answering 409 (retry later). Shorter than the gateway's
+    /// `UPSTREAM_TIMEOUT` (5 s), so that a client behind it gets the 409, not a 504.
+    #[arg(long, env = "IDEMPOTENCY_WAIT", default_value = "4s", value_parser = humantime::parse_duration)]
     pub idempotency_wait: Duration,
 }
 

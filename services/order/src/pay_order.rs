@@ -114,6 +114,12 @@ async fn charge_and_record(ctx: &OrderContext, order: Order, attempt: Attempt) -
         })),
     };
     if let Err(OrderError::IllegalTransition { .. }) = &settled {
+        // This very payment was applied first by someone else (a replica's payment
+        // reconciler, or a retry of the same request racing this one): its outcome
+        // is the answer, not a refusal to pay an order that is paid.
+        if let Some(applied) = applied_elsewhere(ctx, order_id, &payment).await? {
+            return Ok(applied);
+        }
         // The order stopped waiting while it was charged: refund now (the
         // reconciler would, later).
         if let Err(err) = payment_reconciler::settle(ctx, order_id).await {
@@ -121,6 +127,23 @@ async fn charge_and_record(ctx: &OrderContext, order: Order, attempt: Attempt) -
         }
     }
     settled
+}
+
+/// The order as stored, if `payment`'s outcome is already recorded on it (the order
+/// carries this payment, paid for a confirmed one, failed for a declined one).
+async fn applied_elsewhere(
+    ctx: &OrderContext,
+    order_id: i64,
+    payment: &Payment,
+) -> Result<Option<Order>> {
+    let now = orders::load(&mut *ctx.pool.acquire().await?, order_id).await?;
+    let outcome = match payment.status {
+        ChargeStatus::Confirmed => PaymentStatus::Succeeded,
+        ChargeStatus::Declined => PaymentStatus::Failed,
+        _ => return Ok(None),
+    };
+    let applied = now.payment_id == Some(payment.payment_id) && now.payment_status == outcome;
+    Ok(applied.then_some(now))
 }
 
 /// Write down on the order that it is being charged, if it still waits for payment.
