@@ -18,9 +18,10 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use sales_operator::children::{desired, tls};
+use sales_operator::children::{KnownSecrets, desired, desired_with, tls};
 use sales_operator::crd::SalesSystem;
 use serde_json::{Value, json};
 
@@ -126,11 +127,23 @@ fn the_managed_kafka_serves_its_clients_over_sasl_ssl_with_a_pem_key_store() {
         env(kafka, "KAFKA_SSL_KEYSTORE_TYPE").as_deref(),
         Some("PEM")
     );
-    assert_eq!(
-        env(kafka, "KAFKA_SSL_TRUSTSTORE_TYPE").as_deref(),
-        Some("PEM")
-    );
+    // No trust store: nobody presents a certificate to the brokers.
+    assert_eq!(env(kafka, "KAFKA_SSL_TRUSTSTORE_LOCATION"), None);
     let keystore = env(kafka, "KAFKA_SSL_KEYSTORE_LOCATION").unwrap();
+    let keystore_dir = keystore.rsplit_once('/').unwrap().0;
+    let mounted = |container: &Value, volume: &str| -> Value {
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == volume)
+            .cloned()
+            .unwrap_or_else(|| panic!("{volume} not mounted in {}", container["name"]))
+    };
+    // Kafka reads the key store where the init container wrote it.
+    let store_mount = mounted(kafka, "kafka-keystore");
+    assert_eq!(store_mount["mountPath"], keystore_dir);
+    assert_eq!(store_mount["readOnly"], true);
     // The image takes an advertised `...SSL://` listener for its own JKS set-up.
     let advertised = env(kafka, "KAFKA_ADVERTISED_LISTENERS").unwrap();
     assert!(!advertised.contains("SSL://"), "{advertised}");
@@ -156,11 +169,14 @@ fn the_managed_kafka_serves_its_clients_over_sasl_ssl_with_a_pem_key_store() {
             && script.ends_with(&format!("> {keystore}")),
         "{script}"
     );
-    let mounts = init["volumeMounts"].to_string();
-    assert!(
-        mounts.contains("server-tls") && mounts.contains("kafka-keystore"),
-        "{mounts}"
+    assert_eq!(mounted(init, "kafka-keystore")["mountPath"], keystore_dir);
+    assert_eq!(
+        mounted(init, "server-tls")["mountPath"],
+        "/etc/sales-system/server-tls"
     );
+    assert_eq!(init["image"], kafka["image"]);
+    assert_eq!(init["securityContext"], kafka["securityContext"]);
+    assert_eq!(init["securityContext"]["readOnlyRootFilesystem"], true);
     let volumes = pod["volumes"].as_array().unwrap();
     let store = volumes
         .iter()
@@ -307,10 +323,54 @@ fn strimzi_listeners_are_tls_and_verified_with_strimzis_cluster_ca() {
         validate(&objects, &format!("kafka-tls-strimzi-{listener}-builtin"));
     }
     // An existing Kafka: the same ports, the same CA.
-    let (config, _) = order_service(&children(&strimzi("none", false)));
+    for (authentication, port) in [("none", 9093), ("scram-sha-512", 9095)] {
+        let objects = children(&strimzi(authentication, false));
+        assert!(objects.iter().all(|o| o["kind"] != "Kafka"));
+        let (config, volumes) = order_service(&objects);
+        assert_eq!(
+            config["KAFKA_BOOTSTRAP_SERVERS"],
+            format!("events-kafka-bootstrap.sales.svc:{port}")
+        );
+        assert!(volumes.contains("events-cluster-ca-cert"), "{volumes}");
+    }
+}
+
+/// A CA Strimzi renews rolls the services that trust it (librdkafka reads its CA
+/// file once): their pods carry its digest, as read by the reconcile.
+#[test]
+fn a_renewed_strimzi_cluster_ca_rolls_the_services() {
+    let system = strimzi("none", false);
+    let digest = |ca: &str| {
+        let read = BTreeMap::from([(
+            "events-cluster-ca-cert".to_owned(),
+            BTreeMap::from([("ca.crt".to_owned(), ca.to_owned())]),
+        )]);
+        let known = KnownSecrets {
+            tls: Some(&read),
+            ..KnownSecrets::default()
+        };
+        let objects: Vec<Value> = desired_with(&system, None, known)
+            .unwrap()
+            .iter()
+            .map(|c| serde_json::to_value(&c.object).unwrap())
+            .collect();
+        find(&objects, "Deployment", "shop-order")["spec"]["template"]["metadata"]
+            ["annotations"]["sales-system.io/tls-hash"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (before, after) = (digest("first CA"), digest("renewed CA"));
+    assert!(!before.is_empty());
+    assert_ne!(before, after);
     assert_eq!(
-        config["KAFKA_BOOTSTRAP_SERVERS"],
-        "events-kafka-bootstrap.sales.svc:9093"
+        tls::strimzi_ca_read(&system.spec).as_deref(),
+        Some("events-cluster-ca-cert"),
+        "the reconcile reads it"
+    );
+    assert_eq!(
+        tls::strimzi_ca_read(&managed(json!({"mode": "operatorCA"})).spec),
+        None
     );
 }
 

@@ -19,6 +19,12 @@ use sales_testkit::fault_proxy::{Fault, FaultProxy};
 use serde_json::{Value, json};
 use system_tests::{Service, System, SystemOptions, Who};
 
+/// Lock requests waiting for this test's provider books (the server is shared by the
+/// tests running beside it).
+const WAITING_FOR_THE_PROVIDER: &str = "select count(*) from pg_locks
+     where not granted and relation = 'simulated_provider_operations'::regclass
+       and database = (select oid from pg_database where datname = current_database())";
+
 const ORDER_SERVICE: Who = Who::Service("order", &["payments:charge"]);
 
 async fn start() -> System {
@@ -387,11 +393,10 @@ async fn a_one_call_order_another_replica_settled_first_is_answered_as_paid() {
         "the charge to wait for the provider",
         Duration::from_secs(15),
         || async {
-            let waiting: i64 =
-                sqlx::query_scalar("select count(*) from pg_locks where not granted")
-                    .fetch_one(&books)
-                    .await
-                    .ok()?;
+            let waiting: i64 = sqlx::query_scalar(WAITING_FOR_THE_PROVIDER)
+                .fetch_one(&books)
+                .await
+                .ok()?;
             (waiting > 0).then_some(())
         },
     )
@@ -487,11 +492,10 @@ async fn a_repeat_waiting_for_its_first_request_gets_409_through_the_gateway_not
         "the charge to wait for the provider",
         Duration::from_secs(15),
         || async {
-            let waiting: i64 =
-                sqlx::query_scalar("select count(*) from pg_locks where not granted")
-                    .fetch_one(&books)
-                    .await
-                    .ok()?;
+            let waiting: i64 = sqlx::query_scalar(WAITING_FOR_THE_PROVIDER)
+                .fetch_one(&books)
+                .await
+                .ok()?;
             (waiting > 0).then_some(())
         },
     )

@@ -172,6 +172,17 @@ pub fn servers(names: &Names, spec: &SalesSystemSpec) -> Vec<Server> {
     out
 }
 
+/// The Secret of a Strimzi Kafka's cluster CA the services verify its listener with
+/// (under TLS, on Strimzi), which the reconcile reads for the pods' digest.
+pub fn strimzi_ca_read(spec: &SalesSystemSpec) -> Option<String> {
+    match spec.kafka()?.choice() {
+        crate::crd::KafkaChoice::Strimzi(strimzi) if spec.tls.enabled() => {
+            Some(strimzi.cluster_ca().0)
+        }
+        _ => None,
+    }
+}
+
 /// Whether the operator makes the certificates (`operatorCA`).
 pub fn operator_issues(spec: &SalesSystemSpec) -> bool {
     spec.tls.mode == TlsMode::OperatorCa

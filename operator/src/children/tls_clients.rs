@@ -222,6 +222,11 @@ pub fn mount(
         && service.uses_broker()
     {
         let (secret, key) = strimzi.cluster_ca();
+        if let Some(values) = known.tls.and_then(|all| all.get(&secret))
+            && let Some(digest) = values_hash(values, std::slice::from_ref(&key))
+        {
+            digests.push(digest);
+        }
         sources.push(source(secret, &key, STRIMZI_CA_FILE));
     }
     let uses_external = service.uses_redis() && spec.redis.external.is_some()
@@ -319,5 +324,47 @@ mod tests {
             ca("{mode: operatorCA}", "{external: {secretName: b}}"),
             None
         );
+    }
+
+    fn on_kafka(tls: &str, kafka: &str) -> SalesSystemSpec {
+        let text = format!(
+            "apiVersion: sales-system.io/v1alpha1\nkind: SalesSystem\n\
+             metadata: {{name: shop, namespace: sales}}\n\
+             spec:\n  tls: {tls}\n  messaging: {{kind: kafka, kafka: {kafka}}}\n"
+        );
+        crate::render::parse(&text)
+            .map(|s| s.spec)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn kafka_is_verified_with_the_ca_that_signed_its_listener() {
+        let names = Names::new("shop", "sales");
+        let ca = |tls: &str, kafka: &str| kafka_ca(&names, &on_kafka(tls, kafka));
+        let pair = |secret: &str, key: &str| Some((secret.to_owned(), key.to_owned()));
+        let managed = "{managed: {}}";
+        assert_eq!(ca("{mode: 'off'}", managed), None);
+        assert_eq!(
+            ca("{mode: operatorCA}", managed),
+            pair("shop-tls-ca", "ca.crt")
+        );
+        assert_eq!(
+            ca("{mode: certManager, issuerRef: {name: ca}}", managed),
+            pair("shop-kafka-tls", "ca.crt")
+        );
+        let strimzi = "{strimzi: {clusterName: events}}";
+        assert_eq!(
+            ca("{mode: operatorCA}", strimzi),
+            pair("events-cluster-ca-cert", "ca.crt")
+        );
+        assert_eq!(ca("{mode: 'off'}", strimzi), None);
+        let with_ca = "{mode: operatorCA, externalCA: {secretName: theirs, key: root.pem}}";
+        let external = |protocol: &str| {
+            format!("{{external: {{bootstrapServers: 'k:9093', securityProtocol: {protocol}}}}}")
+        };
+        assert_eq!(ca(with_ca, &external("SSL")), pair("theirs", "root.pem"));
+        // Plaintext: no CA; TLS without externalCA: the public roots.
+        assert_eq!(ca(with_ca, &external("PLAINTEXT")), None);
+        assert_eq!(ca("{mode: operatorCA}", &external("SSL")), None);
     }
 }

@@ -14,8 +14,9 @@
 //!   nodes stays as it is.
 //! - Kafka (managed): the services' listener (`CLIENT`, 9092) becomes SASL_SSL, with a
 //!   PEM key store that an init container writes (key and chain in one file, as
-//!   Kafka reads it) into a memory volume, and the CA as PEM trust store; the
-//!   listeners between the nodes (replication, the KRaft quorum) stay plaintext,
+//!   Kafka reads it) into a memory volume (no trust store: no client presents a
+//!   certificate, and no node connects to another over TLS); the listeners between
+//!   the nodes (replication, the KRaft quorum) stay plaintext,
 //!   admitted from the Kafka pods only (so TLS can be turned on in a live cluster
 //!   one node at a time: a node that restarted still reaches the others' quorum).
 //! - Redis: `--tls-port 6379 --port 0` with the mounted files, no client
@@ -342,11 +343,6 @@ pub fn kafka_settings() -> Vec<(&'static str, String)> {
         (
             "KAFKA_SSL_KEYSTORE_LOCATION",
             format!("{KAFKA_KEYSTORE_DIR}/server.pem"),
-        ),
-        ("KAFKA_SSL_TRUSTSTORE_TYPE", "PEM".to_owned()),
-        (
-            "KAFKA_SSL_TRUSTSTORE_LOCATION",
-            format!("{SERVER_DIR}/{CA_CERT_KEY}"),
         ),
     ]
 }

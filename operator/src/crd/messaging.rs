@@ -209,7 +209,8 @@ pub struct StrimziKafka {
     /// creates a `KafkaUser` `<name>-services` whose ACLs grant the topics and
     /// consumer groups under `topicPrefix` (the `Kafka` needs `authorization: {type:
     /// simple}`); Strimzi writes its password to the Secret of that name, and the
-    /// services log in with SASL_PLAINTEXT and SCRAM-SHA-512.
+    /// services log in with SCRAM-SHA-512 (SASL_PLAINTEXT, or SASL_SSL under
+    /// `spec.tls`).
     #[serde(default)]
     pub authentication: StrimziAuthentication,
     /// The operator creates the `Kafka` `clusterName` (KRaft, `kafka.strimzi.io/v1`)
@@ -326,7 +327,7 @@ pub struct ExternalKafka {
     /// `tls.externalCA` when given, else the public roots.
     #[serde(default)]
     pub security_protocol: KafkaSecurityProtocol,
-    /// The SASL/PLAIN user and password (with `SASL_PLAINTEXT`).
+    /// The SASL/PLAIN user and password (with `SASL_PLAINTEXT` or `SASL_SSL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<KafkaCredentials>,
 }

@@ -2,7 +2,8 @@
 //! operator's CA and each built-in server's certificate, made when absent, read back
 //! and kept, renewed 30 days before their end (or when the names or the CA change);
 //! with `certManager`, the server Secrets cert-manager writes, read for the pods'
-//! digest. The values, by Secret name, go to the children's build.
+//! digest; and a Strimzi Kafka's cluster CA, read for the same. The values, by Secret
+//! name, go to the children's build.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -66,6 +67,15 @@ pub(super) async fn ensure(
                 .filter(|(key, _)| key != tls::CA_KEY_KEY)
                 .collect();
             all.insert(ca_name, public);
+        }
+    }
+    // Strimzi's cluster CA, which the services trust for its listener: read for the
+    // pods' digest, so that a CA Strimzi renews rolls them (librdkafka reads its CA
+    // file once, when a client is made).
+    if let Some(strimzi) = tls::strimzi_ca_read(&system.spec) {
+        let what = format!("Secret {strimzi}");
+        if let Some(secret) = api.get_opt(&strimzi).await.map_err(on(&what))? {
+            all.insert(strimzi, secret_values(&secret));
         }
     }
     Ok(all)

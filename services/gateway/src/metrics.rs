@@ -9,7 +9,7 @@ use sales_platform::metrics::Metrics;
 use crate::breaker::State;
 use crate::routes::Upstream;
 
-/// Upstream latency buckets: the default `UPSTREAM_TIMEOUT` is 3 s.
+/// Upstream latency buckets: the default `UPSTREAM_TIMEOUT` is 5 s.
 const UPSTREAM_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0,
 ];

@@ -117,8 +117,10 @@ async fn charge_and_record(ctx: &OrderContext, order: Order, attempt: Attempt) -
         // This very payment was applied first by someone else (a replica's payment
         // reconciler, or a retry of the same request racing this one): its outcome
         // is the answer, not a refusal to pay an order that is paid.
-        if let Some(applied) = applied_elsewhere(ctx, order_id, &payment).await? {
-            return Ok(applied);
+        match applied_elsewhere(ctx, order_id, &payment).await {
+            Ok(Some(applied)) => return Ok(applied),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(order_id, error = %err, "cannot read the order back"),
         }
         // The order stopped waiting while it was charged: refund now (the
         // reconciler would, later).
