@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use kube::api::Api;
@@ -89,15 +88,6 @@ async fn get(client: &Client) -> SalesSystem {
         .get(NAME)
         .await
         .unwrap()
-}
-
-async fn consumer_replicas(client: &Client) -> Option<i32> {
-    Api::<Deployment>::namespaced(client.clone(), NS)
-        .get(&format!("{NAME}-inventory-consumer"))
-        .await
-        .unwrap()
-        .spec
-        .and_then(|s| s.replicas)
 }
 
 /// Commit `offsets` (per partition of `topic`) for `group`, without joining it.
@@ -196,7 +186,10 @@ async fn the_lag_read_drives_the_replicas_capped_at_the_partitions() {
         "{}",
         status.message
     );
-    assert_eq!(consumer_replicas(&client).await, Some(3));
+    assert_eq!(
+        common::inventory_consumer_replicas(&client, NS, NAME).await,
+        Some(3)
+    );
     assert!(
         status.message.contains("the topics have 3 partitions"),
         "the cap is reported: {}",
@@ -265,7 +258,10 @@ async fn the_lag_read_drives_the_replicas_capped_at_the_partitions() {
         .unwrap();
     let status = get(&client).await.status.unwrap().consumers["inventory"].clone();
     assert_eq!((status.replicas, status.reason.as_str()), (1, "ScaledDown"));
-    assert_eq!(consumer_replicas(&client).await, Some(1));
+    assert_eq!(
+        common::inventory_consumer_replicas(&client, NS, NAME).await,
+        Some(1)
+    );
     let exported = metrics.render();
     assert!(
         exported.contains(&format!(
@@ -282,7 +278,7 @@ async fn an_unreachable_kafka_scales_nothing_and_says_so() {
     let system = on_kafka("127.0.0.1:1", "t-none.");
     let client = server(&system).await;
     reconcile_once(&client).await;
-    let before = consumer_replicas(&client).await;
+    let before = common::inventory_consumer_replicas(&client, NS, NAME).await;
     let scaler = Scaler::new(
         client.clone(),
         common::recorder(&client),
@@ -304,5 +300,8 @@ async fn an_unreachable_kafka_scales_nothing_and_says_so() {
         "{}",
         inventory.message
     );
-    assert_eq!(consumer_replicas(&client).await, before);
+    assert_eq!(
+        common::inventory_consumer_replicas(&client, NS, NAME).await,
+        before
+    );
 }

@@ -16,7 +16,6 @@ mod common;
 use std::sync::Arc;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
@@ -105,14 +104,6 @@ async fn tick(client: &Client, scaler: &Scaler) -> (String, String, i64) {
     (inventory.reason, inventory.message, inventory.depth)
 }
 
-async fn consumer_replicas(client: &Client) -> Option<i32> {
-    let deployment: Deployment = Api::namespaced(client.clone(), NS)
-        .get(&format!("{NAME}-inventory-consumer"))
-        .await
-        .unwrap();
-    deployment.spec.and_then(|s| s.replicas)
-}
-
 async fn set_ca(client: &Client, pem: &str) {
     Api::<Secret>::namespaced(client.clone(), NS)
         .patch(
@@ -160,14 +151,20 @@ async fn the_scaler_reads_the_lag_over_tls_verified_with_the_external_ca() {
     // 250 behind on update-stock: ceil(250 / 100) = 3 replicas (3 partitions).
     let (reason, message, depth) = tick(&client, &scaler).await;
     assert_eq!((reason.as_str(), depth), ("ScaledUp", 250), "{message}");
-    assert_eq!(consumer_replicas(&client).await, Some(3));
+    assert_eq!(
+        common::inventory_consumer_replicas(&client, NS, NAME).await,
+        Some(3)
+    );
 
     // Another CA: the brokers' certificate is not trusted; nothing scaled.
     set_ca(&client, &TestCa::new("another CA").pem()).await;
     let (reason, message, _) = tick(&client, &scaler).await;
     assert_eq!(reason, "KafkaUnreachable", "{message}");
     assert!(message.contains(&advertised), "{message}");
-    assert_eq!(consumer_replicas(&client).await, Some(3));
+    assert_eq!(
+        common::inventory_consumer_replicas(&client, NS, NAME).await,
+        Some(3)
+    );
 
     // A key without a certificate in it: said as such.
     set_ca(&client, "not a certificate").await;
@@ -183,6 +180,9 @@ async fn the_scaler_reads_the_lag_over_tls_verified_with_the_external_ca() {
     let (reason, message, _) = tick(&client, &scaler).await;
     assert_eq!(reason, "BrokerCaMissing", "{message}");
     assert!(message.contains("kafka-ca"), "{message}");
-    assert_eq!(consumer_replicas(&client).await, Some(3));
+    assert_eq!(
+        common::inventory_consumer_replicas(&client, NS, NAME).await,
+        Some(3)
+    );
     kafka.delete().await;
 }

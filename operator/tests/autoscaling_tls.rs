@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
@@ -219,15 +218,6 @@ async fn get(client: &Client) -> SalesSystem {
         .unwrap()
 }
 
-async fn consumer_replicas(client: &Client) -> Option<i32> {
-    let name = format!("{NAME}-inventory-consumer");
-    let deployment: Deployment = Api::namespaced(client.clone(), NS)
-        .get(&name)
-        .await
-        .unwrap();
-    deployment.spec.and_then(|s| s.replicas)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_scaler_verifies_an_external_broker_with_the_external_ca() {
     let ca = TestCa::new("sales-system test CA");
@@ -265,7 +255,10 @@ async fn the_scaler_verifies_an_external_broker_with_the_external_ca() {
         },
     )
     .await;
-    assert_eq!(consumer_replicas(&client).await, Some(5));
+    assert_eq!(
+        common::inventory_consumer_replicas(&client, NS, NAME).await,
+        Some(5)
+    );
     let (scaled, reason, message) = common::condition(&get(&client).await, "ConsumersScaled");
     assert_eq!(scaled, "True", "{reason}: {message}");
 
@@ -295,7 +288,10 @@ async fn the_scaler_verifies_an_external_broker_with_the_external_ca() {
         "the message names the API: {}",
         inventory.message
     );
-    assert_eq!(consumer_replicas(&client).await, Some(5));
+    assert_eq!(
+        common::inventory_consumer_replicas(&client, NS, NAME).await,
+        Some(5)
+    );
 
     // No CA Secret at all: said as such, and still nothing scaled.
     Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), NS)
@@ -314,5 +310,8 @@ async fn the_scaler_verifies_an_external_broker_with_the_external_ca() {
         "{}",
         inventory.message
     );
-    assert_eq!(consumer_replicas(&client).await, Some(5));
+    assert_eq!(
+        common::inventory_consumer_replicas(&client, NS, NAME).await,
+        Some(5)
+    );
 }

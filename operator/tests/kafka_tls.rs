@@ -45,13 +45,6 @@ fn children(system: &SalesSystem) -> Vec<Value> {
         .collect()
 }
 
-fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
-    objects
-        .iter()
-        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
-        .unwrap_or_else(|| panic!("no {kind} {name}"))
-}
-
 fn env(container: &Value, name: &str) -> Option<String> {
     container["env"]
         .as_array()?
@@ -62,9 +55,10 @@ fn env(container: &Value, name: &str) -> Option<String> {
 
 /// The order service's plain settings (its ConfigMap) and its pod's volumes.
 fn order_service(objects: &[Value]) -> (Value, String) {
-    let config = find(objects, "ConfigMap", "shop-order")["data"].clone();
-    let volumes = find(objects, "Deployment", "shop-order")["spec"]["template"]["spec"]["volumes"]
-        .to_string();
+    let config = common::find(objects, "ConfigMap", "shop-order")["data"].clone();
+    let volumes =
+        common::find(objects, "Deployment", "shop-order")["spec"]["template"]["spec"]["volumes"]
+            .to_string();
     (config, volumes)
 }
 
@@ -116,7 +110,7 @@ fn managed(tls: Value) -> SalesSystem {
 fn the_managed_kafka_serves_its_clients_over_sasl_ssl_with_a_pem_key_store() {
     let system = managed(json!({"mode": "operatorCA"}));
     let objects = children(&system);
-    let sts = find(&objects, "StatefulSet", "shop-kafka");
+    let sts = common::find(&objects, "StatefulSet", "shop-kafka");
     let pod = &sts["spec"]["template"]["spec"];
     let kafka = &pod["containers"][0];
     assert_eq!(
@@ -238,7 +232,7 @@ fn the_managed_kafkas_certificate_names_every_node_and_has_a_pkcs8_key() {
         json!({"mode": "certManager", "issuerRef": {"name": "internal-ca", "kind": "ClusterIssuer"}}),
     );
     let objects = children(&system);
-    let certificate = find(&objects, "Certificate", "shop-kafka-tls");
+    let certificate = common::find(&objects, "Certificate", "shop-kafka-tls");
     assert_eq!(certificate["spec"]["privateKey"]["encoding"], "PKCS8");
     let names = certificate["spec"]["dnsNames"].to_string();
     assert!(
@@ -294,7 +288,7 @@ fn strimzi_listeners_are_tls_and_verified_with_strimzis_cluster_ca() {
         ("scram-sha-512", 9095, "sasl_ssl", "scramtls"),
     ] {
         let objects = children(&strimzi(authentication, true));
-        let kafka = find(&objects, "Kafka", "events");
+        let kafka = common::find(&objects, "Kafka", "events");
         let listeners = &kafka["spec"]["kafka"]["listeners"];
         assert_eq!(listeners.as_array().unwrap().len(), 1, "{listeners}");
         assert_eq!(listeners[0]["name"], listener);
@@ -354,7 +348,7 @@ fn a_renewed_strimzi_cluster_ca_rolls_the_services() {
             .iter()
             .map(|c| serde_json::to_value(&c.object).unwrap())
             .collect();
-        find(&objects, "Deployment", "shop-order")["spec"]["template"]["metadata"]
+        common::find(&objects, "Deployment", "shop-order")["spec"]["template"]["metadata"]
             ["annotations"]["sales-system.io/tls-hash"]
             .as_str()
             .unwrap_or_default()

@@ -36,13 +36,6 @@ fn render(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
-    objects
-        .iter()
-        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
-        .unwrap_or_else(|| panic!("no {kind} {name}"))
-}
-
 fn env_of(container: &Value, name: &str) -> Value {
     container["env"]
         .as_array()
@@ -60,16 +53,16 @@ fn ha_example() -> PathBuf {
 #[test]
 fn the_three_node_broker_renders_a_valid_cluster() {
     let objects = render(&ha_example());
-    let sts = find(&objects, "StatefulSet", "shop-rabbitmq");
+    let sts = common::find(&objects, "StatefulSet", "shop-rabbitmq");
     assert_eq!(sts["spec"]["replicas"], 3);
     assert_eq!(sts["spec"]["podManagementPolicy"], "Parallel");
     assert_eq!(sts["spec"]["serviceName"], "shop-rabbitmq-nodes");
-    let nodes = find(&objects, "Service", "shop-rabbitmq-nodes");
+    let nodes = common::find(&objects, "Service", "shop-rabbitmq-nodes");
     assert_eq!(nodes["spec"]["clusterIP"], "None");
     assert_eq!(nodes["spec"]["publishNotReadyAddresses"], true);
 
     // The peer list names exactly the three pods, by the names they take.
-    let config = find(&objects, "ConfigMap", "shop-rabbitmq");
+    let config = common::find(&objects, "ConfigMap", "shop-rabbitmq");
     let text = config["data"]["cluster.conf"].as_str().unwrap();
     let peers: Vec<&str> = text
         .lines()
@@ -112,7 +105,7 @@ fn the_three_node_broker_renders_a_valid_cluster() {
     assert_eq!(cookie["secret"]["items"][0]["key"], "erlang-cookie");
     let init = &pod["initContainers"][0];
     assert!(init["command"][2].as_str().unwrap().contains("chmod 600"));
-    let generated = find(&objects, "Secret", "shop-rabbitmq");
+    let generated = common::find(&objects, "Secret", "shop-rabbitmq");
     assert!(
         generated["stringData"]["erlang-cookie"]
             .as_str()
@@ -121,9 +114,9 @@ fn the_three_node_broker_renders_a_valid_cluster() {
     );
 
     // One node away at a time; the nodes reach each other, only each other.
-    let pdb = find(&objects, "PodDisruptionBudget", "shop-rabbitmq");
+    let pdb = common::find(&objects, "PodDisruptionBudget", "shop-rabbitmq");
     assert_eq!(pdb["spec"]["maxUnavailable"], 1);
-    let policy = find(&objects, "NetworkPolicy", "shop-rabbitmq");
+    let policy = common::find(&objects, "NetworkPolicy", "shop-rabbitmq");
     let inter = policy["spec"]["ingress"]
         .as_array()
         .unwrap()
@@ -210,7 +203,7 @@ fn a_created_rabbitmq_cluster_is_valid_for_the_cluster_operator() {
     std::fs::write(&input, CLUSTER_CREATE).unwrap();
     assert!(validate(None, &crd_path(), std::slice::from_ref(&input))[0].is_empty());
     let objects = render(&input);
-    let cluster = find(&objects, "RabbitmqCluster", "shop-rabbitmq");
+    let cluster = common::find(&objects, "RabbitmqCluster", "shop-rabbitmq");
     assert_eq!(cluster["apiVersion"], "rabbitmq.com/v1beta1");
     assert_eq!(cluster["spec"]["replicas"], 3);
     assert_eq!(cluster["spec"]["persistence"]["storage"], "5Gi");
@@ -237,7 +230,7 @@ fn a_created_rabbitmq_cluster_is_valid_for_the_cluster_operator() {
         "no URL Secret before the reconcile knows the topology operator is there"
     );
     // The services' own account, for the topology operator's User (rabbitmq_topology.rs).
-    let account = find(&objects, "Secret", "shop-rabbitmq-user");
+    let account = common::find(&objects, "Secret", "shop-rabbitmq-user");
     assert_eq!(account["stringData"]["username"], "sales.shop-services");
     for object in objects.iter().filter(|o| o["kind"] == "ConfigMap") {
         if object["data"].get("AMQP_PREFIX").is_some() {

@@ -189,3 +189,25 @@ pub fn validate_strict(file: &Path) -> String {
     assert!(output.status.success(), "{}:\n{report}", file.display());
     report
 }
+
+/// The object of `kind` named `name` among `objects` (rendered children as JSON).
+pub fn find<'a>(objects: &'a [serde_json::Value], kind: &str, name: &str) -> &'a serde_json::Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+/// The replicas of system `system`'s inventory consumer Deployment in `namespace`.
+pub async fn inventory_consumer_replicas(
+    client: &kube::Client,
+    namespace: &str,
+    system: &str,
+) -> Option<i32> {
+    let deployment: k8s_openapi::api::apps::v1::Deployment =
+        kube::Api::namespaced(client.clone(), namespace)
+            .get(&format!("{system}-inventory-consumer"))
+            .await
+            .unwrap();
+    deployment.spec.and_then(|s| s.replicas)
+}
