@@ -21,7 +21,6 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use kube::api::Api;
-use kube_fake_client::ClientBuilder;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use sales_contracts::topology::subscriptions_of;
@@ -60,16 +59,6 @@ fn on_kafka(bootstrap: &str, prefix: &str) -> SalesSystem {
     system.spec.autoscaling.notification.enabled = false;
     system.spec.autoscaling.shipping.enabled = false;
     system
-}
-
-async fn server(system: &SalesSystem) -> Client {
-    ClientBuilder::new()
-        .with_resource::<SalesSystem>()
-        .with_status_subresource::<SalesSystem>()
-        .with_runtime_objects(vec![serde_json::to_value(system).unwrap()])
-        .build()
-        .await
-        .expect("fake API server")
 }
 
 async fn reconcile_once(client: &Client) {
@@ -149,7 +138,7 @@ async fn the_lag_read_drives_the_replicas_capped_at_the_partitions() {
     commit(&kafka, &topology.consumer_group(stock), &stock_topic, &done);
 
     let system = on_kafka(&kafka.bootstrap, &kafka.prefix);
-    let client = server(&system).await;
+    let client = common::fake_api_with(&system, &[]).await;
     reconcile_once(&client).await;
     let metrics = Arc::new(Metrics::new());
     let scaler = Scaler::new(client.clone(), common::recorder(&client), metrics.clone());
@@ -276,7 +265,7 @@ async fn the_lag_read_drives_the_replicas_capped_at_the_partitions() {
 async fn an_unreachable_kafka_scales_nothing_and_says_so() {
     // Nothing listens on port 1.
     let system = on_kafka("127.0.0.1:1", "t-none.");
-    let client = server(&system).await;
+    let client = common::fake_api_with(&system, &[]).await;
     reconcile_once(&client).await;
     let before = common::inventory_consumer_replicas(&client, NS, NAME).await;
     let scaler = Scaler::new(

@@ -15,12 +15,10 @@ mod common;
 
 use std::sync::Arc;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
-use kube_fake_client::ClientBuilder;
+use kube::api::Api;
 use sales_operator::autoscaling::scaler::Scaler;
 use sales_operator::crd::{
     CaSecretRef, ExternalKafka, KafkaSecurityProtocol, KafkaSpec, MessagingKind, SalesSystem,
@@ -32,7 +30,6 @@ use sales_testkit::TestKafka;
 use sales_testkit::private_kafka::PrivateKafka;
 use sales_testkit::test_ca::TestCa;
 use sales_testkit::tls_front::TlsFront;
-use serde_json::json;
 
 const NS: &str = "sales";
 const NAME: &str = "shop-kafka-tls";
@@ -67,21 +64,6 @@ fn system(bootstrap: &str, prefix: &str) -> SalesSystem {
     system
 }
 
-async fn server(system: &SalesSystem, ca_pem: &str) -> Client {
-    ClientBuilder::new()
-        .with_resource::<SalesSystem>()
-        .with_status_subresource::<SalesSystem>()
-        .with_runtime_objects(vec![
-            serde_json::to_value(system).unwrap(),
-            json!({"apiVersion": "v1", "kind": "Secret",
-                   "metadata": {"name": "kafka-ca", "namespace": NS},
-                   "stringData": {"ca.crt": ca_pem}}),
-        ])
-        .build()
-        .await
-        .expect("fake API server")
-}
-
 async fn status(client: &Client) -> SalesSystemStatus {
     Api::<SalesSystem>::namespaced(client.clone(), NS)
         .get(NAME)
@@ -102,17 +84,6 @@ async fn tick(client: &Client, scaler: &Scaler) -> (String, String, i64) {
         .expect("a tick");
     let inventory = status(client).await.consumers["inventory"].clone();
     (inventory.reason, inventory.message, inventory.depth)
-}
-
-async fn set_ca(client: &Client, pem: &str) {
-    Api::<Secret>::namespaced(client.clone(), NS)
-        .patch(
-            "kafka-ca",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"ca.crt": ByteString(pem.as_bytes().to_vec())}})),
-        )
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -138,7 +109,7 @@ async fn the_scaler_reads_the_lag_over_tls_verified_with_the_external_ca() {
     kafka.publish_many("update-stock", &messages).await;
 
     let system = system(&advertised, &kafka.prefix);
-    let client = server(&system, &ca.pem()).await;
+    let client = common::fake_api_with(&system, &[("kafka-ca", "ca.crt", &ca.pem())]).await;
     reconcile(Arc::new(system), common::context(&client))
         .await
         .expect("reconcile succeeds");
@@ -157,7 +128,14 @@ async fn the_scaler_reads_the_lag_over_tls_verified_with_the_external_ca() {
     );
 
     // Another CA: the brokers' certificate is not trusted; nothing scaled.
-    set_ca(&client, &TestCa::new("another CA").pem()).await;
+    common::set_secret_value(
+        &client,
+        NS,
+        "kafka-ca",
+        "ca.crt",
+        &TestCa::new("another CA").pem(),
+    )
+    .await;
     let (reason, message, _) = tick(&client, &scaler).await;
     assert_eq!(reason, "KafkaUnreachable", "{message}");
     assert!(message.contains(&advertised), "{message}");
@@ -167,7 +145,7 @@ async fn the_scaler_reads_the_lag_over_tls_verified_with_the_external_ca() {
     );
 
     // A key without a certificate in it: said as such.
-    set_ca(&client, "not a certificate").await;
+    common::set_secret_value(&client, NS, "kafka-ca", "ca.crt", "not a certificate").await;
     let (reason, message, _) = tick(&client, &scaler).await;
     assert_eq!(reason, "BrokerCaInvalid", "{message}");
     assert!(message.contains("kafka-ca"), "{message}");

@@ -19,11 +19,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
-use kube_fake_client::ClientBuilder;
+use kube::api::Api;
 use sales_contracts::topology::{Topology, subscriptions_of};
 use sales_operator::autoscaling::broker::Management;
 use sales_operator::autoscaling::scaler::Scaler;
@@ -192,25 +190,6 @@ fn system(management: &str) -> SalesSystem {
     system
 }
 
-async fn server(system: &SalesSystem, amqp_url: &str, ca_pem: &str) -> Client {
-    let secret = |name: &str, key: &str, value: &str| {
-        json!({"apiVersion": "v1", "kind": "Secret",
-               "metadata": {"name": name, "namespace": NS},
-               "stringData": {key: value}})
-    };
-    ClientBuilder::new()
-        .with_resource::<SalesSystem>()
-        .with_status_subresource::<SalesSystem>()
-        .with_runtime_objects(vec![
-            serde_json::to_value(system).unwrap(),
-            secret("broker", "url", amqp_url),
-            secret("broker-ca", "ca.crt", ca_pem),
-        ])
-        .build()
-        .await
-        .expect("fake API server")
-}
-
 async fn get(client: &Client) -> SalesSystem {
     Api::<SalesSystem>::namespaced(client.clone(), NS)
         .get(NAME)
@@ -230,7 +209,14 @@ async fn the_scaler_verifies_an_external_broker_with_the_external_ca() {
     fill(&trusting(&ca), &base, &queues[0], 9).await;
 
     let system = system(&base);
-    let client = server(&system, &node.url("localhost"), &ca.pem()).await;
+    let client = common::fake_api_with(
+        &system,
+        &[
+            ("broker", "url", &node.url("localhost")),
+            ("broker-ca", "ca.crt", &ca.pem()),
+        ],
+    )
+    .await;
     let ctx = common::context(&client);
     reconcile(Arc::new(get(&client).await), ctx.clone())
         .await
@@ -264,14 +250,7 @@ async fn the_scaler_verifies_an_external_broker_with_the_external_ca() {
 
     // The CA Secret now holds another CA: the reading fails, nothing is scaled.
     let stranger = TestCa::new("another CA");
-    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), NS)
-        .patch(
-            "broker-ca",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"ca.crt": ByteString(stranger.pem().into_bytes())}})),
-        )
-        .await
-        .unwrap();
+    common::set_secret_value(&client, NS, "broker-ca", "ca.crt", &stranger.pem()).await;
     scaler
         .scale(&get(&client).await, Timestamp::now())
         .await

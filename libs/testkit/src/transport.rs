@@ -74,10 +74,9 @@ impl TestKafka {
         ca_file: std::path::PathBuf,
     ) -> TestKafka {
         TestKafka {
-            prefix: format!("t{}.", short_id()),
             bootstrap: front.to_owned(),
-            own_broker: Some(broker),
             tls_ca: Some(ca_file),
+            ..TestKafka::on(broker)
         }
     }
 

@@ -333,7 +333,7 @@ const KAFKA_KEYSTORE_VOLUME: &str = "kafka-keystore";
 /// The managed Kafka's settings under TLS: the services' listener over SASL_SSL.
 /// (The listener names carry no `SSL`: the `apache/kafka` image takes an advertised
 /// `SSL://` listener for one that needs a JKS key store of its own making.)
-pub fn kafka_settings() -> Vec<(&'static str, String)> {
+fn kafka_settings() -> Vec<(&'static str, String)> {
     vec![
         (
             "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",

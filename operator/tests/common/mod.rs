@@ -211,3 +211,45 @@ pub async fn inventory_consumer_replicas(
             .unwrap();
     deployment.spec.and_then(|s| s.replicas)
 }
+
+/// An in-memory API server holding `system` and, in its namespace, a Secret per
+/// `(name, key, value)` of `secrets`.
+pub async fn fake_api_with(
+    system: &sales_operator::crd::SalesSystem,
+    secrets: &[(&str, &str, &str)],
+) -> kube::Client {
+    let namespace = system.metadata.namespace.clone().unwrap_or_default();
+    let mut objects = vec![serde_json::to_value(system).unwrap()];
+    objects.extend(secrets.iter().map(|(name, key, value)| {
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                           "metadata": {"name": name, "namespace": namespace},
+                           "stringData": {*key: value}})
+    }));
+    kube_fake_client::ClientBuilder::new()
+        .with_resource::<sales_operator::crd::SalesSystem>()
+        .with_status_subresource::<sales_operator::crd::SalesSystem>()
+        .with_runtime_objects(objects)
+        .build()
+        .await
+        .expect("fake API server")
+}
+
+/// Set `key` of Secret `name` in `namespace` to `value`.
+pub async fn set_secret_value(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    value: &str,
+) {
+    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({
+                "data": {key: k8s_openapi::ByteString(value.as_bytes().to_vec())}
+            })),
+        )
+        .await
+        .unwrap();
+}
